@@ -1,0 +1,287 @@
+"""The event schema: every fact the service records, as frozen msgspec Structs in one tagged union.
+
+The log records what was said, never what was concluded: intents as the client sent them, broker facts
+as IB reported them (normalized, every identifier kept), and the service's own facts. Order and position
+state is recomputed from these by the fold in `oms.fold`.
+
+Evolution rule (see docs/events.md): a stored field never changes meaning. New fields get defaults, so
+old logs still decode; new facts get new kinds, so old readers decode them as `UnknownEvent`.
+`SCHEMA_VERSION` is bumped with every such addition and written into every envelope.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from msgspec import Struct
+
+SCHEMA_VERSION = 1
+
+Side = Literal["BUY", "SELL"]
+OrderType = Literal["MKT", "LMT", "STP", "STP LMT"]
+TimeInForce = Literal["DAY", "GTC", "IOC"]
+ErrorClass = Literal["rejection", "cancel", "cancel_failed", "warning", "connectivity", "information", "error"]
+ConnectionState = Literal["connected", "lost", "restored", "restored_data_lost", "disconnected"]
+
+
+class Contract(Struct, frozen=True, omit_defaults=True):
+    """An instrument as IB describes it; `con_id` is 0 until IB has named it."""
+
+    symbol: str
+    sec_type: str = "STK"
+    exchange: str = "SMART"
+    currency: str = "USD"
+    con_id: int = 0
+    primary_exchange: str = ""
+    last_trade_date: str = ""
+    strike: float = 0.0
+    right: str = ""
+    multiplier: str = ""
+    local_symbol: str = ""
+    trading_class: str = ""
+
+
+class Event(Struct, frozen=True, tag_field="kind", kw_only=True, omit_defaults=True):
+    """Base of every event kind; the tag (`kind`) names it on disk and on the wire."""
+
+
+# ---------------------------------------------------------------------------------------------------
+# Intents: what a client asked for, logged (and made durable) before anything reaches IB.
+
+
+class OrderRequested(Event, tag="order_requested"):
+    client_order_id: str
+    strategy_id: str
+    account: str
+    contract: Contract
+    side: Side
+    quantity: float
+    order_type: OrderType = "MKT"
+    limit_price: float | None = None
+    stop_price: float | None = None
+    tif: TimeInForce = "DAY"
+    outside_rth: bool = False
+    parent_client_order_id: str | None = None
+    transmit: bool = True
+
+
+class ModifyRequested(Event, tag="modify_requested"):
+    client_order_id: str
+    quantity: float | None = None
+    limit_price: float | None = None
+    stop_price: float | None = None
+
+
+class CancelRequested(Event, tag="cancel_requested"):
+    client_order_id: str
+    reason: str = ""
+
+
+class OrderDenied(Event, tag="order_denied"):
+    """Refused by a validation or risk check before it reached IB."""
+
+    client_order_id: str
+    code: str
+    reason: str
+    strategy_id: str = ""
+    request: OrderRequested | None = None
+
+
+class OrderSent(Event, tag="order_sent"):
+    """The adapter handed the order to IB under this (clientId, orderId); joins IB's ids to ours."""
+
+    client_order_id: str
+    order_id: int
+    client_id: int
+
+
+# ---------------------------------------------------------------------------------------------------
+# Broker facts: one kind per IB callback, with every identifier IB gave.
+
+
+class OrderStatusReported(Event, tag="order_status"):
+    order_id: int
+    perm_id: int
+    client_id: int
+    status: str
+    filled: float
+    remaining: float
+    avg_fill_price: float = 0.0
+    last_fill_price: float = 0.0
+    parent_id: int = 0
+    why_held: str = ""
+    mkt_cap_price: float = 0.0
+
+
+class OpenOrderReported(Event, tag="open_order"):
+    """An openOrder callback: also for orders this service did not place (TWS, other clientIds)."""
+
+    order_id: int
+    perm_id: int
+    client_id: int
+    order_ref: str
+    account: str
+    contract: Contract
+    side: str
+    quantity: float
+    order_type: str
+    limit_price: float | None = None
+    stop_price: float | None = None
+    tif: str = ""
+    outside_rth: bool = False
+    parent_id: int = 0
+    status: str = ""
+    commission: float | None = None
+    commission_currency: str = ""
+    warning_text: str = ""
+    completed: bool = False
+
+
+class ExecutionReported(Event, tag="execution"):
+    exec_id: str
+    order_id: int
+    perm_id: int
+    client_id: int
+    order_ref: str
+    account: str
+    contract: Contract
+    side: str  # IB's "BOT" / "SLD"
+    shares: float
+    price: float
+    cum_qty: float = 0.0
+    avg_price: float = 0.0
+    time: str = ""  # as IB sent it
+    time_ns: int = 0  # IB's time parsed to UTC nanoseconds, 0 if it could not be parsed
+    exchange: str = ""
+    liquidation: int = 0
+    last_liquidity: int = 0
+    req_id: int = -1  # -1 live; a reqExecutions request id when it came from a sync
+
+
+class CommissionReported(Event, tag="commission"):
+    exec_id: str
+    commission: float
+    currency: str
+    realized_pnl: float | None = None  # None where IB sent its "unset" value
+
+
+class PositionReported(Event, tag="position"):
+    account: str
+    contract: Contract
+    position: float
+    avg_cost: float
+
+
+class AccountValueReported(Event, tag="account_value"):
+    account: str
+    key: str
+    value: str
+    currency: str = ""
+
+
+class BrokerError(Event, tag="error"):
+    req_id: int
+    code: int
+    message: str
+    error_class: ErrorClass
+    advanced_reject: str = ""
+
+
+class ConnectionChanged(Event, tag="connection"):
+    state: ConnectionState
+    host: str = ""
+    port: int = 0
+    client_id: int = 0
+    server_version: int = 0
+    accounts: tuple[str, ...] = ()
+    detail: str = ""
+
+
+# ---------------------------------------------------------------------------------------------------
+# Service facts.
+
+
+class SessionStarted(Event, tag="session_started"):
+    version: str
+    config_digest: str
+    schema_version: int = SCHEMA_VERSION
+
+
+class ReconciliationStarted(Event, tag="reconciliation_started"):
+    reason: str
+
+
+class ReconciliationFinished(Event, tag="reconciliation_finished"):
+    orders: int = 0
+    executions: int = 0
+    positions: int = 0
+    new_events: int = 0
+    ok: bool = True
+    detail: str = ""
+
+
+class PositionMismatch(Event, tag="position_mismatch"):
+    """IB's position disagrees with the folded one: recorded, never applied."""
+
+    account: str
+    contract: Contract
+    broker_position: float
+    folded_position: float
+    broker_avg_cost: float = 0.0
+
+
+class KillSwitchChanged(Event, tag="kill_switch"):
+    engaged: bool
+    reason: str = ""
+
+
+class UnknownEvent(Event, tag="unknown"):
+    """A kind this code does not know (written by a newer version): kept verbatim, folded as a no-op.
+
+    The codec writes `raw` back unchanged, so re-publishing or re-archiving never loses it."""
+
+    original_kind: str
+    raw: bytes
+
+
+AnyEvent = (
+    OrderRequested
+    | ModifyRequested
+    | CancelRequested
+    | OrderDenied
+    | OrderSent
+    | OrderStatusReported
+    | OpenOrderReported
+    | ExecutionReported
+    | CommissionReported
+    | PositionReported
+    | AccountValueReported
+    | BrokerError
+    | ConnectionChanged
+    | SessionStarted
+    | ReconciliationStarted
+    | ReconciliationFinished
+    | PositionMismatch
+    | KillSwitchChanged
+    | UnknownEvent
+)
+
+EVENT_TYPES: tuple[type[Event], ...] = AnyEvent.__args__  # type: ignore[attr-defined]
+KINDS: dict[str, type[Event]] = {t.__struct_config__.tag: t for t in EVENT_TYPES}  # type: ignore[misc]
+
+
+class Envelope(Struct, frozen=True):
+    """One logged event: `seq` is contiguous from 1 and assigned by the journal; `ts` is the service's
+    receive time in integer nanoseconds UTC; `v` is the schema version of the writer."""
+
+    seq: int
+    ts: int
+    event: AnyEvent
+    v: int = SCHEMA_VERSION
+
+
+def kind_of(event: Event) -> str:
+    """The kind as it was written: an unknown event keeps the name its writer gave it."""
+    if isinstance(event, UnknownEvent):
+        return event.original_kind
+    return event.__struct_config__.tag  # type: ignore[return-value]

@@ -12,6 +12,11 @@ import sys
 from collections.abc import Sequence
 
 COMMAND_MODULES: tuple[str, ...] = (
+    "adapters.ib.check",
+    "oms.commands.client",
+    "adapters.tws_sim.command",
+    "oms.commands.run",
+    "replay.commands",
 )
 
 

@@ -1,0 +1,101 @@
+"""`oms check`: connect to a TWS / IB Gateway as the service would, and say what works and what does not."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Sequence
+
+from events.schema import BrokerError, ConnectionChanged, Event, ReconciliationFinished
+
+EPILOG = """examples:
+  oms check                                  127.0.0.1:7497 (TWS paper), client id 1, ib_async
+  oms check --port 4002 --client-id 9        IB Gateway paper
+  oms check --library ib_insync --timeout 20
+environment: IBKR_HOST, IBKR_PORT, IBKR_CLIENT_ID give the defaults (flags win).
+exit status: 0 when connected and synchronized, 1 otherwise.
+"""
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = subparsers.add_parser(
+        "check",
+        help="test the connection to TWS / IB Gateway (server version, accounts, sync)",
+        description="Connect to TWS or IB Gateway, synchronize, report what worked and what failed.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--host", default=os.environ.get("IBKR_HOST", "127.0.0.1"), help="TWS / Gateway host")
+    p.add_argument("--port", type=int, default=int(os.environ.get("IBKR_PORT", "7497")), help="API port")
+    p.add_argument(
+        "--client-id", type=int, default=int(os.environ.get("IBKR_CLIENT_ID", "1")), help="API client id"
+    )
+    p.add_argument(
+        "--library", choices=("ib_async", "ib_insync"), default="ib_async", help="IB client library"
+    )
+    p.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for each step")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from adapters.ib.adapter import Backoff, IBAdapter
+
+    events: list[Event] = []
+    adapter = IBAdapter(
+        args.host,
+        args.port,
+        args.client_id,
+        sink=events.append,
+        library=args.library,
+        backoff=Backoff(attempts=1),
+        request_timeout=args.timeout,
+    )
+
+    async def attempt() -> BaseException | None:
+        try:
+            await adapter.connect(timeout=args.timeout)
+            return None
+        except Exception as exc:
+            return exc
+        finally:
+            await adapter.disconnect()
+
+    failure = asyncio.run(attempt())
+    table = Table(
+        title=f"IB connection check: {args.host}:{args.port} client id {args.client_id} ({args.library})"
+    )
+    for column in ("check", "result", "detail"):
+        table.add_column(column)
+    ok = True
+    for check, passed, detail in report(events, failure):
+        ok = ok and passed is not False
+        result = "ok" if passed else ("FAILED" if passed is False else "-")
+        table.add_row(check, f"[green]{result}[/]" if passed else f"[red]{result}[/]", detail)
+    Console().print(table)
+    return 0 if ok else 1
+
+
+def report(events: Sequence[Event], failure: BaseException | None) -> list[tuple[str, bool | None, str]]:
+    """(check, passed (None: information only), detail) rows from what the adapter logged."""
+    connected = [e for e in events if isinstance(e, ConnectionChanged) and e.state == "connected"]
+    rows: list[tuple[str, bool | None, str]] = [
+        ("connect", bool(connected) and failure is None, repr(failure) if failure else "connected")
+    ]
+    if connected:
+        rows.append(("server version", True, str(connected[0].server_version)))
+        rows.append(("accounts", bool(connected[0].accounts), ", ".join(connected[0].accounts) or "none"))
+    finished = [e for e in events if isinstance(e, ReconciliationFinished)]
+    if finished:
+        f = finished[-1]
+        counts = f"{f.orders} open orders, {f.executions} executions, {f.positions} positions"
+        rows.append(("synchronize", f.ok, counts if f.ok else f.detail))
+    for e in events:
+        if isinstance(e, BrokerError):
+            quiet = e.error_class in ("information", "warning", "connectivity")
+            rows.append((f"TWS says {e.code} ({e.error_class})", None if quiet else False, e.message))
+    return rows

@@ -1,0 +1,196 @@
+"""What is new: which callbacks are facts the log does not hold yet, and where IB's positions disagree.
+
+Every live callback is logged (duplicates included: the fold dedupes them). Callbacks that answer a
+synchronisation request (the client library's own start-up sync, and the adapter's reconcile after
+every (re)connect) restate what IB already said, so during a sync only what is new is logged:
+- an execution is recognized by its execId (a correction `X.02` also covers `X.01`), against the log's
+  fills and what this session already logged;
+- a commission by its execId, when the log already has one for that execution;
+- an open order / order status by permId, when the log's order already shows that raw status and
+  quantity (or this session already logged the same report);
+- a position by (account, conId), when this session already logged the same report;
+- an account value, whenever it equals the last one logged (two subscriptions report the same values).
+`LogView` is the one place that reads the fold's `State`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from events.schema import (
+    AccountValueReported,
+    CommissionReported,
+    Contract,
+    Event,
+    ExecutionReported,
+    OpenOrderReported,
+    OrderStatusReported,
+    PositionMismatch,
+    PositionReported,
+)
+from oms.state import Order, State
+
+LIVE_REQ_ID = -1
+OrderKey = tuple[int, int, int]  # (permId, clientId, orderId): permId when IB gave one
+PositionKey = tuple[str, int | str]  # (account, conId or symbol)
+
+
+def exec_prefix(exec_id: str) -> str:
+    """The part a correction shares with the execution it corrects."""
+    return exec_id.rsplit(".", 1)[0]
+
+
+def _suffix(exec_id: str) -> tuple[int, str]:
+    """Orders corrections: `.02` after `.01`, `.10` after `.9`."""
+    part = exec_id.rpartition(".")[2]
+    return (len(part), part)
+
+
+def order_key(perm_id: int, client_id: int, order_id: int) -> OrderKey:
+    return (perm_id, 0, 0) if perm_id else (0, client_id, order_id)
+
+
+def position_key(account: str, contract: Contract) -> PositionKey:
+    return (account, contract.con_id or contract.symbol)
+
+
+class LogView:
+    """Answers "does the log already hold this?" from the folded state (read on each question)."""
+
+    def __init__(self, state_provider: Callable[[], State]) -> None:
+        self._state = state_provider
+
+    def has_execution(self, exec_id: str) -> bool:
+        fill = self._state().fills.get(exec_prefix(exec_id))
+        return fill is not None and _suffix(fill.exec_id) >= _suffix(exec_id)
+
+    def has_commission(self, exec_id: str) -> bool:
+        state = self._state()
+        fill = state.fills.get(exec_prefix(exec_id))
+        if fill is not None and fill.exec_id == exec_id and fill.commission is not None:
+            return True
+        return exec_id in state.pending_commissions
+
+    def order(self, perm_id: int) -> Order | None:
+        state = self._state()
+        client_order_id = state.perm_ids.get(perm_id) if perm_id else None
+        return state.orders.get(client_order_id) if client_order_id else None
+
+    def order_by_client_id(self, client_order_id: str) -> Order | None:
+        return self._state().orders.get(client_order_id)
+
+    def positions(self) -> dict[PositionKey, tuple[Contract, float]]:
+        """Folded positions per (account, conId), falling back to the symbol before IB named the conId."""
+        return {
+            position_key(p.account, p.contract): (p.contract, p.quantity)
+            for p in self._state().positions.values()
+        }
+
+
+class NewFacts:
+    """Session memory plus the log's view: `admit(event, syncing)` says whether to log a callback."""
+
+    def __init__(self, log: LogView) -> None:
+        self._log = log
+        self._execs: set[str] = set()
+        self._replayed: set[str] = set()  # sync executions recognized as known
+        self._commissions: dict[str, CommissionReported] = {}
+        self._orders: dict[tuple[type[Event], OrderKey], Event] = {}
+        self._positions: dict[PositionKey, PositionReported] = {}
+        self._values: dict[tuple[str, str, str], str] = {}
+        self._rules: dict[type[Event], Callable[[Any, bool], bool]] = {
+            ExecutionReported: self._execution,
+            CommissionReported: self._commission,
+            OrderStatusReported: self._order,
+            OpenOrderReported: self._order,
+            PositionReported: self._position,
+            AccountValueReported: self._account_value,
+        }
+
+    def admit(self, event: Event, syncing: bool) -> bool:
+        rule = self._rules.get(type(event))
+        return True if rule is None else rule(event, syncing)
+
+    def _execution(self, event: ExecutionReported, _syncing: bool) -> bool:
+        from_sync = event.req_id != LIVE_REQ_ID
+        if from_sync and (event.exec_id in self._execs or self._log.has_execution(event.exec_id)):
+            self._replayed.add(event.exec_id)
+            return False
+        self._execs.add(event.exec_id)
+        return True
+
+    def _commission(self, event: CommissionReported, syncing: bool) -> bool:
+        if (syncing or event.exec_id in self._replayed) and (
+            self._commissions.get(event.exec_id) == event or self._log.has_commission(event.exec_id)
+        ):
+            return False
+        self._commissions[event.exec_id] = event
+        return True
+
+    def _order(self, event: OrderStatusReported | OpenOrderReported, syncing: bool) -> bool:
+        key = (type(event), order_key(event.perm_id, event.client_id, event.order_id))
+        if syncing and (self._orders.get(key) == event or _log_shows(self._log.order(event.perm_id), event)):
+            return False
+        self._orders[key] = event
+        return True
+
+    def _position(self, event: PositionReported, syncing: bool) -> bool:
+        key = position_key(event.account, event.contract)
+        if syncing and self._positions.get(key) == event:
+            return False
+        self._positions[key] = event
+        return True
+
+    def _account_value(self, event: AccountValueReported, _syncing: bool) -> bool:
+        key = (event.account, event.key, event.currency)
+        if self._values.get(key) == event.value:
+            return False
+        self._values[key] = event.value
+        return True
+
+
+def _log_shows(order: Order | None, event: OrderStatusReported | OpenOrderReported) -> bool:
+    if order is None or order.broker_status != event.status:
+        return False
+    if isinstance(event, OrderStatusReported):
+        return order.broker_filled == event.filled
+    return (order.quantity, order.limit_price, order.stop_price) == (
+        event.quantity,
+        event.limit_price,
+        event.stop_price,
+    )
+
+
+def position_mismatches(
+    broker: Iterable[PositionReported], folded: dict[PositionKey, tuple[Contract, float]]
+) -> list[PositionMismatch]:
+    """IB's complete position list vs the folded one: each disagreement, including a folded position IB
+    does not report at all (IB omits flat positions). Only call with a list that is known complete."""
+    by_id = {position_key(p.account, p.contract): p for p in broker}
+    by_symbol = {(p.account, p.contract.symbol): p for p in by_id.values()}
+    matched: set[PositionKey] = set()
+    found: list[PositionMismatch] = []
+    for key, (contract, quantity) in folded.items():
+        report = by_id.get(key) or by_symbol.get(key)
+        if report is not None:
+            matched.add(position_key(report.account, report.contract))
+        broker_qty = report.position if report else 0.0
+        if abs(broker_qty - quantity) > 1e-9:
+            found.append(_mismatch(report, key[0], contract, quantity))
+    found.extend(
+        _mismatch(p, p.account, p.contract, 0.0) for k, p in by_id.items() if k not in matched and p.position
+    )
+    return found
+
+
+def _mismatch(
+    report: PositionReported | None, account: str, contract: Contract, folded: float
+) -> PositionMismatch:
+    return PositionMismatch(
+        account=account,
+        contract=report.contract if report else contract,
+        broker_position=report.position if report else 0.0,
+        folded_position=folded,
+        broker_avg_cost=report.avg_cost if report else 0.0,
+    )

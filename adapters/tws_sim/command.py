@@ -1,0 +1,94 @@
+"""`oms sim`: run the TWS simulator standalone so any IB client can be pointed at it."""
+
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from adapters.tws_sim.config import SimConfig
+
+EPILOG = """examples:
+  oms sim                                   paper port 7497 on 127.0.0.1, seed 1, server version 157
+  oms sim --port 0 --server-version 176     an ephemeral port, the newest layout ib_insync reads
+  oms sim --fault reject=0.2 --fault duplicate_exec=1 --fault-seed 7
+  oms sim --state-dir ~/.oms/sim --partial-fills 3 --tick-ms 250
+"""
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = subparsers.add_parser(
+        "sim",
+        help="run the TWS API simulator (ib_async / ib_insync connect to it)",
+        description="A TWS API wire-protocol simulator with a simulated paper account.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--config", help="TOML file with SimConfig fields (flags override it)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=7497, help="port (default 7497; 0: any free port)")
+    p.add_argument("--seed", type=int, help="seed of the price paths (default 1)")
+    p.add_argument("--account", action="append", help="managed account (repeatable; default DU123456)")
+    p.add_argument("--server-version", type=int, help="highest server version to negotiate, 157..176")
+    p.add_argument("--fault", action="append", default=[], metavar="NAME=P", help="inject a fault")
+    p.add_argument("--fault-seed", type=int, default=0, help="seed of the fault decisions")
+    p.add_argument("--state-dir", help="persist the paper account here across restarts")
+    p.add_argument("--partial-fills", type=int, help="split each fill into N executions")
+    p.add_argument("--tick-ms", type=float, help="advance the price paths every MS milliseconds")
+    p.add_argument("-v", "--verbose", action="store_true", help="log every client request")
+    p.set_defaults(func=run)
+
+
+def build_config(args: argparse.Namespace) -> SimConfig:
+    """SimConfig from the TOML file (if any) with the flags given on top."""
+    from pathlib import Path
+
+    import msgspec
+
+    from adapters.tws_sim.config import SimConfig, load_config
+    from adapters.tws_sim.faults import parse_fault_args
+
+    base = load_config(Path(args.config)) if args.config else SimConfig()
+    changes = {
+        "seed": args.seed,
+        "accounts": tuple(args.account) if args.account else None,
+        "max_server_version": args.server_version,
+        "state_dir": args.state_dir,
+        "partial_fills": args.partial_fills,
+        "tick_interval_ms": args.tick_ms,
+        "faults": parse_fault_args(args.fault, args.fault_seed) if args.fault else None,
+    }
+    merged = {**msgspec.structs.asdict(base), **{k: v for k, v in changes.items() if v is not None}}
+    return msgspec.convert(merged, SimConfig)
+
+
+def run(args: argparse.Namespace) -> int:
+    import asyncio
+    import logging
+
+    from adapters.tws_sim.server import TwsSimulator
+
+    level = logging.DEBUG if args.verbose else logging.INFO
+    logging.basicConfig(level=level, format="%(asctime)s %(message)s")
+    try:
+        config = build_config(args)
+    except (ValueError, TypeError) as exc:
+        print(f"oms sim: {exc}")
+        return 2
+
+    async def serve() -> None:
+        sim = TwsSimulator(config)
+        await sim.start(args.host, args.port)
+        version = config.max_server_version
+        print(f"TWS simulator listening on {sim.host}:{sim.port} (server version <= {version})")
+        print("Ctrl-C stops it.", flush=True)
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await sim.stop()
+
+    try:
+        asyncio.run(serve())
+    except KeyboardInterrupt:
+        print("stopped")
+    return 0

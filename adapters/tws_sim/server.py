@@ -1,0 +1,254 @@
+"""`TwsSimulator`: the asyncio TCP server, its test hooks, and a thread runner for synchronous callers."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import msgspec
+
+from adapters.tws_sim.account import ExecRecord, Position
+from adapters.tws_sim.config import SimConfig
+from adapters.tws_sim.engine import Engine
+from adapters.tws_sim.matching import SimOrder
+from adapters.tws_sim.requests import PlaceOrder
+from adapters.tws_sim.session import Session
+from events.schema import Contract
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class ConnectionInfo(msgspec.Struct, frozen=True):
+    client_id: int
+    server_version: int
+    frames_sent: int
+
+
+class TwsSimulator:
+    """A simulated TWS on loopback. Test hooks may be called from the loop or from any other thread."""
+
+    def __init__(self, config: SimConfig | None = None) -> None:
+        self.config = config or SimConfig()
+        self.engine = Engine(self.config)
+        self.port = 0
+        self.host = "127.0.0.1"
+        self._server: asyncio.Server | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._sessions: set[Session] = set()
+        self._ticker: asyncio.Task[None] | None = None
+        self._external_ids = 0
+
+    # ---- lifecycle -------------------------------------------------------------------------------
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._server = await asyncio.start_server(self._on_client, host, port)
+        self.host, self.port = self._server.sockets[0].getsockname()[:2]
+        if self.config.tick_interval_ms:
+            self._ticker = asyncio.create_task(self._tick(self.config.tick_interval_ms / 1000.0))
+        log.debug("TWS simulator listening on %s:%s", self.host, self.port)
+
+    async def stop(self) -> None:
+        if self._ticker:
+            self._ticker.cancel()
+        if self._server:
+            self._server.close()
+        for session in list(self._sessions):
+            self.engine.remove_peer(session)
+            session.close()
+        if self._tasks:
+            _, pending = await asyncio.wait(list(self._tasks), timeout=5)
+            for task in pending:
+                task.cancel()
+        if self._server:
+            await self._server.wait_closed()
+        self.engine.save()
+
+    async def _on_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        session = Session(self.engine, reader, writer)
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        self._sessions.add(session)
+        try:
+            await session.run()
+        finally:
+            self._tasks.discard(task)
+            self._sessions.discard(session)
+
+    async def _tick(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            self._step(1)
+
+    def _call(self, fn: Callable[[], T]) -> T:
+        """Run `fn` on the simulator's loop (now if already there), so the engine has one thread."""
+        loop = self._loop
+        if loop is None or not loop.is_running() or _running_loop() is loop:
+            return fn()
+        future: concurrent.futures.Future[T] = concurrent.futures.Future()
+
+        def run() -> None:
+            try:
+                future.set_result(fn())
+            except BaseException as exc:
+                future.set_exception(exc)
+
+        loop.call_soon_threadsafe(run)
+        return future.result(timeout=30)
+
+    # ---- test and fault hooks --------------------------------------------------------------------
+
+    def set_price(self, symbol: str, price: float) -> None:
+        def run() -> None:
+            self.engine.prices.set(symbol, price)
+            self.engine.match(symbol.upper())
+
+        self._call(run)
+
+    def price(self, symbol: str) -> float:
+        return self._call(lambda: self.engine.prices.price(symbol))
+
+    def step(self, n: int = 1) -> None:
+        self._call(lambda: self._step(n))
+
+    def _step(self, n: int) -> None:
+        for symbol in self.engine.prices.step(n):
+            self.engine.match(symbol)
+
+    def force_fault(self, name: str, times: int = 1) -> None:
+        """Make the next `times` orders suffer fault `name`, whatever the configured probabilities."""
+        self._call(lambda: self.engine.dice.force(name, times))
+
+    async def drop_connections(self, code: int = 1100) -> None:
+        for peer in list(self.engine.peers):
+            self.engine.drop_peer(peer, code)
+
+    def place_external_order(
+        self,
+        symbol: str,
+        action: str,
+        quantity: float,
+        order_type: str = "LMT",
+        lmt_price: float | None = None,
+        aux_price: float | None = None,
+        client_id: int = 0,
+        order_ref: str = "",
+        tif: str = "DAY",
+    ) -> SimOrder:
+        """An order placed in TWS itself (clientId 0, negative orderId) or by another API client."""
+
+        def run() -> SimOrder:
+            self._external_ids += 1
+            order_id = -self._external_ids if client_id == 0 else self.engine.next_valid_id(client_id)
+            req = PlaceOrder(
+                order_id=order_id,
+                contract=Contract(symbol=symbol.upper()),
+                action=action.upper(),
+                quantity=float(quantity),
+                order_type=order_type.upper(),
+                lmt_price=lmt_price,
+                aux_price=aux_price,
+                tif=tif,
+                oca_group="",
+                account=self.config.accounts[0],
+                order_ref=order_ref,
+                transmit=True,
+                parent_id=0,
+                outside_rth=False,
+            )
+            self.engine.place(client_id, req)
+            return self.engine.book.orders[(client_id, order_id)]
+
+        return self._call(run)
+
+    def fill_external(self, symbol: str, action: str, quantity: float, client_id: int = 0) -> SimOrder:
+        """A market order placed outside this client that fills at once at the current price."""
+        return self.place_external_order(symbol, action, quantity, "MKT", client_id=client_id)
+
+    async def play_capture(self, path: Path, client_id: int | None = None) -> int:
+        """Send a recorded capture's frames to connected clients (all, or those with `client_id`)."""
+        from adapters.tws_sim.playback import read_capture
+
+        frames = read_capture(Path(path))
+        peers = [p for p in self.engine.peers if client_id is None or p.client_id == client_id]
+        for peer in peers:
+            for fields in frames:
+                peer.send(fields)
+        return len(frames) * len(peers)
+
+    # ---- read-only views -------------------------------------------------------------------------
+
+    @property
+    def connections(self) -> list[ConnectionInfo]:
+        return self._call(
+            lambda: [
+                ConnectionInfo(p.client_id, p.version, getattr(p, "frames_sent", 0))
+                for p in self.engine.peers
+            ]
+        )
+
+    @property
+    def orders(self) -> list[SimOrder]:
+        return self._call(lambda: sorted(self.engine.book.orders.values(), key=lambda o: o.perm_id))
+
+    @property
+    def executions(self) -> list[ExecRecord]:
+        return self._call(lambda: list(self.engine.executions))
+
+    @property
+    def positions(self) -> list[Position]:
+        return self._call(lambda: [p for a in self.engine.accounts.values() for p in a.positions.values()])
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+def run_simulator_in_thread(
+    config: SimConfig | None = None, host: str = "127.0.0.1", port: int = 0
+) -> tuple[TwsSimulator, int, Callable[[], None]]:
+    """Start a simulator on its own event loop in a daemon thread; returns (simulator, port, stop)."""
+    sim = TwsSimulator(config)
+    loop = asyncio.new_event_loop()
+    started: concurrent.futures.Future[None] = concurrent.futures.Future()
+
+    def serve() -> None:
+        asyncio.set_event_loop(loop)
+
+        async def boot() -> None:
+            try:
+                await sim.start(host, port)
+            except BaseException as exc:
+                started.set_exception(exc)
+                raise
+            started.set_result(None)
+
+        loop.run_until_complete(boot())
+        loop.run_forever()
+
+    thread = threading.Thread(target=serve, name="tws-sim", daemon=True)
+    thread.start()
+    started.result(timeout=10)
+
+    def stop() -> None:
+        if not loop.is_running():
+            return
+        asyncio.run_coroutine_threadsafe(sim.stop(), loop).result(timeout=10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=10)
+
+    return sim, sim.port, stop
+
+
+__all__: list[Any] = ["TwsSimulator", "run_simulator_in_thread"]

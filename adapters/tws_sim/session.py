@@ -1,0 +1,283 @@
+"""One client connection: the handshake, the start-up sync, and each request answered from the engine."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable
+from datetime import UTC, datetime
+
+from adapters.tws_sim import messages as m
+from adapters.tws_sim.catalog import qualify, with_symbol
+from adapters.tws_sim.engine import Engine
+from adapters.tws_sim.framing import (
+    API_PREFIX,
+    Field,
+    FrameBuffer,
+    FramingError,
+    encode_frame,
+    parse_version_range,
+)
+from adapters.tws_sim.matching import DONE, SimOrder
+from adapters.tws_sim.requests import (
+    RequestError,
+    parse_contract_request,
+    parse_exec_filter,
+    parse_place_order,
+    to_int,
+)
+
+log = logging.getLogger(__name__)
+
+SUMMARY_TAGS = ("NetLiquidation", "TotalCashValue", "BuyingPower", "AvailableFunds", "GrossPositionValue")
+
+
+class Session:
+    """Reads frames, answers them; everything it sends goes through `send` (also used by the engine)."""
+
+    def __init__(self, engine: Engine, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.engine = engine
+        self.reader = reader
+        self.writer = writer
+        self.version = 0
+        self.client_id = -1
+        self.positions_subscribed = False
+        self.account_subscribed: str | None = None
+        self.multi_subscriptions: dict[int, str] = {}
+        self.frames_sent = 0
+        self.peer = writer.get_extra_info("peername")
+
+    # ---- Peer protocol ---------------------------------------------------------------------------
+
+    def send(self, fields: Iterable[Field]) -> None:
+        if not self.writer.is_closing():
+            self.writer.write(encode_frame(fields))
+            self.frames_sent += 1
+
+    def send_raw(self, payload_fields: list[str]) -> None:
+        """Send a recorded frame's fields exactly as captured (playback)."""
+        self.send(payload_fields)
+
+    def close(self) -> None:
+        if not self.writer.is_closing():
+            self.writer.close()
+
+    # ---- connection lifecycle --------------------------------------------------------------------
+
+    async def run(self) -> None:
+        try:
+            await self._serve()
+        except (ConnectionError, asyncio.IncompleteReadError):
+            log.info("client %s (clientId %s) disconnected", self.peer, self.client_id)
+        except (FramingError, RequestError) as exc:
+            log.warning(
+                "dropping client %s (clientId %s) after bad input: %s", self.peer, self.client_id, exc
+            )
+        except Exception:  # never let one client's garbage take the simulator down
+            log.exception("dropping client %s (clientId %s) after an error", self.peer, self.client_id)
+        finally:
+            self.engine.remove_peer(self)
+            self.close()
+
+    async def _serve(self) -> None:
+        prefix = await self.reader.readexactly(len(API_PREFIX))
+        if prefix != API_PREFIX:
+            raise FramingError(f"expected API\\0, got {prefix!r}")
+        frames = FrameBuffer()
+        pending: list[list[str]] = []
+        while not pending:
+            pending = frames.feed(await self._read())
+        low, high = parse_version_range(pending.pop(0))
+        version = min(high, self.engine.config.max_server_version)
+        if version < low:
+            raise FramingError(f"client needs v{low}..{high}, simulator speaks up to {version}")
+        self.version = version
+        self.send(m.handshake(version, datetime.now(UTC).strftime("%Y%m%d %H:%M:%S UTC")))
+        await self.writer.drain()
+        while True:
+            for fields in pending:
+                self.handle(fields)
+            pending = []
+            await self.writer.drain()
+            if self.writer.is_closing():
+                return
+            pending = frames.feed(await self._read())
+
+    async def _read(self) -> bytes:
+        data = await self.reader.read(65536)
+        if not data:
+            raise ConnectionError("closed by client")
+        return data
+
+    # ---- requests --------------------------------------------------------------------------------
+
+    def handle(self, fields: list[str]) -> None:
+        if not fields:
+            raise RequestError("empty message")
+        msg_id = to_int(fields[0])
+        handler = _HANDLERS.get(msg_id)
+        if handler is None:
+            log.info("clientId %s: ignoring unsupported request %s", self.client_id, fields[:3])
+            return
+        if msg_id != 71 and self.client_id < 0:
+            raise RequestError(f"request {msg_id} before startApi")
+        handler(self, fields)
+
+    def start_api(self, fields: list[str]) -> None:
+        client_id = to_int(fields[2])
+        if any(p.client_id == client_id for p in self.engine.peers):
+            self.send(m.error(self.version, -1, 326, "Unable to connect as the client id is already in use."))
+            self.close()
+            return
+        self.client_id = client_id
+        self.send(m.managed_accounts(self.engine.config.accounts))
+        self.send(m.next_valid_id(self.engine.next_valid_id(client_id)))
+        if client_id in self.engine.lost_clients:
+            missed = self.engine.lost_clients.pop(client_id)
+            code = 1101 if missed else 1102
+            text = "data lost" if missed else "data maintained"
+            self.send(
+                m.error(
+                    self.version, -1, code, f"Connectivity between IB and TWS has been restored - {text}."
+                )
+            )
+        self.engine.peers.append(self)
+        log.info(
+            "client %s connected with clientId %s at server version %s", self.peer, client_id, self.version
+        )
+
+    def place_order(self, fields: list[str]) -> None:
+        req = parse_place_order(fields, self.version)
+        if req.unread_fields:
+            log.warning("placeOrder %s: layout walk left %s fields", req.order_id, req.unread_fields)
+        self.engine.place(self.client_id, req)
+
+    def cancel_order(self, fields: list[str]) -> None:
+        self.engine.cancel(self.client_id, to_int(fields[2]))
+
+    def _send_orders(self, orders: list[SimOrder]) -> None:
+        for order in sorted(orders, key=lambda o: o.perm_id):
+            self.send(m.open_order(self.version, order))
+            self.send(m.order_status(order))
+        self.send(m.open_order_end())
+
+    def open_orders(self, fields: list[str]) -> None:
+        mine = {self.client_id, 0} if self.client_id == 0 else {self.client_id}
+        self._send_orders([o for o in self.engine.book.working() if o.client_id in mine])
+
+    def all_open_orders(self, fields: list[str]) -> None:
+        self._send_orders(self.engine.book.working())
+
+    def completed_orders(self, fields: list[str]) -> None:
+        """Filled and cancelled orders of every client (`apiOnly` leaves out the ones placed in TWS)."""
+        api_only = len(fields) > 1 and to_int(fields[1]) != 0
+        done = [o for o in self.engine.book.orders.values() if o.status in DONE]
+        for order in sorted(done, key=lambda o: o.perm_id):
+            if not (api_only and order.client_id == 0 and order.order_id < 0):
+                self.send(m.completed_order(self.version, order, self.engine.completed_time(order)))
+        self.send(m.completed_orders_end())
+
+    def positions(self, fields: list[str]) -> None:
+        self.positions_subscribed = True
+        for account in self.engine.accounts.values():
+            for pos in account.positions.values():
+                self.send(m.position(pos))
+        self.send(m.position_end())
+
+    def _account_rows(self, name: str) -> list[tuple[str, str, str]]:
+        return self.engine.accounts[name].values(self.engine.prices.snapshot())
+
+    def account_updates(self, fields: list[str]) -> None:
+        subscribe, name = to_int(fields[2]) != 0, fields[3] or self.engine.config.accounts[0]
+        if not subscribe:
+            self.account_subscribed = None
+            return
+        if name not in self.engine.accounts:
+            self.send(m.error(self.version, -1, 321, f"Invalid account code {name}"))
+            return
+        self.account_subscribed = name
+        prices = self.engine.prices.snapshot()
+        for key, value, cur in self._account_rows(name):
+            self.send(m.account_value(key, value, cur, name))
+        for pos in self.engine.accounts[name].positions.values():
+            self.send(m.portfolio(pos, prices.get(pos.contract.symbol, pos.avg_cost)))
+        self.send(m.account_time(datetime.now(UTC).strftime("%H:%M")))
+        self.send(m.account_download_end(name))
+
+    def account_updates_multi(self, fields: list[str]) -> None:
+        req_id, name = to_int(fields[2]), fields[3]
+        names = [name] if name and name != "All" else list(self.engine.accounts)
+        for acct in names:
+            if acct not in self.engine.accounts:
+                continue
+            self.multi_subscriptions[req_id] = acct
+            for key, value, cur in self._account_rows(acct):
+                self.send(m.account_update_multi(req_id, acct, key, value, cur))
+        self.send(m.account_update_multi_end(req_id))
+
+    def account_summary(self, fields: list[str]) -> None:
+        req_id = to_int(fields[2])
+        wanted = set((fields[4] if len(fields) > 4 else "").split(",")) - {""}
+        for name in self.engine.accounts:
+            for key, value, cur in self._account_rows(name):
+                if (key in wanted) if wanted else (key in SUMMARY_TAGS):
+                    self.send(m.account_summary(req_id, name, key, value, cur))
+        self.send(m.account_summary_end(req_id))
+
+    def executions(self, fields: list[str]) -> None:
+        f = parse_exec_filter(fields)
+        for e in self.engine.executions:
+            if (
+                (not f.client_id or e.client_id == f.client_id)
+                and (not f.account or e.account == f.account)
+                and (not f.symbol or e.contract.symbol == f.symbol)
+                and (not f.side or e.side == {"BUY": "BOT", "SELL": "SLD"}.get(f.side, f.side))
+                and (not f.time or e.time[:17] >= f.time.replace("-", " ")[:17])
+            ):
+                self.send(m.exec_details(f.req_id, e))
+                self.send(m.commission_report(e))  # real TWS pairs each reply with its commission
+        self.send(m.exec_details_end(f.req_id))
+
+    def current_time(self, fields: list[str]) -> None:
+        self.send(m.current_time(int(self.engine.clock())))
+
+    def req_ids(self, fields: list[str]) -> None:
+        self.send(m.next_valid_id(self.engine.next_valid_id(self.client_id)))
+
+    def contract_details(self, fields: list[str]) -> None:
+        req_id, contract = parse_contract_request(fields)
+        contract = with_symbol(contract)
+        if not contract.symbol or contract.sec_type not in ("", "STK"):
+            self.send(
+                m.error(self.version, req_id, 200, "No security definition has been found for the request")
+            )
+            return
+        q = qualify(contract)
+        self.send(m.contract_details(self.version, req_id, q, f"{q.symbol} INC"))
+        self.send(m.contract_details_end(req_id))
+
+    def global_cancel(self, fields: list[str]) -> None:
+        self.engine.global_cancel()
+
+    def auto_open_orders(self, fields: list[str]) -> None:
+        """reqAutoOpenOrders: only clientId 0 may bind TWS orders; nothing to answer."""
+
+
+_HANDLERS = {
+    71: Session.start_api,
+    3: Session.place_order,
+    4: Session.cancel_order,
+    5: Session.open_orders,
+    16: Session.all_open_orders,
+    15: Session.auto_open_orders,
+    99: Session.completed_orders,
+    61: Session.positions,
+    6: Session.account_updates,
+    76: Session.account_updates_multi,
+    62: Session.account_summary,
+    7: Session.executions,
+    49: Session.current_time,
+    8: Session.req_ids,
+    9: Session.contract_details,
+    58: Session.global_cancel,
+}

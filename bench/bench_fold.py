@@ -1,0 +1,121 @@
+"""Fold throughput, decode+fold throughput and the memory of a large state, beside baselines.
+
+A synthetic session, 8 events per order as IB sends them for a filled limit order (request, sent,
+openOrder, Submitted, execution, commission, Filled, a second openOrder), over 50 instruments so
+positions open, close and flip. Baselines measured in the same run: a bare loop doing one dict lookup
+per event, and msgspec decoding alone.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+from events.codec import decode, encode
+from events.schema import (
+    CommissionReported,
+    Contract,
+    Envelope,
+    Event,
+    ExecutionReported,
+    OpenOrderReported,
+    OrderRequested,
+    OrderSent,
+    OrderStatusReported,
+)
+from oms.fold import fold
+
+CLIENT_ID = 7
+
+
+def stream(orders: int) -> Iterator[Envelope]:
+    """The session's envelopes, made one order at a time (so a large state can be measured alone)."""
+    seq = 0
+    for i in range(orders):
+        coid, oid, perm = f"o{i}", 1000 + i, 500_000 + i
+        sym = f"S{i % 50}"
+        contract, ib_contract = Contract(symbol=sym), Contract(symbol=sym, con_id=10_000 + i % 50)
+        side = "BUY" if (i // 50) % 3 else "SELL"
+        qty = float(100 + i % 7)
+        events: list[Event] = [
+            OrderRequested(client_order_id=coid, strategy_id=f"s{i % 4}", account="DU1", contract=contract,
+                           side=side, quantity=qty, order_type="LMT", limit_price=10.0),
+            OrderSent(client_order_id=coid, order_id=oid, client_id=CLIENT_ID),
+            OpenOrderReported(order_id=oid, perm_id=perm, client_id=CLIENT_ID, order_ref=coid, account="DU1",
+                              contract=ib_contract, side=side, quantity=qty, order_type="LMT", limit_price=10.0,
+                              status="Submitted"),
+            OrderStatusReported(order_id=oid, perm_id=perm, client_id=CLIENT_ID, status="Submitted", filled=0.0,
+                                remaining=qty),
+            ExecutionReported(exec_id=f"0001.{i:08x}.01", order_id=oid, perm_id=perm, client_id=CLIENT_ID,
+                              order_ref=coid, account="DU1", contract=ib_contract,
+                              side="BOT" if side == "BUY" else "SLD", shares=qty, price=10.0 + i % 13),
+            CommissionReported(exec_id=f"0001.{i:08x}.01", commission=1.0, currency="USD"),
+            OrderStatusReported(order_id=oid, perm_id=perm, client_id=CLIENT_ID, status="Filled", filled=qty,
+                                remaining=0.0, avg_fill_price=10.0),
+            OpenOrderReported(order_id=oid, perm_id=perm, client_id=CLIENT_ID, order_ref=coid, account="DU1",
+                              contract=ib_contract, side=side, quantity=qty, order_type="LMT", limit_price=10.0,
+                              status="Filled"),
+        ]  # fmt: skip
+        for ev in events:
+            seq += 1
+            yield Envelope(seq, seq * 1000, ev)
+
+
+def _best(fn, repeat: int) -> float:  # type: ignore[no-untyped-def]
+    best = float("inf")
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def _rss_child(orders: int) -> int:
+    """Peak RSS (KiB) of a fresh interpreter that folds `orders` orders, streamed (0: imports only)."""
+    code = (
+        "import resource; from bench.bench_fold import stream; from oms.fold import fold\n"
+        f"state = fold(stream({orders}))\n"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return int(out.stdout.strip())
+
+
+def main(short: bool) -> None:
+    orders = 5_000 if short else 50_000
+    repeat = 3 if short else 5
+    envs = list(stream(orders))
+    raws = [encode(e) for e in envs]
+    n = len(envs)
+    kinds = {type(e.event): 0 for e in envs}
+
+    def bare() -> None:
+        for e in envs:
+            kinds[type(e.event)]  # noqa: B018
+
+    def decode_only() -> None:
+        for r in raws:
+            decode(r)
+
+    rows = [
+        ("baseline: dict lookup per event", _best(bare, repeat)),
+        ("fold (decoded envelopes)", _best(lambda: fold(envs), repeat)),
+        ("baseline: msgspec decode only", _best(decode_only, repeat)),
+        ("decode + fold (msgpack bytes)", _best(lambda: fold(decode(r) for r in raws), repeat)),
+    ]
+    print(f"{n:,} events ({orders:,} orders), best of {repeat}")
+    print(f"{'measure':<36}{'events/s':>14}{'us/event':>10}")
+    for name, secs in rows:
+        print(f"{name:<36}{n / secs:>14,.0f}{secs / n * 1e6:>10.3f}")
+    print("targets: fold >= 1,000,000/s, decode+fold >= 400,000/s")
+
+    big = 20_000 if short else 100_000
+    empty, full = _rss_child(0), _rss_child(big)
+    print(f"peak RSS, empty interpreter with imports: {empty / 1024:,.1f} MB")
+    print(f"peak RSS, log + state of {big:,} orders:   {full / 1024:,.1f} MB (target <= 200 MB at 100,000)")
+
+
+if __name__ == "__main__":
+    main(short="--short" in sys.argv)

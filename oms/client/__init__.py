@@ -1,0 +1,23 @@
+"""The strategy client library: commands to the service and its state followed live (Clone pattern).
+
+`AsyncClient` for asyncio strategies, `Client` for blocking ones; both raise `ServiceError` (with the
+service's stable error code) for a refused request and `ServiceUnavailable` when no service answers.
+The wire contract they speak is docs/protocol.md.
+"""
+
+from oms.client.async_client import AsyncClient, OrderDone
+from oms.client.blocking import Client
+from oms.client.ids import new_client_order_id
+from oms.client.transport import CurveKeys, read_endpoints
+from oms.client.wire import ServiceError, ServiceUnavailable
+
+__all__ = [
+    "AsyncClient",
+    "Client",
+    "CurveKeys",
+    "OrderDone",
+    "ServiceError",
+    "ServiceUnavailable",
+    "new_client_order_id",
+    "read_endpoints",
+]

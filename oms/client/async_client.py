@@ -1,0 +1,348 @@
+"""The strategy's asyncio API: commands over the ROUTER, state followed live (see `oms.client.follower`).
+
+    client = await AsyncClient.connect("oms-data", strategy_id="mom")
+    coid = await client.place("AAPL", "BUY", 10)
+    order = await client.wait_for_order(coid, "filled", timeout=10)
+    print(client.positions(strategy_id="mom"))
+    await client.close()
+
+Commands return once the service has logged the intent durably; what IB then does arrives as events.
+`place` makes the client order id on this side, so retrying a `place` that timed out with the same id
+(`ServiceUnavailable.client_order_id`) is safe: the service answers a duplicate with the existing order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Collection, Iterable
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import zmq.asyncio
+
+from events.schema import Contract, OrderType, Side, TimeInForce
+from oms.client.follower import Follower
+from oms.client.ids import new_client_order_id
+from oms.client.notify import EventCallback, Notifier
+from oms.client.transport import CurveKeys, RequestChannel, read_endpoints
+from oms.client.wire import ServiceUnavailable
+from oms.protocol import (
+    CancelAllRequest,
+    CancelAllResult,
+    CancelRequest,
+    CommandResult,
+    ContractSpec,
+    KillSwitchRequest,
+    KillSwitchResult,
+    ModifyRequest,
+    OrdersRequest,
+    OrdersResult,
+    PingRequest,
+    PingResult,
+    PlaceRequest,
+    PlaceResult,
+    PositionsRequest,
+    PositionsResult,
+)
+from oms.state import TERMINAL, WORKING, Order, Position, State
+
+
+class OrderDone(Exception):
+    """`wait_for_order`: the order reached a terminal status other than the ones waited for."""
+
+    def __init__(self, order: Order) -> None:
+        super().__init__(f"order {order.client_order_id} is {order.status}")
+        self.order = order
+
+
+class AsyncClient:
+    """Use `await AsyncClient.connect(...)`; callbacks run in the client's event loop and must not block."""
+
+    def __init__(
+        self,
+        router: str,
+        pub: str,
+        *,
+        strategy_id: str = "default",
+        account: str | None = None,
+        curve: CurveKeys | None = None,
+        request_timeout: float = 5.0,
+        heartbeat_timeout: float = 3.0,
+        rcvhwm: int = 0,
+        data_dir: Path | None = None,
+    ) -> None:
+        self.strategy_id = strategy_id
+        self.account = account
+        self._context = zmq.asyncio.Context()
+        self._channel = RequestChannel(self._context, router, curve, request_timeout)
+        self._pub = pub
+        self._curve = curve
+        self._heartbeat_timeout = heartbeat_timeout
+        self._rcvhwm = rcvhwm
+        self._data_dir = data_dir
+        self._follower: Follower | None = None
+        self._follow_task: asyncio.Task[None] | None = None
+        self._notifier = Notifier()
+
+    @classmethod
+    async def connect(
+        cls,
+        data_dir: str | Path | None = None,
+        *,
+        router: str | None = None,
+        pub: str | None = None,
+        follow: bool = True,
+        **options: Any,
+    ) -> AsyncClient:
+        """Connect to the service named by `router`/`pub`, else by DATA_DIR/endpoints.json (default
+        ./oms-data). With `follow`, the state is followed live from here on. Raises
+        `ServiceUnavailable` when there is no service."""
+        source = None
+        if router is None or (pub is None and follow):
+            source = Path(data_dir or "oms-data")
+            endpoints = read_endpoints(source)
+            if endpoints.curve_server_key and options.get("curve") is None:
+                raise ServiceUnavailable(f"the service at {source} requires CURVE: pass this client's keys")
+            router, pub = router or endpoints.router, pub or endpoints.pub
+        client = cls(router, pub or "", data_dir=source, **options)
+        try:
+            await client.ping()
+            if follow:
+                await client.follow()
+        except BaseException:
+            await client.close()
+            raise
+        return client
+
+    # --- following ----------------------------------------------------------------------------------
+
+    async def follow(self) -> None:
+        """Subscribe, take a snapshot, and keep the state current in a background task."""
+        if self._follower is not None:
+            return
+        self._follower = Follower(
+            self._context,
+            self._pub,
+            self._channel,
+            curve=self._curve,
+            heartbeat_timeout=self._heartbeat_timeout,
+            rcvhwm=self._rcvhwm,
+            data_dir=self._data_dir,
+            on_applied=self._notifier.applied,
+            on_resync=self._notifier.resynced,
+            on_connection=self._notifier.connection,
+        )
+        await self._follower.start()
+        self._follow_task = asyncio.get_running_loop().create_task(self._follower.run())
+
+    @property
+    def state(self) -> State:
+        """The followed state (owned by the client: read it, never change it)."""
+        if self._follower is None or self._follower.state is None:
+            raise RuntimeError("not following: connect with follow=True")
+        return self._follower.state
+
+    @property
+    def seq(self) -> int:
+        """The seq of the last event applied to `state`."""
+        return self._follower.seq if self._follower else 0
+
+    @property
+    def repaired(self) -> int:
+        """How many events were fetched over the ROUTER to fill gaps in what PUB delivered."""
+        return self._follower.repaired if self._follower else 0
+
+    @property
+    def resyncs(self) -> int:
+        """How many snapshots were taken (1 at the start, one more per return of a silent service)."""
+        return self._follower.resyncs if self._follower else 0
+
+    @property
+    def connected(self) -> bool:
+        """False while the service is silent for longer than the heartbeat timeout."""
+        return self._follower is not None and self._follower.connected
+
+    def order(self, client_order_id: str) -> Order | None:
+        return self.state.orders.get(client_order_id)
+
+    def orders(self, strategy_id: str | None = None, open_only: bool = False) -> list[Order]:
+        return [
+            order
+            for order in self.state.orders.values()
+            if (strategy_id is None or order.strategy_id == strategy_id)
+            and (not open_only or order.status in WORKING)
+        ]
+
+    def positions(self, strategy_id: str | None = None, open_only: bool = False) -> list[Position]:
+        """Account positions, or one strategy's view of them (`open_only`: not closed)."""
+        state = self.state
+        if strategy_id is None:
+            found: Iterable[Position] = state.positions.values()
+        else:
+            found = (p for p in state.strategy_positions.values() if p.strategy_id == strategy_id)
+        return [p for p in found if not open_only or p.status != "closed"]
+
+    def on_event(self, callback: EventCallback) -> None:
+        """`callback(envelope, changes)` for every applied event (changes: the entities it changed)."""
+        self._notifier.events.append(callback)
+
+    def on_order(self, callback: Callable[[Order], None]) -> None:
+        """Every new value of an order (also those a re-snapshot changed)."""
+        self._notifier.orders.append(callback)
+
+    def on_position(self, callback: Callable[[Position], None]) -> None:
+        """Account positions and strategy positions alike (a strategy's view has `strategy_id` set)."""
+        self._notifier.positions.append(callback)
+
+    def on_connection(self, callback: Callable[[bool], None]) -> None:
+        """`callback(connected)` when the service goes silent and when it is followed again."""
+        self._notifier.connections.append(callback)
+
+    async def wait_for_order(
+        self, client_order_id: str, statuses: str | Collection[str], timeout: float = 30.0
+    ) -> Order:
+        """The order once its status is one of `statuses`. Raises `OrderDone` if it ends otherwise and
+        `TimeoutError` after `timeout` seconds."""
+        wanted = {statuses} if isinstance(statuses, str) else set(statuses)
+
+        def reached() -> bool:
+            order = self.order(client_order_id)
+            if order is not None and order.status not in wanted and order.status in TERMINAL:
+                raise OrderDone(order)
+            return order is not None and order.status in wanted
+
+        await self._notifier.wait(reached, timeout)
+        order = self.order(client_order_id)
+        assert order is not None
+        return order
+
+    # --- commands and queries ----------------------------------------------------------------------
+
+    async def ping(self, timeout: float | None = None) -> PingResult:
+        return (await self._channel.request(PingRequest(), timeout)).result_as(PingResult)
+
+    async def place(
+        self,
+        contract: str | Contract | ContractSpec,
+        side: Side,
+        quantity: float,
+        *,
+        limit_price: float | None = None,
+        stop_price: float | None = None,
+        order_type: OrderType | None = None,
+        tif: TimeInForce = "DAY",
+        strategy_id: str | None = None,
+        account: str | None = None,
+        client_order_id: str | None = None,
+        outside_rth: bool = False,
+        parent_client_order_id: str | None = None,
+        transmit: bool = True,
+    ) -> str:
+        """Place an order; returns its client order id. The order type follows from the prices given
+        (MKT, LMT, STP, STP LMT) unless named."""
+        strategy = strategy_id or self.strategy_id
+        coid = client_order_id or new_client_order_id(strategy)
+        request = PlaceRequest(
+            contract=_contract_spec(contract),
+            side=side,
+            quantity=quantity,
+            strategy_id=strategy,
+            client_order_id=coid,
+            account=account or self.account,
+            order_type=order_type or _order_type(limit_price, stop_price),
+            limit_price=limit_price,
+            stop_price=stop_price,
+            tif=tif,
+            outside_rth=outside_rth,
+            parent_client_order_id=parent_client_order_id,
+            transmit=transmit,
+        )
+        try:
+            reply = await self._channel.request(request)
+        except ServiceUnavailable as exc:
+            raise ServiceUnavailable(str(exc), client_order_id=coid) from None
+        result = reply.result_as(PlaceResult)
+        await self._caught_up(result.seq)
+        return result.client_order_id
+
+    async def modify(
+        self,
+        client_order_id: str,
+        *,
+        quantity: float | None = None,
+        limit_price: float | None = None,
+        stop_price: float | None = None,
+    ) -> str:
+        request = ModifyRequest(
+            client_order_id=client_order_id, quantity=quantity, limit_price=limit_price, stop_price=stop_price
+        )
+        result = (await self._channel.request(request)).result_as(CommandResult)
+        await self._caught_up(result.seq)
+        return result.client_order_id
+
+    async def cancel(self, client_order_id: str) -> str:
+        reply = await self._channel.request(CancelRequest(client_order_id=client_order_id))
+        result = reply.result_as(CommandResult)
+        await self._caught_up(result.seq)
+        return result.client_order_id
+
+    async def cancel_all(self, strategy_id: str | None = None) -> list[str]:
+        """Cancel every working order (of one strategy if given); returns the client order ids."""
+        reply = await self._channel.request(CancelAllRequest(strategy_id=strategy_id))
+        result = reply.result_as(CancelAllResult)
+        await self._caught_up(result.seq)
+        return result.client_order_ids
+
+    async def kill_switch(self, engaged: bool, reason: str = "") -> KillSwitchResult:
+        reply = await self._channel.request(KillSwitchRequest(engaged=engaged, reason=reason))
+        return reply.result_as(KillSwitchResult)
+
+    async def fetch_orders(self, strategy_id: str | None = None, open_only: bool = False) -> list[Order]:
+        """Ask the service (no following needed): what `oms orders` shows."""
+        reply = await self._channel.request(OrdersRequest(strategy_id=strategy_id, open_only=open_only))
+        return msgspec.convert(reply.result_as(OrdersResult).orders, list[Order])
+
+    async def fetch_positions(
+        self, strategy_id: str | None = None, open_only: bool = False
+    ) -> list[Position]:
+        """Ask the service: account positions, or one strategy's view of them."""
+        reply = await self._channel.request(PositionsRequest(strategy_id=strategy_id, open_only=open_only))
+        return msgspec.convert(reply.result_as(PositionsResult).positions, list[Position])
+
+    async def _caught_up(self, seq: int) -> None:
+        """Let the follower reach `seq` so a read right after a command sees its intent (bounded wait)."""
+        if self._follower is None or not self.connected:
+            return
+        with contextlib.suppress(TimeoutError):  # the follower will get there; the command succeeded
+            await self._notifier.wait(lambda: self.seq >= seq, self._channel.timeout)
+
+    async def close(self) -> None:
+        if self._follow_task is not None:
+            self._follow_task.cancel()
+            await asyncio.gather(self._follow_task, return_exceptions=True)
+        if self._follower is not None:
+            self._follower.close()
+        self._channel.close()
+        self._context.term()
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+
+def _contract_spec(contract: str | Contract | ContractSpec) -> ContractSpec:
+    if isinstance(contract, ContractSpec):
+        return contract
+    if isinstance(contract, str):
+        return ContractSpec(symbol=contract)
+    return msgspec.convert(msgspec.to_builtins(contract), ContractSpec)
+
+
+def _order_type(limit_price: float | None, stop_price: float | None) -> OrderType:
+    if stop_price is not None:
+        return "STP LMT" if limit_price is not None else "STP"
+    return "LMT" if limit_price is not None else "MKT"

@@ -1,0 +1,116 @@
+"""Orders, positions and events for people: rich tables and one-line event summaries (`oms orders`,
+`oms positions`, `oms tail`)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from typing import Any
+
+from rich.table import Table
+
+from events.codec import to_builtins
+from events.schema import Envelope, kind_of
+from oms.state import Order, Position
+
+_STATUS_STYLE = {
+    "filled": "green",
+    "partially_filled": "cyan",
+    "submitted": "cyan",
+    "pending": "yellow",
+    "pending_cancel": "yellow",
+    "cancelled": "dim",
+    "rejected": "red",
+    "inactive": "red",
+    "closing": "yellow",
+    "closed": "dim",
+}
+
+
+def _num(value: float | None) -> str:
+    return "" if value is None else f"{value:g}"
+
+
+def _status(status: str) -> str:
+    style = _STATUS_STYLE.get(status)
+    return f"[{style}]{status}[/]" if style else status
+
+
+def orders_table(orders: Iterable[Order]) -> Table:
+    table = Table(title="orders", title_justify="left")
+    for column in (
+        "client order id",
+        "strategy",
+        "account",
+        "side",
+        "qty",
+        "symbol",
+        "type",
+        "limit",
+        "stop",
+    ):
+        table.add_column(column, justify="right" if column in ("qty", "limit", "stop") else "left")
+    for column in ("status", "filled", "avg price", "order id"):
+        table.add_column(column, justify="left" if column == "status" else "right")
+    for o in sorted(orders, key=lambda o: o.created_seq):
+        table.add_row(
+            o.client_order_id,
+            o.strategy_id,
+            o.account,
+            o.side,
+            _num(o.quantity),
+            o.contract.symbol,
+            o.order_type,
+            _num(o.limit_price),
+            _num(o.stop_price),
+            _status(o.status),
+            _num(o.filled),
+            _num(o.avg_fill_price) if o.filled else "",
+            str(o.order_id or ""),
+        )
+    return table
+
+
+def positions_table(positions: Iterable[Position]) -> Table:
+    table = Table(title="positions", title_justify="left")
+    for column in (
+        "account",
+        "symbol",
+        "con id",
+        "strategy",
+        "qty",
+        "avg price",
+        "realized",
+        "status",
+        "cycle",
+    ):
+        table.add_column(
+            column, justify="right" if column in ("qty", "avg price", "realized", "cycle") else "left"
+        )
+    for p in sorted(positions, key=lambda p: (p.account, p.contract.symbol, p.strategy_id)):
+        table.add_row(
+            p.account,
+            p.contract.symbol,
+            str(p.contract.con_id or ""),
+            p.strategy_id,
+            _num(p.quantity),
+            _num(p.avg_price),
+            f"{p.realized_pnl:.2f}",
+            _status(p.status) + (f" ({p.close_reason})" if p.status == "closed" and p.close_reason else ""),
+            str(p.lifecycle),
+        )
+    return table
+
+
+def event_line(env: Envelope) -> str:
+    """`seq  time  kind  field=value ...`: the event's own fields, a contract shown by its symbol."""
+    fields: dict[str, Any] = to_builtins(env)["event"]
+    time = dt.datetime.fromtimestamp(env.ts / 1e9, tz=dt.UTC).strftime("%H:%M:%S.%f")
+    parts = []
+    for key, value in fields.items():
+        if key == "kind":
+            continue
+        if isinstance(value, dict) and "symbol" in value:
+            value = value["symbol"]
+        parts.append(f"{key}={value}")
+    return f"{env.seq:>8} {time} {kind_of(env.event):<22} {' '.join(parts)}"

@@ -1,0 +1,297 @@
+"""`oms order`, `oms cancel`, `oms orders`, `oms positions`, `oms tail`: a person's client of the service.
+
+Each finds the service through DATA_DIR/endpoints.json (or --router/--pub), and exits with 2 and a
+plain message when no service answers, 1 when the service refused the request (its error code shown).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from events.schema import Envelope
+    from oms.client import AsyncClient
+
+EXIT_REFUSED = 1
+EXIT_NO_SERVICE = 2
+
+
+def _positive(text: str) -> float:
+    value = float(text)
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+def _add_service_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("finding the service")
+    group.add_argument(
+        "--data-dir",
+        default="oms-data",
+        help="the service's data directory, whose endpoints.json names its sockets",
+    )
+    group.add_argument("--router", help="ROUTER endpoint, e.g. tcp://127.0.0.1:5556 (instead of --data-dir)")
+    group.add_argument("--pub", help="PUB endpoint, e.g. tcp://127.0.0.1:5555 (instead of --data-dir)")
+    group.add_argument(
+        "--timeout", type=_positive, default=3.0, help="seconds to wait for a reply (default 3)"
+    )
+    group.add_argument("--curve-key", help="this client's secret key file (`oms keys`), for a CURVE service")
+    group.add_argument(
+        "--server-key", help="the server's public key (Z85 or .key file); default: endpoints.json"
+    )
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    formatter = argparse.RawDescriptionHelpFormatter
+    order = subparsers.add_parser(
+        "order",
+        help="place an order",
+        formatter_class=formatter,
+        epilog="examples:\n  oms order buy AAPL 10\n"
+        "  oms order sell MSFT 5 --limit 420.5 --tif GTC --strategy mom\n"
+        "  oms order buy AAPL 10 --wait        # until filled, cancelled or rejected",
+    )
+    order.add_argument("side", type=str.upper, choices=["BUY", "SELL"], help="buy or sell")
+    order.add_argument("symbol", help="e.g. AAPL")
+    order.add_argument("quantity", type=_positive, help="number of shares")
+    order.add_argument("--limit", type=_positive, help="limit price (a LMT order; STP LMT with --stop)")
+    order.add_argument("--stop", type=_positive, help="stop price (a STP order; STP LMT with --limit)")
+    order.add_argument(
+        "--tif", type=str.upper, choices=["DAY", "GTC", "IOC"], default="DAY", help="time in force"
+    )
+    order.add_argument("--strategy", default="cli", help="strategy id the order belongs to (default cli)")
+    order.add_argument("--account", help="IB account (default: the service's)")
+    order.add_argument("--id", dest="client_order_id", help="client order id (default: generated)")
+    order.add_argument("--outside-rth", action="store_true", help="allow filling outside regular hours")
+    order.add_argument(
+        "--wait", action="store_true", help="follow the order until it is done; exit 0 if filled"
+    )
+    order.add_argument(
+        "--wait-timeout", type=_positive, default=30.0, help="seconds --wait waits (default 30)"
+    )
+    _add_service_arguments(order)
+    order.set_defaults(func=lambda args: _run(args, _order))
+
+    cancel = subparsers.add_parser(
+        "cancel",
+        help="cancel an order",
+        epilog="example:\n  oms cancel cli-0190a1b2c3d-4e5f60718293",
+        formatter_class=formatter,
+    )
+    cancel.add_argument("client_order_id", metavar="ID", help="the client order id")
+    _add_service_arguments(cancel)
+    cancel.set_defaults(func=lambda args: _run(args, _cancel))
+
+    orders = subparsers.add_parser(
+        "orders",
+        help="list orders",
+        formatter_class=formatter,
+        epilog="examples:\n  oms orders\n  oms orders --strategy mom --open\n  oms orders --json | jq .",
+    )
+    orders.add_argument("--strategy", help="only this strategy's orders")
+    orders.add_argument("--open", action="store_true", help="only working orders")
+    orders.add_argument("--json", action="store_true", help="a JSON array instead of a table")
+    _add_service_arguments(orders)
+    orders.set_defaults(func=lambda args: _run(args, _orders))
+
+    positions = subparsers.add_parser(
+        "positions",
+        help="list positions",
+        formatter_class=formatter,
+        epilog="examples:\n  oms positions\n  oms positions --strategy mom   # that strategy's share of them",
+    )
+    positions.add_argument("--strategy", help="one strategy's view of the positions")
+    positions.add_argument("--open", action="store_true", help="hide closed positions")
+    positions.add_argument("--json", action="store_true", help="a JSON array instead of a table")
+    _add_service_arguments(positions)
+    positions.set_defaults(func=lambda args: _run(args, _positions))
+
+    tail = subparsers.add_parser(
+        "tail",
+        help="print events live",
+        formatter_class=formatter,
+        epilog="examples:\n  oms tail\n  oms tail --kind execution --kind commission\n"
+        "  oms tail --order mom-0190a1b2c3d-4e5f60718293 --json",
+    )
+    tail.add_argument("--kind", action="append", help="only events of this kind (repeatable)")
+    tail.add_argument("--order", help="only events that name or change this client order id")
+    tail.add_argument(
+        "--strategy", help="only events that name or change this strategy's orders or positions"
+    )
+    tail.add_argument("--json", action="store_true", help="one JSON object per line")
+    tail.add_argument("--count", type=int, default=0, help="stop after this many events (default: never)")
+    _add_service_arguments(tail)
+    tail.set_defaults(func=lambda args: _run(args, _tail))
+
+
+def _run(args: argparse.Namespace, command: Callable[[argparse.Namespace], Coroutine[Any, Any, int]]) -> int:
+    import asyncio
+
+    from oms.client import ServiceError, ServiceUnavailable
+
+    try:
+        return asyncio.run(command(args))
+    except ServiceUnavailable as exc:
+        print(f"oms {args.command}: the service is not running or not answering: {exc}", file=sys.stderr)
+        return EXIT_NO_SERVICE
+    except ServiceError as exc:
+        print(f"oms {args.command}: refused: {exc}", file=sys.stderr)
+        return EXIT_REFUSED
+
+
+async def _connect(args: argparse.Namespace, follow: bool) -> AsyncClient:
+    from oms.client import AsyncClient, CurveKeys, read_endpoints
+
+    curve = None
+    if args.curve_key:
+        server_key = args.server_key or read_endpoints(args.data_dir).curve_server_key
+        if not server_key:
+            raise SystemExit("oms: --curve-key needs --server-key (endpoints.json names no server key)")
+        curve = CurveKeys.load(args.curve_key, server_key)
+    return await AsyncClient.connect(
+        args.data_dir,
+        router=args.router,
+        pub=args.pub,
+        follow=follow,
+        curve=curve,
+        request_timeout=args.timeout,
+    )
+
+
+def _console() -> Any:
+    from rich.console import Console
+
+    console = Console(soft_wrap=False)
+    if not console.is_terminal:  # piped or captured: room for every column instead of 80
+        console.width = 240
+    return console
+
+
+async def _order(args: argparse.Namespace) -> int:
+    from oms.client.render import orders_table
+    from oms.state import TERMINAL
+
+    client = await _connect(args, follow=args.wait)
+    try:
+        coid = await client.place(
+            args.symbol.upper(),
+            args.side,
+            args.quantity,
+            limit_price=args.limit,
+            stop_price=args.stop,
+            tif=args.tif,
+            strategy_id=args.strategy,
+            account=args.account,
+            client_order_id=args.client_order_id,
+            outside_rth=args.outside_rth,
+        )
+        print(f"placed {coid}")
+        if not args.wait:
+            return 0
+        try:
+            order = await client.wait_for_order(coid, TERMINAL, timeout=args.wait_timeout)
+        except TimeoutError:
+            current = client.order(coid)
+            status = current.status if current else "unknown"
+            print(f"oms order: {coid} still {status} after {args.wait_timeout:g} s", file=sys.stderr)
+            return EXIT_REFUSED
+        _console().print(orders_table([order]))
+        return 0 if order.status == "filled" else EXIT_REFUSED
+    finally:
+        await client.close()
+
+
+async def _cancel(args: argparse.Namespace) -> int:
+    client = await _connect(args, follow=False)
+    try:
+        print(f"cancel requested for {await client.cancel(args.client_order_id)}")
+        return 0
+    finally:
+        await client.close()
+
+
+async def _orders(args: argparse.Namespace) -> int:
+    from oms.client.render import orders_table
+
+    client = await _connect(args, follow=False)
+    try:
+        orders = await client.fetch_orders(args.strategy, args.open)
+    finally:
+        await client.close()
+    _show(args, orders, orders_table)
+    return 0
+
+
+async def _positions(args: argparse.Namespace) -> int:
+    from oms.client.render import positions_table
+
+    client = await _connect(args, follow=False)
+    try:
+        positions = await client.fetch_positions(args.strategy, args.open)
+    finally:
+        await client.close()
+    _show(args, positions, positions_table)
+    return 0
+
+
+def _show(args: argparse.Namespace, rows: list[Any], table: Callable[[list[Any]], Any]) -> None:
+    if args.json:
+        import msgspec
+
+        sys.stdout.write(msgspec.json.encode(rows).decode() + "\n")
+    else:
+        _console().print(table(rows))
+
+
+async def _tail(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from events.codec import to_json
+    from oms.client.render import event_line
+
+    client = await _connect(args, follow=True)
+    done = asyncio.Event()
+    shown = 0
+
+    def show(env: Envelope, changes: tuple[object, ...]) -> None:
+        nonlocal shown
+        if done.is_set() or not _matches(args, env, changes):
+            return
+        print(to_json(env).decode() if args.json else event_line(env), flush=True)
+        shown += 1
+        if args.count and shown >= args.count:
+            done.set()
+
+    def connection(up: bool) -> None:
+        message = "following again" if up else "the service is silent (no heartbeat); waiting for it"
+        print(f"oms tail: {message}", file=sys.stderr, flush=True)
+
+    client.on_event(show)
+    client.on_connection(connection)
+    print(f"oms tail: following from seq {client.seq} (Ctrl-C to stop)", file=sys.stderr, flush=True)
+    try:
+        await done.wait()
+    finally:
+        await client.close()
+    return 0
+
+
+def _matches(args: argparse.Namespace, env: Envelope, changes: tuple[object, ...]) -> bool:
+    from events.schema import kind_of
+
+    event = env.event
+    if args.kind and kind_of(event) not in args.kind:
+        return False
+    names = {getattr(event, "client_order_id", None), getattr(event, "order_ref", None)}
+    if (
+        args.order
+        and args.order not in names
+        and not any(getattr(c, "client_order_id", None) == args.order for c in changes)
+    ):
+        return False
+    return not args.strategy or any(
+        getattr(x, "strategy_id", None) == args.strategy for x in (event, *changes)
+    )

@@ -1,0 +1,313 @@
+"""`oms run` (the service, by default against the embedded TWS simulator) and `oms keys` (CURVE keys).
+
+The composition root of the service: the only place that joins `oms.service` to `adapters.ib` and
+`adapters.tws_sim`. Heavy imports happen inside the command functions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from adapters.tws_sim.config import SimConfig
+    from adapters.tws_sim.server import TwsSimulator
+    from oms.config import Config
+    from oms.protocol import Endpoints
+    from oms.service import BrokerFactory, Service, Sink
+    from oms.state import State
+
+T = TypeVar("T")
+
+RUN_EPILOG = """\
+examples:
+  oms run                                  embedded simulator, data in ./oms-data
+  oms run --data-dir /srv/oms --ib 127.0.0.1:4002 --account DU123456
+  oms run --config oms.toml --max-quantity 500 --allowed-symbols AAPL,MSFT
+  oms run --ib 127.0.0.1:7496 --live       a LIVE port needs --live
+  oms run --router tcp://0.0.0.0:5556 --curve-secret keys/server.key_secret --curve-clients keys/clients
+
+The bound endpoints are written to DATA_DIR/endpoints.json (other `oms` commands read it).
+SIGINT/SIGTERM: graceful shutdown (journal fsynced, snapshot written), exit 0.
+"""
+
+KEYS_EPILOG = """\
+examples:
+  oms keys keys/                 writes keys/server.key (public) and keys/server.key_secret (0600)
+  oms keys keys/clients --name strategy1
+"""
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = subparsers.add_parser(
+        "run",
+        help="run the order management service (default: against the embedded TWS simulator)",
+        description="Run the service: IB -> journal -> fold -> ZeroMQ PUB/ROUTER.",
+        epilog=RUN_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--data-dir", help="journal, snapshots, simulator state, endpoints.json (default ./oms-data)"
+    )
+    p.add_argument("--config", metavar="FILE.toml", help="configuration file (flags and IBKR_* env win)")
+    p.add_argument("--ib", metavar="HOST:PORT", help="TWS / IB Gateway (default: the embedded simulator)")
+    p.add_argument("--client-id", type=int, help="IB API client id (default 1)")
+    p.add_argument("--account", help="default account for orders (default: the first IB reports)")
+    p.add_argument("--live", action="store_true", default=None, help="allow a live-trading port (7496, 4001)")
+    p.add_argument("--pub", metavar="ENDPOINT", help="PUB endpoint (default tcp://127.0.0.1:5555)")
+    p.add_argument("--router", metavar="ENDPOINT", help="ROUTER endpoint (default tcp://127.0.0.1:5556)")
+    p.add_argument("--durability", choices=["always", "group", "never"], help="journal fsync policy")
+    p.add_argument("--library", choices=["ib_async", "ib_insync"], help="IB client library")
+    p.add_argument("--snapshot-every", type=int, metavar="N", help="events between snapshots")
+    p.add_argument("--max-quantity", type=float, help="risk: largest order quantity")
+    p.add_argument("--max-notional", type=float, help="risk: largest quantity x price")
+    p.add_argument("--max-position", type=float, help="risk: largest absolute position per contract")
+    p.add_argument("--allowed-symbols", metavar="A,B", help="risk: only these symbols")
+    p.add_argument("--max-order-age", type=float, metavar="S", help="risk: cancel orders working longer")
+    p.add_argument("--curve-secret", metavar="FILE", help="server .key_secret (CURVE)")
+    p.add_argument("--curve-clients", metavar="DIR", help="folder of allowed client .key files (CURVE)")
+    p.add_argument("--sim-tick-ms", type=float, default=1000.0, help="embedded simulator price tick (ms)")
+    p.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    p.set_defaults(func=run)
+
+    k = subparsers.add_parser(
+        "keys",
+        help="write a CURVE keypair (for binding beyond loopback)",
+        epilog=KEYS_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    k.add_argument("directory", help="where to write NAME.key and NAME.key_secret")
+    k.add_argument("--name", default="server", help="file name stem (default server)")
+    k.set_defaults(func=keys)
+
+
+def overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """Flags as config keys; None means "not given" (the TOML file or the environment decide)."""
+    from oms.config import parse_host_port
+
+    host, port = parse_host_port(args.ib) if args.ib else (None, None)
+    symbols = (
+        tuple(s.strip() for s in args.allowed_symbols.split(",") if s.strip())
+        if args.allowed_symbols
+        else None
+    )
+    return {
+        "data_dir": args.data_dir,
+        "ib_host": host,
+        "ib_port": port,
+        "client_id": args.client_id,
+        "account": args.account,
+        "live": args.live,
+        "pub": args.pub,
+        "router": args.router,
+        "durability": args.durability,
+        "library": args.library,
+        "snapshot_every": args.snapshot_every,
+        "risk": {
+            "max_quantity": args.max_quantity,
+            "max_notional": args.max_notional,
+            "max_position": args.max_position,
+            "allowed_symbols": symbols,
+            "max_order_age_s": args.max_order_age,
+        },
+        "curve": {"server_secret_key": args.curve_secret, "authorized_clients": args.curve_clients},
+    }
+
+
+def run(args: argparse.Namespace) -> int:
+    import logging
+    import os
+
+    from oms.config import ConfigError, load_config
+
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        config = load_config(args.config, os.environ, overrides(args))
+    except ConfigError as exc:
+        print(f"oms run: {exc}", file=sys.stderr)
+        return 2
+    return asyncio.run(serve(config, args.sim_tick_ms))
+
+
+def keys(args: argparse.Namespace) -> int:
+    from oms.curve import write_keypair
+
+    try:
+        public, secret = write_keypair(args.directory, args.name)
+    except FileExistsError as exc:
+        print(f"oms keys: {exc.filename} exists; not overwriting keys", file=sys.stderr)
+        return 2
+    print(f"public key: {public}\nsecret key: {secret} (mode 0600: keep it private)")
+    return 0
+
+
+def broker_factory(config: Config, host: str, port: int) -> BrokerFactory:
+    from adapters.ib.adapter import IBAdapter
+
+    def build(sink: Sink, state_provider: Callable[[], State]) -> IBAdapter:
+        return IBAdapter(
+            host, port, config.client_id, sink=sink, state_provider=state_provider, library=config.library
+        )
+
+    return build
+
+
+async def build(config: Config, sim_config: SimConfig | None = None) -> tuple[Service, TwsSimulator | None]:
+    """The service, and the embedded simulator (started; state in DATA_DIR/sim) when no IB port is set."""
+    from pathlib import Path
+
+    import msgspec
+
+    from oms.service import Service
+
+    sim = None
+    host, port = config.ib_host, config.ib_port
+    if port is None:
+        from adapters.tws_sim.config import SimConfig
+        from adapters.tws_sim.server import TwsSimulator
+
+        sim_dir = Path(config.data_dir) / "sim"
+        sim_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        sim_config = msgspec.structs.replace(sim_config or SimConfig(), state_dir=str(sim_dir))
+        sim = TwsSimulator(sim_config)
+        await sim.start("127.0.0.1", 0)
+        host, port = "127.0.0.1", sim.port
+    return Service(config, broker_factory(config, host, port), ib_endpoint=f"{host}:{port}"), sim
+
+
+async def serve(config: Config, sim_tick_ms: float | None = None) -> int:
+    """Run until SIGINT/SIGTERM; 0 after a clean shutdown, 1 if start-up failed (the reason printed)."""
+    import signal
+
+    from adapters.tws_sim.config import SimConfig
+    from oms.service import START_ERRORS
+
+    service, sim = await build(config, SimConfig(tick_interval_ms=sim_tick_ms or None))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    code = 0
+    try:
+        starting = asyncio.create_task(service.start())
+        stopping = asyncio.create_task(stop.wait())
+        await asyncio.wait([starting, stopping], return_when=asyncio.FIRST_COMPLETED)
+        if starting.done():
+            starting.result()  # raises what made start-up fail
+            print_endpoints(service)
+            await show_status(service, stop, config.status_interval_s)
+        else:
+            starting.cancel()
+        stopping.cancel()
+    except START_ERRORS as exc:
+        print(f"oms run: cannot start: {exc}", file=sys.stderr)
+        code = 1
+    finally:
+        await service.stop()
+        if sim is not None:
+            await sim.stop()
+    return code
+
+
+def print_endpoints(service: Service) -> None:
+    ep = service.endpoints
+    assert ep is not None
+    lines = [f"PUB     {ep.pub}", f"ROUTER  {ep.router}", f"IB      {ep.ib}", f"data    {service.data_dir}"]
+    if service.recovery:
+        lines.append(f"journal recovery: {service.recovery}")
+    print("\n".join(lines), flush=True)
+
+
+async def show_status(service: Service, stop: asyncio.Event, interval: float) -> None:
+    """One status line, rewritten in place on a terminal (nothing extra when stdout is not one)."""
+    import contextlib
+    import time
+
+    tty = sys.stdout.isatty()
+    last_count, last_time = service.pipeline.appended, time.monotonic()
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), interval)
+        if not tty:
+            continue
+        status, now = service.status(), time.monotonic()
+        rate = (status["appended"] - last_count) / max(now - last_time, 1e-9)
+        last_count, last_time = status["appended"], now
+        kill = "  KILL SWITCH" if status["kill_switch"] else ""
+        line = (
+            f"IB {status['connection']:<12} seq {status['seq']:>10}  {rate:>9,.0f} ev/s  "
+            f"open orders {status['open_orders']:>5}{kill}"
+        )
+        print(f"\r{line}", end="", flush=True)
+    if tty:
+        print(flush=True)
+
+
+class ServiceThread:
+    """The service (and the embedded simulator unless `config.ib_port` is set) on its own event loop in a
+    daemon thread: the in-process service API for tests and notebooks. `call(fn)` runs `fn` on that loop
+    (the only safe way to read `service.pipeline.state` from another thread)."""
+
+    def __init__(self, config: Config, sim_config: SimConfig | None = None) -> None:
+        import threading
+
+        self.config = config
+        self.sim_config = sim_config
+        self.loop = asyncio.new_event_loop()
+        self.service: Service | None = None
+        self.sim: TwsSimulator | None = None
+        self._thread = threading.Thread(target=self.loop.run_forever, name="oms-service", daemon=True)
+
+    def start(self, timeout: float = 30.0) -> ServiceThread:
+        self._thread.start()
+        try:
+            asyncio.run_coroutine_threadsafe(self._start(), self.loop).result(timeout)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    async def _start(self) -> None:
+        self.service, self.sim = await build(self.config, self.sim_config)
+        await self.service.start()
+
+    @property
+    def endpoints(self) -> Endpoints:
+        assert self.service is not None and self.service.endpoints is not None, "not started"
+        return self.service.endpoints
+
+    def call(self, fn: Callable[[], T], timeout: float = 10.0) -> T:
+        async def run() -> T:
+            return fn()
+
+        return asyncio.run_coroutine_threadsafe(run(), self.loop).result(timeout)
+
+    def stop(self) -> None:
+        """Graceful, like SIGTERM (idempotent)."""
+        if not self._thread.is_alive():
+            return
+
+        async def shutdown() -> None:
+            if self.service is not None:
+                await self.service.stop()
+            if self.sim is not None:
+                await self.sim.stop()
+
+        try:
+            asyncio.run_coroutine_threadsafe(shutdown(), self.loop).result(30)
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join(10)
+
+    def __enter__(self) -> ServiceThread:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()

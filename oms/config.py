@@ -1,0 +1,125 @@
+"""Service configuration: defaults <- TOML file <- environment (IBKR_*) <- command-line flags.
+
+One frozen msgspec Struct, so a typo in the TOML file is an error naming the key, and the whole
+configuration has a stable digest (logged in SessionStarted) to tell sessions apart.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import msgspec
+from msgspec import Struct
+
+from oms.risk import RiskLimits
+
+Durability = Literal["always", "group", "never"]
+Library = Literal["ib_async", "ib_insync"]
+
+PAPER_PORTS = (7497, 4002)
+LIVE_PORTS = (7496, 4001)
+ENV_KEYS = {
+    "IBKR_HOST": "ib_host",
+    "IBKR_PORT": "ib_port",
+    "IBKR_CLIENT_ID": "client_id",
+    "IBKR_ACCOUNT": "account",
+}
+
+
+class ConfigError(ValueError):
+    """A configuration the service must not start with; the message says what to change."""
+
+    code = "bad_config"
+
+
+class CurveConfig(Struct, frozen=True, forbid_unknown_fields=True):
+    """CURVE for non-loopback binds: the server's certificate (written by `oms keys`) and a directory of
+    allowed client public keys (`*.key` files)."""
+
+    server_secret_key: str | None = None
+    authorized_clients: str | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.server_secret_key and self.authorized_clients)
+
+
+class Config(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    data_dir: str = "oms-data"
+    ib_host: str = "127.0.0.1"
+    ib_port: int | None = None  # None: start the embedded TWS simulator
+    client_id: int = 1
+    account: str = ""  # default account for orders; "" = the first account IB reports
+    live: bool = False  # required to connect to a live-trading port (7496, 4001)
+    library: Library = "ib_async"
+    connect_timeout_s: float = 10.0
+    pub: str = "tcp://127.0.0.1:5555"
+    router: str = "tcp://127.0.0.1:5556"
+    pub_hwm: int = 100_000
+    durability: Durability = "group"
+    group_commit_ms: float = 2.0
+    snapshot_every: int = 100_000  # events between periodic snapshots
+    status_interval_s: float = 0.5
+    risk: RiskLimits = RiskLimits()
+    curve: CurveConfig = CurveConfig()
+
+    def digest(self) -> str:
+        """Stable across runs for the same settings (keys sorted)."""
+        encoded = msgspec.json.encode(msgspec.to_builtins(self), order="sorted")
+        return hashlib.sha256(encoded).hexdigest()[:16]
+
+    @property
+    def embedded_sim(self) -> bool:
+        return self.ib_port is None
+
+
+def load_config(
+    path: str | Path | None = None,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Config:
+    """Merge the layers; `overrides` are flags (None values are "not given"; a `risk` dict is merged
+    key by key)."""
+    merged: dict[str, Any] = {}
+    if path is not None:
+        try:
+            merged = tomllib.loads(Path(path).read_text())
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc}") from exc
+    for var, key in ENV_KEYS.items():
+        if env and env.get(var):
+            merged[key] = env[var]
+    for key, value in (overrides or {}).items():
+        if isinstance(value, Mapping):
+            merged[key] = {**merged.get(key, {}), **{k: v for k, v in value.items() if v is not None}}
+        elif value is not None:
+            merged[key] = value
+    try:
+        config = msgspec.convert(merged, Config, strict=False)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"invalid configuration: {exc}") from exc
+    check_config(config)
+    return config
+
+
+def check_config(config: Config) -> None:
+    if config.ib_port in LIVE_PORTS and not config.live:
+        raise ConfigError(
+            f"port {config.ib_port} is a LIVE trading port; pass --live (or live = true) to trade "
+            f"real money, or use a paper port {PAPER_PORTS}"
+        )
+    if config.group_commit_ms <= 0 or config.snapshot_every <= 0 or config.pub_hwm <= 0:
+        raise ConfigError("group_commit_ms, snapshot_every and pub_hwm must be > 0")
+
+
+def parse_host_port(text: str) -> tuple[str, int]:
+    """`HOST:PORT` or `PORT` (host 127.0.0.1)."""
+    host, _, port = text.rpartition(":")
+    try:
+        return host or "127.0.0.1", int(port)
+    except ValueError as exc:
+        raise ConfigError(f"expected HOST:PORT, got {text!r}") from exc

@@ -1,0 +1,303 @@
+"""Request handlers: one typed request in, one reply out.
+
+Commands follow one rule: decide (pure, oms.intake) -> log the intent -> WAIT until it is durable ->
+reply -> hand it to the broker. The reply therefore means "recorded, and will be sent": it comes before
+IB has answered (the client follows the order's state on PUB). If the broker then fails to send a new
+order, an OrderDenied(code="not_sent") is logged, so the order ends `rejected` instead of hanging.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Callable, Coroutine
+from typing import Any, Protocol
+
+import msgspec
+
+from events.schema import (
+    CancelRequested,
+    Event,
+    KillSwitchChanged,
+    ModifyRequested,
+    OrderDenied,
+    OrderRequested,
+)
+from oms import intake
+from oms.config import Config
+from oms.pipeline import Pipeline
+from oms.protocol import (
+    MAX_EVENTS_BATCH,
+    CancelAllRequest,
+    CancelAllResult,
+    CancelRequest,
+    CommandResult,
+    ErrorInfo,
+    ErrorReply,
+    EventsRequest,
+    EventsResult,
+    KillSwitchRequest,
+    KillSwitchResult,
+    ModifyRequest,
+    OkReply,
+    OrdersRequest,
+    OrdersResult,
+    PingRequest,
+    PingResult,
+    PlaceRequest,
+    PlaceResult,
+    PositionsRequest,
+    PositionsResult,
+    Request,
+    SnapshotRequest,
+    SnapshotResult,
+    op_of,
+)
+from oms.snapshot_codec import encode_state
+from oms.state import Order
+
+log = logging.getLogger(__name__)
+
+Reply = OkReply | ErrorReply
+
+
+class Broker(Protocol):
+    """What the service needs of the IB adapter (adapters.ib.adapter.IBAdapter)."""
+
+    async def place(self, req: OrderRequested) -> int: ...
+    async def modify(self, client_order_id: str, order_id: int, req: ModifyRequested) -> None: ...
+    async def cancel(self, order_id: int) -> None: ...
+    async def cancel_all(self) -> None: ...
+
+
+class EventSource(Protocol):
+    """Reads logged envelopes back (events.journal.JournalReader)."""
+
+    def read_payloads(self, from_seq: int = 1) -> Any: ...
+
+
+def new_client_order_id(strategy_id: str) -> str:
+    return f"{strategy_id}-{uuid.uuid4().hex[:20]}"
+
+
+class Handlers:
+    def __init__(self, pipeline: Pipeline, config: Config, reader: EventSource, version: str) -> None:
+        self.pipeline = pipeline
+        self.config = config
+        self.reader = reader
+        self.version = version
+        self.broker: Broker | None = None  # set once connected and reconciled: until then, `not_ready`
+        self.default_account = config.account
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._placing: dict[str, asyncio.Task[Any]] = {}  # client order id -> its place() still running
+        self._table: dict[type[Request], Callable[[Any], Coroutine[Any, Any, Any]]] = {
+            PingRequest: self.ping,
+            SnapshotRequest: self.snapshot,
+            PlaceRequest: self.place,
+            ModifyRequest: self.modify,
+            CancelRequest: self.cancel,
+            CancelAllRequest: self.cancel_all,
+            OrdersRequest: self.orders,
+            PositionsRequest: self.positions,
+            EventsRequest: self.events,
+            KillSwitchRequest: self.kill_switch,
+        }
+
+    @property
+    def ready(self) -> bool:
+        return self.broker is not None
+
+    async def handle(self, request: Request) -> Reply:
+        op = op_of(request)
+        if not self.ready and isinstance(
+            request, PlaceRequest | ModifyRequest | CancelRequest | CancelAllRequest | KillSwitchRequest
+        ):
+            return ErrorReply(
+                id=request.id,
+                op=op,
+                error=ErrorInfo(code="not_ready", message="start-up reconciliation has not finished; retry"),
+            )
+        result = await self._table[type(request)](request)
+        if isinstance(result, ErrorInfo):
+            return ErrorReply(id=request.id, op=op, error=result)
+        return OkReply(id=request.id, op=op, seq=self.pipeline.state.seq, result=result)
+
+    # -- queries ------------------------------------------------------------------------------------
+
+    async def ping(self, _: PingRequest) -> PingResult:
+        return PingResult(ready=self.ready, version=self.version)
+
+    async def snapshot(self, _: SnapshotRequest) -> SnapshotResult:
+        state = self.pipeline.state
+        return SnapshotResult(seq=state.seq, state=msgspec.Raw(encode_state(state)))
+
+    async def orders(self, req: OrdersRequest) -> OrdersResult:
+        return OrdersResult(orders=intake.select_orders(self.pipeline.state, req.strategy_id, req.open_only))
+
+    async def positions(self, req: PositionsRequest) -> PositionsResult:
+        found = intake.select_positions(self.pipeline.state, req.strategy_id, req.open_only)
+        return PositionsResult(positions=found)
+
+    async def events(self, req: EventsRequest) -> EventsResult:
+        self.pipeline.drain()  # everything logged is readable
+        last = self.pipeline.journal.last_seq
+        limit = min(req.limit, MAX_EVENTS_BATCH)
+        batch: list[Any] = []
+        for seq, payload in self.reader.read_payloads(req.from_seq):
+            if seq > last or len(batch) >= limit:
+                break
+            batch.append(msgspec.Raw(payload))
+        return EventsResult(events=batch, next_seq=req.from_seq + len(batch), last_seq=last)
+
+    # -- commands -----------------------------------------------------------------------------------
+
+    async def place(self, req: PlaceRequest) -> PlaceResult | ErrorInfo:
+        state = self.pipeline.state
+        coid = req.client_order_id or new_client_order_id(req.strategy_id)
+        decision = intake.decide_place(
+            req, state, self.config.risk, self.default_account, coid, self.pipeline.last_prices
+        )
+        if isinstance(decision, ErrorInfo):
+            return decision
+        if isinstance(decision, intake.Duplicate):
+            return PlaceResult(
+                client_order_id=coid, seq=decision.order.created_seq, duplicate=True, order=decision.order
+            )
+        env = await self._log(decision)
+        if isinstance(decision, OrderDenied):
+            return ErrorInfo(
+                code="risk_denied", message=decision.reason, reason=decision.code, client_order_id=coid
+            )
+        task = self._send(self._place(decision))
+        self._placing[coid] = task
+        task.add_done_callback(lambda _: self._placing.pop(coid, None))
+        return PlaceResult(client_order_id=coid, seq=env.seq, order=state.orders.get(coid))
+
+    async def modify(self, req: ModifyRequest) -> CommandResult | ErrorInfo:
+        decision = intake.decide_modify(req, self.pipeline.state, self.config.risk)
+        if isinstance(decision, ErrorInfo):
+            return decision
+        env = await self._log(decision)
+        self._send(self._modify(decision))
+        return CommandResult(client_order_id=req.client_order_id, seq=env.seq)
+
+    async def cancel(self, req: CancelRequest) -> CommandResult | ErrorInfo:
+        decision = intake.decide_cancel(req, self.pipeline.state)
+        if isinstance(decision, ErrorInfo):
+            return decision
+        env = await self._log(decision)
+        self._send(self._cancel(decision.client_order_id))
+        return CommandResult(client_order_id=req.client_order_id, seq=env.seq)
+
+    async def cancel_all(self, req: CancelAllRequest) -> CancelAllResult:
+        ids, seq = await self.cancel_orders(
+            intake.cancellable(self.pipeline.state, req.strategy_id), "cancel_all"
+        )
+        return CancelAllResult(client_order_ids=ids, seq=seq)
+
+    async def kill_switch(self, req: KillSwitchRequest) -> KillSwitchResult:
+        env = await self._log(KillSwitchChanged(engaged=req.engaged, reason=req.reason))
+        cancelled: list[str] = []
+        if req.engaged:
+            cancelled, _ = await self.cancel_orders(intake.cancellable(self.pipeline.state), "kill_switch")
+            self._send(self._broker().cancel_all())  # IB's global cancel also catches what we never saw
+        return KillSwitchResult(engaged=req.engaged, seq=env.seq, cancelled=cancelled)
+
+    async def cancel_orders(self, orders: list[Order], reason: str) -> tuple[list[str], int]:
+        """Log a CancelRequested per order, wait for the last to be durable, then send the cancels."""
+        seq = self.pipeline.state.seq
+        for order in orders:
+            seq = self.pipeline.append(
+                CancelRequested(client_order_id=order.client_order_id, reason=reason)
+            ).seq
+        await self.pipeline.durable(seq)
+        for order in orders:
+            self._send(self._cancel(order.client_order_id))
+        return [o.client_order_id for o in orders], seq
+
+    def cancel_expired(self) -> None:
+        """The max-age sweep (called periodically by the service)."""
+        max_age = self.config.risk.max_order_age_s
+        if max_age is None or not self.ready:
+            return
+        orders = intake.expired(self.pipeline.state, time.time_ns(), max_age)
+        if orders:
+            self._send(self.cancel_orders(orders, "max_age"))
+
+    # -- plumbing -----------------------------------------------------------------------------------
+
+    async def _log(self, event: Event) -> Any:
+        env = self.pipeline.append(event)
+        await self.pipeline.durable(env.seq)
+        return env
+
+    def _broker(self) -> Broker:
+        assert self.broker is not None, "commands are refused until the broker is ready"
+        return self.broker
+
+    def _send(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        """Run a broker call after the reply; failures are logged, never lost silently."""
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+        return task
+
+    def _done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("broker call failed", exc_info=task.exception())
+
+    def abandon_unsent(self, session_seq: int) -> None:
+        """After start-up reconciliation: an order requested in an earlier session that IB never got is
+        ended (rejected, code `not_sent`) rather than sent late or twice."""
+        for order in intake.unsent(self.pipeline.state, session_seq):
+            self.pipeline.append(
+                OrderDenied(
+                    client_order_id=order.client_order_id,
+                    code="not_sent",
+                    reason="the service stopped before sending it; not re-sent (place it again)",
+                    strategy_id=order.strategy_id,
+                )
+            )
+
+    async def _place(self, order: OrderRequested) -> None:
+        try:
+            if order.parent_client_order_id is not None:  # a bracket child needs its parent's orderId
+                await self._sent(order.parent_client_order_id)
+            await self._broker().place(order)
+        except Exception as exc:
+            log.exception("placing %s failed", order.client_order_id)
+            self.pipeline.append(
+                OrderDenied(
+                    client_order_id=order.client_order_id,
+                    code="not_sent",
+                    reason=f"the broker did not take the order: {type(exc).__name__}: {exc}",
+                    strategy_id=order.strategy_id,
+                    request=order,
+                )
+            )
+
+    async def _sent(self, client_order_id: str) -> Order:
+        """The order once its place() (if still running) has handed it to IB, so its orderId is known."""
+        placing = self._placing.get(client_order_id)
+        if placing is not None:
+            await asyncio.wait([placing])
+        return self.pipeline.state.orders[client_order_id]
+
+    async def _modify(self, req: ModifyRequested) -> None:
+        order = await self._sent(req.client_order_id)
+        await self._broker().modify(req.client_order_id, order.order_id, req)
+
+    async def _cancel(self, client_order_id: str) -> None:
+        order = await self._sent(client_order_id)
+        if order.order_id:
+            await self._broker().cancel(order.order_id)
+        else:
+            log.warning("cancel of %s: no IB orderId yet (never sent); nothing to send", client_order_id)
+
+    async def drain_tasks(self) -> None:
+        """Let broker calls already handed out finish (shutdown)."""
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=2.0)

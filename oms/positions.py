@@ -1,0 +1,160 @@
+"""Position lifecycle: quantity and average price from fills, status from quantity and working orders.
+
+pending -> submitted -> filled <-> closing -> closed (see docs/state.md). A fill that brings the quantity
+back to 0 closes the lifecycle ("flat"); one that flips the sign closes it and opens the next
+("flipped"); an entry whose orders all end without a fill closes it with that order's status
+("cancelled", "rejected", "inactive"). IB's own position reports never change any of this.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from msgspec.structs import replace
+
+from events.schema import Contract, PositionMismatch, PositionReported
+from oms.orders import EPS
+from oms.state import Changed, Fill, Order, Position, Removed, State
+
+
+def symbol_key(c: Contract) -> str:
+    """How an instrument is named before IB has given its conId."""
+    strike = f"{c.strike:g}" if c.strike else ""
+    return ":".join((c.sec_type, c.symbol, c.currency, c.last_trade_date, c.right, strike)).rstrip(":")
+
+
+def instrument_key(c: Contract, con_ids: Mapping[str, int]) -> str:
+    """The conId when known (from the contract or learned for its symbol), else the symbol key."""
+    if c.con_id:
+        return str(c.con_id)
+    sym = symbol_key(c)
+    con_id = con_ids.get(sym)
+    return str(con_id) if con_id else sym
+
+
+def multiplier(c: Contract) -> float:
+    try:
+        return float(c.multiplier) if c.multiplier else 1.0
+    except ValueError:
+        return 1.0
+
+
+def opened(key: str, account: str, contract: Contract, strategy_id: str) -> Position:
+    """A position before its first lifecycle: `derive` opens it."""
+    return Position(key=key, account=account, contract=contract, strategy_id=strategy_id, status="closed")
+
+
+def _trade(qty: float, avg: float, realized: float, signed: float, price: float, mult: float):
+    """(quantity, avg price, realized P&L) after one fill of `signed` shares at `price`."""
+    new = qty + signed
+    if abs(new) < EPS:
+        new = 0.0
+    if qty == 0 or (qty > 0) == (signed > 0):
+        avg = (avg * abs(qty) + price * abs(signed)) / abs(new) if new else 0.0
+    else:
+        closed = min(abs(signed), abs(qty))
+        realized += (price - avg) * closed * (mult if qty > 0 else -mult)
+        if new == 0:
+            avg = 0.0
+        elif (new > 0) != (qty > 0):
+            avg = price
+    return new, avg, realized
+
+
+def apply_fill(pos: Position, signed: float, price: float, mult: float, seq: int) -> Position:
+    """Quantity, average price and realized P&L after a fill; ends the lifecycle on flat or flip."""
+    old = pos.quantity
+    new, avg, realized = _trade(old, pos.avg_price, pos.realized_pnl, signed, price, mult)
+    if old and not new:
+        return replace(
+            pos, quantity=new, avg_price=avg, realized_pnl=realized, status="closed", close_reason="flat",
+            closed_seq=seq, updated_seq=seq,
+        )  # fmt: skip
+    if old and (new > 0) != (old > 0):
+        return replace(
+            pos, quantity=new, avg_price=avg, realized_pnl=realized, close_reason="flipped", closed_seq=seq,
+            lifecycle=pos.lifecycle + 1, opened_seq=seq, updated_seq=seq,
+        )  # fmt: skip
+    return replace(pos, quantity=new, avg_price=avg, realized_pnl=realized, updated_seq=seq)
+
+
+def rebuilt(pos: Position, fills: Iterable[Fill], seq: int) -> Position:
+    """Quantity, average price and realized P&L recomputed from all fills (after a correction)."""
+    qty = avg = realized = 0.0
+    for f in fills:
+        signed = f.shares if f.side == "BUY" else -f.shares
+        qty, avg, realized = _trade(qty, avg, realized, signed, f.price, multiplier(f.contract))
+    if (qty, avg, realized) == (pos.quantity, pos.avg_price, pos.realized_pnl):
+        return pos
+    if pos.quantity and not qty:
+        return replace(
+            pos, quantity=qty, avg_price=avg, realized_pnl=realized, status="closed", close_reason="flat",
+            closed_seq=seq, updated_seq=seq,
+        )  # fmt: skip
+    return replace(pos, quantity=qty, avg_price=avg, realized_pnl=realized, updated_seq=seq)
+
+
+def derive(pos: Position, orders: Mapping[str, Order], seq: int, reason: str = "") -> Position:
+    """The status the quantity and the working orders give; opens or closes the lifecycle."""
+    qty = pos.quantity
+    if qty:
+        closing_side = "SELL" if qty > 0 else "BUY"
+        status = "closing" if any(orders[c].side == closing_side for c in pos.orders) else "filled"
+    elif pos.orders:
+        status = "submitted" if any(orders[c].status != "pending" for c in pos.orders) else "pending"
+    else:
+        status = "closed"
+    if status == pos.status:
+        return pos
+    if status == "closed":
+        return replace(pos, status=status, close_reason=reason, closed_seq=seq, updated_seq=seq)
+    if pos.status == "closed":
+        return replace(pos, status=status, lifecycle=pos.lifecycle + 1, opened_seq=seq, updated_seq=seq)
+    return replace(pos, status=status, updated_seq=seq)
+
+
+def with_order(pos: Position, coid: str, working: bool) -> Position:
+    """`pos` with `coid` in or out of its working orders."""
+    if (coid in pos.orders) == working:
+        return pos
+    if working:
+        return replace(pos, orders=(*pos.orders, coid))
+    return replace(pos, orders=tuple(c for c in pos.orders if c != coid))
+
+
+def migrate(state: State, sym: str, con_id: int, seq: int) -> list[Changed]:
+    """Move every position keyed by symbol `sym` to its conId key, now that IB has named it.
+    A position keyed by symbol has no fills (executions always carry the conId), so merging keeps the
+    target's quantities and adds the working orders."""
+    changes: list[Changed] = []
+    suffix = "|" + sym
+    for table in (state.positions, state.strategy_positions):
+        for key in [k for k in table if k.endswith(suffix)]:
+            pos = table.pop(key)
+            new_key = key[: -len(sym)] + str(con_id)
+            existing = table.get(new_key)
+            target = existing or replace(pos, key=new_key, contract=replace(pos.contract, con_id=con_id))
+            for coid in pos.orders:
+                target = with_order(target, coid, True)
+            target = derive(target, state.orders, seq)
+            table[new_key] = target
+            changes.append(Removed(key, new_key))
+            if target is not existing:
+                changes.append(target)
+    return changes
+
+
+def reported_mismatch(state: State, ev: PositionReported) -> PositionMismatch | None:
+    """For the service: the PositionMismatch to log when IB's report disagrees with the fold."""
+    key = f"{ev.account}|{instrument_key(ev.contract, state.con_ids)}"
+    pos = state.positions.get(key)
+    folded = pos.quantity if pos is not None else 0.0
+    if abs(folded - ev.position) <= EPS:
+        return None
+    return PositionMismatch(
+        account=ev.account,
+        contract=ev.contract,
+        broker_position=ev.position,
+        folded_position=folded,
+        broker_avg_cost=ev.avg_cost,
+    )

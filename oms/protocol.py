@@ -1,0 +1,363 @@
+"""The ZeroMQ wire contract: every request, reply and published message, as msgspec Structs.
+
+Everything on the wire is a msgpack map, so a client in any language can speak it (docs/protocol.md).
+Requests are validated by decoding into these Structs (types, ranges, unknown fields refused); a request
+that does not decode gets an error reply with one of the stable `ERROR_CODES` and changes nothing.
+
+ROUTER: a client (DEALER or REQ) sends ONE frame, a msgpack map with `op` (and an optional `id` echoed
+back); it gets exactly one reply frame: `OkReply` or `ErrorReply`.
+
+PUB: multipart `[topic, payload]`; payload is a `Published` map (`type`, `seq`, `ts`, `data`) or a
+`Heartbeat`. Topics are prefix-matchable strings built by the `*_topic` functions below.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import Meta, Struct
+
+from events.schema import Contract, OrderType, Side, TimeInForce
+
+PROTOCOL_VERSION = 1
+MAX_MESSAGE_BYTES = 64 * 1024  # larger requests get `too_large` (and ZMQ_MAXMSGSIZE is set a bit above)
+MAX_EVENTS_BATCH = 5000  # most envelopes one `events` reply carries
+HEARTBEAT_INTERVAL_S = 0.5  # the service publishes a heartbeat at least this often (contract: <= 1 s)
+
+# ---------------------------------------------------------------------------------------------------
+# Error codes: stable strings a client can switch on.
+
+ERROR_CODES: dict[str, str] = {
+    "malformed": "the frame is not msgpack, or not a msgpack map",
+    "invalid": "a field has the wrong type or value (NaN, inf, negative or zero quantity/price, "
+    "unknown field, missing field, inconsistent order type and prices)",
+    "unknown_op": "`op` names no known request",
+    "too_large": f"the request is larger than {MAX_MESSAGE_BYTES} bytes",
+    "bad_frames": "the request had more than one frame after the routing envelope",
+    "unknown_order": "no order has this client order id",
+    "risk_denied": "a risk check refused the order; `error.reason` names the check",
+    "not_ready": "the service is starting (start-up reconciliation has not finished); retry",
+    "order_done": "cancel or modify of an order in a terminal state",
+    "internal": "the service failed while handling the request; the request may not have been logged",
+}
+
+RISK_REASONS: dict[str, str] = {
+    "max_quantity": "order quantity above the configured maximum",
+    "max_notional": "quantity x price above the configured maximum",
+    "max_position": "position + working orders on that side + this order would exceed the maximum",
+    "symbol_not_allowed": "symbol not in the allow-list",
+    "kill_switch": "the kill switch is engaged: no new orders",
+}
+
+ErrorCode = Literal[
+    "malformed",
+    "invalid",
+    "unknown_op",
+    "too_large",
+    "bad_frames",
+    "unknown_order",
+    "risk_denied",
+    "not_ready",
+    "order_done",
+    "internal",
+]
+
+# ---------------------------------------------------------------------------------------------------
+# Field constraints: quantities and prices finite and > 0 (NaN fails `gt`, inf fails `le`).
+
+Quantity = Annotated[float, Meta(gt=0, le=1e9)]
+Price = Annotated[float, Meta(gt=0, le=1e12)]
+ClientOrderId = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:\-]+$")]
+StrategyId = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_\-]+$")]
+Account = Annotated[str, Meta(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9_\-]+$")]
+Symbol = Annotated[str, Meta(min_length=1, max_length=32)]
+Short = Annotated[str, Meta(max_length=64)]
+Reason = Annotated[str, Meta(max_length=256)]
+RequestId = int | str | None
+
+
+class ContractSpec(Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
+    """The instrument of a `place` request: the fields of `events.schema.Contract`, validated."""
+
+    symbol: Symbol
+    sec_type: Short = "STK"
+    exchange: Short = "SMART"
+    currency: Short = "USD"
+    con_id: Annotated[int, Meta(ge=0)] = 0
+    primary_exchange: Short = ""
+    last_trade_date: Short = ""
+    strike: Annotated[float, Meta(ge=0, le=1e12)] = 0.0
+    right: Short = ""
+    multiplier: Short = ""
+    local_symbol: Short = ""
+    trading_class: Short = ""
+
+    def to_contract(self) -> Contract:
+        return msgspec.convert(msgspec.structs.asdict(self), Contract)
+
+
+class Request(Struct, frozen=True, tag_field="op", forbid_unknown_fields=True, kw_only=True):
+    """Base of every request; `id` (int or string) is echoed in the reply so a client can match them."""
+
+    id: RequestId = None
+
+
+class PingRequest(Request, tag="ping"):
+    pass
+
+
+class SnapshotRequest(Request, tag="snapshot"):
+    """The whole folded state and the seq it reflects (the Clone pattern's snapshot)."""
+
+
+class PlaceRequest(Request, tag="place"):
+    """A new order. `client_order_id` is generated if absent; `account` defaults from the config."""
+
+    contract: ContractSpec
+    side: Side
+    quantity: Quantity
+    strategy_id: StrategyId = "default"
+    client_order_id: ClientOrderId | None = None
+    account: Account | None = None
+    order_type: OrderType = "MKT"
+    limit_price: Price | None = None
+    stop_price: Price | None = None
+    tif: TimeInForce = "DAY"
+    outside_rth: bool = False
+    parent_client_order_id: ClientOrderId | None = None
+    transmit: bool = True
+
+
+class ModifyRequest(Request, tag="modify"):
+    """New quantity and/or prices for a working order; fields left out keep their value."""
+
+    client_order_id: ClientOrderId
+    quantity: Quantity | None = None
+    limit_price: Price | None = None
+    stop_price: Price | None = None
+
+
+class CancelRequest(Request, tag="cancel"):
+    client_order_id: ClientOrderId
+
+
+class CancelAllRequest(Request, tag="cancel_all"):
+    """Cancel every working order (of one strategy if `strategy_id` is given)."""
+
+    strategy_id: StrategyId | None = None
+
+
+class OrdersRequest(Request, tag="orders"):
+    strategy_id: StrategyId | None = None
+    open_only: bool = False
+
+
+class PositionsRequest(Request, tag="positions"):
+    """Account positions, or one strategy's view of them if `strategy_id` is given."""
+
+    strategy_id: StrategyId | None = None
+    open_only: bool = False
+
+
+class EventsRequest(Request, tag="events"):
+    """Logged envelopes from `from_seq` on, at most `limit` (gap repair)."""
+
+    from_seq: Annotated[int, Meta(ge=1)] = 1
+    limit: Annotated[int, Meta(ge=1, le=MAX_EVENTS_BATCH)] = 1000
+
+
+class KillSwitchRequest(Request, tag="kill_switch"):
+    """Engaging cancels every working order and refuses new ones until disengaged."""
+
+    engaged: bool
+    reason: Reason = ""
+
+
+AnyRequest = (
+    PingRequest
+    | SnapshotRequest
+    | PlaceRequest
+    | ModifyRequest
+    | CancelRequest
+    | CancelAllRequest
+    | OrdersRequest
+    | PositionsRequest
+    | EventsRequest
+    | KillSwitchRequest
+)
+
+REQUEST_TYPES: tuple[type[Request], ...] = AnyRequest.__args__  # type: ignore[attr-defined]
+OPS: dict[str, type[Request]] = {t.__struct_config__.tag: t for t in REQUEST_TYPES}  # type: ignore[misc]
+
+
+def op_of(request: Request) -> str:
+    return request.__struct_config__.tag  # type: ignore[return-value]
+
+
+# ---------------------------------------------------------------------------------------------------
+# Results (the `result` of an OkReply, per op). Entities (orders, positions, the state) are the fold's
+# own Structs, encoded as msgpack maps with the field names of oms/state.py.
+
+
+class PingResult(Struct, frozen=True):
+    ready: bool
+    version: str
+    protocol: int = PROTOCOL_VERSION
+
+
+class SnapshotResult(Struct, frozen=True):
+    """`state` is the folded state at `seq` (oms.state.State as a map; `oms.snapshot_codec` reads it)."""
+
+    seq: int
+    state: Any
+
+
+class PlaceResult(Struct, frozen=True):
+    """`duplicate` is true when the client order id already existed: `order` is that order, unchanged,
+    and nothing was sent. `seq` is the seq of the logged OrderRequested (or of the original one)."""
+
+    client_order_id: str
+    seq: int
+    duplicate: bool = False
+    order: Any = None
+
+
+class CommandResult(Struct, frozen=True):
+    """Reply to modify / cancel: the intent is logged and durable at `seq`; follow the order on PUB."""
+
+    client_order_id: str
+    seq: int
+
+
+class CancelAllResult(Struct, frozen=True):
+    client_order_ids: list[str]
+    seq: int
+
+
+class OrdersResult(Struct, frozen=True):
+    orders: list[Any]
+
+
+class PositionsResult(Struct, frozen=True):
+    positions: list[Any]
+
+
+class EventsResult(Struct, frozen=True):
+    """`events` are envelopes (seq, ts, event, v) in seq order; ask again from `next_seq` while
+    `next_seq <= last_seq`."""
+
+    events: list[Any]
+    next_seq: int
+    last_seq: int
+
+
+class KillSwitchResult(Struct, frozen=True):
+    engaged: bool
+    seq: int
+    cancelled: list[str] = []
+
+
+# ---------------------------------------------------------------------------------------------------
+# Replies.
+
+
+class ErrorInfo(Struct, frozen=True, omit_defaults=True):
+    """`reason` is the risk check's code for `risk_denied`; `client_order_id` when an order is named."""
+
+    code: ErrorCode
+    message: str
+    reason: str | None = None
+    client_order_id: str | None = None
+
+
+class OkReply(Struct, frozen=True):
+    id: RequestId
+    op: str
+    seq: int  # the latest logged seq when the reply was made
+    result: Any
+    ok: bool = True
+
+
+class ErrorReply(Struct, frozen=True):
+    id: RequestId
+    error: ErrorInfo
+    op: str | None = None
+    ok: bool = False
+
+
+class AnyReply(Struct, frozen=True):
+    """Client side: either reply shape, decoded loosely (check `ok`, then read `result` or `error`)."""
+
+    ok: bool
+    id: RequestId = None
+    op: str | None = None
+    seq: int = 0
+    result: Any = None
+    error: ErrorInfo | None = None
+
+
+# ---------------------------------------------------------------------------------------------------
+# PUB messages.
+
+PublishedType = Literal["event", "order", "position", "strategy_position", "account", "position_moved"]
+
+
+class Published(Struct, frozen=True):
+    """One published item. `type` "event": `data` is the logged event (with its `kind`); otherwise
+    `data` is the entity (order, position, strategy position, account) as changed by the event `seq`,
+    or for "position_moved" `{key, moved_to}` (IB named the contract: its position moved to the conId key)."""
+
+    type: PublishedType
+    seq: int
+    ts: int
+    data: Any
+
+
+class Heartbeat(Struct, frozen=True):
+    seq: int  # latest published seq
+    ts: int
+    type: Literal["heartbeat"] = "heartbeat"
+
+
+HEARTBEAT_TOPIC = "hb"
+POSITION_MOVED_TOPIC = "posmove"  # data {key, moved_to}: a position keyed by symbol moved to its conId key
+
+
+def instrument_key(contract: Contract) -> str:
+    """`SYMBOL:CONID` (conId 0 until IB has named the contract); dots are replaced so topics split."""
+    return f"{contract.symbol.replace('.', '_')}:{contract.con_id}"
+
+
+def event_topic(kind: str) -> str:
+    return f"evt.{kind}"
+
+
+def order_topic(strategy_id: str, client_order_id: str) -> str:
+    return f"order.{strategy_id}.{client_order_id}"
+
+
+def position_topic(account: str, instrument: str) -> str:
+    return f"pos.{account}.{instrument}"
+
+
+def strategy_position_topic(strategy_id: str, account: str, instrument: str) -> str:
+    return f"spos.{strategy_id}.{account}.{instrument}"
+
+
+def account_topic(account: str) -> str:
+    return f"acct.{account}"
+
+
+# ---------------------------------------------------------------------------------------------------
+# Where a running service is: DATA_DIR/endpoints.json (mode 0600), written once its sockets are bound.
+
+ENDPOINTS_FILE = "endpoints.json"
+
+
+class Endpoints(Struct, frozen=True):
+    pub: str
+    router: str
+    ib: str
+    pid: int
+    curve_server_key: str | None = None  # Z85 public key of the server when CURVE is on

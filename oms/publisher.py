@@ -1,0 +1,92 @@
+"""The PUB socket: where state leaves the process. Every logged event, every entity it changed, heartbeats.
+
+Messages are `[topic, payload]` (oms.protocol: `Published` / `Heartbeat`). The socket has a send high-water
+mark and never blocks: a subscriber that cannot keep up loses messages at its own queue (and repairs the
+gap with an `events` request), it never slows the service.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterable
+from typing import Any
+
+import msgspec
+import zmq
+
+from events.schema import Envelope, kind_of
+from oms.protocol import (
+    HEARTBEAT_TOPIC,
+    POSITION_MOVED_TOPIC,
+    Heartbeat,
+    Published,
+    PublishedType,
+    account_topic,
+    event_topic,
+    instrument_key,
+    order_topic,
+    position_topic,
+    strategy_position_topic,
+)
+from oms.state import Account, Changed, Order, Position
+
+
+def route_change(entity: Changed) -> tuple[PublishedType, str]:
+    """(type, topic) of an entity a fold step changed."""
+    if type(entity) is Order:
+        return "order", order_topic(entity.strategy_id, entity.client_order_id)
+    if type(entity) is Position:
+        instrument = instrument_key(entity.contract)
+        if entity.strategy_id:
+            return "strategy_position", strategy_position_topic(
+                entity.strategy_id, entity.account, instrument
+            )
+        return "position", position_topic(entity.account, instrument)
+    if type(entity) is Account:
+        return "account", account_topic(entity.account)
+    return "position_moved", POSITION_MOVED_TOPIC
+
+
+class Publisher:
+    def __init__(self, ctx: zmq.Context[Any], endpoint: str, hwm: int, curve_secret: bytes | None) -> None:
+        self.socket = ctx.socket(zmq.PUB)
+        self.socket.setsockopt(zmq.LINGER, 0)
+        self.socket.setsockopt(zmq.SNDHWM, hwm)
+        if curve_secret is not None:
+            self.socket.curve_secretkey = curve_secret
+            self.socket.curve_server = True
+        self.socket.bind(endpoint)
+        self.endpoint: str = self.socket.getsockopt_string(zmq.LAST_ENDPOINT)
+        self._encode = msgspec.msgpack.Encoder().encode
+        self._event_topics: dict[str, bytes] = {}
+        self.last_seq = 0
+        self.sent = 0
+
+    def publish(self, env: Envelope, changes: Iterable[Changed]) -> None:
+        """The event, then each entity it changed, all stamped with the event's seq."""
+        kind = kind_of(env.event)
+        topic = self._event_topics.get(kind)
+        if topic is None:
+            topic = self._event_topics[kind] = event_topic(kind).encode()
+        send = self.socket.send_multipart
+        send((topic, self._encode(Published("event", env.seq, env.ts, env.event))), zmq.NOBLOCK)
+        count = 1
+        for entity in changes:
+            kind_name, entity_topic = route_change(entity)
+            send(
+                (entity_topic.encode(), self._encode(Published(kind_name, env.seq, env.ts, entity))),
+                zmq.NOBLOCK,
+            )
+            count += 1
+        self.sent += count
+        self.last_seq = env.seq
+
+    def heartbeat(self, seq: int) -> None:
+        payload = self._encode(Heartbeat(seq=seq, ts=time.time_ns()))
+        with contextlib.suppress(zmq.Again):
+            self.socket.send_multipart((HEARTBEAT_TOPIC.encode(), payload), zmq.NOBLOCK)
+
+    def close(self) -> None:
+        with contextlib.suppress(zmq.ZMQError):
+            self.socket.close(linger=0)

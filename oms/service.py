@@ -1,0 +1,237 @@
+"""The service: one asyncio process wiring journal, fold, broker adapter, publisher and router.
+
+Start-up, in order: open the journal (a torn tail is cut and reported), load the newest snapshot and fold
+the tail after it, bind the sockets (the router answers queries at once, commands get `not_ready`), log
+SessionStarted, connect to IB (the adapter reconciles open orders, executions and positions), and only
+then accept commands. Shutdown: stop taking commands, let broker calls in flight finish, disconnect,
+fsync the journal, write a snapshot, close the sockets.
+
+The broker is built by a factory from the composition root (`oms.commands.run`): `oms` never imports
+`adapters`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+import msgspec
+import zmq
+import zmq.asyncio
+
+from events.journal import JournalWriter
+from events.journal_errors import JournalError
+from events.reader import JournalReader
+from events.schema import ConnectionChanged, Event, SessionStarted
+from events.snapshots import latest_snapshot, prune_snapshots, write_snapshot
+from oms import __version__
+from oms.config import Config, ConfigError
+from oms.curve import check_binds, load_secret, start_authenticator
+from oms.fold import fold
+from oms.handlers import Broker, Handlers
+from oms.pipeline import Pipeline
+from oms.protocol import ENDPOINTS_FILE, HEARTBEAT_INTERVAL_S, Endpoints
+from oms.publisher import Publisher
+from oms.router import Router
+from oms.snapshot_codec import decode_state, encode_state
+from oms.state import TERMINAL, State, initial_state
+
+log = logging.getLogger(__name__)
+
+
+class ManagedBroker(Broker, Protocol):
+    async def connect(self, timeout: float) -> Any: ...
+    async def disconnect(self) -> Any: ...
+
+
+Sink = Callable[[Event], Any]
+START_ERRORS = (ConfigError, JournalError, ConnectionError, OSError, TimeoutError)  # reported, not raised
+BrokerFactory = Callable[[Sink, Callable[[], State]], ManagedBroker]
+
+
+def load_state(journal_dir: Path, last_seq: int) -> tuple[State, int]:
+    """(state at `last_seq`, seq of the snapshot it started from, 0 for none): a snapshot the code
+    cannot read (an older state layout) is skipped, since the journal is the truth."""
+    state = initial_state()
+    found = latest_snapshot(journal_dir, max_seq=last_seq)
+    if found is not None:
+        try:
+            state = decode_state(found[1])
+        except (msgspec.DecodeError, ValueError) as exc:
+            log.warning("snapshot at seq %d unreadable (%s); folding the whole journal", found[0], exc)
+            found = None
+    state = fold(JournalReader(journal_dir).read(state.seq + 1), state)
+    return state, found[0] if found else 0
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Atomically, mode 0600."""
+    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    os.replace(temp, path)
+
+
+class Service:
+    def __init__(self, config: Config, broker_factory: BrokerFactory, ib_endpoint: str = "") -> None:
+        self.config = config
+        self.data_dir = Path(config.data_dir)
+        self.journal_dir = self.data_dir / "journal"
+        self.ib_endpoint = ib_endpoint or f"{config.ib_host}:{config.ib_port}"
+        self._broker_factory = broker_factory
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._snapshot_writes: set[asyncio.Future[Any]] = set()
+        self.broker: ManagedBroker | None = None
+        self.endpoints: Endpoints | None = None
+        self.recovery: str | None = None
+        self.started = asyncio.Event()
+        self.stopped = asyncio.Event()
+
+    # -- lifecycle ----------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        config = self.config
+        check_binds([config.pub, config.router], config.curve)
+        curve_public, curve_secret = (
+            load_secret(config.curve.server_secret_key) if config.curve.enabled else (None, None)  # type: ignore[arg-type]
+        )
+        self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.journal = JournalWriter.open(
+            self.journal_dir, durability=config.durability, group_commit_ms=config.group_commit_ms
+        )
+        if self.journal.recovery is not None:
+            self.recovery = str(self.journal.recovery)
+            log.warning("journal recovery: %s", self.recovery)
+        state, snapshot_seq = load_state(self.journal_dir, self.journal.last_seq)
+        log.info(
+            "state at seq %d (snapshot %d, folded %d)", state.seq, snapshot_seq, state.seq - snapshot_seq
+        )
+
+        self.ctx = zmq.asyncio.Context()
+        self.auth = start_authenticator(self.ctx, config.curve.authorized_clients) if curve_secret else None  # type: ignore[arg-type]
+        self.publisher = Publisher(
+            zmq.Context.shadow(self.ctx.underlying), config.pub, config.pub_hwm, curve_secret
+        )
+        self.pipeline = Pipeline(
+            self.journal, state, self.publisher, self._snapshot_due, config.snapshot_every, config.durability
+        )
+        self.handlers = Handlers(self.pipeline, config, JournalReader(self.journal_dir), __version__)
+        self.router = Router(self.ctx, config.router, self.handlers.handle, curve_secret)
+        self.endpoints = Endpoints(
+            pub=self.publisher.endpoint,
+            router=self.router.endpoint,
+            ib=self.ib_endpoint,
+            pid=os.getpid(),
+            curve_server_key=curve_public.decode() if curve_public else None,
+        )
+        write_private(self.data_dir / ENDPOINTS_FILE, msgspec.json.encode(self.endpoints))
+        self._tasks = [
+            asyncio.create_task(self.router.serve(), name="router"),
+            asyncio.create_task(self._every(HEARTBEAT_INTERVAL_S, self.pipeline.heartbeat), name="heartbeat"),
+        ]
+        if config.risk.max_order_age_s is not None:
+            sweep = min(1.0, config.risk.max_order_age_s / 4)
+            self._tasks.append(
+                asyncio.create_task(self._every(sweep, self.handlers.cancel_expired), name="max_age")
+            )
+
+        session = self.pipeline.append(SessionStarted(version=__version__, config_digest=config.digest()))
+        self.broker = self._broker_factory(self._sink, lambda: self.pipeline.state)
+        await self.broker.connect(config.connect_timeout_s)
+        self.handlers.abandon_unsent(session.seq)
+        self.handlers.broker = self.broker  # reconciled: commands are accepted from here on
+        self.started.set()
+        log.info("ready: PUB %s ROUTER %s IB %s", self.endpoints.pub, self.endpoints.router, self.ib_endpoint)
+
+    def _sink(self, event: Event) -> None:
+        """The adapter's sink; learns the default account from the connection when none is configured."""
+        if type(event) is ConnectionChanged and event.accounts and not self.handlers.default_account:
+            self.handlers.default_account = event.accounts[0]
+        self.pipeline.append(event)
+
+    async def stop(self) -> None:
+        """Graceful shutdown (idempotent); the journal ends fsynced and a snapshot is written."""
+        if self.stopped.is_set():
+            return
+        self.stopped.set()
+        handlers = getattr(self, "handlers", None)
+        if handlers is not None:
+            handlers.broker = None
+            await handlers.drain_tasks()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.broker is not None:
+            with contextlib.suppress(Exception):
+                await self.broker.disconnect()
+        if hasattr(self, "pipeline"):
+            self.pipeline.drain()
+            await asyncio.gather(*self._snapshot_writes, return_exceptions=True)
+            self.journal.sync()
+            self.write_snapshot()
+        if hasattr(self, "journal"):
+            self.journal.close()
+        for closable in ("router", "publisher"):
+            if hasattr(self, closable):
+                getattr(self, closable).close()
+        if getattr(self, "auth", None) is not None:
+            self.auth.stop()  # type: ignore[union-attr]
+        if hasattr(self, "ctx"):
+            self.ctx.term()
+        if self.endpoints is not None:  # ours (a refused start must not remove a running service's file)
+            with contextlib.suppress(FileNotFoundError):
+                (self.data_dir / ENDPOINTS_FILE).unlink()
+
+    # -- snapshots ----------------------------------------------------------------------------------
+
+    def write_snapshot(self) -> int:
+        state = self.pipeline.state
+        write_snapshot(self.journal_dir, state.seq, encode_state(state))
+        prune_snapshots(self.journal_dir, keep=3)
+        return state.seq
+
+    def _snapshot_due(self) -> None:
+        """Encode now (consistent at this seq), write and fsync in a thread."""
+        state = self.pipeline.state
+        seq, payload = state.seq, encode_state(state)
+
+        def write() -> None:
+            write_snapshot(self.journal_dir, seq, payload)
+            prune_snapshots(self.journal_dir, keep=3)
+
+        future = asyncio.get_running_loop().run_in_executor(None, write)
+        self._snapshot_writes.add(future)
+        future.add_done_callback(self._snapshot_writes.discard)
+
+    # -- periodic work and status -------------------------------------------------------------------
+
+    async def _every(self, interval: float, action: Callable[[], None]) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                action()
+            except Exception:
+                log.exception("periodic %s failed", getattr(action, "__name__", action))
+
+    @property
+    def ready(self) -> bool:
+        return hasattr(self, "handlers") and self.handlers.ready
+
+    def status(self) -> dict[str, Any]:
+        state = self.pipeline.state
+        return {
+            "connection": state.connection,
+            "ready": self.ready,
+            "seq": state.seq,
+            "appended": self.pipeline.appended,
+            "open_orders": sum(1 for o in state.orders.values() if o.status not in TERMINAL),
+            "kill_switch": state.kill_switch,
+            "time": time.time(),
+        }

@@ -1,0 +1,222 @@
+"""`oms archive`: import a journal into DuckDB, incrementally, in bulk through Arrow.
+
+Each batch becomes a few column-wise Arrow tables (events, entity changes, order links) inserted with one
+statement each; DuckDB pulls the typed identifier columns out of the event JSON itself. The fold runs
+alongside, so the archive also holds what the service believed after every event. One run is one
+transaction: an archive holds whole runs only, and its stored state always matches its last seq.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from events.schema import Envelope, UnknownEvent, kind_of
+from oms.state import Account, Order, Position, Removed, State
+from replay.links import Linker
+from replay.private import make_private, private_umask
+from replay.schema_sql import (
+    INSERT_CHANGES,
+    INSERT_EVENTS,
+    INSERT_ORDER_EVENTS,
+    REPLACE_CURRENT,
+    TABLES,
+    VIEWS,
+)
+from replay.source import JournalSource
+
+BATCH = 20_000
+_json = msgspec.json.Encoder()
+
+
+class ArchiveMismatch(RuntimeError):
+    """The archive was made from another journal."""
+
+    code = "archive_mismatch"
+
+
+class ArchiveReport(msgspec.Struct, frozen=True):
+    archive: str
+    imported: int  # events added by this run
+    first_seq: int  # first seq added (0 when nothing was new)
+    last_seq: int  # last seq in the archive after this run
+    note: str = ""  # e.g. the journal's torn tail, cut at the last good frame
+
+
+def event_json(event: Any) -> bytes:
+    if isinstance(event, UnknownEvent):  # verbatim, as its writer put it
+        return _json.encode(msgspec.msgpack.decode(event.raw))
+    return _json.encode(event)
+
+
+def full_record(value: Any) -> Any:
+    """Builtins with every field, defaults included (the entities omit defaults on the wire; SQL users
+    should not have to know them)."""
+    if isinstance(value, msgspec.Struct):
+        return {name: full_record(getattr(value, name)) for name in value.__struct_fields__}
+    if isinstance(value, tuple | list):
+        return [full_record(item) for item in value]
+    return value
+
+
+def entity_row(entity: object) -> tuple[str, str, bytes]:
+    """(entity, key, state JSON) of a changed entity, as state_changes holds it."""
+    if isinstance(entity, Order):
+        entity_name, key = "order", entity.client_order_id
+    elif isinstance(entity, Position):
+        entity_name, key = ("strategy_position" if entity.strategy_id else "position"), entity.key
+    elif isinstance(entity, Account):
+        entity_name, key = "account", entity.account
+    elif isinstance(entity, Removed):
+        entity_name, key = "removed", entity.key
+    else:
+        raise TypeError(f"unknown entity {type(entity).__name__}")
+    return entity_name, key, _json.encode(full_record(entity))
+
+
+def current_rows(state: State) -> list[tuple[str, str, bytes]]:
+    """The fold's final entities, for the `current` table."""
+    rows = [entity_row(entity) for entity in state.orders.values()]
+    rows += [entity_row(entity) for entity in state.positions.values()]
+    rows += [entity_row(entity) for entity in state.strategy_positions.values()]
+    rows += [entity_row(entity) for entity in state.accounts.values()]
+    rows += [("fill", base, _json.encode(full_record(fill))) for base, fill in state.fills.items()]
+    return rows
+
+
+def archive_journal(
+    data_dir: Path,
+    archive_path: Path,
+    *,
+    on_start: Callable[[int], None] | None = None,
+    on_progress: Callable[[int], None] | None = None,
+    batch: int = BATCH,
+) -> ArchiveReport:
+    """Add the journal's seqs the archive does not hold yet. `on_start(total)`, then `on_progress(n)`."""
+    import duckdb
+
+    from oms.fold import step
+    from oms.snapshot_codec import decode_state, encode_state
+    from oms.state import initial_state
+
+    source = JournalSource(data_dir)  # refuses a directory that is not a journal before anything is created
+    with private_umask():
+        con = duckdb.connect(str(archive_path))
+        try:
+            con.execute(TABLES)
+            con.execute(VIEWS)
+            archived, blob = _archived(con)
+            _check_same_journal(con, source, archived)
+            state = decode_state(blob) if blob is not None else initial_state()
+            journal_last = source.last_seq()
+            if on_start:
+                on_start(max(0, journal_last - archived))
+            con.execute("BEGIN TRANSACTION")
+            linker = Linker()
+            imported = 0
+            envs = source.read(archived + 1)
+            while chunk := list(islice(envs, batch)):
+                state = _import_batch(con, chunk, state, step, linker)
+                imported += len(chunk)
+                if on_progress:
+                    on_progress(len(chunk))
+            if imported:
+                _replace_current(con, state)
+                con.execute("DELETE FROM archive_state")
+                con.execute("INSERT INTO archive_state VALUES (?, ?)", [state.seq, encode_state(state)])
+            con.execute("COMMIT")
+            con.execute("CHECKPOINT")
+        finally:
+            con.close()
+    make_private(archive_path)
+    first = archived + 1 if imported else 0
+    return ArchiveReport(str(archive_path), imported, first, archived + imported, _torn_note(source))
+
+
+def _archived(con: Any) -> tuple[int, bytes | None]:
+    last = con.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0]
+    row = con.execute("SELECT seq, state FROM archive_state").fetchone()
+    if row is not None and row[0] != last:
+        raise ArchiveMismatch(f"archive state is at seq {row[0]} but its events end at {last}: damaged archive")
+    return int(last), (bytes(row[1]) if row else None)
+
+
+def _check_same_journal(con: Any, source: JournalSource, archived: int) -> None:
+    """The archive's last event must be the journal's event at that seq (same time, same kind)."""
+    if archived == 0:
+        return
+    ours = con.execute("SELECT ts_ns, kind FROM events WHERE seq = ?", [archived]).fetchone()
+    theirs = next(iter(source.read(archived, archived)), None)
+    if theirs is None or (theirs.ts, kind_of(theirs.event)) != tuple(ours):
+        raise ArchiveMismatch(
+            f"{source.path} is not the journal this archive was made from (they differ at seq {archived})"
+        )
+
+
+def _import_batch(con: Any, chunk: list[Envelope], state: State, step: Callable[..., Any], linker: Linker) -> State:
+    import pyarrow as pa
+
+    changes: list[tuple[int, str, str, bytes]] = []
+    links: list[tuple[int, str]] = []
+    for env in chunk:
+        state, changed = step(state, env)
+        changes.extend((env.seq, *entity_row(entity)) for entity in changed)
+        links.extend((linked.seq, key) for linked, key in linker.link(env, changed, state))
+    events = pa.table(
+        {
+            "seq": pa.array([env.seq for env in chunk], pa.int64()),
+            "ts_ns": pa.array([env.ts for env in chunk], pa.int64()),
+            "kind": pa.array([kind_of(env.event) for env in chunk], pa.string()),
+            "v": pa.array([env.v for env in chunk], pa.int32()),
+            "event": _text([event_json(env.event) for env in chunk]),
+        }
+    )
+    _insert(con, INSERT_EVENTS, "batch", events)
+    if changes:
+        seqs, entities, keys, states = zip(*changes, strict=True)
+        table = pa.table(
+            {"seq": pa.array(seqs, pa.int64()), "entity": entities, "entity_key": keys, "state": _text(states)}
+        )
+        _insert(con, INSERT_CHANGES, "changes_batch", table)
+    if links:
+        link_seqs, order_keys = zip(*links, strict=True)
+        table = pa.table({"seq": pa.array(link_seqs, pa.int64()), "order_key": pa.array(order_keys, pa.string())})
+        _insert(con, INSERT_ORDER_EVENTS, "links_batch", table)
+    return state
+
+
+def _replace_current(con: Any, state: State) -> None:
+    import pyarrow as pa
+
+    rows = current_rows(state)
+    entities, keys, states = zip(*rows, strict=True) if rows else ((), (), ())
+    table = pa.table(
+        {"entity": pa.array(entities, pa.string()), "entity_key": pa.array(keys, pa.string()), "state": _text(states)}
+    )
+    _insert(con, REPLACE_CURRENT, "current_batch", table)
+
+
+def _text(values: Iterable[bytes]) -> Any:
+    """UTF-8 JSON bytes as an Arrow string column, without decoding each one in Python."""
+    import pyarrow as pa
+
+    return pa.array(values, pa.binary()).cast(pa.string())
+
+
+def _insert(con: Any, sql: str, name: str, table: Any) -> None:
+    con.register(name, table)
+    try:
+        con.execute(sql)
+    finally:
+        con.unregister(name)
+
+
+def _torn_note(source: JournalSource) -> str:
+    damage = source.tail_damage()
+    if damage is None:
+        return ""
+    return f"the journal ends in an incomplete frame ({damage}): archived up to the last good frame"

@@ -1,0 +1,262 @@
+"""`oms replay`, `oms archive`, `oms query`: debug a recorded session, step by step and with SQL.
+
+Exit codes: 0 done; 1 the answer is "no" (verify found a difference, no such order, a failed query);
+2 the input was refused (not a journal, not an archive, a bad seq or time).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+EXIT_NO = 1
+EXIT_REFUSED = 2
+
+REPLAY_EPILOG = """examples:
+  oms replay data/                          the state at the end of the session
+  oms replay data/ --at 1520                the state after seq 1520
+  oms replay data/ --at 14:03:07            ... after the last event received by 14:03:07 UTC
+  oms replay data/ --at 2026-11-20T09:03:07-05:00
+  oms replay data/ --order c-42             one order's events, with its state after each
+  oms replay data/ --order 1234567890       ... found by IB orderId or permId
+  oms replay data/ --diff 14:00:00 14:05:00 what changed between two points, field by field
+  oms replay data/ --step                   Enter = next, a number = jump to that seq, q = quit
+  oms replay data/ --verify                 refold the log and check every stored snapshot
+  oms replay data/ --publish tcp://127.0.0.1:5599 --speed 10
+  oms replay session.duckdb --order c-42    the same questions, asked of an archive
+"""
+
+ARCHIVE_EPILOG = """examples:
+  oms archive data/ session.duckdb          import what is new since the last run
+  oms archive data/ session.duckdb --export-parquet out/   ... and write every table as Parquet
+"""
+
+QUERY_EPILOG = """examples:
+  oms query session.duckdb "SELECT status, count(*) FROM orders GROUP BY ALL"
+  oms query session.duckdb "SELECT * FROM order_timeline('c-42')"
+  oms query session.duckdb "SELECT * FROM orders_at(TIMESTAMP '2026-11-20 14:03:07')" --csv
+  oms query session.duckdb "SELECT * FROM executions" --json
+  oms query session.duckdb "SELECT * FROM fills" --parquet fills.parquet
+  oms query session.duckdb --order 1234567890    one order's timeline (client order id, orderId, permId)
+tables and views: events, orders, order_states, order_events, positions, position_states,
+strategy_positions, fills, executions, errors, accounts, account_states (see docs/replay.md)
+"""
+
+
+def _speed(text: str) -> float:
+    value = float(text)
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"speed must be >= 0 (0: as fast as possible), got {text}")
+    return value
+
+
+def register(subparsers: Any) -> None:
+    fmt = argparse.RawDescriptionHelpFormatter
+    replay = subparsers.add_parser(
+        "replay",
+        help="replay a recorded session: state at a seq or time, order timelines, diff, step, verify, publish",
+        description="Read a data directory's journal (also while the service writes it) or an archive.",
+        epilog=REPLAY_EPILOG,
+        formatter_class=fmt,
+    )
+    replay.add_argument("source", type=Path, metavar="DATA_DIR", help="data directory, journal or .duckdb archive")
+    what = replay.add_mutually_exclusive_group()
+    what.add_argument("--at", metavar="SEQ|TIME", help="state after this seq, or at this time (UTC by default)")
+    what.add_argument("--order", metavar="ID", help="timeline of an order: client order id, orderId or permId")
+    what.add_argument("--diff", nargs=2, metavar=("A", "B"), help="what changed between two points")
+    what.add_argument("--step", action="store_true", help="step through the events interactively")
+    what.add_argument("--verify", action="store_true", help="refold the log and compare every snapshot")
+    what.add_argument("--publish", metavar="ENDPOINT", help="re-publish over ZeroMQ PUB (loopback)")
+    replay.add_argument("--speed", type=_speed, default=1.0, help="with --publish: pace x SPEED; 0 = no pacing")
+    replay.add_argument("--from-seq", type=int, default=1, help="with --publish / --step: start at this seq")
+    replay.add_argument("--wait", type=float, default=1.0, help="with --publish: seconds of heartbeats first")
+    replay.set_defaults(func=_replay)
+
+    archive = subparsers.add_parser(
+        "archive",
+        help="import a journal into a DuckDB archive (incremental: only new seqs)",
+        description="Import DATA_DIR's journal into ARCHIVE (created 0600 if missing); see docs/replay.md.",
+        epilog=ARCHIVE_EPILOG,
+        formatter_class=fmt,
+    )
+    archive.add_argument("source", type=Path, metavar="DATA_DIR")
+    archive.add_argument("archive", type=Path, metavar="ARCHIVE.duckdb")
+    archive.add_argument("--export-parquet", type=Path, metavar="DIR", help="then write every table/view")
+    archive.set_defaults(func=_archive)
+
+    query = subparsers.add_parser(
+        "query",
+        help="run SQL on an archive; print a table, CSV or JSON, or write Parquet",
+        epilog=QUERY_EPILOG,
+        formatter_class=fmt,
+    )
+    query.add_argument("archive", type=Path, metavar="ARCHIVE.duckdb")
+    query.add_argument("sql", nargs="?", metavar="SQL")
+    query.add_argument("--order", metavar="ID", help="an order's timeline instead of SQL")
+    out = query.add_mutually_exclusive_group()
+    out.add_argument("--csv", action="store_true", help="CSV on stdout")
+    out.add_argument("--json", action="store_true", help="one JSON object per row on stdout")
+    out.add_argument("--parquet", type=Path, metavar="OUT", help="write the result to a Parquet file")
+    query.set_defaults(func=_query)
+
+
+def _console() -> Any:
+    from rich.console import Console
+
+    return Console()
+
+
+def _refuse(message: str) -> int:
+    print(f"oms: {message}", file=sys.stderr)
+    return EXIT_REFUSED
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from events.journal_errors import JournalError
+    from replay.points import BadPoint
+    from replay.timeline import UnknownOrder
+
+    try:
+        return _replay_checked(args)
+    except (JournalError, BadPoint, FileNotFoundError) as exc:
+        return _refuse(str(exc))
+    except UnknownOrder as exc:
+        print(f"oms: {exc}", file=sys.stderr)
+        return EXIT_NO
+
+
+def _replay_checked(args: argparse.Namespace) -> int:
+    from replay import render
+    from replay.points import resolve_point
+    from replay.source import JournalSource, open_source
+    from replay.states import diff_states, state_at, states_at
+
+    console = _console()
+    if args.verify:
+        from replay.verify import verify
+
+        report = verify(JournalSource(args.source).path)
+        render.render_verify(console, report)
+        return 0 if report.ok else EXIT_NO
+    source = open_source(args.source)
+    if args.order:
+        from replay.timeline import order_timelines
+
+        for timeline in order_timelines(source, args.order):
+            render.render_timeline(console, timeline)
+        return 0
+    if args.diff:
+        a, b = sorted(resolve_point(source, point) for point in args.diff)
+        before, after = states_at(source, [a, b])
+        render.render_diff(console, f"from seq {a} to seq {b}", diff_states(before, after))
+        return 0
+    if args.step:
+        from replay.stepper import run
+
+        return run(source, sys.stdin, console, args.from_seq if args.from_seq > 1 else None)
+    if args.publish:
+        return _publish(args, source, console)
+    seq = resolve_point(source, args.at) if args.at else source.last_seq()
+    render.render_state(console, state_at(source, seq))
+    return 0
+
+
+def _publish(args: argparse.Namespace, source: Any, console: Any) -> int:
+    import time
+
+    from replay.publish import NotLoopback, open_publisher, replay_to
+
+    try:
+        publisher = open_publisher(args.publish)
+    except NotLoopback as exc:
+        return _refuse(str(exc))
+    try:
+        console.print(f"publishing on {publisher.endpoint} in {args.wait:g}s (speed {args.speed:g}; 0 = max)")
+        deadline = time.monotonic() + args.wait
+        while time.monotonic() < deadline:  # heartbeats let subscribers connect before the first event
+            publisher.heartbeat(0)
+            time.sleep(0.1)
+        report = replay_to(publisher, source, speed=args.speed, from_seq=args.from_seq)
+        console.print(f"published {report.published} events, seqs {report.first_seq}..{report.last_seq}")
+    finally:
+        publisher.close()
+    return 0
+
+
+def _archive(args: argparse.Namespace) -> int:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from events.journal_errors import JournalError
+    from replay.archive import ArchiveMismatch, archive_journal
+
+    console = _console()
+    columns = (TextColumn("archiving"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=console, transient=True) as progress:
+        task = progress.add_task("archive", total=None)
+        try:
+            report = archive_journal(
+                args.source,
+                args.archive,
+                on_start=lambda total: progress.update(task, total=total),
+                on_progress=lambda n: progress.advance(task, n),
+            )
+        except (JournalError, ArchiveMismatch) as exc:
+            return _refuse(str(exc))
+    if report.imported:
+        console.print(f"archived seqs {report.first_seq}..{report.last_seq} ({report.imported} events)")
+    else:
+        console.print(f"nothing new: the archive already holds seqs 1..{report.last_seq}")
+    if report.note:
+        console.print(f"[yellow]{report.note}[/]")
+    if args.export_parquet:
+        from replay.queries import connect, export_all
+
+        con = connect(args.archive)
+        try:
+            written = export_all(con, args.export_parquet)
+        finally:
+            con.close()
+        console.print(f"wrote {len(written)} Parquet files to {args.export_parquet}")
+    return 0
+
+
+def _query(args: argparse.Namespace) -> int:
+    import duckdb
+
+    from replay import queries, render
+
+    if not args.sql and not args.order:
+        return _refuse("give SQL to run, or --order ID")
+    try:
+        con = queries.connect(args.archive)
+    except (FileNotFoundError, duckdb.Error) as exc:
+        return _refuse(f"{args.archive} is not an archive: {exc}")
+    try:
+        if args.order:
+            keys = queries.find_orders(con, args.order)
+            if not keys:
+                print(f"oms: no order is named {args.order!r}", file=sys.stderr)
+                return EXIT_NO
+            results = [(key, queries.order_timeline(con, key)) for key in keys]
+        else:
+            if args.parquet:
+                queries.export_parquet(con, args.sql, args.parquet)
+                print(f"wrote {args.parquet}")
+                return 0
+            results = [("", queries.run(con, args.sql))]
+    except duckdb.Error as exc:
+        print(f"oms: query failed: {exc}", file=sys.stderr)
+        return EXIT_NO
+    finally:
+        con.close()
+    console = _console()
+    for title, result in results:
+        if args.csv:
+            sys.stdout.write(queries.to_csv(result))
+        elif args.json:
+            sys.stdout.write(queries.to_json_lines(result))
+        else:
+            render.render_result(console, result, f"order {title}" if title else "")
+    return 0

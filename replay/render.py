@@ -1,0 +1,123 @@
+"""Rich tables for people: states, differences, timelines, events, query results, verify reports."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from rich.console import Console
+from rich.table import Table
+
+from events.codec import to_builtins
+from events.schema import Envelope, kind_of
+from oms.state import Order, State
+from replay.points import format_ts
+from replay.queries import Result
+from replay.states import FieldChange
+from replay.timeline import Timeline
+from replay.verify import VerifyReport
+
+_ORDER_COLUMNS = (
+    "client_order_id", "strategy_id", "account", "side", "quantity", "order_type", "limit_price", "status",
+    "filled", "avg_fill_price", "order_id", "perm_ids",
+)  # fmt: skip
+_POSITION_COLUMNS = ("key", "strategy_id", "quantity", "avg_price", "realized_pnl", "status", "close_reason")
+
+
+def cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, msgspec.Struct):
+        return msgspec.json.encode(value).decode()
+    if isinstance(value, tuple | list):
+        return ", ".join(cell(item) for item in value)
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={cell(v)}" for k, v in value.items())
+    return str(value)
+
+
+def _table(title: str, columns: tuple[str, ...] | list[str], rows: list[list[Any]]) -> Table:
+    table = Table(title=title, title_justify="left", header_style="bold")
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(*(cell(value) for value in row))
+    return table
+
+
+def render_state(console: Console, state: State) -> None:
+    console.print(f"[bold]state at seq {state.seq}[/] ({format_ts(state.ts) if state.ts else 'empty'} UTC)")
+    orders = [[getattr(o, c) for c in _ORDER_COLUMNS] for o in state.orders.values()]
+    console.print(_table(f"orders ({len(orders)})", _ORDER_COLUMNS, orders))
+    for name in ("positions", "strategy_positions"):
+        held = getattr(state, name).values()
+        console.print(_table(name, _POSITION_COLUMNS, [[getattr(p, c) for c in _POSITION_COLUMNS] for p in held]))
+    accounts = [[a.account, a.commission, a.realized_pnl, a.values] for a in state.accounts.values()]
+    console.print(_table("accounts", ("account", "commission", "realized_pnl", "values"), accounts))
+
+
+def render_diff(console: Console, title: str, changes: list[FieldChange]) -> None:
+    rows = [
+        [c.collection, c.key, c.field, _side(c.before, c.field), _side(c.after, c.field)] for c in changes
+    ]
+    console.print(_table(title, ("what", "key", "field", "before", "after"), rows))
+
+
+def _side(value: Any, field: str) -> Any:
+    """A whole entity that appeared or went shows as "(none)" on the side where it is missing."""
+    return "(none)" if field == "*" and value is None else value
+
+
+def render_event(console: Console, env: Envelope) -> None:
+    fields = to_builtins(env)["event"]
+    body = " ".join(f"{k}={cell(v)}" for k, v in fields.items() if k != "kind")
+    console.print(f"[bold]#{env.seq}[/] {format_ts(env.ts)} [cyan]{kind_of(env.event)}[/] {body}")
+
+
+def render_timeline(console: Console, timeline: Timeline) -> None:
+    rows = [
+        [
+            entry.env.seq,
+            format_ts(entry.env.ts),
+            kind_of(entry.env.event),
+            _summary(entry.env),
+            "*" if entry.changed else "",
+            *_order_cells(entry.order),
+        ]
+        for entry in timeline.entries
+    ]
+    columns = ("seq", "time (UTC)", "kind", "event", "chg", "status", "filled", "avg price", "remaining")
+    console.print(_table(f"order {timeline.client_order_id}", columns, rows))
+
+
+def _summary(env: Envelope) -> str:
+    fields = to_builtins(env)["event"]
+    skip = {"kind", "contract", "account", "client_id", "order_ref", "client_order_id"}
+    return " ".join(f"{k}={cell(v)}" for k, v in fields.items() if k not in skip)
+
+
+def _order_cells(order: Order | None) -> list[Any]:
+    if order is None:
+        return ["", "", "", ""]
+    return [order.status, order.filled, order.avg_fill_price, order.remaining]
+
+
+def render_result(console: Console, result: Result, title: str = "") -> None:
+    console.print(_table(title or f"{len(result.rows)} rows", result.columns, [list(r) for r in result.rows]))
+
+
+def render_verify(console: Console, report: VerifyReport) -> None:
+    rows = [[c.seq, "ok" if c.ok else "DIFFERS", c.detail] for c in report.checks]
+    console.print(_table(f"snapshots against a refold of seqs 1..{report.last_seq}", ("seq", "", "detail"), rows))
+    if not report.checks:
+        console.print("no snapshots to verify: the refold has nothing to compare with")
+    if report.bad_snapshot is None:
+        return
+    where = f"seq {report.parted_at}" if report.parted_at else "an unknown seq"
+    console.print(
+        f"[bold red]snapshot {report.bad_snapshot} differs from the refold[/]: they agreed at seq "
+        f"{report.after_seq} and part at {where}"
+    )
+    render_diff(console, "refold (before) vs snapshot (after)", report.differences)

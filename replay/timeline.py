@@ -1,0 +1,76 @@
+"""One order's story: every event that touched it, in log order, with the order as the fold left it.
+
+An order is found by any of its names: our client order id, IB's orderId (per clientId and session, so
+it may name several orders across sessions) or a permId. The ids come from the final state (from a
+snapshot when there is one); then one fold from the start collects the events (see `replay.links`).
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from events.schema import Envelope
+from oms.fold import step
+from oms.state import Order, State, initial_state
+from replay.links import Linker
+from replay.source import Source
+from replay.states import state_at
+
+
+class UnknownOrder(LookupError):
+    code = "unknown_order"
+
+
+class Entry(msgspec.Struct, frozen=True):
+    env: Envelope
+    order: Order | None  # the order after this event (None: it did not exist yet)
+    changed: bool  # whether this event changed the order (else it only named it)
+
+
+class Timeline(msgspec.Struct, frozen=True):
+    client_order_id: str
+    entries: list[Entry]
+
+
+def find_orders(state: State, ident: str) -> list[str]:
+    """Client order ids of the orders named `ident`, by client order id, orderId or permId."""
+    if ident in state.orders:
+        return [ident]
+    if not ident.lstrip("-").isdigit():
+        return []
+    number = int(ident)
+    return [
+        coid for coid, order in state.orders.items() if order.order_id == number or number in order.perm_ids
+    ]
+
+
+def order_timelines(source: Source, ident: str) -> list[Timeline]:
+    keys = find_orders(state_at(source, source.last_seq()), ident)
+    if not keys:
+        raise UnknownOrder(f"no order is named {ident!r} (client order id, orderId or permId)")
+    return timelines_of(source, keys)
+
+
+def timelines_of(source: Source, keys: list[str]) -> list[Timeline]:
+    wanted = set(keys)
+    found: dict[str, dict[int, tuple[Envelope, Order | None]]] = {key: {} for key in keys}
+    state, linker = initial_state(), Linker()
+    for env in source.read():
+        state, changes = step(state, env)
+        changed = {c.client_order_id: c for c in changes if isinstance(c, Order) and c.client_order_id in wanted}
+        for linked, key in linker.link(env, changes, state):
+            if key in wanted:
+                found[key][linked.seq] = (linked, changed.get(key) if linked is env else None)
+    return [Timeline(key, _carry_forward(found[key])) for key in keys]
+
+
+def _carry_forward(by_seq: dict[int, tuple[Envelope, Order | None]]) -> list[Entry]:
+    """Give every entry the order as of its seq: the latest change at or before it."""
+    entries: list[Entry] = []
+    current: Order | None = None
+    for seq in sorted(by_seq):
+        env, change = by_seq[seq]
+        if change is not None:
+            current = change
+        entries.append(Entry(env, current, change is not None))
+    return entries

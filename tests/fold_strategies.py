@@ -1,0 +1,379 @@
+"""Hypothesis strategies for IB-like sessions: intents plus the callbacks IB would send for them, then
+reordered within the freedom IB takes, duplicated and dropped the way IB does.
+
+Per order, three channels are merged at random after OrderRequested/OrderSent: the order channel
+(openOrder, orderStatus, errors, and our cancel/modify requests, in causal order; statuses may be
+dropped or repeated), the execution channel (execDetails in order, each commission before or after its
+execution, corrections after what they correct, duplicates from a later sync anywhere after the
+original), and nothing else; orders are then interleaved with each other and with account, position,
+kill-switch and connection facts. Executions are never dropped. `Session.fills` is the ground truth:
+the fills IB finally stands by (after corrections), for checking the fold against.
+
+Reusable by other helpers: `sessions()` gives a `Session`; `envelopes()` gives just the log.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+
+from hypothesis import strategies as st
+from msgspec.structs import replace
+
+from events.schema import (
+    AccountValueReported,
+    BrokerError,
+    CancelRequested,
+    CommissionReported,
+    ConnectionChanged,
+    Contract,
+    Envelope,
+    Event,
+    ExecutionReported,
+    KillSwitchChanged,
+    ModifyRequested,
+    OpenOrderReported,
+    OrderDenied,
+    OrderRequested,
+    OrderSent,
+    OrderStatusReported,
+    PositionMismatch,
+    PositionReported,
+)
+
+CLIENT_ID = 7
+ACCOUNTS = ("DU111", "DU222")
+INSTRUMENTS = (("AAPL", 265598), ("MSFT", 272093))
+FATES = (
+    "fill",
+    "partial_cancel",
+    "cancel",
+    "reject",
+    "deny",
+    "cancel_fail",
+    "inactive",
+    "modify",
+    "ext",
+    "ext_other",
+)
+
+
+@dataclass(frozen=True)
+class TrueFill:
+    """An execution as IB finally stands by it (a corrected one with its last correction)."""
+
+    client_order_id: str  # ours, or "" for an external order
+    account: str
+    con_id: int
+    signed: float
+    price: float
+
+
+@dataclass
+class Session:
+    envelopes: list[Envelope]
+    fills: dict[str, TrueFill] = field(default_factory=dict)  # execId base -> final fill
+    quantities: dict[str, float] = field(default_factory=dict)  # our client order id -> final quantity
+
+
+@dataclass
+class _Order:
+    index: int
+    fate: str
+    account: str
+    symbol: str
+    con_id: int
+    side: str
+    quantity: float
+    strategy: str
+    by_symbol: bool
+    extra_perm: bool
+
+    @property
+    def coid(self) -> str:
+        return f"c{self.index}"
+
+    @property
+    def order_id(self) -> int:
+        return 100 + self.index
+
+    @property
+    def perm_id(self) -> int:
+        return 9000 + self.index
+
+
+def _contract(o: _Order, known: bool) -> Contract:
+    return Contract(symbol=o.symbol, con_id=o.con_id if known else 0)
+
+
+def _ids(o: _Order) -> tuple[int, int, int, str]:
+    """(client_id, order_id, perm_id, order_ref) as IB reports them for this order."""
+    if o.fate == "ext":  # placed in TWS by hand: no orderId, no orderRef
+        return 0, 0, o.perm_id, ""
+    if o.fate == "ext_other":  # another API client's order
+        return 3, o.order_id, o.perm_id, f"other-{o.index}"
+    return CLIENT_ID, o.order_id, o.perm_id, o.coid
+
+
+def _status(o: _Order, rnd: random.Random, status: str, filled: float) -> OrderStatusReported:
+    client_id, order_id, perm_id, _ = _ids(o)
+    if o.fate == "ext_other" and rnd.random() < 0.5:
+        perm_id = 0  # IB sometimes reports before it has assigned the permId
+    elif o.extra_perm and rnd.random() < 0.5:
+        perm_id = o.perm_id + 50_000  # one order, a second permId (modify while reconnecting)
+    return OrderStatusReported(
+        order_id=order_id, perm_id=perm_id, client_id=client_id, status=status, filled=filled,
+        remaining=max(0.0, o.quantity - filled),
+    )  # fmt: skip
+
+
+def _open_order(o: _Order, status: str, quantity: float | None = None) -> OpenOrderReported:
+    client_id, order_id, perm_id, ref = _ids(o)
+    return OpenOrderReported(
+        order_id=order_id, perm_id=perm_id, client_id=client_id, order_ref=ref, account=o.account,
+        contract=_contract(o, True), side=o.side, quantity=quantity if quantity is not None else o.quantity,
+        order_type="LMT", limit_price=100.0, status=status,
+    )  # fmt: skip
+
+
+def _error(o: _Order, code: int, error_class: str) -> BrokerError:
+    return BrokerError(req_id=o.order_id, code=code, message=f"error {code}", error_class=error_class)  # type: ignore[arg-type]
+
+
+def _fill_sizes(rnd: random.Random, total: float) -> list[float]:
+    sizes: list[float] = []
+    left = int(total)
+    while left > 0:
+        part = rnd.randint(1, left)
+        sizes.append(float(part))
+        left -= part
+    return sizes
+
+
+def _executions(o: _Order, rnd: random.Random, total: float, session: Session) -> list[Event]:
+    """execDetails and commissions in the order IB may send them; records the final fills."""
+    client_id, order_id, perm_id, ref = _ids(o)
+    side = "BOT" if o.side == "BUY" else "SLD"
+    channel: list[Event] = []
+    for k, shares in enumerate(_fill_sizes(rnd, total)):
+        base = f"0000e{o.index:03d}.{k:04d}"
+        price = float(rnd.randint(90, 110))
+        versions = [(shares, price)]
+        if rnd.random() < 0.2:  # a correction: fewer shares or another price
+            versions.append((float(rnd.randint(1, int(shares))), price + rnd.choice((-1.0, 1.0))))
+        for v, (qty, px) in enumerate(versions, start=1):
+            exec_id = f"{base}.{v:02d}"
+            execution = ExecutionReported(
+                exec_id=exec_id, order_id=order_id, perm_id=perm_id, client_id=client_id, order_ref=ref,
+                account=o.account, contract=_contract(o, True), side=side, shares=qty, price=px,
+            )  # fmt: skip
+            commission = CommissionReported(exec_id=exec_id, commission=1.0 + k, currency="USD")
+            channel.extend((commission, execution) if rnd.random() < 0.3 else (execution, commission))
+            if rnd.random() < 0.2:  # replayed by a reqExecutions sync, anywhere later
+                replay = ExecutionReported(
+                    exec_id=exec_id, order_id=order_id, perm_id=perm_id, client_id=client_id, order_ref=ref,
+                    account=o.account, contract=_contract(o, True), side=side, shares=qty, price=px, req_id=42,
+                )  # fmt: skip
+                channel.insert(rnd.randint(channel.index(execution) + 1, len(channel)), replay)
+        qty, px = versions[-1]
+        session.fills[base] = TrueFill(
+            "" if o.fate.startswith("ext") else o.coid,
+            o.account,
+            o.con_id,
+            qty if o.side == "BUY" else -qty,
+            px,
+        )
+    return channel
+
+
+def _order_channel(o: _Order, rnd: random.Random, filled: float) -> list[tuple[Event, bool]]:
+    """(event, may IB drop or repeat it): the order's acknowledgements, statuses and our requests."""
+    ack = [(_open_order(o, "Submitted"), True), (_status(o, rnd, "Submitted", 0.0), True)]
+    info = [(_error(o, 10349, "information"), False)] if rnd.random() < 0.3 else []
+    cancel = (CancelRequested(client_order_id=o.coid), False)
+    if o.fate in ("fill", "ext", "ext_other"):
+        return [*ack, *info, (_status(o, rnd, "Filled", filled), True)]
+    if o.fate == "partial_cancel":
+        return [
+            *ack,
+            cancel,
+            (_status(o, rnd, "PendingCancel", 0.0), True),
+            (_status(o, rnd, "Cancelled", filled), True),
+        ]
+    if o.fate == "cancel":
+        end = rnd.choice(((_error(o, 202, "cancel"), False), (_status(o, rnd, "Cancelled", 0.0), True)))
+        return [*ack, *info, cancel, end]
+    if o.fate == "reject":
+        return [(_status(o, rnd, "PendingSubmit", 0.0), True), (_error(o, 201, "rejection"), False),
+                (_status(o, rnd, "Cancelled", 0.0), True)]  # fmt: skip
+    if o.fate == "cancel_fail":
+        failed = _error(o, rnd.choice((10148, 161, 10147)), "cancel_failed")
+        return [*ack, cancel, (failed, False), (_status(o, rnd, "Filled", filled), True)]
+    if o.fate == "inactive":
+        return [*ack, (_status(o, rnd, "Inactive", 0.0), True)]
+    if o.fate == "modify":
+        modify = (ModifyRequested(client_order_id=o.coid, quantity=o.quantity + 1, limit_price=101.0), False)
+        acked = replace(_open_order(o, "Submitted", o.quantity + 1), limit_price=101.0)
+        return [*ack, modify, (acked, False), (_status(o, rnd, "Submitted", 0.0), True)]
+    raise AssertionError(o.fate)
+
+
+def _order_events(o: _Order, rnd: random.Random, session: Session) -> list[Event]:
+    """One order's events: intents first, then its channels merged at random."""
+    if o.fate == "deny":
+        request = OrderRequested(
+            client_order_id=o.coid, strategy_id=o.strategy, account=o.account, contract=_contract(o, False),
+            side=o.side, quantity=o.quantity,  # type: ignore[arg-type]
+        )  # fmt: skip
+        session.quantities[o.coid] = o.quantity
+        return [
+            request,
+            OrderDenied(client_order_id=o.coid, code="max_qty", reason="over the limit", request=request),
+        ]
+    filled = {"fill": o.quantity, "ext": o.quantity, "ext_other": o.quantity, "cancel_fail": o.quantity}.get(
+        o.fate, 0.0
+    )
+    if o.fate == "partial_cancel":
+        filled = float(rnd.randint(0, int(o.quantity)))
+    elif o.fate == "modify":  # IB refuses to modify a filled order: this one is not filled before
+        filled = float(rnd.randint(0, int(o.quantity) - 1))
+    head: list[Event] = []
+    if not o.fate.startswith("ext"):
+        head = [
+            OrderRequested(
+                client_order_id=o.coid, strategy_id=o.strategy, account=o.account,
+                contract=_contract(o, not o.by_symbol), side=o.side, quantity=o.quantity,  # type: ignore[arg-type]
+                order_type="LMT", limit_price=100.0,
+            ),
+            OrderSent(client_order_id=o.coid, order_id=o.order_id, client_id=CLIENT_ID),
+        ]  # fmt: skip
+        session.quantities[o.coid] = o.quantity + (1 if o.fate == "modify" else 0)
+    statuses: list[Event] = []
+    for event, droppable in _order_channel(o, rnd, filled):
+        copies = 1
+        if droppable:
+            copies = rnd.choices((0, 1, 2), weights=(2, 6, 2))[0]
+        statuses.extend([event] * copies)
+    executions = _executions(o, rnd, filled, session)
+    return head + merge(rnd, [statuses, executions])
+
+
+def merge(rnd: random.Random, channels: list[list[Event]]) -> list[Event]:
+    """A random interleaving that keeps each channel's own order."""
+    channels = [list(reversed(c)) for c in channels if c]
+    out: list[Event] = []
+    while channels:
+        i = rnd.choices(range(len(channels)), weights=[len(c) for c in channels])[0]
+        out.append(channels[i].pop())
+        if not channels[i]:
+            channels.pop(i)
+    return out
+
+
+def _facts(rnd: random.Random) -> list[Event]:
+    """Account values, IB position reports (possibly disagreeing), mismatches, the kill switch."""
+    out: list[Event] = []
+    for _ in range(rnd.randint(0, 4)):
+        account = rnd.choice(ACCOUNTS)
+        symbol, con_id = rnd.choice(INSTRUMENTS)
+        kind = rnd.randrange(4)
+        if kind == 0:
+            out.append(AccountValueReported(account=account, key="NetLiquidation", value=str(rnd.randint(1, 9)),
+                                            currency="USD"))  # fmt: skip
+        elif kind == 1:
+            contract = Contract(symbol=symbol, con_id=con_id)
+            out.append(
+                PositionReported(
+                    account=account, contract=contract, position=rnd.randint(-5, 5), avg_cost=1.0
+                )
+            )
+        elif kind == 2:
+            contract = Contract(symbol=symbol, con_id=con_id)
+            out.append(
+                PositionMismatch(account=account, contract=contract, broker_position=1.0, folded_position=0.0)
+            )
+        else:
+            out.append(KillSwitchChanged(engaged=rnd.random() < 0.5, reason="test"))
+    return out
+
+
+@st.composite
+def sessions(draw: st.DrawFn, max_orders: int = 6) -> Session:
+    rnd = draw(st.randoms(use_true_random=False))
+    session = Session(envelopes=[])
+    specs = draw(
+        st.lists(
+            st.tuples(
+                st.sampled_from(FATES), st.sampled_from(ACCOUNTS), st.sampled_from(INSTRUMENTS),
+                st.sampled_from(("BUY", "SELL")), st.integers(1, 5), st.sampled_from(("s1", "s2")), st.booleans(),
+                st.booleans(),
+            ),
+            min_size=1, max_size=max_orders,
+        )
+    )  # fmt: skip
+    per_order = []
+    for i, (fate, account, (symbol, con_id), side, qty, strategy, by_symbol, extra_perm) in enumerate(specs):
+        extra_perm = extra_perm and not fate.startswith("ext")
+        o = _Order(i, fate, account, symbol, con_id, side, float(qty), strategy, by_symbol, extra_perm)
+        per_order.append(_order_events(o, rnd, session))
+    events: list[Event] = [ConnectionChanged(state="connected", client_id=CLIENT_ID, accounts=ACCOUNTS)]
+    events += merge(rnd, [*per_order, _facts(rnd)])
+    session.envelopes = [Envelope(seq, 1_000_000 * seq, ev) for seq, ev in enumerate(events, start=1)]
+    return session
+
+
+def envelopes(max_orders: int = 6) -> st.SearchStrategy[list[Envelope]]:
+    return sessions(max_orders).map(lambda s: s.envelopes)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Builders for example tests: one order "c1" (orderId 101, permId 9001, clientId 7) unless told.
+
+AAPL = Contract(symbol="AAPL")
+AAPL_IB = Contract(symbol="AAPL", con_id=265598)
+
+
+def requested(coid: str = "c1", side: str = "BUY", quantity: float = 10.0, contract: Contract = AAPL,
+              strategy: str = "s1", account: str = "DU111") -> OrderRequested:  # fmt: skip
+    return OrderRequested(client_order_id=coid, strategy_id=strategy, account=account, contract=contract,
+                          side=side, quantity=quantity, order_type="LMT", limit_price=100.0)  # type: ignore[arg-type]  # fmt: skip
+
+
+def sent(coid: str = "c1", order_id: int = 101) -> OrderSent:
+    return OrderSent(client_order_id=coid, order_id=order_id, client_id=CLIENT_ID)
+
+
+def status(name: str, filled: float = 0.0, order_id: int = 101, perm_id: int = 9001, client_id: int = CLIENT_ID,
+           why_held: str = "") -> OrderStatusReported:  # fmt: skip
+    return OrderStatusReported(order_id=order_id, perm_id=perm_id, client_id=client_id, status=name, filled=filled,
+                               remaining=0.0, why_held=why_held)  # fmt: skip
+
+
+def open_order(name: str = "Submitted", coid: str = "c1", quantity: float = 10.0, order_id: int = 101,
+               perm_id: int = 9001, client_id: int = CLIENT_ID, side: str = "BUY", limit: float = 100.0,
+               account: str = "DU111") -> OpenOrderReported:  # fmt: skip
+    return OpenOrderReported(order_id=order_id, perm_id=perm_id, client_id=client_id, order_ref=coid,
+                             account=account, contract=AAPL_IB, side=side, quantity=quantity, order_type="LMT",
+                             limit_price=limit, status=name)  # fmt: skip
+
+
+def execution(exec_id: str, shares: float, price: float = 100.0, side: str = "BOT", coid: str = "c1",
+              order_id: int = 101, perm_id: int = 9001, client_id: int = CLIENT_ID,
+              account: str = "DU111", contract: Contract = AAPL_IB) -> ExecutionReported:  # fmt: skip
+    return ExecutionReported(exec_id=exec_id, order_id=order_id, perm_id=perm_id, client_id=client_id,
+                             order_ref=coid, account=account, contract=contract, side=side, shares=shares,
+                             price=price)  # fmt: skip
+
+
+def commission(exec_id: str, amount: float, realized: float | None = None) -> CommissionReported:
+    return CommissionReported(exec_id=exec_id, commission=amount, currency="USD", realized_pnl=realized)
+
+
+def error(code: int, error_class: str = "error", req_id: int = 101) -> BrokerError:
+    return BrokerError(req_id=req_id, code=code, message=f"error {code}", error_class=error_class)  # type: ignore[arg-type]
+
+
+def log(*events: Event) -> list[Envelope]:
+    """Envelopes for `events`, after the connection that names our clientId."""
+    evs = [ConnectionChanged(state="connected", client_id=CLIENT_ID), *events]
+    return [Envelope(seq, 1_000 * seq, ev) for seq, ev in enumerate(evs, start=1)]

@@ -1,0 +1,97 @@
+"""Shared by the tests/test_ib_*.py modules: a sink that does what the service does (envelope + fold),
+a simulator + adapter harness, and real capture frames read for the client's decoder."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+from adapters.ib.adapter import Backoff, IBAdapter
+from adapters.tws_sim import SimConfig, TwsSimulator
+from events.schema import Contract, Envelope, Event, OrderRequested
+from oms.fold import step
+from oms.state import State, initial_state
+from tests.waiting import async_wait_until
+
+E = TypeVar("E", bound=Event)
+ACCOUNT = "DU123456"
+# strict decoders (tws-protocol.md 2.3): execDetails has 31 fields below v178, commissionReport 8
+_STRICT_LENGTH = {"11": 31, "59": 8}
+
+
+class FoldingSink:
+    """The service's sink minus the journal: number each event, fold it, keep it."""
+
+    def __init__(self, state: State | None = None) -> None:
+        self.state = state or initial_state()
+        self.events: list[Event] = []
+
+    def __call__(self, event: Event) -> None:
+        self.events.append(event)
+        self.state, _ = step(self.state, Envelope(self.state.seq + 1, time.time_ns(), event))
+
+    def of(self, kind: type[E]) -> list[E]:
+        return [e for e in self.events if isinstance(e, kind)]
+
+
+def request(coid: str, symbol: str = "AAPL", side: str = "BUY", qty: float = 10, **kw: Any) -> OrderRequested:
+    return OrderRequested(
+        client_order_id=coid,
+        strategy_id="s1",
+        account=ACCOUNT,
+        contract=Contract(symbol=symbol),
+        side=side,  # type: ignore[arg-type]
+        quantity=qty,
+        **kw,
+    )
+
+
+@contextlib.asynccontextmanager
+async def session(
+    library: str, config: SimConfig | None = None, sink: FoldingSink | None = None, **adapter_kw: Any
+) -> AsyncIterator[tuple[TwsSimulator, IBAdapter, FoldingSink]]:
+    sim = TwsSimulator(config or SimConfig())
+    await sim.start(port=0)
+    sink = sink or FoldingSink()
+    adapter_kw.setdefault("reconnect", Backoff(initial=0.02, max_delay=0.2, attempts=0))
+    adapter = IBAdapter(
+        "127.0.0.1", sim.port, 7, sink=sink, state_provider=lambda: sink.state, library=library, **adapter_kw
+    )
+    try:
+        await adapter.connect(timeout=5)
+        yield sim, adapter, sink
+    finally:
+        await adapter.disconnect()
+        await sim.stop()
+
+
+async def until(predicate: Any, what: str, timeout: float = 10.0) -> None:
+    await async_wait_until(predicate, timeout=timeout, what=what)
+
+
+def capture_frames(path: Path) -> list[list[str]]:
+    """A capture file as field lists: nautilus files separate fields with the literal text `\\x00`,
+    rust-ibapi lines with `|`; both end every field with the separator. Test-string artifacts (an extra
+    empty field) are trimmed where the client unpacks strictly."""
+    text = path.read_text()
+    lines = [text.strip("\r\n")] if "\\x00" in text else [ln for ln in text.splitlines() if ln.strip()]
+    sep = "\\x00" if "\\x00" in text else "|"
+    frames = []
+    for line in lines:
+        fields = line.split(sep)[:-1]
+        strict = _STRICT_LENGTH.get(fields[0])
+        while strict and len(fields) > strict and fields[-1] == "":
+            fields.pop()
+        frames.append(fields)
+    return frames
+
+
+def server_version_of(path: Path) -> int:
+    """The layout a capture was recorded at (its file name says so; nautilus files are 170-176)."""
+    for version in (163, 176):
+        if f"_v{version}" in path.name:
+            return version
+    return 176

@@ -1,0 +1,221 @@
+"""Position lifecycle, accounts and the session facts of docs/state.md, each rule named by its test."""
+
+from __future__ import annotations
+
+import pytest
+
+from events.schema import (
+    AccountValueReported,
+    CancelRequested,
+    ConnectionChanged,
+    Contract,
+    Envelope,
+    KillSwitchChanged,
+    OrderDenied,
+    PositionMismatch,
+    PositionReported,
+    ReconciliationFinished,
+    ReconciliationStarted,
+    UnknownEvent,
+)
+from oms.fold import copy_state, fold, step
+from oms.positions import reported_mismatch
+from oms.state import Position, Removed, State
+from tests.fold_strategies import (
+    AAPL,
+    AAPL_IB,
+    commission,
+    error,
+    execution,
+    log,
+    open_order,
+    requested,
+    sent,
+    status,
+)
+
+KEY = "DU111|265598"
+
+
+def position(state: State, key: str = KEY) -> Position:
+    return state.positions[key]
+
+
+def test_lifecycle_pending_submitted_filled_closing_closed() -> None:
+    seen = []
+    state = fold(log())
+    sell = [requested("c2", side="SELL"), sent("c2", order_id=102)]
+    events = [requested(contract=AAPL_IB), sent(), open_order(), execution("e1.01", 10), *sell,
+              execution("e2.01", 10, side="SLD", coid="c2", order_id=102, perm_id=9002)]  # fmt: skip
+    for env in log(*events)[1:]:
+        state, _ = step(state, env)
+        seen.append(position(state).status)
+    assert seen == ["pending", "pending", "submitted", "filled", "closing", "closing", "closed"]
+    p = position(state)
+    assert (p.quantity, p.close_reason, p.lifecycle, p.opened_seq, p.closed_seq) == (0.0, "flat", 1, 2, 8)
+
+
+@pytest.mark.parametrize(
+    ("end", "reason"),
+    [
+        (status("Cancelled"), "cancelled"),
+        (error(202, "cancel"), "cancelled"),
+        (error(201, "rejection"), "rejected"),
+        (status("Inactive"), "inactive"),
+        (OrderDenied(client_order_id="c1", code="risk", reason="no"), "rejected"),
+    ],
+)
+def test_entry_that_ends_without_a_fill_closes_the_lifecycle_with_its_reason(
+    end: object, reason: str
+) -> None:
+    state = fold(log(requested(contract=AAPL_IB), sent(), end))  # type: ignore[arg-type]
+    assert (position(state).status, position(state).close_reason, position(state).lifecycle) == (
+        "closed",
+        reason,
+        1,
+    )
+
+
+def test_new_entry_after_a_closed_lifecycle_opens_the_next() -> None:
+    state = fold(
+        log(requested(contract=AAPL_IB), sent(), status("Cancelled"), requested("c2", contract=AAPL_IB))
+    )
+    assert (position(state).status, position(state).lifecycle) == ("pending", 2)
+
+
+def test_fill_that_flips_the_sign_closes_one_lifecycle_and_opens_the_next() -> None:
+    state = fold(log(requested(), sent(), execution("e1.01", 10, price=100.0),
+                     requested("c2", side="SELL", quantity=15), sent("c2", order_id=102),
+                     execution("e2.01", 15, price=110.0, side="SLD", coid="c2", order_id=102, perm_id=9002)))  # fmt: skip
+    p = position(state)
+    assert (p.quantity, p.avg_price, p.realized_pnl, p.status) == (-5.0, 110.0, 100.0, "filled")
+    assert (p.lifecycle, p.close_reason, p.closed_seq, p.opened_seq) == (2, "flipped", 7, 7)
+
+
+def test_order_by_symbol_and_its_fills_land_on_one_conid_key() -> None:
+    state = fold(log(requested(contract=AAPL), sent()))
+    assert list(state.positions) == ["DU111|STK:AAPL:USD"]
+    state, changes = step(state, Envelope(4, 4, open_order()))
+    assert Removed("DU111|STK:AAPL:USD", KEY) in changes
+    assert list(state.positions) == [KEY] and position(state).orders == ("c1",)
+    assert state.orders["c1"].contract.con_id == 265598
+    state = fold(
+        log(execution("e1.01", 10), requested("c2", contract=AAPL), sent("c2", order_id=102))[1:], state
+    )
+    assert list(state.positions) == [KEY]
+    assert list(state.strategy_positions) == ["s1|" + KEY]
+    assert (position(state).quantity, position(state).orders) == (10.0, ("c2",))
+
+
+def test_fill_before_any_open_order_joins_the_symbol_position_to_its_conid() -> None:
+    state = fold(log(requested(contract=AAPL), sent(), execution("e1.01", 4)))
+    assert list(state.positions) == [KEY]
+    assert (position(state).quantity, position(state).status, position(state).orders) == (
+        4.0,
+        "filled",
+        ("c1",),
+    )
+
+
+def test_position_report_is_a_cross_check_that_never_changes_the_quantity() -> None:
+    report = PositionReported(account="DU111", contract=AAPL_IB, position=99.0, avg_cost=1.0)
+    before = fold(log(requested(), sent(), execution("e1.01", 10)))
+    after, changes = step(copy_state(before), Envelope(9, 9, report))
+    assert changes == ()
+    assert after.positions == before.positions
+    assert after.broker_positions[KEY].position == 99.0
+
+
+def test_reported_mismatch_tells_the_service_what_to_log() -> None:
+    state = fold(log(requested(), sent(), execution("e1.01", 10)))
+    agree = PositionReported(account="DU111", contract=AAPL_IB, position=10.0, avg_cost=100.0)
+    disagree = PositionReported(account="DU111", contract=AAPL_IB, position=7.0, avg_cost=100.0)
+    assert reported_mismatch(state, agree) is None
+    found = reported_mismatch(state, disagree)
+    assert found is not None and (found.broker_position, found.folded_position) == (7.0, 10.0)
+
+
+def test_position_mismatch_is_recorded_not_applied() -> None:
+    mismatch = PositionMismatch(account="DU111", contract=AAPL_IB, broker_position=7.0, folded_position=10.0)
+    state = fold(log(requested(), sent(), execution("e1.01", 10), mismatch))
+    assert state.mismatches[KEY].broker_position == 7.0
+    assert position(state).quantity == 10.0
+
+
+def test_closing_means_an_order_on_the_closing_side_is_working() -> None:
+    state = fold(
+        log(requested(), sent(), execution("e1.01", 10), requested("c2", quantity=5), sent("c2", 102))
+    )
+    assert position(state).status == "filled"  # adding, not closing
+    state = fold(log(requested("c3", side="SELL"), sent("c3", 103))[1:], state)
+    assert position(state).status == "closing"
+    state = fold(
+        log(CancelRequested(client_order_id="c3"), status("Cancelled", order_id=103, perm_id=0))[1:], state
+    )
+    assert position(state).status == "filled"
+
+
+def test_strategy_positions_come_from_which_strategy_orders_made_the_fills() -> None:
+    state = fold(log(requested(strategy="a"), sent(), execution("e1.01", 10),
+                     requested("c2", strategy="b", side="SELL", quantity=4), sent("c2", 102),
+                     execution("e2.01", 4, side="SLD", coid="c2", order_id=102, perm_id=9002)))  # fmt: skip
+    assert state.strategy_positions["a|" + KEY].quantity == 10.0
+    assert state.strategy_positions["b|" + KEY].quantity == -4.0
+    assert position(state).quantity == 6.0
+
+
+def test_correction_adjusts_position_and_realized_pnl() -> None:
+    state = fold(log(requested(), sent(), execution("e1.01", 10, price=100.0),
+                     requested("c2", side="SELL"), sent("c2", 102),
+                     execution("e2.01", 10, price=110.0, side="SLD", coid="c2", order_id=102, perm_id=9002),
+                     execution("e1.02", 8, price=100.0)))  # fmt: skip
+    p = position(state)
+    assert state.orders["c1"].status == "partially_filled"  # the correction left 2 to buy
+    assert (p.quantity, p.realized_pnl, p.status) == (-2.0, 80.0, "closing")
+    assert state.accounts["DU111"].realized_pnl == 80.0
+
+
+def test_realized_pnl_uses_the_contract_multiplier() -> None:
+    es = Contract(symbol="ES", sec_type="FUT", con_id=11, multiplier="50", last_trade_date="20261218")
+    state = fold(log(execution("f1.01", 2, price=5000.0, contract=es, coid="", client_id=0, order_id=0, perm_id=1),
+                     execution("f2.01", 2, price=5010.0, side="SLD", contract=es, coid="", client_id=0, order_id=0,
+                               perm_id=2)))  # fmt: skip
+    assert state.positions["DU111|11"].realized_pnl == 1000.0
+
+
+def test_account_keeps_the_latest_value_per_key_and_currency() -> None:
+    values = [AccountValueReported(account="DU111", key="TotalCashValue", value=v, currency=c)
+              for v, c in (("1", "USD"), ("2", "EUR"), ("3", "USD"))]  # fmt: skip
+    state = fold(log(*values, AccountValueReported(account="DU111", key="AccountType", value="INDIVIDUAL")))
+    assert state.accounts["DU111"].values == {"TotalCashValue:USD": "3", "TotalCashValue:EUR": "2",
+                                              "AccountType": "INDIVIDUAL"}  # fmt: skip
+
+
+def test_account_sums_commissions_and_realized_pnl_from_fills() -> None:
+    state = fold(log(requested(), sent(), execution("e1.01", 10, price=100.0), commission("e1.01", 1.0),
+                     requested("c2", side="SELL"), sent("c2", 102),
+                     execution("e2.01", 10, price=101.0, side="SLD", coid="c2", order_id=102, perm_id=9002),
+                     commission("e2.01", 1.0, realized=8.0)))  # fmt: skip
+    acct = state.accounts["DU111"]
+    assert (acct.commission, acct.realized_pnl, acct.broker_realized_pnl) == (2.0, 10.0, 8.0)
+
+
+def test_connection_kill_switch_and_reconciliation_are_recorded() -> None:
+    state = fold(log(ConnectionChanged(state="lost"), KillSwitchChanged(engaged=True, reason="drawdown"),
+                     ReconciliationStarted(reason="reconnect")))  # fmt: skip
+    assert (state.connection, state.client_id, state.kill_switch, state.kill_reason) == (
+        "lost",
+        7,
+        True,
+        "drawdown",
+    )
+    assert state.reconciling
+    assert not fold(log(ReconciliationFinished())[1:], state).reconciling
+
+
+def test_unknown_event_kind_is_a_no_op() -> None:
+    before = fold(log(requested()))
+    after, changes = step(
+        copy_state(before), Envelope(5, 5, UnknownEvent(original_kind="future", raw=b"\x80"))
+    )
+    assert changes == () and after.orders == before.orders and after.seq == 5

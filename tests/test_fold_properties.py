@@ -1,0 +1,145 @@
+"""Properties of the fold over generated IB-like sessions (tests/fold_strategies.py)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from events.codec import decode, encode
+from events.schema import ExecutionReported
+from oms.fold import copy_state, fold, step
+from oms.snapshot_codec import decode_state, encode_state
+from oms.state import TERMINAL, Account, Order, Position, Removed, State, initial_state
+from tests.fold_strategies import Session, sessions
+
+PROPS = settings(max_examples=150, deadline=None)
+
+
+@PROPS
+@given(sessions())
+def test_filled_never_exceeds_ordered_and_equals_deduped_executions(session: Session) -> None:
+    state = fold(session.envelopes)
+    for coid, quantity in session.quantities.items():
+        order = state.orders[coid]
+        assert order.quantity == quantity
+        assert order.filled <= order.quantity
+        assert order.remaining == order.quantity - order.filled
+        executed = sum(abs(f.signed) for f in session.fills.values() if f.client_order_id == coid)
+        assert order.filled == executed
+        assert order.overfill == 0.0
+
+
+@PROPS
+@given(sessions())
+def test_position_is_the_signed_sum_of_deduped_corrected_fills(session: Session) -> None:
+    state = fold(session.envelopes)
+    expected: dict[str, float] = defaultdict(float)
+    for f in session.fills.values():
+        expected[f"{f.account}|{f.con_id}"] += f.signed
+    assert {k: p.quantity for k, p in state.positions.items() if p.quantity} == {
+        k: q for k, q in expected.items() if q
+    }
+    by_strategies: dict[str, float] = defaultdict(float)
+    for p in state.strategy_positions.values():
+        by_strategies[f"{p.account}|{p.key.split('|')[-1]}"] += p.quantity
+    assert {k: q for k, q in by_strategies.items() if q} == {k: q for k, q in expected.items() if q}
+
+
+@PROPS
+@given(sessions())
+def test_terminal_orders_change_only_by_late_fills_or_corrections(session: Session) -> None:
+    state = initial_state()
+    for env in session.envelopes:
+        before = {c: (o.status, o.filled) for c, o in state.orders.items() if o.status in TERMINAL}
+        state, _ = step(state, env)
+        if isinstance(env.event, ExecutionReported):
+            continue
+        for coid, was in before.items():
+            assert (state.orders[coid].status, state.orders[coid].filled) == was, env
+
+
+@PROPS
+@given(sessions())
+def test_account_commission_is_the_sum_of_joined_commissions(session: Session) -> None:
+    state = fold(session.envelopes)
+    total: dict[str, float] = defaultdict(float)
+    for f in state.fills.values():
+        total[f.account] += f.commission or 0.0
+    assert {a: round(acct.commission, 9) for a, acct in state.accounts.items() if acct.commission} == {
+        a: round(c, 9) for a, c in total.items() if c
+    }
+    for exec_id in state.pending_commissions:  # only waiting for an execution not seen yet
+        fill = state.fills.get(exec_id.rpartition(".")[0])
+        assert fill is None or fill.exec_id != exec_id
+
+
+@settings(max_examples=60, deadline=None)
+@given(sessions(max_orders=4))
+def test_snapshot_at_every_seq_plus_tail_equals_the_whole_fold(session: Session) -> None:
+    envs = session.envelopes
+    whole = fold(envs)
+    state = initial_state()
+    for k, env in enumerate(envs, start=1):
+        state, _ = step(state, env)
+        resumed = fold(envs[k:], decode_state(encode_state(state)))
+        assert resumed == whole, f"snapshot at seq {k}"
+        state = decode_state(encode_state(state))  # keep going from the decoded copy too
+
+
+def _entities(state: State) -> dict[tuple[str, str], object]:
+    found: dict[tuple[str, str], object] = {}
+    found.update({("o", k): v for k, v in state.orders.items()})
+    found.update({("p", k): v for k, v in state.positions.items()})
+    found.update({("s", k): v for k, v in state.strategy_positions.items()})
+    found.update({("a", k): v for k, v in state.accounts.items()})
+    return found
+
+
+def _identity(change: object) -> tuple[str, str]:
+    if isinstance(change, Order):
+        return ("o", change.client_order_id)
+    if isinstance(change, Position):
+        return ("s" if change.strategy_id else "p", change.key)
+    if isinstance(change, Account):
+        return ("a", change.account)
+    assert isinstance(change, Removed)
+    return ("removed", change.key)
+
+
+@PROPS
+@given(sessions())
+def test_step_returns_exactly_the_entities_that_changed(session: Session) -> None:
+    state = initial_state()
+    for env in session.envelopes:
+        before = _entities(copy_state(state))
+        state, changes = step(state, env)
+        after = _entities(state)
+        differ = {k: v for k, v in after.items() if before.get(k) != v}
+        gone = {k[1] for k in before if k not in after}
+        reported = {_identity(c): c for c in changes}
+        assert len(reported) == len(changes), "an entity reported twice"
+        assert {k: v for k, v in reported.items() if k[0] != "removed"} == differ, env
+        assert {k[1] for k in reported if k[0] == "removed"} == gone
+
+
+@settings(max_examples=50, deadline=None)
+@given(sessions(), st.integers(0, 10_000))
+def test_copy_state_is_a_version_later_steps_do_not_touch(session: Session, cut: int) -> None:
+    envs = session.envelopes
+    k = cut % (len(envs) + 1)
+    kept = copy_state(fold(envs[:k]))
+    snapshot = encode_state(kept)
+    fold(envs[k:], copy_state(kept))
+    assert encode_state(kept) == snapshot
+
+
+@PROPS
+@given(sessions())
+def test_same_log_folded_twice_gives_equal_states(session: Session) -> None:
+    first = fold(session.envelopes)
+    second = fold(session.envelopes)
+    from_bytes = fold(decode(encode(env)) for env in session.envelopes)
+    assert first == second == from_bytes
+    assert encode_state(first) == encode_state(second)

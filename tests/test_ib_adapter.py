@@ -1,0 +1,202 @@
+"""End to end: the real ib_async / ib_insync client, the adapter, and the TWS simulator over loopback.
+The sink folds every event as the service would; assertions are on the folded state."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+
+import pytest
+
+from adapters.ib.adapter import IBAdapter
+from adapters.ib.clientlib import LIBRARIES
+from adapters.tws_sim import SimConfig
+from events.schema import (
+    BrokerError,
+    CancelRequested,
+    CommissionReported,
+    ExecutionReported,
+    ModifyRequested,
+    OpenOrderReported,
+    OrderRequested,
+    OrderSent,
+    OrderStatusReported,
+    ReconciliationFinished,
+)
+from tests.ib_helpers import FoldingSink, request, session, until
+
+pytestmark = pytest.mark.parametrize("library", LIBRARIES)
+
+
+async def place(adapter: IBAdapter, sink: FoldingSink, req: OrderRequested) -> int:
+    sink(req)  # the service logs the intent before it calls the adapter
+    return await adapter.place(req)
+
+
+def test_market_buy_fills_with_commission_and_position(library: str) -> None:
+    async def run() -> None:
+        async with session(library) as (sim, adapter, sink):
+            order_id = await place(adapter, sink, request("mkt-1", qty=10))
+            await until(lambda: sink.state.orders["mkt-1"].commission > 0, "commission joined")
+            order = sink.state.orders["mkt-1"]
+            assert (order.status, order.filled, order.order_id, order.client_id) == (
+                "filled",
+                10,
+                order_id,
+                7,
+            )
+            assert order.avg_fill_price == sim.price("AAPL")
+            assert order.commission == 1.0  # the simulator's minimum commission
+            (position,) = sink.state.positions.values()
+            assert (position.quantity, position.contract.con_id, position.status) == (10, 265598, "filled")
+            first_report = next(
+                e for e in sink.events if isinstance(e, OpenOrderReported | OrderStatusReported)
+            )
+            assert sink.events.index(sink.of(OrderSent)[0]) < sink.events.index(first_report)
+
+    asyncio.run(run())
+
+
+def test_limit_order_rests_then_cancel(library: str) -> None:
+    async def run() -> None:
+        async with session(library) as (_sim, adapter, sink):
+            order_id = await place(adapter, sink, request("lmt-1", order_type="LMT", limit_price=100.0))
+            await until(lambda: sink.state.orders["lmt-1"].status == "submitted", "working")
+            sink(CancelRequested(client_order_id="lmt-1"))
+            await adapter.cancel(order_id)
+            await until(lambda: sink.state.orders["lmt-1"].status == "cancelled", "cancelled")
+            assert [e.code for e in sink.of(BrokerError) if e.req_id == order_id] == [202]
+            assert sink.state.orders["lmt-1"].filled == 0
+
+    asyncio.run(run())
+
+
+def test_partial_fills_add_up(library: str) -> None:
+    async def run() -> None:
+        async with session(library, SimConfig(partial_fills=3)) as (_sim, adapter, sink):
+            await place(adapter, sink, request("part-1", qty=30))
+            await until(lambda: sink.state.orders["part-1"].status == "filled", "filled")
+            await until(lambda: len(sink.of(CommissionReported)) == 3, "three commissions")
+            assert len({e.exec_id for e in sink.of(ExecutionReported)}) == 3
+            assert sink.state.orders["part-1"].filled == 30
+            assert [p.quantity for p in sink.state.positions.values()] == [30]
+
+    asyncio.run(run())
+
+
+def test_rejected_order(library: str) -> None:
+    async def run() -> None:
+        async with session(library) as (sim, adapter, sink):
+            sim.force_fault("reject")
+            await place(adapter, sink, request("rej-1"))
+            await until(lambda: sink.state.orders["rej-1"].status == "rejected", "rejected")
+            assert [e.error_class for e in sink.of(BrokerError) if e.code == 201] == ["rejection"]
+
+    asyncio.run(run())
+
+
+def test_bracket_children_point_at_the_parent_and_wait_for_it(library: str) -> None:
+    async def run() -> None:
+        async with session(library) as (sim, adapter, sink):
+            price = sim.price("AAPL")
+            parent = request("br-p", order_type="LMT", limit_price=price - 10)
+            take = request(
+                "br-tp", side="SELL", order_type="LMT", limit_price=price + 10, parent_client_order_id="br-p"
+            )
+            stop = request(
+                "br-sl", side="SELL", order_type="STP", stop_price=price - 20, parent_client_order_id="br-p"
+            )
+            for req in (parent, take, stop):
+                sink(req)
+            ids = await adapter.place_bracket([parent, take, stop])
+            coids = ("br-p", "br-tp", "br-sl")
+            await until(lambda: all(sink.state.orders[c].status == "submitted" for c in coids), "all working")
+            by_id = {o.order_id: o for o in sim.orders}
+            assert [by_id[i].parent_id for i in ids] == [0, ids[0], ids[0]]
+            assert [by_id[i].transmit for i in ids] == [False, False, True]
+            sim.set_price("AAPL", price - 11)  # the parent fills; the take-profit and stop stay working
+            await until(lambda: sink.state.orders["br-p"].status == "filled", "parent filled")
+            assert sink.state.orders["br-tp"].status == sink.state.orders["br-sl"].status == "submitted"
+
+    asyncio.run(run())
+
+
+def test_modify_replaces_quantity_and_price_of_the_same_order_id(library: str) -> None:
+    async def run() -> None:
+        async with session(library) as (sim, adapter, sink):
+            order_id = await place(adapter, sink, request("mod-1", order_type="LMT", limit_price=100.0))
+            await until(lambda: sink.state.orders["mod-1"].status == "submitted", "working")
+            change = ModifyRequested(client_order_id="mod-1", quantity=20, limit_price=101.0)
+            sink(change)
+            await adapter.modify("mod-1", order_id, change)
+            await until(lambda: sink.state.orders["mod-1"].limit_price == 101.0, "modify acknowledged")
+            order = sink.state.orders["mod-1"]
+            assert (order.quantity, order.order_id, order.pending_modify) == (20, order_id, None)
+            assert [(o.quantity, o.lmt_price) for o in sim.orders] == [(20, 101.0)]
+
+    asyncio.run(run())
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        "duplicate_exec",
+        "exec_first",
+        "commission_late",
+        "commission_early",
+        "correction",
+        "status_repeat",
+        "status_skip",
+    ],
+)
+def test_fault_gives_one_fill_and_the_right_state(library: str, fault: str) -> None:
+    async def run() -> None:
+        async with session(library) as (sim, adapter, sink):
+            sim.force_fault(fault)
+            await place(adapter, sink, request("f-1", qty=10))
+            await until(lambda: sink.state.orders["f-1"].status == "filled", "filled")
+            await until(lambda: sink.state.orders["f-1"].commission > 0, "commission joined")
+            executions = sink.of(ExecutionReported)
+            if fault == "duplicate_exec":  # both callbacks are logged; the fold counts one
+                assert len(executions) == 2 and executions[0].exec_id == executions[1].exec_id
+            (fill,) = sink.state.fills.values()
+            if fault == "correction":
+                assert fill.exec_id.endswith(".02") and fill.corrects.endswith(".01")
+            order = sink.state.orders["f-1"]
+            assert order.filled == fill.shares == 10
+            assert [p.quantity for p in sink.state.positions.values()] == [10]
+
+    asyncio.run(run())
+
+
+def test_informational_10349_changes_nothing(library: str) -> None:
+    async def run() -> None:
+        async with session(library) as (sim, adapter, sink):
+            sim.force_fault("info_10349")
+            await place(adapter, sink, request("i-1", order_type="LMT", limit_price=100.0))
+            await until(lambda: any(e.code == 10349 for e in sink.of(BrokerError)), "10349 logged")
+            assert sink.of(BrokerError)[-1].error_class == "information"
+            assert sink.state.orders["i-1"].status == "submitted"
+
+    asyncio.run(run())
+
+
+def test_fill_while_disconnected_is_recovered_once_by_reconcile(library: str) -> None:
+    async def run() -> None:
+        async with session(library) as (sim, adapter, sink):
+            sim.force_fault("disconnect")  # ack, then 1100 and hang up; the order fills while away
+            await place(adapter, sink, request("away-1", qty=10))
+            await until(lambda: sink.state.orders["away-1"].status == "filled", "filled after reconnect")
+            # (the simulator's reqExecutions reply carries no commissionReport, unlike TWS: not checked here)
+            await until(lambda: len(sink.of(ReconciliationFinished)) == 2, "reconciled after reconnect")
+            states = [e.state for e in sink.events if e.__struct_config__.tag == "connection"]
+            assert states[:2] == ["connected", "lost"] and states.count("connected") == 2
+            assert all(f.ok for f in sink.of(ReconciliationFinished))
+            await adapter.reconcile("again")  # a further sync restates the fill: not logged again
+            assert Counter(e.exec_id for e in sink.of(ExecutionReported)) == {
+                sink.of(ExecutionReported)[0].exec_id: 1
+            }
+            assert [p.quantity for p in sink.state.positions.values()] == [10]
+            assert not [e for e in sink.events if e.__struct_config__.tag == "position_mismatch"]
+
+    asyncio.run(run())

@@ -1,0 +1,238 @@
+"""Connection, pacing and reconciliation against the simulator: retries with backoff, a client id in use,
+a restart on an existing log, other clients' orders and fills, position mismatches, failed requests,
+the 50 msg/s limit, and recorded TWS traffic played through a live connection."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from pathlib import Path
+
+import pytest
+
+from adapters.ib.adapter import Backoff, ClientIdInUse, IBAdapter
+from adapters.ib.clientlib import LIBRARIES
+from adapters.tws_sim import SimConfig, TwsSimulator
+from events.schema import (
+    CommissionReported,
+    ConnectionChanged,
+    Contract,
+    ExecutionReported,
+    OpenOrderReported,
+    PositionMismatch,
+    ReconciliationFinished,
+)
+from tests.ib_helpers import ACCOUNT, FoldingSink, request, session, until
+
+pytestmark = pytest.mark.parametrize("library", LIBRARIES)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_connect_retries_with_backoff_until_tws_is_up(library: str) -> None:
+    async def run() -> None:
+        port = free_port()
+        sink = FoldingSink()
+        adapter = IBAdapter(
+            "127.0.0.1",
+            port,
+            3,
+            sink=sink,
+            library=library,
+            backoff=Backoff(initial=0.02, max_delay=0.05, attempts=0),
+        )
+        connecting = asyncio.ensure_future(adapter.connect(timeout=2))
+        await until(lambda: adapter.connect_attempts >= 2, "two refused attempts")
+        sim = TwsSimulator()
+        await sim.start(port=port)
+        try:
+            await asyncio.wait_for(connecting, 10)
+            (connected,) = [e for e in sink.of(ConnectionChanged) if e.state == "connected"]
+            assert connected.server_version == 157 and connected.accounts == (ACCOUNT,)
+            assert sink.of(ReconciliationFinished)[-1].ok
+        finally:
+            await adapter.disconnect()
+            await sim.stop()
+
+    asyncio.run(run())
+
+
+def test_connect_gives_up_after_the_configured_attempts(library: str) -> None:
+    async def run() -> None:
+        adapter = IBAdapter(
+            "127.0.0.1", free_port(), 3, library=library, backoff=Backoff(initial=0.01, attempts=3)
+        )
+        with pytest.raises(ConnectionError, match="3 attempts"):
+            await adapter.connect(timeout=1)
+        assert adapter.connect_attempts == 3
+
+    asyncio.run(run())
+
+
+def test_client_id_in_use_is_reported_clearly(library: str) -> None:
+    async def run() -> None:
+        async with session(library) as (sim, _adapter, _sink):
+            sink = FoldingSink()
+            second = IBAdapter("127.0.0.1", sim.port, 7, sink=sink, library=library)
+            with pytest.raises(ClientIdInUse, match="client id 7 is already in use"):
+                await second.connect(timeout=5)
+            assert second.connect_attempts == 1  # refused: no point in retrying
+            (last,) = [e for e in sink.of(ConnectionChanged) if e.state == "disconnected"]
+            assert last.detail == "client id 7 is already in use"
+            assert any(e.code == 326 for e in sink.events if e.__struct_config__.tag == "error")
+
+    asyncio.run(run())
+
+
+def test_restart_on_an_existing_log_logs_only_new_executions(library: str) -> None:
+    async def run() -> None:
+        sim = TwsSimulator()
+        await sim.start(port=0)
+        sink = FoldingSink()
+        try:
+            first = IBAdapter(
+                "127.0.0.1", sim.port, 7, sink=sink, state_provider=lambda: sink.state, library=library
+            )
+            await first.connect(timeout=5)
+            sink(request("r-1"))
+            await first.place(request("r-1"))
+            await until(lambda: sink.state.orders["r-1"].commission > 0, "first fill")
+            await first.disconnect()
+            sim.fill_external("MSFT", "BUY", 5, client_id=0)  # a fill in TWS while the service is down
+            # the service restarts: a new adapter, the same log
+            second = IBAdapter(
+                "127.0.0.1", sim.port, 7, sink=sink, state_provider=lambda: sink.state, library=library
+            )
+            await second.connect(timeout=5)
+            await second.disconnect()
+            per_exec: dict[str, int] = {}
+            for e in sink.of(ExecutionReported):
+                per_exec[e.exec_id] = per_exec.get(e.exec_id, 0) + 1
+            assert sorted(per_exec.values()) == [1, 1]  # ours once (live), TWS's once (found by the sync)
+            external = [o for o in sink.state.orders.values() if o.external]
+            assert [(o.contract.symbol, o.filled, o.status) for o in external] == [("MSFT", 5, "filled")]
+            assert {p.contract.symbol: p.quantity for p in sink.state.positions.values()} == {
+                "AAPL": 10,
+                "MSFT": 5,
+            }
+            assert not sink.of(PositionMismatch)
+        finally:
+            await sim.stop()
+
+    asyncio.run(run())
+
+
+def test_orders_of_other_clients_and_tws_are_recorded_as_external(library: str) -> None:
+    async def run() -> None:
+        async with session(library) as (sim, adapter, sink):
+            sim.place_external_order(
+                "AAPL", "SELL", 3, "LMT", lmt_price=500.0, client_id=0, order_ref="manual"
+            )
+            sim.place_external_order("AAPL", "BUY", 4, "LMT", lmt_price=1.0, client_id=42)
+            await adapter.reconcile("poll")
+            refs = sorted((e.client_id, e.order_ref) for e in sink.of(OpenOrderReported))
+            assert refs == [(0, "manual"), (42, "")]
+            external = sorted(
+                (o.side, o.quantity, o.status) for o in sink.state.orders.values() if o.external
+            )
+            assert external == [("BUY", 4, "submitted"), ("SELL", 3, "submitted")]
+            before = len(sink.events)
+            await adapter.reconcile("poll again")  # nothing new: only the Started / Finished pair
+            assert [e.__struct_config__.tag for e in sink.events[before:]] == [
+                "reconciliation_started",
+                "reconciliation_finished",
+            ]
+
+    asyncio.run(run())
+
+
+def ghost_fill(sink: FoldingSink) -> None:
+    """The log holds a fill IB never made (e.g. a log from another account): IB's positions disagree."""
+    sink(request("ghost", symbol="MSFT", qty=5))
+    sink(
+        ExecutionReported(
+            exec_id="ghost.01", order_id=0, perm_id=0, client_id=7, order_ref="ghost", account=ACCOUNT,
+            contract=Contract(symbol="MSFT", con_id=272093), side="BOT", shares=5, price=400.0,
+        )
+    )  # fmt: skip
+
+
+def test_position_that_disagrees_with_the_fold_is_a_mismatch(library: str) -> None:
+    async def run() -> None:
+        sink = FoldingSink()
+        ghost_fill(sink)
+        async with session(library, sink=sink) as (_sim, _adapter, sink):
+            (mismatch,) = sink.of(PositionMismatch)
+            assert (mismatch.contract.symbol, mismatch.broker_position, mismatch.folded_position) == (
+                "MSFT",
+                0,
+                5,
+            )
+            assert sink.of(ReconciliationFinished)[-1].ok
+
+    asyncio.run(run())
+
+
+def test_a_request_that_times_out_is_never_read_as_empty(library: str) -> None:
+    async def run() -> None:
+        sink = FoldingSink()
+        ghost_fill(sink)
+        async with session(library, sink=sink, request_timeout=1e-6) as (_sim, _adapter, sink):
+            finished = sink.of(ReconciliationFinished)[-1]
+            assert (
+                not finished.ok
+                and "no answer" in finished.detail
+                and "positions not compared" in finished.detail
+            )
+            assert not sink.of(PositionMismatch)
+
+    asyncio.run(run())
+
+
+def test_a_burst_of_120_orders_is_paced_under_50_per_second(library: str) -> None:
+    async def run() -> None:
+        async with session(library) as (_sim, adapter, sink):
+            sent: list[float] = []
+            conn = adapter.ib.client.conn
+            original = conn.sendMsg
+
+            def record(msg: bytes) -> None:
+                if msg[4:6] == b"3\0":  # placeOrder, as it is written to the socket
+                    sent.append(time.monotonic())
+                original(msg)
+
+            conn.sendMsg = record
+            reqs = [request(f"p-{i}", order_type="LMT", limit_price=1.0, qty=1) for i in range(120)]
+            for req in reqs:
+                sink(req)
+            await asyncio.gather(*(adapter.place(r) for r in reqs))
+            orders = sink.state.orders
+            await until(
+                lambda: all(orders[r.client_order_id].status == "submitted" for r in reqs), "all working"
+            )
+            assert len(sent) == 120
+            busiest = max(sum(1 for t in sent[i:] if t - start <= 1.0) for i, start in enumerate(sent))
+            assert busiest < 50
+
+    asyncio.run(run())
+
+
+def test_recorded_tws_traffic_played_through_a_live_connection(library: str, captures_dir: Path) -> None:
+    async def run() -> None:
+        async with session(library, SimConfig(max_server_version=176)) as (sim, _adapter, sink):
+            await sim.play_capture(captures_dir / "rust-ibapi" / "es_fut_lmt_fill_v176.txt", client_id=7)
+            await until(lambda: sink.of(CommissionReported), "the capture's commission")
+            (order,) = [o for o in sink.state.orders.values() if o.contract.symbol == "ES"]
+            assert (order.status, order.filled, order.commission, order.perm_ids) == (
+                "filled",
+                1,
+                2.25,
+                (2126726143,),
+            )
+
+    asyncio.run(run())

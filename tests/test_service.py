@@ -1,0 +1,188 @@
+"""The service end to end, in-process: raw pyzmq client, the real IB client, the TWS simulator as IB."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import msgspec
+
+from adapters.tws_sim.config import SimConfig
+from events.reader import JournalReader
+from events.schema import KillSwitchChanged, OrderDenied, OrderRequested, SessionStarted
+from oms.fold import fold
+from oms.protocol import ENDPOINTS_FILE, Endpoints
+from tests.test_service_support import Wire, last_seq, place, running, state_of
+from tests.waiting import wait_until
+
+
+def test_place_follows_order_and_position_lifecycle_to_closed(tmp_path: Path) -> None:
+    with running(tmp_path) as service:
+        wire = Wire(service.endpoints.router, service.endpoints.pub)
+        result = wire.ok(place(strategy_id="s1", client_order_id="entry-1", id=7))
+        assert result["client_order_id"] == "entry-1" and not result["duplicate"]
+        assert result["order"].get("status", "pending") == "pending"  # omitted when default
+        for status in ("pending", "submitted", "filled"):
+            wire.wait_order("entry-1", status)
+        pos = wire.wait_pub(
+            lambda t, m: t.startswith("pos.DU123456.AAPL:") and m["data"].get("quantity") == 10
+        )
+        assert pos["data"]["status"] == "filled"
+        spos = wire.wait_pub(lambda t, _m: t.startswith("spos.s1.DU123456.AAPL:"))
+        assert spos["type"] == "strategy_position"
+
+        wire.ok(place(side="SELL", strategy_id="s1", client_order_id="exit-1"))
+        wire.wait_order("exit-1", "filled")
+        closed = wire.wait_pub(
+            lambda t, m: t.startswith("pos.DU123456.") and m["data"].get("status") == "closed", what="closed"
+        )
+        assert closed["data"].get("quantity", 0) == 0 and closed["data"]["close_reason"] == "flat"
+
+        # every published event carries its seq; the live state equals the fold of the journal
+        seqs = [m["seq"] for t, m in wire.seen if t.startswith("evt.")]
+        assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
+        live = state_of(service)
+        assert fold(JournalReader(tmp_path / "journal").read()) == live
+        reply = wire.request({"op": "orders", "strategy_id": "s1"})
+        assert {o["client_order_id"] for o in reply["result"]["orders"]} == {"entry-1", "exit-1"}
+        wire.close()
+
+
+def test_duplicate_client_order_id_sends_once(tmp_path: Path) -> None:
+    with running(tmp_path) as service:
+        wire = Wire(service.endpoints.router, service.endpoints.pub)
+        first = wire.ok(place(client_order_id="dup-1", quantity=5))
+        second = wire.ok(place(client_order_id="dup-1", quantity=5))
+        assert second["duplicate"] is True and second["seq"] == first["seq"]
+        wire.wait_order("dup-1", "filled")
+        third = wire.ok(place(client_order_id="dup-1", quantity=7))
+        assert third["duplicate"] and third["order"]["status"] == "filled"
+        assert sum(1 for o in service.sim.orders if o.order_ref == "dup-1") == 1  # type: ignore[union-attr]
+        requested = [e for e in JournalReader(tmp_path / "journal").read() if type(e.event) is OrderRequested]
+        assert len(requested) == 1
+        wire.close()
+
+
+def test_risk_denials_are_logged_and_replied(tmp_path: Path) -> None:
+    risk = {
+        "max_quantity": 100,
+        "max_notional": 50_000,
+        "max_position": 150,
+        "allowed_symbols": ("AAPL", "MSFT"),
+    }
+    with running(tmp_path, risk=risk) as service:
+        wire = Wire(service.endpoints.router, service.endpoints.pub)
+        cases = {
+            "q": (place(quantity=101), "max_quantity"),
+            "n": (place(quantity=100, order_type="LMT", limit_price=600.0), "max_notional"),
+            "s": (place(symbol="TSLA"), "symbol_not_allowed"),
+        }
+        for coid, (message, reason) in cases.items():
+            reply = wire.request({**message, "client_order_id": coid})
+            assert not reply["ok"] and reply["error"]["code"] == "risk_denied", reply
+            assert reply["error"]["reason"] == reason
+        wire.ok(place(quantity=100, client_order_id="fill-100"))
+        wire.wait_order("fill-100", "filled")
+        # 100 held + 60 more > 150; the market order's notional uses the last fill price
+        reply = wire.request(place(quantity=60, client_order_id="p"))
+        assert reply["error"]["reason"] == "max_position"
+        reply = wire.request(place(quantity=60, side="SELL", client_order_id="reduce"))
+        assert reply["ok"], reply
+        denied = [e.event for e in JournalReader(tmp_path / "journal").read() if type(e.event) is OrderDenied]
+        assert {(d.client_order_id, d.code) for d in denied} == {
+            ("q", "max_quantity"),
+            ("n", "max_notional"),
+            ("s", "symbol_not_allowed"),
+            ("p", "max_position"),
+        }
+        assert state_of(service).orders["q"].status == "rejected"
+        assert not any(o.order_ref in {"q", "n", "s", "p"} for o in service.sim.orders)  # type: ignore[union-attr]
+        wire.close()
+
+
+def test_kill_switch_cancels_working_orders_and_refuses_new(tmp_path: Path) -> None:
+    with running(tmp_path) as service:
+        wire = Wire(service.endpoints.router, service.endpoints.pub)
+        wire.ok(place(order_type="LMT", limit_price=1.0, client_order_id="work-1"))
+        wire.wait_order("work-1", "submitted")
+        result = wire.ok({"op": "kill_switch", "engaged": True, "reason": "test"})
+        assert result["engaged"] and result["cancelled"] == ["work-1"]
+        wire.wait_order("work-1", "cancelled")
+        reply = wire.request(place(client_order_id="after"))
+        assert reply["error"]["code"] == "risk_denied" and reply["error"]["reason"] == "kill_switch"
+        wire.ok({"op": "kill_switch", "engaged": False})
+        assert wire.ok(place(client_order_id="again"))["client_order_id"] == "again"
+        kinds = [
+            e.event for e in JournalReader(tmp_path / "journal").read() if type(e.event) is KillSwitchChanged
+        ]
+        assert [k.engaged for k in kinds] == [True, False]
+        wire.close()
+
+
+def test_max_age_auto_cancel(tmp_path: Path) -> None:
+    with running(tmp_path, risk={"max_order_age_s": 0.3}) as service:
+        wire = Wire(service.endpoints.router, service.endpoints.pub)
+        wire.ok(place(order_type="LMT", limit_price=1.0, client_order_id="old-1"))
+        wire.wait_order("old-1", "cancelled", timeout=10)
+        reasons = [
+            e.event.reason
+            for e in JournalReader(tmp_path / "journal").read()
+            if e.event.__struct_config__.tag == "cancel_requested"
+        ]
+        assert reasons == ["max_age"]
+        wire.close()
+
+
+def test_modify_and_cancel_and_order_done(tmp_path: Path) -> None:
+    with running(tmp_path) as service:
+        wire = Wire(service.endpoints.router, service.endpoints.pub)
+        wire.ok(place(order_type="LMT", limit_price=1.0, client_order_id="m-1"))
+        wire.wait_order("m-1", "submitted")
+        modified = wire.ok({"op": "modify", "client_order_id": "m-1", "quantity": 20, "limit_price": 2.0})
+        assert modified["seq"] > 0
+        wire.wait_pub(
+            lambda t, m: t.startswith("order.") and m["data"].get("limit_price") == 2.0, what="modify ack"
+        )
+        wire.ok({"op": "cancel", "client_order_id": "m-1"})
+        wire.wait_order("m-1", "cancelled")
+        assert wire.request({"op": "cancel", "client_order_id": "m-1"})["error"]["code"] == "order_done"
+        assert (
+            wire.request({"op": "modify", "client_order_id": "m-1", "quantity": 1})["error"]["code"]
+            == "order_done"
+        )
+        wire.close()
+
+
+def test_endpoints_file_snapshot_and_events_requests(tmp_path: Path) -> None:
+    with running(tmp_path) as service:
+        path = tmp_path / ENDPOINTS_FILE
+        assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+        assert msgspec.json.decode(path.read_bytes(), type=Endpoints) == service.endpoints
+        wire = Wire(service.endpoints.router)
+        snap = wire.request({"op": "snapshot", "id": "s"})
+        assert snap["ok"] and snap["id"] == "s" and snap["result"]["seq"] == last_seq(service)
+        events = wire.ok({"op": "events", "from_seq": 1, "limit": 2})
+        assert [e["seq"] for e in events["events"]] == [1, 2] and events["next_seq"] == 3
+        assert events["last_seq"] == last_seq(service)
+        first = msgspec.convert(events["events"][0]["event"], SessionStarted)
+        assert first.config_digest == service.config.digest()
+        wire.close()
+    assert not (tmp_path / ENDPOINTS_FILE).exists()
+
+
+def test_second_service_on_same_data_dir_refuses(tmp_path: Path) -> None:
+    from events.journal_errors import JournalLocked
+
+    with running(tmp_path) as service:
+        endpoints = (tmp_path / ENDPOINTS_FILE).read_bytes()
+        try:
+            with running(tmp_path, sim=SimConfig()):
+                raise AssertionError("a second service started on a locked data directory")
+        except JournalLocked as exc:
+            assert str(tmp_path / "journal") in str(exc)
+        assert (tmp_path / ENDPOINTS_FILE).read_bytes() == endpoints  # the running one's file is untouched
+        wire = Wire(service.endpoints.router)
+        assert wire.ok({"op": "ping"})["ready"] is True
+        wire.close()
+    wait_until(lambda: not (tmp_path / ENDPOINTS_FILE).exists())

@@ -15,15 +15,16 @@ from collections.abc import Iterator
 
 from events.codec import decode, encode
 from events.schema import (
+    AnyEvent,
     CommissionReported,
     Contract,
     Envelope,
-    Event,
     ExecutionReported,
     OpenOrderReported,
     OrderRequested,
     OrderSent,
     OrderStatusReported,
+    Side,
 )
 from oms.fold import fold
 
@@ -37,27 +38,72 @@ def stream(orders: int) -> Iterator[Envelope]:
         coid, oid, perm = f"o{i}", 1000 + i, 500_000 + i
         sym = f"S{i % 50}"
         contract, ib_contract = Contract(symbol=sym), Contract(symbol=sym, con_id=10_000 + i % 50)
-        side = "BUY" if (i // 50) % 3 else "SELL"
+        side: Side = "BUY" if (i // 50) % 3 else "SELL"
         qty = float(100 + i % 7)
-        events: list[Event] = [
-            OrderRequested(client_order_id=coid, strategy_id=f"s{i % 4}", account="DU1", contract=contract,
-                           side=side, quantity=qty, order_type="LMT", limit_price=10.0),
+        events: list[AnyEvent] = [
+            OrderRequested(
+                client_order_id=coid,
+                strategy_id=f"s{i % 4}",
+                account="DU1",
+                contract=contract,
+                side=side,
+                quantity=qty,
+                order_type="LMT",
+                limit_price=10.0,
+            ),
             OrderSent(client_order_id=coid, order_id=oid, client_id=CLIENT_ID),
-            OpenOrderReported(order_id=oid, perm_id=perm, client_id=CLIENT_ID, order_ref=coid, account="DU1",
-                              contract=ib_contract, side=side, quantity=qty, order_type="LMT", limit_price=10.0,
-                              status="Submitted"),
-            OrderStatusReported(order_id=oid, perm_id=perm, client_id=CLIENT_ID, status="Submitted", filled=0.0,
-                                remaining=qty),
-            ExecutionReported(exec_id=f"0001.{i:08x}.01", order_id=oid, perm_id=perm, client_id=CLIENT_ID,
-                              order_ref=coid, account="DU1", contract=ib_contract,
-                              side="BOT" if side == "BUY" else "SLD", shares=qty, price=10.0 + i % 13),
+            OpenOrderReported(
+                order_id=oid,
+                perm_id=perm,
+                client_id=CLIENT_ID,
+                order_ref=coid,
+                account="DU1",
+                contract=ib_contract,
+                side=side,
+                quantity=qty,
+                order_type="LMT",
+                limit_price=10.0,
+                status="Submitted",
+            ),
+            OrderStatusReported(
+                order_id=oid, perm_id=perm, client_id=CLIENT_ID, status="Submitted", filled=0.0, remaining=qty
+            ),
+            ExecutionReported(
+                exec_id=f"0001.{i:08x}.01",
+                order_id=oid,
+                perm_id=perm,
+                client_id=CLIENT_ID,
+                order_ref=coid,
+                account="DU1",
+                contract=ib_contract,
+                side="BOT" if side == "BUY" else "SLD",
+                shares=qty,
+                price=10.0 + i % 13,
+            ),
             CommissionReported(exec_id=f"0001.{i:08x}.01", commission=1.0, currency="USD"),
-            OrderStatusReported(order_id=oid, perm_id=perm, client_id=CLIENT_ID, status="Filled", filled=qty,
-                                remaining=0.0, avg_fill_price=10.0),
-            OpenOrderReported(order_id=oid, perm_id=perm, client_id=CLIENT_ID, order_ref=coid, account="DU1",
-                              contract=ib_contract, side=side, quantity=qty, order_type="LMT", limit_price=10.0,
-                              status="Filled"),
-        ]  # fmt: skip
+            OrderStatusReported(
+                order_id=oid,
+                perm_id=perm,
+                client_id=CLIENT_ID,
+                status="Filled",
+                filled=qty,
+                remaining=0.0,
+                avg_fill_price=10.0,
+            ),
+            OpenOrderReported(
+                order_id=oid,
+                perm_id=perm,
+                client_id=CLIENT_ID,
+                order_ref=coid,
+                account="DU1",
+                contract=ib_contract,
+                side=side,
+                quantity=qty,
+                order_type="LMT",
+                limit_price=10.0,
+                status="Filled",
+            ),
+        ]
         for ev in events:
             seq += 1
             yield Envelope(seq, seq * 1000, ev)
@@ -93,7 +139,7 @@ def main(short: bool) -> None:
 
     def bare() -> None:
         for e in envs:
-            kinds[type(e.event)]  # noqa: B018
+            kinds[type(e.event)]
 
     def decode_only() -> None:
         for r in raws:

@@ -23,10 +23,10 @@ from events.journal import JournalWriter
 from events.reader import JournalReader
 from events.schema import (
     AccountValueReported,
+    AnyEvent,
     CommissionReported,
     Contract,
     Envelope,
-    Event,
     ExecutionReported,
     OrderStatusReported,
 )
@@ -37,9 +37,9 @@ _CONTRACTS = [
 ]
 
 
-def event_mix(n: int) -> list[Event]:
+def event_mix(n: int) -> list[AnyEvent]:
     """Per fill, what IB sends: status, execution, commission; plus an account value now and then."""
-    events: list[Event] = []
+    events: list[AnyEvent] = []
     for i in range(n):
         exec_id = f"0000e0d5.{i:08x}.01.01"
         match i % 5:
@@ -93,7 +93,7 @@ def _timed(work: Callable[[], object]) -> float:
 
 
 def _append_run(
-    directory: Path, events: list[Event], n: int, durability: str, segment_bytes: int
+    directory: Path, events: list[AnyEvent], n: int, durability: str, segment_bytes: int
 ) -> tuple[float, float]:
     """(seconds for n appends, seconds until all are flushed and closed)."""
     writer = JournalWriter.open(directory, durability=durability, segment_bytes=segment_bytes)  # type: ignore[arg-type]

@@ -98,14 +98,14 @@ class JournalWriter:
         except BaseException:
             lock.release()
             raise
-        self = cls(path, lock, durability, group_commit_ms, segment_bytes, clock)
-        self._fd, self._segment_size, self.recovery = end.fd, end.size, end.recovery
-        self._last_seq = self._written_seq = self._durable_seq = end.last_seq
+        writer = cls(path, lock, durability, group_commit_ms, segment_bytes, clock)
+        writer._fd, writer._segment_size, writer.recovery = end.fd, end.size, end.recovery
+        writer._last_seq = writer._written_seq = writer._durable_seq = end.last_seq
         if durability != "always":
             name = f"journal-commit {path}"
-            self._thread = threading.Thread(target=self._commit_loop, name=name, daemon=True)
-            self._thread.start()
-        return self
+            writer._thread = threading.Thread(target=writer._commit_loop, name=name, daemon=True)
+            writer._thread.start()
+        return writer
 
     @property
     def last_seq(self) -> int:
@@ -152,7 +152,7 @@ class JournalWriter:
     def sync(self) -> int:
         """Flush and fsync now; returns `durable_seq`."""
         with self._lock:
-            if self._closed or self._failure is not None:
+            if self._closing or self._failure is not None:
                 self._raise_unusable()
             self._write()
             target, fd = self._written_seq, os.dup(self._fd)
@@ -171,8 +171,8 @@ class JournalWriter:
             return self._durable_seq >= seq
 
     async def wait_durable_async(self, seq: int) -> bool:
-        """Await `seq` being fsynced (True) or the writer closing first (False); woken by the committer
-        thread through `call_soon_threadsafe`, never by polling."""
+        """Await `seq` being fsynced (True) or the writer closing or failing first (False); woken by the
+        committer thread through `call_soon_threadsafe`, never by polling."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[bool] = loop.create_future()
         with self._cond:
@@ -206,7 +206,8 @@ class JournalWriter:
                 waiters, self._waiters = self._waiters, []
             for _, loop, future in waiters:
                 _resolve_soon(loop, future, False)
-            os.close(self._fd)
+            with self._lock:
+                os.close(self._fd)
             self._lock_file.release()
 
     def __enter__(self) -> JournalWriter:

@@ -118,7 +118,8 @@ def latest_snapshot(
 
 
 def prune_snapshots(directory: str | os.PathLike[str], keep: int = 3) -> list[Path]:
-    """Keep the `keep` newest valid snapshots; delete older and corrupt ones. Returns what was deleted."""
+    """Keep the `keep` newest valid snapshots; delete older and corrupt ones, and temp files left by a
+    crashed write. Returns what was deleted."""
     if keep < 1:
         raise ValueError("keep at least one snapshot")
     removed = []
@@ -134,6 +135,19 @@ def prune_snapshots(directory: str | os.PathLike[str], keep: int = 3) -> list[Pa
                 continue
         info.path.unlink()
         removed.append(info.path)
+    removed.extend(_remove_stale_temp_files(snapshot_dir(directory)))
     if removed:
         fsync_dir(snapshot_dir(directory))
     return removed
+
+
+def _remove_stale_temp_files(folder: Path) -> list[Path]:
+    """Temp files of writes that a crash interrupted (never renamed, so never a snapshot)."""
+    if not folder.is_dir():
+        return []
+    mine = f".{os.getpid()}.tmp"
+    stale = [p for p in folder.iterdir() if p.name.startswith(".") and p.name.endswith(".tmp")]
+    stale = [p for p in stale if not p.name.endswith(mine)]
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale

@@ -24,9 +24,13 @@ def with_value(acct: Account | None, ev: AccountValueReported, seq: int) -> Acco
 
 
 def with_amounts(
-    acct: Account | None, account: str, seq: int, commission: float = 0.0, realized: float = 0.0,
+    acct: Account | None,
+    account: str,
+    seq: int,
+    commission: float = 0.0,
+    realized: float = 0.0,
     broker_realized: float = 0.0,
-) -> Account:  # fmt: skip
+) -> Account:
     """The account after adding these amounts (deltas: a correction or a re-sent report may subtract)."""
     if acct is None:
         acct = Account(account=account)

@@ -14,6 +14,7 @@ type. Joins of IB's identifiers to ours are in `_resolve`; see docs/state.md for
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from typing import Any
 
 from msgspec.structs import replace
 
@@ -31,6 +32,7 @@ from oms.state import (
     Mismatch,
     Order,
     Position,
+    Removed,
     State,
     initial_state,
 )
@@ -57,8 +59,10 @@ def fold(envs: Iterable[Envelope], state: State | None = None) -> State:
     if state is None:
         state = initial_state()
     handlers = _HANDLERS
+    changes: Changes = {}  # nobody reads them here: one dict, cleared
     for env in envs:
-        handlers[type(env.event)](state, env.event, env.seq, env.ts, {})
+        handlers[type(env.event)](state, env.event, env.seq, env.ts, changes)
+        changes.clear()
         state.seq = env.seq
         state.ts = env.ts
     return state
@@ -112,25 +116,31 @@ def _bind(state: State, order: Order, order_id: int, perm_id: int, client_id: in
     return order
 
 
-def _learn(state: State, order: Order, contract: Contract, seq: int, changes: Changes) -> Order:
-    """IB named the instrument: remember its conId per symbol and move symbol-keyed positions to it."""
+def _learn(state: State, order: Order, contract: Contract, seq: int, changes: Changes, new: bool) -> Order:
+    """IB named the instrument of `order`: join the order to its conId (see `_name`)."""
     con_id = contract.con_id
-    if con_id and con_id == order.contract.con_id:
+    if con_id and con_id == order.contract.con_id and not new:
         return order  # already joined
     if not order.contract.symbol:  # an external order first seen by its status
         order = replace(order, contract=contract)
     if not con_id:
         return order
-    for sym in {positions.symbol_key(contract), positions.symbol_key(order.contract)}:
-        if state.con_ids.get(sym) != con_id:
-            state.con_ids[sym] = con_id
-            _moved(positions.migrate(state, sym, con_id, seq), changes)
+    _name(state, contract, con_id, seq, changes)
     if not order.contract.con_id:
+        _name(state, order.contract, con_id, seq, changes)
         order = replace(order, contract=replace(order.contract, con_id=con_id))
     return order
 
 
-def _moved(moved: list[Changed], changes: Changes) -> None:
+def _name(state: State, contract: Contract, con_id: int, seq: int, changes: Changes) -> None:
+    """Remember the conId of the symbol `contract` names, moving positions keyed by that symbol to it."""
+    sym = positions.symbol_key(contract)
+    if state.con_ids.get(sym) != con_id:
+        state.con_ids[sym] = con_id
+        _moved(positions.migrate(state, sym, con_id, seq), changes)
+
+
+def _moved(moved: list[Position | Removed], changes: Changes) -> None:
     for change in moved:
         if isinstance(change, Position):
             changes[("s" if change.strategy_id else "p", change.key)] = change
@@ -138,55 +148,72 @@ def _moved(moved: list[Changed], changes: Changes) -> None:
             changes[("r", change.key)] = change
 
 
-def _put(state: State, old: Order | None, order: Order, seq: int, changes: Changes, fill: Fill | None = None,
-         prev: Fill | None = None) -> None:  # fmt: skip
+def _put(
+    state: State,
+    old: Order | None,
+    order: Order,
+    seq: int,
+    changes: Changes,
+    fill: Fill | None = None,
+    prev: Fill | None = None,
+) -> None:
     """Store `order` and bring its positions (account-wide and its strategy's) up to date: its place
     among the working orders, the fill's quantities (recomputed from all fills after a correction, when
     `prev` is the replaced fill), and the status these give."""
-    if fill is None and (
-        order is old
-        or (
-            old is not None
-            and old.status == order.status
-            and old.side == order.side
-            and old.contract is order.contract
-        )
-    ):
-        if order is not old:
-            state.orders[order.client_order_id] = order
-            changes[("o", order.client_order_id)] = order
+    if order is old and fill is None:
         return
     coid = order.client_order_id
     state.orders[coid] = order
     changes[("o", coid)] = order
+    contract = order.contract
+    if fill is None and old is not None and old.status == order.status and old.contract is contract:
+        return  # nothing a position depends on has changed
     order_key = None
-    if order.contract.symbol or order.contract.con_id:
-        order_key = f"{order.account}|{positions.instrument_key(order.contract, state.con_ids)}"
-    keys = {k for k in (order_key, fill.position_key if fill is not None else None) if k is not None}
+    if contract.con_id:
+        order_key = f"{order.account}|{contract.con_id}"
+    elif contract.symbol:
+        order_key = f"{order.account}|{positions.instrument_key(contract, state.con_ids)}"
+    if fill is not None and fill.position_key != order_key:
+        _touch(state, fill.position_key, fill.account, fill.contract, order, seq, changes, False, fill, prev)
+        fill = None
+    if order_key is not None:
+        _touch(state, order_key, order.account, contract, order, seq, changes, True, fill, prev)
+
+
+def _touch(
+    state: State,
+    key: str,
+    account: str,
+    contract: Contract,
+    order: Order,
+    seq: int,
+    changes: Changes,
+    member: bool,
+    fill: Fill | None,
+    prev: Fill | None,
+) -> None:
+    """One position key, account-wide and for the order's strategy: the fill, the order's membership
+    among the working orders (when `member`), then the status."""
     working = order.status in WORKING
     reason = "" if working else order.status
-    for key in keys:
-        account, contract = (
-            (fill.account, fill.contract) if fill is not None else (order.account, order.contract)
-        )
-        for table, pkey, strategy in (
-            (state.positions, key, ""),
-            (state.strategy_positions, f"{order.strategy_id}|{key}", order.strategy_id),
-        ):
-            pos = table.get(pkey)
-            if pos is None:
-                if not working and (fill is None or key != fill.position_key):
-                    continue
-                pos = positions.opened(pkey, account, contract, strategy)
-            before = pos
-            if fill is not None and key == fill.position_key:
-                pos = _with_fill(state, pos, fill, prev, strategy, seq)
-            if key == order_key:
-                pos = positions.with_order(pos, coid, working)
-            pos = positions.derive(pos, state.orders, seq, reason)
-            if pos is not before:
-                table[pkey] = pos
-                changes[("s" if strategy else "p", pkey)] = pos
+    strategy = order.strategy_id
+    for table, pkey, strat in (
+        (state.positions, key, ""),
+        (state.strategy_positions, f"{strategy}|{key}", strategy),
+    ):
+        pos = before = table.get(pkey)
+        if pos is None:
+            if fill is None and not working:
+                continue
+            pos = positions.opened(pkey, account, contract, strat)
+        if fill is not None:
+            pos = _with_fill(state, pos, fill, prev, strat, seq)
+        if member:
+            pos = positions.with_order(pos, order.client_order_id, working)
+        pos = positions.derive(pos, state.orders, seq, reason)
+        if pos is not before:
+            table[pkey] = pos
+            changes[("s" if strat else "p", pkey)] = pos
 
 
 def _with_fill(
@@ -220,8 +247,17 @@ def _account(state: State, account: str, seq: int, changes: Changes, **amounts: 
 
 
 def _on_requested(state: State, ev: ev_.OrderRequested, seq: int, ts: int, changes: Changes) -> None:
-    if ev.client_order_id not in state.orders:  # a duplicate id never makes a second order
-        _put(state, None, orders.requested(ev, seq, ts), seq, changes)
+    if ev.client_order_id in state.orders:  # a duplicate id never makes a second order
+        return
+    order = orders.requested(ev, seq, ts)
+    con_id = ev.contract.con_id
+    if con_id:
+        _name(state, ev.contract, con_id, seq, changes)
+    else:
+        con_id = state.con_ids.get(positions.symbol_key(ev.contract), 0)
+        if con_id:  # IB has already named this symbol
+            order = replace(order, contract=replace(ev.contract, con_id=con_id))
+    _put(state, None, order, seq, changes)
 
 
 def _on_cancel(state: State, ev: ev_.CancelRequested, seq: int, ts: int, changes: Changes) -> None:
@@ -242,9 +278,13 @@ def _on_denied(state: State, ev: ev_.OrderDenied, seq: int, ts: int, changes: Ch
     order = state.orders.get(ev.client_order_id)
     if order is None:
         req = ev.request or ev_.OrderRequested(
-            client_order_id=ev.client_order_id, strategy_id=ev.strategy_id, account="", contract=_NO_CONTRACT,
-            side="BUY", quantity=0.0,
-        )  # fmt: skip
+            client_order_id=ev.client_order_id,
+            strategy_id=ev.strategy_id,
+            account="",
+            contract=_NO_CONTRACT,
+            side="BUY",
+            quantity=0.0,
+        )
         order = orders.requested(req, seq, ts)
         _put(
             state,
@@ -300,20 +340,27 @@ def _on_open_order(state: State, ev: ev_.OpenOrderReported, seq: int, ts: int, c
         old = None
         coid = orders.external_id(ev.client_id, ev.order_id, ev.perm_id)
         order = orders.external(coid, ev.account, ev.contract, side, ev.quantity, seq, ts)
-        order = replace(order, order_type=ev.order_type, limit_price=ev.limit_price, stop_price=ev.stop_price,
-                        tif=ev.tif, outside_rth=ev.outside_rth)  # fmt: skip
+        order = replace(
+            order,
+            order_type=ev.order_type,
+            limit_price=ev.limit_price,
+            stop_price=ev.stop_price,
+            tif=ev.tif,
+            outside_rth=ev.outside_rth,
+        )
     else:
         order = old = state.orders[coid]
         if order.external and not order.account:
             order = replace(order, account=ev.account, side=side, order_type=ev.order_type)
     order = _bind(state, order, ev.order_id, ev.perm_id, ev.client_id)
-    order = _learn(state, order, ev.contract, seq, changes)
+    order = _learn(state, order, ev.contract, seq, changes, old is None)
     if order.status in TERMINAL:  # a terminal order changes only by executions
         _put(state, old, order, seq, changes)
         return
     if abs(order.quantity - ev.quantity) > EPS:
-        order = orders.executed(replace(order, quantity=ev.quantity), order.filled + order.overfill,
-                                order.avg_fill_price, seq, ts)  # fmt: skip
+        order = orders.executed(
+            replace(order, quantity=ev.quantity), order.filled + order.overfill, order.avg_fill_price, seq, ts
+        )
     if order.limit_price != ev.limit_price or order.stop_price != ev.stop_price:
         order = replace(
             order, limit_price=ev.limit_price, stop_price=ev.stop_price, updated_seq=seq, updated_ts=ts
@@ -343,7 +390,7 @@ def _on_execution(state: State, ev: ev_.ExecutionReported, seq: int, ts: int, ch
     else:
         order = old = state.orders[coid]
     order = _bind(state, order, ev.order_id, ev.perm_id, ev.client_id)
-    order = _learn(state, order, ev.contract, seq, changes)
+    order = _learn(state, order, ev.contract, seq, changes, old is None)
     base = ev.exec_id.rpartition(".")[0] or ev.exec_id
     prev = state.fills.get(base)
     if prev is not None and not _later(ev.exec_id, prev.exec_id):
@@ -352,13 +399,23 @@ def _on_execution(state: State, ev: ev_.ExecutionReported, seq: int, ts: int, ch
     pkey = f"{ev.account}|{positions.instrument_key(ev.contract, state.con_ids)}"
     pending = state.pending_commissions.pop(ev.exec_id, None)
     fill = Fill(
-        exec_id=ev.exec_id, client_order_id=coid, strategy_id=order.strategy_id, account=ev.account,
-        position_key=pkey, contract=ev.contract, side=orders.ib_side(ev.side), shares=ev.shares, price=ev.price,
-        time_ns=ev.time_ns, seq=seq, ts=ts, corrects=prev.exec_id if prev is not None else "",
+        exec_id=ev.exec_id,
+        client_order_id=coid,
+        strategy_id=order.strategy_id,
+        account=ev.account,
+        position_key=pkey,
+        contract=ev.contract,
+        side=orders.ib_side(ev.side),
+        shares=ev.shares,
+        price=ev.price,
+        time_ns=ev.time_ns,
+        seq=seq,
+        ts=ts,
+        corrects=prev.exec_id if prev is not None else "",
         commission=pending.commission if pending is not None else None,
         commission_currency=pending.currency if pending is not None else "",
         realized_pnl=pending.realized_pnl if pending is not None else None,
-    )  # fmt: skip
+    )
     state.fills[base] = fill
     done = order.filled + order.overfill
     if prev is None:
@@ -420,8 +477,9 @@ def _on_commission(state: State, ev: ev_.CommissionReported, seq: int, ts: int, 
         return
     delta = ev.commission - (fill.commission or 0.0)
     broker_realized = (ev.realized_pnl or 0.0) - (fill.realized_pnl or 0.0)
-    state.fills[base] = replace(fill, commission=ev.commission, commission_currency=ev.currency,
-                                realized_pnl=ev.realized_pnl)  # fmt: skip
+    state.fills[base] = replace(
+        fill, commission=ev.commission, commission_currency=ev.currency, realized_pnl=ev.realized_pnl
+    )
     if delta:
         order = state.orders[fill.client_order_id]
         new = replace(order, commission=order.commission + delta, updated_seq=seq, updated_ts=ts)
@@ -432,10 +490,7 @@ def _on_commission(state: State, ev: ev_.CommissionReported, seq: int, ts: int, 
 def _on_position(state: State, ev: ev_.PositionReported, seq: int, ts: int, changes: Changes) -> None:
     """Kept beside the folded position as a cross-check; never changes the folded quantity."""
     if ev.contract.con_id:
-        sym = positions.symbol_key(ev.contract)
-        if state.con_ids.get(sym) != ev.contract.con_id:
-            state.con_ids[sym] = ev.contract.con_id
-            _moved(positions.migrate(state, sym, ev.contract.con_id, seq), changes)
+        _name(state, ev.contract, ev.contract.con_id, seq, changes)
     key = f"{ev.account}|{positions.instrument_key(ev.contract, state.con_ids)}"
     state.broker_positions[key] = BrokerPosition(
         account=ev.account, contract=ev.contract, position=ev.position, avg_cost=ev.avg_cost, seq=seq
@@ -445,9 +500,13 @@ def _on_position(state: State, ev: ev_.PositionReported, seq: int, ts: int, chan
 def _on_mismatch(state: State, ev: ev_.PositionMismatch, seq: int, ts: int, changes: Changes) -> None:
     key = f"{ev.account}|{positions.instrument_key(ev.contract, state.con_ids)}"
     state.mismatches[key] = Mismatch(
-        position_key=key, broker_position=ev.broker_position, folded_position=ev.folded_position,
-        broker_avg_cost=ev.broker_avg_cost, seq=seq, ts=ts,
-    )  # fmt: skip
+        position_key=key,
+        broker_position=ev.broker_position,
+        folded_position=ev.folded_position,
+        broker_avg_cost=ev.broker_avg_cost,
+        seq=seq,
+        ts=ts,
+    )
 
 
 def _on_account_value(
@@ -494,7 +553,7 @@ def _nothing(state: State, ev: ev_.Event, seq: int, ts: int, changes: Changes) -
     """Session markers and kinds this version does not know change no state."""
 
 
-_HANDLERS: dict[type, Callable[[State, ev_.Event, int, int, Changes], None]] = {
+_HANDLERS: dict[type, Callable[[State, Any, int, int, Changes], None]] = {
     ev_.OrderRequested: _on_requested,
     ev_.CancelRequested: _on_cancel,
     ev_.ModifyRequested: _on_modify,
@@ -514,4 +573,4 @@ _HANDLERS: dict[type, Callable[[State, ev_.Event, int, int, Changes], None]] = {
     ev_.ReconciliationFinished: _on_reconciliation,
     ev_.SessionStarted: _nothing,
     ev_.UnknownEvent: _nothing,
-}  # type: ignore[dict-item]
+}

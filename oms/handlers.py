@@ -61,6 +61,8 @@ from oms.state import Order
 log = logging.getLogger(__name__)
 
 Reply = OkReply | ErrorReply
+COMMANDS = (PlaceRequest, ModifyRequest, CancelRequest, CancelAllRequest, KillSwitchRequest)
+CONNECTED = frozenset({"connected", "restored", "restored_data_lost"})
 
 
 class Broker(Protocol):
@@ -90,6 +92,7 @@ class Handlers:
         self.version = version
         self.broker: Broker | None = None  # set once connected and reconciled: until then, `not_ready`
         self.default_account = config.account
+        self.accepting = True  # False from shutdown on: new commands get `not_ready`
         self._tasks: set[asyncio.Task[Any]] = set()
         self._placing: dict[str, asyncio.Task[Any]] = {}  # client order id -> its place() still running
         self._table: dict[type[Request], Callable[[Any], Coroutine[Any, Any, Any]]] = {
@@ -105,20 +108,28 @@ class Handlers:
             KillSwitchRequest: self.kill_switch,
         }
 
+    def not_ready(self) -> str | None:
+        """Why commands are refused right now (`not_ready`), or None: they need a connected,
+        reconciled IB session (the order would otherwise be logged, then fail to send)."""
+        state = self.pipeline.state
+        if self.broker is None:
+            return "start-up reconciliation has not finished; retry"
+        if not self.accepting:
+            return "the service is shutting down"
+        if state.connection not in CONNECTED:
+            return f"the IB connection is {state.connection}; commands resume once it is back and reconciled"
+        if state.reconciling:
+            return "reconciling with IB; retry"
+        return None
+
     @property
     def ready(self) -> bool:
-        return self.broker is not None
+        return self.not_ready() is None
 
     async def handle(self, request: Request) -> Reply:
         op = op_of(request)
-        if not self.ready and isinstance(
-            request, PlaceRequest | ModifyRequest | CancelRequest | CancelAllRequest | KillSwitchRequest
-        ):
-            return ErrorReply(
-                id=request.id,
-                op=op,
-                error=ErrorInfo(code="not_ready", message="start-up reconciliation has not finished; retry"),
-            )
+        if isinstance(request, COMMANDS) and (why := self.not_ready()) is not None:
+            return ErrorReply(id=request.id, op=op, error=ErrorInfo(code="not_ready", message=why))
         result = await self._table[type(request)](request)
         if isinstance(result, ErrorInfo):
             return ErrorReply(id=request.id, op=op, error=result)
@@ -234,7 +245,7 @@ class Handlers:
         return env
 
     def _broker(self) -> Broker:
-        assert self.broker is not None, "commands are refused until the broker is ready"
+        assert self.broker is not None, "commands are refused until the broker is connected"
         return self.broker
 
     def _send(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:

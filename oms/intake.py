@@ -88,7 +88,7 @@ def decide_place(
     parent = order.parent_client_order_id
     if parent is not None and parent not in state.orders:
         return ErrorInfo(code="unknown_order", message=f"no parent order {parent!r}", client_order_id=parent)
-    denial = check_order(order, limits, exposure(state, order, last_prices))
+    denial = check_order(order, limits, exposure(state, order, last_prices, limits.max_position is not None))
     if denial is not None:
         return OrderDenied(
             client_order_id=client_order_id,
@@ -180,10 +180,14 @@ def remaining(order: Order) -> float:
     return max(order.quantity - order.filled, 0.0)
 
 
-def exposure(state: State, order: OrderRequested, last_prices: Mapping[str, float]) -> Exposure:
+def exposure(
+    state: State, order: OrderRequested, last_prices: Mapping[str, float], with_working: bool = True
+) -> Exposure:
+    """What the risk checks need; summing the working orders (O(working orders on the instrument)) is
+    skipped when no position limit needs it."""
     position = find_position(state, order.account, order.contract)
     working = {"BUY": 0.0, "SELL": 0.0}
-    for coid in position.orders if position is not None else ():
+    for coid in position.orders if position is not None and with_working else ():
         other = state.orders.get(coid)
         if other is not None and other.status not in TERMINAL and other.side in working:
             working[other.side] += remaining(other)

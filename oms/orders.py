@@ -17,22 +17,21 @@ EPS = 1e-9
 PREVIOUS = "previous"  # target meaning "the status before the cancel request"
 
 # fmt: off
+_P, _S, _PF, _F = "pending", "submitted", "partially_filled", "filled"
+_PC, _C, _R, _I = "pending_cancel", "cancelled", "rejected", "inactive"
+_ENDS = {"cancelled": _C, "rejected": _R, "inactive": _I}  # IB ends a live order whatever its status
+
 ORDER_STATE_TABLE: dict[str, dict[str, str]] = {
-    #                  trigger -> target
-    "pending":          {"ack": "submitted", "fill_part": "partially_filled", "fill_all": "filled",
-                         "cancel_req": "pending_cancel", "cancelled": "cancelled", "rejected": "rejected",
-                         "inactive": "inactive"},
-    "submitted":        {"fill_part": "partially_filled", "fill_all": "filled", "cancel_req": "pending_cancel",
-                         "cancelled": "cancelled", "rejected": "rejected", "inactive": "inactive"},
-    "partially_filled": {"fill_none": "submitted", "fill_all": "filled", "cancel_req": "pending_cancel",
-                         "cancelled": "cancelled", "rejected": "rejected", "inactive": "inactive"},
-    "pending_cancel":   {"fill_all": "filled", "cancel_failed": PREVIOUS, "cancelled": "cancelled",
-                         "rejected": "rejected", "inactive": "inactive"},
+    # status: {trigger: next status}
+    _P:  {"ack": _S, "fill_part": _PF, "fill_all": _F, "cancel_req": _PC, **_ENDS},
+    _S:  {"fill_part": _PF, "fill_all": _F, "cancel_req": _PC, **_ENDS},
+    _PF: {"fill_none": _S, "fill_all": _F, "cancel_req": _PC, **_ENDS},
+    _PC: {"fill_all": _F, "cancel_failed": PREVIOUS, **_ENDS},
     # terminal: only executions (late fills, corrections) move them
-    "filled":           {"fill_part": "partially_filled", "fill_none": "submitted"},
-    "cancelled":        {"fill_part": "partially_filled", "fill_all": "filled"},
-    "rejected":         {"fill_part": "partially_filled", "fill_all": "filled"},
-    "inactive":         {"fill_part": "partially_filled", "fill_all": "filled"},
+    _F:  {"fill_part": _PF, "fill_none": _S},
+    _C:  {"fill_part": _PF, "fill_all": _F},
+    _R:  {"fill_part": _PF, "fill_all": _F},
+    _I:  {"fill_part": _PF, "fill_all": _F},
 }
 # fmt: on
 
@@ -122,7 +121,7 @@ def executed(order: Order, qty: float, avg: float, seq: int, ts: int) -> Order:
     else:  # quantity not known yet (external order seen first by its execution)
         filled, overfill, remaining = qty, 0.0, 0.0
     trigger = fill_trigger(qty, quantity)
-    status = order.status
+    status: str = order.status
     pre = order.pre_cancel_status
     if status == "pending_cancel" and trigger != "fill_all":
         pre = ORDER_STATE_TABLE[pre or "submitted"].get(trigger, pre)  # still cancelling

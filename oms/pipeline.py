@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import Any, Protocol
+from concurrent.futures import ThreadPoolExecutor
+from typing import Protocol
 
 from events.schema import Envelope, Event, ExecutionReported
 from oms.fold import step
@@ -22,12 +23,13 @@ from oms.state import Changed, State
 class Journal(Protocol):
     """What the pipeline needs of events.journal.JournalWriter."""
 
-    last_seq: int
-    durable_seq: int
-
+    @property
+    def last_seq(self) -> int: ...
+    @property
+    def durable_seq(self) -> int: ...
     def append(self, event: Event, ts: int | None = None) -> Envelope: ...
-    def flush(self) -> None: ...
-    async def wait_durable_async(self, seq: int) -> Any: ...
+    def flush(self) -> int: ...
+    def sync(self) -> int: ...
 
 
 class Pipeline:
@@ -51,6 +53,8 @@ class Pipeline:
         self._snapshot_every = snapshot_every
         self.snapshot_seq = state.seq
         self._fsyncs = durability != "never"
+        self._sync_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal-sync")
+        self._syncing: asyncio.Future[int] | None = None
         self.appended = 0
 
     def append(self, event: Event) -> Envelope:
@@ -81,10 +85,25 @@ class Pipeline:
             publish(env, changes)
 
     async def durable(self, seq: int) -> None:
-        """Return once `seq` is on disk (fsync); at once under durability `never` (benchmarks)."""
+        """Return once `seq` is on disk; at once under durability `never` (benchmarks).
+
+        An intent does not wait for the group-commit window: it asks for an fsync now, in a thread (the
+        loop keeps serving). Concurrent callers share the fsync in flight, then start one more if their
+        seq came after it began."""
         self.drain()
-        if self._fsyncs:
-            await self.journal.wait_durable_async(seq)
+        if not self._fsyncs:
+            return
+        while self.journal.durable_seq < seq:
+            if self._syncing is None:
+                self._syncing = self._loop.run_in_executor(self._sync_thread, self.journal.sync)
+                self._syncing.add_done_callback(self._synced)
+            await asyncio.shield(self._syncing)
+
+    def _synced(self, _: asyncio.Future[int]) -> None:
+        self._syncing = None
+
+    def close(self) -> None:
+        self._sync_thread.shutdown(wait=True)
 
     def heartbeat(self) -> None:
         self.publisher.heartbeat(self.publisher.last_seq)

@@ -14,7 +14,7 @@ from msgspec.structs import replace
 
 from events.schema import Contract, PositionMismatch, PositionReported
 from oms.orders import EPS
-from oms.state import Changed, Fill, Order, Position, Removed, State
+from oms.state import Fill, Order, Position, Removed, State
 
 
 def symbol_key(c: Contract) -> str:
@@ -67,14 +67,27 @@ def apply_fill(pos: Position, signed: float, price: float, mult: float, seq: int
     new, avg, realized = _trade(old, pos.avg_price, pos.realized_pnl, signed, price, mult)
     if old and not new:
         return replace(
-            pos, quantity=new, avg_price=avg, realized_pnl=realized, status="closed", close_reason="flat",
-            closed_seq=seq, updated_seq=seq,
-        )  # fmt: skip
+            pos,
+            quantity=new,
+            avg_price=avg,
+            realized_pnl=realized,
+            status="closed",
+            close_reason="flat",
+            closed_seq=seq,
+            updated_seq=seq,
+        )
     if old and (new > 0) != (old > 0):
         return replace(
-            pos, quantity=new, avg_price=avg, realized_pnl=realized, close_reason="flipped", closed_seq=seq,
-            lifecycle=pos.lifecycle + 1, opened_seq=seq, updated_seq=seq,
-        )  # fmt: skip
+            pos,
+            quantity=new,
+            avg_price=avg,
+            realized_pnl=realized,
+            close_reason="flipped",
+            closed_seq=seq,
+            lifecycle=pos.lifecycle + 1,
+            opened_seq=seq,
+            updated_seq=seq,
+        )
     return replace(pos, quantity=new, avg_price=avg, realized_pnl=realized, updated_seq=seq)
 
 
@@ -88,9 +101,15 @@ def rebuilt(pos: Position, fills: Iterable[Fill], seq: int) -> Position:
         return pos
     if pos.quantity and not qty:
         return replace(
-            pos, quantity=qty, avg_price=avg, realized_pnl=realized, status="closed", close_reason="flat",
-            closed_seq=seq, updated_seq=seq,
-        )  # fmt: skip
+            pos,
+            quantity=qty,
+            avg_price=avg,
+            realized_pnl=realized,
+            status="closed",
+            close_reason="flat",
+            closed_seq=seq,
+            updated_seq=seq,
+        )
     return replace(pos, quantity=qty, avg_price=avg, realized_pnl=realized, updated_seq=seq)
 
 
@@ -122,11 +141,11 @@ def with_order(pos: Position, coid: str, working: bool) -> Position:
     return replace(pos, orders=tuple(c for c in pos.orders if c != coid))
 
 
-def migrate(state: State, sym: str, con_id: int, seq: int) -> list[Changed]:
+def migrate(state: State, sym: str, con_id: int, seq: int) -> list[Position | Removed]:
     """Move every position keyed by symbol `sym` to its conId key, now that IB has named it.
     A position keyed by symbol has no fills (executions always carry the conId), so merging keeps the
     target's quantities and adds the working orders."""
-    changes: list[Changed] = []
+    changes: list[Position | Removed] = []
     suffix = "|" + sym
     for table in (state.positions, state.strategy_positions):
         for key in [k for k in table if k.endswith(suffix)]:

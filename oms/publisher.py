@@ -31,6 +31,10 @@ from oms.protocol import (
 )
 from oms.state import Account, Changed, Order, Position
 
+# plain ints: two `send`s with int flags cost a third of `send_multipart` with enum flags (the hot path)
+_MORE = int(zmq.SNDMORE | zmq.NOBLOCK)
+_LAST = int(zmq.NOBLOCK)
+
 
 def route_change(entity: Changed) -> tuple[PublishedType, str]:
     """(type, topic) of an entity a fold step changed."""
@@ -69,15 +73,14 @@ class Publisher:
         topic = self._event_topics.get(kind)
         if topic is None:
             topic = self._event_topics[kind] = event_topic(kind).encode()
-        send = self.socket.send_multipart
-        send((topic, self._encode(Published("event", env.seq, env.ts, env.event))), zmq.NOBLOCK)
+        send, encode = self.socket.send, self._encode
+        send(topic, _MORE)
+        send(encode(Published("event", env.seq, env.ts, env.event)), _LAST)
         count = 1
         for entity in changes:
             kind_name, entity_topic = route_change(entity)
-            send(
-                (entity_topic.encode(), self._encode(Published(kind_name, env.seq, env.ts, entity))),
-                zmq.NOBLOCK,
-            )
+            send(entity_topic.encode(), _MORE)
+            send(encode(Published(kind_name, env.seq, env.ts, entity)), _LAST)
             count += 1
         self.sent += count
         self.last_seq = env.seq

@@ -163,7 +163,7 @@ class Service:
         self.stopped.set()
         handlers = getattr(self, "handlers", None)
         if handlers is not None:
-            handlers.broker = None
+            handlers.accepting = False
             await handlers.drain_tasks()
         for task in self._tasks:
             task.cancel()
@@ -174,6 +174,7 @@ class Service:
         if hasattr(self, "pipeline"):
             self.pipeline.drain()
             await asyncio.gather(*self._snapshot_writes, return_exceptions=True)
+            self.pipeline.close()
             self.journal.sync()
             self.write_snapshot()
         if hasattr(self, "journal"):

@@ -31,7 +31,7 @@ WORKING: frozenset[str] = frozenset({"pending", "submitted", "partially_filled",
 EXTERNAL_STRATEGY = "external"
 
 
-class Order(Struct, frozen=True, kw_only=True, omit_defaults=True):
+class Order(Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
     """One client order (ours or external). `filled` never exceeds `quantity`: any excess executed
     quantity is in `overfill` (IB over-reported), so executed = filled + overfill."""
 
@@ -70,7 +70,7 @@ class Order(Struct, frozen=True, kw_only=True, omit_defaults=True):
     updated_ts: int = 0
 
 
-class Fill(Struct, frozen=True, kw_only=True, omit_defaults=True):
+class Fill(Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
     """One execution, deduped by execId; a correction replaces it (same entry, later execId)."""
 
     exec_id: str
@@ -91,7 +91,7 @@ class Fill(Struct, frozen=True, kw_only=True, omit_defaults=True):
     corrects: str = ""  # the execId this one replaced, if a correction
 
 
-class Commission(Struct, frozen=True, kw_only=True):
+class Commission(Struct, frozen=True, kw_only=True, gc=False):
     """A commission report whose execution has not been seen yet (kept by execId, joined later)."""
 
     exec_id: str
@@ -100,7 +100,7 @@ class Commission(Struct, frozen=True, kw_only=True):
     realized_pnl: float | None = None
 
 
-class Position(Struct, frozen=True, kw_only=True, omit_defaults=True):
+class Position(Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
     """Per (account, instrument), or per (strategy, account, instrument) when `strategy_id` is set.
     `close_reason` and `closed_seq` describe the most recent lifecycle that ended."""
 
@@ -120,7 +120,7 @@ class Position(Struct, frozen=True, kw_only=True, omit_defaults=True):
     updated_seq: int = 0
 
 
-class Account(Struct, frozen=True, kw_only=True, omit_defaults=True):
+class Account(Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
     account: str
     values: dict[str, str] = field(default_factory=dict)  # "Key" or "Key:CUR" -> latest value
     commission: float = 0.0  # sum of joined commissions
@@ -129,7 +129,7 @@ class Account(Struct, frozen=True, kw_only=True, omit_defaults=True):
     updated_seq: int = 0
 
 
-class BrokerPosition(Struct, frozen=True, kw_only=True):
+class BrokerPosition(Struct, frozen=True, kw_only=True, gc=False):
     """IB's own position report: kept beside the folded one as a cross-check, never applied."""
 
     account: str
@@ -139,7 +139,7 @@ class BrokerPosition(Struct, frozen=True, kw_only=True):
     seq: int
 
 
-class Mismatch(Struct, frozen=True, kw_only=True):
+class Mismatch(Struct, frozen=True, kw_only=True, gc=False):
     position_key: str
     broker_position: float
     folded_position: float
@@ -148,7 +148,7 @@ class Mismatch(Struct, frozen=True, kw_only=True):
     ts: int
 
 
-class Removed(Struct, frozen=True):
+class Removed(Struct, frozen=True, gc=False):
     """A change meaning "this position key is gone" (it moved to its conId key)."""
 
     key: str

@@ -27,7 +27,7 @@ from replay.schema_sql import (
     TABLES,
     VIEWS,
 )
-from replay.source import JournalSource
+from replay.source import JournalSource, decode_event_json
 
 BATCH = 20_000
 _json = msgspec.json.Encoder()
@@ -53,14 +53,14 @@ def event_json(event: Any) -> bytes:
     return _json.encode(event)
 
 
-def full_record(value: Any) -> Any:
-    """Builtins with every field, defaults included (the entities omit defaults on the wire; SQL users
-    should not have to know them)."""
-    if isinstance(value, msgspec.Struct):
-        return {name: full_record(getattr(value, name)) for name in value.__struct_fields__}
-    if isinstance(value, tuple | list):
-        return [full_record(item) for item in value]
-    return value
+def full_record(entity: msgspec.Struct) -> dict[str, Any]:
+    """Every field, defaults included (entities omit defaults on the wire; SQL users should not have to
+    know them). Shallow: only nested Structs (a contract, a pending modify) are expanded."""
+    record = msgspec.structs.asdict(entity)
+    for name, value in record.items():
+        if isinstance(value, msgspec.Struct):
+            record[name] = full_record(value)
+    return record
 
 
 def entity_row(entity: object) -> tuple[str, str, bytes]:
@@ -116,7 +116,7 @@ def archive_journal(
             if on_start:
                 on_start(max(0, journal_last - archived))
             con.execute("BEGIN TRANSACTION")
-            linker = Linker()
+            linker = Linker(_unlinked_commissions(con))
             imported = 0
             envs = source.read(archived + 1)
             while chunk := list(islice(envs, batch)):
@@ -143,6 +143,15 @@ def _archived(con: Any) -> tuple[int, bytes | None]:
     if row is not None and row[0] != last:
         raise ArchiveMismatch(f"archive state is at seq {row[0]} but its events end at {last}: damaged archive")
     return int(last), (bytes(row[1]) if row else None)
+
+
+def _unlinked_commissions(con: Any) -> list[Envelope]:
+    """Commissions archived before their execution arrived: the next run links them (see replay.links)."""
+    rows = con.execute(
+        "SELECT seq, ts_ns, v, event FROM events e WHERE kind = 'commission' "
+        "AND NOT EXISTS (SELECT 1 FROM order_events o WHERE o.seq = e.seq) ORDER BY seq"
+    ).fetchall()
+    return [Envelope(seq, ts, decode_event_json(event), v) for seq, ts, v, event in rows]
 
 
 def _check_same_journal(con: Any, source: JournalSource, archived: int) -> None:

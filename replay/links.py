@@ -29,8 +29,12 @@ def exec_base(exec_id: str) -> str:
 class Linker:
     """Feed it every (envelope, changes, state after) in log order; it says which orders each touched."""
 
-    def __init__(self) -> None:
+    def __init__(self, unlinked: Iterable[Envelope] = ()) -> None:
+        """`unlinked`: commissions an earlier run linked to no order (an archive continues from them)."""
         self._early_commissions: dict[str, list[Envelope]] = {}  # exec base -> commissions not yet linked
+        for env in unlinked:
+            if isinstance(env.event, CommissionReported):
+                self._early_commissions.setdefault(exec_base(env.event.exec_id), []).append(env)
 
     def link(self, env: Envelope, changes: Iterable[object], state: State) -> list[tuple[Envelope, str]]:
         """(envelope, client order id) pairs; an envelope can be an earlier one (a commission linked late)."""

@@ -97,8 +97,11 @@ _ACCOUNT = (
 
 
 def _typed(spec: str, source: str, entity: str, keep: str = "") -> str:
+    """The entity's fields as columns (the instrument's symbol and conId too), then its JSON `state`."""
+    instrument = "j.contract.symbol AS symbol, j.contract.con_id AS con_id, " if "contract" in spec else ""
     return (
-        f"SELECT {keep}unnest(json_transform(state, '{spec}')), state FROM {source} WHERE entity = '{entity}'"
+        f"SELECT {keep}j.*, {instrument}state "
+        f"FROM (SELECT *, json_transform(state, '{spec}') AS j FROM {source} WHERE entity = '{entity}')"
     )
 
 
@@ -113,8 +116,9 @@ CREATE OR REPLACE VIEW accounts AS {_typed(_ACCOUNT, "current", "account")};
 
 CREATE OR REPLACE VIEW order_states AS {_typed(_ORDER, _HISTORY, "order", "seq, ts, ")};
 CREATE OR REPLACE VIEW position_states AS
-SELECT seq, ts, entity = 'removed' AS removed, unnest(json_transform(state, '{_POSITION}')), state
-FROM {_HISTORY} WHERE entity IN ('position', 'removed') AND entity_key NOT LIKE '%|%|%';
+SELECT seq, ts, entity = 'removed' AS removed, j.*, j.contract.symbol AS symbol, j.contract.con_id AS con_id, state
+FROM (SELECT *, json_transform(state, '{_POSITION}') AS j FROM {_HISTORY}
+      WHERE entity IN ('position', 'removed') AND entity_key NOT LIKE '%|%|%');
 CREATE OR REPLACE VIEW account_states AS {_typed(_ACCOUNT, _HISTORY, "account", "seq, ts, ")};
 
 CREATE OR REPLACE VIEW executions AS

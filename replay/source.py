@@ -72,6 +72,18 @@ class JournalSource:
         return f"{damage.reason} at byte {damage.offset} of {path.name}, {len(data) - pos} bytes after seq {seq - 1}"
 
 
+_event_decoder = msgspec.json.Decoder(AnyEvent)
+
+
+def decode_event_json(text: str | bytes) -> AnyEvent:
+    """An archived event back to its Struct; a kind newer than this code stays verbatim (as the codec)."""
+    try:
+        return _event_decoder.decode(text)
+    except msgspec.ValidationError:
+        raw = msgspec.json.decode(text)
+        return UnknownEvent(original_kind=str(raw.get("kind", "")), raw=msgspec.msgpack.encode(raw))
+
+
 class ArchiveSource:
     """A DuckDB archive written by `oms archive`, opened read-only."""
 
@@ -84,7 +96,6 @@ class ArchiveSource:
             raise FileNotFoundError(f"{archive}: no such archive")
         self.path = archive
         self._con = duckdb.connect(str(archive), read_only=True)
-        self._event_decoder = msgspec.json.Decoder(AnyEvent)
 
     def read(self, from_seq: int = 1, to_seq: int | None = None) -> Iterator[Envelope]:
         last = self.last_seq() if to_seq is None else to_seq
@@ -92,14 +103,7 @@ class ArchiveSource:
         cursor = self._con.cursor().execute(query, [from_seq, last])
         while rows := cursor.fetchmany(self.BATCH):
             for seq, ts, v, event in rows:
-                yield Envelope(seq, ts, self._decode_event(event), v)
-
-    def _decode_event(self, text: str) -> AnyEvent:
-        try:
-            return self._event_decoder.decode(text)
-        except msgspec.ValidationError:  # a kind newer than this code: kept verbatim, as the codec does
-            raw = msgspec.json.decode(text)
-            return UnknownEvent(original_kind=str(raw.get("kind", "")), raw=msgspec.msgpack.encode(raw))
+                yield Envelope(seq, ts, decode_event_json(event), v)
 
     def last_seq(self) -> int:
         row = self._con.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()

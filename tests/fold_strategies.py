@@ -22,13 +22,13 @@ from msgspec.structs import replace
 
 from events.schema import (
     AccountValueReported,
+    AnyEvent,
     BrokerError,
     CancelRequested,
     CommissionReported,
     ConnectionChanged,
     Contract,
     Envelope,
-    Event,
     ExecutionReported,
     KillSwitchChanged,
     ModifyRequested,
@@ -39,6 +39,7 @@ from events.schema import (
     OrderStatusReported,
     PositionMismatch,
     PositionReported,
+    Side,
 )
 
 CLIENT_ID = 7
@@ -83,7 +84,7 @@ class _Order:
     account: str
     symbol: str
     con_id: int
-    side: str
+    side: Side
     quantity: float
     strategy: str
     by_symbol: bool
@@ -122,18 +123,30 @@ def _status(o: _Order, rnd: random.Random, status: str, filled: float) -> OrderS
     elif o.extra_perm and rnd.random() < 0.5:
         perm_id = o.perm_id + 50_000  # one order, a second permId (modify while reconnecting)
     return OrderStatusReported(
-        order_id=order_id, perm_id=perm_id, client_id=client_id, status=status, filled=filled,
+        order_id=order_id,
+        perm_id=perm_id,
+        client_id=client_id,
+        status=status,
+        filled=filled,
         remaining=max(0.0, o.quantity - filled),
-    )  # fmt: skip
+    )
 
 
 def _open_order(o: _Order, status: str, quantity: float | None = None) -> OpenOrderReported:
     client_id, order_id, perm_id, ref = _ids(o)
     return OpenOrderReported(
-        order_id=order_id, perm_id=perm_id, client_id=client_id, order_ref=ref, account=o.account,
-        contract=_contract(o, True), side=o.side, quantity=quantity if quantity is not None else o.quantity,
-        order_type="LMT", limit_price=100.0, status=status,
-    )  # fmt: skip
+        order_id=order_id,
+        perm_id=perm_id,
+        client_id=client_id,
+        order_ref=ref,
+        account=o.account,
+        contract=_contract(o, True),
+        side=o.side,
+        quantity=quantity if quantity is not None else o.quantity,
+        order_type="LMT",
+        limit_price=100.0,
+        status=status,
+    )
 
 
 def _error(o: _Order, code: int, error_class: str) -> BrokerError:
@@ -150,11 +163,11 @@ def _fill_sizes(rnd: random.Random, total: float) -> list[float]:
     return sizes
 
 
-def _executions(o: _Order, rnd: random.Random, total: float, session: Session) -> list[Event]:
+def _executions(o: _Order, rnd: random.Random, total: float, session: Session) -> list[AnyEvent]:
     """execDetails and commissions in the order IB may send them; records the final fills."""
     client_id, order_id, perm_id, ref = _ids(o)
     side = "BOT" if o.side == "BUY" else "SLD"
-    channel: list[Event] = []
+    channel: list[AnyEvent] = []
     for k, shares in enumerate(_fill_sizes(rnd, total)):
         base = f"0000e{o.index:03d}.{k:04d}"
         price = float(rnd.randint(90, 110))
@@ -164,16 +177,33 @@ def _executions(o: _Order, rnd: random.Random, total: float, session: Session) -
         for v, (qty, px) in enumerate(versions, start=1):
             exec_id = f"{base}.{v:02d}"
             execution = ExecutionReported(
-                exec_id=exec_id, order_id=order_id, perm_id=perm_id, client_id=client_id, order_ref=ref,
-                account=o.account, contract=_contract(o, True), side=side, shares=qty, price=px,
-            )  # fmt: skip
+                exec_id=exec_id,
+                order_id=order_id,
+                perm_id=perm_id,
+                client_id=client_id,
+                order_ref=ref,
+                account=o.account,
+                contract=_contract(o, True),
+                side=side,
+                shares=qty,
+                price=px,
+            )
             commission = CommissionReported(exec_id=exec_id, commission=1.0 + k, currency="USD")
             channel.extend((commission, execution) if rnd.random() < 0.3 else (execution, commission))
             if rnd.random() < 0.2:  # replayed by a reqExecutions sync, anywhere later
                 replay = ExecutionReported(
-                    exec_id=exec_id, order_id=order_id, perm_id=perm_id, client_id=client_id, order_ref=ref,
-                    account=o.account, contract=_contract(o, True), side=side, shares=qty, price=px, req_id=42,
-                )  # fmt: skip
+                    exec_id=exec_id,
+                    order_id=order_id,
+                    perm_id=perm_id,
+                    client_id=client_id,
+                    order_ref=ref,
+                    account=o.account,
+                    contract=_contract(o, True),
+                    side=side,
+                    shares=qty,
+                    price=px,
+                    req_id=42,
+                )
                 channel.insert(rnd.randint(channel.index(execution) + 1, len(channel)), replay)
         qty, px = versions[-1]
         session.fills[base] = TrueFill(
@@ -186,10 +216,15 @@ def _executions(o: _Order, rnd: random.Random, total: float, session: Session) -
     return channel
 
 
-def _order_channel(o: _Order, rnd: random.Random, filled: float) -> list[tuple[Event, bool]]:
+def _order_channel(o: _Order, rnd: random.Random, filled: float) -> list[tuple[AnyEvent, bool]]:
     """(event, may IB drop or repeat it): the order's acknowledgements, statuses and our requests."""
-    ack = [(_open_order(o, "Submitted"), True), (_status(o, rnd, "Submitted", 0.0), True)]
-    info = [(_error(o, 10349, "information"), False)] if rnd.random() < 0.3 else []
+    ack: list[tuple[AnyEvent, bool]] = [
+        (_open_order(o, "Submitted"), True),
+        (_status(o, rnd, "Submitted", 0.0), True),
+    ]
+    info: list[tuple[AnyEvent, bool]] = (
+        [(_error(o, 10349, "information"), False)] if rnd.random() < 0.3 else []
+    )
     cancel = (CancelRequested(client_order_id=o.coid), False)
     if o.fate in ("fill", "ext", "ext_other"):
         return [*ack, *info, (_status(o, rnd, "Filled", filled), True)]
@@ -204,8 +239,11 @@ def _order_channel(o: _Order, rnd: random.Random, filled: float) -> list[tuple[E
         end = rnd.choice(((_error(o, 202, "cancel"), False), (_status(o, rnd, "Cancelled", 0.0), True)))
         return [*ack, *info, cancel, end]
     if o.fate == "reject":
-        return [(_status(o, rnd, "PendingSubmit", 0.0), True), (_error(o, 201, "rejection"), False),
-                (_status(o, rnd, "Cancelled", 0.0), True)]  # fmt: skip
+        return [
+            (_status(o, rnd, "PendingSubmit", 0.0), True),
+            (_error(o, 201, "rejection"), False),
+            (_status(o, rnd, "Cancelled", 0.0), True),
+        ]
     if o.fate == "cancel_fail":
         failed = _error(o, rnd.choice((10148, 161, 10147)), "cancel_failed")
         return [*ack, cancel, (failed, False), (_status(o, rnd, "Filled", filled), True)]
@@ -218,13 +256,17 @@ def _order_channel(o: _Order, rnd: random.Random, filled: float) -> list[tuple[E
     raise AssertionError(o.fate)
 
 
-def _order_events(o: _Order, rnd: random.Random, session: Session) -> list[Event]:
+def _order_events(o: _Order, rnd: random.Random, session: Session) -> list[AnyEvent]:
     """One order's events: intents first, then its channels merged at random."""
     if o.fate == "deny":
         request = OrderRequested(
-            client_order_id=o.coid, strategy_id=o.strategy, account=o.account, contract=_contract(o, False),
-            side=o.side, quantity=o.quantity,  # type: ignore[arg-type]
-        )  # fmt: skip
+            client_order_id=o.coid,
+            strategy_id=o.strategy,
+            account=o.account,
+            contract=_contract(o, False),
+            side=o.side,
+            quantity=o.quantity,
+        )
         session.quantities[o.coid] = o.quantity
         return [
             request,
@@ -237,18 +279,23 @@ def _order_events(o: _Order, rnd: random.Random, session: Session) -> list[Event
         filled = float(rnd.randint(0, int(o.quantity)))
     elif o.fate == "modify":  # IB refuses to modify a filled order: this one is not filled before
         filled = float(rnd.randint(0, int(o.quantity) - 1))
-    head: list[Event] = []
+    head: list[AnyEvent] = []
     if not o.fate.startswith("ext"):
         head = [
             OrderRequested(
-                client_order_id=o.coid, strategy_id=o.strategy, account=o.account,
-                contract=_contract(o, not o.by_symbol), side=o.side, quantity=o.quantity,  # type: ignore[arg-type]
-                order_type="LMT", limit_price=100.0,
+                client_order_id=o.coid,
+                strategy_id=o.strategy,
+                account=o.account,
+                contract=_contract(o, not o.by_symbol),
+                side=o.side,
+                quantity=o.quantity,
+                order_type="LMT",
+                limit_price=100.0,
             ),
             OrderSent(client_order_id=o.coid, order_id=o.order_id, client_id=CLIENT_ID),
-        ]  # fmt: skip
+        ]
         session.quantities[o.coid] = o.quantity + (1 if o.fate == "modify" else 0)
-    statuses: list[Event] = []
+    statuses: list[AnyEvent] = []
     for event, droppable in _order_channel(o, rnd, filled):
         copies = 1
         if droppable:
@@ -258,10 +305,10 @@ def _order_events(o: _Order, rnd: random.Random, session: Session) -> list[Event
     return head + merge(rnd, [statuses, executions])
 
 
-def merge(rnd: random.Random, channels: list[list[Event]]) -> list[Event]:
+def merge(rnd: random.Random, channels: list[list[AnyEvent]]) -> list[AnyEvent]:
     """A random interleaving that keeps each channel's own order."""
     channels = [list(reversed(c)) for c in channels if c]
-    out: list[Event] = []
+    out: list[AnyEvent] = []
     while channels:
         i = rnd.choices(range(len(channels)), weights=[len(c) for c in channels])[0]
         out.append(channels[i].pop())
@@ -270,16 +317,19 @@ def merge(rnd: random.Random, channels: list[list[Event]]) -> list[Event]:
     return out
 
 
-def _facts(rnd: random.Random) -> list[Event]:
+def _facts(rnd: random.Random) -> list[AnyEvent]:
     """Account values, IB position reports (possibly disagreeing), mismatches, the kill switch."""
-    out: list[Event] = []
+    out: list[AnyEvent] = []
     for _ in range(rnd.randint(0, 4)):
         account = rnd.choice(ACCOUNTS)
         symbol, con_id = rnd.choice(INSTRUMENTS)
         kind = rnd.randrange(4)
         if kind == 0:
-            out.append(AccountValueReported(account=account, key="NetLiquidation", value=str(rnd.randint(1, 9)),
-                                            currency="USD"))  # fmt: skip
+            out.append(
+                AccountValueReported(
+                    account=account, key="NetLiquidation", value=str(rnd.randint(1, 9)), currency="USD"
+                )
+            )
         elif kind == 1:
             contract = Contract(symbol=symbol, con_id=con_id)
             out.append(
@@ -304,19 +354,25 @@ def sessions(draw: st.DrawFn, max_orders: int = 6) -> Session:
     specs = draw(
         st.lists(
             st.tuples(
-                st.sampled_from(FATES), st.sampled_from(ACCOUNTS), st.sampled_from(INSTRUMENTS),
-                st.sampled_from(("BUY", "SELL")), st.integers(1, 5), st.sampled_from(("s1", "s2")), st.booleans(),
+                st.sampled_from(FATES),
+                st.sampled_from(ACCOUNTS),
+                st.sampled_from(INSTRUMENTS),
+                st.sampled_from(("BUY", "SELL")),
+                st.integers(1, 5),
+                st.sampled_from(("s1", "s2")),
+                st.booleans(),
                 st.booleans(),
             ),
-            min_size=1, max_size=max_orders,
+            min_size=1,
+            max_size=max_orders,
         )
-    )  # fmt: skip
+    )
     per_order = []
     for i, (fate, account, (symbol, con_id), side, qty, strategy, by_symbol, extra_perm) in enumerate(specs):
         extra_perm = extra_perm and not fate.startswith("ext")
         o = _Order(i, fate, account, symbol, con_id, side, float(qty), strategy, by_symbol, extra_perm)
         per_order.append(_order_events(o, rnd, session))
-    events: list[Event] = [ConnectionChanged(state="connected", client_id=CLIENT_ID, accounts=ACCOUNTS)]
+    events: list[AnyEvent] = [ConnectionChanged(state="connected", client_id=CLIENT_ID, accounts=ACCOUNTS)]
     events += merge(rnd, [*per_order, _facts(rnd)])
     session.envelopes = [Envelope(seq, 1_000_000 * seq, ev) for seq, ev in enumerate(events, start=1)]
     return session
@@ -333,36 +389,99 @@ AAPL = Contract(symbol="AAPL")
 AAPL_IB = Contract(symbol="AAPL", con_id=265598)
 
 
-def requested(coid: str = "c1", side: str = "BUY", quantity: float = 10.0, contract: Contract = AAPL,
-              strategy: str = "s1", account: str = "DU111") -> OrderRequested:  # fmt: skip
-    return OrderRequested(client_order_id=coid, strategy_id=strategy, account=account, contract=contract,
-                          side=side, quantity=quantity, order_type="LMT", limit_price=100.0)  # type: ignore[arg-type]  # fmt: skip
+def requested(
+    coid: str = "c1",
+    side: Side = "BUY",
+    quantity: float = 10.0,
+    contract: Contract = AAPL,
+    strategy: str = "s1",
+    account: str = "DU111",
+) -> OrderRequested:
+    return OrderRequested(
+        client_order_id=coid,
+        strategy_id=strategy,
+        account=account,
+        contract=contract,
+        side=side,
+        quantity=quantity,
+        order_type="LMT",
+        limit_price=100.0,
+    )  # type: ignore[arg-type]
 
 
 def sent(coid: str = "c1", order_id: int = 101) -> OrderSent:
     return OrderSent(client_order_id=coid, order_id=order_id, client_id=CLIENT_ID)
 
 
-def status(name: str, filled: float = 0.0, order_id: int = 101, perm_id: int = 9001, client_id: int = CLIENT_ID,
-           why_held: str = "") -> OrderStatusReported:  # fmt: skip
-    return OrderStatusReported(order_id=order_id, perm_id=perm_id, client_id=client_id, status=name, filled=filled,
-                               remaining=0.0, why_held=why_held)  # fmt: skip
+def status(
+    name: str,
+    filled: float = 0.0,
+    order_id: int = 101,
+    perm_id: int = 9001,
+    client_id: int = CLIENT_ID,
+    why_held: str = "",
+) -> OrderStatusReported:
+    return OrderStatusReported(
+        order_id=order_id,
+        perm_id=perm_id,
+        client_id=client_id,
+        status=name,
+        filled=filled,
+        remaining=0.0,
+        why_held=why_held,
+    )
 
 
-def open_order(name: str = "Submitted", coid: str = "c1", quantity: float = 10.0, order_id: int = 101,
-               perm_id: int = 9001, client_id: int = CLIENT_ID, side: str = "BUY", limit: float = 100.0,
-               account: str = "DU111") -> OpenOrderReported:  # fmt: skip
-    return OpenOrderReported(order_id=order_id, perm_id=perm_id, client_id=client_id, order_ref=coid,
-                             account=account, contract=AAPL_IB, side=side, quantity=quantity, order_type="LMT",
-                             limit_price=limit, status=name)  # fmt: skip
+def open_order(
+    name: str = "Submitted",
+    coid: str = "c1",
+    quantity: float = 10.0,
+    order_id: int = 101,
+    perm_id: int = 9001,
+    client_id: int = CLIENT_ID,
+    side: str = "BUY",
+    limit: float = 100.0,
+    account: str = "DU111",
+) -> OpenOrderReported:
+    return OpenOrderReported(
+        order_id=order_id,
+        perm_id=perm_id,
+        client_id=client_id,
+        order_ref=coid,
+        account=account,
+        contract=AAPL_IB,
+        side=side,
+        quantity=quantity,
+        order_type="LMT",
+        limit_price=limit,
+        status=name,
+    )
 
 
-def execution(exec_id: str, shares: float, price: float = 100.0, side: str = "BOT", coid: str = "c1",
-              order_id: int = 101, perm_id: int = 9001, client_id: int = CLIENT_ID,
-              account: str = "DU111", contract: Contract = AAPL_IB) -> ExecutionReported:  # fmt: skip
-    return ExecutionReported(exec_id=exec_id, order_id=order_id, perm_id=perm_id, client_id=client_id,
-                             order_ref=coid, account=account, contract=contract, side=side, shares=shares,
-                             price=price)  # fmt: skip
+def execution(
+    exec_id: str,
+    shares: float,
+    price: float = 100.0,
+    side: str = "BOT",
+    coid: str = "c1",
+    order_id: int = 101,
+    perm_id: int = 9001,
+    client_id: int = CLIENT_ID,
+    account: str = "DU111",
+    contract: Contract = AAPL_IB,
+) -> ExecutionReported:
+    return ExecutionReported(
+        exec_id=exec_id,
+        order_id=order_id,
+        perm_id=perm_id,
+        client_id=client_id,
+        order_ref=coid,
+        account=account,
+        contract=contract,
+        side=side,
+        shares=shares,
+        price=price,
+    )
 
 
 def commission(exec_id: str, amount: float, realized: float | None = None) -> CommissionReported:
@@ -373,7 +492,7 @@ def error(code: int, error_class: str = "error", req_id: int = 101) -> BrokerErr
     return BrokerError(req_id=req_id, code=code, message=f"error {code}", error_class=error_class)  # type: ignore[arg-type]
 
 
-def log(*events: Event) -> list[Envelope]:
+def log(*events: AnyEvent) -> list[Envelope]:
     """Envelopes for `events`, after the connection that names our clientId."""
     evs = [ConnectionChanged(state="connected", client_id=CLIENT_ID), *events]
     return [Envelope(seq, 1_000 * seq, ev) for seq, ev in enumerate(evs, start=1)]

@@ -183,8 +183,17 @@ def test_other_error_codes_never_end_an_order(code: int) -> None:
     assert (o.status, o.last_error_code) == ("submitted", code)
 
 
-@pytest.mark.parametrize(("code", "error_class"), [(10349, "error"), (2104, "error"), (2100, "error"),
-                                                   (2199, "error"), (399, "warning"), (1, "information")])  # fmt: skip
+@pytest.mark.parametrize(
+    ("code", "error_class"),
+    [
+        (10349, "error"),
+        (2104, "error"),
+        (2100, "error"),
+        (2199, "error"),
+        (399, "warning"),
+        (1, "information"),
+    ],
+)
 def test_informational_codes_change_nothing(code: int, error_class: str) -> None:
     before = placed(open_order())
     after, changes = step(copy_state(before), log(error(code, error_class))[-1])
@@ -244,8 +253,16 @@ def test_terminal_states_ignore_statuses_errors_and_requests(terminal: str) -> N
         "inactive": status("Inactive"),
     }
     state = placed(open_order(), reach[terminal])
-    for later in (status("Submitted"), status("Cancelled"), error(202), error(201), CancelRequested(client_order_id="c1"),
-                  error(10148), open_order(quantity=20), ModifyRequested(client_order_id="c1", quantity=3)):  # fmt: skip
+    for later in (
+        status("Submitted"),
+        status("Cancelled"),
+        error(202),
+        error(201),
+        CancelRequested(client_order_id="c1"),
+        error(10148),
+        open_order(quantity=20),
+        ModifyRequested(client_order_id="c1", quantity=3),
+    ):
         state = fold(log(later)[-1:], state)
         assert state.orders["c1"].status == terminal
         assert state.orders["c1"].quantity == 10.0
@@ -305,9 +322,13 @@ def test_manual_tws_order_fill_is_tracked_as_external_with_its_position() -> Non
 
 
 def test_external_order_keeps_its_synthetic_id_when_its_perm_id_arrives() -> None:
-    state = fold(log(status("Submitted", order_id=55, client_id=3, perm_id=0),
-                     open_order(coid="theirs", order_id=55, client_id=3, perm_id=777),
-                     execution("x1.01", 2, coid="theirs", order_id=55, client_id=3, perm_id=777)))  # fmt: skip
+    state = fold(
+        log(
+            status("Submitted", order_id=55, client_id=3, perm_id=0),
+            open_order(coid="theirs", order_id=55, client_id=3, perm_id=777),
+            execution("x1.01", 2, coid="theirs", order_id=55, client_id=3, perm_id=777),
+        )
+    )
     assert list(state.orders) == ["ext:3:55"]
     o = state.orders["ext:3:55"]
     assert (o.perm_ids, o.filled, o.quantity, o.account) == ((777,), 2.0, 10.0, "DU111")

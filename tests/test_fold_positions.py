@@ -45,8 +45,14 @@ def test_lifecycle_pending_submitted_filled_closing_closed() -> None:
     seen = []
     state = fold(log())
     sell = [requested("c2", side="SELL"), sent("c2", order_id=102)]
-    events = [requested(contract=AAPL_IB), sent(), open_order(), execution("e1.01", 10), *sell,
-              execution("e2.01", 10, side="SLD", coid="c2", order_id=102, perm_id=9002)]  # fmt: skip
+    events = [
+        requested(contract=AAPL_IB),
+        sent(),
+        open_order(),
+        execution("e1.01", 10),
+        *sell,
+        execution("e2.01", 10, side="SLD", coid="c2", order_id=102, perm_id=9002),
+    ]
     for env in log(*events)[1:]:
         state, _ = step(state, env)
         seen.append(position(state).status)
@@ -84,9 +90,16 @@ def test_new_entry_after_a_closed_lifecycle_opens_the_next() -> None:
 
 
 def test_fill_that_flips_the_sign_closes_one_lifecycle_and_opens_the_next() -> None:
-    state = fold(log(requested(), sent(), execution("e1.01", 10, price=100.0),
-                     requested("c2", side="SELL", quantity=15), sent("c2", order_id=102),
-                     execution("e2.01", 15, price=110.0, side="SLD", coid="c2", order_id=102, perm_id=9002)))  # fmt: skip
+    state = fold(
+        log(
+            requested(),
+            sent(),
+            execution("e1.01", 10, price=100.0),
+            requested("c2", side="SELL", quantity=15),
+            sent("c2", order_id=102),
+            execution("e2.01", 15, price=110.0, side="SLD", coid="c2", order_id=102, perm_id=9002),
+        )
+    )
     p = position(state)
     assert (p.quantity, p.avg_price, p.realized_pnl, p.status) == (-5.0, 110.0, 100.0, "filled")
     assert (p.lifecycle, p.close_reason, p.closed_seq, p.opened_seq) == (2, "flipped", 7, 7)
@@ -156,19 +169,33 @@ def test_closing_means_an_order_on_the_closing_side_is_working() -> None:
 
 
 def test_strategy_positions_come_from_which_strategy_orders_made_the_fills() -> None:
-    state = fold(log(requested(strategy="a"), sent(), execution("e1.01", 10),
-                     requested("c2", strategy="b", side="SELL", quantity=4), sent("c2", 102),
-                     execution("e2.01", 4, side="SLD", coid="c2", order_id=102, perm_id=9002)))  # fmt: skip
+    state = fold(
+        log(
+            requested(strategy="a"),
+            sent(),
+            execution("e1.01", 10),
+            requested("c2", strategy="b", side="SELL", quantity=4),
+            sent("c2", 102),
+            execution("e2.01", 4, side="SLD", coid="c2", order_id=102, perm_id=9002),
+        )
+    )
     assert state.strategy_positions["a|" + KEY].quantity == 10.0
     assert state.strategy_positions["b|" + KEY].quantity == -4.0
     assert position(state).quantity == 6.0
 
 
 def test_correction_adjusts_position_and_realized_pnl() -> None:
-    state = fold(log(requested(), sent(), execution("e1.01", 10, price=100.0),
-                     requested("c2", side="SELL"), sent("c2", 102),
-                     execution("e2.01", 10, price=110.0, side="SLD", coid="c2", order_id=102, perm_id=9002),
-                     execution("e1.02", 8, price=100.0)))  # fmt: skip
+    state = fold(
+        log(
+            requested(),
+            sent(),
+            execution("e1.01", 10, price=100.0),
+            requested("c2", side="SELL"),
+            sent("c2", 102),
+            execution("e2.01", 10, price=110.0, side="SLD", coid="c2", order_id=102, perm_id=9002),
+            execution("e1.02", 8, price=100.0),
+        )
+    )
     p = position(state)
     assert state.orders["c1"].status == "partially_filled"  # the correction left 2 to buy
     assert (p.quantity, p.realized_pnl, p.status) == (-2.0, 80.0, "closing")
@@ -177,32 +204,55 @@ def test_correction_adjusts_position_and_realized_pnl() -> None:
 
 def test_realized_pnl_uses_the_contract_multiplier() -> None:
     es = Contract(symbol="ES", sec_type="FUT", con_id=11, multiplier="50", last_trade_date="20261218")
-    state = fold(log(execution("f1.01", 2, price=5000.0, contract=es, coid="", client_id=0, order_id=0, perm_id=1),
-                     execution("f2.01", 2, price=5010.0, side="SLD", contract=es, coid="", client_id=0, order_id=0,
-                               perm_id=2)))  # fmt: skip
+    state = fold(
+        log(
+            execution("f1.01", 2, price=5000.0, contract=es, coid="", client_id=0, order_id=0, perm_id=1),
+            execution(
+                "f2.01", 2, price=5010.0, side="SLD", contract=es, coid="", client_id=0, order_id=0, perm_id=2
+            ),
+        )
+    )
     assert state.positions["DU111|11"].realized_pnl == 1000.0
 
 
 def test_account_keeps_the_latest_value_per_key_and_currency() -> None:
-    values = [AccountValueReported(account="DU111", key="TotalCashValue", value=v, currency=c)
-              for v, c in (("1", "USD"), ("2", "EUR"), ("3", "USD"))]  # fmt: skip
+    values = [
+        AccountValueReported(account="DU111", key="TotalCashValue", value=v, currency=c)
+        for v, c in (("1", "USD"), ("2", "EUR"), ("3", "USD"))
+    ]
     state = fold(log(*values, AccountValueReported(account="DU111", key="AccountType", value="INDIVIDUAL")))
-    assert state.accounts["DU111"].values == {"TotalCashValue:USD": "3", "TotalCashValue:EUR": "2",
-                                              "AccountType": "INDIVIDUAL"}  # fmt: skip
+    assert state.accounts["DU111"].values == {
+        "TotalCashValue:USD": "3",
+        "TotalCashValue:EUR": "2",
+        "AccountType": "INDIVIDUAL",
+    }
 
 
 def test_account_sums_commissions_and_realized_pnl_from_fills() -> None:
-    state = fold(log(requested(), sent(), execution("e1.01", 10, price=100.0), commission("e1.01", 1.0),
-                     requested("c2", side="SELL"), sent("c2", 102),
-                     execution("e2.01", 10, price=101.0, side="SLD", coid="c2", order_id=102, perm_id=9002),
-                     commission("e2.01", 1.0, realized=8.0)))  # fmt: skip
+    state = fold(
+        log(
+            requested(),
+            sent(),
+            execution("e1.01", 10, price=100.0),
+            commission("e1.01", 1.0),
+            requested("c2", side="SELL"),
+            sent("c2", 102),
+            execution("e2.01", 10, price=101.0, side="SLD", coid="c2", order_id=102, perm_id=9002),
+            commission("e2.01", 1.0, realized=8.0),
+        )
+    )
     acct = state.accounts["DU111"]
     assert (acct.commission, acct.realized_pnl, acct.broker_realized_pnl) == (2.0, 10.0, 8.0)
 
 
 def test_connection_kill_switch_and_reconciliation_are_recorded() -> None:
-    state = fold(log(ConnectionChanged(state="lost"), KillSwitchChanged(engaged=True, reason="drawdown"),
-                     ReconciliationStarted(reason="reconnect")))  # fmt: skip
+    state = fold(
+        log(
+            ConnectionChanged(state="lost"),
+            KillSwitchChanged(engaged=True, reason="drawdown"),
+            ReconciliationStarted(reason="reconnect"),
+        )
+    )
     assert (state.connection, state.client_id, state.kill_switch, state.kill_reason) == (
         "lost",
         7,

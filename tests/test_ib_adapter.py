@@ -4,6 +4,7 @@ The sink folds every event as the service would; assertions are on the folded st
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections import Counter
 
 import pytest
@@ -159,6 +160,15 @@ def test_fault_gives_one_fill_and_the_right_state(library: str, fault: str) -> N
             executions = sink.of(ExecutionReported)
             if fault == "duplicate_exec":  # both callbacks are logged; the fold counts one
                 assert len(executions) == 2 and executions[0].exec_id == executions[1].exec_id
+            first = {type(e): sink.events.index(e) for e in reversed(sink.events)}  # kind -> first position
+            if fault == "exec_first":  # logged in the order IB sent it
+                assert first[ExecutionReported] < min(first[OpenOrderReported], first[OrderStatusReported])
+            if fault == "commission_early":  # right after its execution, before the order is Filled
+                filled = next(e for e in sink.of(OrderStatusReported) if e.status == "Filled")
+                assert first[ExecutionReported] < first[CommissionReported] < sink.events.index(filled)
+            if fault == "status_repeat":  # repeats are logged too
+                statuses = sink.of(OrderStatusReported)
+                assert any(a == b for a, b in itertools.pairwise(statuses))
             (fill,) = sink.state.fills.values()
             if fault == "correction":
                 assert fill.exec_id.endswith(".02") and fill.corrects.endswith(".01")
@@ -187,8 +197,8 @@ def test_fill_while_disconnected_is_recovered_once_by_reconcile(library: str) ->
             sim.force_fault("disconnect")  # ack, then 1100 and hang up; the order fills while away
             await place(adapter, sink, request("away-1", qty=10))
             await until(lambda: sink.state.orders["away-1"].status == "filled", "filled after reconnect")
-            # (the simulator's reqExecutions reply carries no commissionReport, unlike TWS: not checked here)
             await until(lambda: len(sink.of(ReconciliationFinished)) == 2, "reconciled after reconnect")
+            await until(lambda: sink.state.orders["away-1"].commission > 0, "commission recovered")
             states = [e.state for e in sink.events if e.__struct_config__.tag == "connection"]
             assert states[:2] == ["connected", "lost"] and states.count("connected") == 2
             assert all(f.ok for f in sink.of(ReconciliationFinished))
@@ -196,6 +206,7 @@ def test_fill_while_disconnected_is_recovered_once_by_reconcile(library: str) ->
             assert Counter(e.exec_id for e in sink.of(ExecutionReported)) == {
                 sink.of(ExecutionReported)[0].exec_id: 1
             }
+            assert len(sink.of(CommissionReported)) == 1
             assert [p.quantity for p in sink.state.positions.values()] == [10]
             assert not [e for e in sink.events if e.__struct_config__.tag == "position_mismatch"]
 

@@ -22,6 +22,7 @@ from events.schema import (
     OpenOrderReported,
     PositionMismatch,
     ReconciliationFinished,
+    ReconciliationStarted,
 )
 from tests.ib_helpers import ACCOUNT, FoldingSink, request, session, until
 
@@ -114,6 +115,8 @@ def test_restart_on_an_existing_log_logs_only_new_executions(library: str) -> No
             for e in sink.of(ExecutionReported):
                 per_exec[e.exec_id] = per_exec.get(e.exec_id, 0) + 1
             assert sorted(per_exec.values()) == [1, 1]  # ours once (live), TWS's once (found by the sync)
+            assert len(sink.of(CommissionReported)) == 2  # each once, though every sync restates them
+            assert all(f.commission is not None for f in sink.state.fills.values())
             external = [o for o in sink.state.orders.values() if o.external]
             assert [(o.contract.symbol, o.filled, o.status) for o in external] == [("MSFT", 5, "filled")]
             assert {p.contract.symbol: p.quantity for p in sink.state.positions.values()} == {
@@ -234,5 +237,47 @@ def test_recorded_tws_traffic_played_through_a_live_connection(library: str, cap
                 2.25,
                 (2126726143,),
             )
+
+    asyncio.run(run())
+
+
+def test_link_lost_then_restored_reconciles(library: str, tmp_path: Path) -> None:
+    async def run() -> None:
+        frames = tmp_path / "link.txt"  # TWS's own link to IB drops and comes back; the socket stays up
+        frames.write_text(
+            "4|2|-1|1100|Connectivity between IB and TWS has been lost.|\n4|2|-1|1102|restored|\n"
+        )
+        async with session(library) as (sim, _adapter, sink):
+            await sim.play_capture(frames, client_id=7)
+            await until(
+                lambda: any(e.reason == "restored" for e in sink.of(ReconciliationStarted)), "reconcile"
+            )
+            await until(lambda: len(sink.of(ReconciliationFinished)) == 2, "reconciled")
+            states = [e.state for e in sink.of(ConnectionChanged)]
+            assert states == ["connected", "lost", "restored"]
+
+    asyncio.run(run())
+
+
+def test_reconnect_that_gives_up_says_so(library: str) -> None:
+    async def run() -> None:
+        sim = TwsSimulator()
+        await sim.start(port=0)
+        sink = FoldingSink()
+        adapter = IBAdapter(
+            "127.0.0.1", sim.port, 7, sink=sink, library=library, reconnect=Backoff(initial=0.01, attempts=2)
+        )
+        await adapter.connect(timeout=2)
+        await sim.stop()  # TWS goes away for good
+        await until(lambda: sink.of(ConnectionChanged)[-1].state == "disconnected", "gave up")
+        states = [e.state for e in sink.of(ConnectionChanged)]
+        assert (
+            states[0] == "connected"
+            and "lost" in states
+            and "2 attempts" in sink.of(ConnectionChanged)[-1].detail
+        )
+        assert not adapter.connected
+        with pytest.raises(ConnectionError):
+            await adapter.place(request("late"))
 
     asyncio.run(run())

@@ -4,6 +4,7 @@ position comparison of a reconciliation."""
 from __future__ import annotations
 
 import sys
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 from zoneinfo import ZoneInfo
@@ -15,8 +16,9 @@ from hypothesis import strategies as st
 from adapters.ib import normalize
 from adapters.ib.errors import classify
 from adapters.ib.pacing import Pacing, TokenBucket
-from adapters.ib.reconcile import position_mismatches
-from events.schema import Contract, PositionReported
+from adapters.ib.reconcile import LogView, NewFacts, position_mismatches
+from events.schema import Contract, ExecutionReported, PositionReported
+from tests.ib_helpers import FoldingSink
 
 UNSET_DOUBLE = sys.float_info.max
 UNSET_INTEGER = 2**31 - 1
@@ -140,3 +142,44 @@ def test_each_disagreement_is_a_mismatch_including_positions_one_side_lacks() ->
     found = position_mismatches([report(AAPL, 7), report(MSFT, 3)], folded)
     got = {(m.contract.symbol, m.broker_position, m.folded_position) for m in found}
     assert got == {("AAPL", 7, 10), ("X", 0, 5), ("MSFT", 3, 0)}
+
+
+def execution(exec_id: str, req_id: int) -> ExecutionReported:
+    return ExecutionReported(
+        exec_id=exec_id, order_id=1, perm_id=1, client_id=7, order_ref="c", account="DU1",
+        contract=AAPL, side="BOT", shares=1, price=1.0, req_id=req_id,
+    )  # fmt: skip
+
+
+# a delivery: (execution number, its correction suffix 1 or 2, live?) or None for a service restart
+deliveries = st.lists(
+    st.one_of(st.tuples(st.integers(0, 5), st.integers(1, 2), st.booleans()), st.none()), max_size=60
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(deliveries)
+def test_syncs_log_each_execution_at_most_once_and_lose_none(
+    plan: list[tuple[int, int, bool] | None],
+) -> None:
+    sink = FoldingSink()
+    facts = NewFacts(LogView(lambda: sink.state))
+    logged: Counter[str] = Counter()
+    delivered: set[str] = set()
+    for step_ in plan:
+        if step_ is None:  # the service restarts: the adapter's memory is gone, the log is not
+            facts = NewFacts(LogView(lambda: sink.state))
+            continue
+        n, suffix, live = step_
+        event = execution(f"e{n}.0{suffix}", -1 if live else 9)
+        delivered.add(event.exec_id)
+        known_before = logged[event.exec_id] > 0 or any(logged[f"e{n}.0{s}"] for s in range(suffix + 1, 3))
+        if facts.admit(event, syncing=not live):
+            sink(event)
+            logged[event.exec_id] += 1
+            assert live or not known_before  # a sync never restates what the log holds
+        else:
+            assert not live  # live callbacks are always logged
+    for exec_id in delivered:  # nothing lost: logged, or covered by a logged correction
+        prefix, _, suffix = exec_id.rpartition(".")
+        assert any(logged[f"{prefix}.0{s}"] for s in range(int(suffix), 3)), exec_id

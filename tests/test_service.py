@@ -186,3 +186,24 @@ def test_second_service_on_same_data_dir_refuses(tmp_path: Path) -> None:
         assert wire.ok({"op": "ping"})["ready"] is True
         wire.close()
     wait_until(lambda: not (tmp_path / ENDPOINTS_FILE).exists())
+
+
+def test_commands_not_ready_while_ib_is_lost_then_resume(tmp_path: Path) -> None:
+    import asyncio
+
+    with running(tmp_path) as service:
+        wire = Wire(service.endpoints.router, service.endpoints.pub)
+        sim = service.sim
+        assert sim is not None
+        asyncio.run_coroutine_threadsafe(sim.drop_connections(), service.loop).result(10)
+        wire.wait_pub(lambda t, m: t == "evt.connection" and m["data"]["state"] == "lost", what="lost")
+        refused = wire.request(place(client_order_id="while-lost"))
+        if refused["ok"]:  # the adapter reconnected and reconciled before our request arrived
+            assert state_of(service).connection == "connected"
+        else:
+            assert refused["error"]["code"] == "not_ready", refused  # lost, or reconnected but reconciling
+            assert "while-lost" not in state_of(service).orders
+        wait_until(lambda: wire.request({"op": "ping"})["result"]["ready"], timeout=15, what="reconnected")
+        wire.ok(place(client_order_id="after-reconnect"))
+        wire.wait_order("after-reconnect", "filled")
+        wire.close()

@@ -81,8 +81,13 @@ def test_prune_keeps_the_newest_valid_ones(tmp_path: Path) -> None:
     for seq in range(1, 6):
         write_snapshot(tmp_path, seq, b"s")
     corrupt(tmp_path / "snapshots" / "00000000000000000005.snap", offset=12)
+    crashed = tmp_path / "snapshots" / ".00000000000000000006.snap.1.tmp"
+    crashed.write_bytes(b"half a snapshot")
+    assert latest_snapshot(tmp_path, max_seq=4) == (4, b"s")
     removed = prune_snapshots(tmp_path, keep=2)
-    assert sorted(p.name[:20].lstrip("0") for p in removed) == ["1", "2", "5"]
+    assert sorted(p.name for p in removed) == sorted(
+        [crashed.name, *(f"{seq:020d}.snap" for seq in (1, 2, 5))]
+    )
     assert [info.seq for info in list_snapshots(tmp_path)] == [3, 4]
     with pytest.raises(ValueError, match="keep"):
         prune_snapshots(tmp_path, keep=0)

@@ -91,7 +91,7 @@ class IBAdapter:
         self._facts = NewFacts(self._log)
         self.pacer = TokenBucket(pacing)
         self._sync_from: int | None = None  # `emitted` when the open ReconciliationStarted was logged
-        self._ready = False  # connected and synchronized: commands may go out
+        self._ready = False  # connected (the API started and the start-up sync ended): commands may go out
         self._connecting = False
         self._reason = "connect"
         self._closing = False
@@ -212,7 +212,13 @@ class IBAdapter:
             return
         self._ready = False
         self._connection("lost", "connection to TWS closed")
-        self._spawn(self._connect_with(self.reconnect_backoff, "reconnect", retry_refused=True))
+        self._spawn(self._reconnect())
+
+    async def _reconnect(self) -> None:
+        try:
+            await self._connect_with(self.reconnect_backoff, "reconnect", retry_refused=True)
+        except ConnectionError as exc:  # attempts exhausted (only when `reconnect.attempts` is set)
+            self._connection("disconnected", str(exc))
 
     def _connection(self, state: ConnectionState, detail: str, **extra: Any) -> None:
         self._emit(

@@ -39,12 +39,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 def run(args: argparse.Namespace) -> int:
     import asyncio
+    import logging
 
     from rich.console import Console
     from rich.table import Table
 
     from adapters.ib.adapter import Backoff, IBAdapter
 
+    logging.getLogger(args.library).setLevel(logging.CRITICAL)  # the table says it all, once
     events: list[Event] = []
     adapter = IBAdapter(
         args.host,
@@ -84,7 +86,7 @@ def report(events: Sequence[Event], failure: BaseException | None) -> list[tuple
     """(check, passed (None: information only), detail) rows from what the adapter logged."""
     connected = [e for e in events if isinstance(e, ConnectionChanged) and e.state == "connected"]
     rows: list[tuple[str, bool | None, str]] = [
-        ("connect", bool(connected) and failure is None, repr(failure) if failure else "connected")
+        ("connect", bool(connected) and failure is None, str(failure) if failure else "connected")
     ]
     if connected:
         rows.append(("server version", True, str(connected[0].server_version)))

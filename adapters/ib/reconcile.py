@@ -168,7 +168,9 @@ def position_mismatches(
     """IB's complete position list vs the folded one: each disagreement, including a folded position IB
     does not report at all (IB omits flat positions). Only call with a list that is known complete."""
     by_id = {position_key(p.account, p.contract): p for p in broker}
-    by_symbol = {(p.account, p.contract.symbol): p for p in by_id.values()}
+    by_symbol: dict[PositionKey, PositionReported] = {
+        (p.account, p.contract.symbol): p for p in by_id.values()
+    }
     matched: set[PositionKey] = set()
     found: list[PositionMismatch] = []
     for key, (contract, quantity) in folded.items():

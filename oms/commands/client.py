@@ -89,11 +89,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "orders",
         help="list orders",
         formatter_class=formatter,
-        epilog="examples:\n  oms orders\n  oms orders --strategy mom --open\n  oms orders --json | jq .",
+        epilog="examples:\n  oms orders\n  oms orders --strategy mom --open\n  oms orders --json | jq .\n"
+        "  oms orders --watch                 # a live table",
     )
     orders.add_argument("--strategy", help="only this strategy's orders")
     orders.add_argument("--open", action="store_true", help="only working orders")
     orders.add_argument("--json", action="store_true", help="a JSON array instead of a table")
+    orders.add_argument("--watch", action="store_true", help="a live table, kept current until Ctrl-C")
     _add_service_arguments(orders)
     orders.set_defaults(func=lambda args: _run(args, _orders))
 
@@ -101,11 +103,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "positions",
         help="list positions",
         formatter_class=formatter,
-        epilog="examples:\n  oms positions\n  oms positions --strategy mom   # that strategy's share of them",
+        epilog="examples:\n  oms positions\n  oms positions --strategy mom   # one strategy's share\n"
+        "  oms positions --watch          # a live table",
     )
     positions.add_argument("--strategy", help="one strategy's view of the positions")
     positions.add_argument("--open", action="store_true", help="hide closed positions")
     positions.add_argument("--json", action="store_true", help="a JSON array instead of a table")
+    positions.add_argument("--watch", action="store_true", help="a live table, kept current until Ctrl-C")
     _add_service_arguments(positions)
     positions.set_defaults(func=lambda args: _run(args, _positions))
 
@@ -216,6 +220,8 @@ async def _cancel(args: argparse.Namespace) -> int:
 async def _orders(args: argparse.Namespace) -> int:
     from oms.client.render import orders_table
 
+    if args.watch:
+        return await _watch(args, lambda client: orders_table(client.orders(args.strategy, args.open)))
     client = await _connect(args, follow=False)
     try:
         orders = await client.fetch_orders(args.strategy, args.open)
@@ -228,6 +234,8 @@ async def _orders(args: argparse.Namespace) -> int:
 async def _positions(args: argparse.Namespace) -> int:
     from oms.client.render import positions_table
 
+    if args.watch:
+        return await _watch(args, lambda client: positions_table(client.positions(args.strategy, args.open)))
     client = await _connect(args, follow=False)
     try:
         positions = await client.fetch_positions(args.strategy, args.open)
@@ -235,6 +243,27 @@ async def _positions(args: argparse.Namespace) -> int:
         await client.close()
     _show(args, positions, positions_table)
     return 0
+
+
+async def _watch(args: argparse.Namespace, render: Callable[[AsyncClient], Any]) -> int:
+    """A table kept current from the followed state, redrawn at most 10 times a second, until Ctrl-C."""
+    import asyncio
+
+    from rich.live import Live
+
+    client = await _connect(args, follow=True)
+    changed = asyncio.Event()
+    client.on_event(lambda _env, _changes: changed.set())
+    print(f"oms {args.command}: watching from seq {client.seq} (Ctrl-C to stop)", file=sys.stderr, flush=True)
+    try:
+        with Live(render(client), console=_console(), auto_refresh=False) as live:
+            while True:
+                await changed.wait()
+                changed.clear()
+                live.update(render(client), refresh=True)
+                await asyncio.sleep(0.1)  # throttle: a burst of events is one redraw
+    finally:
+        await client.close()
 
 
 def _show(args: argparse.Namespace, rows: list[Any], table: Callable[[list[Any]], Any]) -> None:

@@ -1,0 +1,172 @@
+"""Replay and archive: fold speed, DuckDB import, order-timeline queries, each beside a baseline.
+
+python -m bench replay [--short]
+
+- replay: fold the whole journal (read + decode + fold), beside a plain read of the segment bytes and a
+  read + decode without folding;
+- archive: `archive_journal` end to end (read, fold, JSON, Arrow, DuckDB), beside DuckDB importing an
+  equivalent Arrow table already in memory;
+- timeline: one order's events with its state after each, from the archive (SQL) and from the journal
+  alone (two folds: find the order, then collect its events).
+"""
+
+from __future__ import annotations
+
+import random
+import shutil
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from events.journal import JournalWriter
+from events.reader import JournalReader
+from events.schema import (
+    AccountValueReported,
+    CommissionReported,
+    Contract,
+    Event,
+    ExecutionReported,
+    OpenOrderReported,
+    OrderRequested,
+    OrderSent,
+    OrderStatusReported,
+)
+from events.segments import list_segments
+from oms.fold import fold
+from replay import queries
+from replay.archive import archive_journal
+from replay.source import JournalSource
+from replay.timeline import order_timelines
+
+T0 = 1_795_183_387_000_000_000
+_CONTRACTS = [Contract(s, con_id=1000 + i) for i, s in enumerate(("AAPL", "MSFT", "NVDA", "AMZN"))]
+
+
+def order_events(i: int) -> list[Event]:
+    """One order's life as the service logs it: intent, sent, IB's acknowledgements, a fill, its fee."""
+    coid, contract, oid, perm = f"c{i}", _CONTRACTS[i % 4], 100 + i, 10**9 + i
+    exec_id = f"0000e0d5.{i:08x}.01.01"
+    ack = {"order_id": oid, "perm_id": perm, "client_id": 7}
+    return [
+        OrderRequested(client_order_id=coid, strategy_id=f"s{i % 3}", account="DU1", contract=Contract(contract.symbol),
+                       side="BUY" if i % 2 else "SELL", quantity=100, order_type="LMT", limit_price=10.0),  # fmt: skip
+        OrderSent(client_order_id=coid, order_id=oid, client_id=7),
+        OpenOrderReported(**ack, order_ref=coid, account="DU1", contract=contract, side="BUY" if i % 2 else "SELL",
+                          quantity=100, order_type="LMT", limit_price=10.0, status="Submitted"),  # fmt: skip
+        OrderStatusReported(**ack, status="Submitted", filled=0, remaining=100),
+        ExecutionReported(exec_id=exec_id, **ack, order_ref=coid, account="DU1", contract=contract,
+                          side="BOT" if i % 2 else "SLD", shares=100, price=10.0 + (i % 7) / 100),  # fmt: skip
+        CommissionReported(exec_id=exec_id, commission=1.0, currency="USD"),
+        OrderStatusReported(**ack, status="Filled", filled=100, remaining=0, avg_fill_price=10.0),
+    ]
+
+
+def write_session(directory: Path, n_events: int) -> int:
+    with JournalWriter.open(directory, durability="never") as writer:
+        i = 0
+        while writer.last_seq < n_events:
+            for event in order_events(i):
+                writer.append(event, ts=T0 + writer.last_seq * 1_000_000)
+            if i % 10 == 0:
+                value = AccountValueReported(account="DU1", key="NetLiquidation", value=str(i), currency="USD")
+                writer.append(value, ts=T0 + writer.last_seq * 1_000_000)
+            i += 1
+    return i
+
+
+def _rate(n: int, seconds: float) -> str:
+    return f"{n / seconds:,.0f} ev/s"
+
+
+def _best(runs: int, action: object) -> float:
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        action()  # type: ignore[operator]
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def main(short: bool) -> None:
+    n = 100_000 if short else 1_000_000
+    folder = Path(tempfile.mkdtemp(prefix="bench-replay-"))
+    try:
+        _run(folder, n, short)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _run(folder: Path, n: int, short: bool) -> None:
+    journal = folder / "journal"
+    orders = write_session(journal, n)
+    n = JournalReader(journal).last_seq()
+    rows: list[tuple[str, str, str]] = []
+
+    segments = [path for _, path in list_segments(journal)]
+    raw = _best(3, lambda: [p.read_bytes() for p in segments])
+    decode = _best(1, lambda: sum(1 for _ in JournalReader(journal).read()))
+    replay = _best(1, lambda: fold(JournalReader(journal).read()))
+    rows.append(("replay: fold whole journal", _rate(n, replay), f"plain byte read {_rate(n, raw)}"))
+    rows.append(("replay: read + decode only", _rate(n, decode), ""))
+
+    archive = folder / "session.duckdb"
+    start = time.perf_counter()
+    archive_journal(journal, archive)
+    imported = time.perf_counter() - start
+    rows.append(("archive: import (fold + DuckDB)", _rate(n, imported), f"Arrow in memory {_arrow_baseline(archive, folder)}"))
+
+    rnd = random.Random(7)
+    picks = [f"c{rnd.randrange(orders)}" for _ in range(20)]
+    con = queries.connect(archive)
+    try:
+        queries.order_timeline(con, picks[0])  # warm the catalog and caches
+        times = []
+        for coid in picks:
+            start = time.perf_counter()
+            result = queries.order_timeline(con, coid)
+            times.append(time.perf_counter() - start)
+            assert len(result.rows) == 7, result.rows
+        by_id = _best(5, lambda: queries.find_orders(con, str(10**9 + orders // 2)))
+    finally:
+        con.close()
+    p50 = statistics.median(times) * 1e3
+    rows.append(("timeline: archive SQL (p50, 20 orders)", f"{p50:.2f} ms", f"max {max(times) * 1e3:.2f} ms"))
+    rows.append(("timeline: find order by permId (SQL)", f"{by_id * 1e3:.2f} ms", ""))
+    source = JournalSource(journal)
+    on_journal = _best(1, lambda: order_timelines(source, picks[0]))
+    rows.append(("timeline: journal, no archive", f"{on_journal * 1e3:,.0f} ms", "folds the log twice"))
+
+    table = Table(title=f"replay / archive, {n:,} events, {orders:,} orders" + (" (short)" if short else ""))
+    for column in ("what", "figure", "baseline / note"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*row)
+    Console().print(table)
+
+
+def _arrow_baseline(archive: Path, folder: Path) -> str:
+    """DuckDB inserting the archive's own events columns from an Arrow table already in memory."""
+    import duckdb
+
+    from replay.schema_sql import INSERT_EVENTS, TABLES
+
+    con = duckdb.connect(str(archive), read_only=True)
+    try:
+        query = "SELECT seq, ts_ns, kind, v, event::VARCHAR AS event FROM events ORDER BY seq"
+        table = con.execute(query).to_arrow_table()
+    finally:
+        con.close()
+    target = duckdb.connect(str(folder / "baseline.duckdb"))
+    try:
+        target.execute(TABLES)
+        target.register("batch", table)
+        start = time.perf_counter()
+        target.execute(INSERT_EVENTS)
+        seconds = time.perf_counter() - start
+    finally:
+        target.close()
+    return _rate(table.num_rows, seconds)

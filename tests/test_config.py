@@ -1,0 +1,69 @@
+"""Configuration layers: defaults <- TOML <- IBKR_* environment <- flags; refusals that protect money."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from oms.cli import build_parser
+from oms.commands.run import overrides
+from oms.config import ConfigError, load_config, parse_host_port
+
+
+def test_defaults() -> None:
+    config = load_config(env={})
+    assert config.ib_port is None and config.embedded_sim  # the embedded simulator
+    assert config.pub == "tcp://127.0.0.1:5555" and config.router == "tcp://127.0.0.1:5556"
+    assert config.durability == "group" and config.data_dir == "oms-data"
+
+
+def test_layers_flags_win_over_env_over_toml(tmp_path: Path) -> None:
+    toml = tmp_path / "oms.toml"
+    toml.write_text(
+        'ib_host = "10.0.0.1"\nib_port = 4002\nclient_id = 3\naccount = "DU9"\n[risk]\nmax_quantity = 5\n'
+    )
+    assert load_config(toml, env={}).ib_host == "10.0.0.1"
+    env = {"IBKR_HOST": "10.0.0.2", "IBKR_PORT": "7497", "IBKR_CLIENT_ID": "4"}
+    config = load_config(toml, env=env)
+    assert (config.ib_host, config.ib_port, config.client_id, config.account) == ("10.0.0.2", 7497, 4, "DU9")
+    config = load_config(
+        toml, env=env, overrides={"client_id": 9, "risk": {"max_notional": 7.0, "max_quantity": None}}
+    )
+    assert config.client_id == 9 and config.risk.max_notional == 7.0
+    assert config.risk.max_quantity == 5  # a flag not given keeps the file's value
+
+
+def test_cli_flags_map_to_config(tmp_path: Path) -> None:
+    args = build_parser().parse_args(
+        ["run", "--data-dir", str(tmp_path), "--ib", "127.0.0.1:4002", "--allowed-symbols", "AAPL, MSFT",
+         "--max-order-age", "30", "--durability", "always"]
+    )  # fmt: skip
+    config = load_config(env={"IBKR_PORT": "7497"}, overrides=overrides(args))
+    assert config.ib_port == 4002 and config.durability == "always"
+    assert config.risk.allowed_symbols == ("AAPL", "MSFT") and config.risk.max_order_age_s == 30
+
+
+def test_live_port_needs_live_flag() -> None:
+    for port in (7496, 4001):
+        with pytest.raises(ConfigError, match="LIVE"):
+            load_config(env={"IBKR_PORT": str(port)})
+        assert load_config(env={"IBKR_PORT": str(port)}, overrides={"live": True}).ib_port == port
+
+
+def test_typos_and_bad_values_are_named(tmp_path: Path) -> None:
+    toml = tmp_path / "bad.toml"
+    toml.write_text("[risk]\nmax_quantitty = 5\n")
+    with pytest.raises(ConfigError, match="max_quantitty"):
+        load_config(toml, env={})
+    with pytest.raises(ConfigError, match="durability"):
+        load_config(env={}, overrides={"durability": "sometimes"})
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(tmp_path / "missing.toml", env={})
+    with pytest.raises(ConfigError, match="HOST:PORT"):
+        parse_host_port("localhost:http")
+
+
+def test_digest_is_stable_and_sensitive() -> None:
+    assert load_config(env={}).digest() == load_config(env={}).digest()
+    assert load_config(env={}).digest() != load_config(env={}, overrides={"client_id": 2}).digest()

@@ -1,0 +1,92 @@
+"""The PUB side: topics per entity, every message stamped with its event's seq, and a subscriber that
+does not read never slows the service."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import msgspec
+import zmq
+
+from events.schema import Contract, Envelope, OrderStatusReported
+from oms.protocol import Heartbeat, Published
+from oms.publisher import Publisher, route_change
+from oms.state import Account, Order, Position
+from tests.test_service_support import Wire, last_seq, running
+from tests.waiting import wait_until
+
+AAPL = Contract(symbol="BRK.B", con_id=72063691)
+
+
+def test_route_change_topics() -> None:
+    order = Order(
+        client_order_id="c-1", strategy_id="s1", account="DU1", contract=AAPL, side="BUY", quantity=1
+    )
+    assert route_change(order) == ("order", "order.s1.c-1")
+    pos = Position(key="DU1|72063691", account="DU1", contract=AAPL)
+    assert route_change(pos) == ("position", "pos.DU1.BRK_B:72063691")
+    spos = Position(key="s1|DU1|72063691", account="DU1", contract=AAPL, strategy_id="s1")
+    assert route_change(spos) == ("strategy_position", "spos.s1.DU1.BRK_B:72063691")
+    assert route_change(Account(account="DU1")) == ("account", "acct.DU1")
+
+
+def test_publish_event_and_changes_with_seq() -> None:
+    ctx = zmq.Context()
+    publisher = Publisher(ctx, "tcp://127.0.0.1:0", 1000, None)
+    sub = ctx.socket(zmq.SUB)
+    sub.subscribe(b"")
+    sub.connect(publisher.endpoint)
+    wait_until(lambda: (publisher.heartbeat(0), sub.poll(10))[1], what="subscription live")
+    assert msgspec.msgpack.decode(sub.recv_multipart()[1], type=Heartbeat).seq == 0
+    event = OrderStatusReported(order_id=1, perm_id=2, client_id=3, status="Submitted", filled=0, remaining=1)
+    order = Order(
+        client_order_id="c-1", strategy_id="s1", account="DU1", contract=AAPL, side="BUY", quantity=1
+    )
+    publisher.publish(Envelope(seq=41, ts=5, event=event), (order,))
+    messages = []
+    while len(messages) < 2 and sub.poll(2000):
+        topic, payload = sub.recv_multipart()
+        if topic != b"hb":
+            messages.append((topic, msgspec.msgpack.decode(payload, type=Published)))
+    assert [t for t, _ in messages] == [b"evt.order_status", b"order.s1.c-1"]
+    assert all(m.seq == 41 and m.ts == 5 for _, m in messages)
+    assert messages[0][1].data["kind"] == "order_status" and messages[1][1].data["client_order_id"] == "c-1"
+    assert publisher.last_seq == 41
+    publisher.close()
+    ctx.destroy(linger=0)
+
+
+def test_slow_subscriber_does_not_stall_publishing(tmp_path: Path) -> None:
+    with running(tmp_path, pub_hwm=100) as service:
+        ctx = zmq.Context()
+        stuck = ctx.socket(zmq.SUB)  # subscribes, then never reads
+        stuck.setsockopt(zmq.RCVHWM, 10)
+        stuck.subscribe(b"")
+        stuck.connect(service.endpoints.pub)
+        fast = Wire(service.endpoints.router, service.endpoints.pub)
+        inner = service.service
+        assert inner is not None
+        count = 20_000
+        start_seq = last_seq(service)
+
+        def burst() -> None:
+            for i in range(count):
+                inner.pipeline.append(_account_value(i))
+
+        service.call(burst)  # would time out if a full subscriber queue blocked the publisher
+        wait_until(lambda: service.call(lambda: inner.publisher.last_seq) >= start_seq + count, timeout=30)
+        assert fast.ok({"op": "ping"})["ready"] is True  # the service still answers
+        fast.wait_pub(lambda t, m: t == "hb" and m["seq"] >= start_seq + count, what="heartbeat after burst")
+        received = 0
+        while stuck.poll(0):
+            stuck.recv_multipart()
+            received += 1
+        assert received < count  # the stuck subscriber lost messages (at its HWM) instead of stalling us
+        fast.close()
+        ctx.destroy(linger=0)
+
+
+def _account_value(i: int) -> msgspec.Struct:
+    from events.schema import AccountValueReported
+
+    return AccountValueReported(account="DU123456", key="Probe", value=str(i), currency="USD")

@@ -52,14 +52,39 @@ def order_events(i: int) -> list[Event]:
     exec_id = f"0000e0d5.{i:08x}.01.01"
     ack = {"order_id": oid, "perm_id": perm, "client_id": 7}
     return [
-        OrderRequested(client_order_id=coid, strategy_id=f"s{i % 3}", account="DU1", contract=Contract(contract.symbol),
-                       side="BUY" if i % 2 else "SELL", quantity=100, order_type="LMT", limit_price=10.0),  # fmt: skip
+        OrderRequested(
+            client_order_id=coid,
+            strategy_id=f"s{i % 3}",
+            account="DU1",
+            contract=Contract(contract.symbol),
+            side="BUY" if i % 2 else "SELL",
+            quantity=100,
+            order_type="LMT",
+            limit_price=10.0,
+        ),
         OrderSent(client_order_id=coid, order_id=oid, client_id=7),
-        OpenOrderReported(**ack, order_ref=coid, account="DU1", contract=contract, side="BUY" if i % 2 else "SELL",
-                          quantity=100, order_type="LMT", limit_price=10.0, status="Submitted"),  # fmt: skip
+        OpenOrderReported(
+            **ack,
+            order_ref=coid,
+            account="DU1",
+            contract=contract,
+            side="BUY" if i % 2 else "SELL",
+            quantity=100,
+            order_type="LMT",
+            limit_price=10.0,
+            status="Submitted",
+        ),
         OrderStatusReported(**ack, status="Submitted", filled=0, remaining=100),
-        ExecutionReported(exec_id=exec_id, **ack, order_ref=coid, account="DU1", contract=contract,
-                          side="BOT" if i % 2 else "SLD", shares=100, price=10.0 + (i % 7) / 100),  # fmt: skip
+        ExecutionReported(
+            exec_id=exec_id,
+            **ack,
+            order_ref=coid,
+            account="DU1",
+            contract=contract,
+            side="BOT" if i % 2 else "SLD",
+            shares=100,
+            price=10.0 + (i % 7) / 100,
+        ),
         CommissionReported(exec_id=exec_id, commission=1.0, currency="USD"),
         OrderStatusReported(**ack, status="Filled", filled=100, remaining=0, avg_fill_price=10.0),
     ]
@@ -72,7 +97,9 @@ def write_session(directory: Path, n_events: int) -> int:
             for event in order_events(i):
                 writer.append(event, ts=T0 + writer.last_seq * 1_000_000)
             if i % 10 == 0:
-                value = AccountValueReported(account="DU1", key="NetLiquidation", value=str(i), currency="USD")
+                value = AccountValueReported(
+                    account="DU1", key="NetLiquidation", value=str(i), currency="USD"
+                )
                 writer.append(value, ts=T0 + writer.last_seq * 1_000_000)
             i += 1
     return i
@@ -117,7 +144,13 @@ def _run(folder: Path, n: int, short: bool) -> None:
     start = time.perf_counter()
     archive_journal(journal, archive)
     imported = time.perf_counter() - start
-    rows.append(("archive: import (fold + DuckDB)", _rate(n, imported), f"Arrow in memory {_arrow_baseline(archive, folder)}"))
+    rows.append(
+        (
+            "archive: import (fold + DuckDB)",
+            _rate(n, imported),
+            f"Arrow in memory {_arrow_baseline(archive, folder)}",
+        )
+    )
 
     rnd = random.Random(7)
     picks = [f"c{rnd.randrange(orders)}" for _ in range(20)]
@@ -157,7 +190,7 @@ def _arrow_baseline(archive: Path, folder: Path) -> str:
     con = duckdb.connect(str(archive), read_only=True)
     try:
         query = "SELECT seq, ts_ns, kind, v, event::VARCHAR AS event FROM events ORDER BY seq"
-        table = con.execute(query).to_arrow_table()
+        table = con.sql(query).to_arrow_table()
     finally:
         con.close()
     target = duckdb.connect(str(folder / "baseline.duckdb"))

@@ -71,13 +71,21 @@ def load_secret(path: str | Path) -> tuple[bytes, bytes]:
     return public, secret
 
 
+def server_keys(curve: CurveConfig) -> tuple[bytes | None, bytes | None]:
+    """(public, secret) of the server, or (None, None) when CURVE is off."""
+    if not curve.enabled:
+        return None, None
+    return load_secret(curve.server_secret_key or "")
+
+
 def start_authenticator(
-    ctx: zmq.asyncio.Context, authorized_clients: str
+    ctx: zmq.asyncio.Context, curve: CurveConfig
 ) -> zmq.auth.asyncio.AsyncioAuthenticator:
-    """ZAP handler for `ctx`: only clients whose public key is in the folder may connect."""
-    if not Path(authorized_clients).is_dir():
-        raise ConfigError(f"curve.authorized_clients {authorized_clients} is not a directory")
+    """ZAP handler for `ctx`: only clients whose public key is in `authorized_clients` may connect."""
+    folder = curve.authorized_clients or ""
+    if not Path(folder).is_dir():
+        raise ConfigError(f"curve.authorized_clients {folder!r} is not a directory")
     auth = zmq.auth.asyncio.AsyncioAuthenticator(ctx)
     auth.start()
-    auth.configure_curve(domain="*", location=authorized_clients)
+    auth.configure_curve(domain="*", location=folder)
     return auth

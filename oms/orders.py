@@ -8,6 +8,8 @@ and execDetails" needs. Quantities never come from the table: they come from exe
 
 from __future__ import annotations
 
+from sys import intern
+
 from msgspec.structs import replace
 
 from events.schema import Contract, ModifyRequested, OrderRequested
@@ -145,8 +147,8 @@ def executed(order: Order, qty: float, avg: float, seq: int, ts: int) -> Order:
 def requested(ev: OrderRequested, seq: int, ts: int) -> Order:
     return Order(
         client_order_id=ev.client_order_id,
-        strategy_id=ev.strategy_id,
-        account=ev.account,
+        strategy_id=intern(ev.strategy_id),  # shared by every order of the strategy: memory
+        account=intern(ev.account),
         contract=ev.contract,
         side=ev.side,
         quantity=ev.quantity,

@@ -40,7 +40,7 @@ def multiplier(c: Contract) -> float:
 
 
 def opened(key: str, account: str, contract: Contract, strategy_id: str) -> Position:
-    """A position before its first lifecycle: `derive` opens it."""
+    """A position before its first lifecycle: `update` opens it."""
     return Position(key=key, account=account, contract=contract, strategy_id=strategy_id, status="closed")
 
 
@@ -61,38 +61,69 @@ def _trade(qty: float, avg: float, realized: float, signed: float, price: float,
     return new, avg, realized
 
 
-def apply_fill(pos: Position, signed: float, price: float, mult: float, seq: int) -> Position:
-    """Quantity, average price and realized P&L after a fill; ends the lifecycle on flat or flip."""
-    old = pos.quantity
-    new, avg, realized = _trade(old, pos.avg_price, pos.realized_pnl, signed, price, mult)
-    if old and not new:
-        return replace(
-            pos,
-            quantity=new,
-            avg_price=avg,
-            realized_pnl=realized,
-            status="closed",
-            close_reason="flat",
-            closed_seq=seq,
-            updated_seq=seq,
-        )
-    if old and (new > 0) != (old > 0):
-        return replace(
-            pos,
-            quantity=new,
-            avg_price=avg,
-            realized_pnl=realized,
-            close_reason="flipped",
-            closed_seq=seq,
-            lifecycle=pos.lifecycle + 1,
-            opened_seq=seq,
-            updated_seq=seq,
-        )
-    return replace(pos, quantity=new, avg_price=avg, realized_pnl=realized, updated_seq=seq)
+def update(
+    pos: Position,
+    orders: Mapping[str, Order],
+    seq: int,
+    reason: str = "",
+    coid: str = "",
+    working: bool = False,
+    signed: float = 0.0,
+    price: float = 0.0,
+    mult: float = 1.0,
+) -> Position:
+    """`pos` after a fill of `signed` shares (if any) and with `coid` in or out of its working orders (if
+    given); then the status these give, opening or closing the lifecycle. One new value, or `pos`
+    itself when nothing changes. A lifecycle closes on flat ("flat"), on a flip ("flipped": the next
+    opens at once) or, without a fill, with `reason` (the status of the order that ended)."""
+    members = pos.orders
+    if coid and (coid in members) != working:
+        members = (*members, coid) if working else tuple(c for c in members if c != coid)
+    qty, avg, realized = pos.quantity, pos.avg_price, pos.realized_pnl
+    status: str = pos.status
+    close_reason, closed_seq = pos.close_reason, pos.closed_seq
+    lifecycle, opened_seq = pos.lifecycle, pos.opened_seq
+    if signed:
+        old = qty
+        qty, avg, realized = _trade(old, avg, realized, signed, price, mult)
+        if old and not qty:
+            status, close_reason, closed_seq = "closed", "flat", seq
+        elif old and (qty > 0) != (old > 0):
+            close_reason, closed_seq, lifecycle, opened_seq = "flipped", seq, lifecycle + 1, seq
+    new_status = _status(qty, members, orders)
+    if new_status != status:
+        if new_status == "closed":
+            close_reason, closed_seq = reason, seq
+        elif status == "closed":
+            lifecycle, opened_seq = lifecycle + 1, seq
+        status = new_status
+    elif not signed and members is pos.orders and status == pos.status:
+        return pos
+    return replace(
+        pos, quantity=qty, avg_price=avg, realized_pnl=realized, status=status, close_reason=close_reason,
+        closed_seq=closed_seq, lifecycle=lifecycle, opened_seq=opened_seq, orders=members, updated_seq=seq,
+    )  # fmt: skip
+
+
+def _status(qty: float, members: tuple[str, ...], orders: Mapping[str, Order]) -> str:
+    """The design card's five states, from the quantity and the working orders on the key."""
+    if qty:
+        closing_side = "SELL" if qty > 0 else "BUY"
+        for c in members:
+            if orders[c].side == closing_side:
+                return "closing"
+        return "filled"
+    if not members:
+        return "closed"
+    for c in members:
+        if orders[c].status != "pending":
+            return "submitted"
+    return "pending"
 
 
 def rebuilt(pos: Position, fills: Iterable[Fill], seq: int) -> Position:
-    """Quantity, average price and realized P&L recomputed from all fills (after a correction)."""
+    """Quantity, average price and realized P&L recomputed from all fills (after a correction); `update`
+    then gives the status."""
     qty = avg = realized = 0.0
     for f in fills:
         signed = f.shares if f.side == "BUY" else -f.shares
@@ -101,44 +132,10 @@ def rebuilt(pos: Position, fills: Iterable[Fill], seq: int) -> Position:
         return pos
     if pos.quantity and not qty:
         return replace(
-            pos,
-            quantity=qty,
-            avg_price=avg,
-            realized_pnl=realized,
-            status="closed",
-            close_reason="flat",
-            closed_seq=seq,
-            updated_seq=seq,
-        )
+            pos, quantity=qty, avg_price=avg, realized_pnl=realized, status="closed", close_reason="flat",
+            closed_seq=seq, updated_seq=seq,
+        )  # fmt: skip
     return replace(pos, quantity=qty, avg_price=avg, realized_pnl=realized, updated_seq=seq)
-
-
-def derive(pos: Position, orders: Mapping[str, Order], seq: int, reason: str = "") -> Position:
-    """The status the quantity and the working orders give; opens or closes the lifecycle."""
-    qty = pos.quantity
-    if qty:
-        closing_side = "SELL" if qty > 0 else "BUY"
-        status = "closing" if any(orders[c].side == closing_side for c in pos.orders) else "filled"
-    elif pos.orders:
-        status = "submitted" if any(orders[c].status != "pending" for c in pos.orders) else "pending"
-    else:
-        status = "closed"
-    if status == pos.status:
-        return pos
-    if status == "closed":
-        return replace(pos, status=status, close_reason=reason, closed_seq=seq, updated_seq=seq)
-    if pos.status == "closed":
-        return replace(pos, status=status, lifecycle=pos.lifecycle + 1, opened_seq=seq, updated_seq=seq)
-    return replace(pos, status=status, updated_seq=seq)
-
-
-def with_order(pos: Position, coid: str, working: bool) -> Position:
-    """`pos` with `coid` in or out of its working orders."""
-    if (coid in pos.orders) == working:
-        return pos
-    if working:
-        return replace(pos, orders=(*pos.orders, coid))
-    return replace(pos, orders=tuple(c for c in pos.orders if c != coid))
 
 
 def migrate(state: State, sym: str, con_id: int, seq: int) -> list[Position | Removed]:
@@ -154,8 +151,7 @@ def migrate(state: State, sym: str, con_id: int, seq: int) -> list[Position | Re
             existing = table.get(new_key)
             target = existing or replace(pos, key=new_key, contract=replace(pos.contract, con_id=con_id))
             for coid in pos.orders:
-                target = with_order(target, coid, True)
-            target = derive(target, state.orders, seq)
+                target = update(target, state.orders, seq, coid=coid, working=True)
             table[new_key] = target
             changes.append(Removed(key, new_key))
             if target is not existing:

@@ -32,14 +32,14 @@ from events.schema import ConnectionChanged, Event, SessionStarted
 from events.snapshots import latest_snapshot, prune_snapshots, write_snapshot
 from oms import __version__
 from oms.config import Config, ConfigError
-from oms.curve import check_binds, load_secret, start_authenticator
+from oms.curve import check_binds, server_keys, start_authenticator
 from oms.fold import fold
 from oms.handlers import Broker, Handlers
 from oms.pipeline import Pipeline
 from oms.protocol import ENDPOINTS_FILE, HEARTBEAT_INTERVAL_S, Endpoints
 from oms.publisher import Publisher
 from oms.router import Router
-from oms.snapshot_codec import decode_state, encode_state
+from oms.snapshot_codec import SnapshotError, decode_state, encode_state
 from oms.state import TERMINAL, State, initial_state
 
 log = logging.getLogger(__name__)
@@ -63,7 +63,7 @@ def load_state(journal_dir: Path, last_seq: int) -> tuple[State, int]:
     if found is not None:
         try:
             state = decode_state(found[1])
-        except (msgspec.DecodeError, ValueError) as exc:
+        except SnapshotError as exc:
             log.warning("snapshot at seq %d unreadable (%s); folding the whole journal", found[0], exc)
             found = None
     state = fold(JournalReader(journal_dir).read(state.seq + 1), state)
@@ -91,31 +91,17 @@ class Service:
         self.broker: ManagedBroker | None = None
         self.endpoints: Endpoints | None = None
         self.recovery: str | None = None
-        self.started = asyncio.Event()
-        self.stopped = asyncio.Event()
+        self._stopped = False
 
     # -- lifecycle ----------------------------------------------------------------------------------
 
     async def start(self) -> None:
         config = self.config
         check_binds([config.pub, config.router], config.curve)
-        curve_public, curve_secret = (
-            load_secret(config.curve.server_secret_key) if config.curve.enabled else (None, None)  # type: ignore[arg-type]
-        )
-        self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        self.journal = JournalWriter.open(
-            self.journal_dir, durability=config.durability, group_commit_ms=config.group_commit_ms
-        )
-        if self.journal.recovery is not None:
-            self.recovery = str(self.journal.recovery)
-            log.warning("journal recovery: %s", self.recovery)
-        state, snapshot_seq = load_state(self.journal_dir, self.journal.last_seq)
-        log.info(
-            "state at seq %d (snapshot %d, folded %d)", state.seq, snapshot_seq, state.seq - snapshot_seq
-        )
-
+        curve_public, curve_secret = server_keys(config.curve)
+        state = self._open_journal()
         self.ctx = zmq.asyncio.Context()
-        self.auth = start_authenticator(self.ctx, config.curve.authorized_clients) if curve_secret else None  # type: ignore[arg-type]
+        self.auth = start_authenticator(self.ctx, config.curve) if curve_secret else None
         self.publisher = Publisher(
             zmq.Context.shadow(self.ctx.underlying), config.pub, config.pub_hwm, curve_secret
         )
@@ -138,17 +124,28 @@ class Service:
         ]
         if config.risk.max_order_age_s is not None:
             sweep = min(1.0, config.risk.max_order_age_s / 4)
-            self._tasks.append(
-                asyncio.create_task(self._every(sweep, self.handlers.cancel_expired), name="max_age")
-            )
+            expire = self._every(sweep, self.handlers.cancel_expired)
+            self._tasks.append(asyncio.create_task(expire, name="max_age"))
 
         session = self.pipeline.append(SessionStarted(version=__version__, config_digest=config.digest()))
         self.broker = self._broker_factory(self._sink, lambda: self.pipeline.state)
         await self.broker.connect(config.connect_timeout_s)
         self.handlers.abandon_unsent(session.seq)
         self.handlers.broker = self.broker  # reconciled: commands are accepted from here on
-        self.started.set()
         log.info("ready: PUB %s ROUTER %s IB %s", self.endpoints.pub, self.endpoints.router, self.ib_endpoint)
+
+    def _open_journal(self) -> State:
+        """Lock and recover the journal; the state at its last seq (snapshot + tail)."""
+        self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.journal = JournalWriter.open(
+            self.journal_dir, durability=self.config.durability, group_commit_ms=self.config.group_commit_ms
+        )
+        if self.journal.recovery is not None:
+            self.recovery = str(self.journal.recovery)
+            log.warning("journal recovery: %s", self.recovery)
+        state, snapshot_seq = load_state(self.journal_dir, self.journal.last_seq)
+        log.info("state at seq %d (snapshot at %d + the journal after it)", state.seq, snapshot_seq)
+        return state
 
     def _sink(self, event: Event) -> None:
         """The adapter's sink; learns the default account from the connection when none is configured."""
@@ -158,9 +155,9 @@ class Service:
 
     async def stop(self) -> None:
         """Graceful shutdown (idempotent); the journal ends fsynced and a snapshot is written."""
-        if self.stopped.is_set():
+        if self._stopped:
             return
-        self.stopped.set()
+        self._stopped = True
         handlers = getattr(self, "handlers", None)
         if handlers is not None:
             handlers.accepting = False

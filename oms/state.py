@@ -170,6 +170,7 @@ class State(Struct, kw_only=True):
     order_ids: dict[str, str] = field(default_factory=dict)  # "clientId:orderId" -> client order id
     perm_ids: dict[int, str] = field(default_factory=dict)  # permId -> client order id
     con_ids: dict[str, int] = field(default_factory=dict)  # symbol key -> conId, learned from IB
+    instruments: dict[int, Contract] = field(default_factory=dict)  # conId -> IB's first description
     broker_positions: dict[str, BrokerPosition] = field(default_factory=dict)  # position key -> latest
     mismatches: dict[str, Mismatch] = field(default_factory=dict)  # position key -> latest recorded
     connection: str = "disconnected"

@@ -53,18 +53,8 @@ def event_json(event: Any) -> bytes:
     return _json.encode(event)
 
 
-def full_record(entity: msgspec.Struct) -> dict[str, Any]:
-    """Every field, defaults included (entities omit defaults on the wire; SQL users should not have to
-    know them). Shallow: only nested Structs (a contract, a pending modify) are expanded."""
-    record = msgspec.structs.asdict(entity)
-    for name, value in record.items():
-        if isinstance(value, msgspec.Struct):
-            record[name] = full_record(value)
-    return record
-
-
 def entity_row(entity: object) -> tuple[str, str, bytes]:
-    """(entity, key, state JSON) of a changed entity, as state_changes holds it."""
+    """(entity, key, JSON) of a changed entity: the staging row the *_states tables are cut from."""
     if isinstance(entity, Order):
         entity_name, key = "order", entity.client_order_id
     elif isinstance(entity, Position):
@@ -75,16 +65,16 @@ def entity_row(entity: object) -> tuple[str, str, bytes]:
         entity_name, key = "removed", entity.key
     else:
         raise TypeError(f"unknown entity {type(entity).__name__}")
-    return entity_name, key, _json.encode(full_record(entity))
+    return entity_name, key, _json.encode(entity)
 
 
 def current_rows(state: State) -> list[tuple[str, str, bytes]]:
-    """The fold's final entities, for the `current` table."""
+    """The fold's final entities: the staging rows of orders, positions, fills, accounts."""
     rows = [entity_row(entity) for entity in state.orders.values()]
     rows += [entity_row(entity) for entity in state.positions.values()]
     rows += [entity_row(entity) for entity in state.strategy_positions.values()]
     rows += [entity_row(entity) for entity in state.accounts.values()]
-    rows += [("fill", base, _json.encode(full_record(fill))) for base, fill in state.fills.items()]
+    rows += [("fill", base, _json.encode(fill)) for base, fill in state.fills.items()]
     return rows
 
 
@@ -141,7 +131,9 @@ def _archived(con: Any) -> tuple[int, bytes | None]:
     last = con.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0]
     row = con.execute("SELECT seq, state FROM archive_state").fetchone()
     if row is not None and row[0] != last:
-        raise ArchiveMismatch(f"archive state is at seq {row[0]} but its events end at {last}: damaged archive")
+        raise ArchiveMismatch(
+            f"archive state is at seq {row[0]} but its events end at {last}: damaged archive"
+        )
     return int(last), (bytes(row[1]) if row else None)
 
 
@@ -166,14 +158,16 @@ def _check_same_journal(con: Any, source: JournalSource, archived: int) -> None:
         )
 
 
-def _import_batch(con: Any, chunk: list[Envelope], state: State, step: Callable[..., Any], linker: Linker) -> State:
+def _import_batch(
+    con: Any, chunk: list[Envelope], state: State, step: Callable[..., Any], linker: Linker
+) -> State:
     import pyarrow as pa
 
-    changes: list[tuple[int, str, str, bytes]] = []
+    changes: list[tuple[int, int, str, str, bytes]] = []
     links: list[tuple[int, str]] = []
     for env in chunk:
         state, changed = step(state, env)
-        changes.extend((env.seq, *entity_row(entity)) for entity in changed)
+        changes.extend((env.seq, env.ts, *entity_row(entity)) for entity in changed)
         links.extend((linked.seq, key) for linked, key in linker.link(env, changed, state))
     events = pa.table(
         {
@@ -186,14 +180,22 @@ def _import_batch(con: Any, chunk: list[Envelope], state: State, step: Callable[
     )
     _insert(con, INSERT_EVENTS, "batch", events)
     if changes:
-        seqs, entities, keys, states = zip(*changes, strict=True)
+        seqs, stamps, entities, keys, states = zip(*changes, strict=True)
         table = pa.table(
-            {"seq": pa.array(seqs, pa.int64()), "entity": entities, "entity_key": keys, "state": _text(states)}
+            {
+                "seq": pa.array(seqs, pa.int64()),
+                "ts_ns": pa.array(stamps, pa.int64()),
+                "entity": pa.array(entities, pa.string()),
+                "entity_key": pa.array(keys, pa.string()),
+                "state": _text(states),
+            }
         )
         _insert(con, INSERT_CHANGES, "changes_batch", table)
     if links:
         link_seqs, order_keys = zip(*links, strict=True)
-        table = pa.table({"seq": pa.array(link_seqs, pa.int64()), "order_key": pa.array(order_keys, pa.string())})
+        table = pa.table(
+            {"seq": pa.array(link_seqs, pa.int64()), "order_key": pa.array(order_keys, pa.string())}
+        )
         _insert(con, INSERT_ORDER_EVENTS, "links_batch", table)
     return state
 
@@ -204,7 +206,11 @@ def _replace_current(con: Any, state: State) -> None:
     rows = current_rows(state)
     entities, keys, states = zip(*rows, strict=True) if rows else ((), (), ())
     table = pa.table(
-        {"entity": pa.array(entities, pa.string()), "entity_key": pa.array(keys, pa.string()), "state": _text(states)}
+        {
+            "entity": pa.array(entities, pa.string()),
+            "entity_key": pa.array(keys, pa.string()),
+            "state": _text(states),
+        }
     )
     _insert(con, REPLACE_CURRENT, "current_batch", table)
 

@@ -56,20 +56,28 @@ def register(subparsers: Any) -> None:
     fmt = argparse.RawDescriptionHelpFormatter
     replay = subparsers.add_parser(
         "replay",
-        help="replay a recorded session: state at a seq or time, order timelines, diff, step, verify, publish",
+        help="replay a session: state at a seq or time, order timelines, diff, step, verify, publish",
         description="Read a data directory's journal (also while the service writes it) or an archive.",
         epilog=REPLAY_EPILOG,
         formatter_class=fmt,
     )
-    replay.add_argument("source", type=Path, metavar="DATA_DIR", help="data directory, journal or .duckdb archive")
+    replay.add_argument(
+        "source", type=Path, metavar="DATA_DIR", help="data directory, journal or .duckdb archive"
+    )
     what = replay.add_mutually_exclusive_group()
-    what.add_argument("--at", metavar="SEQ|TIME", help="state after this seq, or at this time (UTC by default)")
-    what.add_argument("--order", metavar="ID", help="timeline of an order: client order id, orderId or permId")
+    what.add_argument(
+        "--at", metavar="SEQ|TIME", help="state after this seq, or at this time (UTC by default)"
+    )
+    what.add_argument(
+        "--order", metavar="ID", help="timeline of an order: client order id, orderId or permId"
+    )
     what.add_argument("--diff", nargs=2, metavar=("A", "B"), help="what changed between two points")
     what.add_argument("--step", action="store_true", help="step through the events interactively")
     what.add_argument("--verify", action="store_true", help="refold the log and compare every snapshot")
     what.add_argument("--publish", metavar="ENDPOINT", help="re-publish over ZeroMQ PUB (loopback)")
-    replay.add_argument("--speed", type=_speed, default=1.0, help="with --publish: pace x SPEED; 0 = no pacing")
+    replay.add_argument(
+        "--speed", type=_speed, default=1.0, help="with --publish: pace x SPEED; 0 = no pacing"
+    )
     replay.add_argument("--from-seq", type=int, default=1, help="with --publish / --step: start at this seq")
     replay.add_argument("--wait", type=float, default=1.0, help="with --publish: seconds of heartbeats first")
     replay.set_defaults(func=_replay)

@@ -39,7 +39,9 @@ def parse_time(text: str, session_day_ns: int | None) -> int:
     except ValueError as exc:
         if isinstance(exc, BadPoint):
             raise
-        raise BadPoint(f"{text!r} is neither a seq nor a time (ISO-8601, or HH:MM:SS on the session's day)") from exc
+        raise BadPoint(
+            f"{text!r} is neither a seq nor a time (ISO-8601, or HH:MM:SS on the session's day)"
+        ) from exc
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     delta = moment - datetime(1970, 1, 1, tzinfo=UTC)

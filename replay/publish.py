@@ -41,7 +41,9 @@ def open_publisher(endpoint: str) -> Publisher:
     from oms.curve import is_loopback
 
     if not is_loopback(endpoint):
-        raise NotLoopback(f"refusing to publish a replay on {endpoint}: bind to 127.0.0.1 (or ipc://)")
+        raise NotLoopback(
+            f"refusing to publish a replay on {endpoint}: only loopback (127.0.0.1, ipc://) is allowed"
+        )
     return Publisher(zmq.Context.instance(), endpoint, 0, None)
 
 

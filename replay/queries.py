@@ -41,7 +41,9 @@ def connect(archive: Path, *, read_only: bool = True) -> Any:
     import duckdb
 
     if not archive.is_file():
-        raise FileNotFoundError(f"{archive}: no such archive (make one with `oms archive DATA_DIR {archive}`)")
+        raise FileNotFoundError(
+            f"{archive}: no such archive (make one with `oms archive DATA_DIR {archive}`)"
+        )
     return duckdb.connect(str(archive), read_only=read_only)
 
 
@@ -64,7 +66,7 @@ def order_timeline(con: Any, client_order_id: str, *, with_state: bool = False) 
 
 def export_parquet(con: Any, sql: str, out: Path) -> None:
     """Write a query's result (or a whole table/view named by `sql`) to one Parquet file, mode 0600."""
-    query = f"SELECT * FROM {sql}" if sql.isidentifier() else sql
+    query = f"SELECT * FROM {sql}" if sql.isidentifier() else sql  # noqa: S608 (the user's own SQL)
     target = str(out).replace("'", "''")
     with private_umask():
         con.execute(f"COPY ({query}) TO '{target}' (FORMAT parquet)")
@@ -94,7 +96,9 @@ def to_json_lines(result: Result) -> str:
     """One JSON object per row; JSON columns stay nested, times become ISO strings."""
     encoder = msgspec.json.Encoder()
     lines = [
-        encoder.encode({name: _plain(value) for name, value in zip(result.columns, row, strict=True)}).decode()
+        encoder.encode(
+            {name: _plain(value) for name, value in zip(result.columns, row, strict=True)}
+        ).decode()
         for row in result.rows
     ]
     return "".join(line + "\n" for line in lines)

@@ -53,7 +53,9 @@ def render_state(console: Console, state: State) -> None:
     console.print(_table(f"orders ({len(orders)})", _ORDER_COLUMNS, orders))
     for name in ("positions", "strategy_positions"):
         held = getattr(state, name).values()
-        console.print(_table(name, _POSITION_COLUMNS, [[getattr(p, c) for c in _POSITION_COLUMNS] for p in held]))
+        console.print(
+            _table(name, _POSITION_COLUMNS, [[getattr(p, c) for c in _POSITION_COLUMNS] for p in held])
+        )
     accounts = [[a.account, a.commission, a.realized_pnl, a.values] for a in state.accounts.values()]
     console.print(_table("accounts", ("account", "commission", "realized_pnl", "values"), accounts))
 
@@ -110,7 +112,9 @@ def render_result(console: Console, result: Result, title: str = "") -> None:
 
 def render_verify(console: Console, report: VerifyReport) -> None:
     rows = [[c.seq, "ok" if c.ok else "DIFFERS", c.detail] for c in report.checks]
-    console.print(_table(f"snapshots against a refold of seqs 1..{report.last_seq}", ("seq", "", "detail"), rows))
+    console.print(
+        _table(f"snapshots against a refold of seqs 1..{report.last_seq}", ("seq", "", "detail"), rows)
+    )
     if not report.checks:
         console.print("no snapshots to verify: the refold has nothing to compare with")
     if report.bad_snapshot is None:

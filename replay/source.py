@@ -69,7 +69,8 @@ class JournalSource:
         damage = diagnose(data, pos, seq)
         if damage is None:
             return None
-        return f"{damage.reason} at byte {damage.offset} of {path.name}, {len(data) - pos} bytes after seq {seq - 1}"
+        left = len(data) - pos
+        return f"{damage.reason} at byte {damage.offset} of {path.name}, {left} bytes after seq {seq - 1}"
 
 
 _event_decoder = msgspec.json.Decoder(AnyEvent)

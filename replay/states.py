@@ -24,7 +24,9 @@ ALL_COLLECTIONS: tuple[str, ...] = tuple(
     f.name for f in msgspec.structs.fields(State) if f.default_factory is dict
 )
 ALL_SCALARS: tuple[str, ...] = tuple(
-    f.name for f in msgspec.structs.fields(State) if f.name not in ALL_COLLECTIONS and f.name not in ("seq", "ts")
+    f.name
+    for f in msgspec.structs.fields(State)
+    if f.name not in ALL_COLLECTIONS and f.name not in ("seq", "ts")
 )
 
 

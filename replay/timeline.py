@@ -57,7 +57,9 @@ def timelines_of(source: Source, keys: list[str]) -> list[Timeline]:
     state, linker = initial_state(), Linker()
     for env in source.read():
         state, changes = step(state, env)
-        changed = {c.client_order_id: c for c in changes if isinstance(c, Order) and c.client_order_id in wanted}
+        changed = {
+            c.client_order_id: c for c in changes if isinstance(c, Order) and c.client_order_id in wanted
+        }
         for linked, key in linker.link(env, changes, state):
             if key in wanted:
                 found[key][linked.seq] = (linked, changed.get(key) if linked is env else None)

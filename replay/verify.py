@@ -98,7 +98,11 @@ def _key(entity: object) -> str:
 
 
 def _parted_at(
-    differences: list[FieldChange], first_change: dict[str, int], states: tuple[State, State], agreed: int, seq: int
+    differences: list[FieldChange],
+    first_change: dict[str, int],
+    states: tuple[State, State],
+    agreed: int,
+    seq: int,
 ) -> int | None:
     """The earliest seq in (agreed, seq] at which either side last or first changed a differing entity."""
     candidates = [first_change[d.key] for d in differences if d.key in first_change]

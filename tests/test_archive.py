@@ -26,9 +26,14 @@ from tests.fold_strategies import sessions
 from tests.test_replay_support import A1_SEQS, explicit_events, fresh_dir, write_journal
 
 SETTINGS = settings(
-    max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+    max_examples=10,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
-TABLES = ("events", "order_events", "state_changes", "current", "archive_state")
+TABLES = (
+    "events", "order_events", "order_states", "position_states", "position_moves", "account_states", "orders",
+    "positions", "strategy_positions", "fills", "accounts", "archive_state",
+)  # fmt: skip
 
 
 def mode(path: Path) -> int:
@@ -46,9 +51,14 @@ def dump(archive: Path) -> dict[str, list[tuple]]:
 def as_fold_sees_it(con: duckdb.DuckDBPyConnection) -> tuple[dict, dict, dict]:
     orders = {
         r[0]: r[1:]
-        for r in run(con, "SELECT client_order_id, status, quantity, filled, avg_fill_price, perm_ids FROM orders").rows
+        for r in run(
+            con, "SELECT client_order_id, status, quantity, filled, avg_fill_price, perm_ids FROM orders"
+        ).rows
     }
-    fills = {r[0]: r[1:] for r in run(con, "SELECT exec_id, client_order_id, shares, price, commission FROM fills").rows}
+    fills = {
+        r[0]: r[1:]
+        for r in run(con, "SELECT exec_id, client_order_id, shares, price, commission FROM fills").rows
+    }
     positions = {r[0]: r[1:] for r in run(con, "SELECT key, quantity, avg_price, status FROM positions").rows}
     return orders, fills, positions
 
@@ -65,7 +75,9 @@ def from_fold(state: State) -> tuple[dict, dict, dict]:
 
 @SETTINGS
 @given(session=sessions(max_orders=5), split=st.floats(0.0, 1.0))
-def test_archive_then_query_gives_the_fold_and_incremental_equals_full(tmp_path: Path, session, split) -> None:
+def test_archive_then_query_gives_the_fold_and_incremental_equals_full(
+    tmp_path: Path, session, split
+) -> None:
     base = fresh_dir(tmp_path)
     envs = session.envelopes
     cut = int(len(envs) * split)
@@ -82,14 +94,18 @@ def test_archive_then_query_gives_the_fold_and_incremental_equals_full(tmp_path:
     con = connect(base / "full.duckdb")
     try:
         assert as_fold_sees_it(con) == from_fold(state)
-        latest = run(con, "SELECT client_order_id, status, filled FROM orders_at(TIMESTAMP '2100-01-01')").rows
+        latest = run(
+            con, "SELECT client_order_id, status, filled FROM orders_at(TIMESTAMP '2100-01-01')"
+        ).rows
         assert sorted(latest) == sorted((c, o.status, o.filled) for c, o in state.orders.items())
         source = JournalSource(base / "full")
         for coid in state.orders:  # the SQL timeline is the journal's, event for event
             (journal_timeline,) = order_timelines(source, coid)
             sql = order_timeline(con, coid).rows
             assert [r[0] for r in sql] == [e.env.seq for e in journal_timeline.entries]
-            assert [r[3] for r in sql] == [e.order.status if e.order else None for e in journal_timeline.entries]
+            assert [r[3] for r in sql] == [
+                e.order.status if e.order else None for e in journal_timeline.entries
+            ]
     finally:
         con.close()
     # the archive is a replay source too
@@ -107,14 +123,28 @@ def test_the_explicit_session_in_sql(tmp_path: Path) -> None:
         assert find_orders(con, "999") == find_orders(con, "5") == find_orders(con, "A1") == ["A1"]
         assert find_orders(con, "12345") == []
         assert [r[0] for r in order_timeline(con, "A1").rows] == A1_SEQS
-        row = run(con, "SELECT kind, client_order_id, order_id, perm_id, exec_id, con_id, symbol FROM events WHERE seq = 9")
+        row = run(
+            con,
+            "SELECT kind, client_order_id, order_id, perm_id, exec_id, con_id, symbol FROM events "
+            "WHERE seq = 9",
+        )
         assert row.rows == [("execution", "A1", 5, 999, "E1.01", 265598, "AAPL")]
-        assert run(con, "SELECT seq, code, req_id, error_class FROM errors").rows == [(10, 10349, 5, "information")]
-        execs = run(con, "SELECT exec_id, shares, commission, commission_seq FROM executions ORDER BY seq").rows
+        assert run(con, "SELECT seq, code, req_id, error_class FROM errors").rows == [
+            (10, 10349, 5, "information")
+        ]
+        execs = run(
+            con, "SELECT exec_id, shares, commission, commission_seq FROM executions ORDER BY seq"
+        ).rows
         assert execs == [("E1.01", 40.0, 1.0, 5), ("E2.01", 10.0, None, None)]
-        at = run(con, "SELECT client_order_id, status, filled FROM orders_at(TIMESTAMP '2026-11-20 14:03:15')").rows
+        at = run(
+            con, "SELECT client_order_id, status, filled FROM orders_at(TIMESTAMP '2026-11-20 14:03:15')"
+        ).rows
         assert sorted(at) == [("A1", "partially_filled", 40.0), ("B2", "pending", 0.0)]
-        moves = run(con, "SELECT seq, quantity FROM position_states WHERE NOT removed AND con_id = 265598 ORDER BY seq")
+        moves = run(
+            con,
+            "SELECT seq, quantity FROM position_states "
+            "WHERE strategy_id = '' AND con_id = 265598 ORDER BY seq",
+        )
         assert list(dict.fromkeys(q for _, q in moves.rows))[-2:] == [40.0, 30.0]  # after seq 9, then 13
         pos = run(con, "SELECT key, quantity FROM positions_at(TIMESTAMP '2026-11-20 14:03:15')").rows
         assert pos == [("DU1|265598", 40.0)]
@@ -172,4 +202,7 @@ def test_parquet_exports_are_private_and_complete(tmp_path: Path) -> None:
     assert all(mode(p) == 0o600 for p in [*written, tmp_path / "x.parquet"])
     read = duckdb.connect()
     assert read.execute(f"SELECT count(*) FROM '{tmp_path / 'out' / 'events.parquet'}'").fetchone() == (15,)
-    assert read.execute(f"SELECT * FROM '{tmp_path / 'x.parquet'}'").fetchall() == [(9, "execution"), (13, "execution")]
+    assert read.execute(f"SELECT * FROM '{tmp_path / 'x.parquet'}'").fetchall() == [
+        (9, "execution"),
+        (13, "execution"),
+    ]

@@ -35,7 +35,9 @@ from tests.test_replay_support import (
 )
 
 SETTINGS = settings(
-    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 
 
@@ -88,7 +90,9 @@ def _names(event: object, order: Order, envs: list) -> bool:
         for e in envs
         if getattr(e.event, "perm_id", None) in order.perm_ids and hasattr(e.event, "exec_id")
     }
-    named = {getattr(event, f, None) for f in ("client_order_id", "order_ref", "order_id", "perm_id", "req_id")}
+    named = {
+        getattr(event, f, None) for f in ("client_order_id", "order_ref", "order_id", "perm_id", "req_id")
+    }
     exec_id = getattr(event, "exec_id", None)
     return bool(named & ids) or (exec_id is not None and exec_id.rpartition(".")[0] in exec_ids)
 

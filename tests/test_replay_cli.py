@@ -41,7 +41,8 @@ def test_archive_then_query_as_table_csv_json_and_parquet(data: Path, tmp_path: 
     code, out, _ = oms(capsys, "archive", data, archive)
     assert code == 0 and "nothing new" in out
 
-    code, out, _ = oms(capsys, "query", archive, "SELECT kind, count(*) AS n FROM events GROUP BY kind ORDER BY n DESC, kind LIMIT 2", "--csv")  # fmt: skip
+    top_kinds = "SELECT kind, count(*) AS n FROM events GROUP BY kind ORDER BY n DESC, kind LIMIT 2"
+    code, out, _ = oms(capsys, "query", archive, top_kinds, "--csv")
     assert (code, out) == (0, "kind,n\nexecution,2\norder_requested,2\n")
     code, out, _ = oms(capsys, "query", archive, "SELECT seq, event FROM events WHERE seq = 3", "--json")
     row = json.loads(out)
@@ -65,7 +66,9 @@ def test_archive_export_parquet(data: Path, tmp_path: Path, capsys) -> None:
     assert (tmp_path / "pq" / "orders.parquet").is_file()
 
 
-def test_archive_says_so_about_a_torn_tail_and_refuses_a_non_journal(data: Path, tmp_path: Path, capsys) -> None:
+def test_archive_says_so_about_a_torn_tail_and_refuses_a_non_journal(
+    data: Path, tmp_path: Path, capsys
+) -> None:
     segment = list_segments(data / "journal")[-1][1]
     with segment.open("ab") as f:
         f.write(b"\x30\x00\x00\x00")

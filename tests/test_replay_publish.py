@@ -51,7 +51,9 @@ def test_republished_events_reach_a_subscriber_in_order_and_complete(source: Jou
         sub.close()
         publisher.close()
 
-    messages = [(t, msgspec.msgpack.decode(p, type=Published)) for t, p in received if t != HEARTBEAT_TOPIC.encode()]
+    messages = [
+        (t, msgspec.msgpack.decode(p, type=Published)) for t, p in received if t != HEARTBEAT_TOPIC.encode()
+    ]
     expected = []
     state = initial_state()
     for env in source.read():

@@ -37,24 +37,68 @@ def explicit_events() -> list[Event]:
     return [
         SessionStarted(version="1", config_digest="x"),  # 1
         ConnectionChanged(state="connected", client_id=7),  # 2
-        OrderRequested(client_order_id="A1", strategy_id="s1", account="DU1", contract=AAPL, side="BUY",
-                       quantity=100, order_type="LMT", limit_price=10.0),  # 3 fmt: skip
+        OrderRequested(
+            client_order_id="A1",
+            strategy_id="s1",
+            account="DU1",
+            contract=AAPL,
+            side="BUY",
+            quantity=100,
+            order_type="LMT",
+            limit_price=10.0,
+        ),  # 3 fmt: skip
         OrderSent(client_order_id="A1", order_id=5, client_id=7),  # 4
         CommissionReported(exec_id="E1.01", commission=1.0, currency="USD"),  # 5: before its execution
-        OpenOrderReported(order_id=5, perm_id=999, client_id=7, order_ref="A1", account="DU1", contract=AAPL_IB,
-                          side="BUY", quantity=100, order_type="LMT", limit_price=10.0, status="Submitted"),  # 6
-        OrderStatusReported(order_id=5, perm_id=999, client_id=7, status="Submitted", filled=0, remaining=100),
-        OrderRequested(client_order_id="B2", strategy_id="s2", account="DU1", contract=AAPL, side="SELL",
-                       quantity=10),  # 8 fmt: skip
-        ExecutionReported(exec_id="E1.01", order_id=5, perm_id=999, client_id=7, order_ref="A1", account="DU1",
-                          contract=AAPL_IB, side="BOT", shares=40, price=10.0),  # 9 fmt: skip
+        OpenOrderReported(
+            order_id=5,
+            perm_id=999,
+            client_id=7,
+            order_ref="A1",
+            account="DU1",
+            contract=AAPL_IB,
+            side="BUY",
+            quantity=100,
+            order_type="LMT",
+            limit_price=10.0,
+            status="Submitted",
+        ),  # 6
+        OrderStatusReported(
+            order_id=5, perm_id=999, client_id=7, status="Submitted", filled=0, remaining=100
+        ),
+        OrderRequested(
+            client_order_id="B2", strategy_id="s2", account="DU1", contract=AAPL, side="SELL", quantity=10
+        ),  # 8 fmt: skip
+        ExecutionReported(
+            exec_id="E1.01",
+            order_id=5,
+            perm_id=999,
+            client_id=7,
+            order_ref="A1",
+            account="DU1",
+            contract=AAPL_IB,
+            side="BOT",
+            shares=40,
+            price=10.0,
+        ),  # 9 fmt: skip
         BrokerError(req_id=5, code=10349, message="info", error_class="information"),  # 10
         OrderSent(client_order_id="B2", order_id=6, client_id=7),  # 11
         AccountValueReported(account="DU1", key="NetLiquidation", value="1000", currency="USD"),  # 12
-        ExecutionReported(exec_id="E2.01", order_id=6, perm_id=1000, client_id=7, order_ref="B2", account="DU1",
-                          contract=AAPL_IB, side="SLD", shares=10, price=11.0),  # 13 fmt: skip
+        ExecutionReported(
+            exec_id="E2.01",
+            order_id=6,
+            perm_id=1000,
+            client_id=7,
+            order_ref="B2",
+            account="DU1",
+            contract=AAPL_IB,
+            side="SLD",
+            shares=10,
+            price=11.0,
+        ),  # 13 fmt: skip
         CancelRequested(client_order_id="A1"),  # 14
-        OrderStatusReported(order_id=5, perm_id=999, client_id=7, status="Cancelled", filled=40, remaining=60),
+        OrderStatusReported(
+            order_id=5, perm_id=999, client_id=7, status="Cancelled", filled=40, remaining=60
+        ),
     ]
 
 
@@ -62,7 +106,9 @@ A1_SEQS = [3, 4, 5, 6, 7, 9, 10, 14, 15]
 B2_SEQS = [8, 11, 13]
 
 
-def write_journal(directory: Path, events: list[Event] | list[Envelope], step_ns: int = 1_000_000_000) -> Path:
+def write_journal(
+    directory: Path, events: list[Event] | list[Envelope], step_ns: int = 1_000_000_000
+) -> Path:
     """Append to the journal at `directory` (creating it); envelopes keep their ts, events get T0 + i s."""
     with JournalWriter.open(directory, durability="never") as writer:
         start = writer.last_seq

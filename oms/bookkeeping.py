@@ -1,0 +1,154 @@
+"""Bookkeeping every fold handler shares: joining IB's identifiers to our orders and instruments, and
+storing a changed order with everything that depends on it (its positions, account-wide and for its
+strategy) while recording each changed entity for `oms.fold.step` to return.
+
+Joins: an IB callback names an order by permId first (stable across sessions), then by our orderRef,
+then by this session's (clientId, orderId); IB's conId is learned per symbol (docs/state.md).
+"""
+
+from __future__ import annotations
+
+from msgspec.structs import replace
+
+from events.schema import Contract
+from oms import accounts, positions
+from oms.state import WORKING, Changed, Fill, Order, Position, Removed, State
+
+Changes = dict[tuple[str, str], Changed]  # ("o" | "p" | "s" | "a" | "r", key) -> the new value
+
+
+def resolve(state: State, order_id: int, perm_id: int, client_id: int, order_ref: str) -> str | None:
+    """permId first (stable across sessions), then our orderRef, then this session's (clientId, orderId)."""
+    if perm_id:
+        coid = state.perm_ids.get(perm_id)
+        if coid is not None:
+            return coid
+    if order_ref and order_ref in state.orders:
+        return order_ref
+    if order_id > 0:
+        return state.order_ids.get(f"{client_id}:{order_id}")
+    return None
+
+
+def bind(state: State, order: Order, order_id: int, perm_id: int, client_id: int) -> Order:
+    """Index IB's ids for `order`; one client order may acquire several permIds."""
+    coid = order.client_order_id
+    if order_id > 0 and (order_id != order.order_id or client_id != order.client_id):  # else indexed
+        state.order_ids.setdefault(f"{client_id}:{order_id}", coid)
+        if not order.order_id:
+            order = replace(order, order_id=order_id, client_id=client_id)
+    if perm_id and perm_id not in order.perm_ids:
+        state.perm_ids[perm_id] = coid
+        order = replace(order, perm_ids=(*order.perm_ids, perm_id))
+    return order
+
+
+def learn(state: State, order: Order, contract: Contract, seq: int, changes: Changes, new: bool) -> Order:
+    """IB named the instrument of `order`: join the order to its conId (see `name_instrument`)."""
+    con_id = contract.con_id
+    if con_id and con_id == order.contract.con_id and not new:
+        return order  # already joined
+    if not order.contract.symbol:  # an external order first seen by its status
+        order = replace(order, contract=contract)
+    if not con_id:
+        return order
+    name_instrument(state, contract, con_id, seq, changes)
+    if not order.contract.con_id:
+        name_instrument(state, order.contract, con_id, seq, changes)
+        order = replace(order, contract=replace(order.contract, con_id=con_id))
+    return order
+
+
+def name_instrument(state: State, contract: Contract, con_id: int, seq: int, changes: Changes) -> None:
+    """Remember the conId of the symbol `contract` names, moving positions keyed by that symbol to it."""
+    sym = positions.symbol_key(contract)
+    if state.con_ids.get(sym) != con_id:
+        state.con_ids[sym] = con_id
+        _moved(positions.migrate(state, sym, con_id, seq), changes)
+
+
+def _moved(moved: list[Position | Removed], changes: Changes) -> None:
+    for change in moved:
+        if isinstance(change, Position):
+            changes[("s" if change.strategy_id else "p", change.key)] = change
+        else:
+            changes[("r", change.key)] = change
+
+
+def put(
+    state: State,
+    old: Order | None,
+    order: Order,
+    seq: int,
+    changes: Changes,
+    fill: Fill | None = None,
+    prev: Fill | None = None,
+) -> None:
+    """Store `order` and bring its positions (account-wide and its strategy's) up to date: its place
+    among the working orders, the fill's quantities (recomputed from all fills after a correction, when
+    `prev` is the replaced fill), and the status these give."""
+    if order is old and fill is None:
+        return
+    coid = order.client_order_id
+    state.orders[coid] = order
+    changes[("o", coid)] = order
+    contract = order.contract
+    if fill is None and old is not None and old.status == order.status and old.contract is contract:
+        return  # nothing a position depends on has changed
+    order_key = None
+    if contract.con_id:
+        order_key = f"{order.account}|{contract.con_id}"
+    elif contract.symbol:
+        order_key = f"{order.account}|{positions.instrument_key(contract, state.con_ids)}"
+    if fill is not None and fill.position_key != order_key:
+        _touch(state, fill.position_key, fill.account, fill.contract, order, seq, changes, False, fill, prev)
+        fill = prev = None
+    if order_key is not None:
+        _touch(state, order_key, order.account, contract, order, seq, changes, True, fill, prev)
+
+
+def _touch(state: State, key: str, account: str, contract: Contract, order: Order, seq: int, changes: Changes,
+           member: bool, fill: Fill | None, prev: Fill | None) -> None:  # fmt: skip
+    """One position key, account-wide and for the order's strategy: the fill, the order's membership
+    among the working orders (when `member`), then the status."""
+    working = order.status in WORKING
+    reason = "" if working else order.status
+    strategy = order.strategy_id
+    coid = order.client_order_id if member else ""
+    signed = price = 0.0
+    mult = 1.0
+    if fill is not None and prev is None:
+        signed, price, mult = (
+            (fill.shares if fill.side == "BUY" else -fill.shares),
+            fill.price,
+            positions.multiplier(fill.contract),
+        )
+    for table, pkey, strat in (
+        (state.positions, key, ""),
+        (state.strategy_positions, f"{strategy}|{key}", strategy),
+    ):
+        pos = before = table.get(pkey)
+        if pos is None:
+            if fill is None and not working:
+                continue
+            pos = positions.opened(pkey, account, contract, strat)
+        if prev is not None:  # a correction: recomputed from every fill of the key
+            fills = state.fills.values()
+            pos = positions.rebuilt(
+                pos,
+                (f for f in fills if f.position_key == key and (not strat or f.strategy_id == strat)),
+                seq,
+            )
+        pos = positions.update(pos, state.orders, seq, reason, coid, working, signed, price, mult)
+        if pos is not before:
+            table[pkey] = pos
+            changes[("s" if strat else "p", pkey)] = pos
+
+
+def add_amounts(state: State, account: str, seq: int, changes: Changes, **amounts: float) -> None:
+    """Commissions and realized P&L (deltas) into the account, recorded as a change when any."""
+    old = state.accounts.get(account)
+    new = accounts.with_amounts(old, account, seq, **amounts)
+    if new is not old:
+        state.accounts[account] = new
+        changes[("a", account)] = new

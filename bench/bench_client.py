@@ -26,14 +26,15 @@ import zmq.asyncio
 
 from events import codec
 from events.schema import (
+    AnyEvent,
     CommissionReported,
     Contract,
     Envelope,
-    Event,
     ExecutionReported,
     OrderRequested,
     OrderSent,
     OrderStatusReported,
+    kind_of,
 )
 from oms.client import AsyncClient
 from oms.protocol import ENDPOINTS_FILE, Endpoints, Published, event_topic
@@ -43,9 +44,9 @@ from oms.state import initial_state
 AAPL = Contract(symbol="AAPL", con_id=265598)
 
 
-def session(orders: int) -> list[Event]:
+def session(orders: int) -> list[AnyEvent]:
     """Six events per order: the intent, IB's ids, the ack, the fill, its commission, the final status."""
-    events: list[Event] = []
+    events: list[AnyEvent] = []
     for i in range(orders):
         coid, perm = f"bench-{i}", 1_000_000 + i
         events += [
@@ -63,15 +64,15 @@ def session(orders: int) -> list[Event]:
     return events
 
 
-def frames(events: list[Event]) -> list[tuple[bytes, bytes]]:
+def frames(events: list[AnyEvent]) -> list[tuple[bytes, bytes]]:
     encode = msgspec.msgpack.encode
     return [
-        (event_topic(e.__struct_config__.tag).encode(), encode(Published("event", seq, seq, e)))  # type: ignore[attr-defined]
+        (event_topic(kind_of(e)).encode(), encode(Published("event", seq, seq, e)))
         for seq, e in enumerate(events, 1)
     ]
 
 
-async def follow_rate(events: list[Event]) -> tuple[float, float, int]:
+async def follow_rate(events: list[AnyEvent]) -> tuple[float, float, int]:
     """(raw SUB msgs/s, client events/s, events the client fetched to fill gaps) over the same messages."""
     messages = frames(events)
     ctx = zmq.asyncio.Context()
@@ -113,7 +114,7 @@ async def follow_rate(events: list[Event]) -> tuple[float, float, int]:
     return raw_rate, client_rate, repaired
 
 
-async def serve(router: zmq.asyncio.Socket, events: list[Event]) -> None:
+async def serve(router: zmq.asyncio.Socket, events: list[AnyEvent]) -> None:
     """The minimum of a service: ping, a snapshot of the empty state at seq 0, and `events` (a PUB
     message published before the client's subscription arrived is fetched like any other gap)."""
     encode = msgspec.msgpack.encode

@@ -94,7 +94,7 @@ class Handlers:
         self.default_account = config.account
         self.accepting = True  # False from shutdown on: new commands get `not_ready`
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._placing: dict[str, asyncio.Task[Any]] = {}  # client order id -> its place() still running
+        self._placing: dict[str, asyncio.Future[None]] = {}  # client order id -> done once sent (or not)
         self._table: dict[type[Request], Callable[[Any], Coroutine[Any, Any, Any]]] = {
             PingRequest: self.ping,
             SnapshotRequest: self.snapshot,
@@ -176,14 +176,19 @@ class Handlers:
             return PlaceResult(
                 client_order_id=coid, seq=decision.order.created_seq, duplicate=True, order=decision.order
             )
-        env = await self._log(decision)
         if isinstance(decision, OrderDenied):
+            await self._log(decision)
             return ErrorInfo(
                 code="risk_denied", message=decision.reason, reason=decision.code, client_order_id=coid
             )
-        task = self._send(self._place(decision))
-        self._placing[coid] = task
-        task.add_done_callback(lambda _: self._placing.pop(coid, None))
+        sent: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._placing[coid] = sent  # from the moment it is logged, a cancel or modify waits for the send
+        try:
+            env = await self._log(decision)
+        except BaseException:
+            self._settle(coid, sent)
+            raise
+        self._send(self._place(decision)).add_done_callback(lambda _: self._settle(coid, sent))
         return PlaceResult(client_order_id=coid, seq=env.seq, order=state.orders.get(coid))
 
     async def modify(self, req: ModifyRequest) -> CommandResult | ErrorInfo:
@@ -291,11 +296,16 @@ class Handlers:
             )
 
     async def _sent(self, client_order_id: str) -> Order:
-        """The order once its place() (if still running) has handed it to IB, so its orderId is known."""
+        """The order once its place() (if still pending) has handed it to IB, so its orderId is known."""
         placing = self._placing.get(client_order_id)
         if placing is not None:
-            await asyncio.wait([placing])
+            await asyncio.shield(placing)
         return self.pipeline.state.orders[client_order_id]
+
+    def _settle(self, client_order_id: str, sent: asyncio.Future[None]) -> None:
+        self._placing.pop(client_order_id, None)
+        if not sent.done():
+            sent.set_result(None)
 
     async def _modify(self, req: ModifyRequested) -> None:
         order = await self._sent(req.client_order_id)

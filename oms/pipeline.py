@@ -80,9 +80,7 @@ class Pipeline:
             return
         self.journal.flush()
         pending, self._pending = self._pending, []
-        publish = self.publisher.publish
-        for env, changes in pending:
-            publish(env, changes)
+        self.publisher.publish_batch(pending)
 
     async def durable(self, seq: int) -> None:
         """Return once `seq` is on disk; at once under durability `never` (benchmarks).

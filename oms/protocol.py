@@ -37,7 +37,8 @@ ERROR_CODES: dict[str, str] = {
     "bad_frames": "the request had more than one frame after the routing envelope",
     "unknown_order": "no order has this client order id",
     "risk_denied": "a risk check refused the order; `error.reason` names the check",
-    "not_ready": "the service is starting (start-up reconciliation has not finished); retry",
+    "not_ready": "commands are not accepted right now: start-up reconciliation has not finished, the IB "
+    "connection is lost or being reconciled, or the service is shutting down; retry",
     "order_done": "cancel or modify of an order in a terminal state",
     "internal": "the service failed while handling the request; the request may not have been logged",
 }
@@ -103,15 +104,15 @@ class Request(Struct, frozen=True, tag_field="op", forbid_unknown_fields=True, k
     id: RequestId = None
 
 
-class PingRequest(Request, tag="ping"):
+class PingRequest(Request, frozen=True, tag="ping"):
     pass
 
 
-class SnapshotRequest(Request, tag="snapshot"):
+class SnapshotRequest(Request, frozen=True, tag="snapshot"):
     """The whole folded state and the seq it reflects (the Clone pattern's snapshot)."""
 
 
-class PlaceRequest(Request, tag="place"):
+class PlaceRequest(Request, frozen=True, tag="place"):
     """A new order. `client_order_id` is generated if absent; `account` defaults from the config."""
 
     contract: ContractSpec
@@ -129,7 +130,7 @@ class PlaceRequest(Request, tag="place"):
     transmit: bool = True
 
 
-class ModifyRequest(Request, tag="modify"):
+class ModifyRequest(Request, frozen=True, tag="modify"):
     """New quantity and/or prices for a working order; fields left out keep their value."""
 
     client_order_id: ClientOrderId
@@ -138,36 +139,36 @@ class ModifyRequest(Request, tag="modify"):
     stop_price: Price | None = None
 
 
-class CancelRequest(Request, tag="cancel"):
+class CancelRequest(Request, frozen=True, tag="cancel"):
     client_order_id: ClientOrderId
 
 
-class CancelAllRequest(Request, tag="cancel_all"):
+class CancelAllRequest(Request, frozen=True, tag="cancel_all"):
     """Cancel every working order (of one strategy if `strategy_id` is given)."""
 
     strategy_id: StrategyId | None = None
 
 
-class OrdersRequest(Request, tag="orders"):
+class OrdersRequest(Request, frozen=True, tag="orders"):
     strategy_id: StrategyId | None = None
     open_only: bool = False
 
 
-class PositionsRequest(Request, tag="positions"):
+class PositionsRequest(Request, frozen=True, tag="positions"):
     """Account positions, or one strategy's view of them if `strategy_id` is given."""
 
     strategy_id: StrategyId | None = None
     open_only: bool = False
 
 
-class EventsRequest(Request, tag="events"):
+class EventsRequest(Request, frozen=True, tag="events"):
     """Logged envelopes from `from_seq` on, at most `limit` (gap repair)."""
 
     from_seq: Annotated[int, Meta(ge=1)] = 1
     limit: Annotated[int, Meta(ge=1, le=MAX_EVENTS_BATCH)] = 1000
 
 
-class KillSwitchRequest(Request, tag="kill_switch"):
+class KillSwitchRequest(Request, frozen=True, tag="kill_switch"):
     """Engaging cancels every working order and refuses new ones until disengaged."""
 
     engaged: bool
@@ -201,7 +202,7 @@ def op_of(request: Request) -> str:
 
 
 class PingResult(Struct, frozen=True):
-    ready: bool
+    ready: bool  # commands are accepted now (IB connected and reconciled); queries always are
     version: str
     protocol: int = PROTOCOL_VERSION
 
@@ -284,17 +285,6 @@ class ErrorReply(Struct, frozen=True):
     error: ErrorInfo
     op: str | None = None
     ok: bool = False
-
-
-class AnyReply(Struct, frozen=True):
-    """Client side: either reply shape, decoded loosely (check `ok`, then read `result` or `error`)."""
-
-    ok: bool
-    id: RequestId = None
-    op: str | None = None
-    seq: int = 0
-    result: Any = None
-    error: ErrorInfo | None = None
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -1,5 +1,8 @@
 """The PUB socket: where state leaves the process. Every logged event, every entity it changed, heartbeats.
 
+It is an XPUB, so the service knows which topic prefixes are subscribed and does not encode messages no
+subscriber could receive (a client folding events itself subscribes to `evt.` only).
+
 Messages are `[topic, payload]` (oms.protocol: `Published` / `Heartbeat`). The socket has a send high-water
 mark and never blocks: a subscriber that cannot keep up loses messages at its own queue (and repairs the
 gap with an `events` request), it never slows the service.
@@ -52,9 +55,22 @@ def route_change(entity: Changed) -> tuple[PublishedType, str]:
     return "position_moved", POSITION_MOVED_TOPIC
 
 
+# the topic prefix of each kind of message: a kind no subscription can match is not even encoded
+PREFIXES: dict[str, bytes] = {
+    "event": b"evt.",
+    "order": b"order.",
+    "position": b"pos.",
+    "strategy_position": b"spos.",
+    "account": b"acct.",
+    "position_moved": POSITION_MOVED_TOPIC.encode(),
+}
+
+
 class Publisher:
+    """An XPUB socket (a PUB that also reports subscriptions): what nobody subscribed to is skipped."""
+
     def __init__(self, ctx: zmq.Context[Any], endpoint: str, hwm: int, curve_secret: bytes | None) -> None:
-        self.socket = ctx.socket(zmq.PUB)
+        self.socket = ctx.socket(zmq.XPUB)
         self.socket.setsockopt(zmq.LINGER, 0)
         self.socket.setsockopt(zmq.SNDHWM, hwm)
         if curve_secret is not None:
@@ -64,28 +80,58 @@ class Publisher:
         self.endpoint: str = self.socket.getsockopt_string(zmq.LAST_ENDPOINT)
         self._encode = msgspec.msgpack.Encoder().encode
         self._event_topics: dict[str, bytes] = {}
+        self._subscriptions: set[bytes] = set()
+        self._wanted = dict.fromkeys(PREFIXES, False)
+        self._changes_wanted = False
         self.last_seq = 0
         self.sent = 0
 
+    def refresh_subscriptions(self) -> None:
+        """Read the subscribe/unsubscribe messages libzmq queued (one per distinct prefix: it counts
+        subscribers itself), and recompute which kinds of message anyone can receive."""
+        socket, changed = self.socket, False
+        while socket.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+            frame = socket.recv(zmq.NOBLOCK)
+            if frame[:1] == b"\x01":
+                self._subscriptions.add(frame[1:])
+            elif frame[:1] == b"\x00":
+                self._subscriptions.discard(frame[1:])
+            changed = True
+        if changed:
+            subs = self._subscriptions
+            self._wanted = {
+                kind: any(s.startswith(prefix) or prefix.startswith(s) for s in subs)
+                for kind, prefix in PREFIXES.items()
+            }
+            self._changes_wanted = any(v for k, v in self._wanted.items() if k != "event")
+
+    def publish_batch(self, batch: Iterable[tuple[Envelope, tuple[Changed, ...]]]) -> None:
+        self.refresh_subscriptions()
+        for env, changes in batch:
+            self.publish(env, changes)
+
     def publish(self, env: Envelope, changes: Iterable[Changed]) -> None:
         """The event, then each entity it changed, all stamped with the event's seq."""
-        kind = kind_of(env.event)
-        topic = self._event_topics.get(kind)
-        if topic is None:
-            topic = self._event_topics[kind] = event_topic(kind).encode()
-        send, encode = self.socket.send, self._encode
-        send(topic, _MORE)
-        send(encode(Published("event", env.seq, env.ts, env.event)), _LAST)
-        count = 1
-        for entity in changes:
-            kind_name, entity_topic = route_change(entity)
-            send(entity_topic.encode(), _MORE)
-            send(encode(Published(kind_name, env.seq, env.ts, entity)), _LAST)
-            count += 1
-        self.sent += count
+        send, encode, wanted = self.socket.send, self._encode, self._wanted
+        if wanted["event"]:
+            kind = kind_of(env.event)
+            topic = self._event_topics.get(kind)
+            if topic is None:
+                topic = self._event_topics[kind] = event_topic(kind).encode()
+            send(topic, _MORE)
+            send(encode(Published("event", env.seq, env.ts, env.event)), _LAST)
+            self.sent += 1
+        if self._changes_wanted:
+            for entity in changes:
+                kind_name, entity_topic = route_change(entity)
+                if wanted[kind_name]:
+                    send(entity_topic.encode(), _MORE)
+                    send(encode(Published(kind_name, env.seq, env.ts, entity)), _LAST)
+                    self.sent += 1
         self.last_seq = env.seq
 
     def heartbeat(self, seq: int) -> None:
+        self.refresh_subscriptions()
         payload = self._encode(Heartbeat(seq=seq, ts=time.time_ns()))
         with contextlib.suppress(zmq.Again):
             self.socket.send_multipart((HEARTBEAT_TOPIC.encode(), payload), zmq.NOBLOCK)

@@ -9,14 +9,19 @@ transaction: an archive holds whole runs only, and its stored state always match
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from itertools import islice
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import msgspec
+import pyarrow as pa
 
 from events.schema import Envelope, UnknownEvent, kind_of
-from oms.state import Account, Order, Position, Removed, State
+from oms.fold import step
+from oms.snapshot_codec import decode_state, encode_state
+from oms.state import Account, Order, Position, Removed, State, initial_state
 from replay.links import Linker
 from replay.private import make_private, private_umask
 from replay.schema_sql import (
@@ -86,13 +91,10 @@ def archive_journal(
     on_progress: Callable[[int], None] | None = None,
     batch: int = BATCH,
 ) -> ArchiveReport:
-    """Add the journal's seqs the archive does not hold yet. `on_start(total)`, then `on_progress(n)`."""
-    import duckdb
+    """Add the journal's seqs the archive does not hold yet. `on_start(total)`, then `on_progress(n)`.
 
-    from oms.fold import step
-    from oms.snapshot_codec import decode_state, encode_state
-    from oms.state import initial_state
-
+    DuckDB loads batch k on a worker thread (it releases the GIL) while this thread folds batch k + 1;
+    the connection is only ever used by one thread at a time."""
     source = JournalSource(data_dir)  # refuses a directory that is not a journal before anything is created
     with private_umask():
         con = duckdb.connect(str(archive_path))
@@ -109,11 +111,18 @@ def archive_journal(
             linker = Linker(_unlinked_commissions(con))
             imported = 0
             envs = source.read(archived + 1)
-            while chunk := list(islice(envs, batch)):
-                state = _import_batch(con, chunk, state, step, linker)
-                imported += len(chunk)
-                if on_progress:
-                    on_progress(len(chunk))
+            with ThreadPoolExecutor(1, thread_name_prefix="archive-load") as loader:
+                loading: Future[None] | None = None
+                while chunk := list(islice(envs, batch)):
+                    state, staged = _stage(chunk, state, linker)
+                    if loading is not None:
+                        loading.result()
+                    loading = loader.submit(_load, con, staged)
+                    imported += len(chunk)
+                    if on_progress:
+                        on_progress(len(chunk))
+                if loading is not None:
+                    loading.result()
             if imported:
                 _replace_current(con, state)
                 con.execute("DELETE FROM archive_state")
@@ -158,11 +167,8 @@ def _check_same_journal(con: Any, source: JournalSource, archived: int) -> None:
         )
 
 
-def _import_batch(
-    con: Any, chunk: list[Envelope], state: State, step: Callable[..., Any], linker: Linker
-) -> State:
-    import pyarrow as pa
-
+def _stage(chunk: list[Envelope], state: State, linker: Linker) -> tuple[State, list[tuple[str, str, Any]]]:
+    """Fold a batch and build its Arrow tables: (state after it, [(insert SQL, table name, table)])."""
     changes: list[tuple[int, int, str, str, bytes]] = []
     links: list[tuple[int, str]] = []
     for env in chunk:
@@ -178,7 +184,7 @@ def _import_batch(
             "event": _text([event_json(env.event) for env in chunk]),
         }
     )
-    _insert(con, INSERT_EVENTS, "batch", events)
+    staged = [(INSERT_EVENTS, "batch", events)]
     if changes:
         seqs, stamps, entities, keys, states = zip(*changes, strict=True)
         table = pa.table(
@@ -190,19 +196,22 @@ def _import_batch(
                 "state": _text(states),
             }
         )
-        _insert(con, INSERT_CHANGES, "changes_batch", table)
+        staged.append((INSERT_CHANGES, "changes_batch", table))
     if links:
         link_seqs, order_keys = zip(*links, strict=True)
         table = pa.table(
             {"seq": pa.array(link_seqs, pa.int64()), "order_key": pa.array(order_keys, pa.string())}
         )
-        _insert(con, INSERT_ORDER_EVENTS, "links_batch", table)
-    return state
+        staged.append((INSERT_ORDER_EVENTS, "links_batch", table))
+    return state, staged
+
+
+def _load(con: Any, staged: list[tuple[str, str, Any]]) -> None:
+    for sql, name, table in staged:
+        _insert(con, sql, name, table)
 
 
 def _replace_current(con: Any, state: State) -> None:
-    import pyarrow as pa
-
     rows = current_rows(state)
     entities, keys, states = zip(*rows, strict=True) if rows else ((), (), ())
     table = pa.table(
@@ -217,8 +226,6 @@ def _replace_current(con: Any, state: State) -> None:
 
 def _text(values: Iterable[bytes]) -> Any:
     """UTF-8 JSON bytes as an Arrow string column, without decoding each one in Python."""
-    import pyarrow as pa
-
     return pa.array(values, pa.binary()).cast(pa.string())
 
 
@@ -234,4 +241,7 @@ def _torn_note(source: JournalSource) -> str:
     damage = source.tail_damage()
     if damage is None:
         return ""
-    return f"the journal ends in an incomplete frame ({damage}): archived up to the last good frame"
+    return (
+        f"the journal ends in an incomplete frame (a torn tail, or a write in progress: {damage}); "
+        "archived up to the last good frame"
+    )

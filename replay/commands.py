@@ -25,6 +25,7 @@ REPLAY_EPILOG = """examples:
   oms replay data/ --step                   Enter = next, a number = jump to that seq, q = quit
   oms replay data/ --verify                 refold the log and check every stored snapshot
   oms replay data/ --publish tcp://127.0.0.1:5599 --speed 10
+  oms replay data/ --publish tcp://127.0.0.1:5599 --router tcp://127.0.0.1:5598 --speed 0
   oms replay session.duckdb --order c-42    the same questions, asked of an archive
 """
 
@@ -80,6 +81,9 @@ def register(subparsers: Any) -> None:
     )
     replay.add_argument("--from-seq", type=int, default=1, help="with --publish / --step: start at this seq")
     replay.add_argument("--wait", type=float, default=1.0, help="with --publish: seconds of heartbeats first")
+    replay.add_argument(
+        "--router", metavar="ENDPOINT", help="with --publish: also answer snapshot/events/orders requests"
+    )
     replay.set_defaults(func=_replay)
 
     archive = subparsers.add_parser(
@@ -122,13 +126,15 @@ def _refuse(message: str) -> int:
 
 
 def _replay(args: argparse.Namespace) -> int:
+    import duckdb
+
     from events.journal_errors import JournalError
     from replay.points import BadPoint
     from replay.timeline import UnknownOrder
 
     try:
         return _replay_checked(args)
-    except (JournalError, BadPoint, FileNotFoundError) as exc:
+    except (JournalError, BadPoint, FileNotFoundError, duckdb.Error) as exc:
         return _refuse(str(exc))
     except UnknownOrder as exc:
         print(f"oms: {exc}", file=sys.stderr)
@@ -174,9 +180,11 @@ def _replay_checked(args: argparse.Namespace) -> int:
 def _publish(args: argparse.Namespace, source: Any, console: Any) -> int:
     import time
 
-    from replay.publish import NotLoopback, open_publisher, replay_to
+    from replay.publish import NotLoopback, open_publisher, replay_to, require_loopback
+    from replay.serve import ReplayRouter
 
     try:
+        router = ReplayRouter(require_loopback(args.router), source) if args.router else None
         publisher = open_publisher(args.publish)
     except NotLoopback as exc:
         return _refuse(str(exc))
@@ -185,11 +193,18 @@ def _publish(args: argparse.Namespace, source: Any, console: Any) -> int:
         deadline = time.monotonic() + args.wait
         while time.monotonic() < deadline:  # heartbeats let subscribers connect before the first event
             publisher.heartbeat(0)
-            time.sleep(0.1)
-        report = replay_to(publisher, source, speed=args.speed, from_seq=args.from_seq)
+            (router.wait if router else time.sleep)(0.1)
+        report = replay_to(publisher, source, speed=args.speed, from_seq=args.from_seq, router=router)
         console.print(f"published {report.published} events, seqs {report.first_seq}..{report.last_seq}")
+        if router is not None:
+            console.print(f"answering requests on {router.endpoint} until Ctrl-C")
+            while True:
+                publisher.heartbeat(report.last_seq)
+                router.wait(0.5)
     finally:
         publisher.close()
+        if router is not None:
+            router.close()
     return 0
 
 

@@ -20,7 +20,10 @@ from oms.protocol import HEARTBEAT_INTERVAL_S
 from oms.publisher import Publisher
 from oms.snapshot_codec import decode_state
 from oms.state import initial_state
+from replay.serve import ReplayRouter
 from replay.source import Source
+
+ANSWER_EVERY = 512
 
 
 class NotLoopback(ValueError):
@@ -34,17 +37,21 @@ class PublishReport(msgspec.Struct, frozen=True):
     seconds: float
 
 
-def open_publisher(endpoint: str) -> Publisher:
-    """A PUB socket bound to `endpoint` (loopback only: a replay has no CURVE keys to offer)."""
-    import zmq
-
+def require_loopback(endpoint: str) -> str:
+    """A replay binds to loopback only: it has no CURVE keys to offer."""
     from oms.curve import is_loopback
 
     if not is_loopback(endpoint):
         raise NotLoopback(
-            f"refusing to publish a replay on {endpoint}: only loopback (127.0.0.1, ipc://) is allowed"
+            f"refusing to serve a replay on {endpoint}: only loopback (127.0.0.1, ipc://) is allowed"
         )
-    return Publisher(zmq.Context.instance(), endpoint, 0, None)
+    return endpoint
+
+
+def open_publisher(endpoint: str) -> Publisher:
+    import zmq
+
+    return Publisher(zmq.Context.instance(), require_loopback(endpoint), 0, None)
 
 
 def replay_to(
@@ -56,13 +63,19 @@ def replay_to(
     stop: Callable[[], bool] = lambda: False,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], Any] = time.sleep,
+    router: ReplayRouter | None = None,
 ) -> PublishReport:
-    """Publish `from_seq`..end; events before `from_seq` are folded (from a snapshot) but not sent."""
+    """Publish `from_seq`..end; events before `from_seq` are folded (from a snapshot) but not sent.
+    With a `router`, requests are answered while waiting for the next event (at full speed: every
+    `ANSWER_EVERY` events) from the state published so far."""
     if speed < 0:
         raise ValueError("speed must be >= 0 (0: as fast as possible)")
     start = source.snapshot(from_seq - 1)
     state = decode_state(start[1]) if start else initial_state()
     state = fold(source.read(state.seq + 1, from_seq - 1), state)
+    if router is not None:
+        router.update(state)
+        sleep = router.wait
     began = last_beat = clock()
     first_ts: int | None = None
     first = last = count = 0
@@ -81,8 +94,13 @@ def replay_to(
         state, changes = step(state, env)
         publisher.publish(env, changes)
         first, last, count = first or env.seq, env.seq, count + 1
+        if router is not None and (speed or count % ANSWER_EVERY == 0):
+            router.update(state)
+            router.answer()
         if clock() - last_beat >= HEARTBEAT_INTERVAL_S:
             publisher.heartbeat(last)
             last_beat = clock()
     publisher.heartbeat(last)
+    if router is not None:
+        router.update(state)
     return PublishReport(count, first, last, clock() - began)

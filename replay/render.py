@@ -6,6 +6,7 @@ from typing import Any
 
 import msgspec
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from events.codec import to_builtins
@@ -25,6 +26,11 @@ _POSITION_COLUMNS = ("key", "strategy_id", "quantity", "avg_price", "realized_pn
 
 
 def cell(value: Any) -> str:
+    """Plain text for a table cell (escaped: IB's messages may hold [brackets] rich would eat)."""
+    return escape(_text(value))
+
+
+def _text(value: Any) -> str:
     if value is None:
         return ""
     if isinstance(value, float):
@@ -32,9 +38,9 @@ def cell(value: Any) -> str:
     if isinstance(value, msgspec.Struct):
         return msgspec.json.encode(value).decode()
     if isinstance(value, tuple | list):
-        return ", ".join(cell(item) for item in value)
+        return ", ".join(_text(item) for item in value)
     if isinstance(value, dict):
-        return ", ".join(f"{k}={cell(v)}" for k, v in value.items())
+        return ", ".join(f"{k}={_text(v)}" for k, v in value.items())
     return str(value)
 
 
@@ -74,7 +80,7 @@ def _side(value: Any, field: str) -> Any:
 
 def render_event(console: Console, env: Envelope) -> None:
     fields = to_builtins(env)["event"]
-    body = " ".join(f"{k}={cell(v)}" for k, v in fields.items() if k != "kind")
+    body = escape(" ".join(f"{k}={_text(v)}" for k, v in fields.items() if k != "kind"))
     console.print(f"[bold]#{env.seq}[/] {format_ts(env.ts)} [cyan]{kind_of(env.event)}[/] {body}")
 
 
@@ -97,7 +103,7 @@ def render_timeline(console: Console, timeline: Timeline) -> None:
 def _summary(env: Envelope) -> str:
     fields = to_builtins(env)["event"]
     skip = {"kind", "contract", "account", "client_id", "order_ref", "client_order_id"}
-    return " ".join(f"{k}={cell(v)}" for k, v in fields.items() if k not in skip)
+    return " ".join(f"{k}={_text(v)}" for k, v in fields.items() if k not in skip)
 
 
 def _order_cells(order: Order | None) -> list[Any]:

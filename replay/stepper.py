@@ -79,7 +79,7 @@ def run(source: Source, stdin: TextIO, console: Console, start: int | None = Non
     if start is not None:
         stepper.jump(start)
     while True:
-        console.print(f"[dim][seq {stepper.seq}/{stepper.last}] >[/] ", end="")
+        console.print(f"[seq {stepper.seq}/{stepper.last}] > ", end="", markup=False, style="dim")
         line = stdin.readline()
         if not line:  # end of input
             console.print()

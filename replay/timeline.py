@@ -2,7 +2,10 @@
 
 An order is found by any of its names: our client order id, IB's orderId (per clientId and session, so
 it may name several orders across sessions) or a permId. The ids come from the final state (from a
-snapshot when there is one); then one fold from the start collects the events (see `replay.links`).
+snapshot when there is one); then one fold collects the events (see `replay.links`). That fold starts
+from the newest snapshot before the orders were created when all of them are ours (nothing can name an
+order of ours before it exists); an external order may have a commission logged before its first
+execution, so its fold starts at the beginning.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import msgspec
 
 from events.schema import Envelope
 from oms.fold import step
+from oms.snapshot_codec import decode_state
 from oms.state import Order, State, initial_state
 from replay.links import Linker
 from replay.source import Source
@@ -45,17 +49,22 @@ def find_orders(state: State, ident: str) -> list[str]:
 
 
 def order_timelines(source: Source, ident: str) -> list[Timeline]:
-    keys = find_orders(state_at(source, source.last_seq()), ident)
+    final = state_at(source, source.last_seq())
+    keys = find_orders(final, ident)
     if not keys:
         raise UnknownOrder(f"no order is named {ident!r} (client order id, orderId or permId)")
-    return timelines_of(source, keys)
+    start = None
+    if not any(final.orders[key].external for key in keys):
+        start = source.snapshot(min(final.orders[key].created_seq for key in keys) - 1)
+    return timelines_of(source, keys, decode_state(start[1]) if start else initial_state())
 
 
-def timelines_of(source: Source, keys: list[str]) -> list[Timeline]:
+def timelines_of(source: Source, keys: list[str], state: State) -> list[Timeline]:
+    """The timelines of `keys`, folding on from `state` (a state before any of them existed)."""
     wanted = set(keys)
     found: dict[str, dict[int, tuple[Envelope, Order | None]]] = {key: {} for key in keys}
-    state, linker = initial_state(), Linker()
-    for env in source.read():
+    linker = Linker()
+    for env in source.read(state.seq + 1):
         state, changes = step(state, env)
         changed = {
             c.client_order_id: c for c in changes if isinstance(c, Order) and c.client_order_id in wanted

@@ -104,11 +104,17 @@ def _parted_at(
     agreed: int,
     seq: int,
 ) -> int | None:
-    """The earliest seq in (agreed, seq] at which either side last or first changed a differing entity."""
+    """The earliest seq in (agreed, seq] at which either side changed an entity they disagree on."""
     candidates = [first_change[d.key] for d in differences if d.key in first_change]
+    by_key: dict[tuple[int, str], dict[str, object]] = {}
     for d in differences:
-        for side in states:
-            entity = {str(k): v for k, v in getattr(side, d.collection, {}).items()}.get(d.key)
+        for index, side in enumerate(states):
+            if (index, d.collection) not in by_key:
+                held = getattr(side, d.collection, {})
+                by_key[index, d.collection] = (
+                    {str(k): v for k, v in held.items()} if isinstance(held, dict) else {}
+                )
+            entity = by_key[index, d.collection].get(d.key)
             for name in ("updated_seq", "seq", "created_seq"):
                 value = getattr(entity, name, None)
                 if isinstance(value, int) and agreed < value <= seq:

@@ -40,7 +40,11 @@ class ServiceProcess:
     def start(self) -> Endpoints:
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(self.args, cwd=REPO, stdout=subprocess.DEVNULL, stderr=log)
-        wait_until(self._ready, timeout=30, what=f"the service to be ready (log: {self.log})")
+        try:
+            wait_until(self._ready, timeout=30, what=f"the service to be ready (log: {self.log})")
+        except BaseException:
+            self.kill()
+            raise
         return self.endpoints
 
     def _ready(self) -> bool:
@@ -63,7 +67,8 @@ class ServiceProcess:
     def kill(self) -> None:
         """SIGKILL: no goodbye, no endpoints file removal."""
         assert self.proc is not None
-        self.proc.kill()
+        if self.proc.poll() is None:
+            self.proc.kill()
         self.proc.wait(10)
 
     def stop(self) -> None:

@@ -8,12 +8,15 @@ import stat
 from pathlib import Path
 
 import duckdb
+import msgspec
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from events.journal import JournalWriter
 from events.journal_errors import NotAJournal
 from events.reader import JournalReader
+from events.schema import UnknownEvent
 from events.segments import list_segments
 from oms.fold import fold
 from oms.state import State
@@ -206,3 +209,38 @@ def test_parquet_exports_are_private_and_complete(tmp_path: Path) -> None:
         (9, "execution"),
         (13, "execution"),
     ]
+
+
+def test_a_journal_is_read_and_archived_while_its_writer_appends(tmp_path: Path) -> None:
+    events = explicit_events()
+    with JournalWriter.open(tmp_path / "j", durability="never") as writer:
+        for event in events[:6]:
+            writer.append(event)
+        writer.flush()  # handed to the OS: what a reader in another process sees
+        assert archive_journal(tmp_path / "j", tmp_path / "a.duckdb").last_seq == 6
+        assert state_at(JournalSource(tmp_path / "j"), 6).orders["A1"].status == "submitted"
+        for event in events[6:]:
+            writer.append(event)
+        writer.flush()
+        second = archive_journal(tmp_path / "j", tmp_path / "a.duckdb")
+    assert (second.first_seq, second.last_seq) == (7, 15)
+    con = connect(tmp_path / "a.duckdb")
+    try:
+        assert [r[0] for r in order_timeline(con, "A1").rows] == A1_SEQS
+    finally:
+        con.close()
+
+
+def test_an_event_of_a_newer_kind_is_archived_verbatim_and_read_back(tmp_path: Path) -> None:
+    raw = msgspec.msgpack.encode({"kind": "margin_call", "account": "DU1", "amount": 12.5})
+    write_journal(
+        tmp_path / "j", [*explicit_events()[:3], UnknownEvent(original_kind="margin_call", raw=raw)]
+    )
+    archive_journal(tmp_path / "j", tmp_path / "a.duckdb")
+    con = connect(tmp_path / "a.duckdb")
+    try:
+        row = run(con, "SELECT kind, account, event FROM events WHERE seq = 4").rows
+    finally:
+        con.close()
+    assert row == [("margin_call", "DU1", '{"kind":"margin_call","account":"DU1","amount":12.5}')]
+    assert list(ArchiveSource(tmp_path / "a.duckdb").read()) == list(JournalReader(tmp_path / "j").read())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -109,11 +110,37 @@ def test_cancel_a_resting_limit_order_and_a_wait_for_a_fill_that_cannot_come(
             order = await client.wait_for_order(coid, "submitted", timeout=10)
             assert (order.order_type, order.limit_price) == ("LMT", 1.0)
             assert [o.client_order_id for o in client.orders("rest", open_only=True)] == [coid]
+            assert await client.modify(coid, limit_price=2.0, quantity=3) == coid
+            await async_wait_until(lambda: client.state.orders[coid].limit_price == 2.0, what="the modify")
+            assert client.state.orders[coid].quantity == 3
             assert await client.cancel(coid) == coid
             with pytest.raises(OrderDone) as ended:
                 await client.wait_for_order(coid, "filled", timeout=10)
             assert ended.value.order.status == "cancelled"
             assert client.orders("rest", open_only=True) == []
+
+    asyncio.run(scenario())
+
+
+def test_cancel_all_of_one_strategy_and_the_kill_switch(service: ServiceProcess) -> None:
+    async def scenario() -> None:
+        async with await AsyncClient.connect(service.data_dir, strategy_id="many") as client:
+            other = await client.place("AAPL", "BUY", 1, limit_price=1.0, strategy_id="bystander")
+            mine = [await client.place("AAPL", "BUY", 1, limit_price=1.0 + i) for i in range(2)]
+            assert sorted(await client.cancel_all("many")) == sorted(mine)
+            for coid in mine:
+                await client.wait_for_order(coid, "cancelled", timeout=10)
+            assert client.state.orders[other].status in ("pending", "submitted")
+            engaged = await client.kill_switch(True, "test")
+            try:
+                assert engaged.engaged and other in engaged.cancelled
+                with pytest.raises(ServiceError) as refused:
+                    await client.place("AAPL", "BUY", 1)
+                assert (refused.value.code, refused.value.reason) == ("risk_denied", "kill_switch")
+                await client.wait_for_order(other, "cancelled", timeout=10)
+            finally:
+                assert not (await client.kill_switch(False)).engaged
+            assert client.state.kill_switch is False
 
     asyncio.run(scenario())
 
@@ -205,3 +232,23 @@ def test_cli_tail_prints_live_events_filtered_by_order(service: ServiceProcess) 
     assert len(events) == 3
     assert events[0]["event"]["kind"] == "order_requested" and events[0]["event"]["client_order_id"] == coid
     assert [e["seq"] for e in events] == sorted(e["seq"] for e in events)
+
+
+def test_cli_positions_watch_draws_a_live_table_and_stops_on_ctrl_c(service: ServiceProcess) -> None:
+    data = ["--data-dir", str(service.data_dir)]
+    assert oms_main(["order", "buy", "MSFT", "2", "--strategy", "cli-w", "--wait", *data]) == 0
+    watch = subprocess.Popen(
+        [sys.executable, "-m", "oms", "positions", "--watch", "--strategy", "cli-w", *data],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert watch.stderr is not None
+        assert "watching from seq" in watch.stderr.readline()
+        watch.send_signal(signal.SIGINT)
+        out, _ = watch.communicate(timeout=20)
+    finally:
+        if watch.poll() is None:
+            watch.kill()
+    assert watch.returncode == 130
+    row = next(line for line in out.splitlines() if "MSFT" in line)
+    assert "cli-w" in row and " 2 " in row and "filled" in row

@@ -40,7 +40,7 @@ def test_a_dead_service_is_detected_and_following_resumes_after_restart(tmp_path
     try:
 
         async def scenario() -> None:
-            client = await AsyncClient.connect(service.data_dir, strategy_id="phoenix", heartbeat_timeout=1.0)
+            client = await AsyncClient.connect(service.data_dir, strategy_id="phoenix", heartbeat_timeout=1.5)
             changes: list[bool] = []
             client.on_connection(changes.append)
             try:

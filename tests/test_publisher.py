@@ -8,24 +8,23 @@ from pathlib import Path
 import msgspec
 import zmq
 
-from events.schema import Contract, Envelope, OrderStatusReported
+from events.schema import AccountValueReported, Contract, Envelope, OrderStatusReported
 from oms.protocol import Heartbeat, Published
 from oms.publisher import Publisher, route_change
 from oms.state import Account, Order, Position
 from tests.test_service_support import Wire, last_seq, running
 from tests.waiting import wait_until
 
-AAPL = Contract(symbol="BRK.B", con_id=72063691)
+BRKB = Contract(symbol="BRK.B", con_id=72063691)
+ORDER = Order(client_order_id="c-1", strategy_id="s1", account="DU1", contract=BRKB, side="BUY", quantity=1)
+EVENT = OrderStatusReported(order_id=1, perm_id=2, client_id=3, status="Submitted", filled=0, remaining=1)
 
 
 def test_route_change_topics() -> None:
-    order = Order(
-        client_order_id="c-1", strategy_id="s1", account="DU1", contract=AAPL, side="BUY", quantity=1
-    )
-    assert route_change(order) == ("order", "order.s1.c-1")
-    pos = Position(key="DU1|72063691", account="DU1", contract=AAPL)
+    assert route_change(ORDER) == ("order", "order.s1.c-1")
+    pos = Position(key="DU1|72063691", account="DU1", contract=BRKB)
     assert route_change(pos) == ("position", "pos.DU1.BRK_B:72063691")
-    spos = Position(key="s1|DU1|72063691", account="DU1", contract=AAPL, strategy_id="s1")
+    spos = Position(key="s1|DU1|72063691", account="DU1", contract=BRKB, strategy_id="s1")
     assert route_change(spos) == ("strategy_position", "spos.s1.DU1.BRK_B:72063691")
     assert route_change(Account(account="DU1")) == ("account", "acct.DU1")
 
@@ -36,14 +35,10 @@ def test_publish_event_and_changes_with_seq() -> None:
     sub = ctx.socket(zmq.SUB)
     sub.subscribe(b"")
     sub.connect(publisher.endpoint)
-    wait_until(lambda: (publisher.heartbeat(0), sub.poll(10))[1], what="subscription live")
+    wait_until(lambda: _heartbeat_arrives(publisher, sub), what="subscription live")
     assert msgspec.msgpack.decode(sub.recv_multipart()[1], type=Heartbeat).seq == 0
-    event = OrderStatusReported(order_id=1, perm_id=2, client_id=3, status="Submitted", filled=0, remaining=1)
-    order = Order(
-        client_order_id="c-1", strategy_id="s1", account="DU1", contract=AAPL, side="BUY", quantity=1
-    )
-    publisher.publish(Envelope(seq=41, ts=5, event=event), (order,))
-    messages = []
+    publisher.publish(Envelope(seq=41, ts=5, event=EVENT), (ORDER,))
+    messages: list[tuple[bytes, Published]] = []
     while len(messages) < 2 and sub.poll(2000):
         topic, payload = sub.recv_multipart()
         if topic != b"hb":
@@ -86,7 +81,40 @@ def test_slow_subscriber_does_not_stall_publishing(tmp_path: Path) -> None:
         ctx.destroy(linger=0)
 
 
-def _account_value(i: int) -> msgspec.Struct:
-    from events.schema import AccountValueReported
-
+def _account_value(i: int) -> AccountValueReported:
     return AccountValueReported(account="DU123456", key="Probe", value=str(i), currency="USD")
+
+
+def _heartbeat_arrives(publisher: Publisher, sub: zmq.Socket[bytes]) -> bool:
+    publisher.heartbeat(0)
+    return bool(sub.poll(10))
+
+
+def _changes_wanted(publisher: Publisher) -> bool:
+    publisher.refresh_subscriptions()
+    return publisher._changes_wanted
+
+
+def test_unsubscribed_kinds_are_not_sent() -> None:
+    ctx = zmq.Context()
+    publisher = Publisher(ctx, "tcp://127.0.0.1:0", 1000, None)
+    sub = ctx.socket(zmq.SUB)
+    sub.subscribe(b"evt.")
+    sub.subscribe(b"hb")
+    sub.connect(publisher.endpoint)
+    wait_until(lambda: _heartbeat_arrives(publisher, sub), what="subscription live")
+    sub.recv_multipart()
+    publisher.publish_batch([(Envelope(seq=1, ts=1, event=EVENT), (ORDER,))])
+    assert publisher.sent == 1  # the order change was not even encoded: nobody subscribed to `order.`
+    sub.subscribe(b"order.s1.")
+    wait_until(lambda: _changes_wanted(publisher), what="new subscription")
+    publisher.publish_batch([(Envelope(seq=2, ts=2, event=EVENT), (ORDER,))])
+    assert publisher.sent == 3
+    topics: list[bytes] = []
+    while len(topics) < 3 and sub.poll(2000):
+        topics.append(sub.recv_multipart()[0])
+    assert topics == [b"evt.order_status", b"evt.order_status", b"order.s1.c-1"]
+    sub.close()
+    wait_until(lambda: not _changes_wanted(publisher), what="unsubscribed")
+    publisher.close()
+    ctx.destroy(linger=0)

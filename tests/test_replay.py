@@ -13,11 +13,13 @@ from rich.console import Console
 
 from events.journal_errors import NotAJournal
 from events.reader import JournalReader
+from events.schema import BrokerError, Envelope
 from events.snapshots import write_snapshot
 from oms.fold import step
 from oms.snapshot_codec import encode_state
 from oms.state import Order, initial_state
 from replay.points import BadPoint, parse_time, resolve_point
+from replay.render import render_event
 from replay.source import JournalSource, open_source
 from replay.states import diff_states, state_at, states_at
 from replay.stepper import run as run_stepper
@@ -62,8 +64,8 @@ def test_replayed_state_equals_the_live_state_at_every_seq(tmp_path: Path, sessi
 
 
 @SETTINGS
-@given(session=sessions(max_orders=4))
-def test_a_timeline_lists_exactly_the_events_that_touched_its_order(tmp_path: Path, session) -> None:
+@given(session=sessions(max_orders=4), data=st.data())
+def test_a_timeline_lists_exactly_the_events_that_touched_its_order(tmp_path: Path, session, data) -> None:
     directory = write_journal(fresh_dir(tmp_path), session.envelopes)
     source = JournalSource(directory)
     state, changed_by = initial_state(), {}
@@ -81,6 +83,11 @@ def test_a_timeline_lists_exactly_the_events_that_touched_its_order(tmp_path: Pa
         for entry in timeline.entries:
             if not entry.changed:  # it names the order by one of its ids
                 assert _names(entry.env.event, order, session.envelopes), entry.env
+    # with a snapshot to start from (as the service writes them), the same timelines
+    before = {coid: order_timelines(source, coid) for coid in state.orders}
+    snap = data.draw(st.integers(1, len(session.envelopes)), label="snapshot seq")
+    write_snapshot(directory, snap, encode_state(live_states(session.envelopes)[snap - 1]))
+    assert {coid: order_timelines(source, coid) for coid in state.orders} == before
 
 
 def _names(event: object, order: Order, envs: list) -> bool:
@@ -176,3 +183,11 @@ def test_verify_passes_good_snapshots_and_finds_a_planted_difference(explicit: J
     assert report.parted_at == 6  # the first event after seq 4 that changed A1
     assert any(d.key == "A1" and d.field == "filled" for d in report.differences)
     assert [c.ok for c in report.checks] == [True, False]  # it stops at the first bad one
+
+
+def test_ib_text_with_brackets_is_shown_as_sent() -> None:
+    out = io.StringIO()
+    message = "Order rejected [reason: 201] [/bold]"
+    render_event(Console(file=out, width=200, color_system=None), Envelope(7, T0, BrokerError(
+        req_id=5, code=201, message=message, error_class="rejection")))  # fmt: skip
+    assert message in out.getvalue()

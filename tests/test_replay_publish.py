@@ -8,11 +8,13 @@ import msgspec
 import pytest
 import zmq
 
-from oms.fold import step
+from oms.fold import fold, step
 from oms.protocol import HEARTBEAT_TOPIC, Heartbeat, Published, event_topic
 from oms.publisher import route_change
+from oms.snapshot_codec import decode_state
 from oms.state import initial_state
 from replay.publish import NotLoopback, open_publisher, replay_to
+from replay.serve import ReplayRouter
 from replay.source import JournalSource
 from tests.test_replay_support import explicit_events, write_journal
 from tests.waiting import wait_until
@@ -104,3 +106,36 @@ def test_from_seq_folds_the_start_silently(source: JournalSource) -> None:
 def test_a_replay_is_never_published_beyond_loopback() -> None:
     with pytest.raises(NotLoopback):
         open_publisher("tcp://0.0.0.0:0")
+
+
+def test_a_replay_answers_snapshot_and_events_requests_so_a_client_can_follow(source: JournalSource) -> None:
+    publisher = open_publisher("inproc://with-router")
+    router = ReplayRouter("tcp://127.0.0.1:0", source)
+    dealer = zmq.Context.instance().socket(zmq.DEALER)
+    try:
+        dealer.setsockopt(zmq.LINGER, 0)
+        dealer.connect(router.endpoint)
+        replay_to(publisher, source, speed=0, router=router)
+
+        def ask(request: dict) -> dict:
+            dealer.send(msgspec.msgpack.encode(request))
+            wait_until(lambda: router.answer(10) > 0, what=f"{request['op']} answered")
+            assert dealer.poll(5000)
+            return msgspec.msgpack.decode(dealer.recv())
+
+        snapshot = ask({"op": "snapshot", "id": 1})
+        assert snapshot["ok"] and snapshot["id"] == 1 and snapshot["result"]["seq"] == 15
+        state = decode_state(msgspec.msgpack.encode(snapshot["result"]["state"]))
+        assert state == fold(source.read())
+        events = ask({"op": "events", "from_seq": 14, "limit": 10})["result"]
+        assert [e["seq"] for e in events["events"]] == [14, 15] and events["last_seq"] == 15
+        orders = ask({"op": "orders", "open_only": False})["result"]["orders"]
+        assert sorted(o["client_order_id"] for o in orders) == ["A1", "B2"]
+        refused = ask({"op": "cancel", "client_order_id": "A1"})
+        assert not refused["ok"] and refused["error"]["code"] == "unknown_op"
+        garbage = ask({"op": "snapshot", "surprise": 1})
+        assert not garbage["ok"] and garbage["error"]["code"] == "invalid"
+    finally:
+        dealer.close()
+        router.close()
+        publisher.close()

@@ -78,3 +78,16 @@ def test_curve_known_client_works_unknown_client_gets_nothing(tmp_path: Path) ->
         assert plain.recv(timeout=0.5) is None
         for wire in (good, bad, plain):
             wire.close()
+
+
+def test_oms_run_refuses_exposed_bind_without_keys(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    args = ["--data-dir", str(tmp_path / "d"), "--pub", "tcp://0.0.0.0:0", "--router", "tcp://127.0.0.1:0"]
+    proc = subprocess.run(
+        [sys.executable, "-m", "oms", "run", *args], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 2
+    assert "tcp://0.0.0.0:0 without CURVE" in proc.stderr and "oms keys" in proc.stderr
+    assert not (tmp_path / "d").exists()  # refused before anything started

@@ -106,7 +106,7 @@ class Wire:
         self.ctx.destroy(linger=0)
 
 
-def place(symbol: str = "AAPL", side: str = "BUY", quantity: float = 10, **fields: Any) -> dict[str, Any]:
+def place(symbol: str = "AAPL", side: str = "BUY", quantity: Any = 10, **fields: Any) -> dict[str, Any]:
     return {"op": "place", "contract": {"symbol": symbol}, "side": side, "quantity": quantity, **fields}
 
 

@@ -163,11 +163,12 @@ class Follower:
                 return
             envelopes, last_seq = decode_events(reply)
             self.repaired += len(envelopes)
-            if not envelopes:  # the service has nothing there: our view is wrong, start over
-                await self._resync()
-                return
+            before = self._sequencer.applied
             self._apply(self._sequencer.offer_many(envelopes))
             self._sequencer.saw_seq(last_seq)
+            if self._sequencer.applied == before:  # the service does not have what we miss: start over
+                await self._resync()
+                return
 
     async def _resync(self) -> None:
         """Clone pattern step 1: the SUB socket is already subscribed; a snapshot resets the sequencer."""

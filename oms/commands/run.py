@@ -122,6 +122,7 @@ def run(args: argparse.Namespace) -> int:
     import os
 
     from oms.config import ConfigError, load_config
+    from oms.curve import check_binds
 
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
@@ -130,6 +131,7 @@ def run(args: argparse.Namespace) -> int:
     )
     try:
         config = load_config(args.config, os.environ, overrides(args))
+        check_binds([config.pub, config.router], config.curve)  # before anything starts
     except ConfigError as exc:
         print(f"oms run: {exc}", file=sys.stderr)
         return 2
@@ -168,8 +170,8 @@ async def build(config: Config, sim_config: SimConfig | None = None) -> tuple[Se
     from oms.service import Service
 
     sim = None
-    host, port = config.ib_host, config.ib_port
-    if port is None:
+    host, port = config.ib_host, config.ib_port or 0
+    if config.embedded_sim:
         from adapters.tws_sim.config import SimConfig
         from adapters.tws_sim.server import TwsSimulator
 

@@ -7,7 +7,7 @@ python -m bench replay [--short]
 - archive: `archive_journal` end to end (read, fold, JSON, Arrow, DuckDB), beside DuckDB importing an
   equivalent Arrow table already in memory;
 - timeline: one order's events with its state after each, from the archive (SQL) and from the journal
-  alone (two folds: find the order, then collect its events).
+  alone (find the order, then fold to collect its events), without and with the service's snapshots.
 """
 
 from __future__ import annotations
@@ -36,13 +36,17 @@ from events.schema import (
     OrderStatusReported,
 )
 from events.segments import list_segments
-from oms.fold import fold
+from events.snapshots import write_snapshot
+from oms.fold import fold, step
+from oms.snapshot_codec import encode_state
+from oms.state import initial_state
 from replay import queries
 from replay.archive import archive_journal
 from replay.source import JournalSource
 from replay.timeline import order_timelines
 
 T0 = 1_795_183_387_000_000_000
+SNAPSHOT_EVERY = 100_000
 _CONTRACTS = [Contract(s, con_id=1000 + i) for i, s in enumerate(("AAPL", "MSFT", "NVDA", "AMZN"))]
 
 
@@ -103,6 +107,15 @@ def write_session(directory: Path, n_events: int) -> int:
                 writer.append(value, ts=T0 + writer.last_seq * 1_000_000)
             i += 1
     return i
+
+
+def write_snapshots(journal: Path, every: int) -> None:
+    """What the service leaves behind: the folded state every `every` events."""
+    state = initial_state()
+    for env in JournalReader(journal).read():
+        state, _ = step(state, env)
+        if env.seq % every == 0:
+            write_snapshot(journal, env.seq, encode_state(state))
 
 
 def _rate(n: int, seconds: float) -> str:
@@ -170,8 +183,13 @@ def _run(folder: Path, n: int, short: bool) -> None:
     rows.append(("timeline: archive SQL (p50, 20 orders)", f"{p50:.2f} ms", f"max {max(times) * 1e3:.2f} ms"))
     rows.append(("timeline: find order by permId (SQL)", f"{by_id * 1e3:.2f} ms", ""))
     source = JournalSource(journal)
-    on_journal = _best(1, lambda: order_timelines(source, picks[0]))
-    rows.append(("timeline: journal, no archive", f"{on_journal * 1e3:,.0f} ms", "folds the log twice"))
+    middle = f"c{orders // 2}"
+    bare = _best(1, lambda: order_timelines(source, middle))
+    rows.append(("timeline: journal, no snapshots", f"{bare * 1e3:,.0f} ms", "folds the log twice"))
+    write_snapshots(journal, SNAPSHOT_EVERY)
+    snapped = _best(1, lambda: order_timelines(source, middle))
+    note = f"snapshots every {SNAPSHOT_EVERY:,} (the service's default)"
+    rows.append(("timeline: journal + snapshots", f"{snapped * 1e3:,.0f} ms", note))
 
     table = Table(title=f"replay / archive, {n:,} events, {orders:,} orders" + (" (short)" if short else ""))
     for column in ("what", "figure", "baseline / note"):

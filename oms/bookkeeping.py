@@ -95,54 +95,55 @@ def put(
     contract = order.contract
     if fill is None and old is not None and old.status == order.status and old.contract is contract:
         return  # nothing a position depends on has changed
-    order_key = None
     if contract.con_id:
-        order_key = f"{order.account}|{contract.con_id}"
+        order_key: str | None = f"{order.account}|{contract.con_id}"
     elif contract.symbol:
         order_key = f"{order.account}|{positions.instrument_key(contract, state.con_ids)}"
+    else:
+        order_key = None
     if fill is not None and fill.position_key != order_key:
-        _touch(state, fill.position_key, fill.account, fill.contract, order, seq, changes, False, fill, prev)
+        _touch(state, fill.position_key, order, seq, changes, False, fill, prev)
         fill = prev = None
     if order_key is not None:
-        _touch(state, order_key, order.account, contract, order, seq, changes, True, fill, prev)
+        _touch(state, order_key, order, seq, changes, True, fill, prev)
 
 
-def _touch(state: State, key: str, account: str, contract: Contract, order: Order, seq: int, changes: Changes,
-           member: bool, fill: Fill | None, prev: Fill | None) -> None:  # fmt: skip
+def _touch(state: State, key: str, order: Order, seq: int, changes: Changes, member: bool, fill: Fill | None,
+           prev: Fill | None) -> None:  # fmt: skip
     """One position key, account-wide and for the order's strategy: the fill, the order's membership
-    among the working orders (when `member`), then the status."""
-    working = order.status in WORKING
-    reason = "" if working else order.status
-    strategy = order.strategy_id
+    among the working orders (when `member`), then the status. A new position is named after the order
+    when it is a member, else after the fill."""
+    status = order.status
+    working = status in WORKING
+    reason = "" if working else status
     coid = order.client_order_id if member else ""
+    strategy = order.strategy_id
     signed = price = 0.0
     mult = 1.0
     if fill is not None and prev is None:
-        signed, price, mult = (
-            (fill.shares if fill.side == "BUY" else -fill.shares),
-            fill.price,
-            positions.multiplier(fill.contract),
-        )
-    for table, pkey, strat in (
-        (state.positions, key, ""),
-        (state.strategy_positions, f"{strategy}|{key}", strategy),
-    ):
+        signed = fill.shares if fill.side == "BUY" else -fill.shares
+        price, mult = fill.price, positions.multiplier(fill.contract)
+    orders = state.orders
+    for table, pkey, strat in ((state.positions, key, ""), (state.strategy_positions, f"{strategy}|{key}", strategy)):
         pos = before = table.get(pkey)
         if pos is None:
             if fill is None and not working:
                 continue
-            pos = positions.opened(pkey, account, contract, strat)
+            named = order if member else fill
+            pos = positions.opened(pkey, named.account, named.contract, strat)  # type: ignore[union-attr]
         if prev is not None:  # a correction: recomputed from every fill of the key
-            fills = state.fills.values()
-            pos = positions.rebuilt(
-                pos,
-                (f for f in fills if f.position_key == key and (not strat or f.strategy_id == strat)),
-                seq,
-            )
-        pos = positions.update(pos, state.orders, seq, reason, coid, working, signed, price, mult)
+            pos = positions.rebuilt(pos, _fills_of(state, key, strat), seq)
+        pos = positions.update(pos, orders, seq, reason, coid, working, signed, price, mult)
         if pos is not before:
             table[pkey] = pos
             changes[("s" if strat else "p", pkey)] = pos
+
+
+def _fills_of(state: State, key: str, strategy: str) -> list[Fill]:
+    """The fills of a position key (of one strategy when given), in the order they came."""
+    if strategy:
+        return [f for f in state.fills.values() if f.position_key == key and f.strategy_id == strategy]
+    return [f for f in state.fills.values() if f.position_key == key]
 
 
 def add_amounts(state: State, account: str, seq: int, changes: Changes, **amounts: float) -> None:

@@ -112,6 +112,8 @@ class Handlers:
         """Why commands are refused right now (`not_ready`), or None: they need a connected,
         reconciled IB session (the order would otherwise be logged, then fail to send)."""
         state = self.pipeline.state
+        if self.pipeline.failure is not None:
+            return f"the journal failed ({self.pipeline.failure}): nothing more can be recorded"
         if self.broker is None:
             return "start-up reconciliation has not finished; retry"
         if not self.accepting:

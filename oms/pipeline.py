@@ -10,14 +10,18 @@ group commit makes it survive power loss a few milliseconds later).
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
 
+from events.journal_errors import JournalError
 from events.schema import Envelope, Event, ExecutionReported
 from oms.fold import step
 from oms.publisher import Publisher
 from oms.state import Changed, State
+
+log = logging.getLogger(__name__)
 
 
 class Journal(Protocol):
@@ -56,10 +60,15 @@ class Pipeline:
         self._sync_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal-sync")
         self._syncing: asyncio.Future[int] | None = None
         self.appended = 0
+        self.failure: str | None = None  # set when the journal fails
 
     def append(self, event: Event) -> Envelope:
         """Log, fold, and queue for publishing. The adapter's sink."""
-        env = self.journal.append(event)
+        try:
+            env = self.journal.append(event)
+        except JournalError as exc:
+            self._failed(exc)
+            raise
         self.state, changes = step(self.state, env)
         if type(event) is ExecutionReported:
             self.last_prices[event.contract.symbol] = event.price
@@ -78,7 +87,11 @@ class Pipeline:
         self._scheduled = False
         if not self._pending:
             return
-        self.journal.flush()
+        try:
+            self.journal.flush()
+        except JournalError as exc:
+            self._failed(exc)
+            raise
         pending, self._pending = self._pending, []
         self.publisher.publish_batch(pending)
 
@@ -97,8 +110,16 @@ class Pipeline:
                 self._syncing.add_done_callback(self._synced)
             await asyncio.shield(self._syncing)
 
-    def _synced(self, _: asyncio.Future[int]) -> None:
+    def _synced(self, future: asyncio.Future[int]) -> None:
         self._syncing = None
+        if not future.cancelled() and isinstance(future.exception(), JournalError):
+            self._failed(future.exception())  # type: ignore[arg-type]
+
+    def _failed(self, exc: BaseException) -> None:
+        """The journal cannot record any more: say so once, loudly; commands are refused from now on."""
+        if self.failure is None:
+            self.failure = f"{type(exc).__name__}: {exc}"
+            log.critical("journal failed, commands are refused from now on: %s", self.failure)
 
     def close(self) -> None:
         self._sync_thread.shutdown(wait=True)

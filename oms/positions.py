@@ -79,17 +79,26 @@ def update(
     members = pos.orders
     if coid and (coid in members) != working:
         members = (*members, coid) if working else tuple(c for c in members if c != coid)
-    qty, avg, realized = pos.quantity, pos.avg_price, pos.realized_pnl
+    if not signed:  # the common case (an order came, went or changed status): only the status may move
+        status = _status(pos.quantity, members, orders)
+        if status == pos.status:
+            return pos if members is pos.orders else replace(pos, orders=members, updated_seq=seq)
+        if status == "closed":
+            return replace(pos, status=status, close_reason=reason, closed_seq=seq, orders=members, updated_seq=seq)
+        if pos.status == "closed":
+            return replace(
+                pos, status=status, lifecycle=pos.lifecycle + 1, opened_seq=seq, orders=members, updated_seq=seq
+            )
+        return replace(pos, status=status, orders=members, updated_seq=seq)
+    old = pos.quantity
+    qty, avg, realized = _trade(old, pos.avg_price, pos.realized_pnl, signed, price, mult)
     status: str = pos.status
     close_reason, closed_seq = pos.close_reason, pos.closed_seq
     lifecycle, opened_seq = pos.lifecycle, pos.opened_seq
-    if signed:
-        old = qty
-        qty, avg, realized = _trade(old, avg, realized, signed, price, mult)
-        if old and not qty:
-            status, close_reason, closed_seq = "closed", "flat", seq
-        elif old and (qty > 0) != (old > 0):
-            close_reason, closed_seq, lifecycle, opened_seq = "flipped", seq, lifecycle + 1, seq
+    if old and not qty:
+        status, close_reason, closed_seq = "closed", "flat", seq
+    elif old and (qty > 0) != (old > 0):
+        close_reason, closed_seq, lifecycle, opened_seq = "flipped", seq, lifecycle + 1, seq
     new_status = _status(qty, members, orders)
     if new_status != status:
         if new_status == "closed":
@@ -97,8 +106,6 @@ def update(
         elif status == "closed":
             lifecycle, opened_seq = lifecycle + 1, seq
         status = new_status
-    elif not signed and members is pos.orders and status == pos.status:
-        return pos
     return replace(
         pos, quantity=qty, avg_price=avg, realized_pnl=realized, status=status, close_reason=close_reason,
         closed_seq=closed_seq, lifecycle=lifecycle, opened_seq=opened_seq, orders=members, updated_seq=seq,

@@ -169,11 +169,12 @@ class Service:
             with contextlib.suppress(Exception):
                 await self.broker.disconnect()
         if hasattr(self, "pipeline"):
-            self.pipeline.drain()
             await asyncio.gather(*self._snapshot_writes, return_exceptions=True)
             self.pipeline.close()
-            self.journal.sync()
-            self.write_snapshot()
+            if self.pipeline.failure is None:  # a failed journal has nothing more to flush or snapshot
+                self.pipeline.drain()
+                self.journal.sync()
+                self.write_snapshot()
         if hasattr(self, "journal"):
             self.journal.close()
         for closable in ("router", "publisher"):

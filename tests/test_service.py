@@ -239,3 +239,18 @@ def test_periodic_snapshots_and_torn_tail_recovery_on_restart(tmp_path: Path) ->
         live = state_of(service)
         assert live.orders["snap-1"].status == "filled"
         assert fold(JournalReader(tmp_path / "journal").read()) == live
+
+
+def test_a_failed_journal_refuses_commands_but_keeps_answering(tmp_path: Path) -> None:
+    with running(tmp_path) as service:
+        wire = Wire(service.endpoints.router)
+        inner = service.service
+        assert inner is not None
+        service.call(inner.journal.close)  # as if the disk had failed: nothing more can be written
+        first = wire.request(place(client_order_id="after-failure"))
+        assert first["error"]["code"] == "internal"
+        second = wire.request(place(client_order_id="after-failure-2"))
+        assert second["error"]["code"] == "not_ready" and "journal failed" in second["error"]["message"]
+        assert wire.ok({"op": "ping"})["ready"] is False
+        assert "after-failure" not in state_of(service).orders
+        wire.close()

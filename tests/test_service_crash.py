@@ -118,3 +118,31 @@ def test_sigterm_writes_snapshot_and_exits_zero(tmp_path: Path, sim: TwsSimulato
     assert snapshot is not None and snapshot[0] == last
     assert decode_state(snapshot[1]) == fold(JournalReader(tmp_path / "journal").read())
     assert oct(os.stat(next((tmp_path / "journal" / "snapshots").iterdir())).st_mode & 0o777) == "0o600"
+
+
+def test_oms_run_defaults_to_embedded_simulator_and_oms_data_in_cwd(tmp_path: Path) -> None:
+    endpoints_file = tmp_path / "oms-data" / ENDPOINTS_FILE
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "oms", "run", "--pub", "tcp://127.0.0.1:0", "--router", "tcp://127.0.0.1:0"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={k: v for k, v in os.environ.items() if not k.startswith("IBKR_")},
+    )
+    try:
+        wait_until(lambda: endpoints_file.exists() or proc.poll() is not None, timeout=30, what="endpoints")
+        endpoints = msgspec.json.decode(endpoints_file.read_bytes(), type=Endpoints)
+        wire = Wire(endpoints.router, endpoints.pub)
+        wait_until(lambda: wire.ok({"op": "ping"})["ready"], timeout=30, what="ready")
+        wire.ok(place(client_order_id="default-run"))
+        wire.wait_order("default-run", "filled")
+        wire.close()
+        assert (tmp_path / "oms-data" / "sim").is_dir()
+    finally:
+        assert stop_process(proc, signal.SIGTERM) == 0
+    out = proc.stdout.read().decode() if proc.stdout else ""
+    assert (
+        f"PUB     {endpoints.pub}" in out
+        and f"ROUTER  {endpoints.router}" in out
+        and "IB      127.0.0.1:" in out
+    )

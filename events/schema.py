@@ -49,7 +49,7 @@ class Event(Struct, frozen=True, tag_field="kind", kw_only=True, omit_defaults=T
 # Intents: what a client asked for, logged (and made durable) before anything reaches IB.
 
 
-class OrderRequested(Event, tag="order_requested"):
+class OrderRequested(Event, frozen=True, tag="order_requested"):
     client_order_id: str
     strategy_id: str
     account: str
@@ -65,19 +65,19 @@ class OrderRequested(Event, tag="order_requested"):
     transmit: bool = True
 
 
-class ModifyRequested(Event, tag="modify_requested"):
+class ModifyRequested(Event, frozen=True, tag="modify_requested"):
     client_order_id: str
     quantity: float | None = None
     limit_price: float | None = None
     stop_price: float | None = None
 
 
-class CancelRequested(Event, tag="cancel_requested"):
+class CancelRequested(Event, frozen=True, tag="cancel_requested"):
     client_order_id: str
     reason: str = ""
 
 
-class OrderDenied(Event, tag="order_denied"):
+class OrderDenied(Event, frozen=True, tag="order_denied"):
     """Refused by a validation or risk check before it reached IB."""
 
     client_order_id: str
@@ -87,7 +87,7 @@ class OrderDenied(Event, tag="order_denied"):
     request: OrderRequested | None = None
 
 
-class OrderSent(Event, tag="order_sent"):
+class OrderSent(Event, frozen=True, tag="order_sent"):
     """The adapter handed the order to IB under this (clientId, orderId); joins IB's ids to ours."""
 
     client_order_id: str
@@ -99,7 +99,7 @@ class OrderSent(Event, tag="order_sent"):
 # Broker facts: one kind per IB callback, with every identifier IB gave.
 
 
-class OrderStatusReported(Event, tag="order_status"):
+class OrderStatusReported(Event, frozen=True, tag="order_status"):
     order_id: int
     perm_id: int
     client_id: int
@@ -113,7 +113,7 @@ class OrderStatusReported(Event, tag="order_status"):
     mkt_cap_price: float = 0.0
 
 
-class OpenOrderReported(Event, tag="open_order"):
+class OpenOrderReported(Event, frozen=True, tag="open_order"):
     """An openOrder callback: also for orders this service did not place (TWS, other clientIds)."""
 
     order_id: int
@@ -137,7 +137,7 @@ class OpenOrderReported(Event, tag="open_order"):
     completed: bool = False
 
 
-class ExecutionReported(Event, tag="execution"):
+class ExecutionReported(Event, frozen=True, tag="execution"):
     exec_id: str
     order_id: int
     perm_id: int
@@ -158,28 +158,28 @@ class ExecutionReported(Event, tag="execution"):
     req_id: int = -1  # -1 live; a reqExecutions request id when it came from a sync
 
 
-class CommissionReported(Event, tag="commission"):
+class CommissionReported(Event, frozen=True, tag="commission"):
     exec_id: str
     commission: float
     currency: str
     realized_pnl: float | None = None  # None where IB sent its "unset" value
 
 
-class PositionReported(Event, tag="position"):
+class PositionReported(Event, frozen=True, tag="position"):
     account: str
     contract: Contract
     position: float
     avg_cost: float
 
 
-class AccountValueReported(Event, tag="account_value"):
+class AccountValueReported(Event, frozen=True, tag="account_value"):
     account: str
     key: str
     value: str
     currency: str = ""
 
 
-class BrokerError(Event, tag="error"):
+class BrokerError(Event, frozen=True, tag="error"):
     req_id: int
     code: int
     message: str
@@ -187,7 +187,7 @@ class BrokerError(Event, tag="error"):
     advanced_reject: str = ""
 
 
-class ConnectionChanged(Event, tag="connection"):
+class ConnectionChanged(Event, frozen=True, tag="connection"):
     state: ConnectionState
     host: str = ""
     port: int = 0
@@ -201,17 +201,17 @@ class ConnectionChanged(Event, tag="connection"):
 # Service facts.
 
 
-class SessionStarted(Event, tag="session_started"):
+class SessionStarted(Event, frozen=True, tag="session_started"):
     version: str
     config_digest: str
     schema_version: int = SCHEMA_VERSION
 
 
-class ReconciliationStarted(Event, tag="reconciliation_started"):
+class ReconciliationStarted(Event, frozen=True, tag="reconciliation_started"):
     reason: str
 
 
-class ReconciliationFinished(Event, tag="reconciliation_finished"):
+class ReconciliationFinished(Event, frozen=True, tag="reconciliation_finished"):
     orders: int = 0
     executions: int = 0
     positions: int = 0
@@ -220,7 +220,7 @@ class ReconciliationFinished(Event, tag="reconciliation_finished"):
     detail: str = ""
 
 
-class PositionMismatch(Event, tag="position_mismatch"):
+class PositionMismatch(Event, frozen=True, tag="position_mismatch"):
     """IB's position disagrees with the folded one: recorded, never applied."""
 
     account: str
@@ -230,12 +230,12 @@ class PositionMismatch(Event, tag="position_mismatch"):
     broker_avg_cost: float = 0.0
 
 
-class KillSwitchChanged(Event, tag="kill_switch"):
+class KillSwitchChanged(Event, frozen=True, tag="kill_switch"):
     engaged: bool
     reason: str = ""
 
 
-class UnknownEvent(Event, tag="unknown"):
+class UnknownEvent(Event, frozen=True, tag="unknown"):
     """A kind this code does not know (written by a newer version): kept verbatim, folded as a no-op.
 
     The codec writes `raw` back unchanged, so re-publishing or re-archiving never loses it."""

@@ -59,6 +59,16 @@ def learn(state: State, order: Order, contract: Contract, seq: int, changes: Cha
     return order
 
 
+_CONTRACTS: dict[Contract, Contract] = {}
+
+
+def shared_contract(contract: Contract) -> Contract:
+    """One object per distinct contract value, like `sys.intern` for strings: the orders of an instrument
+    share it instead of holding a decoded copy each (memory). Contracts are frozen and compared by value,
+    so sharing is invisible; the table grows with the instruments traded, not with the orders."""
+    return _CONTRACTS.setdefault(contract, contract)
+
+
 def name_instrument(state: State, contract: Contract, con_id: int, seq: int, changes: Changes) -> None:
     """Remember the conId of the symbol `contract` names, moving positions keyed by that symbol to it."""
     sym = positions.symbol_key(contract)
@@ -124,7 +134,10 @@ def _touch(state: State, key: str, order: Order, seq: int, changes: Changes, mem
         signed = fill.shares if fill.side == "BUY" else -fill.shares
         price, mult = fill.price, positions.multiplier(fill.contract)
     orders = state.orders
-    for table, pkey, strat in ((state.positions, key, ""), (state.strategy_positions, f"{strategy}|{key}", strategy)):
+    for table, pkey, strat in (
+        (state.positions, key, ""),
+        (state.strategy_positions, f"{strategy}|{key}", strategy),
+    ):
         pos = before = table.get(pkey)
         if pos is None:
             if fill is None and not working:
@@ -146,10 +159,18 @@ def _fills_of(state: State, key: str, strategy: str) -> list[Fill]:
     return [f for f in state.fills.values() if f.position_key == key]
 
 
-def add_amounts(state: State, account: str, seq: int, changes: Changes, **amounts: float) -> None:
+def add_amounts(
+    state: State,
+    account: str,
+    seq: int,
+    changes: Changes,
+    commission: float,
+    realized: float,
+    broker_realized: float,
+) -> None:
     """Commissions and realized P&L (deltas) into the account, recorded as a change when any."""
     old = state.accounts.get(account)
-    new = accounts.with_amounts(old, account, seq, **amounts)
+    new = accounts.with_amounts(old, account, seq, commission, realized, broker_realized)
     if new is not old:
         state.accounts[account] = new
         changes[("a", account)] = new

@@ -15,6 +15,7 @@ type. Joins and the shared bookkeeping are in `oms.bookkeeping`, fills and commi
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from sys import intern
 from typing import Any
 
 from msgspec.structs import replace
@@ -48,9 +49,11 @@ def fold(envs: Iterable[Envelope], state: State | None = None) -> State:
         state = initial_state()
     handlers = _HANDLERS
     changes: Changes = {}  # nobody reads them here: one dict, cleared
+    env: Envelope | None = None
     for env in envs:
         handlers[type(env.event)](state, env.event, env.seq, env.ts, changes)
         changes.clear()
+    if env is not None:  # no handler reads them: set once, for the last event
         state.seq = env.seq
         state.ts = env.ts
     return state
@@ -82,14 +85,14 @@ def copy_state(state: State) -> State:
 def _on_requested(state: State, ev: ev_.OrderRequested, seq: int, ts: int, changes: Changes) -> None:
     if ev.client_order_id in state.orders:  # a duplicate id never makes a second order
         return
-    order = orders.requested(ev, seq, ts)
-    con_id = ev.contract.con_id
-    if con_id:
-        bookkeeping.name_instrument(state, ev.contract, con_id, seq, changes)
+    contract = ev.contract
+    if contract.con_id:
+        bookkeeping.name_instrument(state, contract, contract.con_id, seq, changes)
     else:
-        con_id = state.con_ids.get(positions.symbol_key(ev.contract), 0)
+        con_id = state.con_ids.get(positions.symbol_key(contract), 0)
         if con_id:  # IB has already named this symbol
-            order = replace(order, contract=replace(ev.contract, con_id=con_id))
+            contract = replace(contract, con_id=con_id)
+    order = orders.requested(ev, bookkeeping.shared_contract(contract), seq, ts)
     bookkeeping.put(state, None, order, seq, changes)
 
 
@@ -120,7 +123,7 @@ def _on_denied(state: State, ev: ev_.OrderDenied, seq: int, ts: int, changes: Ch
             side="BUY",
             quantity=0.0,
         )
-        order = orders.requested(req, seq, ts)
+        order = orders.requested(req, req.contract, seq, ts)
         bookkeeping.put(
             state,
             None,
@@ -138,7 +141,7 @@ def _on_sent(state: State, ev: ev_.OrderSent, seq: int, ts: int, changes: Change
     order = state.orders.get(ev.client_order_id)
     if order is None:
         return
-    state.order_ids[f"{ev.client_id}:{ev.order_id}"] = ev.client_order_id  # this session's binding wins
+    state.order_ids[f"{ev.client_id}:{ev.order_id}"] = order.client_order_id  # this session's binding wins
     if (order.order_id, order.client_id) != (ev.order_id, ev.client_id):
         new = replace(order, order_id=ev.order_id, client_id=ev.client_id, updated_seq=seq, updated_ts=ts)
         bookkeeping.put(state, order, new, seq, changes)
@@ -162,7 +165,7 @@ def _on_status(state: State, ev: ev_.OrderStatusReported, seq: int, ts: int, cha
         order = orders.triggered(order, trigger, seq, ts)
     if order.broker_filled != ev.filled or order.broker_status != ev.status:
         order = replace(
-            order, broker_filled=ev.filled, broker_status=ev.status, updated_seq=seq, updated_ts=ts
+            order, broker_filled=ev.filled, broker_status=intern(ev.status), updated_seq=seq, updated_ts=ts
         )
     bookkeeping.put(state, old, order, seq, changes)
 
@@ -170,11 +173,10 @@ def _on_status(state: State, ev: ev_.OrderStatusReported, seq: int, ts: int, cha
 def _on_open_order(state: State, ev: ev_.OpenOrderReported, seq: int, ts: int, changes: Changes) -> None:
     """IB's view of the order; its quantity and prices are what is working, so they acknowledge a modify."""
     coid = bookkeeping.resolve(state, ev.order_id, ev.perm_id, ev.client_id, ev.order_ref)
-    side = orders.ib_side(ev.side)
     if coid is None:
         old = None
         coid = orders.external_id(ev.client_id, ev.order_id, ev.perm_id)
-        order = orders.external(coid, ev.account, ev.contract, side, ev.quantity, seq, ts)
+        order = orders.external(coid, ev.account, ev.contract, orders.ib_side(ev.side), ev.quantity, seq, ts)
         order = replace(
             order,
             order_type=ev.order_type,
@@ -186,7 +188,7 @@ def _on_open_order(state: State, ev: ev_.OpenOrderReported, seq: int, ts: int, c
     else:
         order = old = state.orders[coid]
         if order.external and not order.account:
-            order = replace(order, account=ev.account, side=side, order_type=ev.order_type)
+            order = replace(order, account=ev.account, side=orders.ib_side(ev.side), order_type=ev.order_type)
     order = bookkeeping.bind(state, order, ev.order_id, ev.perm_id, ev.client_id)
     order = bookkeeping.learn(state, order, ev.contract, seq, changes, old is None)
     if order.status in TERMINAL:  # a terminal order changes only by executions

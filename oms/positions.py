@@ -78,16 +78,27 @@ def update(
     opens at once) or, without a fill, with `reason` (the status of the order that ended)."""
     members = pos.orders
     if coid and (coid in members) != working:
-        members = (*members, coid) if working else tuple(c for c in members if c != coid)
+        if working:
+            members = (*members, coid)
+        else:
+            i = members.index(coid)
+            members = members[:i] + members[i + 1 :]
     if not signed:  # the common case (an order came, went or changed status): only the status may move
         status = _status(pos.quantity, members, orders)
         if status == pos.status:
             return pos if members is pos.orders else replace(pos, orders=members, updated_seq=seq)
         if status == "closed":
-            return replace(pos, status=status, close_reason=reason, closed_seq=seq, orders=members, updated_seq=seq)
+            return replace(
+                pos, status=status, close_reason=reason, closed_seq=seq, orders=members, updated_seq=seq
+            )
         if pos.status == "closed":
             return replace(
-                pos, status=status, lifecycle=pos.lifecycle + 1, opened_seq=seq, orders=members, updated_seq=seq
+                pos,
+                status=status,
+                lifecycle=pos.lifecycle + 1,
+                opened_seq=seq,
+                orders=members,
+                updated_seq=seq,
             )
         return replace(pos, status=status, orders=members, updated_seq=seq)
     old = pos.quantity

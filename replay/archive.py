@@ -25,9 +25,12 @@ from oms.state import Account, Order, Position, Removed, State, initial_state
 from replay.links import Linker
 from replay.private import make_private, private_umask
 from replay.schema_sql import (
+    FORMAT,
+    INDEXES,
     INSERT_CHANGES,
     INSERT_EVENTS,
     INSERT_ORDER_EVENTS,
+    META,
     REPLACE_CURRENT,
     TABLES,
     VIEWS,
@@ -99,6 +102,7 @@ def archive_journal(
     with private_umask():
         con = duckdb.connect(str(archive_path))
         try:
+            _check_format(con)
             con.execute(TABLES)
             con.execute(VIEWS)
             archived, blob = _archived(con)
@@ -124,6 +128,7 @@ def archive_journal(
                 if loading is not None:
                     loading.result()
             if imported:
+                con.execute(INDEXES)
                 _replace_current(con, state)
                 con.execute("DELETE FROM archive_state")
                 con.execute("INSERT INTO archive_state VALUES (?, ?)", [state.seq, encode_state(state)])
@@ -134,6 +139,21 @@ def archive_journal(
     make_private(archive_path)
     first = archived + 1 if imported else 0
     return ArchiveReport(str(archive_path), imported, first, archived + imported, _torn_note(source))
+
+
+def _check_format(con: Any) -> None:
+    """A new archive gets this code's format; an existing one must have it (else its columns differ)."""
+    con.execute(META)
+    row = con.execute("SELECT format FROM archive_format").fetchone()
+    if row is None:
+        if con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'events'").fetchone()[0]:
+            raise ArchiveMismatch("this DuckDB file holds an events table but is not an oms archive")
+        con.execute("INSERT INTO archive_format VALUES (?)", [FORMAT])
+    elif row[0] != FORMAT:
+        raise ArchiveMismatch(
+            f"archive format {row[0]} was written by another version of oms (this one writes {FORMAT}): "
+            "archive into a new file"
+        )
 
 
 def _archived(con: Any) -> tuple[int, bytes | None]:

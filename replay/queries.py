@@ -58,10 +58,9 @@ def find_orders(con: Any, ident: str) -> list[str]:
     return [row[0] for row in con.execute(FIND_ORDERS, {"ident": ident}).fetchall()]
 
 
-def order_timeline(con: Any, client_order_id: str, *, with_state: bool = False) -> Result:
-    """seq, ts, kind, status, filled, event (and the order's full state after it, if asked)."""
-    columns = "*" if with_state else "* EXCLUDE (state)"
-    return run(con, f"SELECT {columns} FROM order_timeline($key)", {"key": client_order_id})  # noqa: S608
+def order_timeline(con: Any, client_order_id: str) -> Result:
+    """seq, ts, kind, the order's status, filled, avg_fill_price, remaining after it, the event."""
+    return run(con, "SELECT * FROM order_timeline($key)", {"key": client_order_id})
 
 
 def export_parquet(con: Any, sql: str, out: Path) -> None:

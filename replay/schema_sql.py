@@ -12,6 +12,8 @@ Every statement here is built from constants of this module and the Structs' fie
 
 from __future__ import annotations
 
+import hashlib
+
 from oms.state import Account, Fill, Order, Position
 from replay.sqlgen import ddl, select_list, transform
 
@@ -38,17 +40,27 @@ CREATE TABLE IF NOT EXISTS events (
     event JSON NOT NULL             -- the event as logged (fields at their default are omitted)
 );
 CREATE TABLE IF NOT EXISTS order_events (seq BIGINT NOT NULL, order_key VARCHAR NOT NULL);
-CREATE TABLE IF NOT EXISTS order_states ({_AT}, {ddl(Order)}, state JSON);
-CREATE TABLE IF NOT EXISTS position_states ({_AT}, {ddl(Position)}, state JSON);
+CREATE TABLE IF NOT EXISTS order_states ({_AT}, {ddl(Order)});
+CREATE TABLE IF NOT EXISTS position_states ({_AT}, {ddl(Position)});
 CREATE TABLE IF NOT EXISTS position_moves ({_AT}, key VARCHAR, moved_to VARCHAR);
-CREATE TABLE IF NOT EXISTS account_states ({_AT}, {ddl(Account)}, state JSON);
-CREATE TABLE IF NOT EXISTS orders ({ddl(Order)}, state JSON);
-CREATE TABLE IF NOT EXISTS positions ({ddl(Position)}, state JSON);
-CREATE TABLE IF NOT EXISTS strategy_positions ({ddl(Position)}, state JSON);
-CREATE TABLE IF NOT EXISTS fills ({ddl(Fill)}, state JSON);
-CREATE TABLE IF NOT EXISTS accounts ({ddl(Account)}, state JSON);
+CREATE TABLE IF NOT EXISTS account_states ({_AT}, {ddl(Account)});
+CREATE TABLE IF NOT EXISTS orders ({ddl(Order)});
+CREATE TABLE IF NOT EXISTS positions ({ddl(Position)});
+CREATE TABLE IF NOT EXISTS strategy_positions ({ddl(Position)});
+CREATE TABLE IF NOT EXISTS fills ({ddl(Fill)});
+CREATE TABLE IF NOT EXISTS accounts ({ddl(Account)});
 CREATE TABLE IF NOT EXISTS archive_state (seq BIGINT NOT NULL, state BLOB NOT NULL);
 """
+
+# Point lookups of one order (its timeline) use these; built once, then kept up to date by DuckDB.
+INDEXES = """
+CREATE INDEX IF NOT EXISTS order_events_by_order ON order_events (order_key);
+CREATE INDEX IF NOT EXISTS order_states_by_order ON order_states (client_order_id);
+"""
+
+# An archive is continued only by code with the same tables (entity columns follow oms/state.py).
+FORMAT = hashlib.sha256(TABLES.encode()).hexdigest()[:16]
+META = "CREATE TABLE IF NOT EXISTS archive_format (format VARCHAR NOT NULL)"
 
 # Typed identifier columns are cut out of each batch's JSON by DuckDB, one parse per event.
 _EVENT_IDS = (
@@ -70,7 +82,7 @@ FROM (SELECT *, json_transform(event, '{_EVENT_IDS}') AS j FROM batch)
 
 def _history(table: str, struct: type, entities: str) -> str:
     return (
-        f"INSERT INTO {table} SELECT seq, make_timestamp(ts_ns // 1000), {select_list(struct)}, state "
+        f"INSERT INTO {table} SELECT seq, make_timestamp(ts_ns // 1000), {select_list(struct)} "
         f"FROM (SELECT seq, ts_ns, state, {transform(struct)} FROM changes_batch "
         f"WHERE entity IN ({entities}));"
     )
@@ -90,7 +102,7 @@ INSERT_ORDER_EVENTS = "INSERT INTO order_events SELECT seq, order_key FROM links
 
 def _current(table: str, struct: type, entity: str) -> str:
     return (
-        f"DELETE FROM {table}; INSERT INTO {table} SELECT {select_list(struct)}, state "
+        f"DELETE FROM {table}; INSERT INTO {table} SELECT {select_list(struct)} "
         f"FROM (SELECT state, {transform(struct)} FROM current_batch WHERE entity = '{entity}');"
     )
 
@@ -141,10 +153,10 @@ QUALIFY row_number() OVER (PARTITION BY client_order_id ORDER BY seq DESC) = 1;
 
 -- One order's events, each with the order as the fold left it after it (key: its client order id).
 CREATE OR REPLACE MACRO order_timeline(key) AS TABLE
-SELECT e.seq, e.ts, e.kind, s.status, s.filled, s.avg_fill_price, s.remaining, e.event, s.state
+SELECT e.seq, e.ts, e.kind, s.status, s.filled, s.avg_fill_price, s.remaining, e.event
 FROM (SELECT seq FROM order_events WHERE order_key = key) l
 JOIN events e ON e.seq = l.seq
-ASOF LEFT JOIN (SELECT seq AS at_seq, status, filled, avg_fill_price, remaining, state
+ASOF LEFT JOIN (SELECT seq AS at_seq, status, filled, avg_fill_price, remaining
                 FROM order_states WHERE client_order_id = key) s ON s.at_seq <= l.seq
 ORDER BY e.seq;
 """

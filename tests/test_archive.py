@@ -244,3 +244,16 @@ def test_an_event_of_a_newer_kind_is_archived_verbatim_and_read_back(tmp_path: P
         con.close()
     assert row == [("margin_call", "DU1", '{"kind":"margin_call","account":"DU1","amount":12.5}')]
     assert list(ArchiveSource(tmp_path / "a.duckdb").read()) == list(JournalReader(tmp_path / "j").read())
+
+
+def test_an_archive_of_another_format_or_a_foreign_duckdb_file_is_refused(tmp_path: Path) -> None:
+    write_journal(tmp_path / "j", explicit_events())
+    archive_journal(tmp_path / "j", tmp_path / "a.duckdb")
+    with duckdb.connect(str(tmp_path / "a.duckdb")) as con:
+        con.execute("UPDATE archive_format SET format = 'older'")
+    with pytest.raises(ArchiveMismatch, match="another version"):
+        archive_journal(tmp_path / "j", tmp_path / "a.duckdb")
+    with duckdb.connect(str(tmp_path / "foreign.duckdb")) as con:
+        con.execute("CREATE TABLE events (id INTEGER)")
+    with pytest.raises(ArchiveMismatch, match="not an oms archive"):
+        archive_journal(tmp_path / "j", tmp_path / "foreign.duckdb")

@@ -1,8 +1,8 @@
 """Run every `bench/bench_*.py` (or the ones named) and print their figures.
 
-    python -m bench            full sizes
-    python -m bench --short    CI's quick report
-    python -m bench journal    only bench_journal.py
+python -m bench            full sizes
+python -m bench --short    CI's quick report
+python -m bench journal    only bench_journal.py
 """
 
 from __future__ import annotations
@@ -21,7 +21,9 @@ def main() -> int:
     parser.add_argument("names", nargs="*", help="benchmark names (bench_NAME.py); default all")
     parser.add_argument("--short", action="store_true", help="small sizes, for a quick report")
     args = parser.parse_args()
-    found = sorted(m.name[len("bench_") :] for m in pkgutil.iter_modules(bench.__path__) if m.name.startswith("bench_"))
+    found = sorted(
+        m.name[len("bench_") :] for m in pkgutil.iter_modules(bench.__path__) if m.name.startswith("bench_")
+    )
     unknown = set(args.names) - set(found)
     if unknown:
         parser.error(f"unknown benchmark(s) {sorted(unknown)}; known: {found}")

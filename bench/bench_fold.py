@@ -1,9 +1,10 @@
 """Fold throughput, decode+fold throughput and the memory of a large state, beside baselines.
 
 A synthetic session, 8 events per order as IB sends them for a filled limit order (request, sent,
-openOrder, Submitted, execution, commission, Filled, a second openOrder), over 50 instruments so
-positions open, close and flip. Baselines measured in the same run: a bare loop doing one dict lookup
-per event, and msgspec decoding alone.
+openOrder, Submitted, execution, commission, Filled, a second openOrder: the shape of the real TWS
+capture of a filled order, which has one more openOrder), over 50 instruments so positions open, close
+and flip. Baselines measured in the same run: a bare loop doing one dict lookup per event, and
+msgspec decoding alone.
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ from events.schema import (
     OrderStatusReported,
     Side,
 )
-from oms.fold import fold
+from oms.fold import fold, step
+from oms.state import initial_state
 
 CLIENT_ID = 7
 
@@ -156,9 +158,15 @@ def main(short: bool) -> None:
         for r in raws:
             decode(r)
 
+    def stepped() -> None:  # the service's path: one step per event, its changes returned
+        state = initial_state()
+        for e in envs:
+            state, _ = step(state, e)
+
     rows = [
         ("baseline: dict lookup per event", _best(bare, repeat)),
         ("fold (decoded envelopes)", _best(lambda: fold(envs), repeat)),
+        ("step per event (with its changes)", _best(stepped, repeat)),
         ("baseline: msgspec decode only", _best(decode_only, repeat)),
         ("decode + fold (msgpack bytes)", _best(lambda: fold(decode(r) for r in raws), repeat)),
     ]

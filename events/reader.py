@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import contextlib
 import os
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Generator, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -74,22 +75,27 @@ class JournalReader:
     ) -> Iterator[Envelope]:
         """Every event from `from_seq` on, following the writer across segments, until `stop()` is true
         (checked whenever the reader has caught up)."""
-        cursor = _Cursor(self.directory, from_seq)
-        try:
-            while not stop():
-                caught_up = True
-                for _, view in cursor.drain():
-                    caught_up = False
-                    yield decode(view)
-                if caught_up:
+        with contextlib.closing(self._follow(from_seq, stop)) as events:
+            for env in events:
+                if env is None:
                     time.sleep(poll_s)
-        finally:
-            cursor.close()
+                else:
+                    yield env
 
     async def tail_async(
         self, from_seq: int = 1, *, poll_s: float = 0.02, stop: Callable[[], bool] = lambda: False
     ) -> AsyncIterator[Envelope]:
         """`tail` for asyncio: `async for env in reader.tail_async(seq)`; end it with `stop` or `break`."""
+        with contextlib.closing(self._follow(from_seq, stop)) as events:
+            for env in events:
+                if env is None:
+                    await asyncio.sleep(poll_s)
+                else:
+                    yield env
+
+    def _follow(self, from_seq: int, stop: Callable[[], bool]) -> Generator[Envelope | None, None, None]:
+        """What `tail` and `tail_async` share: each new event, and None each time the reader has caught
+        up (the caller then waits its own way: a thread sleeps, a coroutine yields to the loop)."""
         cursor = _Cursor(self.directory, from_seq)
         try:
             while not stop():
@@ -98,7 +104,7 @@ class JournalReader:
                     caught_up = False
                     yield decode(view)
                 if caught_up:
-                    await asyncio.sleep(poll_s)
+                    yield None
         finally:
             cursor.close()
 

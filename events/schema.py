@@ -20,7 +20,9 @@ SCHEMA_VERSION = 1
 Side = Literal["BUY", "SELL"]
 OrderType = Literal["MKT", "LMT", "STP", "STP LMT"]
 TimeInForce = Literal["DAY", "GTC", "IOC"]
-ErrorClass = Literal["rejection", "cancel", "cancel_failed", "warning", "connectivity", "information", "error"]
+ErrorClass = Literal[
+    "rejection", "cancel", "cancel_failed", "warning", "connectivity", "information", "error"
+]
 ConnectionState = Literal["connected", "lost", "restored", "restored_data_lost", "disconnected"]
 
 

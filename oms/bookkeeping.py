@@ -8,6 +8,8 @@ then by this session's (clientId, orderId); IB's conId is learned per symbol (do
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from msgspec.structs import replace
 
 from events.schema import Contract
@@ -134,6 +136,7 @@ def _touch(state: State, key: str, order: Order, seq: int, changes: Changes, mem
         signed = fill.shares if fill.side == "BUY" else -fill.shares
         price, mult = fill.price, positions.multiplier(fill.contract)
     orders = state.orders
+    key_fills: Sequence[Fill] = _fills_of(state, key) if prev is not None else ()  # a correction: from these
     for table, pkey, strat in (
         (state.positions, key, ""),
         (state.strategy_positions, f"{strategy}|{key}", strategy),
@@ -144,18 +147,17 @@ def _touch(state: State, key: str, order: Order, seq: int, changes: Changes, mem
                 continue
             named = order if member else fill
             pos = positions.opened(pkey, named.account, named.contract, strat)  # type: ignore[union-attr]
-        if prev is not None:  # a correction: recomputed from every fill of the key
-            pos = positions.rebuilt(pos, _fills_of(state, key, strat), seq)
+        if prev is not None:
+            fills = [f for f in key_fills if f.strategy_id == strat] if strat else key_fills
+            pos = positions.rebuilt(pos, fills, seq)
         pos = positions.update(pos, orders, seq, reason, coid, working, signed, price, mult)
         if pos is not before:
             table[pkey] = pos
             changes[("s" if strat else "p", pkey)] = pos
 
 
-def _fills_of(state: State, key: str, strategy: str) -> list[Fill]:
-    """The fills of a position key (of one strategy when given), in the order they came."""
-    if strategy:
-        return [f for f in state.fills.values() if f.position_key == key and f.strategy_id == strategy]
+def _fills_of(state: State, key: str) -> list[Fill]:
+    """The fills of a position key, in the order they came (one scan of all fills, for a rare correction)."""
     return [f for f in state.fills.values() if f.position_key == key]
 
 

@@ -51,7 +51,8 @@ def fold(envs: Iterable[Envelope], state: State | None = None) -> State:
     changes: Changes = {}  # nobody reads them here: one dict, cleared
     env: Envelope | None = None
     for env in envs:
-        handlers[type(env.event)](state, env.event, env.seq, env.ts, changes)
+        event = env.event
+        handlers[type(event)](state, event, env.seq, env.ts, changes)
         changes.clear()
     if env is not None:  # no handler reads them: set once, for the last event
         state.seq = env.seq
@@ -142,7 +143,7 @@ def _on_sent(state: State, ev: ev_.OrderSent, seq: int, ts: int, changes: Change
     if order is None:
         return
     state.order_ids[f"{ev.client_id}:{ev.order_id}"] = order.client_order_id  # this session's binding wins
-    if (order.order_id, order.client_id) != (ev.order_id, ev.client_id):
+    if order.order_id != ev.order_id or order.client_id != ev.client_id:
         new = replace(order, order_id=ev.order_id, client_id=ev.client_id, updated_seq=seq, updated_ts=ts)
         bookkeeping.put(state, order, new, seq, changes)
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import uuid
 from collections.abc import Callable, Coroutine
 from typing import Any, Protocol
 
@@ -25,8 +24,9 @@ from events.schema import (
     OrderDenied,
     OrderRequested,
 )
-from oms import intake
+from oms import intake, queries
 from oms.config import Config
+from oms.ids import new_client_order_id
 from oms.pipeline import Pipeline
 from oms.protocol import (
     MAX_EVENTS_BATCH,
@@ -43,19 +43,15 @@ from oms.protocol import (
     ModifyRequest,
     OkReply,
     OrdersRequest,
-    OrdersResult,
     PingRequest,
     PingResult,
     PlaceRequest,
     PlaceResult,
     PositionsRequest,
-    PositionsResult,
     Request,
     SnapshotRequest,
-    SnapshotResult,
     op_of,
 )
-from oms.snapshot_codec import encode_state
 from oms.state import Order
 
 log = logging.getLogger(__name__)
@@ -80,10 +76,6 @@ class EventSource(Protocol):
     def read_payloads(self, from_seq: int = 1) -> Any: ...
 
 
-def new_client_order_id(strategy_id: str) -> str:
-    return f"{strategy_id}-{uuid.uuid4().hex[:20]}"
-
-
 class Handlers:
     def __init__(self, pipeline: Pipeline, config: Config, reader: EventSource, version: str) -> None:
         self.pipeline = pipeline
@@ -97,13 +89,13 @@ class Handlers:
         self._placing: dict[str, asyncio.Future[None]] = {}  # client order id -> done once sent (or not)
         self._table: dict[type[Request], Callable[[Any], Coroutine[Any, Any, Any]]] = {
             PingRequest: self.ping,
-            SnapshotRequest: self.snapshot,
+            SnapshotRequest: self.query,
             PlaceRequest: self.place,
             ModifyRequest: self.modify,
             CancelRequest: self.cancel,
             CancelAllRequest: self.cancel_all,
-            OrdersRequest: self.orders,
-            PositionsRequest: self.positions,
+            OrdersRequest: self.query,
+            PositionsRequest: self.query,
             EventsRequest: self.events,
             KillSwitchRequest: self.kill_switch,
         }
@@ -142,16 +134,8 @@ class Handlers:
     async def ping(self, _: PingRequest) -> PingResult:
         return PingResult(ready=self.ready, version=self.version)
 
-    async def snapshot(self, _: SnapshotRequest) -> SnapshotResult:
-        state = self.pipeline.state
-        return SnapshotResult(seq=state.seq, state=msgspec.Raw(encode_state(state)))
-
-    async def orders(self, req: OrdersRequest) -> OrdersResult:
-        return OrdersResult(orders=intake.select_orders(self.pipeline.state, req.strategy_id, req.open_only))
-
-    async def positions(self, req: PositionsRequest) -> PositionsResult:
-        found = intake.select_positions(self.pipeline.state, req.strategy_id, req.open_only)
-        return PositionsResult(positions=found)
+    async def query(self, req: queries.StateQuery) -> queries.StateResult:
+        return queries.answer(self.pipeline.state, req)
 
     async def events(self, req: EventsRequest) -> EventsResult:
         self.pipeline.drain()  # everything logged is readable

@@ -7,7 +7,7 @@ for an existing client order id would read, in the log, as that order being reje
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 
 from msgspec import Struct
 
@@ -203,20 +203,3 @@ def exposure(
 def find_position(state: State, account: str, contract: Contract) -> Position | None:
     """The account position of a contract (keyed like the fold keys it: by conId once known)."""
     return state.positions.get(f"{account}|{instrument_key(contract, state.con_ids)}")
-
-
-def select_orders(state: State, strategy_id: str | None, open_only: bool) -> list[Order]:
-    return [
-        o
-        for o in state.orders.values()
-        if (strategy_id is None or o.strategy_id == strategy_id) and not (open_only and o.status in TERMINAL)
-    ]
-
-
-def select_positions(state: State, strategy_id: str | None, open_only: bool) -> list[Position]:
-    source: Iterable[Position] = (
-        state.positions.values()
-        if strategy_id is None
-        else (p for p in state.strategy_positions.values() if p.strategy_id == strategy_id)
-    )
-    return [p for p in source if not (open_only and p.status == "closed")]

@@ -9,6 +9,7 @@ back to 0 closes the lifecycle ("flat"); one that flips the sign closes it and o
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from functools import cache
 
 from msgspec.structs import replace
 
@@ -17,8 +18,10 @@ from oms.orders import EPS
 from oms.state import Fill, Order, Position, Removed, State
 
 
+@cache
 def symbol_key(c: Contract) -> str:
-    """How an instrument is named before IB has given its conId."""
+    """How an instrument is named before IB has given its conId (memoized: a pure function of a frozen,
+    hashable value, asked for every order requested by symbol)."""
     strike = f"{c.strike:g}" if c.strike else ""
     return ":".join((c.sec_type, c.symbol, c.currency, c.last_trade_date, c.right, strike)).rstrip(":")
 
@@ -84,23 +87,23 @@ def update(
             i = members.index(coid)
             members = members[:i] + members[i + 1 :]
     if not signed:  # the common case (an order came, went or changed status): only the status may move
-        status = _status(pos.quantity, members, orders)
-        if status == pos.status:
+        new_status = _status(pos.quantity, members, orders)
+        if new_status == pos.status:
             return pos if members is pos.orders else replace(pos, orders=members, updated_seq=seq)
-        if status == "closed":
+        if new_status == "closed":
             return replace(
-                pos, status=status, close_reason=reason, closed_seq=seq, orders=members, updated_seq=seq
+                pos, status=new_status, close_reason=reason, closed_seq=seq, orders=members, updated_seq=seq
             )
         if pos.status == "closed":
             return replace(
                 pos,
-                status=status,
+                status=new_status,
                 lifecycle=pos.lifecycle + 1,
                 opened_seq=seq,
                 orders=members,
                 updated_seq=seq,
             )
-        return replace(pos, status=status, orders=members, updated_seq=seq)
+        return replace(pos, status=new_status, orders=members, updated_seq=seq)
     old = pos.quantity
     qty, avg, realized = _trade(old, pos.avg_price, pos.realized_pnl, signed, price, mult)
     status: str = pos.status

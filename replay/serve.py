@@ -14,26 +14,19 @@ import zmq
 
 from events.codec import encode
 from oms import __version__
-from oms.intake import select_orders, select_positions
 from oms.protocol import (
     MAX_EVENTS_BATCH,
     ErrorReply,
     EventsRequest,
     EventsResult,
     OkReply,
-    OrdersRequest,
-    OrdersResult,
     PingRequest,
     PingResult,
-    PositionsRequest,
-    PositionsResult,
     Request,
-    SnapshotRequest,
-    SnapshotResult,
     op_of,
 )
+from oms.queries import STATE_QUERIES, answer
 from oms.router import decode_request, error, split_frames
-from oms.snapshot_codec import encode_state
 from oms.state import State, initial_state
 from replay.source import Source
 
@@ -81,17 +74,12 @@ class ReplayRouter:
         state = self.state
         if isinstance(request, PingRequest):
             return PingResult(ready=True, version=f"{__version__} (replay)")
-        if isinstance(request, SnapshotRequest):
-            return SnapshotResult(seq=state.seq, state=msgspec.Raw(encode_state(state)))
         if isinstance(request, EventsRequest):
             last = min(state.seq, request.from_seq + min(request.limit, MAX_EVENTS_BATCH) - 1)
             batch = [msgspec.Raw(encode(env)) for env in self._source.read(request.from_seq, last)]
             return EventsResult(events=batch, next_seq=request.from_seq + len(batch), last_seq=state.seq)
-        if isinstance(request, OrdersRequest):
-            return OrdersResult(orders=select_orders(state, request.strategy_id, request.open_only))
-        if isinstance(request, PositionsRequest):
-            found = select_positions(state, request.strategy_id, request.open_only)
-            return PositionsResult(positions=found)
+        if isinstance(request, STATE_QUERIES):
+            return answer(state, request)
         return None
 
     def close(self) -> None:

@@ -8,7 +8,8 @@ from pathlib import Path
 import msgspec
 import zmq
 
-from events.schema import AccountValueReported, Contract, Envelope, OrderStatusReported
+from events.codec import decode
+from events.schema import AccountValueReported, Contract, Envelope, OrderStatusReported, UnknownEvent
 from oms.protocol import Heartbeat, Published
 from oms.publisher import Publisher, route_change
 from oms.state import Account, Order, Position
@@ -49,6 +50,35 @@ def test_publish_event_and_changes_with_seq() -> None:
     assert publisher.last_seq == 41
     publisher.close()
     ctx.destroy(linger=0)
+
+
+def test_unknown_event_is_published_verbatim() -> None:
+    """An event kind from a newer writer goes out as it was logged (as the codec writes it back), not as
+    the `UnknownEvent` placeholder this version decodes it to."""
+    ctx = zmq.Context()
+    publisher = Publisher(ctx, "tcp://127.0.0.1:0", 1000, None)
+    sub = ctx.socket(zmq.SUB)
+    sub.subscribe(b"evt.")
+    sub.connect(publisher.endpoint)
+    original = {"kind": "margin_call", "account": "DU1", "amount": 12.5, "legs": [1, 2]}
+    raw = msgspec.msgpack.encode({"seq": 7, "ts": 9, "event": original, "v": 1})
+    env = decode(raw)
+    assert isinstance(env.event, UnknownEvent)
+    wait_until(lambda: _events_wanted(publisher), what="subscription live")
+    publisher.publish(env, ())
+    assert sub.poll(5000)
+    topic, payload = sub.recv_multipart()
+    assert topic == b"evt.margin_call"
+    message = msgspec.msgpack.decode(payload)
+    assert message == {"type": "event", "seq": 7, "ts": 9, "data": original}
+    assert msgspec.msgpack.encode(message["data"]) == env.event.raw
+    publisher.close()
+    ctx.destroy(linger=0)
+
+
+def _events_wanted(publisher: Publisher) -> bool:
+    publisher.refresh_subscriptions()
+    return publisher._wanted["event"]
 
 
 def test_slow_subscriber_does_not_stall_publishing(tmp_path: Path) -> None:

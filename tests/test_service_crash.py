@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import signal
+import stat
 import subprocess
 import sys
 from collections import Counter
@@ -138,6 +139,8 @@ def test_oms_run_defaults_to_embedded_simulator_and_oms_data_in_cwd(tmp_path: Pa
         wire.wait_order("default-run", "filled")
         wire.close()
         assert (tmp_path / "oms-data" / "sim").is_dir()
+        assert stat.S_IMODE((tmp_path / "oms-data").stat().st_mode) == 0o700
+        assert stat.S_IMODE((tmp_path / "oms-data" / "sim").stat().st_mode) == 0o700
     finally:
         assert stop_process(proc, signal.SIGTERM) == 0
     out = proc.stdout.read().decode() if proc.stdout else ""

@@ -7,9 +7,9 @@ The wire contract they speak is docs/protocol.md.
 
 from oms.client.async_client import AsyncClient, OrderDone
 from oms.client.blocking import Client
-from oms.client.ids import new_client_order_id
 from oms.client.transport import CurveKeys, read_endpoints
 from oms.client.wire import ServiceError, ServiceUnavailable
+from oms.ids import new_client_order_id
 
 __all__ = [
     "AsyncClient",

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +24,10 @@ import zmq.asyncio
 
 from events.schema import Contract, OrderType, Side, TimeInForce
 from oms.client.follower import Follower
-from oms.client.ids import new_client_order_id
 from oms.client.notify import EventCallback, Notifier
 from oms.client.transport import CurveKeys, RequestChannel, read_endpoints
 from oms.client.wire import ServiceUnavailable
+from oms.ids import new_client_order_id
 from oms.protocol import (
     CancelAllRequest,
     CancelAllResult,
@@ -46,7 +46,8 @@ from oms.protocol import (
     PositionsRequest,
     PositionsResult,
 )
-from oms.state import TERMINAL, WORKING, Order, Position, State
+from oms.queries import select_orders, select_positions
+from oms.state import TERMINAL, Order, Position, State
 
 
 class OrderDone(Exception):
@@ -168,21 +169,12 @@ class AsyncClient:
         return self.state.orders.get(client_order_id)
 
     def orders(self, strategy_id: str | None = None, open_only: bool = False) -> list[Order]:
-        return [
-            order
-            for order in self.state.orders.values()
-            if (strategy_id is None or order.strategy_id == strategy_id)
-            and (not open_only or order.status in WORKING)
-        ]
+        """What `fetch_orders` would answer, from the followed state (`open_only`: still working)."""
+        return select_orders(self.state, strategy_id, open_only)
 
     def positions(self, strategy_id: str | None = None, open_only: bool = False) -> list[Position]:
         """Account positions, or one strategy's view of them (`open_only`: not closed)."""
-        state = self.state
-        if strategy_id is None:
-            found: Iterable[Position] = state.positions.values()
-        else:
-            found = (p for p in state.strategy_positions.values() if p.strategy_id == strategy_id)
-        return [p for p in found if not open_only or p.status != "closed"]
+        return select_positions(self.state, strategy_id, open_only)
 
     def on_event(self, callback: EventCallback) -> None:
         """`callback(envelope, changes)` for every applied event (changes: the entities it changed)."""

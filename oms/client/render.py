@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Container, Iterable
 from typing import Any
 
 from rich.table import Table
@@ -36,22 +36,34 @@ def _status(status: str) -> str:
     return f"[{style}]{status}[/]" if style else status
 
 
+def _table(title: str, columns: Iterable[str], numeric: Container[str]) -> Table:
+    """A table with its `numeric` columns right-aligned, so their digits line up."""
+    table = Table(title=title, title_justify="left")
+    for column in columns:
+        table.add_column(column, justify="right" if column in numeric else "left")
+    return table
+
+
 def orders_table(orders: Iterable[Order]) -> Table:
-    table = Table(title="orders", title_justify="left")
-    for column in (
-        "client order id",
-        "strategy",
-        "account",
-        "side",
-        "qty",
-        "symbol",
-        "type",
-        "limit",
-        "stop",
-    ):
-        table.add_column(column, justify="right" if column in ("qty", "limit", "stop") else "left")
-    for column in ("status", "filled", "avg price", "order id"):
-        table.add_column(column, justify="left" if column == "status" else "right")
+    table = _table(
+        "orders",
+        (
+            "client order id",
+            "strategy",
+            "account",
+            "side",
+            "qty",
+            "symbol",
+            "type",
+            "limit",
+            "stop",
+            "status",
+            "filled",
+            "avg price",
+            "order id",
+        ),
+        numeric=("qty", "limit", "stop", "filled", "avg price", "order id"),
+    )
     for o in sorted(orders, key=lambda o: o.created_seq):
         table.add_row(
             o.client_order_id,
@@ -72,21 +84,11 @@ def orders_table(orders: Iterable[Order]) -> Table:
 
 
 def positions_table(positions: Iterable[Position]) -> Table:
-    table = Table(title="positions", title_justify="left")
-    for column in (
-        "account",
-        "symbol",
-        "con id",
-        "strategy",
-        "qty",
-        "avg price",
-        "realized",
-        "status",
-        "cycle",
-    ):
-        table.add_column(
-            column, justify="right" if column in ("qty", "avg price", "realized", "cycle") else "left"
-        )
+    table = _table(
+        "positions",
+        ("account", "symbol", "con id", "strategy", "qty", "avg price", "realized", "status", "cycle"),
+        numeric=("qty", "avg price", "realized", "cycle"),
+    )
     for p in sorted(positions, key=lambda p: (p.account, p.contract.symbol, p.strategy_id)):
         table.add_row(
             p.account,

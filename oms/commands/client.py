@@ -44,6 +44,16 @@ def _add_service_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_listing(parser: argparse.ArgumentParser, strategy_help: str, open_help: str) -> None:
+    """`oms orders` and `oms positions`: the same flags over two parts of the state."""
+    parser.add_argument("--strategy", help=strategy_help)
+    parser.add_argument("--open", action="store_true", help=open_help)
+    parser.add_argument("--json", action="store_true", help="a JSON array instead of a table")
+    parser.add_argument("--watch", action="store_true", help="a live table, kept current until Ctrl-C")
+    _add_service_arguments(parser)
+    parser.set_defaults(func=lambda args: _run(args, _list))
+
+
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     formatter = argparse.RawDescriptionHelpFormatter
     order = subparsers.add_parser(
@@ -85,33 +95,28 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     _add_service_arguments(cancel)
     cancel.set_defaults(func=lambda args: _run(args, _cancel))
 
-    orders = subparsers.add_parser(
-        "orders",
-        help="list orders",
-        formatter_class=formatter,
-        epilog="examples:\n  oms orders\n  oms orders --strategy mom --open\n  oms orders --json | jq .\n"
-        "  oms orders --watch                 # a live table",
+    _add_listing(
+        subparsers.add_parser(
+            "orders",
+            help="list orders",
+            formatter_class=formatter,
+            epilog="examples:\n  oms orders\n  oms orders --strategy mom --open\n  oms orders --json | jq .\n"
+            "  oms orders --watch                 # a live table",
+        ),
+        strategy_help="only this strategy's orders",
+        open_help="only working orders",
     )
-    orders.add_argument("--strategy", help="only this strategy's orders")
-    orders.add_argument("--open", action="store_true", help="only working orders")
-    orders.add_argument("--json", action="store_true", help="a JSON array instead of a table")
-    orders.add_argument("--watch", action="store_true", help="a live table, kept current until Ctrl-C")
-    _add_service_arguments(orders)
-    orders.set_defaults(func=lambda args: _run(args, _orders))
-
-    positions = subparsers.add_parser(
-        "positions",
-        help="list positions",
-        formatter_class=formatter,
-        epilog="examples:\n  oms positions\n  oms positions --strategy mom   # one strategy's share\n"
-        "  oms positions --watch          # a live table",
+    _add_listing(
+        subparsers.add_parser(
+            "positions",
+            help="list positions",
+            formatter_class=formatter,
+            epilog="examples:\n  oms positions\n  oms positions --strategy mom   # one strategy's share\n"
+            "  oms positions --watch          # a live table",
+        ),
+        strategy_help="one strategy's view of the positions",
+        open_help="hide closed positions",
     )
-    positions.add_argument("--strategy", help="one strategy's view of the positions")
-    positions.add_argument("--open", action="store_true", help="hide closed positions")
-    positions.add_argument("--json", action="store_true", help="a JSON array instead of a table")
-    positions.add_argument("--watch", action="store_true", help="a live table, kept current until Ctrl-C")
-    _add_service_arguments(positions)
-    positions.set_defaults(func=lambda args: _run(args, _positions))
 
     tail = subparsers.add_parser(
         "tail",
@@ -217,31 +222,26 @@ async def _cancel(args: argparse.Namespace) -> int:
         await client.close()
 
 
-async def _orders(args: argparse.Namespace) -> int:
-    from oms.client.render import orders_table
+async def _list(args: argparse.Namespace) -> int:
+    """`oms orders` / `oms positions`: the service's answer once, or a live table from the followed state."""
+    from oms.client.render import orders_table, positions_table
+
+    orders = args.command == "orders"
+    table: Callable[[list[Any]], Any] = orders_table if orders else positions_table
+
+    def followed(client: AsyncClient) -> Any:
+        rows = client.orders if orders else client.positions
+        return table(rows(args.strategy, args.open))
 
     if args.watch:
-        return await _watch(args, lambda client: orders_table(client.orders(args.strategy, args.open)))
+        return await _watch(args, followed)
     client = await _connect(args, follow=False)
     try:
-        orders = await client.fetch_orders(args.strategy, args.open)
+        fetch = client.fetch_orders if orders else client.fetch_positions
+        rows: list[Any] = await fetch(args.strategy, args.open)
     finally:
         await client.close()
-    _show(args, orders, orders_table)
-    return 0
-
-
-async def _positions(args: argparse.Namespace) -> int:
-    from oms.client.render import positions_table
-
-    if args.watch:
-        return await _watch(args, lambda client: positions_table(client.positions(args.strategy, args.open)))
-    client = await _connect(args, follow=False)
-    try:
-        positions = await client.fetch_positions(args.strategy, args.open)
-    finally:
-        await client.close()
-    _show(args, positions, positions_table)
+    _show(args, rows, table)
     return 0
 
 

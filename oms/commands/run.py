@@ -175,8 +175,10 @@ async def build(config: Config, sim_config: SimConfig | None = None) -> tuple[Se
         from adapters.tws_sim.config import SimConfig
         from adapters.tws_sim.server import TwsSimulator
 
-        sim_dir = Path(config.data_dir) / "sim"
-        sim_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        data_dir = Path(config.data_dir)
+        data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # not via sim's parents=True: that is 0755
+        sim_dir = data_dir / "sim"
+        sim_dir.mkdir(mode=0o700, exist_ok=True)
         sim_config = msgspec.structs.replace(sim_config or SimConfig(), state_dir=str(sim_dir))
         sim = TwsSimulator(sim_config)
         await sim.start("127.0.0.1", 0)

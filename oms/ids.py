@@ -1,4 +1,7 @@
-"""Client order ids: unique forever (IB echoes them back as `orderRef`), readable, and sortable by time."""
+"""Client order ids: unique forever (IB echoes them back as `orderRef`), readable, and sortable by time.
+
+One generator for the client library and the service (which names an order the client left unnamed).
+"""
 
 from __future__ import annotations
 

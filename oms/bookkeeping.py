@@ -9,6 +9,7 @@ then by this session's (clientId, orderId); IB's conId is learned per symbol (do
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import lru_cache
 
 from msgspec.structs import replace
 
@@ -61,14 +62,12 @@ def learn(state: State, order: Order, contract: Contract, seq: int, changes: Cha
     return order
 
 
-_CONTRACTS: dict[Contract, Contract] = {}
-
-
+@lru_cache(maxsize=4096)
 def shared_contract(contract: Contract) -> Contract:
-    """One object per distinct contract value, like `sys.intern` for strings: the orders of an instrument
-    share it instead of holding a decoded copy each (memory). Contracts are frozen and compared by value,
-    so sharing is invisible; the table grows with the instruments traded, not with the orders."""
-    return _CONTRACTS.setdefault(contract, contract)
+    """The first contract seen equal to `contract`, like `sys.intern` for strings: the orders of an
+    instrument share one object instead of holding a decoded copy each (memory). Contracts are frozen
+    and compared by value, so sharing is invisible; the cache is bounded by instruments, not orders."""
+    return contract
 
 
 def name_instrument(state: State, contract: Contract, con_id: int, seq: int, changes: Changes) -> None:

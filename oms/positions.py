@@ -9,7 +9,7 @@ back to 0 closes the lifecycle ("flat"); one that flips the sign closes it and o
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from functools import cache
+from functools import lru_cache
 
 from msgspec.structs import replace
 
@@ -18,10 +18,10 @@ from oms.orders import EPS
 from oms.state import Fill, Order, Position, Removed, State
 
 
-@cache
+@lru_cache(maxsize=4096)
 def symbol_key(c: Contract) -> str:
     """How an instrument is named before IB has given its conId (memoized: a pure function of a frozen,
-    hashable value, asked for every order requested by symbol)."""
+    hashable value, asked for every order requested by symbol; bounded by instruments)."""
     strike = f"{c.strike:g}" if c.strike else ""
     return ":".join((c.sec_type, c.symbol, c.currency, c.last_trade_date, c.right, strike)).rstrip(":")
 

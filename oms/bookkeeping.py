@@ -46,6 +46,14 @@ def bind(state: State, order: Order, order_id: int, perm_id: int, client_id: int
     return order
 
 
+def placed(order: Order, account: str, side: str) -> Order:
+    """An order without an account (an external one first seen by its status) learns it, and its side,
+    from the first openOrder or execution; `put` then moves what it had under the empty account."""
+    if order.account or not account:
+        return order
+    return replace(order, account=account, side=order.side or side)
+
+
 def learn(state: State, order: Order, contract: Contract, seq: int, changes: Changes, new: bool) -> Order:
     """IB named the instrument of `order`: join the order to its conId (see `name_instrument`)."""
     con_id = contract.con_id
@@ -103,20 +111,66 @@ def put(
     coid = order.client_order_id
     state.orders[coid] = order
     changes[("o", coid)] = order
-    contract = order.contract
-    if fill is None and old is not None and old.status == order.status and old.contract is contract:
+    # its instrument or account became known, so its key may change (identity: fast, and enough here)
+    moved = old is not None and (old.contract is not order.contract or old.account is not order.account)
+    if not moved and fill is None and old is not None and old.status == order.status:
         return  # nothing a position depends on has changed
-    if contract.con_id:
-        order_key: str | None = f"{order.account}|{contract.con_id}"
-    elif contract.symbol:
-        order_key = f"{order.account}|{positions.instrument_key(contract, state.con_ids)}"
-    else:
-        order_key = None
+    order_key = _key(state, order)
+    if moved and old is not None and order_key is not None:
+        old_key = _key(state, old)
+        if old_key is not None and old_key != order_key:
+            _leave(state, old_key, order_key, order, seq, changes)
     if fill is not None and fill.position_key != order_key:
         _touch(state, fill.position_key, order, seq, changes, False, fill, prev)
         fill = prev = None
     if order_key is not None:
         _touch(state, order_key, order, seq, changes, True, fill, prev)
+
+
+def _key(state: State, order: Order) -> str | None:
+    """The account-wide position key of `order`; None while its instrument is unknown (first seen by
+    its status)."""
+    contract = order.contract
+    if contract.con_id:
+        return f"{order.account}|{contract.con_id}"
+    if contract.symbol:
+        return f"{order.account}|{positions.instrument_key(contract, state.con_ids)}"
+    return None
+
+
+def _leave(state: State, old_key: str, new_key: str, order: Order, seq: int, changes: Changes) -> None:
+    """`order`'s key changed (its account became known; a conId is handled by `name_instrument`, which
+    first moves every position of the symbol): what it contributed leaves the old key. A position left
+    with nothing else (no quantity, no other working order) moves whole to the new key, reported as
+    `Removed` and the new Position, like the symbol -> conId move; one still shared with other orders
+    only loses this one from its working orders. Fills never move: executions always carry IB's account
+    and conId, so they are keyed right from the start."""
+    coid = order.client_order_id
+    strategy = order.strategy_id
+    for table, old_pkey, new_pkey, kind in (
+        (state.positions, old_key, new_key, "p"),
+        (state.strategy_positions, f"{strategy}|{old_key}", f"{strategy}|{new_key}", "s"),
+    ):
+        pos = table.get(old_pkey)
+        if pos is None:
+            continue
+        if pos.quantity or any(c != coid for c in pos.orders):
+            left = positions.update(pos, state.orders, seq, coid=coid, working=False)
+            if left is not pos:
+                table[old_pkey] = left
+                changes[(kind, old_pkey)] = left
+            continue
+        del table[old_pkey]
+        changes.pop((kind, old_pkey), None)
+        for rkey, change in list(changes.items()):  # moved here by symbol in this event: follow on
+            if isinstance(change, Removed) and change.moved_to == old_pkey:
+                changes[rkey] = Removed(change.key, new_pkey)
+        changes[("r", old_pkey)] = Removed(old_pkey, new_pkey)
+        if new_pkey not in table:  # else the target keeps its own history; `_touch` adds the order
+            contract = pos.contract if pos.contract.con_id == order.contract.con_id else order.contract
+            target = replace(pos, key=new_pkey, account=order.account, contract=contract, updated_seq=seq)
+            table[new_pkey] = target
+            changes[(kind, new_pkey)] = target
 
 
 def _touch(state: State, key: str, order: Order, seq: int, changes: Changes, member: bool, fill: Fill | None,

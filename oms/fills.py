@@ -32,6 +32,8 @@ def on_execution(state: State, ev: ev_.ExecutionReported, seq: int, ts: int, cha
         order = orders.external(coid, ev.account, ev.contract, orders.ib_side(ev.side), 0.0, seq, ts)
     else:
         order = old = state.orders[coid]
+        if not order.account:  # first seen by its status
+            order = bookkeeping.placed(order, ev.account, orders.ib_side(ev.side))
     order = bookkeeping.bind(state, order, ev.order_id, ev.perm_id, ev.client_id)
     order = bookkeeping.learn(state, order, ev.contract, seq, changes, old is None)
     base = ev.exec_id.rpartition(".")[0] or ev.exec_id

@@ -188,8 +188,10 @@ def _on_open_order(state: State, ev: ev_.OpenOrderReported, seq: int, ts: int, c
         )
     else:
         order = old = state.orders[coid]
-        if order.external and not order.account:
-            order = replace(order, account=ev.account, side=orders.ib_side(ev.side), order_type=ev.order_type)
+        if not order.account:
+            order = bookkeeping.placed(order, ev.account, orders.ib_side(ev.side))
+            if order.external:
+                order = replace(order, order_type=ev.order_type)
     order = bookkeeping.bind(state, order, ev.order_id, ev.perm_id, ev.client_id)
     order = bookkeeping.learn(state, order, ev.contract, seq, changes, old is None)
     if order.status in TERMINAL:  # a terminal order changes only by executions

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import msgspec
@@ -34,9 +34,12 @@ from oms.protocol import (
 )
 from oms.state import Account, Changed, Order, Position
 
-# plain ints: two `send`s with int flags cost a third of `send_multipart` with enum flags (the hot path)
+# The hot path sends each message as two copying `send`s of the backend's own (Cython) method with plain
+# int flags: pyzmq's Python wrapper around it, or `send_multipart`, costs more than libzmq itself here.
+# Copying is right for messages this small: `copy=False` costs a Frame object and a free callback each.
 _MORE = int(zmq.SNDMORE | zmq.NOBLOCK)
 _LAST = int(zmq.NOBLOCK)
+_raw_send = zmq.backend.Socket.send
 
 
 def route_change(entity: Changed) -> tuple[PublishedType, str]:
@@ -78,10 +81,12 @@ class Publisher:
             self.socket.curve_server = True
         self.socket.bind(endpoint)
         self.endpoint: str = self.socket.getsockopt_string(zmq.LAST_ENDPOINT)
+        self._send = _raw_send.__get__(self.socket)
         self._encode = msgspec.msgpack.Encoder().encode
-        self._event_topics: dict[str, bytes] = {}
+        self._event_topics: dict[type, bytes] = {}  # per event class (an unknown kind is never cached)
         self._subscriptions: set[bytes] = set()
         self._wanted = dict.fromkeys(PREFIXES, False)
+        self._events_wanted = False
         self._changes_wanted = False
         self.last_seq = 0
         self.sent = 0
@@ -103,28 +108,33 @@ class Publisher:
                 kind: any(s.startswith(prefix) or prefix.startswith(s) for s in subs)
                 for kind, prefix in PREFIXES.items()
             }
+            self._events_wanted = self._wanted["event"]
             self._changes_wanted = any(v for k, v in self._wanted.items() if k != "event")
 
-    def publish_batch(self, batch: Iterable[tuple[Envelope, tuple[Changed, ...]]]) -> None:
+    def publish_batch(self, batch: Sequence[tuple[Envelope, tuple[Changed, ...]]]) -> None:
         self.refresh_subscriptions()
-        for env, changes in batch:
-            self.publish(env, changes)
+        if not batch:
+            return
+        if self._events_wanted or self._changes_wanted:
+            publish = self.publish
+            for env, changes in batch:
+                publish(env, changes)
+        else:
+            self.last_seq = batch[-1][0].seq
 
     def publish(self, env: Envelope, changes: Iterable[Changed]) -> None:
         """The event, then each entity it changed, all stamped with the event's seq."""
-        send, encode, wanted = self.socket.send, self._encode, self._wanted
-        if wanted["event"]:
-            kind = kind_of(env.event)
-            topic = self._event_topics.get(kind)
-            if topic is None:
-                topic = self._event_topics[kind] = event_topic(kind).encode()
+        send, encode = self._send, self._encode
+        if self._events_wanted:
             event: Any = env.event
-            if type(event) is UnknownEvent:  # a newer writer's kind: its map goes out verbatim, as logged
-                event = msgspec.Raw(event.raw)
+            topic = self._event_topics.get(type(event))
+            if topic is None:
+                topic, event = self._event_topic(event)
             send(topic, _MORE)
             send(encode(Published("event", env.seq, env.ts, event)), _LAST)
             self.sent += 1
         if self._changes_wanted:
+            wanted = self._wanted
             for entity in changes:
                 kind_name, entity_topic = route_change(entity)
                 if wanted[kind_name]:
@@ -132,6 +142,15 @@ class Publisher:
                     send(encode(Published(kind_name, env.seq, env.ts, entity)), _LAST)
                     self.sent += 1
         self.last_seq = env.seq
+
+    def _event_topic(self, event: Any) -> tuple[bytes, Any]:
+        """(topic, what to encode as `data`) for an event class not seen yet, or an unknown kind: a newer
+        writer's map goes out verbatim, as logged, under the kind its writer gave it."""
+        topic = event_topic(kind_of(event)).encode()
+        if type(event) is UnknownEvent:
+            return topic, msgspec.Raw(event.raw)
+        self._event_topics[type(event)] = topic
+        return topic, event
 
     def heartbeat(self, seq: int) -> None:
         self.refresh_subscriptions()

@@ -3,6 +3,8 @@
 Entities (Order, Position, Fill, Account, ...) are frozen and replaced on change, so any reader may keep
 a reference to one forever. `State` itself is a mutable accumulator owned by the fold (see `oms.fold`
 for the ownership rule); `oms.fold.copy_state` gives a version a caller may keep.
+Entities are encoded with every field present (no `omit_defaults`): clients in any language read them
+from snapshots and the PUB socket without knowing our defaults (docs/protocol.md).
 See docs/state.md for the meaning of every field and the rules that set it.
 """
 
@@ -31,7 +33,7 @@ WORKING: frozenset[str] = frozenset({"pending", "submitted", "partially_filled",
 EXTERNAL_STRATEGY = "external"
 
 
-class Order(Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
+class Order(Struct, frozen=True, kw_only=True, gc=False):
     """One client order (ours or external). `filled` never exceeds `quantity`: any excess executed
     quantity is in `overfill` (IB over-reported), so executed = filled + overfill."""
 
@@ -70,7 +72,7 @@ class Order(Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
     updated_ts: int = 0
 
 
-class Fill(Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
+class Fill(Struct, frozen=True, kw_only=True, gc=False):
     """One execution, deduped by execId; a correction replaces it (same entry, later execId)."""
 
     exec_id: str
@@ -100,7 +102,7 @@ class Commission(Struct, frozen=True, kw_only=True, gc=False):
     realized_pnl: float | None = None
 
 
-class Position(Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
+class Position(Struct, frozen=True, kw_only=True, gc=False):
     """Per (account, instrument), or per (strategy, account, instrument) when `strategy_id` is set.
     `close_reason` and `closed_seq` describe the most recent lifecycle that ended."""
 
@@ -120,7 +122,7 @@ class Position(Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
     updated_seq: int = 0
 
 
-class Account(Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
+class Account(Struct, frozen=True, kw_only=True, gc=False):
     account: str
     values: dict[str, str] = field(default_factory=dict)  # "Key" or "Key:CUR" -> latest value
     commission: float = 0.0  # sum of joined commissions
@@ -149,7 +151,8 @@ class Mismatch(Struct, frozen=True, kw_only=True, gc=False):
 
 
 class Removed(Struct, frozen=True, gc=False):
-    """A change meaning "this position key is gone" (it moved to its conId key)."""
+    """A change meaning "this position key is gone": it moved to `moved_to` (its conId key, or its
+    account's key once an order's account became known)."""
 
     key: str
     moved_to: str

@@ -8,15 +8,16 @@ transaction: an archive holds whole runs only, and its stored state always match
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from itertools import islice
+from itertools import chain, islice, repeat
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import msgspec
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from events.schema import Envelope, UnknownEvent, kind_of
 from oms.fold import step
@@ -38,6 +39,7 @@ from replay.schema_sql import (
 from replay.source import JournalSource, decode_event_json
 
 BATCH = 20_000
+EVENTS_ONLY = "-events-only"  # the format of an archive made with events_only ends so
 _json = msgspec.json.Encoder()
 
 
@@ -55,35 +57,35 @@ class ArchiveReport(msgspec.Struct, frozen=True):
     note: str = ""  # e.g. the journal's torn tail, cut at the last good frame
 
 
-def event_json(event: Any) -> bytes:
-    if isinstance(event, UnknownEvent):  # verbatim, as its writer put it
-        return _json.encode(msgspec.msgpack.decode(event.raw))
-    return _json.encode(event)
+def event_json(event: Any) -> Any:
+    """What an event's JSON is made of: an unknown kind verbatim, as its writer put it."""
+    if isinstance(event, UnknownEvent):
+        return msgspec.msgpack.decode(event.raw)
+    return event
 
 
-def entity_row(entity: object) -> tuple[str, str, bytes]:
-    """(entity, key, JSON) of a changed entity: the staging row the *_states tables are cut from."""
-    if isinstance(entity, Order):
-        entity_name, key = "order", entity.client_order_id
-    elif isinstance(entity, Position):
-        entity_name, key = ("strategy_position" if entity.strategy_id else "position"), entity.key
-    elif isinstance(entity, Account):
-        entity_name, key = "account", entity.account
-    elif isinstance(entity, Removed):
-        entity_name, key = "removed", entity.key
-    else:
-        raise TypeError(f"unknown entity {type(entity).__name__}")
-    return entity_name, key, _json.encode(entity)
+# The staging name of each changed entity's kind (INSERT_CHANGES sends it to its *_states table).
+_ENTITY_NAMES: dict[type, str] = {
+    Order: "order",
+    Position: "position",
+    Account: "account",
+    Removed: "removed",
+}
 
 
-def current_rows(state: State) -> list[tuple[str, str, bytes]]:
-    """The fold's final entities: the staging rows of orders, positions, fills, accounts."""
-    rows = [entity_row(entity) for entity in state.orders.values()]
-    rows += [entity_row(entity) for entity in state.positions.values()]
-    rows += [entity_row(entity) for entity in state.strategy_positions.values()]
-    rows += [entity_row(entity) for entity in state.accounts.values()]
-    rows += [("fill", base, _json.encode(fill)) for base, fill in state.fills.items()]
-    return rows
+def current_table(state: State) -> Any:
+    """The fold's final entities as one staging table: (entity, state JSON) of orders, positions, fills,
+    accounts."""
+    groups: list[tuple[str, list[Any]]] = [
+        ("order", list(state.orders.values())),
+        ("position", list(state.positions.values())),
+        ("strategy_position", list(state.strategy_positions.values())),
+        ("account", list(state.accounts.values())),
+        ("fill", list(state.fills.values())),
+    ]
+    names = [name for name, entities in groups for _ in range(len(entities))]
+    entities = [entity for _, group in groups for entity in group]
+    return pa.table({"entity": pa.array(names, pa.string()), "state": json_lines(entities)})
 
 
 def archive_journal(
@@ -93,8 +95,12 @@ def archive_journal(
     on_start: Callable[[int], None] | None = None,
     on_progress: Callable[[int], None] | None = None,
     batch: int = BATCH,
+    events_only: bool = False,
 ) -> ArchiveReport:
     """Add the journal's seqs the archive does not hold yet. `on_start(total)`, then `on_progress(n)`.
+
+    `events_only` skips the fold: only `events` is filled (the history, current-state and order_events
+    tables stay empty), several times faster; such an archive can only be continued the same way.
 
     DuckDB loads batch k on a worker thread (it releases the GIL) while this thread folds batch k + 1;
     the connection is only ever used by one thread at a time."""
@@ -102,7 +108,7 @@ def archive_journal(
     with private_umask():
         con = duckdb.connect(str(archive_path))
         try:
-            _check_format(con)
+            _check_format(con, FORMAT + EVENTS_ONLY if events_only else FORMAT)
             con.execute(TABLES)
             con.execute(VIEWS)
             archived, blob = _archived(con)
@@ -111,14 +117,18 @@ def archive_journal(
             journal_last = source.last_seq()
             if on_start:
                 on_start(max(0, journal_last - archived))
+            con.execute("SET threads = 1")  # the loader's core; the fold has the other
             con.execute("BEGIN TRANSACTION")
-            linker = Linker(_unlinked_commissions(con))
+            linker = Linker(() if events_only else _unlinked_commissions(con))
             imported = 0
             envs = source.read(archived + 1)
             with ThreadPoolExecutor(1, thread_name_prefix="archive-load") as loader:
                 loading: Future[None] | None = None
                 while chunk := list(islice(envs, batch)):
-                    state, staged = _stage(chunk, state, linker)
+                    if events_only:
+                        staged = [_events_table(chunk)]
+                    else:
+                        state, staged = _stage(chunk, state, linker)
                     if loading is not None:
                         loading.result()
                     loading = loader.submit(_load, con, staged)
@@ -129,9 +139,11 @@ def archive_journal(
                     loading.result()
             if imported:
                 con.execute(INDEXES)
+            if imported and not events_only:
                 _replace_current(con, state)
                 con.execute("DELETE FROM archive_state")
                 con.execute("INSERT INTO archive_state VALUES (?, ?)", [state.seq, encode_state(state)])
+            con.execute("RESET threads")  # the commit writes every table: all cores
             con.execute("COMMIT")
             con.execute("CHECKPOINT")
         finally:
@@ -141,17 +153,24 @@ def archive_journal(
     return ArchiveReport(str(archive_path), imported, first, archived + imported, _torn_note(source))
 
 
-def _check_format(con: Any) -> None:
-    """A new archive gets this code's format; an existing one must have it (else its columns differ)."""
+def _check_format(con: Any, fmt: str) -> None:
+    """A new archive gets this code's format; an existing one must have it (else its columns differ, or
+    it was made with(out) `events_only`)."""
     con.execute(META)
     row = con.execute("SELECT format FROM archive_format").fetchone()
     if row is None:
         if con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'events'").fetchone()[0]:
             raise ArchiveMismatch("this DuckDB file holds an events table but is not an oms archive")
-        con.execute("INSERT INTO archive_format VALUES (?)", [FORMAT])
-    elif row[0] != FORMAT:
+        con.execute("INSERT INTO archive_format VALUES (?)", [fmt])
+    elif row[0] != fmt and row[0].removesuffix(EVENTS_ONLY) == fmt.removesuffix(EVENTS_ONLY):
+        held = "events only" if row[0].endswith(EVENTS_ONLY) else "the fold's history too"
         raise ArchiveMismatch(
-            f"archive format {row[0]} was written by another version of oms (this one writes {FORMAT}): "
+            f"this archive holds {held}: continue it the same way (events_only="
+            f"{row[0].endswith(EVENTS_ONLY)}), or archive into a new file"
+        )
+    elif row[0] != fmt:
+        raise ArchiveMismatch(
+            f"archive format {row[0]} was written by another version of oms (this one writes {fmt}): "
             "archive into a new file"
         )
 
@@ -188,42 +207,59 @@ def _check_same_journal(con: Any, source: JournalSource, archived: int) -> None:
 
 
 def _stage(chunk: list[Envelope], state: State, linker: Linker) -> tuple[State, list[tuple[str, str, Any]]]:
-    """Fold a batch and build its Arrow tables: (state after it, [(insert SQL, table name, table)])."""
-    changes: list[tuple[int, int, str, str, bytes]] = []
-    links: list[tuple[int, str]] = []
+    """Fold a batch and build its Arrow tables: (state after it, [(insert SQL, table name, table)]).
+
+    The loop does only what needs the state after each event (the fold, the links); everything else
+    is column-wise: one msgspec call encodes a batch's events (or changes) as JSON lines, which become
+    an Arrow string column without a Python object per row."""
+    changed_entities: list[Any] = []
+    counts: list[int] = []
+    link_seqs: list[int] = []
+    link_keys: list[str] = []
+    link = linker.link
     for env in chunk:
         state, changed = step(state, env)
-        changes.extend((env.seq, env.ts, *entity_row(entity)) for entity in changed)
-        links.extend((linked.seq, key) for linked, key in linker.link(env, changed, state))
-    events = pa.table(
+        changed_entities += changed
+        counts.append(len(changed))
+        for linked, key in link(env, changed, state):
+            link_seqs.append(linked.seq)
+            link_keys.append(key)
+    staged = [_events_table(chunk)]
+    seqs = [env.seq for env in chunk]
+    stamps = [env.ts for env in chunk]
+    if changed_entities:
+        table = pa.table(
+            {
+                "seq": pa.array(list(chain.from_iterable(map(repeat, seqs, counts))), pa.int64()),
+                "ts_ns": pa.array(list(chain.from_iterable(map(repeat, stamps, counts))), pa.int64()),
+                "entity": pa.array([_ENTITY_NAMES[type(e)] for e in changed_entities], pa.string()),
+                "state": json_lines(changed_entities),
+            }
+        )
+        staged.append((INSERT_CHANGES, "changes_batch", table))
+    if link_seqs:
+        table = pa.table(
+            {"seq": pa.array(link_seqs, pa.int64()), "order_key": pa.array(link_keys, pa.string())}
+        )
+        staged.append((INSERT_ORDER_EVENTS, "links_batch", table))
+    return state, staged
+
+
+def _events_table(chunk: list[Envelope]) -> tuple[str, str, Any]:
+    """A batch's `events` staging table: its columns, and every event's JSON in one encode."""
+    events = [env.event for env in chunk]
+    if UnknownEvent in set(map(type, events)):
+        events = [event_json(event) for event in events]
+    table = pa.table(
         {
             "seq": pa.array([env.seq for env in chunk], pa.int64()),
             "ts_ns": pa.array([env.ts for env in chunk], pa.int64()),
             "kind": pa.array([kind_of(env.event) for env in chunk], pa.string()),
             "v": pa.array([env.v for env in chunk], pa.int32()),
-            "event": _text([event_json(env.event) for env in chunk]),
+            "event": json_column(json_lines(events)),
         }
     )
-    staged = [(INSERT_EVENTS, "batch", events)]
-    if changes:
-        seqs, stamps, entities, keys, states = zip(*changes, strict=True)
-        table = pa.table(
-            {
-                "seq": pa.array(seqs, pa.int64()),
-                "ts_ns": pa.array(stamps, pa.int64()),
-                "entity": pa.array(entities, pa.string()),
-                "entity_key": pa.array(keys, pa.string()),
-                "state": _text(states),
-            }
-        )
-        staged.append((INSERT_CHANGES, "changes_batch", table))
-    if links:
-        link_seqs, order_keys = zip(*links, strict=True)
-        table = pa.table(
-            {"seq": pa.array(link_seqs, pa.int64()), "order_key": pa.array(order_keys, pa.string())}
-        )
-        staged.append((INSERT_ORDER_EVENTS, "links_batch", table))
-    return state, staged
+    return INSERT_EVENTS, "batch", table
 
 
 def _load(con: Any, staged: list[tuple[str, str, Any]]) -> None:
@@ -232,21 +268,27 @@ def _load(con: Any, staged: list[tuple[str, str, Any]]) -> None:
 
 
 def _replace_current(con: Any, state: State) -> None:
-    rows = current_rows(state)
-    entities, keys, states = zip(*rows, strict=True) if rows else ((), (), ())
-    table = pa.table(
-        {
-            "entity": pa.array(entities, pa.string()),
-            "entity_key": pa.array(keys, pa.string()),
-            "state": _text(states),
-        }
-    )
-    _insert(con, REPLACE_CURRENT, "current_batch", table)
+    _insert(con, REPLACE_CURRENT, "current_batch", current_table(state))
 
 
-def _text(values: Iterable[bytes]) -> Any:
-    """UTF-8 JSON bytes as an Arrow string column, without decoding each one in Python."""
-    return pa.array(values, pa.binary()).cast(pa.string())
+def json_lines(values: list[Any]) -> Any:
+    """Each value's JSON as an Arrow string column: one msgspec call encodes the batch as JSON lines,
+    which Arrow splits at the newlines (msgspec escapes every newline inside a JSON string)."""
+    data = _json.encode_lines(values)
+    if not data:
+        return pa.array([], pa.large_string())
+    offsets = pa.array([0, len(data) - 1], pa.int64()).buffers()[1]  # the last newline left out
+    whole = pa.LargeStringArray.from_buffers(1, offsets, pa.py_buffer(data))
+    return pc.split_pattern(whole, "\n").flatten()
+
+
+def json_column(strings: Any) -> Any:
+    """Strings of valid JSON (msgspec wrote them) typed as Arrow's JSON, which DuckDB takes as its JSON type
+    without parsing each value again to check it (a plain string column would be)."""
+    return pa.ExtensionArray.from_storage(_JSON, strings) if _JSON is not None else strings
+
+
+_JSON = pa.json_(pa.large_string()) if hasattr(pa, "json_") else None  # pyarrow >= 19
 
 
 def _insert(con: Any, sql: str, name: str, table: Any) -> None:

@@ -8,14 +8,20 @@ arrives before its execution names no order yet; it is linked when that executio
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from events.schema import (
     BrokerError,
+    CancelRequested,
     CommissionReported,
     Envelope,
     ExecutionReported,
+    ModifyRequested,
     OpenOrderReported,
+    OrderDenied,
+    OrderRequested,
+    OrderSent,
     OrderStatusReported,
 )
 from oms.state import Order, State
@@ -38,34 +44,61 @@ class Linker:
 
     def link(self, env: Envelope, changes: Iterable[object], state: State) -> list[tuple[Envelope, str]]:
         """(envelope, client order id) pairs; an envelope can be an earlier one (a commission linked late)."""
-        keys = {change.client_order_id for change in changes if isinstance(change, Order)}
-        keys.update(_named(env, state))
-        links = [(env, key) for key in keys]
         event = env.event
-        if isinstance(event, CommissionReported) and not keys:
-            self._early_commissions.setdefault(exec_base(event.exec_id), []).append(env)
-        elif isinstance(event, ExecutionReported) and keys:
-            for early in self._early_commissions.pop(exec_base(event.exec_id), ()):
-                links.extend((early, key) for key in keys)
-        return links
+        namer = _NAMERS.get(type(event))
+        keys = {change.client_order_id for change in changes if type(change) is Order}
+        if namer is not None:
+            keys.update(namer(event, state))
+            if type(event) is CommissionReported and not keys:
+                self._early_commissions.setdefault(exec_base(event.exec_id), []).append(env)
+                return []
+            if type(event) is ExecutionReported and keys and self._early_commissions:
+                links = [(env, key) for key in keys]
+                for early in self._early_commissions.pop(exec_base(event.exec_id), ()):
+                    links.extend((early, key) for key in keys)
+                return links
+        return [(env, key) for key in keys]
 
 
-def _named(env: Envelope, state: State) -> set[str]:
-    event = env.event
-    names: set[str] = set()
-    coid = getattr(event, "client_order_id", None) or getattr(event, "order_ref", None)
-    if coid and coid in state.orders:
-        names.add(coid)
-    if isinstance(event, OrderStatusReported | OpenOrderReported | ExecutionReported):
-        by_order_id = state.order_ids.get(f"{event.client_id}:{event.order_id}")
-        by_perm_id = state.perm_ids.get(event.perm_id) if event.perm_id else None
-        names.update(name for name in (by_order_id, by_perm_id) if name)
-    elif isinstance(event, CommissionReported):
-        fill = state.fills.get(exec_base(event.exec_id))
-        if fill is not None:
-            names.add(fill.client_order_id)
-    elif isinstance(event, BrokerError) and event.req_id > 0:
-        name = state.order_ids.get(f"{state.client_id}:{event.req_id}")
-        if name:
-            names.add(name)
+# What each kind names, looked up in the state after it (the hot path of an archive: one dict lookup
+# per kind instead of a chain of isinstance checks). Kinds absent here name no order.
+
+
+def _by_client_order_id(event: Any, state: State) -> Iterable[str]:
+    coid = event.client_order_id
+    return (coid,) if coid and coid in state.orders else ()
+
+
+def _by_broker_ids(event: Any, state: State) -> Iterable[str]:
+    ref = getattr(event, "order_ref", "")
+    names = {
+        ref if ref in state.orders else "",
+        state.order_ids.get(f"{event.client_id}:{event.order_id}", ""),
+        state.perm_ids.get(event.perm_id, "") if event.perm_id else "",
+    }
+    names.discard("")
     return names
+
+
+def _by_exec_id(event: CommissionReported, state: State) -> Iterable[str]:
+    fill = state.fills.get(exec_base(event.exec_id))
+    return (fill.client_order_id,) if fill is not None else ()
+
+
+def _by_req_id(event: BrokerError, state: State) -> Iterable[str]:
+    name = state.order_ids.get(f"{state.client_id}:{event.req_id}") if event.req_id > 0 else None
+    return (name,) if name else ()
+
+
+_NAMERS: dict[type, Callable[[Any, State], Iterable[str]]] = {
+    OrderRequested: _by_client_order_id,
+    ModifyRequested: _by_client_order_id,
+    CancelRequested: _by_client_order_id,
+    OrderDenied: _by_client_order_id,
+    OrderSent: _by_client_order_id,
+    OrderStatusReported: _by_broker_ids,
+    OpenOrderReported: _by_broker_ids,
+    ExecutionReported: _by_broker_ids,
+    CommissionReported: _by_exec_id,
+    BrokerError: _by_req_id,
+}

@@ -2,12 +2,13 @@
 reordered within the freedom IB takes, duplicated and dropped the way IB does.
 
 Per order, three channels are merged at random after OrderRequested/OrderSent: the order channel
-(openOrder, orderStatus, errors, and our cancel/modify requests, in causal order; statuses may be
-dropped or repeated), the execution channel (execDetails in order, each commission before or after its
-execution, corrections after what they correct, duplicates from a later sync anywhere after the
-original), and nothing else; orders are then interleaved with each other and with account, position,
-kill-switch and connection facts. Executions are never dropped. `Session.fills` is the ground truth:
-the fills IB finally stands by (after corrections), for checking the fold against.
+(openOrder, orderStatus, errors, and our cancel/modify requests, in causal order except that the first
+openOrder and orderStatus come either way round, so an external order may be seen status-first;
+statuses may be dropped or repeated), the execution channel (execDetails in order, each commission
+before or after its execution, corrections after what they correct, duplicates from a later sync
+anywhere after the original), and nothing else; orders are then interleaved with each other and with
+account, position, kill-switch and connection facts. Executions are never dropped. `Session.fills` is
+the ground truth: the fills IB finally stands by (after corrections), for checking the fold against.
 
 Reusable by other helpers: `sessions()` gives a `Session`; `envelopes()` gives just the log.
 """
@@ -222,6 +223,8 @@ def _order_channel(o: _Order, rnd: random.Random, filled: float) -> list[tuple[A
         (_open_order(o, "Submitted"), True),
         (_status(o, rnd, "Submitted", 0.0), True),
     ]
+    if rnd.random() < 0.5:  # IB gives no order between them: an order (external too) seen status-first
+        ack.reverse()
     info: list[tuple[AnyEvent, bool]] = (
         [(_error(o, 10349, "information"), False)] if rnd.random() < 0.3 else []
     )

@@ -257,3 +257,25 @@ def test_an_archive_of_another_format_or_a_foreign_duckdb_file_is_refused(tmp_pa
         con.execute("CREATE TABLE events (id INTEGER)")
     with pytest.raises(ArchiveMismatch, match="not an oms archive"):
         archive_journal(tmp_path / "j", tmp_path / "foreign.duckdb")
+
+
+def test_events_only_fills_the_events_table_alone_and_is_never_mixed_with_a_full_archive(
+    tmp_path: Path,
+) -> None:
+    envs = list(JournalReader(write_journal(tmp_path / "all", explicit_events())).read())
+    archive_journal(tmp_path / "all", tmp_path / "full.duckdb")
+    cut = len(envs) // 2
+    write_journal(tmp_path / "j", envs[:cut])
+    first = archive_journal(tmp_path / "j", tmp_path / "ev.duckdb", events_only=True, batch=3)
+    write_journal(tmp_path / "j", envs[cut:])
+    second = archive_journal(tmp_path / "j", tmp_path / "ev.duckdb", events_only=True, batch=3)
+    assert (first.imported, second.imported, second.last_seq) == (cut, len(envs) - cut, len(envs))
+    full, events_only = dump(tmp_path / "full.duckdb"), dump(tmp_path / "ev.duckdb")
+    assert events_only["events"] == full["events"]
+    assert {t: rows for t, rows in events_only.items() if rows} == {"events": full["events"]}
+    assert archive_journal(tmp_path / "j", tmp_path / "ev.duckdb", events_only=True).imported == 0
+    assert list(ArchiveSource(tmp_path / "ev.duckdb").read()) == envs
+    with pytest.raises(ArchiveMismatch, match="holds events only"):
+        archive_journal(tmp_path / "j", tmp_path / "ev.duckdb")
+    with pytest.raises(ArchiveMismatch, match="history"):
+        archive_journal(tmp_path / "all", tmp_path / "full.duckdb", events_only=True)

@@ -130,6 +130,52 @@ def test_fill_before_any_open_order_joins_the_symbol_position_to_its_conid() -> 
     )
 
 
+def test_external_order_seen_status_first_then_executed_before_its_open_order() -> None:
+    """Its account comes with the execution: no position under an empty account keeps it working."""
+    ext = {"order_id": 55, "perm_id": 777, "client_id": 0}
+    state = fold(
+        log(
+            status("Submitted", **ext),
+            execution("X.01", 5, coid="", **ext),
+            open_order("Filled", coid="", quantity=5, **ext),
+        )
+    )
+    order = state.orders["ext:perm:777"]
+    assert (order.status, order.account, order.side, order.filled) == ("filled", "DU111", "BUY", 5.0)
+    assert list(state.positions) == [KEY]
+    assert list(state.strategy_positions) == ["external|" + KEY]
+    for p in (position(state), state.strategy_positions["external|" + KEY]):
+        assert (p.quantity, p.status, p.orders) == (5.0, "filled", ())
+
+
+def test_position_under_an_empty_account_moves_to_the_account_once_ib_names_it() -> None:
+    state = fold(log(requested(contract=AAPL_IB, account=""), sent()))
+    assert list(state.positions) == ["|265598"] and position(state, "|265598").orders == ("c1",)
+    state, changes = step(state, Envelope(4, 4, open_order(account="DU111")))
+    assert Removed("|265598", KEY) in changes and Removed("s1||265598", "s1|" + KEY) in changes
+    assert position(state) in changes and state.strategy_positions["s1|" + KEY] in changes
+    assert list(state.positions) == [KEY] and list(state.strategy_positions) == ["s1|" + KEY]
+    p = position(state)
+    assert (p.account, p.status, p.orders, p.lifecycle, p.opened_seq) == ("DU111", "submitted", ("c1",), 1, 2)
+    state = fold(log(execution("e1.01", 10))[1:], state)
+    assert list(state.positions) == [KEY]
+    assert (position(state).quantity, position(state).status, position(state).orders) == (10.0, "filled", ())
+
+
+def test_order_leaving_a_shared_empty_account_position_only_takes_its_membership() -> None:
+    state = fold(
+        log(
+            requested(contract=AAPL_IB, account=""),
+            sent(),
+            requested("c2", contract=AAPL_IB, account=""),
+            sent("c2", order_id=102),
+            open_order(account="DU111"),
+        )
+    )
+    assert position(state, "|265598").orders == ("c2",)
+    assert position(state).orders == ("c1",)
+
+
 def test_position_report_is_a_cross_check_that_never_changes_the_quantity() -> None:
     report = PositionReported(account="DU111", contract=AAPL_IB, position=99.0, avg_cost=1.0)
     before = fold(log(requested(), sent(), execution("e1.01", 10)))

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from hypothesis import given, settings
+from hypothesis import find, given, settings
 from hypothesis import strategies as st
 
 from events.codec import decode, encode
-from events.schema import ExecutionReported
+from events.schema import ExecutionReported, OpenOrderReported, OrderStatusReported
 from oms.fold import copy_state, fold, step
+from oms.positions import instrument_key
 from oms.snapshot_codec import decode_state, encode_state
-from oms.state import TERMINAL, Account, Order, Position, Removed, State, initial_state
-from tests.fold_strategies import Session, sessions
+from oms.state import TERMINAL, WORKING, Account, Order, Position, Removed, State, initial_state
+from tests.fold_strategies import CLIENT_ID, Session, sessions
 
 PROPS = settings(max_examples=150, deadline=None)
 
@@ -73,6 +74,52 @@ def test_account_commission_is_the_sum_of_joined_commissions(session: Session) -
     for exec_id in state.pending_commissions:  # only waiting for an execution not seen yet
         fill = state.fills.get(exec_id.rpartition(".")[0])
         assert fill is None or fill.exec_id != exec_id
+
+
+def _check_memberships(state: State) -> None:
+    for table, strategy_key in ((state.positions, False), (state.strategy_positions, True)):
+        for key, pos in table.items():
+            prefix = f"{pos.strategy_id}|" if strategy_key else ""
+            assert key == pos.key and key.startswith(f"{prefix}{pos.account}|"), key
+            assert pos.account, f"{key}: every generated order is keyed once its account is known"
+            for coid in pos.orders:
+                order = state.orders[coid]
+                assert order.status in WORKING, f"{key} keeps {coid} ({order.status}) as working"
+                instrument = instrument_key(order.contract, state.con_ids)
+                assert key == f"{prefix}{order.account}|{instrument}", f"{coid} listed under {key}"
+                assert order.strategy_id == pos.strategy_id or not strategy_key, key
+
+
+@PROPS
+@given(sessions())
+def test_positions_list_only_working_orders_of_their_own_key(session: Session) -> None:
+    """When an order's key changes (its account or conId becomes known, e.g. an external order seen
+    status-first), its membership moves with it: no position keeps a terminal order as working, none
+    stays under an empty account."""
+    state = initial_state()
+    for env in session.envelopes:
+        state, _ = step(state, env)
+        _check_memberships(state)
+
+
+def _external_status_then_execution_then_open_order(session: Session) -> bool:
+    """Whether an external order is first seen by its status, and executes before its openOrder."""
+    letters = {OrderStatusReported: "S", ExecutionReported: "E", OpenOrderReported: "O"}
+    seen: dict[tuple[int, int], str] = {}  # the order's IB ids -> its callbacks so far, one letter each
+    for env in session.envelopes:
+        ev = env.event
+        letter = letters.get(type(ev))
+        if letter and ev.client_id != CLIENT_ID:  # type: ignore[attr-defined]
+            ids = (ev.client_id, ev.order_id or ev.perm_id)  # type: ignore[attr-defined]
+            seen[ids] = seen.get(ids, "") + letter
+    return any(kinds.startswith("SE") and "O" in kinds for kinds in seen.values())
+
+
+def test_sessions_show_external_orders_status_first_executed_before_their_open_order() -> None:
+    found = find(
+        sessions(), _external_status_then_execution_then_open_order, settings=settings(max_examples=2000)
+    )
+    assert _external_status_then_execution_then_open_order(found)
 
 
 @settings(max_examples=60, deadline=None)

@@ -22,7 +22,7 @@ def test_place_follows_order_and_position_lifecycle_to_closed(tmp_path: Path) ->
         wire = Wire(service.endpoints.router, service.endpoints.pub)
         result = wire.ok(place(strategy_id="s1", client_order_id="entry-1", id=7))
         assert result["client_order_id"] == "entry-1" and not result["duplicate"]
-        assert result["order"].get("status", "pending") == "pending"  # omitted when default
+        assert result["order"]["status"] == "pending"  # every entity field is on the wire
         for status in ("pending", "submitted", "filled"):
             wire.wait_order("entry-1", status)
         pos = wire.wait_pub(

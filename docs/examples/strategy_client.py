@@ -119,20 +119,19 @@ class Service:
                 print(f"order {order['client_order_id']} {describe(order)}")
         elif seq > self.snapshot_seq and kind == "strategy_position":
             self.positions[message["data"]["key"]] = message["data"]
-        elif seq > self.snapshot_seq and kind == "position_moved":  # re-keyed by conId once IB named it
+        elif seq > self.snapshot_seq and kind == "position_moved":  # re-keyed once IB named conId/account
             self.positions.pop(message["data"]["key"], None)
 
 
 def describe(order: dict[str, Any]) -> str:
-    # Entity maps omit fields at their default value (docs/protocol.md lists the defaults).
-    status, filled = order.get("status", "pending"), order.get("filled", 0.0)
-    return status + (f" {filled:g} @ {order.get('avg_fill_price', 0.0):g}" if filled else "")
+    status, filled = order["status"], order["filled"]
+    return status + (f" {filled:g} @ {order['avg_fill_price']:g}" if filled else "")
 
 
 def done(order: dict[str, Any]) -> bool:
-    status = order.get("status", "pending")
+    status = order["status"]
     if status == "filled":
-        return order.get("filled", 0.0) >= order["quantity"]
+        return order["filled"] >= order["quantity"]
     return status in ("cancelled", "rejected", "inactive")
 
 
@@ -172,14 +171,14 @@ def main() -> int:
 
     # 5. Follow until the order is done: filled with every share executed, or ended otherwise.
     deadline = time.monotonic() + args.timeout
-    while not done(service.orders.get(coid, {})):
+    while coid not in service.orders or not done(service.orders[coid]):
         if time.monotonic() > deadline:
             print(f"order {coid} not done after {args.timeout} s", file=sys.stderr)
             return 1
         service.poll(HEARTBEAT_TIMEOUT_S)
     order = service.orders[coid]
     if order["status"] != "filled":
-        print(f"order {coid} ended {order['status']}: {order.get('reason', '')}", file=sys.stderr)
+        print(f"order {coid} ended {order['status']}: {order['reason']}", file=sys.stderr)
         return 1
     # The position update of the last fill follows the order's update; a heartbeat comes after both.
     heartbeats = service.heartbeats
@@ -189,8 +188,8 @@ def main() -> int:
     # 6. The position, as the service folded it from the fills.
     for position in service.positions.values():
         if position["contract"]["symbol"] == args.symbol:
-            quantity, price = position.get("quantity", 0.0), position.get("avg_price", 0.0)
-            print(f"position {args.symbol} {quantity:g} @ {price:g} ({position.get('status', 'pending')})")
+            quantity, price, status = position["quantity"], position["avg_price"], position["status"]
+            print(f"position {args.symbol} {quantity:g} @ {price:g} ({status})")
     return 0
 
 

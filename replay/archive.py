@@ -1,7 +1,8 @@
 """`oms archive`: import a journal into DuckDB, incrementally, in bulk through Arrow.
 
 Each batch becomes a few column-wise Arrow tables (events, entity changes, order links) inserted with one
-statement each; DuckDB pulls the typed identifier columns out of the event JSON itself. The fold runs
+statement each; DuckDB pulls the typed identifier columns out of the event JSON itself. Only what needs
+the state after each event (the fold, the order links) runs per event in Python. The fold runs
 alongside, so the archive also holds what the service believed after every event. One run is one
 transaction: an archive holds whole runs only, and its stored state always matches its last seq.
 """
@@ -17,7 +18,6 @@ from typing import Any
 import duckdb
 import msgspec
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from events.schema import Envelope, UnknownEvent, kind_of
 from oms.fold import step
@@ -85,7 +85,7 @@ def current_table(state: State) -> Any:
     ]
     names = [name for name, entities in groups for _ in range(len(entities))]
     entities = [entity for _, group in groups for entity in group]
-    return pa.table({"entity": pa.array(names, pa.string()), "state": json_lines(entities)})
+    return pa.table({"entity": pa.array(names, pa.string()), "state": json_strings(entities)})
 
 
 def archive_journal(
@@ -163,10 +163,13 @@ def _check_format(con: Any, fmt: str) -> None:
             raise ArchiveMismatch("this DuckDB file holds an events table but is not an oms archive")
         con.execute("INSERT INTO archive_format VALUES (?)", [fmt])
     elif row[0] != fmt and row[0].removesuffix(EVENTS_ONLY) == fmt.removesuffix(EVENTS_ONLY):
-        held = "events only" if row[0].endswith(EVENTS_ONLY) else "the fold's history too"
+        held, how = (
+            ("events only", "with --events-only")
+            if row[0].endswith(EVENTS_ONLY)
+            else ("the fold's history too", "without --events-only")
+        )
         raise ArchiveMismatch(
-            f"this archive holds {held}: continue it the same way (events_only="
-            f"{row[0].endswith(EVENTS_ONLY)}), or archive into a new file"
+            f"this archive holds {held}: continue it the same way ({how}), or archive into a new file"
         )
     elif row[0] != fmt:
         raise ArchiveMismatch(
@@ -210,8 +213,7 @@ def _stage(chunk: list[Envelope], state: State, linker: Linker) -> tuple[State, 
     """Fold a batch and build its Arrow tables: (state after it, [(insert SQL, table name, table)]).
 
     The loop does only what needs the state after each event (the fold, the links); everything else
-    is column-wise: one msgspec call encodes a batch's events (or changes) as JSON lines, which become
-    an Arrow string column without a Python object per row."""
+    is column-wise (see `json_strings`)."""
     changed_entities: list[Any] = []
     counts: list[int] = []
     link_seqs: list[int] = []
@@ -233,7 +235,7 @@ def _stage(chunk: list[Envelope], state: State, linker: Linker) -> tuple[State, 
                 "seq": pa.array(list(chain.from_iterable(map(repeat, seqs, counts))), pa.int64()),
                 "ts_ns": pa.array(list(chain.from_iterable(map(repeat, stamps, counts))), pa.int64()),
                 "entity": pa.array([_ENTITY_NAMES[type(e)] for e in changed_entities], pa.string()),
-                "state": json_lines(changed_entities),
+                "state": json_strings(changed_entities),
             }
         )
         staged.append((INSERT_CHANGES, "changes_batch", table))
@@ -246,7 +248,7 @@ def _stage(chunk: list[Envelope], state: State, linker: Linker) -> tuple[State, 
 
 
 def _events_table(chunk: list[Envelope]) -> tuple[str, str, Any]:
-    """A batch's `events` staging table: its columns, and every event's JSON in one encode."""
+    """A batch's `events` staging table: its columns, and every event's JSON in one buffer."""
     events = [env.event for env in chunk]
     if UnknownEvent in set(map(type, events)):
         events = [event_json(event) for event in events]
@@ -256,7 +258,7 @@ def _events_table(chunk: list[Envelope]) -> tuple[str, str, Any]:
             "ts_ns": pa.array([env.ts for env in chunk], pa.int64()),
             "kind": pa.array([kind_of(env.event) for env in chunk], pa.string()),
             "v": pa.array([env.v for env in chunk], pa.int32()),
-            "event": json_column(json_lines(events)),
+            "event": json_column(json_strings(events)),
         }
     )
     return INSERT_EVENTS, "batch", table
@@ -271,15 +273,17 @@ def _replace_current(con: Any, state: State) -> None:
     _insert(con, REPLACE_CURRENT, "current_batch", current_table(state))
 
 
-def json_lines(values: list[Any]) -> Any:
-    """Each value's JSON as an Arrow string column: one msgspec call encodes the batch as JSON lines,
-    which Arrow splits at the newlines (msgspec escapes every newline inside a JSON string)."""
-    data = _json.encode_lines(values)
-    if not data:
-        return pa.array([], pa.large_string())
-    offsets = pa.array([0, len(data) - 1], pa.int64()).buffers()[1]  # the last newline left out
-    whole = pa.LargeStringArray.from_buffers(1, offsets, pa.py_buffer(data))
-    return pc.split_pattern(whole, "\n").flatten()
+def json_strings(values: list[Any]) -> Any:
+    """Each value's JSON as an Arrow string column: msgspec encodes them one after the other into one
+    buffer, which becomes the column's data as it is (no Python object, no copy per value)."""
+    data = bytearray()
+    ends = [0]
+    encode_into, append = _json.encode_into, ends.append
+    for value in values:
+        encode_into(value, data, -1)
+        append(len(data))
+    offsets = pa.array(ends, pa.int64()).buffers()[1]
+    return pa.LargeStringArray.from_buffers(len(values), offsets, pa.py_buffer(data))
 
 
 def json_column(strings: Any) -> Any:

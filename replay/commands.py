@@ -96,6 +96,11 @@ def register(subparsers: Any) -> None:
     archive.add_argument("source", type=Path, metavar="DATA_DIR")
     archive.add_argument("archive", type=Path, metavar="ARCHIVE.duckdb")
     archive.add_argument("--export-parquet", type=Path, metavar="DIR", help="then write every table/view")
+    archive.add_argument(
+        "--events-only",
+        action="store_true",
+        help="only the events table: ~4x faster, no fold history (orders/positions tables stay empty)",
+    )
     archive.set_defaults(func=_archive)
 
     query = subparsers.add_parser(
@@ -224,6 +229,7 @@ def _archive(args: argparse.Namespace) -> int:
                 args.archive,
                 on_start=lambda total: progress.update(task, total=total),
                 on_progress=lambda n: progress.advance(task, n),
+                events_only=args.events_only,
             )
         except (JournalError, ArchiveMismatch) as exc:
             return _refuse(str(exc))

@@ -60,6 +60,24 @@ def test_archive_then_query_as_table_csv_json_and_parquet(data: Path, tmp_path: 
     assert code == 2 and "not an archive" in err
 
 
+def test_archive_events_only_fills_events_and_refuses_a_later_full_import(
+    data: Path, tmp_path: Path, capsys
+) -> None:
+    archive = tmp_path / "ev.duckdb"
+    code, out, _ = oms(capsys, "archive", data, archive, "--events-only")
+    assert code == 0 and "archived seqs 1..15 (15 events)" in out
+    code, out, _ = oms(
+        capsys,
+        "query",
+        archive,
+        "SELECT (SELECT count(*) FROM events), (SELECT count(*) FROM orders)",
+        "--csv",
+    )
+    assert out.splitlines()[1] == "15,0"
+    code, _, err = oms(capsys, "archive", data, archive)
+    assert code == 2 and "events-only" in err
+
+
 def test_archive_export_parquet(data: Path, tmp_path: Path, capsys) -> None:
     code, out, _ = oms(capsys, "archive", data, tmp_path / "s.duckdb", "--export-parquet", tmp_path / "pq")
     assert code == 0 and "Parquet files" in out

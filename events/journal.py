@@ -10,6 +10,9 @@ the policy:
 - `never`: the committer writes within `group_commit_ms` but never fsyncs (benchmarks); `durable_seq`
   then advances only through `sync()`, a segment roll or `close()`.
 
+`commit_now()` asks the committer for that write + fsync at once, cutting the window short (an intent a
+client waits for); the committer stays the only thread that fsyncs, so two fsyncs never queue on one file.
+
 `durable_seq` is always the last seq known fsynced. Layout and guarantees: docs/journal.md.
 """
 
@@ -66,6 +69,7 @@ class JournalWriter:
         self._dirty = False
         self._dirty_at = 0.0
         self._wake = threading.Event()
+        self._hurry = threading.Event()  # cuts the commit window short (commit_now)
         self._closing = False
         self._closed = False
         self._failure: BaseException | None = None
@@ -162,6 +166,13 @@ class JournalWriter:
             os.close(fd)
         return self._durable_seq
 
+    def commit_now(self) -> None:
+        """Have the committer write and fsync what is appended now, without waiting for the rest of the
+        group-commit window; pair with `wait_durable_async`. No effect unless durability is `group`."""
+        if self._durability == "group":
+            self._hurry.set()
+            self._wake.set()
+
     def wait_durable(self, seq: int, timeout: float | None = None) -> bool:
         """Block until `seq` is fsynced (True) or `timeout` passes / the writer closes (False)."""
         with self._cond:
@@ -192,6 +203,7 @@ class JournalWriter:
                 return
             self._closing = True
         self._wake.set()
+        self._hurry.set()
         if self._thread is not None:
             self._thread.join()
         try:
@@ -257,11 +269,12 @@ class JournalWriter:
             self._wake.wait()
             delay = self._dirty_at + self._window - time.monotonic()
             if delay > 0 and not self._closing:
-                time.sleep(delay)  # the commit window: gather what arrives before the deadline
+                self._hurry.wait(delay)  # the commit window: gather what arrives before the deadline
             with self._lock:
                 if self._closing or self._failure is not None:
                     return
                 self._wake.clear()
+                self._hurry.clear()
                 self._dirty = False
                 try:
                     self._write()

@@ -12,10 +12,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
 
-from events.journal_errors import JournalError
+from events.journal_errors import JournalClosed, JournalError
 from events.schema import Envelope, Event, ExecutionReported
 from oms.fold import step
 from oms.publisher import Publisher
@@ -33,7 +32,8 @@ class Journal(Protocol):
     def durable_seq(self) -> int: ...
     def append(self, event: Event, ts: int | None = None) -> Envelope: ...
     def flush(self) -> int: ...
-    def sync(self) -> int: ...
+    def commit_now(self) -> None: ...
+    async def wait_durable_async(self, seq: int) -> bool: ...
 
 
 class Pipeline:
@@ -57,8 +57,6 @@ class Pipeline:
         self._snapshot_every = snapshot_every
         self.snapshot_seq = state.seq
         self._fsyncs = durability != "never"
-        self._sync_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal-sync")
-        self._syncing: asyncio.Future[int] | None = None
         self.appended = 0
         self.failure: str | None = None  # set when the journal fails
 
@@ -98,31 +96,29 @@ class Pipeline:
     async def durable(self, seq: int) -> None:
         """Return once `seq` is on disk; at once under durability `never` (benchmarks).
 
-        An intent does not wait for the group-commit window: it asks for an fsync now, in a thread (the
-        loop keeps serving). Concurrent callers share the fsync in flight, then start one more if their
-        seq came after it began."""
+        An intent does not wait for the rest of the group-commit window: the journal's committer thread
+        is asked to fsync now (the loop keeps serving) and wakes us when it is done. Intents arriving
+        meanwhile share the next fsync. Only that one thread fsyncs: a second fsync of the same file
+        from another thread would only queue behind it."""
         self.drain()
-        if not self._fsyncs:
+        if not self._fsyncs or self.journal.durable_seq >= seq:
             return
-        while self.journal.durable_seq < seq:
-            if self._syncing is None:
-                self._syncing = self._loop.run_in_executor(self._sync_thread, self.journal.sync)
-                self._syncing.add_done_callback(self._synced)
-            await asyncio.shield(self._syncing)
-
-    def _synced(self, future: asyncio.Future[int]) -> None:
-        self._syncing = None
-        if not future.cancelled() and isinstance(future.exception(), JournalError):
-            self._failed(future.exception())  # type: ignore[arg-type]
+        self.journal.commit_now()
+        try:
+            durable = await self.journal.wait_durable_async(seq)
+        except JournalError as exc:
+            self._failed(exc)
+            raise
+        if not durable:
+            closed = JournalClosed(f"seq {seq} was not made durable: the journal closed or failed first")
+            self._failed(closed)
+            raise closed
 
     def _failed(self, exc: BaseException) -> None:
         """The journal cannot record any more: say so once, loudly; commands are refused from now on."""
         if self.failure is None:
             self.failure = f"{type(exc).__name__}: {exc}"
             log.critical("journal failed, commands are refused from now on: %s", self.failure)
-
-    def close(self) -> None:
-        self._sync_thread.shutdown(wait=True)
 
     def heartbeat(self) -> None:
         self.publisher.heartbeat(self.publisher.last_seq)

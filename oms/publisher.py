@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import msgspec
@@ -112,36 +112,39 @@ class Publisher:
             self._changes_wanted = any(v for k, v in self._wanted.items() if k != "event")
 
     def publish_batch(self, batch: Sequence[tuple[Envelope, tuple[Changed, ...]]]) -> None:
+        """Everything a drain collected (subscriptions refreshed first: a new subscriber gets it all)."""
         self.refresh_subscriptions()
+        self._publish(batch)
+
+    def publish(self, env: Envelope, changes: tuple[Changed, ...]) -> None:
+        """The event, then each entity it changed, all stamped with the event's seq."""
+        self._publish(((env, changes),))
+
+    def _publish(self, batch: Sequence[tuple[Envelope, tuple[Changed, ...]]]) -> None:
         if not batch:
             return
-        if self._events_wanted or self._changes_wanted:
-            publish = self.publish
+        events_wanted, changes_wanted = self._events_wanted, self._changes_wanted
+        if events_wanted or changes_wanted:  # one loop for the batch: this is the service's hot path
+            send, encode, topics, wanted = self._send, self._encode, self._event_topics, self._wanted
+            sent = 0
             for env, changes in batch:
-                publish(env, changes)
-        else:
-            self.last_seq = batch[-1][0].seq
-
-    def publish(self, env: Envelope, changes: Iterable[Changed]) -> None:
-        """The event, then each entity it changed, all stamped with the event's seq."""
-        send, encode = self._send, self._encode
-        if self._events_wanted:
-            event: Any = env.event
-            topic = self._event_topics.get(type(event))
-            if topic is None:
-                topic, event = self._event_topic(event)
-            send(topic, _MORE)
-            send(encode(Published("event", env.seq, env.ts, event)), _LAST)
-            self.sent += 1
-        if self._changes_wanted:
-            wanted = self._wanted
-            for entity in changes:
-                kind_name, entity_topic = route_change(entity)
-                if wanted[kind_name]:
-                    send(entity_topic.encode(), _MORE)
-                    send(encode(Published(kind_name, env.seq, env.ts, entity)), _LAST)
-                    self.sent += 1
-        self.last_seq = env.seq
+                if events_wanted:
+                    event: Any = env.event
+                    topic = topics.get(type(event))
+                    if topic is None:
+                        topic, event = self._event_topic(event)
+                    send(topic, _MORE)
+                    send(encode(Published("event", env.seq, env.ts, event)), _LAST)
+                    sent += 1
+                if changes_wanted:
+                    for entity in changes:
+                        kind_name, entity_topic = route_change(entity)
+                        if wanted[kind_name]:
+                            send(entity_topic.encode(), _MORE)
+                            send(encode(Published(kind_name, env.seq, env.ts, entity)), _LAST)
+                            sent += 1
+            self.sent += sent
+        self.last_seq = batch[-1][0].seq
 
     def _event_topic(self, event: Any) -> tuple[bytes, Any]:
         """(topic, what to encode as `data`) for an event class not seen yet, or an unknown kind: a newer

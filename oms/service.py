@@ -170,7 +170,6 @@ class Service:
                 await self.broker.disconnect()
         if hasattr(self, "pipeline"):
             await asyncio.gather(*self._snapshot_writes, return_exceptions=True)
-            self.pipeline.close()
             if self.pipeline.failure is None:  # a failed journal has nothing more to flush or snapshot
                 self.pipeline.drain()
                 self.journal.sync()

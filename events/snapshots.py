@@ -93,7 +93,11 @@ def list_snapshots(directory: str | os.PathLike[str]) -> list[SnapshotInfo]:
     for entry in os.scandir(folder):
         stem = entry.name[: -len(_SUFFIX)]
         if entry.name.endswith(_SUFFIX) and len(stem) == _DIGITS and stem.isdigit():
-            found.append(SnapshotInfo(int(stem), Path(entry.path), entry.stat().st_size))
+            try:
+                size = entry.stat().st_size
+            except FileNotFoundError:  # pruned by the writer while we listed: not a snapshot any more
+                continue
+            found.append(SnapshotInfo(int(stem), Path(entry.path), size))
     found.sort(key=lambda info: info.seq)
     return found
 
@@ -108,6 +112,8 @@ def latest_snapshot(
             continue
         try:
             seq, payload = read_snapshot(info.path)
+        except FileNotFoundError:  # pruned by the writer since we listed it: an older one will do
+            continue
         except CorruptSnapshot as exc:
             warnings.warn(str(exc), CorruptSnapshotWarning, stacklevel=2)
             continue

@@ -319,6 +319,16 @@ def test_group_commit_makes_appends_durable_without_flush(tmp_path: Path) -> Non
         assert writer.durable_seq >= last
 
 
+def test_commit_now_does_not_wait_out_the_group_commit_window(tmp_path: Path) -> None:
+    with JournalWriter.open(tmp_path / "j", group_commit_ms=10_000.0) as writer:
+        first = writer.append(numbered(1)).seq
+        writer.sync()  # the committer is now idle, its next window 10 s away
+        seq = writer.append(numbered(2)).seq
+        assert seq > first and writer.durable_seq < seq
+        writer.commit_now()
+        assert writer.wait_durable(seq, timeout=5), "an intent must not wait for the 10 s window"
+
+
 def test_always_is_durable_on_return(tmp_path: Path) -> None:
     with JournalWriter.open(tmp_path / "j", durability="always") as writer:
         for i in range(5):

@@ -16,7 +16,7 @@ from tests.waiting import async_wait_until
 CLIENT_LIBS = ("ib_async", "ib_insync")
 
 
-def run(test: Callable[[], Awaitable[Any]], timeout: float = 30.0) -> Any:
+def run(test: Callable[[], Awaitable[Any]], timeout: float = 60.0) -> Any:
     """Run an async test body on a fresh event loop, bounded by a timeout."""
 
     async def bounded() -> Any:

@@ -83,7 +83,7 @@ class JournalWriter:
         *,
         durability: Durability = "group",
         group_commit_ms: float = 2.0,
-        segment_bytes: int = 64 << 20,
+        segment_bytes: int = 16 << 20,
         clock: Callable[[], int] = time.time_ns,
     ) -> JournalWriter:
         """Lock the directory (creating it 0o700 if missing), recover its tail, and start appending.

@@ -14,6 +14,8 @@ import sys
 import time
 from collections.abc import Iterator
 
+from msgspec.structs import replace
+
 from events.codec import decode, encode
 from events.schema import (
     AnyEvent,
@@ -42,6 +44,19 @@ def stream(orders: int) -> Iterator[Envelope]:
         contract, ib_contract = Contract(symbol=sym), Contract(symbol=sym, con_id=10_000 + i % 50)
         side: Side = "BUY" if (i // 50) % 3 else "SELL"
         qty = float(100 + i % 7)
+        acknowledged = OpenOrderReported(
+            order_id=oid,
+            perm_id=perm,
+            client_id=CLIENT_ID,
+            order_ref=coid,
+            account="DU1",
+            contract=ib_contract,
+            side=side,
+            quantity=qty,
+            order_type="LMT",
+            limit_price=10.0,
+            status="Submitted",
+        )
         events: list[AnyEvent] = [
             OrderRequested(
                 client_order_id=coid,
@@ -54,19 +69,7 @@ def stream(orders: int) -> Iterator[Envelope]:
                 limit_price=10.0,
             ),
             OrderSent(client_order_id=coid, order_id=oid, client_id=CLIENT_ID),
-            OpenOrderReported(
-                order_id=oid,
-                perm_id=perm,
-                client_id=CLIENT_ID,
-                order_ref=coid,
-                account="DU1",
-                contract=ib_contract,
-                side=side,
-                quantity=qty,
-                order_type="LMT",
-                limit_price=10.0,
-                status="Submitted",
-            ),
+            acknowledged,
             OrderStatusReported(
                 order_id=oid, perm_id=perm, client_id=CLIENT_ID, status="Submitted", filled=0.0, remaining=qty
             ),
@@ -92,19 +95,7 @@ def stream(orders: int) -> Iterator[Envelope]:
                 remaining=0.0,
                 avg_fill_price=10.0,
             ),
-            OpenOrderReported(
-                order_id=oid,
-                perm_id=perm,
-                client_id=CLIENT_ID,
-                order_ref=coid,
-                account="DU1",
-                contract=ib_contract,
-                side=side,
-                quantity=qty,
-                order_type="LMT",
-                limit_price=10.0,
-                status="Filled",
-            ),
+            replace(acknowledged, status="Filled"),
         ]
         for ev in events:
             seq += 1

@@ -18,6 +18,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
+import msgspec
 from hypothesis import strategies as st
 from msgspec.structs import replace
 
@@ -192,19 +193,7 @@ def _executions(o: _Order, rnd: random.Random, total: float, session: Session) -
             commission = CommissionReported(exec_id=exec_id, commission=1.0 + k, currency="USD")
             channel.extend((commission, execution) if rnd.random() < 0.3 else (execution, commission))
             if rnd.random() < 0.2:  # replayed by a reqExecutions sync, anywhere later
-                replay = ExecutionReported(
-                    exec_id=exec_id,
-                    order_id=order_id,
-                    perm_id=perm_id,
-                    client_id=client_id,
-                    order_ref=ref,
-                    account=o.account,
-                    contract=_contract(o, True),
-                    side=side,
-                    shares=qty,
-                    price=px,
-                    req_id=42,
-                )
+                replay = msgspec.structs.replace(execution, req_id=42)
                 channel.insert(rnd.randint(channel.index(execution) + 1, len(channel)), replay)
         qty, px = versions[-1]
         session.fills[base] = TrueFill(

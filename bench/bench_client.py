@@ -1,7 +1,7 @@
 """The strategy client: how fast it follows (decode + fold of published events) and what a command costs.
 
 1. follow: N events published on a PUB socket; the client (subscribed, snapshot taken) applies them in
-   seq order with `oms.fold.step`. Beside it, a raw pyzmq SUB receiving the same N messages (no decode).
+   seq order with `oms.state.fold.step`. Beside it, a raw pyzmq SUB receiving the same N messages (no decode).
 2. round trip against a real `oms run`: `ping` and `place` (acknowledged once durable) through the
    client, beside a raw DEALER `ping` to the same service.
 """
@@ -38,8 +38,8 @@ from events.schema import (
 )
 from oms.client import AsyncClient
 from oms.protocol import ENDPOINTS_FILE, Endpoints, Published, event_topic
-from oms.snapshot_codec import encode_state
-from oms.state import initial_state
+from oms.state.codec import encode_state
+from oms.state.model import initial_state
 
 AAPL = Contract(symbol="AAPL", con_id=265598)
 

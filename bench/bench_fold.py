@@ -29,8 +29,8 @@ from events.schema import (
     OrderStatusReported,
     Side,
 )
-from oms.fold import fold, step
-from oms.state import initial_state
+from oms.state.fold import fold, step
+from oms.state.model import initial_state
 
 CLIENT_ID = 7
 
@@ -115,7 +115,7 @@ _PEAK = """
 import resource, sys
 from bench.bench_fold import stream
 from events.codec import decode, encode
-from oms.fold import fold
+from oms.state.fold import fold
 state = fold(decode(encode(env)) for env in stream(int(sys.argv[1])))  # decoded, as from the journal
 try:  # VmHWM: getrusage's ru_maxrss keeps the high-water mark of the parent that forked us
     print(next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:")))

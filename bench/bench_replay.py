@@ -38,9 +38,9 @@ from events.schema import (
 )
 from events.segments import list_segments
 from events.snapshots import write_snapshot
-from oms.fold import fold, step
-from oms.snapshot_codec import encode_state
-from oms.state import initial_state
+from oms.state.codec import encode_state
+from oms.state.fold import fold, step
+from oms.state.model import initial_state
 from replay import queries
 from replay.archive import archive_journal
 from replay.source import JournalSource

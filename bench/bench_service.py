@@ -146,8 +146,8 @@ def _pcts(ns: list[int]) -> tuple[float, float]:
 
 
 async def _service(data_dir: str) -> Any:
-    from oms.config import load_config
-    from oms.service import Service
+    from oms.service.app import Service
+    from oms.service.config import load_config
 
     config = load_config(
         env={},

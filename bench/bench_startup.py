@@ -17,10 +17,10 @@ from bench.bench_replay import write_session
 from events.journal import JournalWriter
 from events.reader import JournalReader
 from events.snapshots import list_snapshots, write_snapshot
-from oms.fold import fold, step
-from oms.service import load_state
-from oms.snapshot_codec import encode_state
-from oms.state import initial_state
+from oms.service.app import load_state
+from oms.state.codec import encode_state
+from oms.state.fold import fold, step
+from oms.state.model import initial_state
 
 TAIL = 10_000
 

@@ -2,7 +2,7 @@
 
 The log records what was said, never what was concluded: intents as the client sent them, broker facts
 as IB reported them (normalized, every identifier kept), and the service's own facts. Order and position
-state is recomputed from these by the fold in `oms.fold`.
+state is recomputed from these by the fold in `oms.state.fold`.
 
 Evolution rule (see docs/events.md): a stored field never changes meaning. New fields get defaults, so
 old logs still decode; new facts get new kinds, so old readers decode them as `UnknownEvent`.

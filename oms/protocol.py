@@ -198,7 +198,7 @@ def op_of(request: Request) -> str:
 
 # ---------------------------------------------------------------------------------------------------
 # Results (the `result` of an OkReply, per op). Entities (orders, positions, the state) are the fold's
-# own Structs, encoded as msgpack maps with the field names of oms/state.py.
+# own Structs, encoded as msgpack maps with the field names of oms/state/model.py.
 
 
 class PingResult(Struct, frozen=True):
@@ -208,7 +208,7 @@ class PingResult(Struct, frozen=True):
 
 
 class SnapshotResult(Struct, frozen=True):
-    """`state` is the folded state at `seq` (oms.state.State as a map; `oms.snapshot_codec` reads it)."""
+    """`state` is the folded state at `seq` (oms.state.State as a map; `oms.state.codec` reads it)."""
 
     seq: int
     state: Any

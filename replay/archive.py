@@ -20,9 +20,9 @@ import msgspec
 import pyarrow as pa
 
 from events.schema import Envelope, UnknownEvent, kind_of
-from oms.fold import step
-from oms.snapshot_codec import decode_state, encode_state
-from oms.state import Account, Order, Position, Removed, State, initial_state
+from oms.state.codec import decode_state, encode_state
+from oms.state.fold import step
+from oms.state.model import Account, Order, Position, Removed, State, initial_state
 from replay.links import Linker
 from replay.private import make_private, private_umask
 from replay.schema_sql import (

@@ -24,7 +24,7 @@ from events.schema import (
     OrderSent,
     OrderStatusReported,
 )
-from oms.state import Order, State
+from oms.state.model import Order, State
 
 
 def exec_base(exec_id: str) -> str:

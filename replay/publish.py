@@ -1,7 +1,7 @@
 """Re-publish a recorded session over ZeroMQ exactly as the service did: same topics, same payloads,
 the original seqs, each event followed by the entities it changed (the fold runs alongside).
 
-It reuses the service's `oms.publisher.Publisher`, so the bytes are the service's by construction.
+It reuses the service's `oms.service.publisher.Publisher`, so the bytes are the service's by construction.
 Pace: the original gaps between events divided by `speed`, or none at all when `speed` is 0. The send
 queue is unbounded (HWM 0): a replay never drops a message, it only waits on memory. Heartbeats carry
 the last published seq at least twice a second, also while waiting for the next event.
@@ -15,11 +15,11 @@ from typing import Any
 
 import msgspec
 
-from oms.fold import fold, step
 from oms.protocol import HEARTBEAT_INTERVAL_S
-from oms.publisher import Publisher
-from oms.snapshot_codec import decode_state
-from oms.state import initial_state
+from oms.service.publisher import Publisher
+from oms.state.codec import decode_state
+from oms.state.fold import fold, step
+from oms.state.model import initial_state
 from replay.serve import ReplayRouter
 from replay.source import Source
 
@@ -39,7 +39,7 @@ class PublishReport(msgspec.Struct, frozen=True):
 
 def require_loopback(endpoint: str) -> str:
     """A replay binds to loopback only: it has no CURVE keys to offer."""
-    from oms.curve import is_loopback
+    from oms.service.curve import is_loopback
 
     if not is_loopback(endpoint):
         raise NotLoopback(

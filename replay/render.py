@@ -11,7 +11,7 @@ from rich.table import Table
 
 from events.codec import to_builtins
 from events.schema import Envelope, kind_of
-from oms.state import Order, State
+from oms.state.model import Order, State
 from replay.points import format_ts
 from replay.queries import Result
 from replay.states import FieldChange

@@ -1,10 +1,10 @@
 """The archive's tables, views and macros (DuckDB SQL); docs/replay.md describes each for users.
 
 `events` holds every logged event, its identifiers as typed columns and the full event as JSON. What
-the fold concluded is stored, never recomputed in SQL (the fold's rules live in oms/fold.py only):
+the fold concluded is stored, never recomputed in SQL (the fold's rules live in oms/state/fold.py only):
 `*_states` tables hold each entity as the fold left it after each event that changed it, and `orders`,
 `positions`, `strategy_positions`, `fills`, `accounts` the fold's state after the last archived event.
-Entity columns are generated from oms/state.py (replay.sqlgen), so they follow the fold's Structs.
+Entity columns are generated from oms/state/model.py (replay.sqlgen), so they follow the fold's Structs.
 Every statement here is built from constants of this module and the Structs' field names, never from input.
 """
 
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 
-from oms.state import Account, Fill, Order, Position
+from oms.state.model import Account, Fill, Order, Position
 from replay.sqlgen import ddl, select_list, transform
 
 _AT = "seq BIGINT NOT NULL, ts TIMESTAMP NOT NULL"  # the event after which an entity was so
@@ -58,7 +58,7 @@ CREATE INDEX IF NOT EXISTS order_events_by_order ON order_events (order_key);
 CREATE INDEX IF NOT EXISTS order_states_by_order ON order_states (client_order_id);
 """
 
-# An archive is continued only by code with the same tables (entity columns follow oms/state.py).
+# An archive is continued only by code with the same tables (entity columns follow oms/state/model.py).
 FORMAT = hashlib.sha256(TABLES.encode()).hexdigest()[:16]
 META = "CREATE TABLE IF NOT EXISTS archive_format (format VARCHAR NOT NULL)"
 

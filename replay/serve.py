@@ -1,7 +1,7 @@
 """The ROUTER half of a replay: `ping`, `snapshot`, `events`, `orders`, `positions`, answered from the
 replayed state, so a client using the Clone pattern (docs/protocol.md) follows a replay as it would the
 service. Commands are refused: a replay changes nothing. Framing and request decoding are the service's
-own (`oms.router`); the replies are the service's Structs.
+own (`oms.service.router`); the replies are the service's Structs.
 """
 
 from __future__ import annotations
@@ -25,9 +25,9 @@ from oms.protocol import (
     Request,
     op_of,
 )
-from oms.queries import STATE_QUERIES, answer
-from oms.router import decode_request, error, split_frames
-from oms.state import State, initial_state
+from oms.service.queries import STATE_QUERIES, answer
+from oms.service.router import decode_request, error, split_frames
+from oms.state.model import State, initial_state
 from replay.source import Source
 
 _encoder = msgspec.msgpack.Encoder()

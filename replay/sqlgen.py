@@ -1,4 +1,4 @@
-"""DuckDB columns for a fold entity, generated from its msgspec Struct so the archive follows oms/state.py.
+"""DuckDB columns for a fold entity, generated from its msgspec Struct (oms/state/model.py).
 
 Entities are stored as their JSON (fields at their default omitted, as msgspec writes them: one fast
 encode per change). DuckDB parses each one once (`json_transform` with the spec below) and every column

@@ -11,9 +11,9 @@ from typing import Any
 
 import msgspec
 
-from oms.fold import copy_state, fold
-from oms.snapshot_codec import decode_state
-from oms.state import State, initial_state
+from oms.state.codec import decode_state
+from oms.state.fold import copy_state, fold
+from oms.state.model import State, initial_state
 from replay.source import Source
 
 # What a person compares by default; the id indexes (order_ids, perm_ids, ...) follow from these.

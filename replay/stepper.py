@@ -13,8 +13,8 @@ from typing import TextIO
 from rich.console import Console
 
 from events.schema import Envelope
-from oms.fold import copy_state, fold, step
-from oms.state import State
+from oms.state.fold import copy_state, fold, step
+from oms.state.model import State
 from replay.render import render_diff, render_event
 from replay.source import Source
 from replay.states import diff_states, state_at

@@ -13,9 +13,9 @@ from __future__ import annotations
 import msgspec
 
 from events.schema import Envelope
-from oms.fold import step
-from oms.snapshot_codec import decode_state
-from oms.state import Order, State, initial_state
+from oms.state.codec import decode_state
+from oms.state.fold import step
+from oms.state.model import Order, State, initial_state
 from replay.links import Linker
 from replay.source import Source
 from replay.states import state_at

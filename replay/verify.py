@@ -15,9 +15,9 @@ from pathlib import Path
 import msgspec
 
 from events.schema import Envelope
-from oms.fold import step
-from oms.snapshot_codec import SnapshotError, decode_state
-from oms.state import Account, Order, Position, State, initial_state
+from oms.state.codec import SnapshotError, decode_state
+from oms.state.fold import step
+from oms.state.model import Account, Order, Position, State, initial_state
 from replay.source import JournalSource
 from replay.states import FieldChange, diff_states
 

@@ -16,10 +16,10 @@ import zmq
 
 from events.reader import JournalReader
 from oms.client import AsyncClient, CurveKeys
-from oms.fold import fold
 from oms.protocol import ENDPOINTS_FILE, Endpoints
-from oms.snapshot_codec import decode_state
-from oms.state import State
+from oms.state.codec import decode_state
+from oms.state.fold import fold
+from oms.state.model import State
 from tests.waiting import async_wait_until, wait_until
 
 REPO = Path(__file__).resolve().parents[1]

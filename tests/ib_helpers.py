@@ -12,8 +12,8 @@ from typing import Any, TypeVar
 from adapters.ib.adapter import Backoff, IBAdapter
 from adapters.tws_sim import SimConfig, TwsSimulator
 from events.schema import Contract, Envelope, Event, OrderRequested
-from oms.fold import step
-from oms.state import State, initial_state
+from oms.state.fold import step
+from oms.state.model import State, initial_state
 from tests.waiting import async_wait_until
 
 E = TypeVar("E", bound=Event)

@@ -18,8 +18,8 @@ from events.journal_errors import NotAJournal
 from events.reader import JournalReader
 from events.schema import UnknownEvent
 from events.segments import list_segments
-from oms.fold import fold
-from oms.state import State
+from oms.state.fold import fold
+from oms.state.model import State
 from replay.archive import ArchiveMismatch, archive_journal
 from replay.queries import EXPORTED, connect, export_all, export_parquet, find_orders, order_timeline, run
 from replay.source import ArchiveSource, JournalSource

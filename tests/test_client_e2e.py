@@ -14,7 +14,7 @@ import pytest
 
 from oms.cli import main as oms_main
 from oms.client import AsyncClient, Client, OrderDone, ServiceError, ServiceUnavailable
-from oms.state import Order, Position
+from oms.state.model import Order, Position
 from tests.client_helpers import REPO, ServiceProcess, journal_state, running_service, settled_equal
 from tests.waiting import async_wait_until, wait_until
 

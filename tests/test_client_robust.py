@@ -16,9 +16,9 @@ import zmq.asyncio
 from events import codec
 from events.schema import AnyEvent, Contract, Envelope, ExecutionReported, OrderRequested, OrderSent, kind_of
 from oms.client import AsyncClient
-from oms.fold import fold
 from oms.protocol import Heartbeat, Published, event_topic
-from oms.snapshot_codec import encode_state
+from oms.state.codec import encode_state
+from oms.state.fold import fold
 from tests.waiting import async_wait_until
 
 AAPL = Contract(symbol="AAPL", con_id=265598)

@@ -8,7 +8,7 @@ import pytest
 
 from oms.cli import build_parser
 from oms.commands.run import overrides
-from oms.config import ConfigError, load_config, parse_host_port
+from oms.service.config import ConfigError, load_config, parse_host_port
 
 
 def test_defaults() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from oms.orders import ORDER_STATE_TABLE
+from oms.state.orders import ORDER_STATE_TABLE
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "state.md"
 

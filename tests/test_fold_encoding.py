@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import msgspec
 
-from oms.fold import fold
-from oms.snapshot_codec import decode_state, encode_state
-from oms.state import Account, Fill, Order, Position
+from oms.state.codec import decode_state, encode_state
+from oms.state.fold import fold
+from oms.state.model import Account, Fill, Order, Position
 from tests.fold_strategies import AAPL, commission, execution, log, requested, sent
 
 ENTITIES: dict[str, type[msgspec.Struct]] = {

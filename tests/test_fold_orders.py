@@ -6,8 +6,8 @@ import pytest
 from msgspec.structs import replace
 
 from events.schema import CancelRequested, Envelope, ModifyRequested, OrderDenied
-from oms.fold import copy_state, fold, step
-from oms.state import Order, State
+from oms.state.fold import copy_state, fold, step
+from oms.state.model import Order, State
 from tests.fold_strategies import (
     AAPL_IB,
     commission,

@@ -18,9 +18,9 @@ from events.schema import (
     ReconciliationStarted,
     UnknownEvent,
 )
-from oms.fold import copy_state, fold, step
-from oms.positions import reported_mismatch
-from oms.state import Position, Removed, State
+from oms.state.fold import copy_state, fold, step
+from oms.state.model import Position, Removed, State
+from oms.state.positions import reported_mismatch
 from tests.fold_strategies import (
     AAPL,
     AAPL_IB,

@@ -9,10 +9,10 @@ from hypothesis import strategies as st
 
 from events.codec import decode, encode
 from events.schema import ExecutionReported, OpenOrderReported, OrderStatusReported
-from oms.fold import copy_state, fold, step
-from oms.positions import instrument_key
-from oms.snapshot_codec import decode_state, encode_state
-from oms.state import TERMINAL, WORKING, Account, Order, Position, Removed, State, initial_state
+from oms.state.codec import decode_state, encode_state
+from oms.state.fold import copy_state, fold, step
+from oms.state.model import TERMINAL, WORKING, Account, Order, Position, Removed, State, initial_state
+from oms.state.positions import instrument_key
 from tests.fold_strategies import CLIENT_ID, Session, sessions
 
 PROPS = settings(max_examples=150, deadline=None)

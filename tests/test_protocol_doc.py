@@ -13,7 +13,7 @@ import msgspec
 import pytest
 
 from oms import protocol
-from oms.state import Account, Order, Position, State
+from oms.state.model import Account, Order, Position, State
 from tests.client_helpers import REPO, running_service
 
 DOC = REPO / "docs" / "protocol.md"

@@ -11,8 +11,8 @@ import zmq
 from events.codec import decode
 from events.schema import AccountValueReported, Contract, Envelope, OrderStatusReported, UnknownEvent
 from oms.protocol import Heartbeat, Published
-from oms.publisher import Publisher, route_change
-from oms.state import Account, Order, Position
+from oms.service.publisher import Publisher, route_change
+from oms.state.model import Account, Order, Position
 from tests.test_service_support import Wire, last_seq, running
 from tests.waiting import wait_until
 

@@ -15,9 +15,9 @@ from events.journal_errors import NotAJournal
 from events.reader import JournalReader
 from events.schema import BrokerError, Envelope
 from events.snapshots import write_snapshot
-from oms.fold import step
-from oms.snapshot_codec import encode_state
-from oms.state import Order, initial_state
+from oms.state.codec import encode_state
+from oms.state.fold import step
+from oms.state.model import Order, initial_state
 from replay.points import BadPoint, parse_time, resolve_point
 from replay.render import render_event
 from replay.source import JournalSource, open_source

@@ -8,11 +8,11 @@ import msgspec
 import pytest
 import zmq
 
-from oms.fold import fold, step
 from oms.protocol import HEARTBEAT_TOPIC, Heartbeat, Published, event_topic
-from oms.publisher import route_change
-from oms.snapshot_codec import decode_state
-from oms.state import initial_state
+from oms.service.publisher import route_change
+from oms.state.codec import decode_state
+from oms.state.fold import fold, step
+from oms.state.model import initial_state
 from replay.publish import NotLoopback, open_publisher, replay_to
 from replay.serve import ReplayRouter
 from replay.source import JournalSource

@@ -7,7 +7,7 @@ from typing import Any
 
 import msgspec
 
-from oms.state import State
+from oms.state.model import State
 from replay.archive import archive_journal
 from replay.queries import connect, run
 from replay.source import JournalSource

@@ -23,8 +23,8 @@ from events.schema import (
     OrderStatusReported,
     SessionStarted,
 )
-from oms.fold import copy_state, step
-from oms.state import State, initial_state
+from oms.state.fold import copy_state, step
+from oms.state.model import State, initial_state
 
 T0 = 1_795_183_387_000_000_000  # 2026-11-20 14:03:07 UTC
 AAPL = Contract(symbol="AAPL")

@@ -7,11 +7,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from events.schema import CancelRequested, Contract, Envelope, OrderDenied, OrderRequested
-from oms.fold import fold
-from oms.intake import Duplicate, decide_cancel, decide_modify, decide_place, unsent
 from oms.protocol import CancelRequest, ErrorInfo, ModifyRequest, PlaceRequest
-from oms.risk import Exposure, RiskLimits, check_order, check_size
-from oms.state import State
+from oms.service.intake import Duplicate, decide_cancel, decide_modify, decide_place, unsent
+from oms.service.risk import Exposure, RiskLimits, check_order, check_size
+from oms.state.fold import fold
+from oms.state.model import State
 
 OFF = RiskLimits(max_quantity=None, max_notional=None)
 

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from oms.protocol import ERROR_CODES, MAX_MESSAGE_BYTES, OPS
-from oms.router import LIBZMQ_MAX_MESSAGE, decode_request, split_frames
+from oms.service.router import LIBZMQ_MAX_MESSAGE, decode_request, split_frames
 from tests.test_service_support import Wire, last_seq, place, running
 
 enc = msgspec.msgpack.encode

@@ -11,8 +11,8 @@ import msgspec
 from adapters.tws_sim.config import SimConfig
 from events.reader import JournalReader
 from events.schema import CancelRequested, KillSwitchChanged, OrderDenied, OrderRequested, SessionStarted
-from oms.fold import fold
 from oms.protocol import ENDPOINTS_FILE, Endpoints
+from oms.state.fold import fold
 from tests.test_service_support import Wire, last_seq, place, running, state_of
 from tests.waiting import wait_until
 

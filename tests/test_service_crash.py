@@ -21,9 +21,9 @@ from adapters.tws_sim.config import SimConfig
 from adapters.tws_sim.server import TwsSimulator, run_simulator_in_thread
 from events.reader import JournalReader
 from events.snapshots import latest_snapshot
-from oms.fold import fold
 from oms.protocol import ENDPOINTS_FILE, Endpoints
-from oms.snapshot_codec import decode_state
+from oms.state.codec import decode_state
+from oms.state.fold import fold
 from tests.test_service_support import Wire, place
 from tests.waiting import wait_until
 

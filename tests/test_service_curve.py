@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import zmq.auth
 
-from oms.config import ConfigError, CurveConfig
-from oms.curve import check_binds, is_loopback, write_keypair
+from oms.service.config import ConfigError, CurveConfig
+from oms.service.curve import check_binds, is_loopback, write_keypair
 from tests.test_service_support import Wire, running
 
 

@@ -14,7 +14,7 @@ import zmq
 
 from adapters.tws_sim.config import SimConfig
 from oms.commands.run import ServiceThread
-from oms.config import Config, load_config
+from oms.service.config import Config, load_config
 
 EPHEMERAL = {"pub": "tcp://127.0.0.1:0", "router": "tcp://127.0.0.1:0"}
 
@@ -115,6 +115,6 @@ def last_seq(service: ServiceThread) -> int:
 
 
 def state_of(service: ServiceThread) -> Any:
-    from oms.fold import copy_state
+    from oms.state.fold import copy_state
 
     return service.call(lambda: copy_state(service.service.pipeline.state))  # type: ignore[union-attr]

@@ -34,7 +34,7 @@ from events.schema import (
     ReconciliationFinished,
     ReconciliationStarted,
 )
-from oms.state import State, initial_state
+from oms.state.model import State, initial_state
 
 log = logging.getLogger(__name__)
 

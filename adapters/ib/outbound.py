@@ -12,7 +12,7 @@ import msgspec
 
 from adapters.ib.clientlib import ClientLib
 from events.schema import Contract, ModifyRequested, OrderRequested
-from oms.state import Order
+from oms.state.model import Order
 
 
 def ib_contract(lib: ClientLib, c: Contract) -> Any:

@@ -29,7 +29,7 @@ from events.schema import (
     PositionMismatch,
     PositionReported,
 )
-from oms.state import Order, State
+from oms.state.model import Order, State
 
 LIVE_REQ_ID = -1
 OrderKey = tuple[int, int, int]  # (permId, clientId, orderId): permId when IB gave one

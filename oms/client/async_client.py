@@ -46,8 +46,8 @@ from oms.protocol import (
     PositionsRequest,
     PositionsResult,
 )
-from oms.queries import select_orders, select_positions
-from oms.state import TERMINAL, Order, Position, State
+from oms.state.model import TERMINAL, Order, Position, State
+from oms.state.queries import select_orders, select_positions
 
 
 class OrderDone(Exception):

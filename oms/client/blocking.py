@@ -19,9 +19,9 @@ from typing import Any, TypeVar
 
 from events.schema import Contract, Envelope, Side
 from oms.client.async_client import AsyncClient
-from oms.fold import copy_state
 from oms.protocol import ContractSpec, KillSwitchResult, PingResult
-from oms.state import Order, Position, State
+from oms.state.fold import copy_state
+from oms.state.model import Order, Position, State
 
 T = TypeVar("T")
 

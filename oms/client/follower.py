@@ -1,7 +1,7 @@
 """Following the service's state live: the ZeroMQ Guide's Clone pattern over the PUB and ROUTER sockets.
 
 Decision: the client subscribes to every logged event (`evt.` topics) plus heartbeats and folds the
-events itself with `oms.fold.step`, the very function the service folds with. Its state therefore equals
+events itself with `oms.state.fold.step`, the very function the service folds with. Its state therefore equals
 the service's state at the same seq by construction, and the entity updates the service also publishes
 (`order.`, `pos.`, ...) are not needed. The steps:
 
@@ -32,10 +32,10 @@ from events.schema import Envelope
 from oms.client.clone import Sequencer
 from oms.client.transport import CurveKeys, RequestChannel, read_endpoints
 from oms.client.wire import ServiceUnavailable, decode_events, decode_published
-from oms.fold import step
 from oms.protocol import HEARTBEAT_TOPIC, MAX_EVENTS_BATCH, EventsRequest, Heartbeat, SnapshotRequest
-from oms.snapshot_codec import decode_state
-from oms.state import State
+from oms.state.codec import decode_state
+from oms.state.fold import step
+from oms.state.model import State
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ import logging
 from collections.abc import Callable, Iterable
 
 from events.schema import Envelope
-from oms.state import Order, Position, State
+from oms.state.model import Order, Position, State
 
 log = logging.getLogger(__name__)
 

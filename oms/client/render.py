@@ -11,7 +11,7 @@ from rich.table import Table
 
 from events.codec import to_builtins
 from events.schema import Envelope, kind_of
-from oms.state import Order, Position
+from oms.state.model import Order, Position
 
 _STATUS_STYLE = {
     "filled": "green",

@@ -181,7 +181,7 @@ def _console() -> Any:
 
 async def _order(args: argparse.Namespace) -> int:
     from oms.client.render import orders_table
-    from oms.state import TERMINAL
+    from oms.state.model import TERMINAL
 
     client = await _connect(args, follow=args.wait)
     try:

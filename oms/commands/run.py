@@ -1,6 +1,6 @@
 """`oms run` (the service, by default against the embedded TWS simulator) and `oms keys` (CURVE keys).
 
-The composition root of the service: the only place that joins `oms.service` to `adapters.ib` and
+The composition root of the service: the only place that joins `oms.service.app` to `adapters.ib` and
 `adapters.tws_sim`. Heavy imports happen inside the command functions.
 """
 
@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING, Any, TypeVar
 if TYPE_CHECKING:
     from adapters.tws_sim.config import SimConfig
     from adapters.tws_sim.server import TwsSimulator
-    from oms.config import Config
     from oms.protocol import Endpoints
-    from oms.service import BrokerFactory, Service, Sink
-    from oms.state import State
+    from oms.service.app import BrokerFactory, Service, Sink
+    from oms.service.config import Config
+    from oms.state.model import State
 
 T = TypeVar("T")
 
@@ -86,7 +86,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 def overrides(args: argparse.Namespace) -> dict[str, Any]:
     """Flags as config keys; None means "not given" (the TOML file or the environment decide)."""
-    from oms.config import parse_host_port
+    from oms.service.config import parse_host_port
 
     host, port = parse_host_port(args.ib) if args.ib else (None, None)
     symbols = (
@@ -121,8 +121,8 @@ def run(args: argparse.Namespace) -> int:
     import logging
     import os
 
-    from oms.config import ConfigError, load_config
-    from oms.curve import check_binds
+    from oms.service.config import ConfigError, load_config
+    from oms.service.curve import check_binds
 
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
@@ -139,7 +139,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def keys(args: argparse.Namespace) -> int:
-    from oms.curve import write_keypair
+    from oms.service.curve import write_keypair
 
     try:
         public, secret = write_keypair(args.directory, args.name)
@@ -167,7 +167,7 @@ async def build(config: Config, sim_config: SimConfig | None = None) -> tuple[Se
 
     import msgspec
 
-    from oms.service import Service
+    from oms.service.app import Service
 
     sim = None
     host, port = config.ib_host, config.ib_port or 0
@@ -191,7 +191,7 @@ async def serve(config: Config, sim_tick_ms: float | None = None) -> int:
     import signal
 
     from adapters.tws_sim.config import SimConfig
-    from oms.service import START_ERRORS
+    from oms.service.app import START_ERRORS
 
     service, sim = await build(config, SimConfig(tick_interval_ms=sim_tick_ms or None))
     stop = asyncio.Event()

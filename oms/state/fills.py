@@ -12,9 +12,9 @@ from msgspec.structs import replace
 
 from events import schema as ev_
 from events.schema import Contract
-from oms import bookkeeping, orders, positions
-from oms.bookkeeping import Changes
-from oms.state import Commission, Fill, State
+from oms.state import bookkeeping, orders, positions
+from oms.state.bookkeeping import Changes
+from oms.state.model import Commission, Fill, State
 
 
 def _later(exec_id: str, than: str) -> bool:

@@ -14,7 +14,7 @@ from __future__ import annotations
 from msgspec import Struct
 
 from events.schema import OrderRequested
-from oms.positions import multiplier
+from oms.state.positions import multiplier
 
 
 class RiskLimits(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):

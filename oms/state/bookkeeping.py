@@ -1,6 +1,6 @@
 """Bookkeeping every fold handler shares: joining IB's identifiers to our orders and instruments, and
 storing a changed order with everything that depends on it (its positions, account-wide and for its
-strategy) while recording each changed entity for `oms.fold.step` to return.
+strategy) while recording each changed entity for `oms.state.fold.step` to return.
 
 Joins: an IB callback names an order by permId first (stable across sessions), then by our orderRef,
 then by this session's (clientId, orderId); IB's conId is learned per symbol (docs/state.md).
@@ -14,8 +14,8 @@ from functools import lru_cache
 from msgspec.structs import replace
 
 from events.schema import Contract
-from oms import accounts, positions
-from oms.state import WORKING, Changed, Fill, Order, Position, Removed, State
+from oms.state import accounts, positions
+from oms.state.model import WORKING, Changed, Fill, Order, Position, Removed, State
 
 Changes = dict[tuple[str, str], Changed]  # ("o" | "p" | "s" | "a" | "r", key) -> the new value
 

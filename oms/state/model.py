@@ -1,8 +1,8 @@
 """The folded state: every entity as a frozen msgspec Struct, held in plain dicts by one `State`.
 
 Entities (Order, Position, Fill, Account, ...) are frozen and replaced on change, so any reader may keep
-a reference to one forever. `State` itself is a mutable accumulator owned by the fold (see `oms.fold`
-for the ownership rule); `oms.fold.copy_state` gives a version a caller may keep.
+a reference to one forever. `State` itself is a mutable accumulator owned by the fold (see `oms.state.fold`
+for the ownership rule); `oms.state.fold.copy_state` gives a version a caller may keep.
 Entities are encoded with every field present (no `omit_defaults`): clients in any language read them
 from snapshots and the PUB socket without knowing our defaults (docs/protocol.md).
 See docs/state.md for the meaning of every field and the rules that set it.

@@ -31,16 +31,16 @@ from events.reader import JournalReader
 from events.schema import ConnectionChanged, Event, SessionStarted
 from events.snapshots import latest_snapshot, prune_snapshots, write_snapshot
 from oms import __version__
-from oms.config import Config, ConfigError
-from oms.curve import check_binds, server_keys, start_authenticator
-from oms.fold import fold
-from oms.handlers import Broker, Handlers
-from oms.pipeline import Pipeline
 from oms.protocol import ENDPOINTS_FILE, HEARTBEAT_INTERVAL_S, Endpoints
-from oms.publisher import Publisher
-from oms.router import Router
-from oms.snapshot_codec import SnapshotError, decode_state, encode_state
-from oms.state import TERMINAL, State, initial_state
+from oms.service.config import Config, ConfigError
+from oms.service.curve import check_binds, server_keys, start_authenticator
+from oms.service.handlers import Broker, Handlers
+from oms.service.pipeline import Pipeline
+from oms.service.publisher import Publisher
+from oms.service.router import Router
+from oms.state.codec import SnapshotError, decode_state, encode_state
+from oms.state.fold import fold
+from oms.state.model import TERMINAL, State, initial_state
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from sys import intern
 from msgspec.structs import replace
 
 from events.schema import Contract, ModifyRequested, OrderRequested
-from oms.state import EXTERNAL_STRATEGY, Order
+from oms.state.model import EXTERNAL_STRATEGY, Order
 
 EPS = 1e-9
 PREVIOUS = "previous"  # target meaning "the status before the cancel request"

@@ -12,10 +12,10 @@ from collections.abc import Mapping
 from msgspec import Struct
 
 from events.schema import CancelRequested, Contract, ModifyRequested, OrderDenied, OrderRequested
-from oms.positions import instrument_key, multiplier
 from oms.protocol import CancelRequest, ErrorInfo, ModifyRequest, PlaceRequest
-from oms.risk import Denial, Exposure, RiskLimits, check_order, check_size
-from oms.state import TERMINAL, Order, Position, State
+from oms.service.risk import Denial, Exposure, RiskLimits, check_order, check_size
+from oms.state.model import TERMINAL, Order, Position, State
+from oms.state.positions import instrument_key, multiplier
 
 REQUIRED_PRICES = {"MKT": (False, False), "LMT": (True, False), "STP": (False, True), "STP LMT": (True, True)}
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from msgspec.structs import replace
 
 from events.schema import AccountValueReported
-from oms.state import Account
+from oms.state.model import Account
 
 
 def value_key(key: str, currency: str) -> str:

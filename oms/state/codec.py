@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import msgspec
 
-from oms.state import State
+from oms.state.model import State
 
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(State)

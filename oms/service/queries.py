@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 import msgspec
 
 from oms.protocol import (
@@ -14,8 +12,9 @@ from oms.protocol import (
     SnapshotRequest,
     SnapshotResult,
 )
-from oms.snapshot_codec import encode_state
-from oms.state import TERMINAL, Order, Position, State
+from oms.state.codec import encode_state
+from oms.state.model import State
+from oms.state.queries import select_orders, select_positions
 
 StateQuery = SnapshotRequest | OrdersRequest | PositionsRequest
 StateResult = SnapshotResult | OrdersResult | PositionsResult
@@ -28,20 +27,3 @@ def answer(state: State, request: StateQuery) -> StateResult:
     if isinstance(request, OrdersRequest):
         return OrdersResult(orders=select_orders(state, request.strategy_id, request.open_only))
     return PositionsResult(positions=select_positions(state, request.strategy_id, request.open_only))
-
-
-def select_orders(state: State, strategy_id: str | None, open_only: bool) -> list[Order]:
-    return [
-        o
-        for o in state.orders.values()
-        if (strategy_id is None or o.strategy_id == strategy_id) and not (open_only and o.status in TERMINAL)
-    ]
-
-
-def select_positions(state: State, strategy_id: str | None, open_only: bool) -> list[Position]:
-    source: Iterable[Position] = (
-        state.positions.values()
-        if strategy_id is None
-        else (p for p in state.strategy_positions.values() if p.strategy_id == strategy_id)
-    )
-    return [p for p in source if not (open_only and p.status == "closed")]

@@ -17,7 +17,7 @@ import zmq.asyncio
 import zmq.auth
 import zmq.auth.asyncio
 
-from oms.config import ConfigError, CurveConfig
+from oms.service.config import ConfigError, CurveConfig
 
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
 

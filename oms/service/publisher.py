@@ -32,7 +32,7 @@ from oms.protocol import (
     position_topic,
     strategy_position_topic,
 )
-from oms.state import Account, Changed, Order, Position
+from oms.state.model import Account, Changed, Order, Position
 
 # The hot path sends each message as two copying `send`s of the backend's own (Cython) method with plain
 # int flags: pyzmq's Python wrapper around it, or `send_multipart`, costs more than libzmq itself here.

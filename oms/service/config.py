@@ -15,7 +15,7 @@ from typing import Any, Literal
 import msgspec
 from msgspec import Struct
 
-from oms.risk import RiskLimits
+from oms.service.risk import RiskLimits
 
 Durability = Literal["always", "group", "never"]
 Library = Literal["ib_async", "ib_insync"]

@@ -1,6 +1,6 @@
 """Request handlers: one typed request in, one reply out.
 
-Commands follow one rule: decide (pure, oms.intake) -> log the intent -> WAIT until it is durable ->
+Commands follow one rule: decide (pure, oms.service.intake) -> log the intent -> WAIT until it is durable ->
 reply -> hand it to the broker. The reply therefore means "recorded, and will be sent": it comes before
 IB has answered (the client follows the order's state on PUB). If the broker then fails to send a new
 order, an OrderDenied(code="not_sent") is logged, so the order ends `rejected` instead of hanging.
@@ -24,10 +24,7 @@ from events.schema import (
     OrderDenied,
     OrderRequested,
 )
-from oms import intake, queries
-from oms.config import Config
 from oms.ids import new_client_order_id
-from oms.pipeline import Pipeline
 from oms.protocol import (
     MAX_EVENTS_BATCH,
     CancelAllRequest,
@@ -52,7 +49,10 @@ from oms.protocol import (
     SnapshotRequest,
     op_of,
 )
-from oms.state import Order
+from oms.service import intake, queries
+from oms.service.config import Config
+from oms.service.pipeline import Pipeline
+from oms.state.model import Order
 
 log = logging.getLogger(__name__)
 

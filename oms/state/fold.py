@@ -8,8 +8,8 @@ so a reference to one stays valid forever. Callers that need to keep a version c
 than the fold itself, and the service, the replay tool and the tests each hold a state in one place.
 
 No I/O, no clock (time is `env.ts`), no randomness, no logging. Dispatch is a dict lookup on the event's
-type. Joins and the shared bookkeeping are in `oms.bookkeeping`, fills and commissions in
-`oms.fills`; see docs/state.md for every rule.
+type. Joins and the shared bookkeeping are in `oms.state.bookkeeping`, fills and commissions in
+`oms.state.fills`; see docs/state.md for every rule.
 """
 
 from __future__ import annotations
@@ -22,10 +22,10 @@ from msgspec.structs import replace
 
 from events import schema as ev_
 from events.schema import Contract, Envelope
-from oms import accounts, bookkeeping, fills, orders, positions
-from oms.bookkeeping import Changes
-from oms.orders import EPS
-from oms.state import TERMINAL, BrokerPosition, Changed, Mismatch, State, initial_state
+from oms.state import accounts, bookkeeping, fills, orders, positions
+from oms.state.bookkeeping import Changes
+from oms.state.model import TERMINAL, BrokerPosition, Changed, Mismatch, State, initial_state
+from oms.state.orders import EPS
 
 _NO_CONTRACT = Contract(symbol="")
 

@@ -16,9 +16,9 @@ from typing import Protocol
 
 from events.journal_errors import JournalClosed, JournalError
 from events.schema import Envelope, Event, ExecutionReported
-from oms.fold import step
-from oms.publisher import Publisher
-from oms.state import Changed, State
+from oms.service.publisher import Publisher
+from oms.state.fold import step
+from oms.state.model import Changed, State
 
 log = logging.getLogger(__name__)
 

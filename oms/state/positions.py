@@ -14,8 +14,8 @@ from functools import lru_cache
 from msgspec.structs import replace
 
 from events.schema import Contract, PositionMismatch, PositionReported
-from oms.orders import EPS
-from oms.state import Fill, Order, Position, Removed, State
+from oms.state.model import Fill, Order, Position, Removed, State
+from oms.state.orders import EPS
 
 
 @lru_cache(maxsize=4096)

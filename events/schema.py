@@ -11,11 +11,12 @@ old logs still decode; new facts get new kinds, so old readers decode them as `U
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Literal
 
 from msgspec import Struct
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: quantities are exact decimals (version 1 wrote floats; they decode exactly)
 
 Side = Literal["BUY", "SELL"]
 OrderType = Literal["MKT", "LMT", "STP", "STP LMT"]
@@ -57,7 +58,7 @@ class OrderRequested(Event, frozen=True, tag="order_requested"):
     account: str
     contract: Contract
     side: Side
-    quantity: float
+    quantity: Decimal
     order_type: OrderType = "MKT"
     limit_price: float | None = None
     stop_price: float | None = None
@@ -69,7 +70,7 @@ class OrderRequested(Event, frozen=True, tag="order_requested"):
 
 class ModifyRequested(Event, frozen=True, tag="modify_requested"):
     client_order_id: str
-    quantity: float | None = None
+    quantity: Decimal | None = None
     limit_price: float | None = None
     stop_price: float | None = None
 
@@ -106,8 +107,8 @@ class OrderStatusReported(Event, frozen=True, tag="order_status"):
     perm_id: int
     client_id: int
     status: str
-    filled: float
-    remaining: float
+    filled: Decimal
+    remaining: Decimal
     avg_fill_price: float = 0.0
     last_fill_price: float = 0.0
     parent_id: int = 0
@@ -125,7 +126,7 @@ class OpenOrderReported(Event, frozen=True, tag="open_order"):
     account: str
     contract: Contract
     side: str
-    quantity: float
+    quantity: Decimal
     order_type: str
     limit_price: float | None = None
     stop_price: float | None = None
@@ -148,9 +149,9 @@ class ExecutionReported(Event, frozen=True, tag="execution"):
     account: str
     contract: Contract
     side: str  # IB's "BOT" / "SLD"
-    shares: float
+    shares: Decimal
     price: float
-    cum_qty: float = 0.0
+    cum_qty: Decimal = Decimal(0)
     avg_price: float = 0.0
     time: str = ""  # as IB sent it
     time_ns: int = 0  # IB's time parsed to UTC nanoseconds, 0 if it could not be parsed
@@ -170,7 +171,7 @@ class CommissionReported(Event, frozen=True, tag="commission"):
 class PositionReported(Event, frozen=True, tag="position"):
     account: str
     contract: Contract
-    position: float
+    position: Decimal
     avg_cost: float
 
 
@@ -227,8 +228,8 @@ class PositionMismatch(Event, frozen=True, tag="position_mismatch"):
 
     account: str
     contract: Contract
-    broker_position: float
-    folded_position: float
+    broker_position: Decimal
+    folded_position: Decimal
     broker_avg_cost: float = 0.0
 
 

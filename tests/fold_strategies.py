@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
+from decimal import Decimal
 
 import msgspec
 from hypothesis import strategies as st
@@ -68,7 +69,7 @@ class TrueFill:
     client_order_id: str  # ours, or "" for an external order
     account: str
     con_id: int
-    signed: float
+    signed: Decimal
     price: float
 
 
@@ -76,7 +77,7 @@ class TrueFill:
 class Session:
     envelopes: list[Envelope]
     fills: dict[str, TrueFill] = field(default_factory=dict)  # execId base -> final fill
-    quantities: dict[str, float] = field(default_factory=dict)  # our client order id -> final quantity
+    quantities: dict[str, Decimal] = field(default_factory=dict)  # our client order id -> final quantity
 
 
 @dataclass
@@ -87,7 +88,7 @@ class _Order:
     symbol: str
     con_id: int
     side: Side
-    quantity: float
+    quantity: Decimal
     strategy: str
     by_symbol: bool
     extra_perm: bool
@@ -118,7 +119,7 @@ def _ids(o: _Order) -> tuple[int, int, int, str]:
     return CLIENT_ID, o.order_id, o.perm_id, o.coid
 
 
-def _status(o: _Order, rnd: random.Random, status: str, filled: float) -> OrderStatusReported:
+def _status(o: _Order, rnd: random.Random, status: str, filled: Decimal) -> OrderStatusReported:
     client_id, order_id, perm_id, _ = _ids(o)
     if o.fate == "ext_other" and rnd.random() < 0.5:
         perm_id = 0  # IB sometimes reports before it has assigned the permId
@@ -130,11 +131,11 @@ def _status(o: _Order, rnd: random.Random, status: str, filled: float) -> OrderS
         client_id=client_id,
         status=status,
         filled=filled,
-        remaining=max(0.0, o.quantity - filled),
+        remaining=max(Decimal(0), o.quantity - filled),
     )
 
 
-def _open_order(o: _Order, status: str, quantity: float | None = None) -> OpenOrderReported:
+def _open_order(o: _Order, status: str, quantity: Decimal | None = None) -> OpenOrderReported:
     client_id, order_id, perm_id, ref = _ids(o)
     return OpenOrderReported(
         order_id=order_id,
@@ -155,17 +156,17 @@ def _error(o: _Order, code: int, error_class: str) -> BrokerError:
     return BrokerError(req_id=o.order_id, code=code, message=f"error {code}", error_class=error_class)  # type: ignore[arg-type]
 
 
-def _fill_sizes(rnd: random.Random, total: float) -> list[float]:
-    sizes: list[float] = []
+def _fill_sizes(rnd: random.Random, total: Decimal) -> list[Decimal]:
+    sizes: list[Decimal] = []
     left = int(total)
     while left > 0:
         part = rnd.randint(1, left)
-        sizes.append(float(part))
+        sizes.append(Decimal(part))
         left -= part
     return sizes
 
 
-def _executions(o: _Order, rnd: random.Random, total: float, session: Session) -> list[AnyEvent]:
+def _executions(o: _Order, rnd: random.Random, total: Decimal, session: Session) -> list[AnyEvent]:
     """execDetails and commissions in the order IB may send them; records the final fills."""
     client_id, order_id, perm_id, ref = _ids(o)
     side = "BOT" if o.side == "BUY" else "SLD"
@@ -175,7 +176,7 @@ def _executions(o: _Order, rnd: random.Random, total: float, session: Session) -
         price = float(rnd.randint(90, 110))
         versions = [(shares, price)]
         if rnd.random() < 0.2:  # a correction: fewer shares or another price
-            versions.append((float(rnd.randint(1, int(shares))), price + rnd.choice((-1.0, 1.0))))
+            versions.append((Decimal(rnd.randint(1, int(shares))), price + rnd.choice((-1.0, 1.0))))
         for v, (qty, px) in enumerate(versions, start=1):
             exec_id = f"{base}.{v:02d}"
             execution = ExecutionReported(
@@ -206,11 +207,11 @@ def _executions(o: _Order, rnd: random.Random, total: float, session: Session) -
     return channel
 
 
-def _order_channel(o: _Order, rnd: random.Random, filled: float) -> list[tuple[AnyEvent, bool]]:
+def _order_channel(o: _Order, rnd: random.Random, filled: Decimal) -> list[tuple[AnyEvent, bool]]:
     """(event, may IB drop or repeat it): the order's acknowledgements, statuses and our requests."""
     ack: list[tuple[AnyEvent, bool]] = [
         (_open_order(o, "Submitted"), True),
-        (_status(o, rnd, "Submitted", 0.0), True),
+        (_status(o, rnd, "Submitted", Decimal(0)), True),
     ]
     if rnd.random() < 0.5:  # IB gives no order between them: an order (external too) seen status-first
         ack.reverse()
@@ -224,27 +225,27 @@ def _order_channel(o: _Order, rnd: random.Random, filled: float) -> list[tuple[A
         return [
             *ack,
             cancel,
-            (_status(o, rnd, "PendingCancel", 0.0), True),
+            (_status(o, rnd, "PendingCancel", Decimal(0)), True),
             (_status(o, rnd, "Cancelled", filled), True),
         ]
     if o.fate == "cancel":
-        end = rnd.choice(((_error(o, 202, "cancel"), False), (_status(o, rnd, "Cancelled", 0.0), True)))
+        end = rnd.choice(((_error(o, 202, "cancel"), False), (_status(o, rnd, "Cancelled", Decimal(0)), True)))
         return [*ack, *info, cancel, end]
     if o.fate == "reject":
         return [
-            (_status(o, rnd, "PendingSubmit", 0.0), True),
+            (_status(o, rnd, "PendingSubmit", Decimal(0)), True),
             (_error(o, 201, "rejection"), False),
-            (_status(o, rnd, "Cancelled", 0.0), True),
+            (_status(o, rnd, "Cancelled", Decimal(0)), True),
         ]
     if o.fate == "cancel_fail":
         failed = _error(o, rnd.choice((10148, 161, 10147)), "cancel_failed")
         return [*ack, cancel, (failed, False), (_status(o, rnd, "Filled", filled), True)]
     if o.fate == "inactive":
-        return [*ack, (_status(o, rnd, "Inactive", 0.0), True)]
+        return [*ack, (_status(o, rnd, "Inactive", Decimal(0)), True)]
     if o.fate == "modify":
         modify = (ModifyRequested(client_order_id=o.coid, quantity=o.quantity + 1, limit_price=101.0), False)
         acked = replace(_open_order(o, "Submitted", o.quantity + 1), limit_price=101.0)
-        return [*ack, modify, (acked, False), (_status(o, rnd, "Submitted", 0.0), True)]
+        return [*ack, modify, (acked, False), (_status(o, rnd, "Submitted", Decimal(0)), True)]
     raise AssertionError(o.fate)
 
 
@@ -265,12 +266,12 @@ def _order_events(o: _Order, rnd: random.Random, session: Session) -> list[AnyEv
             OrderDenied(client_order_id=o.coid, code="max_qty", reason="over the limit", request=request),
         ]
     filled = {"fill": o.quantity, "ext": o.quantity, "ext_other": o.quantity, "cancel_fail": o.quantity}.get(
-        o.fate, 0.0
+        o.fate, Decimal(0)
     )
     if o.fate == "partial_cancel":
-        filled = float(rnd.randint(0, int(o.quantity)))
+        filled = Decimal(rnd.randint(0, int(o.quantity)))
     elif o.fate == "modify":  # IB refuses to modify a filled order: this one is not filled before
-        filled = float(rnd.randint(0, int(o.quantity) - 1))
+        filled = Decimal(rnd.randint(0, int(o.quantity) - 1))
     head: list[AnyEvent] = []
     if not o.fate.startswith("ext"):
         head = [
@@ -326,13 +327,15 @@ def _facts(rnd: random.Random) -> list[AnyEvent]:
             contract = Contract(symbol=symbol, con_id=con_id)
             out.append(
                 PositionReported(
-                    account=account, contract=contract, position=rnd.randint(-5, 5), avg_cost=1.0
+                    account=account, contract=contract, position=Decimal(rnd.randint(-5, 5)), avg_cost=1.0
                 )
             )
         elif kind == 2:
             contract = Contract(symbol=symbol, con_id=con_id)
             out.append(
-                PositionMismatch(account=account, contract=contract, broker_position=1.0, folded_position=0.0)
+                PositionMismatch(
+                    account=account, contract=contract, broker_position=Decimal(1), folded_position=Decimal(0)
+                )
             )
         else:
             out.append(KillSwitchChanged(engaged=rnd.random() < 0.5, reason="test"))
@@ -362,7 +365,7 @@ def sessions(draw: st.DrawFn, max_orders: int = 6) -> Session:
     per_order = []
     for i, (fate, account, (symbol, con_id), side, qty, strategy, by_symbol, extra_perm) in enumerate(specs):
         extra_perm = extra_perm and not fate.startswith("ext")
-        o = _Order(i, fate, account, symbol, con_id, side, float(qty), strategy, by_symbol, extra_perm)
+        o = _Order(i, fate, account, symbol, con_id, side, Decimal(qty), strategy, by_symbol, extra_perm)
         per_order.append(_order_events(o, rnd, session))
     events: list[AnyEvent] = [ConnectionChanged(state="connected", client_id=CLIENT_ID, accounts=ACCOUNTS)]
     events += merge(rnd, [*per_order, _facts(rnd)])
@@ -384,7 +387,7 @@ AAPL_IB = Contract(symbol="AAPL", con_id=265598)
 def requested(
     coid: str = "c1",
     side: Side = "BUY",
-    quantity: float = 10.0,
+    quantity: Decimal | int = 10,
     contract: Contract = AAPL,
     strategy: str = "s1",
     account: str = "DU111",
@@ -395,10 +398,10 @@ def requested(
         account=account,
         contract=contract,
         side=side,
-        quantity=quantity,
+        quantity=Decimal(quantity),
         order_type="LMT",
         limit_price=100.0,
-    )  # type: ignore[arg-type]
+    )
 
 
 def sent(coid: str = "c1", order_id: int = 101) -> OrderSent:
@@ -407,7 +410,7 @@ def sent(coid: str = "c1", order_id: int = 101) -> OrderSent:
 
 def status(
     name: str,
-    filled: float = 0.0,
+    filled: Decimal | int = 0,
     order_id: int = 101,
     perm_id: int = 9001,
     client_id: int = CLIENT_ID,
@@ -418,8 +421,8 @@ def status(
         perm_id=perm_id,
         client_id=client_id,
         status=name,
-        filled=filled,
-        remaining=0.0,
+        filled=Decimal(filled),
+        remaining=Decimal(0),
         why_held=why_held,
     )
 
@@ -427,7 +430,7 @@ def status(
 def open_order(
     name: str = "Submitted",
     coid: str = "c1",
-    quantity: float = 10.0,
+    quantity: Decimal | int = 10,
     order_id: int = 101,
     perm_id: int = 9001,
     client_id: int = CLIENT_ID,
@@ -443,7 +446,7 @@ def open_order(
         account=account,
         contract=AAPL_IB,
         side=side,
-        quantity=quantity,
+        quantity=Decimal(quantity),
         order_type="LMT",
         limit_price=limit,
         status=name,
@@ -452,7 +455,7 @@ def open_order(
 
 def execution(
     exec_id: str,
-    shares: float,
+    shares: Decimal | int | str,
     price: float = 100.0,
     side: str = "BOT",
     coid: str = "c1",
@@ -471,7 +474,7 @@ def execution(
         account=account,
         contract=contract,
         side=side,
-        shares=shares,
+        shares=Decimal(shares),
         price=price,
     )
 

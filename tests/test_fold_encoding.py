@@ -30,7 +30,7 @@ def test_a_pending_order_is_encoded_with_its_status_and_every_default() -> None:
     assert set(encoded) == _names(Order)
     assert (encoded["status"], encoded["filled"], encoded["perm_ids"], encoded["external"]) == (
         "pending",
-        0.0,
+        "0",  # quantities travel as exact decimal strings
         [],
         False,
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import pytest
 from msgspec.structs import replace
 
@@ -98,24 +100,27 @@ def test_overfill_is_recorded_and_remaining_clamped() -> None:
 def test_commission_joins_its_execution_before_or_after(commission_first: bool) -> None:
     pair = [commission("e1.01", 1.5, realized=2.0), execution("e1.01", 4)]
     state = placed(*(pair if commission_first else reversed(pair)))
-    assert state.fills["e1"].commission == 1.5
-    assert state.orders["c1"].commission == 1.5
-    assert (state.accounts["DU111"].commission, state.accounts["DU111"].broker_realized_pnl) == (1.5, 2.0)
+    usd = {"USD": Decimal("1.5")}
+    assert state.fills["e1"].commission == usd
+    assert state.orders["c1"].commission == usd
+    account = state.accounts["DU111"]
+    assert (account.commission, account.broker_realized_pnl) == (usd, {"USD": Decimal(2)})
     assert state.pending_commissions == {}
 
 
 def test_resent_commission_replaces_not_adds() -> None:
     state = placed(execution("e1.01", 4), commission("e1.01", 1.0), commission("e1.01", 1.25))
-    assert (state.orders["c1"].commission, state.accounts["DU111"].commission) == (1.25, 1.25)
+    usd = {"USD": Decimal("1.25")}
+    assert (state.orders["c1"].commission, state.accounts["DU111"].commission) == (usd, usd)
 
 
 def test_commission_of_a_corrected_execution_is_replaced_by_the_correction() -> None:
     state = placed(
         execution("e1.01", 4), commission("e1.01", 1.0), execution("e1.02", 3), commission("e1.02", 0.7)
     )
-    assert state.orders["c1"].commission == pytest.approx(0.7)
+    assert state.orders["c1"].commission == {"USD": Decimal("0.7")}
     late = placed(execution("e1.01", 4), execution("e1.02", 3), commission("e1.01", 1.0))
-    assert late.orders["c1"].commission == 0.0 and late.pending_commissions == {}
+    assert late.orders["c1"].commission == {} and late.pending_commissions == {}
 
 
 # --- status mapping of IB's strings ---------------------------------------------------------------
@@ -124,8 +129,8 @@ def test_commission_of_a_corrected_execution_is_replaced_by_the_correction() -> 
 @pytest.mark.parametrize(
     ("ib_status", "expected"),
     [
-        ("ApiPending", "submitted"),
-        ("PendingSubmit", "submitted"),
+        ("ApiPending", "pending"),  # sent, not yet accepted: an error can still refuse it
+        ("PendingSubmit", "pending"),
         ("PreSubmitted", "submitted"),
         ("Submitted", "submitted"),
         ("Filled", "submitted"),
@@ -190,8 +195,8 @@ def test_other_error_codes_never_end_an_order(code: int) -> None:
         (2104, "error"),
         (2100, "error"),
         (2199, "error"),
-        (399, "warning"),
         (1, "information"),
+        (1100, "connectivity"),
     ],
 )
 def test_informational_codes_change_nothing(code: int, error_class: str) -> None:
@@ -199,6 +204,12 @@ def test_informational_codes_change_nothing(code: int, error_class: str) -> None
     after, changes = step(copy_state(before), log(error(code, error_class))[-1])
     assert changes == ()
     assert after.orders == before.orders
+
+
+@pytest.mark.parametrize("code", [399, 404, 110])
+def test_warnings_on_a_working_order_are_recorded_and_change_no_status(code: int) -> None:
+    o = placed(open_order(), error(code, "warning")).orders["c1"]
+    assert (o.status, o.last_error_code, o.pending_modify) == ("submitted", code, None)
 
 
 def test_error_req_id_is_an_order_id_of_this_session_client_id() -> None:
@@ -218,7 +229,9 @@ def test_failed_cancel_returns_the_state_before_the_cancel(code: int, before: st
     state = placed(*setup[before], CancelRequested(client_order_id="c1"))
     assert state.orders["c1"].status == "pending_cancel"
     state = fold(log(error(code, "cancel_failed"))[-1:], state)
-    assert state.orders["c1"].status == before
+    # 10147 ("not found") for an order IB never accepted: IB does not have it, so it ends
+    expected = "rejected" if (code, before) == (10147, "pending") else before
+    assert state.orders["c1"].status == expected
     assert state.orders["c1"].pre_cancel_status == ""
 
 

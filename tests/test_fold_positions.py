@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import pytest
 
 from events.schema import (
@@ -101,7 +103,7 @@ def test_fill_that_flips_the_sign_closes_one_lifecycle_and_opens_the_next() -> N
         )
     )
     p = position(state)
-    assert (p.quantity, p.avg_price, p.realized_pnl, p.status) == (-5.0, 110.0, 100.0, "filled")
+    assert (p.quantity, p.avg_price, p.realized_pnl_gross, p.status) == (-5, 110, {"USD": 100}, "filled")
     assert (p.lifecycle, p.close_reason, p.closed_seq, p.opened_seq) == (2, "flipped", 7, 7)
 
 
@@ -177,7 +179,7 @@ def test_order_leaving_a_shared_empty_account_position_only_takes_its_membership
 
 
 def test_position_report_is_a_cross_check_that_never_changes_the_quantity() -> None:
-    report = PositionReported(account="DU111", contract=AAPL_IB, position=99.0, avg_cost=1.0)
+    report = PositionReported(account="DU111", contract=AAPL_IB, position=Decimal(99), avg_cost=1.0)
     before = fold(log(requested(), sent(), execution("e1.01", 10)))
     after, changes = step(copy_state(before), Envelope(9, 9, report))
     assert changes == ()
@@ -187,15 +189,15 @@ def test_position_report_is_a_cross_check_that_never_changes_the_quantity() -> N
 
 def test_reported_mismatch_tells_the_service_what_to_log() -> None:
     state = fold(log(requested(), sent(), execution("e1.01", 10)))
-    agree = PositionReported(account="DU111", contract=AAPL_IB, position=10.0, avg_cost=100.0)
-    disagree = PositionReported(account="DU111", contract=AAPL_IB, position=7.0, avg_cost=100.0)
+    agree = PositionReported(account="DU111", contract=AAPL_IB, position=Decimal(10), avg_cost=100.0)
+    disagree = PositionReported(account="DU111", contract=AAPL_IB, position=Decimal(7), avg_cost=100.0)
     assert reported_mismatch(state, agree) is None
     found = reported_mismatch(state, disagree)
     assert found is not None and (found.broker_position, found.folded_position) == (7.0, 10.0)
 
 
 def test_position_mismatch_is_recorded_not_applied() -> None:
-    mismatch = PositionMismatch(account="DU111", contract=AAPL_IB, broker_position=7.0, folded_position=10.0)
+    mismatch = PositionMismatch(account="DU111", contract=AAPL_IB, broker_position=Decimal(7), folded_position=Decimal(10))
     state = fold(log(requested(), sent(), execution("e1.01", 10), mismatch))
     assert state.mismatches[KEY].broker_position == 7.0
     assert position(state).quantity == 10.0
@@ -244,8 +246,8 @@ def test_correction_adjusts_position_and_realized_pnl() -> None:
     )
     p = position(state)
     assert state.orders["c1"].status == "partially_filled"  # the correction left 2 to buy
-    assert (p.quantity, p.realized_pnl, p.status) == (-2.0, 80.0, "closing")
-    assert state.accounts["DU111"].realized_pnl == 80.0
+    assert (p.quantity, p.realized_pnl_gross, p.status) == (-2, {"USD": 80}, "closing")
+    assert state.accounts["DU111"].realized_pnl_gross == {"USD": 80}
 
 
 def test_realized_pnl_uses_the_contract_multiplier() -> None:
@@ -258,7 +260,7 @@ def test_realized_pnl_uses_the_contract_multiplier() -> None:
             ),
         )
     )
-    assert state.positions["DU111|11"].realized_pnl == 1000.0
+    assert state.positions["DU111|11"].realized_pnl_gross == {"USD": 1000}
 
 
 def test_account_keeps_the_latest_value_per_key_and_currency() -> None:
@@ -288,7 +290,8 @@ def test_account_sums_commissions_and_realized_pnl_from_fills() -> None:
         )
     )
     acct = state.accounts["DU111"]
-    assert (acct.commission, acct.realized_pnl, acct.broker_realized_pnl) == (2.0, 10.0, 8.0)
+    usd = {"USD": Decimal(2)}, {"USD": Decimal(10)}, {"USD": Decimal(8)}, {"USD": Decimal(8)}
+    assert (acct.commission, acct.realized_pnl_gross, acct.broker_realized_pnl, acct.realized_pnl_net) == usd
 
 
 def test_connection_kill_switch_and_reconciliation_are_recorded() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from decimal import Decimal
 
 from hypothesis import find, given, settings
 from hypothesis import strategies as st
@@ -36,13 +37,13 @@ def test_filled_never_exceeds_ordered_and_equals_deduped_executions(session: Ses
 @given(sessions())
 def test_position_is_the_signed_sum_of_deduped_corrected_fills(session: Session) -> None:
     state = fold(session.envelopes)
-    expected: dict[str, float] = defaultdict(float)
+    expected: dict[str, Decimal] = defaultdict(Decimal)
     for f in session.fills.values():
         expected[f"{f.account}|{f.con_id}"] += f.signed
     assert {k: p.quantity for k, p in state.positions.items() if p.quantity} == {
         k: q for k, q in expected.items() if q
     }
-    by_strategies: dict[str, float] = defaultdict(float)
+    by_strategies: dict[str, Decimal] = defaultdict(Decimal)
     for p in state.strategy_positions.values():
         by_strategies[f"{p.account}|{p.key.split('|')[-1]}"] += p.quantity
     assert {k: q for k, q in by_strategies.items() if q} == {k: q for k, q in expected.items() if q}
@@ -53,7 +54,13 @@ def test_position_is_the_signed_sum_of_deduped_corrected_fills(session: Session)
 def test_terminal_orders_change_only_by_late_fills_or_corrections(session: Session) -> None:
     state = initial_state()
     for env in session.envelopes:
-        before = {c: (o.status, o.filled) for c, o in state.orders.items() if o.status in TERMINAL}
+        before = {
+            c: (o.status, o.filled)
+            for c, o in state.orders.items()
+            # an external order seen only by its executions is taken as complete until IB tells its
+            # quantity: that openOrder may reopen it
+            if o.status in TERMINAL and not (o.external and o.quantity == 0)
+        }
         state, _ = step(state, env)
         if isinstance(env.event, ExecutionReported):
             continue
@@ -65,12 +72,13 @@ def test_terminal_orders_change_only_by_late_fills_or_corrections(session: Sessi
 @given(sessions())
 def test_account_commission_is_the_sum_of_joined_commissions(session: Session) -> None:
     state = fold(session.envelopes)
-    total: dict[str, float] = defaultdict(float)
+    total: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
     for f in state.fills.values():
-        total[f.account] += f.commission or 0.0
-    assert {a: round(acct.commission, 9) for a, acct in state.accounts.items() if acct.commission} == {
-        a: round(c, 9) for a, c in total.items() if c
-    }
+        for currency, amount in f.commission.items():
+            total[f.account, currency] += amount
+    assert {
+        (a, c): amount for a, acct in state.accounts.items() for c, amount in acct.commission.items()
+    } == {k: v for k, v in total.items() if v}
     for exec_id in state.pending_commissions:  # only waiting for an execution not seen yet
         fill = state.fills.get(exec_id.rpartition(".")[0])
         assert fill is None or fill.exec_id != exec_id

@@ -1,10 +1,11 @@
-"""Account state: IB's latest value per key, and commissions and realized P&L summed from fills."""
+"""Account values: IB's latest value per key (per currency where IB reports one per currency)."""
 
 from __future__ import annotations
 
 from msgspec.structs import replace
 
 from events.schema import AccountValueReported
+from oms.state.book import in_base
 from oms.state.model import Account
 
 
@@ -14,32 +15,13 @@ def value_key(key: str, currency: str) -> str:
 
 
 def with_value(acct: Account | None, ev: AccountValueReported, seq: int) -> Account:
-    """The account with this value stored; the same object when the value is unchanged."""
+    """The account with this value stored; the same object when the value is unchanged. A new
+    `ExchangeRate` re-converts the net realized P&L into the base currency."""
     vkey = value_key(ev.key, ev.currency)
     if acct is None:
-        return Account(account=ev.account, values={vkey: ev.value}, updated_seq=seq)
+        acct = Account(account=ev.account)
     if acct.values.get(vkey) == ev.value:
         return acct
-    return replace(acct, values={**acct.values, vkey: ev.value}, updated_seq=seq)
-
-
-def with_amounts(
-    acct: Account | None,
-    account: str,
-    seq: int,
-    commission: float = 0.0,
-    realized: float = 0.0,
-    broker_realized: float = 0.0,
-) -> Account:
-    """The account after adding these amounts (deltas: a correction or a re-sent report may subtract)."""
-    if acct is None:
-        acct = Account(account=account)
-    if not (commission or realized or broker_realized):
-        return acct
-    return replace(
-        acct,
-        commission=acct.commission + commission,
-        realized_pnl=acct.realized_pnl + realized,
-        broker_realized_pnl=acct.broker_realized_pnl + broker_realized,
-        updated_seq=seq,
-    )
+    values = {**acct.values, vkey: ev.value}
+    base = in_base(values, acct.realized_pnl_net) if ev.key == "ExchangeRate" else acct.realized_pnl_net_base
+    return replace(acct, values=values, realized_pnl_net_base=base, updated_seq=seq)

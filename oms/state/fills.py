@@ -1,20 +1,22 @@
 """Executions and commissions: fills deduped by execId, corrections (a later execId with the same part
-before the last ".") replacing what they correct, and commissions joined to executions whichever comes
-first. Fills are the only source of filled quantities and positions.
+before the last ".") replacing what they correct, commissions joined to executions whichever comes
+first, and inferred fills for what IB reports filled but no execution explains. Fills are the only
+source of filled quantities and positions.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from sys import intern
+from decimal import Decimal
 
 from msgspec.structs import replace
 
 from events import schema as ev_
-from events.schema import Contract
-from oms.state import bookkeeping, orders, positions
-from oms.state.bookkeeping import Changes
-from oms.state.model import Commission, Fill, State
+from oms.state import book, links, orders, positions
+from oms.state.model import Commission, Fill, Order, State
+from oms.state.money import ZERO, add, dec
+from oms.state.tx import Tx
+
+INFERRED = "inferred:"  # the key of an order's inferred fill is INFERRED + its client order id
 
 
 def _later(exec_id: str, than: str) -> bool:
@@ -23,113 +25,198 @@ def _later(exec_id: str, than: str) -> bool:
     return (len(a), a) > (len(b), b) if a.isdigit() and b.isdigit() else a > b
 
 
-def on_execution(state: State, ev: ev_.ExecutionReported, seq: int, ts: int, changes: Changes) -> None:
+def _base(exec_id: str) -> str:
+    return exec_id.rpartition(".")[0] or exec_id
+
+
+def on_execution(state: State, tx: Tx, ev: ev_.ExecutionReported, seq: int, ts: int) -> None:
     """A fill: deduped by execId; a later execId with the same part before the last "." replaces it."""
-    coid = bookkeeping.resolve(state, ev.order_id, ev.perm_id, ev.client_id, ev.order_ref)
+    coid = links.resolve(state, ev.order_id, ev.perm_id, ev.client_id, ev.order_ref)
+    side = orders.ib_side(ev.side)
     if coid is None:
         old = None
         coid = orders.external_id(ev.client_id, ev.order_id, ev.perm_id)
-        order = orders.external(coid, ev.account, ev.contract, orders.ib_side(ev.side), 0.0, seq, ts)
+        order = orders.external(coid, ev.account, ev.contract, side, ZERO, seq, ts)
     else:
         order = old = state.orders[coid]
-        if not order.account:  # first seen by its status
-            order = bookkeeping.placed(order, ev.account, orders.ib_side(ev.side))
-    order = bookkeeping.bind(state, order, ev.order_id, ev.perm_id, ev.client_id)
-    order = bookkeeping.learn(state, order, ev.contract, seq, changes, old is None)
-    base = ev.exec_id.rpartition(".")[0] or ev.exec_id
+        order = links.placed(order, ev.account, side)
+    order = links.bind(state, tx, order, ev.order_id, ev.perm_id, ev.client_id)
+    order = learn(state, tx, order, ev.contract, old is None)
+    base = _base(ev.exec_id)
     prev = state.fills.get(base)
     if prev is not None and not _later(ev.exec_id, prev.exec_id):
-        bookkeeping.put(state, old, order, seq, changes)  # a duplicate or an already corrected execution
+        tx.pop(state.pending_commissions, ev.exec_id)  # a replay, or superseded: its report is moot
+        book.put(state, tx, old, order)
         return
-    pkey = f"{ev.account}|{positions.instrument_key(ev.contract, state.con_ids)}"
-    pending = state.pending_commissions.pop(ev.exec_id, None)
-    fill = Fill(  # at most 15 arguments: CPython 3.11 passes a longer call through a dict, 4x slower
+    _drop_superseded(state, tx, base, ev.exec_id)
+    contract = links.instrument(state, tx, ev.contract)
+    pkey = f"{ev.account}|{positions.instrument_key(contract, state.con_ids)}"
+    fill = Fill(
         exec_id=ev.exec_id,
         client_order_id=coid,
         strategy_id=order.strategy_id,
-        account=order.account if order.account == ev.account else ev.account,
-        position_key=intern(pkey),  # one string per position, not one per fill
-        contract=_instrument(state, ev.contract),
-        side=orders.ib_side(ev.side),
+        account=ev.account,
+        position_key=pkey,
+        contract=contract,
+        side=side,
         shares=ev.shares,
-        price=ev.price,
+        price=dec(ev.price),
         time_ns=ev.time_ns,
-        seq=seq,
-        ts=ts,
+        seq=prev.seq if prev is not None else seq,
+        ts=prev.ts if prev is not None else ts,
+        updated_seq=seq,
         corrects=prev.exec_id if prev is not None else "",
     )
+    pending = tx.pop(state.pending_commissions, ev.exec_id)
     if pending is not None:  # its commission report came first
-        fill = replace(
-            fill,
-            commission=pending.commission,
-            commission_currency=pending.currency,
-            realized_pnl=pending.realized_pnl,
-        )
-    state.fills[base] = fill
-    done = order.filled + order.overfill
-    if prev is None:
-        qty = done + ev.shares
-        avg = (order.avg_fill_price * done + ev.price * ev.shares) / qty if qty else 0.0
-    else:
-        qty, avg = _executed_total(state.fills.values(), coid)
-    commission = (fill.commission or 0.0) - (prev.commission or 0.0 if prev is not None else 0.0)
-    order = orders.executed(order, qty, avg, seq, ts)
+        fill = _with_commission(fill, pending)
+    tx.put(state.fills, base, fill)
+    commission = add(fill.commission, prev.commission if prev is not None else {}, -1)
     if commission:
-        order = replace(order, commission=order.commission + commission)
-    realized_before = _realized(state, pkey)
-    bookkeeping.put(state, old, order, seq, changes, fill, prev)
-    broker_realized = (fill.realized_pnl or 0.0) - ((prev.realized_pnl or 0.0) if prev is not None else 0.0)
-    realized = _realized(state, pkey) - realized_before
-    bookkeeping.add_amounts(state, ev.account, seq, changes, commission, realized, broker_realized)
+        order = replace(order, commission=add(order.commission, commission))
+    _record(state, tx, old, order, base, fill, prev is not None, seq, ts)
+    broker = add(fill.broker_realized_pnl, prev.broker_realized_pnl if prev is not None else {}, -1)
+    if broker:
+        book.add_to_account(state, tx, fill.account, seq, {}, {}, broker)
+    order = state.orders[coid]
+    if order.inferred:  # a real execution for what was inferred: it replaces, never adds
+        infer(state, tx, order, seq, ts)
 
 
-def _instrument(state: State, contract: Contract) -> Contract:
-    """One shared Contract per conId (the first IB gave): fills hold it instead of one copy each."""
-    if not contract.con_id:
-        return contract
-    return state.instruments.setdefault(contract.con_id, contract)
+def _record(state: State, tx: Tx, old: Order | None, order: Order, base: str, fill: Fill, replaces: bool,
+            seq: int, ts: int) -> None:  # fmt: skip
+    """A new fill, or one replacing an earlier fill of the same key (a correction, a resized inferred
+    fill), into its order and positions. A new fill and the order's move out of the working orders (when
+    it completes it) are one input of the position's history."""
+    if replaces:
+        book.add_fill(state, tx, base, fill, seq, replaces=True)
+        book.put(state, tx, old, _executed(state, order, None, seq, ts))
+    else:
+        book.put(state, tx, old, _executed(state, order, fill, seq, ts), deferred=True)
+        book.add_fill(state, tx, base, fill, seq, replaces=False)
 
 
-def _realized(state: State, pkey: str) -> float:
-    pos = state.positions.get(pkey)
-    return pos.realized_pnl if pos is not None else 0.0
+def _drop_superseded(state: State, tx: Tx, base: str, exec_id: str) -> None:
+    """Commission reports waiting for executions this one corrects will never be joined: drop them."""
+    for waiting in [k for k in state.pending_commissions if _base(k) == base and _later(exec_id, k)]:
+        tx.pop(state.pending_commissions, waiting)
 
 
-def _executed_total(fills: Iterable[Fill], coid: str) -> tuple[float, float]:
-    qty = notional = 0.0
-    for f in fills:
+def _with_commission(fill: Fill, report: Commission) -> Fill:
+    realized = report.realized_pnl
+    return replace(
+        fill,
+        commission={report.currency: report.commission} if report.commission else {},
+        broker_realized_pnl={report.currency: realized} if realized else {},
+    )
+
+
+def _executed(state: State, order: Order, new: Fill | None, seq: int, ts: int) -> Order:
+    """The order's executed quantity and average: one `new` fill added to what it had, or, after a fill
+    was replaced (a correction, an inferred fill resized), recomputed from all its fills."""
+    if new is not None:
+        done = order.filled + order.overfill
+        qty = done + new.shares
+        avg = (order.avg_fill_price * done + new.price * new.shares) / qty if qty else ZERO
+        return orders.executed(
+            order, qty, avg, order.inferred + (new.shares if new.inferred else ZERO), seq, ts
+        )
+    qty = notional = inferred = ZERO
+    coid = order.client_order_id
+    for f in state.fills.values():  # rare: corrections and inferred fills only
         if f.client_order_id == coid:
             qty += f.shares
             notional += f.shares * f.price
-    return qty, (notional / qty if qty else 0.0)
+            if f.inferred:
+                inferred += f.shares
+    return orders.executed(order, qty, notional / qty if qty else ZERO, inferred, seq, ts)
 
 
-def on_commission(state: State, ev: ev_.CommissionReported, seq: int, ts: int, changes: Changes) -> None:
-    """Joined to its execution by execId, whichever comes first; a re-sent report replaces the first."""
-    base = ev.exec_id.rpartition(".")[0] or ev.exec_id
+def on_commission(state: State, tx: Tx, ev: ev_.CommissionReported, seq: int, ts: int) -> None:
+    """Joined to its execution by execId, whichever comes first; a re-sent report replaces the first;
+    a report for an execution a correction replaced is dropped."""
+    base = _base(ev.exec_id)
     fill = state.fills.get(base)
+    report = Commission(
+        exec_id=ev.exec_id,
+        commission=dec(ev.commission),
+        currency=ev.currency,
+        realized_pnl=dec(ev.realized_pnl) if ev.realized_pnl is not None else None,
+    )
     if fill is None or fill.exec_id != ev.exec_id:
         if fill is None or _later(ev.exec_id, fill.exec_id):  # its execution has not come yet
-            state.pending_commissions[ev.exec_id] = Commission(
-                exec_id=ev.exec_id,
-                commission=ev.commission,
-                currency=intern(ev.currency),  # one string per currency, not one per fill
-                realized_pnl=ev.realized_pnl,
-            )
+            tx.put(state.pending_commissions, ev.exec_id, report)
         return  # otherwise it is for an execution a correction replaced
-    if (fill.commission, fill.realized_pnl, fill.commission_currency) == (
-        ev.commission,
-        ev.realized_pnl,
-        ev.currency,
-    ):
+    new = replace(_with_commission(fill, report), updated_seq=seq)
+    if (new.commission, new.broker_realized_pnl) == (fill.commission, fill.broker_realized_pnl):
         return
-    delta = ev.commission - (fill.commission or 0.0)
-    broker_realized = (ev.realized_pnl or 0.0) - (fill.realized_pnl or 0.0)
-    state.fills[base] = replace(
-        fill, commission=ev.commission, commission_currency=intern(ev.currency), realized_pnl=ev.realized_pnl
-    )
+    tx.put(state.fills, base, new)
+    delta = add(new.commission, fill.commission, -1)
     if delta:
-        order = state.orders[fill.client_order_id]
-        new = replace(order, commission=order.commission + delta, updated_seq=seq, updated_ts=ts)
-        bookkeeping.put(state, order, new, seq, changes)
-    bookkeeping.add_amounts(state, fill.account, seq, changes, delta, 0.0, broker_realized)
+        book.commission_changed(state, tx, new, delta, seq)
+    broker = add(new.broker_realized_pnl, fill.broker_realized_pnl, -1)
+    if broker:
+        book.add_to_account(state, tx, fill.account, seq, {}, {}, broker)
+
+
+def learn(state: State, tx: Tx, order: Order, contract: ev_.Contract, new: bool) -> Order:
+    """IB named the instrument of `order`: join the order to its conId (see `book.name_instrument`)."""
+    con_id = contract.con_id
+    if con_id and con_id == order.contract.con_id and not new:
+        return order  # already joined
+    if not order.contract.symbol:  # an external order first seen by its status
+        order = replace(order, contract=contract)
+    if not con_id:
+        return order
+    book.name_instrument(state, tx, contract, con_id)
+    if not order.contract.con_id:
+        book.name_instrument(state, tx, order.contract, con_id)
+        order = replace(order, contract=replace(order.contract, con_id=con_id))
+    return order
+
+
+def infer(state: State, tx: Tx, order: Order, seq: int, ts: int) -> None:
+    """After a reconciliation: what IB reports filled beyond the order's executions becomes one inferred
+    fill (deterministic id, flagged), priced so the order's average matches IB's; a real execution
+    arriving later shrinks it or removes it, never adds to it."""
+    key = INFERRED + order.client_order_id
+    current = state.fills.get(key)
+    real = order.filled + order.overfill - order.inferred
+    want = order.broker_filled - real
+    if want <= 0:
+        if current is not None:
+            tx.pop(state.fills, key)
+            _record(state, tx, order, order, key, current, True, seq, ts)
+        return
+    price = _inferred_price(order, real, want)
+    if current is not None and (current.shares, current.price) == (want, price):
+        return
+    pkey = book.key_of(state, order)
+    if pkey is None or not order.side:
+        return  # nothing to key it by: IB has not named the instrument or side
+    fill = Fill(
+        exec_id=key,
+        client_order_id=order.client_order_id,
+        strategy_id=order.strategy_id,
+        account=order.account,
+        position_key=pkey,
+        contract=order.contract,
+        side=order.side,
+        shares=want,
+        price=price,
+        seq=current.seq if current is not None else seq,
+        ts=current.ts if current is not None else ts,
+        updated_seq=seq,
+        inferred=True,
+    )
+    tx.put(state.fills, key, fill)
+    _record(state, tx, order, order, key, fill, current is not None, seq, ts)
+
+
+def _inferred_price(order: Order, real: Decimal, want: Decimal) -> Decimal:
+    """So that the order's average over real and inferred fills is IB's average."""
+    broker_avg = order.broker_avg_price
+    if not broker_avg:
+        return order.avg_fill_price or dec(order.limit_price or 0.0)
+    real_notional = order.avg_fill_price * real if order.filled + order.overfill else ZERO
+    return (broker_avg * order.broker_filled - real_notional) / want

@@ -3,40 +3,61 @@
 Ownership rule: pure at the entity level, owned accumulator at the container level. `step` may update
 the dicts inside the `State` it is given and returns that same object: the caller hands over the old
 state. Every entity (Order, Position, Account, Fill) is a frozen Struct that is replaced, never mutated,
-so a reference to one stays valid forever. Callers that need to keep a version call `copy_state`
-(copies the containers, shares the entities). Why: copying every dict per event would cost far more
-than the fold itself, and the service, the replay tool and the tests each hold a state in one place.
+so a reference to one stays valid forever. Callers that need to keep a version call `copy_state`.
+
+A step is all or nothing: every write goes through a `Tx`; an event a handler cannot apply is undone
+whole, recorded in `State.fold_errors` (seq, kind, error) and returned as a `FoldError` change, the
+same way live and in replay, so the live state still equals the replayed one.
 
 No I/O, no clock (time is `env.ts`), no randomness, no logging. Dispatch is a dict lookup on the event's
-type. Joins and the shared bookkeeping are in `oms.state.bookkeeping`, fills and commissions in
+type. Joins are in `oms.state.links`, positions and money in `oms.state.book`, fills in
 `oms.state.fills`; see docs/state.md for every rule.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from sys import intern
+from decimal import Decimal
 from typing import Any
 
 from msgspec.structs import replace
 
 from events import schema as ev_
-from events.schema import Contract, Envelope
-from oms.state import accounts, bookkeeping, fills, orders, positions
-from oms.state.bookkeeping import Changes
-from oms.state.model import TERMINAL, BrokerPosition, Changed, Mismatch, State, initial_state
-from oms.state.orders import EPS
+from events.schema import Contract, Envelope, kind_of
+from oms.state import accounts, book, fills, links, orders, positions
+from oms.state.model import (
+    TERMINAL,
+    BrokerPosition,
+    Changed,
+    FoldError,
+    Mismatch,
+    Order,
+    State,
+    initial_state,
+)
+from oms.state.money import ZERO, dec
+from oms.state.tx import Tx
 
 _NO_CONTRACT = Contract(symbol="")
 
 
 def step(state: State, env: Envelope) -> tuple[State, tuple[Changed, ...]]:
     """Apply one event; returns the state (the same object, updated) and the entities it changed."""
-    changes: Changes = {}
-    _HANDLERS[type(env.event)](state, env.event, env.seq, env.ts, changes)
+    tx = Tx()
+    _apply(state, tx, env)
     state.seq = env.seq
     state.ts = env.ts
-    return state, tuple(changes.values())
+    return state, tuple(tx.changes.values())
+
+
+def _apply(state: State, tx: Tx, env: Envelope) -> None:
+    try:
+        _HANDLERS[type(env.event)](state, tx, env.event, env.seq, env.ts)
+    except Exception as exc:  # a fold bug or an event it cannot apply: undone whole, recorded, skipped
+        tx.rollback()
+        error = FoldError(seq=env.seq, kind=kind_of(env.event), error=f"{type(exc).__name__}: {exc}")
+        tx.put(state.fold_errors, env.seq, error)
+        tx.changes[("e", str(env.seq))] = error
 
 
 def apply(state: State, env: Envelope) -> State:
@@ -47,13 +68,9 @@ def fold(envs: Iterable[Envelope], state: State | None = None) -> State:
     """Fold a log (or its tail after a snapshot); `state` is taken over, not copied."""
     if state is None:
         state = initial_state()
-    handlers = _HANDLERS
-    changes: Changes = {}  # nobody reads them here: one dict, cleared
     env: Envelope | None = None
     for env in envs:
-        event = env.event
-        handlers[type(event)](state, event, env.seq, env.ts, changes)
-        changes.clear()
+        _apply(state, Tx(), env)
     if env is not None:  # no handler reads them: set once, for the last event
         state.seq = env.seq
         state.ts = env.ts
@@ -76,6 +93,8 @@ def copy_state(state: State) -> State:
         instruments=dict(state.instruments),
         broker_positions=dict(state.broker_positions),
         mismatches=dict(state.mismatches),
+        position_inputs={k: list(v) for k, v in state.position_inputs.items()},
+        fold_errors=dict(state.fold_errors),
     )
 
 
@@ -83,36 +102,34 @@ def copy_state(state: State) -> State:
 # Intents.
 
 
-def _on_requested(state: State, ev: ev_.OrderRequested, seq: int, ts: int, changes: Changes) -> None:
+def _on_requested(state: State, tx: Tx, ev: ev_.OrderRequested, seq: int, ts: int) -> None:
     if ev.client_order_id in state.orders:  # a duplicate id never makes a second order
         return
     contract = ev.contract
     if contract.con_id:
-        bookkeeping.name_instrument(state, contract, contract.con_id, seq, changes)
+        book.name_instrument(state, tx, contract, contract.con_id)
     else:
         con_id = state.con_ids.get(positions.symbol_key(contract), 0)
         if con_id:  # IB has already named this symbol
             contract = replace(contract, con_id=con_id)
-    order = orders.requested(ev, bookkeeping.shared_contract(contract), seq, ts)
-    bookkeeping.put(state, None, order, seq, changes)
+    book.put(state, tx, None, orders.requested(ev, links.shared_contract(contract), seq, ts))
 
 
-def _on_cancel(state: State, ev: ev_.CancelRequested, seq: int, ts: int, changes: Changes) -> None:
+def _on_cancel(state: State, tx: Tx, ev: ev_.CancelRequested, seq: int, ts: int) -> None:
     order = state.orders.get(ev.client_order_id)
     if order is not None:
-        bookkeeping.put(state, order, orders.triggered(order, "cancel_req", seq, ts), seq, changes)
+        book.put(state, tx, order, orders.triggered(order, "cancel_req", seq, ts))
 
 
-def _on_modify(state: State, ev: ev_.ModifyRequested, seq: int, ts: int, changes: Changes) -> None:
+def _on_modify(state: State, tx: Tx, ev: ev_.ModifyRequested, seq: int, ts: int) -> None:
     """Recorded as pending: quantities and prices change only when IB's openOrder shows them."""
     order = state.orders.get(ev.client_order_id)
     if order is not None and order.status not in TERMINAL:
-        bookkeeping.put(
-            state, order, replace(order, pending_modify=ev, updated_seq=seq, updated_ts=ts), seq, changes
-        )
+        new = replace(order, pending_modify=ev, modify_rejected="", updated_seq=seq, updated_ts=ts)
+        book.put(state, tx, order, new)
 
 
-def _on_denied(state: State, ev: ev_.OrderDenied, seq: int, ts: int, changes: Changes) -> None:
+def _on_denied(state: State, tx: Tx, ev: ev_.OrderDenied, seq: int, ts: int) -> None:
     """Refused before reaching IB: rejected with the reason, whether or not the request was logged."""
     order = state.orders.get(ev.client_order_id)
     if order is None:
@@ -122,62 +139,66 @@ def _on_denied(state: State, ev: ev_.OrderDenied, seq: int, ts: int, changes: Ch
             account="",
             contract=_NO_CONTRACT,
             side="BUY",
-            quantity=0.0,
+            quantity=ZERO,
         )
-        order = orders.requested(req, req.contract, seq, ts)
-        bookkeeping.put(
-            state,
-            None,
-            replace(order, status="rejected", reason=ev.reason, last_error_message=ev.code),
-            seq,
-            changes,
+        new = orders.requested(req, req.contract, seq, ts)
+        book.put(
+            state, tx, None, replace(new, status="rejected", reason=ev.reason, last_error_message=ev.code)
         )
         return
-    new = orders.triggered(order, "rejected", seq, ts, reason=ev.reason)
-    bookkeeping.put(state, order, new, seq, changes)
+    book.put(state, tx, order, orders.triggered(order, "rejected", seq, ts, reason=ev.reason))
 
 
-def _on_sent(state: State, ev: ev_.OrderSent, seq: int, ts: int, changes: Changes) -> None:
-    state.client_id = ev.client_id
+def _on_sent(state: State, tx: Tx, ev: ev_.OrderSent, seq: int, ts: int) -> None:
+    tx.setattr(state, "client_id", ev.client_id)
     order = state.orders.get(ev.client_order_id)
     if order is None:
         return
-    state.order_ids[f"{ev.client_id}:{ev.order_id}"] = order.client_order_id  # this session's binding wins
+    tx.put(state.order_ids, f"{ev.client_id}:{ev.order_id}", order.client_order_id)  # this session wins
     if order.order_id != ev.order_id or order.client_id != ev.client_id:
         new = replace(order, order_id=ev.order_id, client_id=ev.client_id, updated_seq=seq, updated_ts=ts)
-        bookkeeping.put(state, order, new, seq, changes)
+        book.put(state, tx, order, new)
 
 
 # ---------------------------------------------------------------------------------------------------
 # Broker facts.
 
 
-def _on_status(state: State, ev: ev_.OrderStatusReported, seq: int, ts: int, changes: Changes) -> None:
-    coid = bookkeeping.resolve(state, ev.order_id, ev.perm_id, ev.client_id, "")
+def _on_status(state: State, tx: Tx, ev: ev_.OrderStatusReported, seq: int, ts: int) -> None:
+    coid = links.resolve(state, ev.order_id, ev.perm_id, ev.client_id, "")
     if coid is None:
         old = None
         coid = orders.external_id(ev.client_id, ev.order_id, ev.perm_id)
-        order = orders.external(coid, "", _NO_CONTRACT, "", 0.0, seq, ts)
+        order = orders.external(coid, "", _NO_CONTRACT, "", ZERO, seq, ts)
     else:
         order = old = state.orders[coid]
-    order = bookkeeping.bind(state, order, ev.order_id, ev.perm_id, ev.client_id)
+    order = links.bind(state, tx, order, ev.order_id, ev.perm_id, ev.client_id)
     trigger = orders.status_trigger(ev.status, ev.why_held)
     if trigger:
         order = orders.triggered(order, trigger, seq, ts)
-    if order.broker_filled != ev.filled or order.broker_status != ev.status:
-        order = replace(
-            order, broker_filled=ev.filled, broker_status=intern(ev.status), updated_seq=seq, updated_ts=ts
-        )
-    bookkeeping.put(state, old, order, seq, changes)
+    order = _broker_fill(order, ev.filled, ev.avg_fill_price, ev.status, seq, ts)
+    book.put(state, tx, old, order)
 
 
-def _on_open_order(state: State, ev: ev_.OpenOrderReported, seq: int, ts: int, changes: Changes) -> None:
+def _broker_fill(order: Order, filled: Decimal, avg: float, status: str, seq: int, ts: int) -> Order:
+    """IB's own filled quantity and average: kept beside the executions (and inferred from later)."""
+    broker_avg = dec(avg) if avg else order.broker_avg_price
+    if (order.broker_filled, order.broker_avg_price, order.broker_status) == (filled, broker_avg, status):
+        return order
+    return replace(
+        order, broker_filled=filled, broker_avg_price=broker_avg, broker_status=status, updated_seq=seq,
+        updated_ts=ts,
+    )  # fmt: skip
+
+
+def _on_open_order(state: State, tx: Tx, ev: ev_.OpenOrderReported, seq: int, ts: int) -> None:
     """IB's view of the order; its quantity and prices are what is working, so they acknowledge a modify."""
-    coid = bookkeeping.resolve(state, ev.order_id, ev.perm_id, ev.client_id, ev.order_ref)
+    coid = links.resolve(state, ev.order_id, ev.perm_id, ev.client_id, ev.order_ref)
+    side = orders.ib_side(ev.side)
     if coid is None:
         old = None
         coid = orders.external_id(ev.client_id, ev.order_id, ev.perm_id)
-        order = orders.external(coid, ev.account, ev.contract, orders.ib_side(ev.side), ev.quantity, seq, ts)
+        order = orders.external(coid, ev.account, ev.contract, side, ev.quantity, seq, ts)
         order = replace(
             order,
             order_type=ev.order_type,
@@ -189,17 +210,20 @@ def _on_open_order(state: State, ev: ev_.OpenOrderReported, seq: int, ts: int, c
     else:
         order = old = state.orders[coid]
         if not order.account:
-            order = bookkeeping.placed(order, ev.account, orders.ib_side(ev.side))
+            order = links.placed(order, ev.account, side)
             if order.external:
                 order = replace(order, order_type=ev.order_type)
-    order = bookkeeping.bind(state, order, ev.order_id, ev.perm_id, ev.client_id)
-    order = bookkeeping.learn(state, order, ev.contract, seq, changes, old is None)
-    if order.status in TERMINAL:  # a terminal order changes only by executions
-        bookkeeping.put(state, old, order, seq, changes)
+    order = links.bind(state, tx, order, ev.order_id, ev.perm_id, ev.client_id)
+    order = fills.learn(state, tx, order, ev.contract, old is None)
+    unknown_quantity = order.external and order.quantity == 0 and ev.quantity > 0
+    if order.status in TERMINAL and not unknown_quantity:  # a terminal order changes only by executions
+        book.put(state, tx, old, order)
         return
-    if abs(order.quantity - ev.quantity) > EPS:
+    if order.quantity != ev.quantity:
+        base = replace(order, quantity=ev.quantity, status="submitted") if unknown_quantity else order
+        base = replace(base, quantity=ev.quantity)
         order = orders.executed(
-            replace(order, quantity=ev.quantity), order.filled + order.overfill, order.avg_fill_price, seq, ts
+            base, order.filled + order.overfill, order.avg_fill_price, order.inferred, seq, ts
         )
     if order.limit_price != ev.limit_price or order.stop_price != ev.stop_price:
         order = replace(
@@ -211,22 +235,23 @@ def _on_open_order(state: State, ev: ev_.OpenOrderReported, seq: int, ts: int, c
     trigger = orders.status_trigger(ev.status)
     if trigger:
         order = orders.triggered(order, trigger, seq, ts)
-    bookkeeping.put(state, old, order, seq, changes)
+    book.put(state, tx, old, order)
 
 
-def _on_position(state: State, ev: ev_.PositionReported, seq: int, ts: int, changes: Changes) -> None:
+def _on_position(state: State, tx: Tx, ev: ev_.PositionReported, seq: int, ts: int) -> None:
     """Kept beside the folded position as a cross-check; never changes the folded quantity."""
     if ev.contract.con_id:
-        bookkeeping.name_instrument(state, ev.contract, ev.contract.con_id, seq, changes)
+        book.name_instrument(state, tx, ev.contract, ev.contract.con_id)
     key = f"{ev.account}|{positions.instrument_key(ev.contract, state.con_ids)}"
-    state.broker_positions[key] = BrokerPosition(
+    report = BrokerPosition(
         account=ev.account, contract=ev.contract, position=ev.position, avg_cost=ev.avg_cost, seq=seq
     )
+    tx.put(state.broker_positions, key, report)
 
 
-def _on_mismatch(state: State, ev: ev_.PositionMismatch, seq: int, ts: int, changes: Changes) -> None:
+def _on_mismatch(state: State, tx: Tx, ev: ev_.PositionMismatch, seq: int, ts: int) -> None:
     key = f"{ev.account}|{positions.instrument_key(ev.contract, state.con_ids)}"
-    state.mismatches[key] = Mismatch(
+    mismatch = Mismatch(
         position_key=key,
         broker_position=ev.broker_position,
         folded_position=ev.folded_position,
@@ -234,53 +259,73 @@ def _on_mismatch(state: State, ev: ev_.PositionMismatch, seq: int, ts: int, chan
         seq=seq,
         ts=ts,
     )
+    tx.put(state.mismatches, key, mismatch)
 
 
-def _on_account_value(
-    state: State, ev: ev_.AccountValueReported, seq: int, ts: int, changes: Changes
-) -> None:
+def _on_account_value(state: State, tx: Tx, ev: ev_.AccountValueReported, seq: int, ts: int) -> None:
     old = state.accounts.get(ev.account)
     new = accounts.with_value(old, ev, seq)
     if new is not old:
-        state.accounts[ev.account] = new
-        changes[("a", ev.account)] = new
+        tx.put(state.accounts, ev.account, new)
+        tx.changes[("a", ev.account)] = new
 
 
-def _on_error(state: State, ev: ev_.BrokerError, seq: int, ts: int, changes: Changes) -> None:
-    """An order error (req_id is this session's orderId) ends an order only for rejection and 202; a
-    failed cancel returns it to its state before the cancel; informational codes change nothing."""
-    trigger = orders.error_trigger(ev.code, ev.error_class)
-    if trigger is None or ev.req_id <= 0:
+def _on_error(state: State, tx: Tx, ev: ev_.BrokerError, seq: int, ts: int) -> None:
+    """An order error (req_id is this session's orderId): see `orders.error_outcome` for what it means."""
+    if ev.req_id <= 0:
         return
     coid = state.order_ids.get(f"{state.client_id}:{ev.req_id}")
     if coid is None:
         return
     order = state.orders[coid]
-    new = orders.triggered(order, trigger, seq, ts, ev.message) if trigger else order
-    new = replace(new, last_error_code=ev.code, last_error_message=ev.message, updated_seq=seq, updated_ts=ts)
-    bookkeeping.put(state, order, new, seq, changes)
+    outcome = orders.error_outcome(order, ev.code, ev.error_class)
+    if outcome == "ignore":
+        return
+    new = replace(
+        order, last_error_code=ev.code, last_error_message=ev.message, updated_seq=seq, updated_ts=ts
+    )
+    if outcome == "modify_refused":  # the order keeps working with its previous parameters
+        new = replace(new, pending_modify=None, modify_rejected=ev.message)
+    elif outcome != "record":
+        new = orders.triggered(new, outcome, seq, ts, ev.message)
+    book.put(state, tx, order, new)
 
 
-def _on_connection(state: State, ev: ev_.ConnectionChanged, seq: int, ts: int, changes: Changes) -> None:
-    state.connection = ev.state
+def _on_connection(state: State, tx: Tx, ev: ev_.ConnectionChanged, seq: int, ts: int) -> None:
+    tx.setattr(state, "connection", ev.state)
     if ev.client_id:
-        state.client_id = ev.client_id
+        tx.setattr(state, "client_id", ev.client_id)
 
 
-def _on_kill_switch(state: State, ev: ev_.KillSwitchChanged, seq: int, ts: int, changes: Changes) -> None:
-    state.kill_switch = ev.engaged
-    state.kill_reason = ev.reason
+def _on_kill_switch(state: State, tx: Tx, ev: ev_.KillSwitchChanged, seq: int, ts: int) -> None:
+    tx.setattr(state, "kill_switch", ev.engaged)
+    tx.setattr(state, "kill_reason", ev.reason)
 
 
-def _on_reconciliation(state: State, ev: ev_.Event, seq: int, ts: int, changes: Changes) -> None:
-    state.reconciling = isinstance(ev, ev_.ReconciliationStarted)
+def _on_reconciliation_started(
+    state: State, tx: Tx, ev: ev_.ReconciliationStarted, seq: int, ts: int
+) -> None:
+    tx.setattr(state, "reconciling", True)
 
 
-def _nothing(state: State, ev: ev_.Event, seq: int, ts: int, changes: Changes) -> None:
+def _on_reconciliation_finished(
+    state: State, tx: Tx, ev: ev_.ReconciliationFinished, seq: int, ts: int
+) -> None:
+    """IB has now said all it will about fills: what it reports filled beyond the executions becomes an
+    inferred fill (see `fills.infer`)."""
+    tx.setattr(state, "reconciling", False)
+    if not ev.ok:
+        return
+    tx.setattr(state, "reconciled", True)
+    for order in [o for o in state.orders.values() if o.broker_filled > o.filled + o.overfill - o.inferred]:
+        fills.infer(state, tx, order, seq, ts)
+
+
+def _nothing(state: State, tx: Tx, ev: ev_.Event, seq: int, ts: int) -> None:
     """Session markers and kinds this version does not know change no state."""
 
 
-_HANDLERS: dict[type, Callable[[State, Any, int, int, Changes], None]] = {
+_HANDLERS: dict[type, Callable[[State, Tx, Any, int, int], None]] = {
     ev_.OrderRequested: _on_requested,
     ev_.CancelRequested: _on_cancel,
     ev_.ModifyRequested: _on_modify,
@@ -296,8 +341,8 @@ _HANDLERS: dict[type, Callable[[State, Any, int, int, Changes], None]] = {
     ev_.BrokerError: _on_error,
     ev_.ConnectionChanged: _on_connection,
     ev_.KillSwitchChanged: _on_kill_switch,
-    ev_.ReconciliationStarted: _on_reconciliation,
-    ev_.ReconciliationFinished: _on_reconciliation,
+    ev_.ReconciliationStarted: _on_reconciliation_started,
+    ev_.ReconciliationFinished: _on_reconciliation_finished,
     ev_.SessionStarted: _nothing,
     ev_.UnknownEvent: _nothing,
 }

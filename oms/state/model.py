@@ -1,20 +1,23 @@
 """The folded state: every entity as a frozen msgspec Struct, held in plain dicts by one `State`.
 
 Entities (Order, Position, Fill, Account, ...) are frozen and replaced on change, so any reader may keep
-a reference to one forever. `State` itself is a mutable accumulator owned by the fold (see `oms.state.fold`
-for the ownership rule); `oms.state.fold.copy_state` gives a version a caller may keep.
+a reference to one forever. `State` itself is a mutable accumulator owned by the fold (see
+`oms.state.fold` for the ownership rule); `oms.state.fold.copy_state` gives a version a caller may keep.
 Entities are encoded with every field present (no `omit_defaults`): clients in any language read them
-from snapshots and the PUB socket without knowing our defaults (docs/protocol.md).
+from snapshots and the PUB socket without knowing our defaults (docs/protocol.md). Quantities, prices
+and money are `Decimal` (msgpack: decimal strings); money is a `{currency: amount}` map.
 See docs/state.md for the meaning of every field and the rules that set it.
 """
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Literal
 
 from msgspec import Struct, field
 
 from events.schema import Contract, ModifyRequested
+from oms.state.money import ONE, ZERO, Money
 
 OrderStatus = Literal[
     "pending",
@@ -27,6 +30,8 @@ OrderStatus = Literal[
     "inactive",
 ]
 PositionStatus = Literal["pending", "submitted", "filled", "closing", "closed"]
+OrderSide = Literal["BUY", "SELL", ""]  # "" for an external order first seen by its status
+FillSide = Literal["BUY", "SELL"]
 
 TERMINAL: frozenset[str] = frozenset({"filled", "cancelled", "rejected", "inactive"})
 WORKING: frozenset[str] = frozenset({"pending", "submitted", "partially_filled", "pending_cancel"})
@@ -35,14 +40,15 @@ EXTERNAL_STRATEGY = "external"
 
 class Order(Struct, frozen=True, kw_only=True, gc=False):
     """One client order (ours or external). `filled` never exceeds `quantity`: any excess executed
-    quantity is in `overfill` (IB over-reported), so executed = filled + overfill."""
+    quantity is in `overfill` (IB over-reported), so executed = filled + overfill. `inferred` is the part
+    of `filled` that no execution explains (IB reported it filled; see docs/state.md, inferred fills)."""
 
     client_order_id: str
     strategy_id: str
     account: str
     contract: Contract
-    side: str
-    quantity: float  # 0.0 for an external order whose quantity IB has not told us yet
+    side: OrderSide
+    quantity: Decimal  # 0 for an external order whose quantity IB has not told us yet
     order_type: str = "MKT"
     limit_price: float | None = None
     stop_price: float | None = None
@@ -50,11 +56,13 @@ class Order(Struct, frozen=True, kw_only=True, gc=False):
     outside_rth: bool = False
     parent: str | None = None
     status: OrderStatus = "pending"
-    filled: float = 0.0
-    overfill: float = 0.0
-    avg_fill_price: float = 0.0
-    remaining: float = 0.0
-    broker_filled: float = 0.0  # orderStatus' filled: a cross-check, never added to `filled`
+    filled: Decimal = ZERO
+    overfill: Decimal = ZERO
+    remaining: Decimal = ZERO
+    avg_fill_price: Decimal = ZERO
+    inferred: Decimal = ZERO
+    broker_filled: Decimal = ZERO  # IB's own filled (orderStatus, completed order): a cross-check
+    broker_avg_price: Decimal = ZERO  # IB's avgFillPrice with it
     broker_status: str = ""  # the raw IB status string last reported
     order_id: int = 0
     client_id: int = 0
@@ -63,9 +71,10 @@ class Order(Struct, frozen=True, kw_only=True, gc=False):
     last_error_code: int = 0
     last_error_message: str = ""
     reason: str = ""  # why it was rejected or cancelled
-    commission: float = 0.0
-    pre_cancel_status: str = ""  # the status to return to if the cancel fails
-    pending_modify: ModifyRequested | None = None  # requested, not yet acknowledged by an openOrder
+    commission: Money = field(default_factory=dict)
+    pre_cancel_status: OrderStatus | Literal[""] = ""  # the status to return to if the cancel fails
+    pending_modify: ModifyRequested | None = None  # requested, not yet shown by an openOrder
+    modify_rejected: str = ""  # IB's message for the last modify it refused
     created_seq: int = 0
     created_ts: int = 0
     updated_seq: int = 0
@@ -73,7 +82,8 @@ class Order(Struct, frozen=True, kw_only=True, gc=False):
 
 
 class Fill(Struct, frozen=True, kw_only=True, gc=False):
-    """One execution, deduped by execId; a correction replaces it (same entry, later execId)."""
+    """One execution, deduped by execId; a correction replaces it (same entry, later execId). An
+    `inferred` fill stands for quantity IB reported filled whose executions it no longer returns."""
 
     exec_id: str
     client_order_id: str
@@ -81,53 +91,64 @@ class Fill(Struct, frozen=True, kw_only=True, gc=False):
     account: str
     position_key: str
     contract: Contract
-    side: str  # BUY / SELL
-    shares: float
-    price: float
+    side: FillSide
+    shares: Decimal
+    price: Decimal
     time_ns: int = 0
-    commission: float | None = None  # None until its commission report is joined
-    commission_currency: str = ""
-    realized_pnl: float | None = None  # as IB reported it in the commission report
-    seq: int = 0
+    commission: Money = field(default_factory=dict)  # empty until its commission report is joined
+    broker_realized_pnl: Money = field(default_factory=dict)  # IB's realizedPNL from that report
+    seq: int = 0  # where the execution was first seen: its place in the position's history
     ts: int = 0
+    updated_seq: int = 0  # its latest correction or commission
     corrects: str = ""  # the execId this one replaced, if a correction
+    inferred: bool = False
 
 
 class Commission(Struct, frozen=True, kw_only=True, gc=False):
     """A commission report whose execution has not been seen yet (kept by execId, joined later)."""
 
     exec_id: str
-    commission: float
+    commission: Decimal
     currency: str
-    realized_pnl: float | None = None
+    realized_pnl: Decimal | None = None
 
 
 class Position(Struct, frozen=True, kw_only=True, gc=False):
     """Per (account, instrument), or per (strategy, account, instrument) when `strategy_id` is set.
-    `close_reason` and `closed_seq` describe the most recent lifecycle that ended."""
+    `close_reason` and `closed_seq` describe the most recent lifecycle that ended. Realized P&L is in
+    the instrument's currency; net = gross minus commissions, currency by currency."""
 
     key: str
     account: str
     contract: Contract
     strategy_id: str = ""
-    quantity: float = 0.0  # signed
-    avg_price: float = 0.0
-    realized_pnl: float = 0.0
-    status: PositionStatus = "pending"
+    quantity: Decimal = ZERO  # signed
+    avg_price: Decimal = ZERO
+    multiplier: Decimal = ONE  # from IB's contract of the fills
+    realized_pnl_gross: Money = field(default_factory=dict)
+    commission: Money = field(default_factory=dict)
+    realized_pnl_net: Money = field(default_factory=dict)
+    status: PositionStatus = "closed"
     close_reason: str = ""
     lifecycle: int = 0
     opened_seq: int = 0
     closed_seq: int = 0
     orders: tuple[str, ...] = ()  # working orders on this key
+    working: int = 0  # what the working orders are (positions.BUYING | SELLING | ACKED), for the reducer
     updated_seq: int = 0
 
 
 class Account(Struct, frozen=True, kw_only=True, gc=False):
+    """IB's latest value per key, and money from our fills per currency. `realized_pnl_net_base` is the
+    net realized P&L converted with IB's `ExchangeRate` values; None while a currency has no rate."""
+
     account: str
     values: dict[str, str] = field(default_factory=dict)  # "Key" or "Key:CUR" -> latest value
-    commission: float = 0.0  # sum of joined commissions
-    realized_pnl: float = 0.0  # from our fills (positions' realized P&L)
-    broker_realized_pnl: float = 0.0  # sum of IB's realizedPNL in commission reports
+    commission: Money = field(default_factory=dict)
+    realized_pnl_gross: Money = field(default_factory=dict)
+    realized_pnl_net: Money = field(default_factory=dict)
+    broker_realized_pnl: Money = field(default_factory=dict)  # IB's realizedPNL in commission reports
+    realized_pnl_net_base: Decimal | None = None
     updated_seq: int = 0
 
 
@@ -136,18 +157,26 @@ class BrokerPosition(Struct, frozen=True, kw_only=True, gc=False):
 
     account: str
     contract: Contract
-    position: float
+    position: Decimal
     avg_cost: float
     seq: int
 
 
 class Mismatch(Struct, frozen=True, kw_only=True, gc=False):
     position_key: str
-    broker_position: float
-    folded_position: float
+    broker_position: Decimal
+    folded_position: Decimal
     broker_avg_cost: float
     seq: int
     ts: int
+
+
+class FoldError(Struct, frozen=True, kw_only=True, gc=False):
+    """An event the fold could not apply: skipped whole, the same way live and in replay."""
+
+    seq: int
+    kind: str
+    error: str
 
 
 class Removed(Struct, frozen=True, gc=False):
@@ -158,7 +187,11 @@ class Removed(Struct, frozen=True, gc=False):
     moved_to: str
 
 
-Changed = Order | Position | Account | Removed
+Changed = Order | Position | Account | Removed | FoldError
+
+# A position's history, for the reducer: a fill's key in `State.fills`, or what its working orders were
+# (an int: seq, the reason a lifecycle would close, the working bits; see positions.working_entry).
+PositionInput = int | str
 
 
 class State(Struct, kw_only=True):
@@ -176,11 +209,14 @@ class State(Struct, kw_only=True):
     instruments: dict[int, Contract] = field(default_factory=dict)  # conId -> IB's first description
     broker_positions: dict[str, BrokerPosition] = field(default_factory=dict)  # position key -> latest
     mismatches: dict[str, Mismatch] = field(default_factory=dict)  # position key -> latest recorded
+    position_inputs: dict[str, list[PositionInput]] = field(default_factory=dict)  # key -> its history
+    fold_errors: dict[int, FoldError] = field(default_factory=dict)  # seq -> what could not be applied
     connection: str = "disconnected"
     client_id: int = 0
     kill_switch: bool = False
     kill_reason: str = ""
     reconciling: bool = False
+    reconciled: bool = False  # a reconciliation has finished: IB has said all it will about fills
 
 
 def initial_state() -> State:

@@ -1,47 +1,60 @@
 """Order transitions as data: a (status, trigger) -> status table, and the pure functions that apply it.
 
 A trigger is what an event means for an order once IB's words are normalized (an IB status string, an
-error code, a fill). A pair missing from the table changes nothing: repeated, stale or out-of-order
-callbacks are idempotent by construction, which is what IB's "no ordering between openOrder, orderStatus
-and execDetails" needs. Quantities never come from the table: they come from executions.
+error code, a fill). Triggers are a `Literal`, so a misspelled one is a type error. A pair missing from
+the table changes nothing: repeated, stale or out-of-order callbacks are idempotent by construction,
+which is what IB's "no ordering between openOrder, orderStatus and execDetails" needs. Quantities never
+come from the table: they come from executions.
 """
 
 from __future__ import annotations
 
+from decimal import Decimal
 from sys import intern
+from typing import Literal
 
 from msgspec.structs import replace
 
 from events.schema import Contract, ModifyRequested, OrderRequested
-from oms.state.model import EXTERNAL_STRATEGY, Order
+from oms.state.model import EXTERNAL_STRATEGY, TERMINAL, Order, OrderSide, OrderStatus
+from oms.state.money import ZERO
 
-EPS = 1e-9
-PREVIOUS = "previous"  # target meaning "the status before the cancel request"
+Trigger = Literal[
+    "ack",  # IB has the order working (PreSubmitted, Submitted, Filled, a locate hold)
+    "fill_part",  # executions cover part of the quantity
+    "fill_all",  # ... all of it
+    "fill_none",  # ... none of it (a correction took a fill back)
+    "cancel_req",  # we asked to cancel, or IB says PendingCancel
+    "cancel_failed",  # IB refused the cancel (10147, 10148, 161)
+    "cancelled",
+    "rejected",
+    "inactive",
+]
+Target = OrderStatus | Literal["previous"]  # "previous": the status before the cancel request
 
 # fmt: off
-_P, _S, _PF, _F = "pending", "submitted", "partially_filled", "filled"
-_PC, _C, _R, _I = "pending_cancel", "cancelled", "rejected", "inactive"
-_ENDS = {"cancelled": _C, "rejected": _R, "inactive": _I}  # IB ends a live order whatever its status
+_ENDS: dict[Trigger, Target] = {"cancelled": "cancelled", "rejected": "rejected", "inactive": "inactive"}
+_LATE_FILLS: dict[Trigger, Target] = {"fill_part": "partially_filled", "fill_all": "filled"}
 
-ORDER_STATE_TABLE: dict[str, dict[str, str]] = {
+ORDER_STATE_TABLE: dict[OrderStatus, dict[Trigger, Target]] = {
     # status: {trigger: next status}
-    _P:  {"ack": _S, "fill_part": _PF, "fill_all": _F, "cancel_req": _PC, **_ENDS},
-    _S:  {"fill_part": _PF, "fill_all": _F, "cancel_req": _PC, **_ENDS},
-    _PF: {"fill_none": _S, "fill_all": _F, "cancel_req": _PC, **_ENDS},
-    _PC: {"fill_all": _F, "cancel_failed": PREVIOUS, **_ENDS},
-    # terminal: only executions (late fills, corrections) move them
-    _F:  {"fill_part": _PF, "fill_none": _S},
-    _C:  {"fill_part": _PF, "fill_all": _F},
-    _R:  {"fill_part": _PF, "fill_all": _F},
-    _I:  {"fill_part": _PF, "fill_all": _F},
+    "pending":          {"ack": "submitted", **_LATE_FILLS, "cancel_req": "pending_cancel", **_ENDS},
+    "submitted":        {**_LATE_FILLS, "cancel_req": "pending_cancel", **_ENDS},
+    "partially_filled": {"fill_none": "submitted", "fill_all": "filled", "cancel_req": "pending_cancel",
+                         **_ENDS},
+    "pending_cancel":   {"fill_all": "filled", "cancel_failed": "previous", **_ENDS},
+    # terminal: only executions (late fills, corrections that change the filled quantity) move them
+    "filled":           {"fill_part": "partially_filled", "fill_none": "submitted"},
+    "cancelled":        _LATE_FILLS,
+    "rejected":         _LATE_FILLS,
+    "inactive":         _LATE_FILLS,
 }
 # fmt: on
 
-# IB's status strings (orderStatus and openOrder's orderState). `Filled` is only an acknowledgement:
-# fills come from executions, never from a status.
-IB_STATUS_TRIGGERS: dict[str, str] = {
-    "ApiPending": "ack",
-    "PendingSubmit": "ack",
+# IB's status strings (orderStatus and openOrder's orderState). `Filled` is an acknowledgement: fills
+# come from executions (or, after a reconciliation, an inferred fill). PendingSubmit and ApiPending mean
+# "sent, not yet accepted": the order stays pending, so an error refusing it can still end it.
+IB_STATUS_TRIGGERS: dict[str, Trigger] = {
     "PreSubmitted": "ack",
     "Submitted": "ack",
     "Filled": "ack",
@@ -54,45 +67,77 @@ IB_STATUS_TRIGGERS: dict[str, str] = {
 REJECT_CODES = frozenset({201, 203, 10289, 10293})
 CANCEL_CODES = frozenset({202})
 CANCEL_FAILED_CODES = frozenset({10147, 10148, 161})
+NOT_FOUND_CODE = 10147  # the cancel's order is unknown to IB
+# IB's notices: nothing about the order changes, nothing is recorded on it.
 INFO_CODES = frozenset({10349, *range(2100, 2200)})
-INFO_CLASSES = frozenset({"warning", "information"})
+INFO_CLASSES = frozenset({"information", "connectivity"})
+# Order warnings: the order is held or adjusted and stays alive; recorded on the order, never an end.
+WARNING_CODES = frozenset({399, 404, 165, 10167})
+# A warning for a working order, a refusal of a new order or of a modify (price off the tick).
+PRICE_CODE = 110
+
+ErrorOutcome = Trigger | Literal["modify_refused", "record", "ignore"]
 
 
-def status_trigger(ib_status: str, why_held: str = "") -> str | None:
+def status_trigger(ib_status: str, why_held: str = "") -> Trigger | None:
     """Inactive while IB looks for shares to borrow ("locate") is a hold, not an end."""
     if ib_status == "Inactive" and "locate" in why_held:
         return "ack"
     return IB_STATUS_TRIGGERS.get(ib_status)
 
 
-def error_trigger(code: int, error_class: str) -> str | None:
-    """The trigger of an order error; "" means "record the error, change no status"; None: ignore."""
+def accepted(order: Order) -> bool:
+    """Whether IB ever took the order: every status but `pending` (and a cancel of a pending one)."""
+    if order.status == "pending_cancel":
+        return order.pre_cancel_status not in ("pending", "")
+    return order.status != "pending"
+
+
+def error_outcome(order: Order, code: int, error_class: str) -> ErrorOutcome:
+    """What an order error means for `order` (docs/state.md, "Errors"), first rule that applies:
+    1. IB's notices (10349, 2100-2199, information and connectivity classes) change nothing;
+    2. a failed cancel returns the order to its status before the cancel; 10147 (not found) on an order
+       IB never accepted means IB does not have it: `rejected`;
+    3. while a modify is pending on an accepted order, any error but a warning refuses the modify only:
+       the order keeps working with its previous parameters;
+    4. warnings (399, 404, 165, 10167, class `warning`) are recorded, and so is 110 on an accepted order;
+    5. 201/203/10289/10293 reject, 202 cancels;
+    6. on an order IB never accepted, any other order error refuses it: `rejected`;
+    7. otherwise the error is recorded on the order and changes no status."""
+    if code in INFO_CODES or error_class in INFO_CLASSES:
+        return "ignore"
+    is_accepted = accepted(order)
+    if code in CANCEL_FAILED_CODES:
+        if code == NOT_FOUND_CODE and not is_accepted and order.status not in TERMINAL:
+            return "rejected"
+        return "cancel_failed"
+    warning = code in WARNING_CODES or (error_class == "warning" and code != PRICE_CODE)
+    if order.pending_modify is not None and is_accepted and code not in CANCEL_CODES and not warning:
+        return "modify_refused"
+    if warning or (code == PRICE_CODE and is_accepted):
+        return "record"
     if code in REJECT_CODES:
         return "rejected"
     if code in CANCEL_CODES:
         return "cancelled"
-    if code in CANCEL_FAILED_CODES:
-        return "cancel_failed"
-    if code in INFO_CODES or error_class in INFO_CLASSES:
-        return None
-    return ""
+    return "record" if is_accepted else "rejected"
 
 
-def transition(order: Order, trigger: str) -> str:
+def transition(order: Order, trigger: Trigger) -> OrderStatus:
     """The status `trigger` leads to (the same status when the table has no entry)."""
     target = ORDER_STATE_TABLE[order.status].get(trigger, order.status)
-    if target == PREVIOUS:
+    if target == "previous":
         return order.pre_cancel_status or "submitted"
     return target
 
 
-def fill_trigger(executed: float, quantity: float) -> str:
-    if quantity > 0 and executed >= quantity - EPS:
+def fill_trigger(executed: Decimal, quantity: Decimal) -> Trigger:
+    if quantity > 0 and executed >= quantity:
         return "fill_all"
-    return "fill_part" if executed > EPS else "fill_none"
+    return "fill_part" if executed > 0 else "fill_none"
 
 
-def triggered(order: Order, trigger: str, seq: int, ts: int, reason: str = "") -> Order:
+def triggered(order: Order, trigger: Trigger, seq: int, ts: int, reason: str = "") -> Order:
     """`order` after `trigger`, or the same object when nothing changes."""
     status = transition(order, trigger)
     if status == order.status:
@@ -112,21 +157,28 @@ def triggered(order: Order, trigger: str, seq: int, ts: int, reason: str = "") -
     )
 
 
-def executed(order: Order, qty: float, avg: float, seq: int, ts: int) -> Order:
-    """`order` with `qty` executed in total at average `avg`: filled is clamped to the ordered quantity
-    (the excess goes to `overfill`), and the status follows the table."""
+def executed(order: Order, qty: Decimal, avg: Decimal, inferred: Decimal, seq: int, ts: int) -> Order:
+    """`order` with `qty` executed in total at average `avg` (`inferred` of it without executions):
+    filled is clamped to the ordered quantity (the excess goes to `overfill`), and the status follows
+    the table. A terminal order whose filled quantity did not change keeps its status (a price-only
+    correction never revives a cancelled order). An external order whose quantity IB has not told us
+    is taken as complete: quantity = executed."""
     quantity = order.quantity
-    if quantity > 0:
+    trigger: Trigger
+    if order.external and quantity == 0 and order.status in ("submitted", "filled", "partially_filled"):
+        filled, overfill, remaining, trigger = qty, ZERO, ZERO, "fill_all" if qty > 0 else "fill_none"
+    else:
         filled = min(qty, quantity)
-        overfill = qty - filled if qty - filled > EPS else 0.0
-        remaining = quantity - filled if quantity - filled > EPS else 0.0
-    else:  # quantity not known yet (external order seen first by its execution)
-        filled, overfill, remaining = qty, 0.0, 0.0
-    trigger = fill_trigger(qty, quantity)
-    status: str = order.status
+        overfill = qty - filled
+        remaining = quantity - filled
+        trigger = fill_trigger(qty, quantity)
+    status: OrderStatus = order.status
     pre = order.pre_cancel_status
-    if status == "pending_cancel" and trigger != "fill_all":
-        pre = ORDER_STATE_TABLE[pre or "submitted"].get(trigger, pre)  # still cancelling
+    if status in TERMINAL and filled == order.filled:
+        pass  # quantities or prices corrected, the filled quantity stands
+    elif status == "pending_cancel" and trigger != "fill_all":
+        target = ORDER_STATE_TABLE[pre or "submitted"].get(trigger, pre or "submitted")
+        pre = "submitted" if target == "previous" else target  # still cancelling
     else:
         status = transition(order, trigger)
         if status != "pending_cancel":
@@ -139,6 +191,7 @@ def executed(order: Order, qty: float, avg: float, seq: int, ts: int) -> Order:
         overfill=overfill,
         remaining=remaining,
         avg_fill_price=avg,
+        inferred=inferred,
         updated_seq=seq,
         updated_ts=ts,
     )
@@ -146,7 +199,7 @@ def executed(order: Order, qty: float, avg: float, seq: int, ts: int) -> Order:
 
 def requested(ev: OrderRequested, contract: Contract, seq: int, ts: int) -> Order:
     """The order `ev` asks for, on `contract` (the requested one, with its conId once IB has named it)."""
-    order = Order(  # at most 15 arguments: CPython 3.11 passes a longer call through a dict, 4x slower
+    return Order(
         client_order_id=ev.client_order_id,
         strategy_id=intern(ev.strategy_id),  # shared by every order of the strategy: memory
         account=intern(ev.account),
@@ -162,8 +215,9 @@ def requested(ev: OrderRequested, contract: Contract, seq: int, ts: int) -> Orde
         remaining=ev.quantity,
         created_seq=seq,
         created_ts=ts,
+        updated_seq=seq,
+        updated_ts=ts,
     )
-    return replace(order, updated_seq=seq, updated_ts=ts)
 
 
 def external_id(client_id: int, order_id: int, perm_id: int) -> str:
@@ -173,7 +227,7 @@ def external_id(client_id: int, order_id: int, perm_id: int) -> str:
 
 
 def external(
-    coid: str, account: str, contract: Contract, side: str, quantity: float, seq: int, ts: int
+    coid: str, account: str, contract: Contract, side: OrderSide, quantity: Decimal, seq: int, ts: int
 ) -> Order:
     return Order(
         client_order_id=coid,
@@ -192,15 +246,15 @@ def external(
     )
 
 
-def modify_matches(want: ModifyRequested, quantity: float, limit: float | None, stop: float | None) -> bool:
+def modify_matches(want: ModifyRequested, quantity: Decimal, limit: float | None, stop: float | None) -> bool:
     """Whether an openOrder shows the requested modification in force."""
     return (
-        (want.quantity is None or abs(want.quantity - quantity) <= EPS)
+        (want.quantity is None or want.quantity == quantity)
         and (want.limit_price is None or want.limit_price == limit)
         and (want.stop_price is None or want.stop_price == stop)
     )
 
 
-def ib_side(side: str) -> str:
+def ib_side(side: str) -> Literal["BUY", "SELL"]:
     """Executions say BOT/SLD, orders BUY/SELL (SSHORT is a sell)."""
     return "BUY" if side in ("BUY", "BOT") else "SELL"

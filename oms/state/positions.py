@@ -1,6 +1,13 @@
-"""Position lifecycle: quantity and average price from fills, status from quantity and working orders.
+"""Positions: one reducer over a position's history, its fills and what its working orders were.
 
-pending -> submitted -> filled <-> closing -> closed (see docs/state.md). A fill that brings the quantity
+`advance(position, input)` is the only function that changes a position's quantity, average price,
+money, status and lifecycle. Its input is either a fill or a "working entry": what the working orders on
+the key were after an order came, went or was acknowledged (which sides, whether IB has acknowledged
+any), with the reason a lifecycle would close. Every key keeps its inputs in `State.position_inputs`, so
+a correction, an inferred fill that a real execution replaces, or a restart recomputes the position by
+folding `advance` over the same history (`replayed`): live and recomputed positions cannot disagree.
+
+pending -> submitted -> filled <-> closing -> closed (docs/state.md). A fill that brings the quantity
 back to 0 closes the lifecycle ("flat"); one that flips the sign closes it and opens the next
 ("flipped"); an entry whose orders all end without a fill closes it with that order's status
 ("cancelled", "rejected", "inactive"). IB's own position reports never change any of this.
@@ -9,13 +16,23 @@ back to 0 closes the lifecycle ("flat"); one that flips the sign closes it and o
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 
 from msgspec.structs import replace
 
 from events.schema import Contract, PositionMismatch, PositionReported
-from oms.state.model import Fill, Order, Position, Removed, State
-from oms.state.orders import EPS
+from oms.state.model import Fill, Order, Position, PositionInput, PositionStatus, State
+from oms.state.money import ONE, ZERO, Money, add, net, plus
+
+# What the working orders on a key are, as bits of a working entry. DEFERRED marks an entry that comes
+# with the fill after it (the order filled and left the working orders): the status moves once, with
+# the fill, as if both were one input.
+BUYING, SELLING, ACKED = 1, 2, 4
+_WORKING_BITS = 3  # bits for BUYING | SELLING | ACKED
+DEFERRED = 1 << 6
+_REASONS = ("", "cancelled", "rejected", "inactive", "filled", "pending_cancel")
+_REASON_CODE = {r: i for i, r in enumerate(_REASONS)}
 
 
 @lru_cache(maxsize=4096)
@@ -35,157 +52,133 @@ def instrument_key(c: Contract, con_ids: Mapping[str, int]) -> str:
     return str(con_id) if con_id else sym
 
 
-def multiplier(c: Contract) -> float:
+@lru_cache(maxsize=4096)
+def multiplier(c: Contract) -> Decimal:
+    """IB's multiplier of a contract (1 when it has none, as for stocks and forex)."""
     try:
-        return float(c.multiplier) if c.multiplier else 1.0
-    except ValueError:
-        return 1.0
+        value = Decimal(c.multiplier) if c.multiplier else ONE
+    except InvalidOperation:
+        return ONE
+    return value if value > 0 else ONE
 
 
 def opened(key: str, account: str, contract: Contract, strategy_id: str) -> Position:
-    """A position before its first lifecycle: `update` opens it."""
-    return Position(key=key, account=account, contract=contract, strategy_id=strategy_id, status="closed")
+    """A position before its first lifecycle."""
+    return Position(key=key, account=account, contract=contract, strategy_id=strategy_id)
 
 
-def _trade(qty: float, avg: float, realized: float, signed: float, price: float, mult: float):
-    """(quantity, avg price, realized P&L) after one fill of `signed` shares at `price`."""
-    new = qty + signed
-    if abs(new) < EPS:
-        new = 0.0
-    if qty == 0 or (qty > 0) == (signed > 0):
-        avg = (avg * abs(qty) + price * abs(signed)) / abs(new) if new else 0.0
-    else:
-        closed = min(abs(signed), abs(qty))
-        realized += (price - avg) * closed * (mult if qty > 0 else -mult)
-        if new == 0:
-            avg = 0.0
-        elif (new > 0) != (qty > 0):
-            avg = price
-    return new, avg, realized
+def working_bits(members: Iterable[str], orders: Mapping[str, Order]) -> int:
+    bits = 0
+    for coid in members:
+        order = orders[coid]
+        bits |= BUYING if order.side == "BUY" else SELLING
+        if order.status != "pending":
+            bits |= ACKED
+    return bits
 
 
-def update(
-    pos: Position,
-    orders: Mapping[str, Order],
-    seq: int,
-    reason: str = "",
-    coid: str = "",
-    working: bool = False,
-    signed: float = 0.0,
-    price: float = 0.0,
-    mult: float = 1.0,
-) -> Position:
-    """`pos` after a fill of `signed` shares (if any) and with `coid` in or out of its working orders (if
-    given); then the status these give, opening or closing the lifecycle. One new value, or `pos`
-    itself when nothing changes. A lifecycle closes on flat ("flat"), on a flip ("flipped": the next
-    opens at once) or, without a fill, with `reason` (the status of the order that ended)."""
-    members = pos.orders
-    if coid and (coid in members) != working:
-        if working:
-            members = (*members, coid)
-        else:
-            i = members.index(coid)
-            members = members[:i] + members[i + 1 :]
-    if not signed:  # the common case (an order came, went or changed status): only the status may move
-        new_status = _status(pos.quantity, members, orders)
-        if new_status == pos.status:
-            return pos if members is pos.orders else replace(pos, orders=members, updated_seq=seq)
-        if new_status == "closed":
-            return replace(
-                pos, status=new_status, close_reason=reason, closed_seq=seq, orders=members, updated_seq=seq
-            )
-        if pos.status == "closed":
-            return replace(
-                pos,
-                status=new_status,
-                lifecycle=pos.lifecycle + 1,
-                opened_seq=seq,
-                orders=members,
-                updated_seq=seq,
-            )
-        return replace(pos, status=new_status, orders=members, updated_seq=seq)
+def working_entry(seq: int, reason: str, bits: int, deferred: bool = False) -> int:
+    """A working entry of a position's history, packed in one int (its seq, whether it is deferred to
+    the fill after it, a reason code, the bits)."""
+    return (seq << 7) | (DEFERRED if deferred else 0) | (_REASON_CODE.get(reason, 0) << _WORKING_BITS) | bits
+
+
+def status_of(qty: Decimal, bits: int) -> PositionStatus:
+    """The design card's five states, from the quantity and the working orders on the key."""
+    if qty:
+        return "closing" if bits & (SELLING if qty > 0 else BUYING) else "filled"
+    if not bits & (BUYING | SELLING):
+        return "closed"
+    return "submitted" if bits & ACKED else "pending"
+
+
+def advance(pos: Position, entry: PositionInput, fill: Fill | None) -> Position:
+    """The position after one input of its history: `fill` (for a fill entry) or the working entry."""
+    if fill is None:
+        assert isinstance(entry, int)
+        bits = entry & 7
+        if entry & DEFERRED:
+            return pos if bits == pos.working else replace(pos, working=bits)
+        return _working(pos, entry >> 7, _REASONS[(entry >> _WORKING_BITS) & 7], bits)
+    return _filled(pos, fill)
+
+
+def _working(pos: Position, seq: int, reason: str, bits: int) -> Position:
+    status = status_of(pos.quantity, bits)
+    if status == pos.status:
+        return pos if bits == pos.working else replace(pos, working=bits)
+    if status == "closed":
+        return replace(pos, status=status, working=bits, close_reason=reason, closed_seq=seq)
+    if pos.status == "closed":
+        return replace(pos, status=status, working=bits, lifecycle=pos.lifecycle + 1, opened_seq=seq)
+    return replace(pos, status=status, working=bits)
+
+
+def _filled(pos: Position, fill: Fill) -> Position:
     old = pos.quantity
-    qty, avg, realized = _trade(old, pos.avg_price, pos.realized_pnl, signed, price, mult)
-    status: str = pos.status
+    signed = fill.shares if fill.side == "BUY" else -fill.shares
+    qty = old + signed
+    avg = pos.avg_price
+    mult = multiplier(fill.contract)
+    gross = pos.realized_pnl_gross
+    if not old or (old > 0) == (signed > 0):
+        avg = (avg * abs(old) + fill.price * abs(signed)) / abs(qty) if qty else ZERO
+    else:
+        closed = min(abs(signed), abs(old))
+        realized = (fill.price - avg) * closed * mult
+        gross = plus(gross, fill.contract.currency, realized if old > 0 else -realized)
+        if not qty:
+            avg = ZERO
+        elif (qty > 0) != (old > 0):
+            avg = fill.price
+    commission = add(pos.commission, fill.commission) if fill.commission else pos.commission
+    status: PositionStatus = pos.status
     close_reason, closed_seq = pos.close_reason, pos.closed_seq
     lifecycle, opened_seq = pos.lifecycle, pos.opened_seq
+    seq = fill.seq
     if old and not qty:
         status, close_reason, closed_seq = "closed", "flat", seq
     elif old and (qty > 0) != (old > 0):
         close_reason, closed_seq, lifecycle, opened_seq = "flipped", seq, lifecycle + 1, seq
-    new_status = _status(qty, members, orders)
+    new_status = status_of(qty, pos.working)
     if new_status != status:
-        if new_status == "closed":
-            close_reason, closed_seq = reason, seq
-        elif status == "closed":
+        if status == "closed":
             lifecycle, opened_seq = lifecycle + 1, seq
         status = new_status
     return replace(
-        pos, quantity=qty, avg_price=avg, realized_pnl=realized, status=status, close_reason=close_reason,
-        closed_seq=closed_seq, lifecycle=lifecycle, opened_seq=opened_seq, orders=members, updated_seq=seq,
+        pos, quantity=qty, avg_price=avg, multiplier=mult, realized_pnl_gross=gross, commission=commission,
+        realized_pnl_net=net(gross, commission), status=status, close_reason=close_reason,
+        closed_seq=closed_seq, lifecycle=lifecycle, opened_seq=opened_seq,
     )  # fmt: skip
 
 
-def _status(qty: float, members: tuple[str, ...], orders: Mapping[str, Order]) -> str:
-    """The design card's five states, from the quantity and the working orders on the key."""
-    if qty:
-        closing_side = "SELL" if qty > 0 else "BUY"
-        for c in members:
-            if orders[c].side == closing_side:
-                return "closing"
-        return "filled"
-    if not members:
-        return "closed"
-    for c in members:
-        if orders[c].status != "pending":
-            return "submitted"
-    return "pending"
+def replayed(pos: Position, inputs: Iterable[PositionInput], fills: Mapping[str, Fill]) -> Position:
+    """`pos` recomputed from its whole history (after a correction or a replaced inferred fill): the
+    same `advance`, from a position before its first lifecycle. Its working orders stay as they are."""
+    fresh = opened(pos.key, pos.account, pos.contract, pos.strategy_id)
+    current = fresh
+    for entry in inputs:
+        if isinstance(entry, str):
+            fill = fills.get(entry)
+            if fill is not None:
+                current = advance(current, entry, fill)
+        else:
+            current = advance(current, entry, None)
+    return replace(current, orders=pos.orders, updated_seq=pos.updated_seq)
 
 
-def rebuilt(pos: Position, fills: Iterable[Fill], seq: int) -> Position:
-    """Quantity, average price and realized P&L recomputed from all fills (after a correction); `update`
-    then gives the status."""
-    qty = avg = realized = 0.0
-    for f in fills:
-        signed = f.shares if f.side == "BUY" else -f.shares
-        qty, avg, realized = _trade(qty, avg, realized, signed, f.price, multiplier(f.contract))
-    if (qty, avg, realized) == (pos.quantity, pos.avg_price, pos.realized_pnl):
-        return pos
-    if pos.quantity and not qty:
-        return replace(
-            pos, quantity=qty, avg_price=avg, realized_pnl=realized, status="closed", close_reason="flat",
-            closed_seq=seq, updated_seq=seq,
-        )  # fmt: skip
-    return replace(pos, quantity=qty, avg_price=avg, realized_pnl=realized, updated_seq=seq)
-
-
-def migrate(state: State, sym: str, con_id: int, seq: int) -> list[Position | Removed]:
-    """Move every position keyed by symbol `sym` to its conId key, now that IB has named it.
-    A position keyed by symbol has no fills (executions always carry the conId), so merging keeps the
-    target's quantities and adds the working orders."""
-    changes: list[Position | Removed] = []
-    suffix = "|" + sym
-    for table in (state.positions, state.strategy_positions):
-        for key in [k for k in table if k.endswith(suffix)]:
-            pos = table.pop(key)
-            new_key = key[: -len(sym)] + str(con_id)
-            existing = table.get(new_key)
-            target = existing or replace(pos, key=new_key, contract=replace(pos.contract, con_id=con_id))
-            for coid in pos.orders:
-                target = update(target, state.orders, seq, coid=coid, working=True)
-            table[new_key] = target
-            changes.append(Removed(key, new_key))
-            if target is not existing:
-                changes.append(target)
-    return changes
+def commission_moved(pos: Position, commission: Money) -> Position:
+    """`pos` after a commission report changed its fills' commissions by `commission` (a delta)."""
+    total = add(pos.commission, commission)
+    return replace(pos, commission=total, realized_pnl_net=net(pos.realized_pnl_gross, total))
 
 
 def reported_mismatch(state: State, ev: PositionReported) -> PositionMismatch | None:
     """For the service: the PositionMismatch to log when IB's report disagrees with the fold."""
     key = f"{ev.account}|{instrument_key(ev.contract, state.con_ids)}"
     pos = state.positions.get(key)
-    folded = pos.quantity if pos is not None else 0.0
-    if abs(folded - ev.position) <= EPS:
+    folded = pos.quantity if pos is not None else ZERO
+    if folded == ev.position:
         return None
     return PositionMismatch(
         account=ev.account,

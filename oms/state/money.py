@@ -1,0 +1,54 @@
+"""Exact quantities and money: `Decimal` values, and money as `{currency: amount}` maps.
+
+IB sends sizes as decimal text and prices as doubles whose shortest text is what IB meant, so
+`dec(x)` converts through that text: `dec(0.1) == Decimal("0.1")`, and three fills of 0.1 add up to
+exactly 0.3. Money maps are never summed across currencies; a currency whose amount returns to zero is
+dropped, so two ways to the same amounts give equal maps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from decimal import Decimal
+
+ZERO = Decimal(0)
+ONE = Decimal(1)
+
+Money = dict[str, Decimal]
+
+
+def dec(x: float | int | str | Decimal) -> Decimal:
+    """The exact decimal IB meant: floats through their shortest text (repr), never their binary value."""
+    if isinstance(x, Decimal):
+        return x
+    if isinstance(x, float):
+        return Decimal(repr(x))
+    return Decimal(x)
+
+
+def plus(money: Mapping[str, Decimal], currency: str, amount: Decimal) -> Money:
+    """`money` with `amount` added in `currency` (a new map; zero amounts dropped)."""
+    out = dict(money)
+    total = out.get(currency, ZERO) + amount
+    if total:
+        out[currency] = total
+    else:
+        out.pop(currency, None)
+    return out
+
+
+def add(a: Mapping[str, Decimal], b: Mapping[str, Decimal], sign: int = 1) -> Money:
+    """`a + sign * b`, currency by currency."""
+    out = dict(a)
+    for currency, amount in b.items():
+        total = out.get(currency, ZERO) + sign * amount
+        if total:
+            out[currency] = total
+        else:
+            out.pop(currency, None)
+    return out
+
+
+def net(gross: Mapping[str, Decimal], commission: Mapping[str, Decimal]) -> Money:
+    """Realized P&L net of commissions, per currency (a commission in another currency stays apart)."""
+    return add(gross, commission, -1)

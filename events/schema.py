@@ -66,6 +66,8 @@ class OrderRequested(Event, frozen=True, tag="order_requested"):
     outside_rth: bool = False
     parent_client_order_id: str | None = None
     transmit: bool = True
+    reference_price: float | None = None  # what the notional check valued a market order at
+    reference_source: str = ""  # where that price came from ("market data", "last fill", ...)
 
 
 class ModifyRequested(Event, frozen=True, tag="modify_requested"):

@@ -13,6 +13,7 @@ PUB: multipart `[topic, payload]`; payload is a `Published` map (`type`, `seq`, 
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -45,7 +46,10 @@ ERROR_CODES: dict[str, str] = {
 
 RISK_REASONS: dict[str, str] = {
     "max_quantity": "order quantity above the configured maximum",
-    "max_notional": "quantity x price above the configured maximum",
+    "max_notional": "quantity x price x multiplier above the configured maximum",
+    "no_reference_price": "a market order with a notional limit set, and no price to value it by (no market "
+    "data from IB, no earlier fill of that contract); allowed only with allow_market_without_price",
+    "unknown_multiplier": "a notional limit is set and IB has not described the contract's multiplier",
     "max_position": "position + working orders on that side + this order would exceed the maximum",
     "symbol_not_allowed": "symbol not in the allow-list",
     "kill_switch": "the kill switch is engaged: no new orders",
@@ -67,7 +71,9 @@ ErrorCode = Literal[
 # ---------------------------------------------------------------------------------------------------
 # Field constraints: quantities and prices finite and > 0 (NaN fails `gt`, inf fails `le`).
 
-Quantity = Annotated[float, Meta(gt=0, le=1e9)]
+# Quantities are exact decimals (a msgpack number or a decimal string); intake checks them (finite, > 0,
+# at most 1e9, a multiple of the instrument's size increment): msgspec has no bounds for Decimal.
+Quantity = Decimal
 Price = Annotated[float, Meta(gt=0, le=1e12)]
 ClientOrderId = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:\-]+$")]
 StrategyId = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_\-]+$")]
@@ -144,9 +150,12 @@ class CancelRequest(Request, frozen=True, tag="cancel"):
 
 
 class CancelAllRequest(Request, frozen=True, tag="cancel_all"):
-    """Cancel every working order (of one strategy if `strategy_id` is given)."""
+    """Cancel every working order this service placed (of one strategy if `strategy_id` is given).
+    `account_wide` also sends IB's global cancel: every order of the account, including those a person
+    placed in TWS or another client placed."""
 
     strategy_id: StrategyId | None = None
+    account_wide: bool = False
 
 
 class OrdersRequest(Request, frozen=True, tag="orders"):
@@ -169,10 +178,12 @@ class EventsRequest(Request, frozen=True, tag="events"):
 
 
 class KillSwitchRequest(Request, frozen=True, tag="kill_switch"):
-    """Engaging cancels every working order and refuses new ones until disengaged."""
+    """Engaging cancels every working order this service placed and refuses new ones until disengaged;
+    `account_wide` also sends IB's global cancel (orders placed in TWS or by other clients too)."""
 
     engaged: bool
     reason: Reason = ""
+    account_wide: bool = False
 
 
 AnyRequest = (

@@ -12,6 +12,7 @@ from rich.table import Table
 from events.codec import to_builtins
 from events.schema import Envelope, kind_of
 from oms.state.model import Order, State
+from oms.state.money import text as money_text
 from replay.points import format_ts
 from replay.queries import Result
 from replay.states import FieldChange
@@ -62,8 +63,17 @@ def render_state(console: Console, state: State) -> None:
         console.print(
             _table(name, _POSITION_COLUMNS, [[getattr(p, c) for c in _POSITION_COLUMNS] for p in held])
         )
-    accounts = [[a.account, a.commission, a.realized_pnl, a.values] for a in state.accounts.values()]
-    console.print(_table("accounts", ("account", "commission", "realized_pnl", "values"), accounts))
+    accounts = [
+        [
+            a.account,
+            *(money_text(m) for m in (a.commission, a.realized_pnl_gross, a.realized_pnl_net)),
+            a.values,
+        ]
+        for a in state.accounts.values()
+    ]
+    console.print(
+        _table("accounts", ("account", "commission", "realized gross", "realized net", "values"), accounts)
+    )
 
 
 def render_diff(console: Console, title: str, changes: list[FieldChange]) -> None:

@@ -229,7 +229,9 @@ def _order_channel(o: _Order, rnd: random.Random, filled: Decimal) -> list[tuple
             (_status(o, rnd, "Cancelled", filled), True),
         ]
     if o.fate == "cancel":
-        end = rnd.choice(((_error(o, 202, "cancel"), False), (_status(o, rnd, "Cancelled", Decimal(0)), True)))
+        end = rnd.choice(
+            ((_error(o, 202, "cancel"), False), (_status(o, rnd, "Cancelled", Decimal(0)), True))
+        )
         return [*ack, *info, cancel, end]
     if o.fate == "reject":
         return [

@@ -197,7 +197,9 @@ def test_reported_mismatch_tells_the_service_what_to_log() -> None:
 
 
 def test_position_mismatch_is_recorded_not_applied() -> None:
-    mismatch = PositionMismatch(account="DU111", contract=AAPL_IB, broker_position=Decimal(7), folded_position=Decimal(10))
+    mismatch = PositionMismatch(
+        account="DU111", contract=AAPL_IB, broker_position=Decimal(7), folded_position=Decimal(10)
+    )
     state = fold(log(requested(), sent(), execution("e1.01", 10), mismatch))
     assert state.mismatches[KEY].broker_position == 7.0
     assert position(state).quantity == 10.0

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Iterator, Sequence
+from decimal import Decimal
 from typing import Any
 
 import msgspec
@@ -27,6 +28,7 @@ from events.schema import (
     BrokerError,
     ConnectionChanged,
     ConnectionState,
+    Contract,
     Event,
     ModifyRequested,
     OrderRequested,
@@ -359,6 +361,22 @@ class IBAdapter:
         self._require_connected()
         await self.pacer.acquire()
         self.ib.client.reqGlobalCancel()
+
+    async def reference_price(self, contract: Contract) -> Decimal | None:
+        """IB's market data for a market order's notional check (a snapshot): last, else the midpoint,
+        else the close; None when IB has no price for it."""
+        self._require_connected()
+        await self.pacer.acquire()
+        try:
+            tickers = await self.ib.reqTickersAsync(outbound.ib_contract(self.lib, contract))
+        except ValueError:  # the library needs IB's conId to ask for market data
+            return None
+        for ticker in tickers:
+            for value in (ticker.last, ticker.midpoint(), ticker.close):
+                found = normalize.number(value)
+                if found is not None and found > 0:
+                    return Decimal(repr(found))
+        return None
 
     def order_id_of(self, client_order_id: str) -> int:
         """IB's orderId for one of our orders: this session's, else the log's."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import sys
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Final, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -109,6 +110,15 @@ def amount(value: float | None) -> float:
     return 0.0 if found is None else found
 
 
+def size(value: float | Decimal | None) -> Decimal:
+    """A quantity, exactly as IB meant it: IB sends sizes as decimal text; the libraries hand them over
+    as floats (or Decimals), whose shortest text is that decimal. 0 where unset."""
+    if isinstance(value, Decimal):
+        return value if value.is_finite() else Decimal(0)
+    found = number(value)
+    return Decimal(0) if found is None else Decimal(repr(found))
+
+
 def price(value: float | None) -> float | None:
     """An order's limit / stop price: None where unset, and where IB sends 0 for "no price" (MKT)."""
     found = number(value)
@@ -162,8 +172,8 @@ def order_status(
         perm_id=integer(permId),
         client_id=integer(clientId),
         status=status,
-        filled=amount(filled),
-        remaining=amount(remaining),
+        filled=size(filled),
+        remaining=size(remaining),
         avg_fill_price=amount(avgFillPrice),
         last_fill_price=amount(lastFillPrice),
         parent_id=integer(parentId),
@@ -183,7 +193,7 @@ def open_order(
         account=text(order.account),
         contract=contract(c),
         side=text(order.action),
-        quantity=amount(order.totalQuantity),
+        quantity=size(order.totalQuantity),
         order_type=text(order.orderType),
         limit_price=price(order.lmtPrice),
         stop_price=price(order.auxPrice),
@@ -217,9 +227,9 @@ def exec_details(
         account=text(execution.acctNumber),
         contract=contract(c),
         side=text(execution.side),
-        shares=amount(execution.shares),
+        shares=size(execution.shares),
         price=amount(execution.price),
-        cum_qty=amount(execution.cumQty),
+        cum_qty=size(execution.cumQty),
         avg_price=amount(execution.avgPrice),
         time=raw_time,
         time_ns=time_ns,
@@ -241,7 +251,7 @@ def commission_report(report: IbCommissionReport) -> CommissionReported:
 
 def position(account: str, c: IbContract, posSize: float, avgCost: float) -> PositionReported:
     return PositionReported(
-        account=account, contract=contract(c), position=amount(posSize), avg_cost=amount(avgCost)
+        account=account, contract=contract(c), position=size(posSize), avg_cost=amount(avgCost)
     )
 
 

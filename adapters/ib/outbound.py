@@ -38,7 +38,7 @@ def ib_order(
     order = lib.Order(
         orderId=order_id,
         action=req.side,
-        totalQuantity=req.quantity,
+        totalQuantity=float(req.quantity),  # the library keeps sizes as floats
         orderType=req.order_type,
         tif=req.tif,
         outsideRth=req.outside_rth,

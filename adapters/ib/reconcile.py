@@ -16,6 +16,7 @@ every (re)connect) restate what IB already said, so during a sync only what is n
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from decimal import Decimal
 from typing import Any
 
 from events.schema import (
@@ -80,7 +81,7 @@ class LogView:
     def order_by_client_id(self, client_order_id: str) -> Order | None:
         return self._state().orders.get(client_order_id)
 
-    def positions(self) -> dict[PositionKey, tuple[Contract, float]]:
+    def positions(self) -> dict[PositionKey, tuple[Contract, Decimal]]:
         """Folded positions per (account, conId), falling back to the symbol before IB named the conId."""
         return {
             position_key(p.account, p.contract): (p.contract, p.quantity)
@@ -163,7 +164,7 @@ def _log_shows(order: Order | None, event: OrderStatusReported | OpenOrderReport
 
 
 def position_mismatches(
-    broker: Iterable[PositionReported], folded: dict[PositionKey, tuple[Contract, float]]
+    broker: Iterable[PositionReported], folded: dict[PositionKey, tuple[Contract, Decimal]]
 ) -> list[PositionMismatch]:
     """IB's complete position list vs the folded one: each disagreement, including a folded position IB
     does not report at all (IB omits flat positions). Only call with a list that is known complete."""
@@ -177,22 +178,24 @@ def position_mismatches(
         report = by_id.get(key) or by_symbol.get(key)
         if report is not None:
             matched.add(position_key(report.account, report.contract))
-        broker_qty = report.position if report else 0.0
-        if abs(broker_qty - quantity) > 1e-9:
+        broker_qty = report.position if report else Decimal(0)
+        if broker_qty != quantity:
             found.append(_mismatch(report, key[0], contract, quantity))
     found.extend(
-        _mismatch(p, p.account, p.contract, 0.0) for k, p in by_id.items() if k not in matched and p.position
+        _mismatch(p, p.account, p.contract, Decimal(0))
+        for k, p in by_id.items()
+        if k not in matched and p.position
     )
     return found
 
 
 def _mismatch(
-    report: PositionReported | None, account: str, contract: Contract, folded: float
+    report: PositionReported | None, account: str, contract: Contract, folded: Decimal
 ) -> PositionMismatch:
     return PositionMismatch(
         account=account,
         contract=report.contract if report else contract,
-        broker_position=report.position if report else 0.0,
+        broker_position=report.position if report else Decimal(0),
         folded_position=folded,
         broker_avg_cost=report.avg_cost if report else 0.0,
     )

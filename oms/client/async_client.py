@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable, Collection
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,7 @@ from oms.protocol import (
     PositionsResult,
 )
 from oms.state.model import TERMINAL, Order, Position, State
+from oms.state.money import exact
 from oms.state.queries import select_orders, select_positions
 
 
@@ -219,7 +221,7 @@ class AsyncClient:
         self,
         contract: str | Contract | ContractSpec,
         side: Side,
-        quantity: float,
+        quantity: Decimal | float | int | str,
         *,
         limit_price: float | None = None,
         stop_price: float | None = None,
@@ -239,7 +241,7 @@ class AsyncClient:
         request = PlaceRequest(
             contract=_contract_spec(contract),
             side=side,
-            quantity=quantity,
+            quantity=exact(quantity),
             strategy_id=strategy,
             client_order_id=coid,
             account=account or self.account,
@@ -263,12 +265,15 @@ class AsyncClient:
         self,
         client_order_id: str,
         *,
-        quantity: float | None = None,
+        quantity: Decimal | float | int | str | None = None,
         limit_price: float | None = None,
         stop_price: float | None = None,
     ) -> str:
         request = ModifyRequest(
-            client_order_id=client_order_id, quantity=quantity, limit_price=limit_price, stop_price=stop_price
+            client_order_id=client_order_id,
+            quantity=exact(quantity) if quantity is not None else None,
+            limit_price=limit_price,
+            stop_price=stop_price,
         )
         result = (await self._channel.request(request)).result_as(CommandResult)
         await self._caught_up(result.seq)

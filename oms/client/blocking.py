@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable, Collection, Coroutine
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -105,7 +106,11 @@ class Client:
         return self._run(self._client.ping())
 
     def place(
-        self, contract: str | Contract | ContractSpec, side: Side, quantity: float, **fields: Any
+        self,
+        contract: str | Contract | ContractSpec,
+        side: Side,
+        quantity: Decimal | float | int | str,
+        **fields: Any,
     ) -> str:
         """See `AsyncClient.place` for the keyword fields (limit_price, stop_price, tif, ...)."""
         return self._run(self._client.place(contract, side, quantity, **fields))
@@ -114,7 +119,7 @@ class Client:
         self,
         client_order_id: str,
         *,
-        quantity: float | None = None,
+        quantity: Decimal | float | int | str | None = None,
         limit_price: float | None = None,
         stop_price: float | None = None,
     ) -> str:

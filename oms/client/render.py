@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Container, Iterable
+from decimal import Decimal
 from typing import Any
 
 from rich.table import Table
@@ -12,6 +13,7 @@ from rich.table import Table
 from events.codec import to_builtins
 from events.schema import Envelope, kind_of
 from oms.state.model import Order, Position
+from oms.state.money import text as money_text
 
 _STATUS_STYLE = {
     "filled": "green",
@@ -27,8 +29,10 @@ _STATUS_STYLE = {
 }
 
 
-def _num(value: float | None) -> str:
-    return "" if value is None else f"{value:g}"
+def _num(value: float | Decimal | None) -> str:
+    if value is None:
+        return ""
+    return f"{value.normalize():f}" if isinstance(value, Decimal) else f"{value:g}"
 
 
 def _status(status: str) -> str:
@@ -86,8 +90,20 @@ def orders_table(orders: Iterable[Order]) -> Table:
 def positions_table(positions: Iterable[Position]) -> Table:
     table = _table(
         "positions",
-        ("account", "symbol", "con id", "strategy", "qty", "avg price", "realized", "status", "cycle"),
-        numeric=("qty", "avg price", "realized", "cycle"),
+        (
+            "account",
+            "symbol",
+            "con id",
+            "strategy",
+            "qty",
+            "avg price",
+            "realized gross",
+            "commission",
+            "realized net",
+            "status",
+            "cycle",
+        ),
+        numeric=("qty", "avg price", "realized gross", "commission", "realized net", "cycle"),
     )
     for p in sorted(positions, key=lambda p: (p.account, p.contract.symbol, p.strategy_id)):
         table.add_row(
@@ -97,7 +113,9 @@ def positions_table(positions: Iterable[Position]) -> Table:
             p.strategy_id,
             _num(p.quantity),
             _num(p.avg_price),
-            f"{p.realized_pnl:.2f}",
+            money_text(p.realized_pnl_gross),
+            money_text(p.commission),
+            money_text(p.realized_pnl_net),
             _status(p.status) + (f" ({p.close_reason})" if p.status == "closed" and p.close_reason else ""),
             str(p.lifecycle),
         )

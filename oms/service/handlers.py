@@ -12,12 +12,14 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Coroutine
+from decimal import Decimal
 from typing import Any, Protocol
 
 import msgspec
 
 from events.schema import (
     CancelRequested,
+    Contract,
     Event,
     KillSwitchChanged,
     ModifyRequested,
@@ -52,6 +54,7 @@ from oms.protocol import (
 from oms.service import intake, queries
 from oms.service.config import Config
 from oms.service.pipeline import Pipeline
+from oms.service.risk import Reference
 from oms.state.model import Order
 
 log = logging.getLogger(__name__)
@@ -59,6 +62,7 @@ log = logging.getLogger(__name__)
 Reply = OkReply | ErrorReply
 COMMANDS = (PlaceRequest, ModifyRequest, CancelRequest, CancelAllRequest, KillSwitchRequest)
 CONNECTED = frozenset({"connected", "restored", "restored_data_lost"})
+REFERENCE_TIMEOUT_S = 2.0  # how long a market order waits for IB's market data before the last fill
 
 
 class Broker(Protocol):
@@ -68,6 +72,7 @@ class Broker(Protocol):
     async def modify(self, client_order_id: str, order_id: int, req: ModifyRequested) -> None: ...
     async def cancel(self, order_id: int) -> None: ...
     async def cancel_all(self) -> None: ...
+    async def reference_price(self, contract: Contract) -> Decimal | None: ...
 
 
 class EventSource(Protocol):
@@ -153,9 +158,10 @@ class Handlers:
     async def place(self, req: PlaceRequest) -> PlaceResult | ErrorInfo:
         state = self.pipeline.state
         coid = req.client_order_id or new_client_order_id(req.strategy_id)
-        decision = intake.decide_place(
-            req, state, self.config.risk, self.default_account, coid, self.pipeline.last_prices
-        )
+        reference = None
+        if req.order_type == "MKT" and self.config.risk.max_notional is not None:
+            reference = await self._reference(req.contract.to_contract())
+        decision = intake.decide_place(req, state, self.config.risk, self.default_account, coid, reference)
         if isinstance(decision, ErrorInfo):
             return decision
         if isinstance(decision, intake.Duplicate):
@@ -197,6 +203,8 @@ class Handlers:
         ids, seq = await self.cancel_orders(
             intake.cancellable(self.pipeline.state, req.strategy_id), "cancel_all"
         )
+        if req.account_wide:  # asked for explicitly: every order of the account, TWS's included
+            self._send(self._broker().cancel_all())
         return CancelAllResult(client_order_ids=ids, seq=seq)
 
     async def kill_switch(self, req: KillSwitchRequest) -> KillSwitchResult:
@@ -204,8 +212,21 @@ class Handlers:
         cancelled: list[str] = []
         if req.engaged:
             cancelled, _ = await self.cancel_orders(intake.cancellable(self.pipeline.state), "kill_switch")
-            self._send(self._broker().cancel_all())  # IB's global cancel also catches what we never saw
+            if req.account_wide:  # only when asked: IB's global cancel also ends orders placed by hand
+                self._send(self._broker().cancel_all())
         return KillSwitchResult(engaged=req.engaged, seq=env.seq, cancelled=cancelled)
+
+    async def _reference(self, contract: Contract) -> Reference | None:
+        """A market order's reference price: IB's market data for the contract, else the last fill of
+        that conId; None when neither exists (the notional check then denies it, see risk.py)."""
+        try:
+            price = await asyncio.wait_for(self._broker().reference_price(contract), REFERENCE_TIMEOUT_S)
+        except (TimeoutError, ConnectionError) as exc:
+            log.warning("no market data for %s: %s", contract.symbol, exc or type(exc).__name__)
+            price = None
+        if price is not None:
+            return Reference(price, "market data")
+        return intake.last_fill_reference(self.pipeline.state, contract, self.pipeline.last_prices)
 
     async def cancel_orders(self, orders: list[Order], reason: str) -> tuple[list[str], int]:
         """Log a CancelRequested per order, wait for the last to be durable, then send the cancels."""

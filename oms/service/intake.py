@@ -8,14 +8,23 @@ for an existing client order id would read, in the log, as that order being reje
 from __future__ import annotations
 
 from collections.abc import Mapping
+from decimal import Decimal
 
+import msgspec
 from msgspec import Struct
 
 from events.schema import CancelRequested, Contract, ModifyRequested, OrderDenied, OrderRequested
 from oms.protocol import CancelRequest, ErrorInfo, ModifyRequest, PlaceRequest
-from oms.service.risk import Denial, Exposure, RiskLimits, check_order, check_size
+from oms.service.risk import Denial, Exposure, Reference, RiskLimits, check_order, check_size
 from oms.state.model import TERMINAL, Order, Position, State
 from oms.state.positions import instrument_key, multiplier
+
+MAX_QUANTITY = Decimal(10) ** 9
+# IB's size increments where IB has not described the contract: whole units for stocks (IB refuses
+# fractional stock quantities from the API), futures and options; forex in cents of the base currency.
+DEFAULT_INCREMENTS = {"CASH": Decimal("0.01"), "CRYPTO": Decimal("0.00000001")}
+# Instruments whose multiplier is 1 by definition, so the notional check needs no word from IB.
+UNIT_MULTIPLIER = frozenset({"STK", "CASH", "CRYPTO", "IND", "CMDTY"})
 
 REQUIRED_PRICES = {"MKT": (False, False), "LMT": (True, False), "STP": (False, True), "STP LMT": (True, True)}
 
@@ -45,20 +54,42 @@ def _prices_error(order_type: str, limit: float | None, stop: float | None) -> s
     return None
 
 
+def size_increment(contract: Contract) -> Decimal:
+    return DEFAULT_INCREMENTS.get(contract.sec_type, Decimal(1))
+
+
+def quantity_error(quantity: Decimal, contract: Contract) -> str | None:
+    """Why `quantity` cannot be ordered (finite, > 0, at most 1e9, a multiple of the size increment)."""
+    if not quantity.is_finite() or quantity <= 0:
+        return f"quantity must be a positive number, not {quantity}"
+    if quantity > MAX_QUANTITY:
+        return f"quantity {quantity} is above 1,000,000,000"
+    step = size_increment(contract)
+    if quantity % step:
+        return (
+            f"quantity {quantity} is not a multiple of {step}, the size increment of "
+            f"{contract.sec_type} {contract.symbol} (IB refuses fractional sizes for it)"
+        )
+    return None
+
+
 def order_from_request(
     req: PlaceRequest, client_order_id: str, default_account: str
 ) -> OrderRequested | ErrorInfo:
     account = req.account or default_account
     if not account:
         return invalid("no account given and no default account configured", client_order_id)
-    problem = _prices_error(req.order_type, req.limit_price, req.stop_price)
+    contract = req.contract.to_contract()
+    problem = quantity_error(req.quantity, contract) or _prices_error(
+        req.order_type, req.limit_price, req.stop_price
+    )
     if problem:
         return invalid(problem, client_order_id)
     return OrderRequested(
         client_order_id=client_order_id,
         strategy_id=req.strategy_id,
         account=account,
-        contract=req.contract.to_contract(),
+        contract=contract,
         side=req.side,
         quantity=req.quantity,
         order_type=req.order_type,
@@ -77,8 +108,9 @@ def decide_place(
     limits: RiskLimits,
     default_account: str,
     client_order_id: str,
-    last_prices: Mapping[str, float],
+    reference: Reference | None,
 ) -> OrderRequested | OrderDenied | Duplicate | ErrorInfo:
+    """`reference`: the price a market order is valued at (the handler asks IB's market data first)."""
     existing = state.orders.get(client_order_id)
     if existing is not None:
         return Duplicate(existing)
@@ -88,7 +120,11 @@ def decide_place(
     parent = order.parent_client_order_id
     if parent is not None and parent not in state.orders:
         return ErrorInfo(code="unknown_order", message=f"no parent order {parent!r}", client_order_id=parent)
-    denial = check_order(order, limits, exposure(state, order, last_prices, limits.max_position is not None))
+    if order.order_type == "MKT" and reference is not None:
+        order = msgspec.structs.replace(
+            order, reference_price=float(reference.price), reference_source=reference.source
+        )
+    denial = check_order(order, limits, exposure(state, order, reference, limits.max_position is not None))
     if denial is not None:
         return OrderDenied(
             client_order_id=client_order_id,
@@ -128,9 +164,14 @@ def decide_modify(req: ModifyRequest, state: State, limits: RiskLimits) -> Modif
     problem = _prices_error(order.order_type, limit, stop) if order.order_type in REQUIRED_PRICES else None
     if problem:
         return invalid(problem, req.client_order_id)
+    if req.quantity is not None and (problem := quantity_error(req.quantity, order.contract)):
+        return invalid(problem, req.client_order_id)
     quantity = req.quantity if req.quantity is not None else order.quantity
     price = limit if order.order_type in ("LMT", "STP LMT") else stop
-    denial = check_size(quantity, price, multiplier(order.contract), limits)
+    value = Decimal(repr(price)) if price is not None else None
+    denial = check_size(
+        quantity, value, known_multiplier(state, order.contract), limits, order.contract.symbol
+    )
     if denial is not None:
         return denied(denial, req.client_order_id)
     return ModifyRequested(
@@ -176,28 +217,52 @@ def unsent(state: State, before_seq: int) -> list[Order]:
     ]
 
 
-def remaining(order: Order) -> float:
-    return max(order.quantity - order.filled, 0.0)
+def remaining(order: Order) -> Decimal:
+    return max(order.quantity - order.filled, Decimal(0))
 
 
 def exposure(
-    state: State, order: OrderRequested, last_prices: Mapping[str, float], with_working: bool = True
+    state: State, order: OrderRequested, reference: Reference | None, with_working: bool = True
 ) -> Exposure:
     """What the risk checks need; summing the working orders (O(working orders on the instrument)) is
     skipped when no position limit needs it."""
     position = find_position(state, order.account, order.contract)
-    working = {"BUY": 0.0, "SELL": 0.0}
+    working = {"BUY": Decimal(0), "SELL": Decimal(0)}
     for coid in position.orders if position is not None and with_working else ():
         other = state.orders.get(coid)
         if other is not None and other.status not in TERMINAL and other.side in working:
             working[other.side] += remaining(other)
     return Exposure(
-        position=position.quantity if position is not None else 0.0,
+        position=position.quantity if position is not None else Decimal(0),
         working_buy=working["BUY"],
         working_sell=working["SELL"],
-        last_price=last_prices.get(order.contract.symbol),
+        reference=reference,
+        multiplier=known_multiplier(state, order.contract),
         kill_switch=state.kill_switch,
     )
+
+
+def known_multiplier(state: State, contract: Contract) -> Decimal | None:
+    """IB's multiplier for the contract: from the description IB gave of its conId (an execution, a
+    position, an openOrder); 1 for stocks and forex; None when IB has not described it yet. What the
+    request itself carries is never trusted."""
+    described = state.instruments.get(_con_id(state, contract))
+    if described is not None:
+        return multiplier(described)
+    return Decimal(1) if contract.sec_type in UNIT_MULTIPLIER else None
+
+
+def last_fill_reference(
+    state: State, contract: Contract, last_prices: Mapping[int, Decimal]
+) -> Reference | None:
+    """The last fill price of this conId (never of another contract with the same symbol)."""
+    price = last_prices.get(_con_id(state, contract))
+    return Reference(price, "last fill") if price is not None else None
+
+
+def _con_id(state: State, contract: Contract) -> int:
+    key = instrument_key(contract, state.con_ids)
+    return int(key) if key.isdigit() else 0
 
 
 def find_position(state: State, account: str, contract: Contract) -> Position | None:

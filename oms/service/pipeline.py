@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from decimal import Decimal
 from typing import Protocol
 
 from events.journal_errors import JournalClosed, JournalError
@@ -49,7 +50,7 @@ class Pipeline:
         self.journal = journal
         self.state = state
         self.publisher = publisher
-        self.last_prices: dict[str, float] = last_fill_prices(state)
+        self.last_prices: dict[int, Decimal] = last_fill_prices(state)
         self._pending: list[tuple[Envelope, tuple[Changed, ...]]] = []
         self._scheduled = False
         self._loop = asyncio.get_running_loop()
@@ -68,8 +69,8 @@ class Pipeline:
             self._failed(exc)
             raise
         self.state, changes = step(self.state, env)
-        if type(event) is ExecutionReported:
-            self.last_prices[event.contract.symbol] = event.price
+        if type(event) is ExecutionReported and event.contract.con_id:
+            self.last_prices[event.contract.con_id] = Decimal(repr(event.price))
         self._pending.append((env, changes))
         self.appended += 1
         if not self._scheduled:
@@ -124,9 +125,10 @@ class Pipeline:
         self.publisher.heartbeat(self.publisher.last_seq)
 
 
-def last_fill_prices(state: State) -> dict[str, float]:
-    """The last fill price per symbol (for the notional check of market orders)."""
-    prices: dict[str, float] = {}
-    for fill in sorted(state.fills.values(), key=lambda f: f.seq):
-        prices[fill.contract.symbol] = fill.price
+def last_fill_prices(state: State) -> dict[int, Decimal]:
+    """The last real fill price per conId (a market order's reference when IB gives no market data)."""
+    prices: dict[int, Decimal] = {}
+    for fill in sorted(state.fills.values(), key=lambda f: f.updated_seq):
+        if fill.contract.con_id and not fill.inferred:
+            prices[fill.contract.con_id] = fill.price
     return prices

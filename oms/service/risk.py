@@ -1,20 +1,23 @@
-"""Pre-trade risk checks: pure functions of an order, the limits, and the exposure the fold reports.
+"""Pre-trade risk checks: pure functions of an order, the limits, and the exposure the service found.
 
 Each check is off when its limit is None. A check that fails gives a `Denial` whose `code` is stable
 (`oms.protocol.RISK_REASONS`); the service logs it as OrderDenied and replies `risk_denied`.
 
-Notional: quantity x price x multiplier, where the price is the limit price (LMT, STP LMT), the stop
-price (STP), or for MKT the last fill price of that instrument. A MKT order for an instrument with no fill
-yet has no known price: the notional check is SKIPPED for it (max_quantity and max_position still bound
-it). Refusing it instead would make the first market order on any symbol impossible.
+Notional: quantity x price x multiplier. The price is the limit price (LMT, STP LMT), the stop price
+(STP), or for MKT a reference price: IB's market data for that conId, else the last fill of that conId.
+The multiplier is IB's (the contract IB described in an execution, position or contract details), never
+the one a request carries. The checks fail closed: with a notional limit set, a market order with no
+reference price, or an instrument whose multiplier IB has not described, is denied with a reason that
+says what is missing (`allow_market_without_price = true` lets such market orders through unvalued).
 """
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from msgspec import Struct
 
 from events.schema import OrderRequested
-from oms.state.positions import multiplier
 
 
 class RiskLimits(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -23,15 +26,24 @@ class RiskLimits(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     max_position: float | None = None  # absolute, per (account, contract)
     allowed_symbols: tuple[str, ...] | None = None  # None: every symbol
     max_order_age_s: float | None = None  # working orders older than this are cancelled (reason max_age)
+    allow_market_without_price: bool = False  # a MKT order nothing can value passes the notional check
+
+
+class Reference(Struct, frozen=True):
+    """The price a market order is valued at, and where it came from (logged with the decision)."""
+
+    price: Decimal
+    source: str
 
 
 class Exposure(Struct, frozen=True):
-    """What the fold knows about this order's instrument and account."""
+    """What the service knows about this order's instrument and account."""
 
-    position: float = 0.0  # signed, current
-    working_buy: float = 0.0  # remaining quantity of working BUY orders
-    working_sell: float = 0.0
-    last_price: float | None = None  # last fill price of the instrument, if any
+    position: Decimal = Decimal(0)  # signed, current
+    working_buy: Decimal = Decimal(0)  # remaining quantity of working BUY orders
+    working_sell: Decimal = Decimal(0)
+    reference: Reference | None = None  # for a market order
+    multiplier: Decimal | None = None  # IB's; None when IB has not described the contract
     kill_switch: bool = False
 
 
@@ -47,30 +59,52 @@ def check_order(order: OrderRequested, limits: RiskLimits, exposure: Exposure) -
     symbol = order.contract.symbol
     if limits.allowed_symbols is not None and symbol not in limits.allowed_symbols:
         return Denial("symbol_not_allowed", f"{symbol} is not in allowed_symbols")
-    return check_size(
-        order.quantity, order_price(order, exposure), multiplier(order.contract), limits
-    ) or _position(order, limits, exposure)
+    price = order_price(order, exposure)
+    return check_size(order.quantity, price, exposure.multiplier, limits, symbol) or _position(
+        order, limits, exposure
+    )
 
 
-def check_size(quantity: float, price: float | None, multiplier: float, limits: RiskLimits) -> Denial | None:
+def check_size(
+    quantity: Decimal, price: Decimal | None, multiplier: Decimal | None, limits: RiskLimits, symbol: str
+) -> Denial | None:
     """Quantity and notional: shared by new orders and modifications."""
     if limits.max_quantity is not None and quantity > limits.max_quantity:
-        return Denial("max_quantity", f"quantity {quantity:g} > max_quantity {limits.max_quantity:g}")
-    if limits.max_notional is not None and price is not None:
-        notional = quantity * price * multiplier
-        if notional > limits.max_notional:
-            return Denial(
-                "max_notional", f"notional {notional:,.2f} > max_notional {limits.max_notional:,.2f}"
-            )
+        return Denial("max_quantity", f"quantity {quantity} > max_quantity {_plain(limits.max_quantity)}")
+    if limits.max_notional is None:
+        return None
+    if price is None:
+        if limits.allow_market_without_price:
+            return None
+        return Denial(
+            "no_reference_price",
+            f"no price to value this market order for {symbol} by: IB gave no market data and the "
+            "contract has no earlier fill (use a limit order, or set allow_market_without_price)",
+        )
+    if multiplier is None:
+        return Denial(
+            "unknown_multiplier",
+            f"IB has not described {symbol}'s multiplier yet, so the notional cannot be checked",
+        )
+    notional = quantity * price * multiplier
+    if notional > limits.max_notional:
+        return Denial(
+            "max_notional", f"notional {notional:,.2f} > max_notional {_plain(limits.max_notional)}"
+        )
     return None
 
 
-def order_price(order: OrderRequested, exposure: Exposure) -> float | None:
+def order_price(order: OrderRequested, exposure: Exposure) -> Decimal | None:
     if order.order_type in ("LMT", "STP LMT"):
-        return order.limit_price
+        return Decimal(repr(order.limit_price)) if order.limit_price is not None else None
     if order.order_type == "STP":
-        return order.stop_price
-    return exposure.last_price
+        return Decimal(repr(order.stop_price)) if order.stop_price is not None else None
+    return exposure.reference.price if exposure.reference is not None else None
+
+
+def _plain(limit: float) -> str:
+    """A limit as a person wrote it: 1000000 -> "1,000,000", never "1e+06"."""
+    return f"{limit:,.0f}" if limit == int(limit) else f"{limit:,}"
 
 
 def _position(order: OrderRequested, limits: RiskLimits, exposure: Exposure) -> Denial | None:
@@ -83,7 +117,7 @@ def _position(order: OrderRequested, limits: RiskLimits, exposure: Exposure) -> 
     if abs(projected) > limits.max_position:
         return Denial(
             "max_position",
-            f"position {exposure.position:g} with working orders and this order reaches {projected:g}, "
-            f"beyond max_position {limits.max_position:g}",
+            f"position {exposure.position} with working orders and this order reaches {projected}, "
+            f"beyond max_position {_plain(limits.max_position)}",
         )
     return None

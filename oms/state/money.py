@@ -17,13 +17,21 @@ ONE = Decimal(1)
 Money = dict[str, Decimal]
 
 
-def dec(x: float | int | str | Decimal) -> Decimal:
-    """The exact decimal IB meant: floats through their shortest text (repr), never their binary value."""
+def exact(x: float | int | str | Decimal) -> Decimal:
+    """The exact decimal meant: floats through their shortest text (repr), never their binary value."""
     if isinstance(x, Decimal):
         return x
     if isinstance(x, float):
         return Decimal(repr(x))
     return Decimal(x)
+
+
+dec = exact
+
+
+def text(money: Mapping[str, Decimal]) -> str:
+    """A money map for people: "-7.60 USD, 1200 JPY" (never one total across currencies)."""
+    return ", ".join(f"{amount:,.2f} {currency}" for currency, amount in sorted(money.items())) or "0"
 
 
 def plus(money: Mapping[str, Decimal], currency: str, amount: Decimal) -> Money:

@@ -10,7 +10,6 @@ from collections import Counter
 import pytest
 
 from adapters.ib.adapter import IBAdapter
-from adapters.ib.clientlib import LIBRARIES
 from adapters.tws_sim import SimConfig
 from events.schema import (
     BrokerError,
@@ -24,9 +23,7 @@ from events.schema import (
     OrderStatusReported,
     ReconciliationFinished,
 )
-from tests.ib_helpers import FoldingSink, request, session, until
-
-pytestmark = pytest.mark.parametrize("library", LIBRARIES)
+from tests.ib_helpers import Cell, FoldingSink, matrix, request, session, until, with_157
 
 
 async def place(adapter: IBAdapter, sink: FoldingSink, req: OrderRequested) -> int:
@@ -34,9 +31,10 @@ async def place(adapter: IBAdapter, sink: FoldingSink, req: OrderRequested) -> i
     return await adapter.place(req)
 
 
-def test_market_buy_fills_with_commission_and_position(library: str) -> None:
+@with_157
+def test_market_buy_fills_with_commission_and_position(ib: Cell) -> None:
     async def run() -> None:
-        async with session(library) as (sim, adapter, sink):
+        async with session(ib) as (sim, adapter, sink):
             order_id = await place(adapter, sink, request("mkt-1", qty=10))
             await until(lambda: sink.state.orders["mkt-1"].commission > 0, "commission joined")
             order = sink.state.orders["mkt-1"]
@@ -58,9 +56,10 @@ def test_market_buy_fills_with_commission_and_position(library: str) -> None:
     asyncio.run(run())
 
 
-def test_limit_order_rests_then_cancel(library: str) -> None:
+@with_157
+def test_limit_order_rests_then_cancel(ib: Cell) -> None:
     async def run() -> None:
-        async with session(library) as (_sim, adapter, sink):
+        async with session(ib) as (_sim, adapter, sink):
             order_id = await place(adapter, sink, request("lmt-1", order_type="LMT", limit_price=100.0))
             await until(lambda: sink.state.orders["lmt-1"].status == "submitted", "working")
             sink(CancelRequested(client_order_id="lmt-1"))
@@ -72,9 +71,10 @@ def test_limit_order_rests_then_cancel(library: str) -> None:
     asyncio.run(run())
 
 
-def test_partial_fills_add_up(library: str) -> None:
+@matrix
+def test_partial_fills_add_up(ib: Cell) -> None:
     async def run() -> None:
-        async with session(library, SimConfig(partial_fills=3)) as (_sim, adapter, sink):
+        async with session(ib, SimConfig(partial_fills=3)) as (_sim, adapter, sink):
             await place(adapter, sink, request("part-1", qty=30))
             await until(lambda: sink.state.orders["part-1"].status == "filled", "filled")
             await until(lambda: len(sink.of(CommissionReported)) == 3, "three commissions")
@@ -85,9 +85,10 @@ def test_partial_fills_add_up(library: str) -> None:
     asyncio.run(run())
 
 
-def test_rejected_order(library: str) -> None:
+@with_157
+def test_rejected_order(ib: Cell) -> None:
     async def run() -> None:
-        async with session(library) as (sim, adapter, sink):
+        async with session(ib) as (sim, adapter, sink):
             sim.force_fault("reject")
             await place(adapter, sink, request("rej-1"))
             await until(lambda: sink.state.orders["rej-1"].status == "rejected", "rejected")
@@ -96,9 +97,10 @@ def test_rejected_order(library: str) -> None:
     asyncio.run(run())
 
 
-def test_bracket_children_point_at_the_parent_and_wait_for_it(library: str) -> None:
+@matrix
+def test_bracket_children_point_at_the_parent_and_wait_for_it(ib: Cell) -> None:
     async def run() -> None:
-        async with session(library) as (sim, adapter, sink):
+        async with session(ib) as (sim, adapter, sink):
             price = sim.price("AAPL")
             parent = request("br-p", order_type="LMT", limit_price=price - 10)
             take = request(
@@ -122,9 +124,10 @@ def test_bracket_children_point_at_the_parent_and_wait_for_it(library: str) -> N
     asyncio.run(run())
 
 
-def test_modify_replaces_quantity_and_price_of_the_same_order_id(library: str) -> None:
+@matrix
+def test_modify_replaces_quantity_and_price_of_the_same_order_id(ib: Cell) -> None:
     async def run() -> None:
-        async with session(library) as (sim, adapter, sink):
+        async with session(ib) as (sim, adapter, sink):
             order_id = await place(adapter, sink, request("mod-1", order_type="LMT", limit_price=100.0))
             await until(lambda: sink.state.orders["mod-1"].status == "submitted", "working")
             change = ModifyRequested(client_order_id="mod-1", quantity=20, limit_price=101.0)
@@ -150,9 +153,10 @@ def test_modify_replaces_quantity_and_price_of_the_same_order_id(library: str) -
         "status_skip",
     ],
 )
-def test_fault_gives_one_fill_and_the_right_state(library: str, fault: str) -> None:
+@matrix
+def test_fault_gives_one_fill_and_the_right_state(ib: Cell, fault: str) -> None:
     async def run() -> None:
-        async with session(library) as (sim, adapter, sink):
+        async with session(ib) as (sim, adapter, sink):
             sim.force_fault(fault)
             await place(adapter, sink, request("f-1", qty=10))
             await until(lambda: sink.state.orders["f-1"].status == "filled", "filled")
@@ -179,9 +183,10 @@ def test_fault_gives_one_fill_and_the_right_state(library: str, fault: str) -> N
     asyncio.run(run())
 
 
-def test_informational_10349_changes_nothing(library: str) -> None:
+@matrix
+def test_informational_10349_changes_nothing(ib: Cell) -> None:
     async def run() -> None:
-        async with session(library) as (sim, adapter, sink):
+        async with session(ib) as (sim, adapter, sink):
             sim.force_fault("info_10349")
             await place(adapter, sink, request("i-1", order_type="LMT", limit_price=100.0))
             await until(lambda: any(e.code == 10349 for e in sink.of(BrokerError)), "10349 logged")
@@ -191,9 +196,10 @@ def test_informational_10349_changes_nothing(library: str) -> None:
     asyncio.run(run())
 
 
-def test_fill_while_disconnected_is_recovered_once_by_reconcile(library: str) -> None:
+@with_157
+def test_fill_while_disconnected_is_recovered_once_by_reconcile(ib: Cell) -> None:
     async def run() -> None:
-        async with session(library) as (sim, adapter, sink):
+        async with session(ib) as (sim, adapter, sink):
             sim.force_fault("disconnect")  # ack, then 1100 and hang up; the order fills while away
             await place(adapter, sink, request("away-1", qty=10))
             await until(lambda: sink.state.orders["away-1"].status == "filled", "filled after reconnect")

@@ -28,14 +28,15 @@ UNSET_INTEGER = 2**31 - 1
     ("code", "expected"),
     [
         (201, "rejection"), (203, "rejection"), (10289, "rejection"), (10293, "rejection"),
+        (200, "rejection"), (103, "rejection"), (451, "rejection"),
         (202, "cancel"),
         (10147, "cancel_failed"), (10148, "cancel_failed"), (161, "cancel_failed"),
-        (110, "warning"), (165, "warning"), (321, "warning"), (399, "warning"), (404, "warning"),
-        (434, "warning"), (492, "warning"), (10167, "warning"),
+        (104, "warning"), (105, "warning"), (110, "warning"), (165, "warning"), (321, "warning"),
+        (399, "warning"), (404, "warning"), (434, "warning"), (492, "warning"), (10167, "warning"),
         (1100, "connectivity"), (1101, "connectivity"), (1102, "connectivity"), (1300, "connectivity"),
         (2110, "connectivity"), (326, "connectivity"), (502, "connectivity"), (504, "connectivity"),
-        (2104, "information"), (2158, "information"), (10349, "information"),
-        (103, "error"), (200, "error"), (0, "error"),
+        (2104, "information"), (2106, "information"), (2158, "information"), (10349, "information"),
+        (100, "error"), (0, "error"),
     ],
 )  # fmt: skip
 def test_error_classes(code: int, expected: str) -> None:

@@ -3,6 +3,8 @@ position comparison of a reconciliation."""
 
 from __future__ import annotations
 
+import logging
+import struct
 import sys
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -14,9 +16,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from adapters.ib import normalize
-from adapters.ib.errors import classify
+from adapters.ib.errors import ExpectedCodes, classify
 from adapters.ib.pacing import Pacing, TokenBucket
 from adapters.ib.reconcile import LogView, NewFacts, position_mismatches
+from adapters.ib.refdata import choose_price
+from adapters.ib.timezones import HandshakeReader, zone_of_connect_time
 from events.schema import Contract, ExecutionReported, PositionReported
 from tests.ib_helpers import FoldingSink
 
@@ -184,3 +188,114 @@ def test_syncs_log_each_execution_at_most_once_and_lose_none(
     for exec_id in delivered:  # nothing lost: logged, or covered by a logged correction
         prefix, _, suffix = exec_id.rpartition(".")
         assert any(logged[f"{prefix}.0{s}"] for s in range(int(suffix), 3)), exec_id
+
+
+# -- the TWS time zone: the handshake's connection time, and IB's execution time forms (real strings) --
+
+
+@pytest.mark.parametrize(
+    ("conn_time", "now", "expected"),
+    [
+        # real TWS (rust-ibapi PR #232): Java's long name of the machine's zone
+        ("20250323 22:21:01 Greenwich Mean Time", datetime(2025, 3, 23, 22, 21, tzinfo=UTC), "Europe/London"),
+        ("20240101 12:00:00 UTC", datetime(2024, 1, 1, 12, 0, tzinfo=UTC), "UTC"),  # the simulator
+        ("20231203 20:15:20 US/Eastern", datetime(2023, 12, 4, 1, 15, 20, tzinfo=UTC), "US/Eastern"),
+        ("20240105 09:30:00 EST", datetime(2024, 1, 5, 14, 30, tzinfo=UTC), "America/New_York"),
+        # CST is Chicago or Shanghai: the offset against the clock decides
+        ("20240105 09:30:00 CST", datetime(2024, 1, 5, 15, 30, 2, tzinfo=UTC), "America/Chicago"),
+        ("20240105 09:30:00 CST", datetime(2024, 1, 5, 1, 29, 58, tzinfo=UTC), "Asia/Shanghai"),
+        ("20240705 09:30:00 GMT", datetime(2024, 7, 5, 9, 30, tzinfo=UTC), "UTC"),  # London says BST then
+        ("20240105 09:30:00 中国标准时间", datetime(2024, 1, 5, 1, 30, tzinfo=UTC), "Asia/Shanghai"),
+        ("20240105 09:30:00 \ufffd\ufffd\ufffd", datetime(2024, 1, 5, 1, 30, tzinfo=UTC), "Asia/Shanghai"),
+        ("20240105 09:30:00 Atlantis/Capital", datetime(2024, 1, 5, 9, 30, tzinfo=UTC), None),
+        ("20240105", datetime(2024, 1, 5, 9, 30, tzinfo=UTC), None),
+    ],
+)  # fmt: skip
+def test_zone_of_the_handshake_connection_time(conn_time: str, now: datetime, expected: str | None) -> None:
+    assert zone_of_connect_time(conn_time, now) == expected
+
+
+def test_handshake_reader_keeps_the_connection_time_of_the_first_frame_only() -> None:
+    payload = b"176\x0020250323 22:21:01 Greenwich Mean Time\x00"
+    frame = struct.pack(">I", len(payload)) + payload
+    next_valid_id = struct.pack(">I", 7) + b"9\x001\x001\x00"
+    reader = HandshakeReader()
+    reader.feed(frame[:3])  # the frame may arrive in pieces
+    assert reader.conn_time == ""
+    reader.feed(frame[3:20])
+    reader.feed(frame[20:] + next_valid_id)
+    assert reader.conn_time == "20250323 22:21:01 Greenwich Mean Time"
+    reader.feed(frame)  # later traffic is not a handshake
+    assert reader.conn_time == "20250323 22:21:01 Greenwich Mean Time"
+    reader.reset()
+    assert reader.conn_time == ""
+
+
+@pytest.mark.parametrize(
+    ("raw", "tws_zone", "expected_s"),
+    [
+        ("20231203 20:15:20 US/Eastern", "UTC", 1701652520),  # nautilus execution_details_1
+        ("20230224  12:04:56", "US/Eastern", 1677258296),  # rust-ibapi tsla capture, TWS in New York
+        ("20230224  12:04:56", "UTC", 1677240296),
+        ("20230224  12:04:56", "EST", 1677258296),  # a zone named as the handshake names it
+        ("20230224 12:04:56 Greenwich Mean Time", "UTC", 1677240296),
+        ("1752606307", "US/Eastern", 1752606307),  # epoch seconds (rust-ibapi tws_interactions)
+    ],
+)
+def test_real_execution_time_strings_parse_to_utc(raw: str, tws_zone: str, expected_s: int) -> None:
+    assert normalize.parse_ib_time(raw, tws_zone) == expected_s * 10**9
+
+
+# -- the libraries' log lines of expected codes --
+
+
+@pytest.mark.parametrize(
+    ("message", "level"),
+    [
+        ("Error 202, reqId 12: Order Canceled - reason:", logging.INFO),
+        ("Error 10349, reqId 12: Order TIF was set to DAY based on order preset.", logging.INFO),
+        ("Warning 2104, reqId -1: Market data farm connection is OK:usfarm", logging.INFO),
+        ("Error 2110, reqId -1: Connectivity between TWS and server is broken.", logging.ERROR),
+        ("Error 201, reqId 12: Order rejected - reason:", logging.ERROR),
+        ("Canceled order: Trade(...)", logging.ERROR),
+    ],
+)
+def test_library_log_lines_of_expected_codes_are_info(message: str, level: int) -> None:
+    record = logging.LogRecord("ib_async.wrapper", logging.ERROR, __file__, 1, message, None, None)
+    assert ExpectedCodes().filter(record)
+    assert (record.levelno, record.levelname) == (level, logging.getLevelName(level))
+
+
+def test_the_librarys_cancelled_conclusion_after_an_expected_code_is_info() -> None:
+    quiet = ExpectedCodes()
+    lines = [
+        ("Error 10349, reqId 4: Order TIF was set to DAY based on order preset.", logging.ERROR),
+        ("Canceled order: Trade(orderId=4)", logging.WARNING),  # ib_insync believes 10349 ended it
+        ("Error 201, reqId 5: Order rejected - reason: no", logging.ERROR),
+        ("Canceled order: Trade(orderId=5)", logging.WARNING),  # a real rejection: stays a warning
+    ]
+    records = [logging.LogRecord("ib_insync.wrapper", lv, __file__, 1, m, None, None) for m, lv in lines]
+    assert all(quiet.filter(r) for r in records)
+    assert [r.levelno for r in records] == [logging.INFO, logging.INFO, logging.ERROR, logging.WARNING]
+
+
+# -- reference prices: which snapshot field is the reference --
+
+
+NAN = float("nan")
+
+
+@pytest.mark.parametrize(
+    ("ticks", "expected"),
+    [
+        ((187.5, 187.4, 187.6, 186.0), (187.5, "last")),
+        ((NAN, 187.4, 187.6, 186.0), (187.5, "midpoint")),
+        ((-1.0, -1.0, 187.6, 186.0), (186.0, "close")),  # IB's -1: no bid
+        ((NAN, NAN, NAN, NAN), None),
+        ((UNSET_DOUBLE, 0.0, 0.0, UNSET_DOUBLE), None),
+    ],
+)
+def test_reference_price_is_last_else_midpoint_else_close(
+    ticks: tuple[float, float, float, float], expected: tuple[float, str] | None
+) -> None:
+    assert choose_price(*ticks) == expected

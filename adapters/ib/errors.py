@@ -76,21 +76,31 @@ def client_id_in_use_message(client_id: int) -> str:
 
 # ---------------------------------------------------------------------------------------------------
 # The libraries' own log lines. Both log every error code as "Error CODE, reqId N: text" (or "Warning
-# ..."), at ERROR unless the code is on their warning list: a user's own cancel (202) and the
-# informational 10349 read as ERROR lines. The adapter logs every code as an event, so the codes that
-# are expected and change nothing (cancel, information) are lowered to INFO.
+# ..."), at ERROR unless the code is on their warning list, and then log "Canceled order: ..." at WARNING
+# when they think the code ended the order: a user's own cancel (202) and the informational 10349 read
+# as ERROR lines. The adapter logs every code as an event, so the lines of codes that are expected and
+# change nothing (cancel, information), and the library's "Canceled order" conclusion that follows one,
+# are lowered to INFO.
 
 _LIBRARY_LINE: Final = re.compile(r"(?:Error|Warning) (-?\d+), reqId")
+_LIBRARY_CONCLUSION: Final = "Canceled order:"
 
 
 class ExpectedCodes(logging.Filter):
-    """Lowers the library's log record of an expected code (202, 2100-2199 but 2110, 10349) to INFO."""
+    """Lowers the library's log lines about an expected code (202, 2100-2199 but 2110, 10349) to INFO."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._after_expected = False  # the previous line was an expected code's
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno > logging.INFO and isinstance(record.msg, str):
-            found = _LIBRARY_LINE.match(record.msg)
-            if found and classify(int(found.group(1))) in ("cancel", "information"):
-                record.levelno, record.levelname = logging.INFO, logging.getLevelName(logging.INFO)
+        message = record.msg if isinstance(record.msg, str) else ""
+        found = _LIBRARY_LINE.match(message)
+        expected = found is not None and classify(int(found.group(1))) in ("cancel", "information")
+        lower = expected or (self._after_expected and message.startswith(_LIBRARY_CONCLUSION))
+        if lower and record.levelno > logging.INFO:
+            record.levelno, record.levelname = logging.INFO, logging.getLevelName(logging.INFO)
+        self._after_expected = expected
         return True
 
 

@@ -12,13 +12,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import msgspec
-from msgspec import Struct
 
 from adapters.ib import normalize, outbound
+from adapters.ib.backoff import Backoff
 from adapters.ib.clientlib import ClientLib, load
 from adapters.ib.errors import CLIENT_ID_IN_USE, LINK_STATE, client_id_in_use_message, quiet_expected_codes
 from adapters.ib.hooks import CallbackHooks
@@ -42,21 +42,6 @@ from oms.state.model import State, initial_state
 log = logging.getLogger(__name__)
 
 Sink = Callable[[Event], None]
-
-
-class Backoff(Struct, frozen=True, forbid_unknown_fields=True):
-    """Exponential backoff between connection attempts; `attempts` 0 means keep trying."""
-
-    initial: float = 0.2
-    factor: float = 2.0
-    max_delay: float = 5.0
-    attempts: int = 5
-
-    def delays(self) -> Iterator[float]:
-        delay, n = self.initial, 1
-        while not self.attempts or n < self.attempts:
-            yield delay
-            delay, n = min(delay * self.factor, self.max_delay), n + 1
 
 
 class ClientIdInUse(ConnectionError):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -317,7 +318,10 @@ def test_the_tws_time_zone_comes_from_the_handshake(ib: Cell) -> None:
         async with session(ib) as (_sim, adapter, sink):
             assert adapter.tws_timezone == "UTC"  # the simulator says "YYYYMMDD HH:MM:SS UTC"
             (connected,) = [e for e in sink.of(ConnectionChanged) if e.state == "connected"]
-            assert connected.detail.endswith("execution times without a zone are read in UTC")
+            assert re.fullmatch(  # the handshake's own text, read off the socket
+                r"TWS time '\d{8} \d\d:\d\d:\d\d UTC': execution times without a zone are read in UTC",
+                connected.detail,
+            )
         async with session(ib, tws_timezone="US/Eastern") as (_sim, adapter, _sink):
             assert adapter.tws_timezone == "US/Eastern"  # an explicit setting wins
 

@@ -138,9 +138,12 @@ class IBReferenceData:
 
     async def reference_price(self, contract: Contract) -> ReferencePrice:
         info = await self.contract_info(contract)
+        ib_contract = outbound.ib_contract(self._lib, info.contract)
+        cached = self._ib.ticker(ib_contract)
+        if cached is not None:  # ib_async keeps one Ticker per contract: no value may be an earlier one's
+            cached.last = cached.bid = cached.ask = cached.close = math.nan
         (ticker,) = await self._ask(
-            f"a market data snapshot of {_name(info.contract)}",
-            lambda: self._ib.reqTickersAsync(outbound.ib_contract(self._lib, info.contract)),
+            f"a market data snapshot of {_name(info.contract)}", lambda: self._ib.reqTickersAsync(ib_contract)
         )
         chosen = choose_price(ticker.last, ticker.bid, ticker.ask, ticker.close)
         if chosen is None:

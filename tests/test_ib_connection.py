@@ -20,6 +20,7 @@ from events.schema import (
     Contract,
     ExecutionReported,
     OpenOrderReported,
+    OrderSent,
     PositionMismatch,
     ReconciliationFinished,
     ReconciliationStarted,
@@ -128,6 +129,49 @@ def test_restart_on_an_existing_log_logs_only_new_executions(ib: Cell) -> None:
             assert not sink.of(PositionMismatch)
         finally:
             await sim.stop()
+
+    asyncio.run(run())
+
+
+def forget_executions(sim: TwsSimulator) -> None:
+    """What IB does at midnight: reqExecutions no longer returns the day's executions."""
+    executions = getattr(sim.engine, "executions", None)
+    if not isinstance(executions, list):
+        pytest.skip("the simulator keeps executions where this test cannot clear them")
+    executions.clear()
+
+
+@with_157
+def test_restart_after_ib_forgot_the_executions_reports_the_fill_ib_still_states(ib: Cell) -> None:
+    """Our order filled while the service was down; it restarts the next day: the completed order says
+    Filled 10 with our orderRef, no execution explains it, and the reconciliation finishes after the
+    executions request: what the fold needs to infer the fill (docs/ib-adapter.md)."""
+
+    async def run() -> None:
+        async with session(ib) as (sim, adapter, sink):
+            await adapter.disconnect()  # the service stops
+            sink(request("day-1", qty=10))  # its intent was logged, the order sent...
+            sent = sim.place_external_order("AAPL", "BUY", 10, "MKT", client_id=7, order_ref="day-1")
+            sink(OrderSent(client_order_id="day-1", order_id=sent.order_id, client_id=7))
+            forget_executions(sim)  # ...it filled, and by the restart IB no longer returns the fill
+            restarted = IBAdapter(
+                "127.0.0.1", sim.port, 7, sink=sink, state_provider=lambda: sink.state, library=ib.library
+            )
+            await restarted.connect(timeout=5)
+            await restarted.disconnect()
+            (done,) = [e for e in sink.of(OpenOrderReported) if e.completed]
+            assert (done.order_ref, done.status, done.filled, done.perm_id) == (
+                "day-1",
+                "Filled",
+                10,
+                sent.perm_id,
+            )
+            assert not sink.of(ExecutionReported)
+            finished = [
+                e for e in sink.of(ReconciliationFinished) if sink.events.index(e) > sink.events.index(done)
+            ]
+            assert finished and finished[0].ok and finished[0].executions == 0
+            assert sink.state.orders["day-1"].perm_ids == (sent.perm_id,)  # joined by orderRef
 
     asyncio.run(run())
 

@@ -16,6 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from adapters.ib import normalize
+from adapters.ib.adapter import IBAdapter
 from adapters.ib.errors import ExpectedCodes, classify
 from adapters.ib.pacing import Pacing, TokenBucket
 from adapters.ib.reconcile import LogView, NewFacts, position_mismatches
@@ -299,3 +300,9 @@ def test_reference_price_is_last_else_midpoint_else_close(
     ticks: tuple[float, float, float, float], expected: tuple[float, str] | None
 ) -> None:
     assert choose_price(*ticks) == expected
+
+
+def test_an_unknown_tws_time_zone_setting_is_refused_at_once() -> None:
+    with pytest.raises(ValueError, match="unknown time zone 'US/Easter'"):
+        IBAdapter(tws_timezone="US/Easter")
+    assert IBAdapter(tws_timezone="Greenwich Mean Time").tws_timezone == "Greenwich Mean Time"

@@ -17,7 +17,7 @@ from typing import Any
 
 import msgspec
 
-from adapters.ib import normalize, outbound
+from adapters.ib import normalize, outbound, timezones
 from adapters.ib.backoff import Backoff
 from adapters.ib.clientlib import ClientLib, load
 from adapters.ib.errors import CLIENT_ID_IN_USE, LINK_STATE, client_id_in_use_message, quiet_expected_codes
@@ -25,7 +25,6 @@ from adapters.ib.hooks import CallbackHooks
 from adapters.ib.pacing import Pacing, TokenBucket
 from adapters.ib.reconcile import LogView, NewFacts, position_mismatches
 from adapters.ib.refdata import IBReferenceData
-from adapters.ib.timezones import HandshakeReader, zone_of_connect_time
 from events.schema import (
     BrokerError,
     ConnectionChanged,
@@ -66,6 +65,8 @@ class IBAdapter:
         tws_timezone: str | None = None,
         master_client: bool = False,
     ) -> None:
+        if tws_timezone is not None and timezones.zone(tws_timezone) is None:
+            raise ValueError(f"unknown time zone {tws_timezone!r}; name it as IANA does: 'America/New_York'")
         self.host, self.port = host, port
         self.client_id = 0 if master_client else client_id
         self.master_client = master_client
@@ -96,10 +97,14 @@ class IBAdapter:
         self._tasks: set[asyncio.Task[Any]] = set()
         self.ib: Any = self.lib.IB()
         self.ib.RaiseRequestErrors = True  # a failed request must raise, never look like an empty answer
+        if tws_timezone is not None and timezones.zone(tws_timezone) is None:
+            raise ValueError(
+                f"unknown time zone {tws_timezone!r}; use an IANA name such as 'America/New_York'"
+            )
         self._timezone_override = tws_timezone
         self._hooks = CallbackHooks(self._on_callback, tws_timezone or "UTC")
         self._hooks.install(self.ib.wrapper, self.ib.client.decoder)
-        self._handshake = HandshakeReader()
+        self._handshake = timezones.HandshakeReader()
         self.ib.client.conn.hasData += self._handshake.feed
         self.reference = IBReferenceData(self.ib, self.lib, self.pacer, request_timeout)
         self.ib.client.apiStart += self._on_api_start
@@ -198,7 +203,7 @@ class IBAdapter:
         self._sessions += 1
         client = self.ib.client
         conn_time = self._handshake.conn_time
-        zone = self._timezone_override or zone_of_connect_time(conn_time) or "UTC"
+        zone = self._timezone_override or timezones.zone_of_connect_time(conn_time) or "UTC"
         self._hooks.tws_timezone = zone
         session = "" if self._sessions == 1 else f"reconnected (session {self._sessions}); "
         self._connection(

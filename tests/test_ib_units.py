@@ -8,6 +8,7 @@ import struct
 import sys
 from collections import Counter
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from types import SimpleNamespace
 from zoneinfo import ZoneInfo
 
@@ -23,6 +24,7 @@ from adapters.ib.reconcile import LogView, NewFacts, position_mismatches
 from adapters.ib.refdata import choose_price
 from adapters.ib.timezones import HandshakeReader, zone_of_connect_time
 from events.schema import Contract, ExecutionReported, PositionReported
+from oms.state.model import initial_state
 from tests.ib_helpers import FoldingSink
 
 UNSET_DOUBLE = sys.float_info.max
@@ -306,3 +308,16 @@ def test_an_unknown_tws_time_zone_setting_is_refused_at_once() -> None:
     with pytest.raises(ValueError, match="unknown time zone 'US/Easter'"):
         IBAdapter(tws_timezone="US/Easter")
     assert IBAdapter(tws_timezone="Greenwich Mean Time").tws_timezone == "Greenwich Mean Time"
+
+
+def test_master_client_in_the_configuration_makes_the_adapter_client_zero(tmp_path: Path) -> None:
+    from oms.commands.run import broker_factory
+    from oms.service.config import load_config
+
+    path = tmp_path / "oms.toml"
+    path.write_text("client_id = 5\nmaster_client = true\n")
+    config = load_config(path)
+    adapter = broker_factory(config, "127.0.0.1", 7497)(lambda _e: None, initial_state)
+    assert (adapter.client_id, adapter.master_client) == (0, True)
+    plain = broker_factory(load_config(None), "127.0.0.1", 7497)(lambda _e: None, initial_state)
+    assert (plain.client_id, plain.master_client) == (1, False)

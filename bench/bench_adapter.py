@@ -5,6 +5,8 @@
    hooks (normalize + what-is-new + a counting sink). The difference is what the adapter adds.
 2. Round trip: place -> the Filled orderStatus event, one order at a time, through the adapter, beside
    the bare client library placing the same orders on the same simulator.
+Each library runs at the server version its users run: ib_async 178 (176 while the simulator stops
+there), ib_insync 176.
 """
 
 from __future__ import annotations
@@ -23,6 +25,17 @@ from adapters.tws_sim import SimConfig, TwsSimulator
 from events.schema import Contract, Event, OrderRequested, OrderStatusReported
 
 ACCOUNT = "DU123456"
+USERS_VERSION = {"ib_async": 178, "ib_insync": 176}
+
+
+def _sim_config(library: str, **fields: Any) -> SimConfig:
+    """The simulator at the library's users' server version, or the highest below it it speaks."""
+    for version in range(USERS_VERSION[library], 156, -1):
+        try:
+            return SimConfig(max_server_version=version, **fields)
+        except ValueError:
+            continue
+    return SimConfig(**fields)
 
 
 def main(short: bool) -> None:
@@ -38,7 +51,7 @@ def main(short: bool) -> None:
 
 async def _record_frames(library: str, orders: int) -> tuple[list[list[str]], int]:
     """A real session's server->client frames (connect, sync, fills), as the client decoded them."""
-    sim = TwsSimulator(SimConfig(partial_fills=2))
+    sim = TwsSimulator(_sim_config(library, partial_fills=2))
     await sim.start(port=0)
     frames: list[list[str]] = []
     done: list[Event] = []
@@ -98,7 +111,7 @@ def _feed(library: str, frames: list[list[str]], version: int, repeat: int, hook
 
 
 async def _round_trips(library: str, n: int) -> None:
-    sim = TwsSimulator()
+    sim = TwsSimulator(_sim_config(library))
     await sim.start(port=0)
     try:
         adapter_lat = await _adapter_round_trips(library, sim.port, n)

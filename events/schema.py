@@ -140,6 +140,9 @@ class OpenOrderReported(Event, frozen=True, tag="open_order"):
     commission_currency: str = ""
     warning_text: str = ""
     completed: bool = False
+    filled: Decimal | None = None  # IB's filled quantity: completed orders only (None where IB sent none)
+    completed_time: str = ""  # completed orders: when IB completed it, as IB sent it
+    completed_status: str = ""  # completed orders: IB's completion text
 
 
 class ExecutionReported(Event, frozen=True, tag="execution"):

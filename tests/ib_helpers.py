@@ -1,13 +1,22 @@
-"""Shared by the tests/test_ib_*.py modules: a sink that does what the service does (envelope + fold),
-a simulator + adapter harness, and real capture frames read for the client's decoder."""
+"""Shared by the tests/test_ib_*.py modules: the (library, server version) matrix, a sink that does what
+the service does (envelope + fold), a simulator + adapter harness, and real capture frames read for the
+client's decoder.
+
+The matrix: every end-to-end test runs with ib_async at server version 178 and ib_insync at 176 (the
+versions users run: `MAIN`); the smaller set marked `with_157` also runs both at 157. A cell whose
+version the simulator cannot speak yet is skipped, with that reason.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
+
+import msgspec
+import pytest
 
 from adapters.ib.adapter import Backoff, IBAdapter
 from adapters.tws_sim import SimConfig, TwsSimulator
@@ -20,6 +29,42 @@ E = TypeVar("E", bound=Event)
 ACCOUNT = "DU123456"
 # strict decoders (tws-protocol.md 2.3): execDetails has 31 fields below v178, commissionReport 8
 _STRICT_LENGTH = {"11": 31, "59": 8}
+
+
+class Cell(NamedTuple):
+    """One cell of the test matrix: the client library and the server version the simulator offers."""
+
+    library: str
+    server_version: int
+
+    def config(self, config: SimConfig | None = None) -> SimConfig:
+        return msgspec.structs.replace(config or SimConfig(), max_server_version=self.server_version)
+
+
+MAIN: tuple[Cell, ...] = (Cell("ib_async", 178), Cell("ib_insync", 176))
+OLD: tuple[Cell, ...] = (Cell("ib_async", 157), Cell("ib_insync", 157))
+
+
+def sim_speaks(version: int) -> bool:
+    try:
+        SimConfig(max_server_version=version)
+    except ValueError:
+        return False
+    return True
+
+
+def _param(cell: Cell) -> Any:
+    marks = (
+        ()
+        if sim_speaks(cell.server_version)
+        else pytest.mark.skip(reason=f"simulator lacks server version {cell.server_version}")
+    )
+    return pytest.param(cell, id=f"{cell.library}-v{cell.server_version}", marks=marks)
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+matrix: Callable[[F], F] = pytest.mark.parametrize("ib", [_param(c) for c in MAIN])
+with_157: Callable[[F], F] = pytest.mark.parametrize("ib", [_param(c) for c in (*MAIN, *OLD)])
 
 
 class FoldingSink:
@@ -51,17 +96,25 @@ def request(coid: str, symbol: str = "AAPL", side: str = "BUY", qty: float = 10,
 
 @contextlib.asynccontextmanager
 async def session(
-    library: str, config: SimConfig | None = None, sink: FoldingSink | None = None, **adapter_kw: Any
+    ib: Cell, config: SimConfig | None = None, sink: FoldingSink | None = None, **adapter_kw: Any
 ) -> AsyncIterator[tuple[TwsSimulator, IBAdapter, FoldingSink]]:
-    sim = TwsSimulator(config or SimConfig())
+    """A simulator at the cell's server version and an adapter (client id 7) connected to it."""
+    sim = TwsSimulator(ib.config(config))
     await sim.start(port=0)
     sink = sink or FoldingSink()
     adapter_kw.setdefault("reconnect", Backoff(initial=0.02, max_delay=0.2, attempts=0))
     adapter = IBAdapter(
-        "127.0.0.1", sim.port, 7, sink=sink, state_provider=lambda: sink.state, library=library, **adapter_kw
+        "127.0.0.1",
+        sim.port,
+        7,
+        sink=sink,
+        state_provider=lambda: sink.state,
+        library=ib.library,
+        **adapter_kw,
     )
     try:
         await adapter.connect(timeout=5)
+        assert adapter.ib.client.serverVersion() == ib.server_version  # the cell really runs there
         yield sim, adapter, sink
     finally:
         await adapter.disconnect()

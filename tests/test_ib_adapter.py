@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
+import re
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
@@ -16,6 +19,7 @@ from events.schema import (
     BrokerError,
     CancelRequested,
     CommissionReported,
+    ConnectionChanged,
     ExecutionReported,
     ModifyRequested,
     OpenOrderReported,
@@ -24,9 +28,7 @@ from events.schema import (
     OrderStatusReported,
     ReconciliationFinished,
 )
-from tests.ib_helpers import FoldingSink, request, session, until
-
-pytestmark = pytest.mark.parametrize("library", LIBRARIES)
+from tests.ib_helpers import Cell, FoldingSink, matrix, request, session, until, with_157
 
 
 async def place(adapter: IBAdapter, sink: FoldingSink, req: OrderRequested) -> int:
@@ -34,9 +36,10 @@ async def place(adapter: IBAdapter, sink: FoldingSink, req: OrderRequested) -> i
     return await adapter.place(req)
 
 
-def test_market_buy_fills_with_commission_and_position(library: str) -> None:
+@with_157
+def test_market_buy_fills_with_commission_and_position(ib: Cell) -> None:
     async def run() -> None:
-        async with session(library) as (sim, adapter, sink):
+        async with session(ib) as (sim, adapter, sink):
             order_id = await place(adapter, sink, request("mkt-1", qty=10))
             await until(lambda: sink.state.orders["mkt-1"].commission > 0, "commission joined")
             order = sink.state.orders["mkt-1"]
@@ -58,9 +61,10 @@ def test_market_buy_fills_with_commission_and_position(library: str) -> None:
     asyncio.run(run())
 
 
-def test_limit_order_rests_then_cancel(library: str) -> None:
+@with_157
+def test_limit_order_rests_then_cancel(ib: Cell, caplog: pytest.LogCaptureFixture) -> None:
     async def run() -> None:
-        async with session(library) as (_sim, adapter, sink):
+        async with session(ib) as (_sim, adapter, sink):
             order_id = await place(adapter, sink, request("lmt-1", order_type="LMT", limit_price=100.0))
             await until(lambda: sink.state.orders["lmt-1"].status == "submitted", "working")
             sink(CancelRequested(client_order_id="lmt-1"))
@@ -69,12 +73,16 @@ def test_limit_order_rests_then_cancel(library: str) -> None:
             assert [e.code for e in sink.of(BrokerError) if e.req_id == order_id] == [202]
             assert sink.state.orders["lmt-1"].filled == 0
 
-    asyncio.run(run())
+    with caplog.at_level(logging.INFO, logger=ib.library):
+        asyncio.run(run())
+    (said,) = [r for r in caplog.records if " 202, reqId" in r.getMessage()]  # the library's line: INFO
+    assert said.levelno == logging.INFO and not [r for r in caplog.records if r.levelno >= logging.ERROR]
 
 
-def test_partial_fills_add_up(library: str) -> None:
+@matrix
+def test_partial_fills_add_up(ib: Cell) -> None:
     async def run() -> None:
-        async with session(library, SimConfig(partial_fills=3)) as (_sim, adapter, sink):
+        async with session(ib, SimConfig(partial_fills=3)) as (_sim, adapter, sink):
             await place(adapter, sink, request("part-1", qty=30))
             await until(lambda: sink.state.orders["part-1"].status == "filled", "filled")
             await until(lambda: len(sink.of(CommissionReported)) == 3, "three commissions")
@@ -85,9 +93,10 @@ def test_partial_fills_add_up(library: str) -> None:
     asyncio.run(run())
 
 
-def test_rejected_order(library: str) -> None:
+@with_157
+def test_rejected_order(ib: Cell) -> None:
     async def run() -> None:
-        async with session(library) as (sim, adapter, sink):
+        async with session(ib) as (sim, adapter, sink):
             sim.force_fault("reject")
             await place(adapter, sink, request("rej-1"))
             await until(lambda: sink.state.orders["rej-1"].status == "rejected", "rejected")
@@ -96,9 +105,10 @@ def test_rejected_order(library: str) -> None:
     asyncio.run(run())
 
 
-def test_bracket_children_point_at_the_parent_and_wait_for_it(library: str) -> None:
+@matrix
+def test_bracket_children_point_at_the_parent_and_wait_for_it(ib: Cell) -> None:
     async def run() -> None:
-        async with session(library) as (sim, adapter, sink):
+        async with session(ib) as (sim, adapter, sink):
             price = sim.price("AAPL")
             parent = request("br-p", order_type="LMT", limit_price=price - 10)
             take = request(
@@ -122,9 +132,10 @@ def test_bracket_children_point_at_the_parent_and_wait_for_it(library: str) -> N
     asyncio.run(run())
 
 
-def test_modify_replaces_quantity_and_price_of_the_same_order_id(library: str) -> None:
+@matrix
+def test_modify_replaces_quantity_and_price_of_the_same_order_id(ib: Cell) -> None:
     async def run() -> None:
-        async with session(library) as (sim, adapter, sink):
+        async with session(ib) as (sim, adapter, sink):
             order_id = await place(adapter, sink, request("mod-1", order_type="LMT", limit_price=100.0))
             await until(lambda: sink.state.orders["mod-1"].status == "submitted", "working")
             change = ModifyRequested(client_order_id="mod-1", quantity=20, limit_price=101.0)
@@ -150,9 +161,10 @@ def test_modify_replaces_quantity_and_price_of_the_same_order_id(library: str) -
         "status_skip",
     ],
 )
-def test_fault_gives_one_fill_and_the_right_state(library: str, fault: str) -> None:
+@matrix
+def test_fault_gives_one_fill_and_the_right_state(ib: Cell, fault: str) -> None:
     async def run() -> None:
-        async with session(library) as (sim, adapter, sink):
+        async with session(ib) as (sim, adapter, sink):
             sim.force_fault(fault)
             await place(adapter, sink, request("f-1", qty=10))
             await until(lambda: sink.state.orders["f-1"].status == "filled", "filled")
@@ -179,21 +191,25 @@ def test_fault_gives_one_fill_and_the_right_state(library: str, fault: str) -> N
     asyncio.run(run())
 
 
-def test_informational_10349_changes_nothing(library: str) -> None:
+@matrix
+def test_informational_10349_changes_nothing(ib: Cell, caplog: pytest.LogCaptureFixture) -> None:
     async def run() -> None:
-        async with session(library) as (sim, adapter, sink):
+        async with session(ib) as (sim, adapter, sink):
             sim.force_fault("info_10349")
             await place(adapter, sink, request("i-1", order_type="LMT", limit_price=100.0))
             await until(lambda: any(e.code == 10349 for e in sink.of(BrokerError)), "10349 logged")
             assert sink.of(BrokerError)[-1].error_class == "information"
             assert sink.state.orders["i-1"].status == "submitted"
 
-    asyncio.run(run())
+    with caplog.at_level(logging.INFO, logger=ib.library):
+        asyncio.run(run())
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING and "10349" in r.getMessage()]
 
 
-def test_fill_while_disconnected_is_recovered_once_by_reconcile(library: str) -> None:
+@with_157
+def test_fill_while_disconnected_is_recovered_once_by_reconcile(ib: Cell) -> None:
     async def run() -> None:
-        async with session(library) as (sim, adapter, sink):
+        async with session(ib) as (sim, adapter, sink):
             sim.force_fault("disconnect")  # ack, then 1100 and hang up; the order fills while away
             await place(adapter, sink, request("away-1", qty=10))
             await until(lambda: sink.state.orders["away-1"].status == "filled", "filled after reconnect")
@@ -209,5 +225,104 @@ def test_fill_while_disconnected_is_recovered_once_by_reconcile(library: str) ->
             assert len(sink.of(CommissionReported)) == 1
             assert [p.quantity for p in sink.state.positions.values()] == [10]
             assert not [e for e in sink.events if e.__struct_config__.tag == "position_mismatch"]
+
+    asyncio.run(run())
+
+
+@matrix
+def test_master_client_sees_orders_placed_in_tws_live(ib: Cell) -> None:
+    async def run() -> None:
+        async with session(ib) as (sim, other, other_sink):  # an ordinary client (id 7) beside it
+            sink = FoldingSink()
+            master = IBAdapter(
+                "127.0.0.1", sim.port, 7, sink=sink, state_provider=lambda: sink.state, library=ib.library,
+                master_client=True,
+            )  # fmt: skip
+            await master.connect(timeout=5)
+            try:
+                assert master.client_id == 0
+                assert [c.client_id for c in sim.connections] == [7, 0]
+                sim.place_external_order(
+                    "AAPL", "SELL", 3, "LMT", lmt_price=500.0, client_id=0, order_ref="hand"
+                )
+                await until(lambda: any(o.external for o in sink.state.orders.values()), "TWS order live")
+                (order,) = sink.state.orders.values()
+                assert (order.side, order.quantity, order.status) == ("SELL", 3, "submitted")
+                assert len(sink.of(ReconciliationFinished)) == 1  # seen live, not by a later sync
+                await other.ib.reqCurrentTimeAsync()  # a round trip: anything sent to client 7 is in
+                assert not [e for e in other_sink.of(OpenOrderReported) if e.order_ref == "hand"]
+            finally:
+                await master.disconnect()
+
+    asyncio.run(run())
+
+
+@with_157
+def test_reconcile_reports_completed_orders_once(ib: Cell) -> None:
+    async def run() -> None:
+        async with session(ib) as (sim, adapter, sink):
+            done = sim.fill_external("MSFT", "BUY", 5, client_id=42)  # another client's, filled meanwhile
+            await adapter.reconcile("poll")
+            (completed,) = [e for e in sink.of(OpenOrderReported) if e.completed]
+            assert (completed.order_id, completed.client_id, completed.perm_id) == (0, 0, done.perm_id)
+            assert (completed.status, completed.filled, completed.contract.symbol) == ("Filled", 5, "MSFT")
+            first = sink.events.index(completed)
+            finished = sink.of(ReconciliationFinished)[-1]
+            execution = next(e for e in sink.of(ExecutionReported) if e.perm_id == done.perm_id)
+            assert first < sink.events.index(execution) < sink.events.index(finished) and finished.ok
+            await adapter.reconcile("again")  # nothing new: the same completed order is not logged again
+            restarted = IBAdapter(
+                "127.0.0.1", sim.port, 8, sink=sink, state_provider=lambda: sink.state, library=ib.library
+            )
+            await restarted.connect(timeout=5)  # nor by a new session on the same log
+            await restarted.disconnect()
+            assert len([e for e in sink.of(OpenOrderReported) if e.completed]) == 1
+
+    asyncio.run(run())
+
+
+@pytest.mark.parametrize("library", LIBRARIES)
+def test_filled_without_executions_carries_ibs_fill_and_a_finished_reconciliation(
+    library: str, captures_dir: Path, tmp_path: Path
+) -> None:
+    """IB says Filled (orderStatus: filled 100 at 196.52) and reqExecutions no longer returns the fill
+    (executions since midnight only): the log holds what the fold needs to infer it."""
+
+    async def run() -> None:
+        capture = (captures_dir / "rust-ibapi" / "tsla_mkt_buy_fill_v163.txt").read_text().splitlines()
+        statuses = tmp_path / "statuses.txt"
+        statuses.write_text("\n".join(line for line in capture if line.startswith("3|")) + "\n")
+        async with session(Cell(library, 176)) as (sim, adapter, sink):
+            await sim.play_capture(statuses, client_id=7)
+            await until(lambda: any(e.status == "Filled" for e in sink.of(OrderStatusReported)), "Filled")
+            await adapter.reconcile("after the status")
+            filled = next(e for e in sink.of(OrderStatusReported) if e.status == "Filled")
+            assert (filled.perm_id, filled.filled, filled.remaining, filled.avg_fill_price) == (
+                1376327563,
+                100,
+                0,
+                196.52,
+            )
+            assert not [e for e in sink.of(ExecutionReported) if e.perm_id == filled.perm_id]
+            finished = sink.of(ReconciliationFinished)[-1]
+            assert finished.ok and sink.events.index(finished) > sink.events.index(filled)
+            (order,) = [o for o in sink.state.orders.values() if 1376327563 in o.perm_ids]
+            assert order.broker_filled == 100
+
+    asyncio.run(run())
+
+
+@matrix
+def test_the_tws_time_zone_comes_from_the_handshake(ib: Cell) -> None:
+    async def run() -> None:
+        async with session(ib) as (_sim, adapter, sink):
+            assert adapter.tws_timezone == "UTC"  # the simulator says "YYYYMMDD HH:MM:SS UTC"
+            (connected,) = [e for e in sink.of(ConnectionChanged) if e.state == "connected"]
+            assert re.fullmatch(  # the handshake's own text, read off the socket
+                r"TWS time '\d{8} \d\d:\d\d:\d\d UTC': execution times without a zone are read in UTC",
+                connected.detail,
+            )
+        async with session(ib, tws_timezone="US/Eastern") as (_sim, adapter, _sink):
+            assert adapter.tws_timezone == "US/Eastern"  # an explicit setting wins
 
     asyncio.run(run())

@@ -6,12 +6,15 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from adapters.ib.adapter import IBAdapter
 from adapters.ib.clientlib import LIBRARIES
+from adapters.ib.refdata import contract_info_of
 from events.schema import (
     BrokerError,
     CommissionReported,
@@ -26,12 +29,12 @@ from tests.ib_helpers import FoldingSink, capture_frames, server_version_of
 HOOKED = {"3", "4", "5", "6", "11", "59", "61", "73", "101"}
 
 
-def decode(library: str, path: Path, sink: FoldingSink | None = None) -> FoldingSink:
+def decode(library: str, path: Path, sink: FoldingSink | None = None, **adapter_kw: Any) -> FoldingSink:
     """Feed a capture's frames to the decoder of an adapter's (unconnected) client."""
     sink = sink or FoldingSink()
 
     async def run() -> None:
-        adapter = IBAdapter(sink=sink, state_provider=lambda: sink.state, library=library)
+        adapter = IBAdapter(sink=sink, state_provider=lambda: sink.state, library=library, **adapter_kw)
         decoder = adapter.ib.client.decoder
         decoder.serverVersion = server_version_of(path)
         for fields in capture_frames(path):
@@ -76,6 +79,10 @@ def test_tsla_market_buy_capture_is_one_filled_buy_with_commission_and_position(
     (execution,) = sink.of(ExecutionReported)
     assert execution.time == "20230224  12:04:56"  # raw text kept (two spaces: TWS local time)
     assert execution.time_ns == 1677240296 * 10**9  # read as UTC, the adapter's default TWS zone
+    in_new_york = decode(
+        library, captures_dir / "rust-ibapi" / "tsla_mkt_buy_fill_v163.txt", tws_timezone="EST"
+    )
+    assert in_new_york.of(ExecutionReported)[0].time_ns == 1677258296 * 10**9  # 17:04:56 UTC
     assert (execution.req_id, execution.contract.con_id, execution.exchange) == (-1, 76792991, "ISLAND")
     (commission,) = sink.of(CommissionReported)
     assert commission.realized_pnl is None  # 1.7976931348623157E308 on the wire
@@ -164,3 +171,26 @@ NAUTILUS_FRAMES: dict[str, Callable[[FoldingSink], object]] = {
 def test_nautilus_frame(library: str, name: str, captures_dir: Path) -> None:
     sink = decode(library, captures_dir / "nautilus" / name)
     assert NAUTILUS_FRAMES[name](sink), sink.events
+
+
+@pytest.mark.parametrize("library", LIBRARIES)
+def test_eurusd_contract_details_capture_gives_exact_ticks_sizes_and_hours(
+    library: str, captures_dir: Path
+) -> None:
+    path = captures_dir / "nautilus" / "contract_details_eurusd.txt"
+    got: list[Any] = []
+
+    async def run() -> None:
+        client = IBAdapter(library=library).ib
+        client.wrapper.contractDetails = lambda _req_id, details: got.append(details)
+        client.client.decoder.serverVersion = server_version_of(path)
+        for fields in capture_frames(path):
+            client.client.decoder.interpret(fields)
+
+    asyncio.run(run())
+    info = contract_info_of(got[0])
+    assert (info.con_id, info.contract.symbol, info.contract.sec_type) == (12087792, "EUR", "CASH")
+    assert (info.multiplier, info.min_tick) == (Decimal(1), Decimal("0.00005"))
+    assert (info.size_increment, info.min_size) == (Decimal("0.01"), Decimal("0.01"))  # fractional sizes
+    assert info.time_zone == "US/Eastern" and info.long_name == "European Monetary Union Euro"
+    assert info.trading_hours.startswith(";20231203:1715-20231204:1700;") and info.liquid_hours

@@ -8,22 +8,21 @@ import pytest
 
 from adapters.tws_sim import run_simulator_in_thread
 from oms.cli import main
+from tests.ib_helpers import Cell, with_157
 
 
-@pytest.mark.parametrize("library", ["ib_async", "ib_insync"])
-def test_check_reports_server_version_accounts_and_sync(
-    library: str, capsys: pytest.CaptureFixture[str]
-) -> None:
-    _sim, port, stop = run_simulator_in_thread()
+@with_157
+def test_check_reports_server_version_accounts_and_sync(ib: Cell, capsys: pytest.CaptureFixture[str]) -> None:
+    _sim, port, stop = run_simulator_in_thread(ib.config())
     try:
         code = main(
-            ["check", "--port", str(port), "--client-id", "5", "--library", library, "--timeout", "5"]
+            ["check", "--port", str(port), "--client-id", "5", "--library", ib.library, "--timeout", "5"]
         )
     finally:
         stop()
     out = capsys.readouterr().out
     assert code == 0, out
-    assert "157" in out and "DU123456" in out and "0 open orders" in out
+    assert str(ib.server_version) in out and "DU123456" in out and "0 open orders" in out
 
 
 def test_check_says_what_failed_when_nothing_listens(

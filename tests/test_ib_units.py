@@ -3,9 +3,12 @@ position comparison of a reconciliation."""
 
 from __future__ import annotations
 
+import logging
+import struct
 import sys
 from collections import Counter
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from types import SimpleNamespace
 from zoneinfo import ZoneInfo
 
@@ -14,10 +17,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from adapters.ib import normalize
-from adapters.ib.errors import classify
+from adapters.ib.adapter import IBAdapter
+from adapters.ib.errors import ExpectedCodes, classify
 from adapters.ib.pacing import Pacing, TokenBucket
 from adapters.ib.reconcile import LogView, NewFacts, position_mismatches
+from adapters.ib.refdata import choose_price
+from adapters.ib.timezones import HandshakeReader, zone_of_connect_time
 from events.schema import Contract, ExecutionReported, PositionReported
+from oms.state.model import initial_state
 from tests.ib_helpers import FoldingSink
 
 UNSET_DOUBLE = sys.float_info.max
@@ -28,14 +35,15 @@ UNSET_INTEGER = 2**31 - 1
     ("code", "expected"),
     [
         (201, "rejection"), (203, "rejection"), (10289, "rejection"), (10293, "rejection"),
+        (200, "rejection"), (103, "rejection"), (451, "rejection"),
         (202, "cancel"),
         (10147, "cancel_failed"), (10148, "cancel_failed"), (161, "cancel_failed"),
-        (110, "warning"), (165, "warning"), (321, "warning"), (399, "warning"), (404, "warning"),
-        (434, "warning"), (492, "warning"), (10167, "warning"),
+        (104, "warning"), (105, "warning"), (110, "warning"), (165, "warning"), (321, "warning"),
+        (399, "warning"), (404, "warning"), (434, "warning"), (492, "warning"), (10167, "warning"),
         (1100, "connectivity"), (1101, "connectivity"), (1102, "connectivity"), (1300, "connectivity"),
         (2110, "connectivity"), (326, "connectivity"), (502, "connectivity"), (504, "connectivity"),
-        (2104, "information"), (2158, "information"), (10349, "information"),
-        (103, "error"), (200, "error"), (0, "error"),
+        (2104, "information"), (2106, "information"), (2158, "information"), (10349, "information"),
+        (100, "error"), (0, "error"),
     ],
 )  # fmt: skip
 def test_error_classes(code: int, expected: str) -> None:
@@ -77,7 +85,7 @@ def test_execution_time_forms_parse_to_utc_ns(local: datetime, zone: str) -> Non
     assert normalize.parse_ib_time(str(expected // 10**9)) == expected
 
 
-@pytest.mark.parametrize("raw", ["", "garbage", "20230224 12:04:56 Greenwich Mean Time", "2023-02-24"])
+@pytest.mark.parametrize("raw", ["", "garbage", "20230224 12:04:56 Atlantis/Capital", "2023-02-24"])
 def test_unparsable_execution_time_is_zero(raw: str) -> None:
     assert normalize.parse_ib_time(raw) == 0
 
@@ -183,3 +191,133 @@ def test_syncs_log_each_execution_at_most_once_and_lose_none(
     for exec_id in delivered:  # nothing lost: logged, or covered by a logged correction
         prefix, _, suffix = exec_id.rpartition(".")
         assert any(logged[f"{prefix}.0{s}"] for s in range(int(suffix), 3)), exec_id
+
+
+# -- the TWS time zone: the handshake's connection time, and IB's execution time forms (real strings) --
+
+
+@pytest.mark.parametrize(
+    ("conn_time", "now", "expected"),
+    [
+        # real TWS (rust-ibapi PR #232): Java's long name of the machine's zone
+        ("20250323 22:21:01 Greenwich Mean Time", datetime(2025, 3, 23, 22, 21, tzinfo=UTC), "Europe/London"),
+        ("20240101 12:00:00 UTC", datetime(2024, 1, 1, 12, 0, tzinfo=UTC), "UTC"),  # the simulator
+        ("20231203 20:15:20 US/Eastern", datetime(2023, 12, 4, 1, 15, 20, tzinfo=UTC), "US/Eastern"),
+        ("20240105 09:30:00 EST", datetime(2024, 1, 5, 14, 30, tzinfo=UTC), "America/New_York"),
+        # CST is Chicago or Shanghai: the offset against the clock decides
+        ("20240105 09:30:00 CST", datetime(2024, 1, 5, 15, 30, 2, tzinfo=UTC), "America/Chicago"),
+        ("20240105 09:30:00 CST", datetime(2024, 1, 5, 1, 29, 58, tzinfo=UTC), "Asia/Shanghai"),
+        ("20240705 09:30:00 GMT", datetime(2024, 7, 5, 9, 30, tzinfo=UTC), "UTC"),  # London says BST then
+        ("20240105 09:30:00 中国标准时间", datetime(2024, 1, 5, 1, 30, tzinfo=UTC), "Asia/Shanghai"),
+        ("20240105 09:30:00 \ufffd\ufffd\ufffd", datetime(2024, 1, 5, 1, 30, tzinfo=UTC), "Asia/Shanghai"),
+        ("20240105 09:30:00 Atlantis/Capital", datetime(2024, 1, 5, 9, 30, tzinfo=UTC), None),
+        ("20240105", datetime(2024, 1, 5, 9, 30, tzinfo=UTC), None),
+    ],
+)  # fmt: skip
+def test_zone_of_the_handshake_connection_time(conn_time: str, now: datetime, expected: str | None) -> None:
+    assert zone_of_connect_time(conn_time, now) == expected
+
+
+def test_handshake_reader_keeps_the_connection_time_of_the_first_frame_only() -> None:
+    payload = b"176\x0020250323 22:21:01 Greenwich Mean Time\x00"
+    frame = struct.pack(">I", len(payload)) + payload
+    next_valid_id = struct.pack(">I", 7) + b"9\x001\x001\x00"
+    reader = HandshakeReader()
+    reader.feed(frame[:3])  # the frame may arrive in pieces
+    assert reader.conn_time == ""
+    reader.feed(frame[3:20])
+    reader.feed(frame[20:] + next_valid_id)
+    assert reader.conn_time == "20250323 22:21:01 Greenwich Mean Time"
+    reader.feed(frame)  # later traffic is not a handshake
+    assert reader.conn_time == "20250323 22:21:01 Greenwich Mean Time"
+    reader.reset()
+    assert reader.conn_time == ""
+
+
+@pytest.mark.parametrize(
+    ("raw", "tws_zone", "expected_s"),
+    [
+        ("20231203 20:15:20 US/Eastern", "UTC", 1701652520),  # nautilus execution_details_1
+        ("20230224  12:04:56", "US/Eastern", 1677258296),  # rust-ibapi tsla capture, TWS in New York
+        ("20230224  12:04:56", "UTC", 1677240296),
+        ("20230224  12:04:56", "EST", 1677258296),  # a zone named as the handshake names it
+        ("20230224 12:04:56 Greenwich Mean Time", "UTC", 1677240296),
+        ("1752606307", "US/Eastern", 1752606307),  # epoch seconds (rust-ibapi tws_interactions)
+    ],
+)
+def test_real_execution_time_strings_parse_to_utc(raw: str, tws_zone: str, expected_s: int) -> None:
+    assert normalize.parse_ib_time(raw, tws_zone) == expected_s * 10**9
+
+
+# -- the libraries' log lines of expected codes --
+
+
+@pytest.mark.parametrize(
+    ("message", "level"),
+    [
+        ("Error 202, reqId 12: Order Canceled - reason:", logging.INFO),
+        ("Error 10349, reqId 12: Order TIF was set to DAY based on order preset.", logging.INFO),
+        ("Warning 2104, reqId -1: Market data farm connection is OK:usfarm", logging.INFO),
+        ("Error 2110, reqId -1: Connectivity between TWS and server is broken.", logging.ERROR),
+        ("Error 201, reqId 12: Order rejected - reason:", logging.ERROR),
+        ("Canceled order: Trade(...)", logging.ERROR),
+    ],
+)
+def test_library_log_lines_of_expected_codes_are_info(message: str, level: int) -> None:
+    record = logging.LogRecord("ib_async.wrapper", logging.ERROR, __file__, 1, message, None, None)
+    assert ExpectedCodes().filter(record)
+    assert (record.levelno, record.levelname) == (level, logging.getLevelName(level))
+
+
+def test_the_librarys_cancelled_conclusion_after_an_expected_code_is_info() -> None:
+    quiet = ExpectedCodes()
+    lines = [
+        ("Error 10349, reqId 4: Order TIF was set to DAY based on order preset.", logging.ERROR),
+        ("Canceled order: Trade(orderId=4)", logging.WARNING),  # ib_insync believes 10349 ended it
+        ("Error 201, reqId 5: Order rejected - reason: no", logging.ERROR),
+        ("Canceled order: Trade(orderId=5)", logging.WARNING),  # a real rejection: stays a warning
+    ]
+    records = [logging.LogRecord("ib_insync.wrapper", lv, __file__, 1, m, None, None) for m, lv in lines]
+    assert all(quiet.filter(r) for r in records)
+    assert [r.levelno for r in records] == [logging.INFO, logging.INFO, logging.ERROR, logging.WARNING]
+
+
+# -- reference prices: which snapshot field is the reference --
+
+
+NAN = float("nan")
+
+
+@pytest.mark.parametrize(
+    ("ticks", "expected"),
+    [
+        ((187.5, 187.4, 187.6, 186.0), (187.5, "last")),
+        ((NAN, 187.4, 187.6, 186.0), (187.5, "midpoint")),
+        ((-1.0, -1.0, 187.6, 186.0), (186.0, "close")),  # IB's -1: no bid
+        ((NAN, NAN, NAN, NAN), None),
+        ((UNSET_DOUBLE, 0.0, 0.0, UNSET_DOUBLE), None),
+    ],
+)
+def test_reference_price_is_last_else_midpoint_else_close(
+    ticks: tuple[float, float, float, float], expected: tuple[float, str] | None
+) -> None:
+    assert choose_price(*ticks) == expected
+
+
+def test_an_unknown_tws_time_zone_setting_is_refused_at_once() -> None:
+    with pytest.raises(ValueError, match="unknown time zone 'US/Easter'"):
+        IBAdapter(tws_timezone="US/Easter")
+    assert IBAdapter(tws_timezone="Greenwich Mean Time").tws_timezone == "Greenwich Mean Time"
+
+
+def test_master_client_in_the_configuration_makes_the_adapter_client_zero(tmp_path: Path) -> None:
+    from oms.commands.run import broker_factory
+    from oms.service.config import load_config
+
+    path = tmp_path / "oms.toml"
+    path.write_text("client_id = 5\nmaster_client = true\n")
+    config = load_config(path)
+    adapter = broker_factory(config, "127.0.0.1", 7497)(lambda _e: None, initial_state)
+    assert (adapter.client_id, adapter.master_client) == (0, True)
+    plain = broker_factory(load_config(None), "127.0.0.1", 7497)(lambda _e: None, initial_state)
+    assert (plain.client_id, plain.master_client) == (1, False)

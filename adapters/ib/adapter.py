@@ -3,7 +3,8 @@ reconnect with backoff, and a reconciliation after every (re)connect.
 
 The sink is synchronous: the service appends, folds and publishes before it returns, so the state the
 adapter reads back (`state_provider`) already holds every event it emitted. The adapter never writes
-files.
+files. `master_client=True` connects as client id 0, the one client IB binds orders placed in TWS to
+(the libraries send reqAutoOpenOrders(True) for it), so those orders arrive live.
 """
 
 from __future__ import annotations
@@ -11,19 +12,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from decimal import Decimal
 from typing import Any
 
 import msgspec
-from msgspec import Struct
 
-from adapters.ib import normalize, outbound
+from adapters.ib import normalize, outbound, timezones
+from adapters.ib.backoff import Backoff
 from adapters.ib.clientlib import ClientLib, load
-from adapters.ib.errors import CLIENT_ID_IN_USE, LINK_STATE, client_id_in_use_message
+from adapters.ib.errors import CLIENT_ID_IN_USE, LINK_STATE, client_id_in_use_message, quiet_expected_codes
 from adapters.ib.hooks import CallbackHooks
 from adapters.ib.pacing import Pacing, TokenBucket
 from adapters.ib.reconcile import LogView, NewFacts, position_mismatches
+from adapters.ib.refdata import ContractInfo, IBReferenceData, ReferenceDataError
 from events.schema import (
     BrokerError,
     ConnectionChanged,
@@ -41,21 +43,6 @@ from oms.state.model import State, initial_state
 log = logging.getLogger(__name__)
 
 Sink = Callable[[Event], None]
-
-
-class Backoff(Struct, frozen=True, forbid_unknown_fields=True):
-    """Exponential backoff between connection attempts; `attempts` 0 means keep trying."""
-
-    initial: float = 0.2
-    factor: float = 2.0
-    max_delay: float = 5.0
-    attempts: int = 5
-
-    def delays(self) -> Iterator[float]:
-        delay, n = self.initial, 1
-        while not self.attempts or n < self.attempts:
-            yield delay
-            delay, n = min(delay * self.factor, self.max_delay), n + 1
 
 
 class ClientIdInUse(ConnectionError):
@@ -77,10 +64,16 @@ class IBAdapter:
         pacing: Pacing | None = None,
         request_timeout: float = 10.0,
         all_open_orders: bool = True,
-        tws_timezone: str = "UTC",
+        tws_timezone: str | None = None,
+        master_client: bool = False,
     ) -> None:
-        self.host, self.port, self.client_id = host, port, client_id
+        if tws_timezone is not None and timezones.zone(tws_timezone) is None:
+            raise ValueError(f"unknown time zone {tws_timezone!r}; name it as IANA does: 'America/New_York'")
+        self.host, self.port = host, port
+        self.client_id = 0 if master_client else client_id
+        self.master_client = master_client
         self.lib: ClientLib = load(library)
+        quiet_expected_codes(library)
         self.backoff = backoff or Backoff()
         self.reconnect_backoff = reconnect or Backoff(attempts=0)
         self.request_timeout = request_timeout
@@ -106,7 +99,16 @@ class IBAdapter:
         self._tasks: set[asyncio.Task[Any]] = set()
         self.ib: Any = self.lib.IB()
         self.ib.RaiseRequestErrors = True  # a failed request must raise, never look like an empty answer
-        CallbackHooks(self._on_callback, tws_timezone).install(self.ib.wrapper, self.ib.client.decoder)
+        if tws_timezone is not None and timezones.zone(tws_timezone) is None:
+            raise ValueError(
+                f"unknown time zone {tws_timezone!r}; use an IANA name such as 'America/New_York'"
+            )
+        self._timezone_override = tws_timezone
+        self._hooks = CallbackHooks(self._on_callback, tws_timezone or "UTC")
+        self._hooks.install(self.ib.wrapper, self.ib.client.decoder)
+        self._handshake = timezones.HandshakeReader()
+        self.ib.client.conn.hasData += self._handshake.feed
+        self.reference = IBReferenceData(self.ib, self.lib, self.pacer, request_timeout)
         self.ib.client.apiStart += self._on_api_start
         self.ib.client.apiError += self._on_api_error
         self.ib.disconnectedEvent += self._on_disconnected
@@ -116,6 +118,11 @@ class IBAdapter:
     @property
     def connected(self) -> bool:
         return self._ready and self.ib.isConnected()
+
+    @property
+    def tws_timezone(self) -> str:
+        """The zone of execution times that name none: the override, else what the handshake said."""
+        return self._hooks.tws_timezone
 
     async def connect(self, timeout: float = 10.0) -> None:
         """Connect (retrying with backoff), then reconcile. Raises ClientIdInUse at once on error 326."""
@@ -167,6 +174,7 @@ class IBAdapter:
     async def _connect_once(self, timeout: float) -> None:
         self._refused = ""
         self._connecting = True
+        self._handshake.reset()
         refused: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self._refusal = refused
         connecting = asyncio.ensure_future(
@@ -196,9 +204,13 @@ class IBAdapter:
     def _on_api_start(self) -> None:
         self._sessions += 1
         client = self.ib.client
+        conn_time = self._handshake.conn_time
+        zone = self._timezone_override or timezones.zone_of_connect_time(conn_time) or "UTC"
+        self._hooks.tws_timezone = zone
+        session = "" if self._sessions == 1 else f"reconnected (session {self._sessions}); "
         self._connection(
             "connected",
-            "" if self._sessions == 1 else f"reconnected (session {self._sessions})",
+            f"{session}TWS time {conn_time!r}: execution times without a zone are read in {zone}",
             server_version=client.serverVersion(),
             accounts=tuple(client.getAccounts()),
         )
@@ -272,6 +284,7 @@ class IBAdapter:
             problems: list[str] = []
             orders_req = self.ib.reqAllOpenOrdersAsync if self.all_open_orders else self.ib.reqOpenOrdersAsync
             orders = await self._ask("open orders", orders_req, problems)
+            await self._ask("completed orders", lambda: self.ib.reqCompletedOrdersAsync(False), problems)
             executions = await self._ask(
                 "executions", lambda: self.ib.reqExecutionsAsync(self.lib.ExecutionFilter()), problems
             )
@@ -362,21 +375,24 @@ class IBAdapter:
         await self.pacer.acquire()
         self.ib.client.reqGlobalCancel()
 
+    async def describe(self, contract: Contract) -> ContractInfo | None:
+        """IB's contract details (conId, multiplier, size increment), for intake and risk; None when IB
+        cannot say (not connected, unknown or ambiguous contract, no answer in time)."""
+        try:
+            return await self.reference.contract_info(contract)
+        except ReferenceDataError as exc:
+            log.info("no contract details for %s: %s", contract.symbol, exc)
+            return None
+
     async def reference_price(self, contract: Contract) -> Decimal | None:
         """IB's market data for a market order's notional check (a snapshot): last, else the midpoint,
         else the close; None when IB has no price for it."""
-        self._require_connected()
-        await self.pacer.acquire()
         try:
-            tickers = await self.ib.reqTickersAsync(outbound.ib_contract(self.lib, contract))
-        except ValueError:  # the library needs IB's conId to ask for market data
+            found = await self.reference.reference_price(contract)
+        except ReferenceDataError as exc:
+            log.info("no reference price for %s: %s", contract.symbol, exc)
             return None
-        for ticker in tickers:
-            for value in (ticker.last, ticker.midpoint(), ticker.close):
-                found = normalize.number(value)
-                if found is not None and found > 0:
-                    return Decimal(repr(found))
-        return None
+        return Decimal(repr(found.price))
 
     def order_id_of(self, client_order_id: str) -> int:
         """IB's orderId for one of our orders: this session's, else the log's."""

@@ -6,7 +6,8 @@ methods themselves. Each hook builds its event from the untouched arguments (nor
 on, then lets the library do its own bookkeeping as if nothing happened.
 
 The decoder's execDetails handler is wrapped too: the library only passes its own parse of the
-execution time, and the event keeps IB's raw text.
+execution time, and the event keeps IB's raw text. `tws_timezone` (set by the adapter from the
+handshake) is the zone of execution times that name none.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ class CallbackHooks:
 
     def __init__(self, emit: Emit, tws_timezone: str = "UTC") -> None:
         self._emit = emit
-        self._tws_timezone = tws_timezone
+        self.tws_timezone = tws_timezone
         self._raw_exec_time = ""
 
     def install(self, wrapper: Any, decoder: Any) -> None:
@@ -67,7 +68,7 @@ class CallbackHooks:
         return hooked
 
     def _exec_details(self, reqId: int, contract: Any, execution: Any) -> Event:
-        return normalize.exec_details(reqId, contract, execution, self._raw_exec_time, self._tws_timezone)
+        return normalize.exec_details(reqId, contract, execution, self._raw_exec_time, self.tws_timezone)
 
     @staticmethod
     def _account_update_multi(

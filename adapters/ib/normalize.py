@@ -14,8 +14,8 @@ import sys
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Final, Protocol
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from adapters.ib import timezones
 from adapters.ib.errors import classify
 from events.schema import (
     AccountValueReported,
@@ -63,6 +63,7 @@ class IbOrder(Protocol):
     orderRef: str
     outsideRth: bool
     parentId: int
+    filledQuantity: float  # decoded for completed orders only (unset elsewhere)
 
 
 class IbOrderState(Protocol):
@@ -70,6 +71,8 @@ class IbOrderState(Protocol):
     commission: float
     commissionCurrency: str
     warningText: str
+    completedTime: str
+    completedStatus: str
 
 
 class IbExecution(Protocol):
@@ -205,11 +208,15 @@ def open_order(
         commission_currency=text(state.commissionCurrency),
         warning_text=text(state.warningText),
         completed=completed,
+        filled=size(order.filledQuantity) if number(order.filledQuantity) is not None else None,
+        completed_time=text(state.completedTime),
+        completed_status=text(state.completedStatus),
     )
 
 
 def completed_order(c: IbContract, order: IbOrder, state: IbOrderState) -> OpenOrderReported:
-    """A reqCompletedOrders answer: an openOrder of a done order (IB gives no orderId for some)."""
+    """A reqCompletedOrders answer: an openOrder of a done order. IB sends no orderId and no clientId
+    (both 0 here): the fold joins it by permId, else by orderRef. `filled` is IB's filled quantity."""
     return open_order(order.orderId, c, order, state, completed=True)
 
 
@@ -279,22 +286,26 @@ def datetime_ns(value: datetime | None) -> int:
 def parse_ib_time(raw: str, default_timezone: str = "UTC") -> int:
     """IB's execution time text -> UTC ns since the epoch, 0 if it cannot be parsed.
 
-    Forms: `YYYYMMDD HH:MM:SS Area/City` (zone given), `YYYYMMDD  HH:MM:SS` (TWS local time:
-    `default_timezone`), `YYYYMMDD-HH:MM:SS` (UTC), and epoch seconds."""
+    Forms: `YYYYMMDD HH:MM:SS Zone` (the zone named: IANA, or a Java / Windows name, see timezones.py),
+    `YYYYMMDD  HH:MM:SS` (TWS local time: `default_timezone`, the zone the handshake reported),
+    `YYYYMMDD-HH:MM:SS` (UTC), and epoch seconds."""
     raw = raw.strip()
     if raw.isdigit():
         return int(raw) * 1_000_000_000
     parts = raw.split()
     if len(parts) == 1 and "-" in raw:
-        parts, zone = raw.split("-", 1), "UTC"
+        parts, zone_name = raw.split("-", 1), "UTC"
     elif len(parts) == 2:
-        zone = default_timezone
+        zone_name = default_timezone
     elif len(parts) >= 3:
-        zone = " ".join(parts[2:])
+        zone_name = " ".join(parts[2:])
     else:
+        return 0
+    tz = timezones.zone(zone_name)
+    if tz is None:
         return 0
     try:
         naive = datetime.strptime(f"{parts[0]} {parts[1]}", "%Y%m%d %H:%M:%S")
-        return datetime_ns(naive.replace(tzinfo=ZoneInfo(zone)))
-    except (ValueError, ZoneInfoNotFoundError):
+    except ValueError:
         return 0
+    return datetime_ns(naive.replace(tzinfo=tz))

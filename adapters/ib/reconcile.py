@@ -8,6 +8,9 @@ every (re)connect) restate what IB already said, so during a sync only what is n
 - a commission by its execId, when the log already has one for that execution;
 - an open order / order status by permId, when the log's order already shows that raw status and
   quantity (or this session already logged the same report);
+- a completed order (reqCompletedOrders: no orderId / clientId) by permId, when the log's order is
+  already in that end state with IB's filled quantity; while IB says more was filled than the log's
+  fills explain (executions IB no longer returns), it stays a new fact;
 - a position by (account, conId), when this session already logged the same report;
 - an account value, whenever it equals the last one logged (two subscriptions report the same values).
 `LogView` is the one place that reads the fold's `State`.
@@ -152,6 +155,9 @@ class NewFacts:
 
 
 def _log_shows(order: Order | None, event: OrderStatusReported | OpenOrderReported) -> bool:
+    if order is not None and isinstance(event, OpenOrderReported) and event.completed:
+        done = event.status.lower() in (order.status, order.broker_status.lower())
+        return done and order.filled == (event.filled or 0)
     if order is None or order.broker_status != event.status:
         return False
     if isinstance(event, OrderStatusReported):

@@ -155,7 +155,13 @@ def broker_factory(config: Config, host: str, port: int) -> BrokerFactory:
 
     def build(sink: Sink, state_provider: Callable[[], State]) -> IBAdapter:
         return IBAdapter(
-            host, port, config.client_id, sink=sink, state_provider=state_provider, library=config.library
+            host,
+            port,
+            config.client_id,
+            sink=sink,
+            state_provider=state_provider,
+            library=config.library,
+            master_client=config.master_client,
         )
 
     return build

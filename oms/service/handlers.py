@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import Callable, Coroutine
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import msgspec
 
@@ -54,7 +54,7 @@ from oms.protocol import (
 from oms.service import intake, queries
 from oms.service.config import Config
 from oms.service.pipeline import Pipeline
-from oms.service.risk import Reference
+from oms.service.risk import Described, Reference
 from oms.state.model import Order
 
 log = logging.getLogger(__name__)
@@ -62,6 +62,7 @@ log = logging.getLogger(__name__)
 Reply = OkReply | ErrorReply
 COMMANDS = (PlaceRequest, ModifyRequest, CancelRequest, CancelAllRequest, KillSwitchRequest)
 CONNECTED = frozenset({"connected", "restored", "restored_data_lost"})
+T = TypeVar("T")
 REFERENCE_TIMEOUT_S = 2.0  # how long a market order waits for IB's market data before the last fill
 
 
@@ -73,6 +74,7 @@ class Broker(Protocol):
     async def cancel(self, order_id: int) -> None: ...
     async def cancel_all(self) -> None: ...
     async def reference_price(self, contract: Contract) -> Decimal | None: ...
+    async def describe(self, contract: Contract) -> Described | None: ...
 
 
 class EventSource(Protocol):
@@ -158,10 +160,14 @@ class Handlers:
     async def place(self, req: PlaceRequest) -> PlaceResult | ErrorInfo:
         state = self.pipeline.state
         coid = req.client_order_id or new_client_order_id(req.strategy_id)
+        contract = req.contract.to_contract()
+        described = await self._ask_ib(self._broker().describe(contract), "contract details", contract)
         reference = None
         if req.order_type == "MKT" and self.config.risk.max_notional is not None:
-            reference = await self._reference(req.contract.to_contract())
-        decision = intake.decide_place(req, state, self.config.risk, self.default_account, coid, reference)
+            reference = await self._reference(contract, described)
+        decision = intake.decide_place(
+            req, state, self.config.risk, self.default_account, coid, reference, described
+        )
         if isinstance(decision, ErrorInfo):
             return decision
         if isinstance(decision, intake.Duplicate):
@@ -216,17 +222,21 @@ class Handlers:
                 self._send(self._broker().cancel_all())
         return KillSwitchResult(engaged=req.engaged, seq=env.seq, cancelled=cancelled)
 
-    async def _reference(self, contract: Contract) -> Reference | None:
+    async def _reference(self, contract: Contract, described: Described | None) -> Reference | None:
         """A market order's reference price: IB's market data for the contract, else the last fill of
         that conId; None when neither exists (the notional check then denies it, see risk.py)."""
-        try:
-            price = await asyncio.wait_for(self._broker().reference_price(contract), REFERENCE_TIMEOUT_S)
-        except (TimeoutError, ConnectionError) as exc:
-            log.warning("no market data for %s: %s", contract.symbol, exc or type(exc).__name__)
-            price = None
+        price = await self._ask_ib(self._broker().reference_price(contract), "market data", contract)
         if price is not None:
             return Reference(price, "market data")
-        return intake.last_fill_reference(self.pipeline.state, contract, self.pipeline.last_prices)
+        return intake.last_fill_reference(self.pipeline.state, contract, self.pipeline.last_prices, described)
+
+    async def _ask_ib(self, question: Coroutine[Any, Any, T], what: str, contract: Contract) -> T | None:
+        """IB's answer, or None when it does not come in time (the checks then fail closed)."""
+        try:
+            return await asyncio.wait_for(question, REFERENCE_TIMEOUT_S)
+        except (TimeoutError, ConnectionError) as exc:
+            log.warning("no %s for %s from IB: %s", what, contract.symbol, exc or type(exc).__name__)
+            return None
 
     async def cancel_orders(self, orders: list[Order], reason: str) -> tuple[list[str], int]:
         """Log a CancelRequested per order, wait for the last to be durable, then send the cancels."""

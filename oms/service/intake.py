@@ -15,7 +15,7 @@ from msgspec import Struct
 
 from events.schema import CancelRequested, Contract, ModifyRequested, OrderDenied, OrderRequested
 from oms.protocol import CancelRequest, ErrorInfo, ModifyRequest, PlaceRequest
-from oms.service.risk import Denial, Exposure, Reference, RiskLimits, check_order, check_size
+from oms.service.risk import Denial, Described, Exposure, Reference, RiskLimits, check_order, check_size
 from oms.state.model import TERMINAL, Order, Position, State
 from oms.state.positions import instrument_key, multiplier
 
@@ -54,17 +54,20 @@ def _prices_error(order_type: str, limit: float | None, stop: float | None) -> s
     return None
 
 
-def size_increment(contract: Contract) -> Decimal:
+def size_increment(contract: Contract, described: Described | None = None) -> Decimal:
+    """IB's size increment from its contract details; where IB gave none, the usual one for the type."""
+    if described is not None and described.size_increment > 0:
+        return described.size_increment
     return DEFAULT_INCREMENTS.get(contract.sec_type, Decimal(1))
 
 
-def quantity_error(quantity: Decimal, contract: Contract) -> str | None:
+def quantity_error(quantity: Decimal, contract: Contract, described: Described | None = None) -> str | None:
     """Why `quantity` cannot be ordered (finite, > 0, at most 1e9, a multiple of the size increment)."""
     if not quantity.is_finite() or quantity <= 0:
         return f"quantity must be a positive number, not {quantity}"
     if quantity > MAX_QUANTITY:
         return f"quantity {quantity} is above 1,000,000,000"
-    step = size_increment(contract)
+    step = size_increment(contract, described)
     if quantity % step:
         return (
             f"quantity {quantity} is not a multiple of {step}, the size increment of "
@@ -74,13 +77,13 @@ def quantity_error(quantity: Decimal, contract: Contract) -> str | None:
 
 
 def order_from_request(
-    req: PlaceRequest, client_order_id: str, default_account: str
+    req: PlaceRequest, client_order_id: str, default_account: str, described: Described | None = None
 ) -> OrderRequested | ErrorInfo:
     account = req.account or default_account
     if not account:
         return invalid("no account given and no default account configured", client_order_id)
     contract = req.contract.to_contract()
-    problem = quantity_error(req.quantity, contract) or _prices_error(
+    problem = quantity_error(req.quantity, contract, described) or _prices_error(
         req.order_type, req.limit_price, req.stop_price
     )
     if problem:
@@ -109,12 +112,14 @@ def decide_place(
     default_account: str,
     client_order_id: str,
     reference: Reference | None,
+    described: Described | None = None,
 ) -> OrderRequested | OrderDenied | Duplicate | ErrorInfo:
-    """`reference`: the price a market order is valued at (the handler asks IB's market data first)."""
+    """`reference`: the price a market order is valued at; `described`: IB's contract details (the
+    handler asks IB for both first)."""
     existing = state.orders.get(client_order_id)
     if existing is not None:
         return Duplicate(existing)
-    order = order_from_request(req, client_order_id, default_account)
+    order = order_from_request(req, client_order_id, default_account, described)
     if isinstance(order, ErrorInfo):
         return order
     parent = order.parent_client_order_id
@@ -124,7 +129,9 @@ def decide_place(
         order = msgspec.structs.replace(
             order, reference_price=float(reference.price), reference_source=reference.source
         )
-    denial = check_order(order, limits, exposure(state, order, reference, limits.max_position is not None))
+    denial = check_order(
+        order, limits, exposure(state, order, reference, described, limits.max_position is not None)
+    )
     if denial is not None:
         return OrderDenied(
             client_order_id=client_order_id,
@@ -222,7 +229,11 @@ def remaining(order: Order) -> Decimal:
 
 
 def exposure(
-    state: State, order: OrderRequested, reference: Reference | None, with_working: bool = True
+    state: State,
+    order: OrderRequested,
+    reference: Reference | None,
+    described: Described | None = None,
+    with_working: bool = True,
 ) -> Exposure:
     """What the risk checks need; summing the working orders (O(working orders on the instrument)) is
     skipped when no position limit needs it."""
@@ -237,7 +248,7 @@ def exposure(
         working_buy=working["BUY"],
         working_sell=working["SELL"],
         reference=reference,
-        multiplier=known_multiplier(state, order.contract),
+        multiplier=described.multiplier if described is not None else known_multiplier(state, order.contract),
         kill_switch=state.kill_switch,
     )
 
@@ -253,10 +264,10 @@ def known_multiplier(state: State, contract: Contract) -> Decimal | None:
 
 
 def last_fill_reference(
-    state: State, contract: Contract, last_prices: Mapping[int, Decimal]
+    state: State, contract: Contract, last_prices: Mapping[int, Decimal], described: Described | None = None
 ) -> Reference | None:
     """The last fill price of this conId (never of another contract with the same symbol)."""
-    price = last_prices.get(_con_id(state, contract))
+    price = last_prices.get(described.con_id if described is not None else _con_id(state, contract))
     return Reference(price, "last fill") if price is not None else None
 
 

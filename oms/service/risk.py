@@ -14,6 +14,7 @@ says what is missing (`allow_market_without_price = true` lets such market order
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Protocol
 
 from msgspec import Struct
 
@@ -27,6 +28,18 @@ class RiskLimits(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     allowed_symbols: tuple[str, ...] | None = None  # None: every symbol
     max_order_age_s: float | None = None  # working orders older than this are cancelled (reason max_age)
     allow_market_without_price: bool = False  # a MKT order nothing can value passes the notional check
+
+
+class Described(Protocol):
+    """What IB's contract details say of an instrument, as intake and risk need it (the IB adapter's
+    ContractInfo has this shape)."""
+
+    @property
+    def con_id(self) -> int: ...
+    @property
+    def multiplier(self) -> Decimal: ...
+    @property
+    def size_increment(self) -> Decimal: ...
 
 
 class Reference(Struct, frozen=True):

@@ -215,6 +215,8 @@ def _on_open_order(state: State, tx: Tx, ev: ev_.OpenOrderReported, seq: int, ts
                 order = replace(order, order_type=ev.order_type)
     order = links.bind(state, tx, order, ev.order_id, ev.perm_id, ev.client_id)
     order = fills.learn(state, tx, order, ev.contract, old is None)
+    if ev.filled is not None:  # a completed order: IB's filled quantity (no average price comes with it)
+        order = _broker_fill(order, ev.filled, 0.0, ev.status, seq, ts)
     unknown_quantity = order.external and order.quantity == 0 and ev.quantity > 0
     if order.status in TERMINAL and not unknown_quantity:  # a terminal order changes only by executions
         book.put(state, tx, old, order)

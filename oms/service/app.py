@@ -17,6 +17,7 @@ import contextlib
 import logging
 import os
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
@@ -29,7 +30,7 @@ from events.journal import JournalWriter
 from events.journal_errors import JournalError
 from events.reader import JournalReader
 from events.schema import ConnectionChanged, Event, SessionStarted
-from events.snapshots import latest_snapshot, prune_snapshots, write_snapshot
+from events.snapshots import CorruptSnapshotWarning, latest_snapshot, prune_snapshots, write_snapshot
 from oms import __version__
 from oms.protocol import ENDPOINTS_FILE, HEARTBEAT_INTERVAL_S, Endpoints
 from oms.service.config import Config, ConfigError
@@ -57,9 +58,15 @@ BrokerFactory = Callable[[Sink, Callable[[], State]], ManagedBroker]
 
 def load_state(journal_dir: Path, last_seq: int) -> tuple[State, int]:
     """(state at `last_seq`, seq of the snapshot it started from, 0 for none): a snapshot the code
-    cannot read (an older state layout) is skipped, since the journal is the truth."""
+    cannot read (an older state layout), a corrupt one, or one whose journal frame is not the one it was
+    taken at (the log was cut and grew again) is skipped with a warning, since the journal is the truth;
+    the service owns the directory, so the bad ones are deleted."""
     state = initial_state()
-    found = latest_snapshot(journal_dir, max_seq=last_seq)
+    with warnings.catch_warnings(record=True) as skipped:
+        warnings.simplefilter("always", CorruptSnapshotWarning)
+        found = latest_snapshot(journal_dir, max_seq=last_seq, discard=True)
+    for warning in skipped:
+        log.warning("snapshot skipped: %s", warning.message)
     if found is not None:
         try:
             state = decode_state(found[1])
@@ -143,6 +150,10 @@ class Service:
         if self.journal.recovery is not None:
             self.recovery = str(self.journal.recovery)
             log.warning("journal recovery: %s", self.recovery)
+        for path in self.journal.discarded_snapshots:
+            log.warning(
+                "snapshot %s is beyond the journal's end (seq %d): deleted", path, self.journal.last_seq
+            )
         state, snapshot_seq = load_state(self.journal_dir, self.journal.last_seq)
         log.info("state at seq %d (snapshot at %d + the journal after it)", state.seq, snapshot_seq)
         return state
@@ -191,7 +202,7 @@ class Service:
 
     def write_snapshot(self) -> int:
         state = self.pipeline.state
-        write_snapshot(self.journal_dir, state.seq, encode_state(state))
+        write_snapshot(self.journal_dir, state.seq, encode_state(state), self.journal.frame_crc(state.seq))
         prune_snapshots(self.journal_dir, keep=3)
         return state.seq
 
@@ -199,9 +210,10 @@ class Service:
         """Encode now (consistent at this seq), write and fsync in a thread."""
         state = self.pipeline.state
         seq, payload = state.seq, encode_state(state)
+        frame_crc = self.journal.frame_crc(seq)
 
         def write() -> None:
-            write_snapshot(self.journal_dir, seq, payload)
+            write_snapshot(self.journal_dir, seq, payload, frame_crc)
             prune_snapshots(self.journal_dir, keep=3)
 
         future = asyncio.get_running_loop().run_in_executor(None, write)

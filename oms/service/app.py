@@ -98,7 +98,14 @@ class Service:
         self.broker: ManagedBroker | None = None
         self.endpoints: Endpoints | None = None
         self.recovery: str | None = None
+        self.summary = ""  # what shutdown flushed, one line (also logged)
+        self._state: State | None = None
         self._stopped = False
+
+    def use_broker(self, broker_factory: BrokerFactory, ib_endpoint: str) -> None:
+        """Point the service at IB once its address is known (the embedded simulator's free port)."""
+        self._broker_factory = broker_factory
+        self.ib_endpoint = ib_endpoint
 
     # -- lifecycle ----------------------------------------------------------------------------------
 
@@ -106,7 +113,7 @@ class Service:
         config = self.config
         check_binds([config.pub, config.router], config.curve)
         curve_public, curve_secret = server_keys(config.curve)
-        state = self._open_journal()
+        state = self.open()
         self.ctx = zmq.asyncio.Context()
         self.auth = start_authenticator(self.ctx, config.curve) if curve_secret else None
         self.publisher = Publisher(
@@ -141,8 +148,12 @@ class Service:
         self.handlers.broker = self.broker  # reconciled: commands are accepted from here on
         log.info("ready: PUB %s ROUTER %s IB %s", self.endpoints.pub, self.endpoints.router, self.ib_endpoint)
 
-    def _open_journal(self) -> State:
-        """Lock and recover the journal; the state at its last seq (snapshot + tail)."""
+    def open(self) -> State:
+        """Lock and recover the journal; the state at its last seq (snapshot + tail). The first thing
+        start-up does (the composition root calls it even before starting the embedded simulator), so a
+        service refused by the lock touches nothing; idempotent."""
+        if self._state is not None:
+            return self._state
         self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.journal = JournalWriter.open(
             self.journal_dir, durability=self.config.durability, group_commit_ms=self.config.group_commit_ms
@@ -154,8 +165,13 @@ class Service:
             log.warning(
                 "snapshot %s is beyond the journal's end (seq %d): deleted", path, self.journal.last_seq
             )
-        state, snapshot_seq = load_state(self.journal_dir, self.journal.last_seq)
+        try:
+            state, snapshot_seq = load_state(self.journal_dir, self.journal.last_seq)
+        except BaseException:
+            self.journal.close()
+            raise
         log.info("state at seq %d (snapshot at %d + the journal after it)", state.seq, snapshot_seq)
+        self._state = state
         return state
 
     def _sink(self, event: Event) -> None:
@@ -183,8 +199,15 @@ class Service:
             await asyncio.gather(*self._snapshot_writes, return_exceptions=True)
             if self.pipeline.failure is None:  # a failed journal has nothing more to flush or snapshot
                 self.pipeline.drain()
-                self.journal.sync()
-                self.write_snapshot()
+                durable = self.journal.sync()
+                snapshot = self.write_snapshot()
+                self.summary = (
+                    f"stopped: journal fsynced through seq {durable} ({self.pipeline.appended} events "
+                    f"this session), snapshot written at seq {snapshot}"
+                )
+            else:
+                self.summary = f"stopped after a journal failure ({self.pipeline.failure}): no snapshot"
+            log.info("%s", self.summary)
         if hasattr(self, "journal"):
             self.journal.close()
         for closable in ("router", "publisher"):
@@ -193,7 +216,7 @@ class Service:
         if getattr(self, "auth", None) is not None:
             self.auth.stop()  # type: ignore[union-attr]
         if hasattr(self, "ctx"):
-            self.ctx.term()
+            self.ctx.destroy(linger=0)  # closes what a failed start left open: never waits
         if self.endpoints is not None:  # ours (a refused start must not remove a running service's file)
             with contextlib.suppress(FileNotFoundError):
                 (self.data_dir / ENDPOINTS_FILE).unlink()

@@ -22,6 +22,7 @@ import zmq
 import zmq.asyncio
 
 from oms.protocol import MAX_MESSAGE_BYTES, OPS, AnyRequest, ErrorInfo, ErrorReply, OkReply, Request, op_of
+from oms.service.sockets import bind
 
 log = logging.getLogger(__name__)
 
@@ -91,8 +92,7 @@ class Router:
         if curve_secret is not None:
             self.socket.curve_secretkey = curve_secret
             self.socket.curve_server = True
-        self.socket.bind(endpoint)
-        self.endpoint: str = self.socket.getsockopt_string(zmq.LAST_ENDPOINT)
+        self.endpoint = bind(self.socket, endpoint, "ROUTER", "--router")
         self._handler = handler
         self._tasks: set[asyncio.Task[None]] = set()
         self.requests = 0

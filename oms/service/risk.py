@@ -14,6 +14,7 @@ from __future__ import annotations
 from msgspec import Struct
 
 from events.schema import OrderRequested
+from oms.readable import plain
 from oms.state.positions import multiplier
 
 
@@ -55,7 +56,9 @@ def check_order(order: OrderRequested, limits: RiskLimits, exposure: Exposure) -
 def check_size(quantity: float, price: float | None, multiplier: float, limits: RiskLimits) -> Denial | None:
     """Quantity and notional: shared by new orders and modifications."""
     if limits.max_quantity is not None and quantity > limits.max_quantity:
-        return Denial("max_quantity", f"quantity {quantity:g} > max_quantity {limits.max_quantity:g}")
+        return Denial(
+            "max_quantity", f"quantity {plain(quantity)} > max_quantity {plain(limits.max_quantity)}"
+        )
     if limits.max_notional is not None and price is not None:
         notional = quantity * price * multiplier
         if notional > limits.max_notional:
@@ -83,7 +86,7 @@ def _position(order: OrderRequested, limits: RiskLimits, exposure: Exposure) -> 
     if abs(projected) > limits.max_position:
         return Denial(
             "max_position",
-            f"position {exposure.position:g} with working orders and this order reaches {projected:g}, "
-            f"beyond max_position {limits.max_position:g}",
+            f"position {plain(exposure.position)} with working orders and this order reaches "
+            f"{plain(projected)}, beyond max_position {plain(limits.max_position)}",
         )
     return None

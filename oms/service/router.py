@@ -22,6 +22,7 @@ import zmq
 import zmq.asyncio
 
 from oms.protocol import MAX_MESSAGE_BYTES, OPS, AnyRequest, ErrorInfo, ErrorReply, OkReply, Request, op_of
+from oms.readable import validation_message
 from oms.service.sockets import bind
 
 log = logging.getLogger(__name__)
@@ -40,15 +41,19 @@ def error(code: str, message: str, request_id: Any = None, op: str | None = None
 
 
 def decode_request(payload: bytes) -> Request | ErrorReply:
-    """A typed request, or the error reply that says precisely what is wrong with it."""
+    """A typed request, or the error reply that says precisely what is wrong with it. Never raises for
+    any bytes: a request nested deeper than the decoder's recursion limit is `malformed` too."""
     if len(payload) > MAX_MESSAGE_BYTES:
         return error("too_large", f"request of {len(payload)} bytes exceeds {MAX_MESSAGE_BYTES}")
     try:
-        return _request_decoder.decode(payload)
-    except msgspec.ValidationError as exc:  # a subclass of DecodeError: test it first
-        return _classify(payload, exc)
+        try:
+            return _request_decoder.decode(payload)
+        except msgspec.ValidationError as exc:  # a subclass of DecodeError: test it first
+            return _classify(payload, exc)
     except (msgspec.DecodeError, ValueError) as exc:  # ValueError: e.g. a string that is not UTF-8
         return error("malformed", f"not msgpack: {exc}")
+    except RecursionError:
+        return error("malformed", "nested too deeply: a request is a map of plain values and small maps")
 
 
 def _classify(payload: bytes, exc: msgspec.ValidationError) -> ErrorReply:
@@ -63,10 +68,10 @@ def _classify(payload: bytes, exc: msgspec.ValidationError) -> ErrorReply:
         request_id = None
     op = raw.get("op")
     if not isinstance(op, str):
-        return error("invalid", "missing or non-string `op`", request_id)
+        return error("invalid", "op: missing or not text (every request names its op)", request_id)
     if op not in OPS:
         return error("unknown_op", f"unknown op {op[:64]!r}; known: {sorted(OPS)}", request_id)
-    return error("invalid", str(exc), request_id, op)
+    return error("invalid", validation_message(exc), request_id, op)
 
 
 def split_frames(frames: list[bytes]) -> tuple[list[bytes], bytes | ErrorReply]:

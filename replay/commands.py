@@ -214,11 +214,15 @@ def _publish(args: argparse.Namespace, source: Any, console: Any) -> int:
 
 
 def _archive(args: argparse.Namespace) -> int:
+    import duckdb
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from events.journal_errors import JournalError
     from replay.archive import ArchiveMismatch, archive_journal
 
+    folder = args.archive.parent
+    if not folder.is_dir():
+        return _refuse(f"cannot create the archive {args.archive}: the directory {folder} does not exist")
     console = _console()
     columns = (TextColumn("archiving"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, console=console, transient=True) as progress:
@@ -233,6 +237,8 @@ def _archive(args: argparse.Namespace) -> int:
             )
         except (JournalError, ArchiveMismatch) as exc:
             return _refuse(str(exc))
+        except (duckdb.Error, OSError) as exc:
+            return _refuse(f"cannot write the archive {args.archive}: {exc}")
     if report.imported:
         console.print(f"archived seqs {report.first_seq}..{report.last_seq} ({report.imported} events)")
     else:

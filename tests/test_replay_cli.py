@@ -127,3 +127,10 @@ def test_every_command_has_help_with_examples(command: str, capsys) -> None:
     with pytest.raises(SystemExit):
         main([command, "--help"])
     assert "examples:" in capsys.readouterr().out
+
+
+def test_archive_into_a_missing_directory_is_refused_plainly(data: Path, tmp_path: Path, capsys) -> None:
+    code, _, err = oms(capsys, "archive", data, tmp_path / "missing" / "dir" / "s.duckdb")
+    assert code == 2
+    assert f"the directory {tmp_path / 'missing' / 'dir'} does not exist" in err
+    assert "Traceback" not in err and not (tmp_path / "missing").exists()

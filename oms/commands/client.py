@@ -26,6 +26,18 @@ def _positive(text: str) -> float:
     return value
 
 
+def _event_kinds() -> list[str]:
+    from events.schema import KINDS
+
+    return sorted(kind for kind in KINDS if kind != "unknown")
+
+
+def _event_kind(text: str) -> str:
+    if text not in _event_kinds():
+        raise argparse.ArgumentTypeError(f"no event kind {text!r}; the kinds are {', '.join(_event_kinds())}")
+    return text
+
+
 def _add_service_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("finding the service")
     group.add_argument(
@@ -125,7 +137,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         epilog="examples:\n  oms tail\n  oms tail --kind execution --kind commission\n"
         "  oms tail --order mom-0190a1b2c3d-4e5f60718293 --json",
     )
-    tail.add_argument("--kind", action="append", help="only events of this kind (repeatable)")
+    tail.add_argument(
+        "--kind",
+        action="append",
+        type=_event_kind,
+        metavar="KIND",
+        help="only events of this kind (repeatable): " + ", ".join(_event_kinds()),
+    )
     tail.add_argument("--order", help="only events that name or change this client order id")
     tail.add_argument(
         "--strategy", help="only events that name or change this strategy's orders or positions"
@@ -139,10 +157,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def _run(args: argparse.Namespace, command: Callable[[argparse.Namespace], Coroutine[Any, Any, int]]) -> int:
     import asyncio
 
-    from oms.client import ServiceError, ServiceUnavailable
+    from oms.client import ServiceError, ServiceNotRunning, ServiceUnavailable
 
     try:
         return asyncio.run(command(args))
+    except ServiceNotRunning as exc:
+        print(f"oms {args.command}: {exc}", file=sys.stderr)
+        return EXIT_NO_SERVICE
     except ServiceUnavailable as exc:
         print(f"oms {args.command}: the service is not running or not answering: {exc}", file=sys.stderr)
         return EXIT_NO_SERVICE

@@ -29,10 +29,10 @@ import zmq.asyncio
 from events.journal import JournalWriter
 from events.journal_errors import JournalError
 from events.reader import JournalReader
-from events.schema import ConnectionChanged, Event, SessionStarted
+from events.schema import ConnectionChanged, Event, ReconciliationFinished, SessionStarted
 from events.snapshots import CorruptSnapshotWarning, latest_snapshot, prune_snapshots, write_snapshot
 from oms import __version__
-from oms.protocol import ENDPOINTS_FILE, HEARTBEAT_INTERVAL_S, Endpoints
+from oms.protocol import ENDPOINTS_FILE, HEARTBEAT_INTERVAL_S, Endpoints, StatusResult
 from oms.service.config import Config, ConfigError
 from oms.service.curve import check_binds, server_keys, start_authenticator
 from oms.service.handlers import Broker, Handlers
@@ -101,6 +101,8 @@ class Service:
         self.summary = ""  # what shutdown flushed, one line (also logged)
         self._state: State | None = None
         self._stopped = False
+        self.started_ts = time.time_ns()
+        self.reconciled: tuple[int, int, bool] = (0, 0, False)  # seq, ts, ok of the last reconciliation
 
     def use_broker(self, broker_factory: BrokerFactory, ib_endpoint: str) -> None:
         """Point the service at IB once its address is known (the embedded simulator's free port)."""
@@ -123,6 +125,7 @@ class Service:
             self.journal, state, self.publisher, self._snapshot_due, config.snapshot_every, config.durability
         )
         self.handlers = Handlers(self.pipeline, config, JournalReader(self.journal_dir), __version__)
+        self.handlers.status_provider = self.status_result
         self.router = Router(self.ctx, config.router, self.handlers.handle, curve_secret)
         self.endpoints = Endpoints(
             pub=self.publisher.endpoint,
@@ -178,7 +181,9 @@ class Service:
         """The adapter's sink; learns the default account from the connection when none is configured."""
         if type(event) is ConnectionChanged and event.accounts and not self.handlers.default_account:
             self.handlers.default_account = event.accounts[0]
-        self.pipeline.append(event)
+        env = self.pipeline.append(event)
+        if type(event) is ReconciliationFinished:
+            self.reconciled = (env.seq, env.ts, event.ok)
 
     async def stop(self) -> None:
         """Graceful shutdown (idempotent); the journal ends fsynced and a snapshot is written."""
@@ -256,6 +261,27 @@ class Service:
     @property
     def ready(self) -> bool:
         return hasattr(self, "handlers") and self.handlers.ready
+
+    def status_result(self) -> StatusResult:
+        """The `status` reply (`oms status`)."""
+        state = self.pipeline.state
+        seq, ts, ok = self.reconciled
+        return StatusResult(
+            ready=self.ready,
+            version=__version__,
+            pid=os.getpid(),
+            ib=self.ib_endpoint,
+            connection=state.connection,
+            journal_seq=self.journal.last_seq,
+            durable_seq=self.journal.durable_seq,
+            reconciled_seq=seq,
+            reconciled_ts=ts,
+            reconciliation_ok=ok,
+            subscribers=self.publisher.subscribers,
+            open_orders=sum(1 for o in state.orders.values() if o.status not in TERMINAL),
+            kill_switch=state.kill_switch,
+            started_ts=self.started_ts,
+        )
 
     def status(self) -> dict[str, Any]:
         state = self.pipeline.state

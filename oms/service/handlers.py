@@ -47,6 +47,8 @@ from oms.protocol import (
     PositionsRequest,
     Request,
     SnapshotRequest,
+    StatusRequest,
+    StatusResult,
     op_of,
 )
 from oms.service import intake, queries
@@ -87,6 +89,7 @@ class Handlers:
         self.accepting = True  # False from shutdown on: new commands get `not_ready`
         self._tasks: set[asyncio.Task[Any]] = set()
         self._placing: dict[str, asyncio.Future[None]] = {}  # client order id -> done once sent (or not)
+        self.status_provider: Callable[[], StatusResult] | None = None  # set by the service
         self._table: dict[type[Request], Callable[[Any], Coroutine[Any, Any, Any]]] = {
             PingRequest: self.ping,
             SnapshotRequest: self.query,
@@ -98,6 +101,7 @@ class Handlers:
             PositionsRequest: self.query,
             EventsRequest: self.events,
             KillSwitchRequest: self.kill_switch,
+            StatusRequest: self.status,
         }
 
     def not_ready(self) -> str | None:
@@ -133,6 +137,11 @@ class Handlers:
 
     async def ping(self, _: PingRequest) -> PingResult:
         return PingResult(ready=self.ready, version=self.version)
+
+    async def status(self, _: StatusRequest) -> StatusResult | ErrorInfo:
+        if self.status_provider is None:
+            return ErrorInfo(code="not_ready", message="the service is starting; retry")
+        return self.status_provider()
 
     async def query(self, req: queries.StateQuery) -> queries.StateResult:
         return queries.answer(self.pipeline.state, req)

@@ -33,6 +33,7 @@ from events.schema import ConnectionChanged, Event, ReconciliationFinished, Sess
 from events.snapshots import CorruptSnapshotWarning, latest_snapshot, prune_snapshots, write_snapshot
 from oms import __version__
 from oms.protocol import ENDPOINTS_FILE, HEARTBEAT_INTERVAL_S, Endpoints, StatusResult
+from oms.service.authz import load_grants
 from oms.service.config import Config, ConfigError
 from oms.service.curve import check_binds, server_keys, start_authenticator
 from oms.service.handlers import Broker, Handlers
@@ -113,9 +114,8 @@ class Service:
 
     async def start(self) -> None:
         config = self.config
-        check_binds([config.pub, config.router], config.curve)
-        curve_public, curve_secret = server_keys(config.curve)
         state = self.open()
+        curve_public, curve_secret = server_keys(config.curve)
         self.ctx = zmq.asyncio.Context()
         self.auth = start_authenticator(self.ctx, config.curve) if curve_secret else None
         self.publisher = Publisher(
@@ -157,6 +157,9 @@ class Service:
         service refused by the lock touches nothing; idempotent."""
         if self._state is not None:
             return self._state
+        check_binds([self.config.pub, self.config.router], self.config.curve)  # refusals touch nothing
+        server_keys(self.config.curve)
+        load_grants(self.config.curve)
         self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.journal = JournalWriter.open(
             self.journal_dir, durability=self.config.durability, group_commit_ms=self.config.group_commit_ms

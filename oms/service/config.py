@@ -38,12 +38,23 @@ class ConfigError(ValueError):
     code = "bad_config"
 
 
+class ClientGrant(Struct, frozen=True, forbid_unknown_fields=True):
+    """What one CURVE client key (`[curve.clients.NAME]` for NAME.key) may do beyond queries: place,
+    modify and cancel for these strategies; `admin` also the kill switch and cancel-all across
+    strategies (and any strategy)."""
+
+    strategies: tuple[str, ...] = ()
+    admin: bool = False
+
+
 class CurveConfig(Struct, frozen=True, forbid_unknown_fields=True):
-    """CURVE for non-loopback binds: the server's certificate (written by `oms keys`) and a directory of
-    allowed client public keys (`*.key` files)."""
+    """CURVE for non-loopback binds: the server's certificate (written by `oms keys`), a directory of
+    allowed client public keys (`*.key` files), and what each of them may do (`clients`, by file stem;
+    a key with no entry may only query)."""
 
     server_secret_key: str | None = None
     authorized_clients: str | None = None
+    clients: dict[str, ClientGrant] = {}
 
     @property
     def enabled(self) -> bool:

@@ -51,7 +51,7 @@ from oms.protocol import (
     StatusResult,
     op_of,
 )
-from oms.service import intake, queries
+from oms.service import authz, intake, queries
 from oms.service.config import Config
 from oms.service.pipeline import Pipeline
 from oms.state.model import Order
@@ -90,6 +90,7 @@ class Handlers:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._placing: dict[str, asyncio.Future[None]] = {}  # client order id -> done once sent (or not)
         self.status_provider: Callable[[], StatusResult] | None = None  # set by the service
+        self.grants = authz.load_grants(config.curve)  # None: no CURVE, every local client trusted
         self._table: dict[type[Request], Callable[[Any], Coroutine[Any, Any, Any]]] = {
             PingRequest: self.ping,
             SnapshotRequest: self.query,
@@ -124,8 +125,17 @@ class Handlers:
     def ready(self) -> bool:
         return self.not_ready() is None
 
-    async def handle(self, request: Request) -> Reply:
+    async def handle(self, request: Request, peer: str | None = None) -> Reply:
+        """`peer`: the CURVE client's public key (Z85), None without CURVE."""
         op = op_of(request)
+        if self.grants is not None and isinstance(request, COMMANDS):
+            grant = self.grants.get(peer or "")
+            denied = authz.denial(request, grant, self.pipeline.state)
+            if denied is not None:
+                log.warning("not authorized: %s (%s)", denied, op)
+                return ErrorReply(
+                    id=request.id, op=op, error=ErrorInfo(code="not_authorized", message=denied)
+                )
         if isinstance(request, COMMANDS) and (why := self.not_ready()) is not None:
             return ErrorReply(id=request.id, op=op, error=ErrorInfo(code="not_ready", message=why))
         result = await self._table[type(request)](request)

@@ -28,7 +28,7 @@ from oms.service.sockets import bind
 log = logging.getLogger(__name__)
 
 Reply = OkReply | ErrorReply
-Handler = Callable[[Request], Awaitable[Reply]]
+Handler = Callable[[Request, str | None], Awaitable[Reply]]  # (request, CURVE peer key or None)
 
 _request_decoder = msgspec.msgpack.Decoder(AnyRequest)
 _any_decoder = msgspec.msgpack.Decoder()
@@ -94,6 +94,7 @@ class Router:
         self.socket.setsockopt(zmq.LINGER, 0)
         self.socket.setsockopt(zmq.MAXMSGSIZE, LIBZMQ_MAX_MESSAGE)
         self.socket.setsockopt(zmq.ROUTER_MANDATORY, 0)
+        self._curve = curve_secret is not None  # then each request carries its client's key (User-Id)
         if curve_secret is not None:
             self.socket.curve_secretkey = curve_secret
             self.socket.curve_server = True
@@ -105,7 +106,7 @@ class Router:
     async def serve(self) -> None:
         try:
             while True:
-                frames = await self.socket.recv_multipart(copy=True)
+                frames = await self.socket.recv_multipart(copy=not self._curve)
                 self.requests += 1
                 task = asyncio.create_task(self._answer(frames))
                 self._tasks.add(task)
@@ -114,18 +115,22 @@ class Router:
             for task in list(self._tasks):
                 task.cancel()
 
-    async def _answer(self, frames: list[bytes]) -> None:
+    async def _answer(self, frames: list[Any]) -> None:
+        peer = None
+        if self._curve:  # zmq.Frame objects: the ZAP handler's User-Id is the client's public key
+            peer = frames[-1].get("User-Id")
+            frames = [frame.bytes for frame in frames]
         envelope, body = split_frames(frames)
-        reply = body if isinstance(body, ErrorReply) else await self._dispatch(body)
+        reply = body if isinstance(body, ErrorReply) else await self._dispatch(body, peer)
         await self.socket.send_multipart([*envelope, _encoder.encode(reply)])
 
-    async def _dispatch(self, payload: bytes) -> Reply:
+    async def _dispatch(self, payload: bytes, peer: str | None = None) -> Reply:
         request: Request | ErrorReply | None = None
         try:
             request = decode_request(payload)
             if isinstance(request, ErrorReply):
                 return request
-            return await self._handler(request)
+            return await self._handler(request, peer)
         except Exception as exc:  # one reply per request, even when the service has a bug
             log.exception("request %r failed", request or payload[:200])
             if isinstance(request, Request):

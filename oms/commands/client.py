@@ -60,6 +60,12 @@ def _add_listing(parser: argparse.ArgumentParser, strategy_help: str, open_help:
     """`oms orders` and `oms positions`: the same flags over two parts of the state."""
     parser.add_argument("--strategy", help=strategy_help)
     parser.add_argument("--open", action="store_true", help=open_help)
+    if parser.prog.endswith("positions"):
+        parser.add_argument(
+            "--all",
+            action="store_true",
+            help="also entries that ended without a fill (cancelled or rejected before any share traded)",
+        )
     parser.add_argument("--json", action="store_true", help="a JSON array instead of a table")
     parser.add_argument("--watch", action="store_true", help="a live table, kept current until Ctrl-C")
     _add_service_arguments(parser)
@@ -202,11 +208,27 @@ def _console() -> Any:
 
 async def _order(args: argparse.Namespace) -> int:
     from oms.client.render import orders_table
-    from oms.state.model import TERMINAL
+    from oms.ids import new_client_order_id
+    from oms.readable import plain
+    from oms.state.model import TERMINAL, Order
 
     client = await _connect(args, follow=args.wait)
+    coid = args.client_order_id or new_client_order_id(args.strategy)
+    seen: list[tuple[str, object]] = []
+
+    def transition(order: Order) -> None:
+        """With --wait: one line per change of status (and of the filled quantity)."""
+        if order.client_order_id != coid or (seen and seen[-1] == (order.status, order.filled)):
+            return
+        seen.append((order.status, order.filled))
+        fill = f" {plain(order.filled)} @ {plain(order.avg_fill_price)}" if order.filled else ""
+        why = f" ({order.reason})" if order.reason and order.status in TERMINAL else ""
+        print(f"{coid} {order.status}{fill}{why}", flush=True)
+
+    if args.wait:
+        client.on_order(transition)
     try:
-        coid = await client.place(
+        await client.place(
             args.symbol.upper(),
             args.side,
             args.quantity,
@@ -215,12 +237,15 @@ async def _order(args: argparse.Namespace) -> int:
             tif=args.tif,
             strategy_id=args.strategy,
             account=args.account,
-            client_order_id=args.client_order_id,
+            client_order_id=coid,
             outside_rth=args.outside_rth,
         )
-        print(f"placed {coid}")
+        print(f"placed {coid}", flush=True)
         if not args.wait:
             return 0
+        current = client.order(coid)
+        if current is not None:
+            transition(current)  # the state the order is in now, if no event has shown it yet
         try:
             order = await client.wait_for_order(coid, TERMINAL, timeout=args.wait_timeout)
         except TimeoutError:
@@ -245,10 +270,14 @@ async def _cancel(args: argparse.Namespace) -> int:
 
 async def _list(args: argparse.Namespace) -> int:
     """`oms orders` / `oms positions`: the service's answer once, or a live table from the followed state."""
-    from oms.client.render import orders_table, positions_table
+    from oms.client.render import never_filled, orders_table, positions_table
 
     orders = args.command == "orders"
-    table: Callable[[list[Any]], Any] = orders_table if orders else positions_table
+
+    def table(rows: list[Any]) -> Any:
+        if orders:
+            return orders_table(rows)
+        return positions_table(rows if args.all else [p for p in rows if not never_filled(p)])
 
     def followed(client: AsyncClient) -> Any:
         rows = client.orders if orders else client.positions

@@ -53,24 +53,42 @@ def _table(title: str, columns: tuple[str, ...] | list[str], rows: list[list[Any
     return table
 
 
+def _show(console: Console, title: str, columns: tuple[str, ...] | list[str], rows: list[list[Any]]) -> None:
+    """A table when it fits the console's width; otherwise one `column  value` block per row, so ids and
+    values keep their whole width (an 80-column terminal or a pipe would squeeze them into slivers)."""
+    table = _table(title, columns, rows)
+    natural = console.measure(table, options=console.options.update_width(1 << 16)).maximum
+    if natural <= console.width:
+        console.print(table)
+        return
+    console.print(f"[bold]{escape(title)}[/]")
+    for number, row in enumerate(rows, 1):
+        record = Table.grid(padding=(0, 2))
+        record.add_column(style="bold", no_wrap=True)
+        record.add_column(overflow="fold")
+        for column, value in zip(columns, row, strict=True):
+            record.add_row(escape(column), cell(value))
+        console.print(f"[dim]-- {number} --[/]")
+        console.print(record)
+
+
 def render_state(console: Console, state: State) -> None:
-    console.print(f"[bold]state at seq {state.seq}[/] ({format_ts(state.ts) if state.ts else 'empty'} UTC)")
+    when = f"{format_ts(state.ts)} UTC" if state.ts else "before the first event"
+    console.print(f"[bold]state at seq {state.seq}[/] ({when})")
     orders = [[getattr(o, c) for c in _ORDER_COLUMNS] for o in state.orders.values()]
-    console.print(_table(f"orders ({len(orders)})", _ORDER_COLUMNS, orders))
+    _show(console, f"orders ({len(orders)})", _ORDER_COLUMNS, orders)
     for name in ("positions", "strategy_positions"):
         held = getattr(state, name).values()
-        console.print(
-            _table(name, _POSITION_COLUMNS, [[getattr(p, c) for c in _POSITION_COLUMNS] for p in held])
-        )
+        _show(console, name, _POSITION_COLUMNS, [[getattr(p, c) for c in _POSITION_COLUMNS] for p in held])
     accounts = [[a.account, a.commission, a.realized_pnl, a.values] for a in state.accounts.values()]
-    console.print(_table("accounts", ("account", "commission", "realized_pnl", "values"), accounts))
+    _show(console, "accounts", ("account", "commission", "realized_pnl", "values"), accounts)
 
 
 def render_diff(console: Console, title: str, changes: list[FieldChange]) -> None:
     rows = [
         [c.collection, c.key, c.field, _side(c.before, c.field), _side(c.after, c.field)] for c in changes
     ]
-    console.print(_table(title, ("what", "key", "field", "before", "after"), rows))
+    _show(console, title, ("what", "key", "field", "before", "after"), rows)
 
 
 def _side(value: Any, field: str) -> Any:
@@ -97,7 +115,7 @@ def render_timeline(console: Console, timeline: Timeline) -> None:
         for entry in timeline.entries
     ]
     columns = ("seq", "time (UTC)", "kind", "event", "chg", "status", "filled", "avg price", "remaining")
-    console.print(_table(f"order {timeline.client_order_id}", columns, rows))
+    _show(console, f"order {timeline.client_order_id}", columns, rows)
 
 
 def _summary(env: Envelope) -> str:
@@ -113,14 +131,12 @@ def _order_cells(order: Order | None) -> list[Any]:
 
 
 def render_result(console: Console, result: Result, title: str = "") -> None:
-    console.print(_table(title or f"{len(result.rows)} rows", result.columns, [list(r) for r in result.rows]))
+    _show(console, title or f"{len(result.rows)} rows", result.columns, [list(r) for r in result.rows])
 
 
 def render_verify(console: Console, report: VerifyReport) -> None:
     rows = [[c.seq, "ok" if c.ok else "DIFFERS", c.detail] for c in report.checks]
-    console.print(
-        _table(f"snapshots against a refold of seqs 1..{report.last_seq}", ("seq", "", "detail"), rows)
-    )
+    _show(console, f"snapshots against a refold of seqs 1..{report.last_seq}", ("seq", "", "detail"), rows)
     if not report.checks:
         console.print("no snapshots to verify: the refold has nothing to compare with")
     if report.bad_snapshot is None:

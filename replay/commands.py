@@ -178,6 +178,12 @@ def _replay_checked(args: argparse.Namespace) -> int:
     if args.publish:
         return _publish(args, source, console)
     seq = resolve_point(source, args.at) if args.at else source.last_seq()
+    if seq == 0 and args.at and not args.at.isdigit():
+        from replay.points import format_ts
+
+        first = next(iter(source.read(1, 1)), None)
+        when = f"was received at {format_ts(first.ts)} UTC" if first else "does not exist: the log is empty"
+        return _refuse(f"{args.at} is before the session: its first event (seq 1) {when}; give a later time")
     render.render_state(console, state_at(source, seq))
     return 0
 

@@ -74,10 +74,4 @@ def resolve_point(source: Source, text: str) -> int:
     if is_seq(text):
         return int(text)
     first = next(iter(source.read(1, 1)), None)
-    moment = parse_time(text, first.ts if first else None)
-    if first is not None and moment < first.ts:
-        raise BadPoint(
-            f"{text!r} is before the session: its first event (seq 1) was received at "
-            f"{format_ts(first.ts)} UTC; give a later time or a seq"
-        )
-    return seq_at_time(source.read(), moment)
+    return seq_at_time(source.read(), parse_time(text, first.ts if first else None))

@@ -26,6 +26,9 @@ def test_a_cut_below_a_snapshot_never_resurrects_it(tmp_path: Path) -> None:
     first.stop()  # a graceful stop writes a snapshot at the journal's end
     snapshot_seq = list_snapshots(journal)[-1].seq
     assert snapshot_seq == JournalReader(journal).last_seq()
+    shutdown = first.log.read_text()  # one line on shutdown says what was flushed
+    assert f"oms run: stopped: journal fsynced through seq {snapshot_seq} (" in shutdown
+    assert f"snapshot written at seq {snapshot_seq}" in shutdown
 
     cut_after(journal, snapshot_seq - 8)  # an operator truncating below it (the fills of a-2 go)
     second = ServiceProcess(tmp_path)

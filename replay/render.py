@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+from decimal import Decimal
 from typing import Any
 
 import msgspec
@@ -11,6 +13,7 @@ from rich.table import Table
 
 from events.codec import to_builtins
 from events.schema import Envelope, kind_of
+from oms.readable import plain
 from oms.state.model import Order, State
 from replay.points import format_ts
 from replay.queries import Result
@@ -33,8 +36,8 @@ def cell(value: Any) -> str:
 def _text(value: Any) -> str:
     if value is None:
         return ""
-    if isinstance(value, float):
-        return f"{value:g}"
+    if isinstance(value, float | Decimal) and math.isfinite(value):
+        return plain(value)
     if isinstance(value, msgspec.Struct):
         return msgspec.json.encode(value).decode()
     if isinstance(value, tuple | list):

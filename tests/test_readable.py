@@ -42,3 +42,11 @@ def test_validation_errors_name_the_field_and_what_is_expected(request_map: dict
     with pytest.raises(msgspec.ValidationError) as refused:
         msgspec.convert(request_map, AnyRequest)  # type: ignore[call-overload]
     assert validation_message(refused.value) == expected
+
+
+def test_money_maps_are_shown_per_currency_never_summed() -> None:
+    from oms.client.render import money
+
+    assert money({"USD": Decimal("-7.6"), "JPY": Decimal("120")}) == "-7.60 USD, 120 JPY"
+    assert money({"USD": Decimal("0.005"), "EUR": Decimal("0")}) == "0.005 USD"  # zero amounts left out
+    assert money(-7.6) == "-7.60" and money(None) == "" and money({}) == ""

@@ -60,12 +60,6 @@ def _add_listing(parser: argparse.ArgumentParser, strategy_help: str, open_help:
     """`oms orders` and `oms positions`: the same flags over two parts of the state."""
     parser.add_argument("--strategy", help=strategy_help)
     parser.add_argument("--open", action="store_true", help=open_help)
-    if parser.prog.endswith("positions"):
-        parser.add_argument(
-            "--all",
-            action="store_true",
-            help="also entries that ended without a fill (cancelled or rejected before any share traded)",
-        )
     parser.add_argument("--json", action="store_true", help="a JSON array instead of a table")
     parser.add_argument("--watch", action="store_true", help="a live table, kept current until Ctrl-C")
     _add_service_arguments(parser)
@@ -124,16 +118,21 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         strategy_help="only this strategy's orders",
         open_help="only working orders",
     )
+    positions = subparsers.add_parser(
+        "positions",
+        help="list positions",
+        formatter_class=formatter,
+        epilog="examples:\n  oms positions\n  oms positions --strategy mom   # one strategy's share\n"
+        "  oms positions --watch          # a live table\n"
+        "  oms positions --all            # also entries cancelled or rejected before any fill",
+    )
+    positions.add_argument(
+        "--all",
+        action="store_true",
+        help="also entries that ended without a fill (cancelled or rejected before any share traded)",
+    )
     _add_listing(
-        subparsers.add_parser(
-            "positions",
-            help="list positions",
-            formatter_class=formatter,
-            epilog="examples:\n  oms positions\n  oms positions --strategy mom   # one strategy's share\n"
-            "  oms positions --watch          # a live table",
-        ),
-        strategy_help="one strategy's view of the positions",
-        open_help="hide closed positions",
+        positions, strategy_help="one strategy's view of the positions", open_help="hide closed positions"
     )
 
     tail = subparsers.add_parser(

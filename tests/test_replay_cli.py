@@ -137,12 +137,12 @@ def test_archive_into_a_missing_directory_is_refused_plainly(data: Path, tmp_pat
 
 
 def test_narrow_or_piped_tables_never_squeeze_ids(tmp_path: Path, capsys, monkeypatch) -> None:
-    from events.schema import OrderRequested
+    from events.schema import Event, OrderRequested
     from tests.test_replay_support import AAPL
 
     monkeypatch.setenv("COLUMNS", "80")
     ids = [f"momentum-0190a1b2c3d-4e5f6071829{i}" for i in range(3)]
-    orders = [
+    orders: list[Event] = [
         OrderRequested(
             client_order_id=coid, strategy_id="momentum", account="DU123456", contract=AAPL, side="BUY",
             quantity=100, order_type="LMT", limit_price=187.25,

@@ -118,7 +118,7 @@ def test_each_client_key_acts_only_for_its_strategies_and_only_admin_keys_act_fo
     with running(tmp_path / "data", router="tcp://0.0.0.0:0", curve=curve) as service:
         router = f"tcp://127.0.0.1:{service.endpoints.router.rsplit(':', 1)[1]}"
         server_key = {"curve_serverkey": (service.endpoints.curve_server_key or "").encode()}
-        mom, ops, reader = (Wire(router, **server_key, **keys[n]) for n in ("mom", "ops", "reader"))
+        mom, ops, reader = (Wire(router, None, **server_key, **keys[n]) for n in ("mom", "ops", "reader"))
 
         def refused(wire: Wire, message: dict[str, object], why: str) -> None:
             reply = wire.request(message)

@@ -126,7 +126,8 @@ def test_contracts_keys_posmove_integer_keys_and_64_bit_ts(doc: str, live: Any) 
 
     said(
         doc,
-        "a `contract` carries `strike: 0.0`",
+        "a `contract` may carry `strike: 0.0`",
+        "carries `sec_type`, `exchange` and `currency` even at their defaults",
         "`DU123456|STK:AAPL:USD`", "`DU123456|265598`", "`s1|DU123456|265598`",
         "`pos.DU123456.AAPL:0`, then `pos.DU123456.AAPL:265598`",
         "**before** the entity under its new key, once for the account position and once for each strategy's",
@@ -150,8 +151,8 @@ def test_contracts_keys_posmove_integer_keys_and_64_bit_ts(doc: str, live: Any) 
         following = next(m for t, m in entities[index + 1 :] if t != "posmove")
         assert following["data"]["key"] == data["moved_to"]
         assert following["seq"] == entities[index][1]["seq"]
-    order = next(m["data"] for t, m in wire.seen if t.startswith("order.s1.doc-1"))
-    assert order["contract"]["strike"] == 0.0
+    described = next(m["data"]["contract"] for t, m in wire.seen if t == "evt.execution")
+    assert (described["sec_type"], described["exchange"], described["currency"]) == ("STK", "SMART", "USD")
     state = wire.ok({"op": "snapshot"})["state"]
     assert all(isinstance(k, int) for k in (*state["perm_ids"], *state["instruments"]))
     assert state["perm_ids"] and state["instruments"]

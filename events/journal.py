@@ -28,12 +28,13 @@ from pathlib import Path
 from typing import Literal
 
 from events.codec import encode
-from events.frames import HEADER_SIZE, MAX_PAYLOAD, frame_header
+from events.frames import HEADER, HEADER_SIZE, MAX_PAYLOAD, frame_header
 from events.journal_errors import FrameTooLarge, JournalClosed, JournalIOError
 from events.lock import DirectoryLock
 from events.recovery import Recovery, recover
 from events.schema import Envelope, Event
 from events.segments import SEGMENT_HEADER_SIZE, check_journal_dir, create_segment, make_dir
+from events.snapshots import discard_snapshots_beyond, frame_crc_at
 
 Durability = Literal["always", "group", "never"]
 _Waiter = tuple[int, asyncio.AbstractEventLoop, "asyncio.Future[bool]"]
@@ -75,6 +76,8 @@ class JournalWriter:
         self._failure: BaseException | None = None
         self._thread: threading.Thread | None = None
         self.recovery: Recovery | None = None
+        self.discarded_snapshots: list[Path] = []
+        self._last_header = b""  # the header of the last frame appended (its CRC identifies it)
 
     @classmethod
     def open(
@@ -88,7 +91,8 @@ class JournalWriter:
     ) -> JournalWriter:
         """Lock the directory (creating it 0o700 if missing), recover its tail, and start appending.
 
-        Raises `JournalLocked`, `NotAJournal`, `CorruptJournal`; `writer.recovery` reports a cut tail."""
+        Raises `JournalLocked`, `NotAJournal`, `CorruptJournal`; `writer.recovery` reports a cut tail.
+        Snapshots beyond the log's end (its tail was cut) are deleted: `writer.discarded_snapshots`."""
         if durability not in ("always", "group", "never"):
             raise ValueError(f"durability must be always, group or never, not {durability!r}")
         if segment_bytes <= SEGMENT_HEADER_SIZE or group_commit_ms < 0:
@@ -99,12 +103,14 @@ class JournalWriter:
         lock = DirectoryLock.acquire(path)
         try:
             end = recover(path, segments)
+            discarded = discard_snapshots_beyond(path, end.last_seq)
         except BaseException:
             lock.release()
             raise
         writer = cls(path, lock, durability, group_commit_ms, segment_bytes, clock)
         writer._fd, writer._segment_size, writer.recovery = end.fd, end.size, end.recovery
         writer._last_seq = writer._written_seq = writer._durable_seq = end.last_seq
+        writer.discarded_snapshots = discarded
         if durability != "always":
             name = f"journal-commit {path}"
             writer._thread = threading.Thread(target=writer._commit_loop, name=name, daemon=True)
@@ -119,6 +125,16 @@ class JournalWriter:
     def durable_seq(self) -> int:
         return self._durable_seq
 
+    def frame_crc(self, seq: int) -> int | None:
+        """The CRC identifying the frame at `seq` (a snapshot records it): the last frame's from memory,
+        any other from the files (None if they hold no such frame yet)."""
+        with self._lock:
+            if seq == self._last_seq and self._last_header:
+                crc: int = HEADER.unpack(self._last_header)[1]
+                return crc
+            self._write()
+        return frame_crc_at(self.directory, seq)
+
     def append(self, event: Event, ts: int | None = None) -> Envelope:
         """Give `event` the next seq and a receive time (`clock()` unless `ts`) and buffer it."""
         with self._lock:
@@ -130,7 +146,8 @@ class JournalWriter:
             if len(payload) > MAX_PAYLOAD:
                 raise FrameTooLarge(f"event of {len(payload)} bytes exceeds the {MAX_PAYLOAD}-byte limit")
             buf = self._buf
-            buf += frame_header(seq, payload)
+            self._last_header = header = frame_header(seq, payload)
+            buf += header
             buf += payload
             self._last_seq = seq
             self._segment_size += HEADER_SIZE + len(payload)

@@ -41,6 +41,9 @@ ERROR_CODES: dict[str, str] = {
     "not_ready": "commands are not accepted right now: start-up reconciliation has not finished, the IB "
     "connection is lost or being reconciled, or the service is shutting down; retry",
     "order_done": "cancel or modify of an order in a terminal state",
+    "duplicate_client_order_id": "the client order id is taken by an order with other parameters (the "
+    "message says which differ); a retry with the same parameters gets the existing order instead",
+    "not_authorized": "this CURVE client key may not act for that strategy, or the op is for admin keys",
     "internal": "the service failed while handling the request; the request may not have been logged",
 }
 
@@ -65,6 +68,8 @@ ErrorCode = Literal[
     "risk_denied",
     "not_ready",
     "order_done",
+    "duplicate_client_order_id",
+    "not_authorized",
     "internal",
 ]
 
@@ -177,6 +182,10 @@ class EventsRequest(Request, frozen=True, tag="events"):
     limit: Annotated[int, Meta(ge=1, le=MAX_EVENTS_BATCH)] = 1000
 
 
+class StatusRequest(Request, frozen=True, tag="status"):
+    """How the service is doing: IB connection, journal seqs, last reconciliation, subscribers."""
+
+
 class KillSwitchRequest(Request, frozen=True, tag="kill_switch"):
     """Engaging cancels every working order this service placed and refuses new ones until disengaged;
     `account_wide` also sends IB's global cancel (orders placed in TWS or by other clients too)."""
@@ -197,6 +206,7 @@ AnyRequest = (
     | PositionsRequest
     | EventsRequest
     | KillSwitchRequest
+    | StatusRequest
 )
 
 REQUEST_TYPES: tuple[type[Request], ...] = AnyRequest.__args__  # type: ignore[attr-defined]
@@ -216,6 +226,27 @@ class PingResult(Struct, frozen=True):
     ready: bool  # commands are accepted now (IB connected and reconciled); queries always are
     version: str
     protocol: int = PROTOCOL_VERSION
+
+
+class StatusResult(Struct, frozen=True):
+    """`status`: `connection` is the IB connection state (`connected`, `lost`, ...); `journal_seq` the
+    last logged seq, `durable_seq` the last fsynced one; `reconciled_seq`/`reconciled_ts` the last
+    reconciliation with IB finished in this session (0: none yet); `subscribers` the PUB peers now."""
+
+    ready: bool
+    version: str
+    pid: int
+    ib: str
+    connection: str
+    journal_seq: int
+    durable_seq: int
+    reconciled_seq: int
+    reconciled_ts: int
+    reconciliation_ok: bool
+    subscribers: int
+    open_orders: int
+    kill_switch: bool
+    started_ts: int
 
 
 class SnapshotResult(Struct, frozen=True):

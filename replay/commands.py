@@ -178,6 +178,12 @@ def _replay_checked(args: argparse.Namespace) -> int:
     if args.publish:
         return _publish(args, source, console)
     seq = resolve_point(source, args.at) if args.at else source.last_seq()
+    if seq == 0 and args.at and not args.at.isdigit():
+        from replay.points import format_ts
+
+        first = next(iter(source.read(1, 1)), None)
+        when = f"was received at {format_ts(first.ts)} UTC" if first else "does not exist: the log is empty"
+        return _refuse(f"{args.at} is before the session: its first event (seq 1) {when}; give a later time")
     render.render_state(console, state_at(source, seq))
     return 0
 
@@ -214,11 +220,15 @@ def _publish(args: argparse.Namespace, source: Any, console: Any) -> int:
 
 
 def _archive(args: argparse.Namespace) -> int:
+    import duckdb
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from events.journal_errors import JournalError
     from replay.archive import ArchiveMismatch, archive_journal
 
+    folder = args.archive.parent
+    if not folder.is_dir():
+        return _refuse(f"cannot create the archive {args.archive}: the directory {folder} does not exist")
     console = _console()
     columns = (TextColumn("archiving"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, console=console, transient=True) as progress:
@@ -233,6 +243,8 @@ def _archive(args: argparse.Namespace) -> int:
             )
         except (JournalError, ArchiveMismatch) as exc:
             return _refuse(str(exc))
+        except (duckdb.Error, OSError) as exc:
+            return _refuse(f"cannot write the archive {args.archive}: {exc}")
     if report.imported:
         console.print(f"archived seqs {report.first_seq}..{report.last_seq} ({report.imported} events)")
     else:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+from decimal import Decimal
 from typing import Any
 
 import msgspec
@@ -11,8 +13,9 @@ from rich.table import Table
 
 from events.codec import to_builtins
 from events.schema import Envelope, kind_of
+from oms.client.render import money
+from oms.readable import plain
 from oms.state.model import Order, State
-from oms.state.money import text as money_text
 from replay.points import format_ts
 from replay.queries import Result
 from replay.states import FieldChange
@@ -23,7 +26,16 @@ _ORDER_COLUMNS = (
     "client_order_id", "strategy_id", "account", "side", "quantity", "order_type", "limit_price", "status",
     "filled", "avg_fill_price", "order_id", "perm_ids",
 )  # fmt: skip
-_POSITION_COLUMNS = ("key", "strategy_id", "quantity", "avg_price", "realized_pnl", "status", "close_reason")
+_POSITION_COLUMNS = (
+    "key",
+    "strategy_id",
+    "quantity",
+    "avg_price",
+    "realized_pnl_gross",
+    "realized_pnl_net",
+    "status",
+    "close_reason",
+)
 
 
 def cell(value: Any) -> str:
@@ -34,8 +46,8 @@ def cell(value: Any) -> str:
 def _text(value: Any) -> str:
     if value is None:
         return ""
-    if isinstance(value, float):
-        return f"{value:g}"
+    if isinstance(value, float | Decimal) and math.isfinite(value):
+        return plain(value)
     if isinstance(value, msgspec.Struct):
         return msgspec.json.encode(value).decode()
     if isinstance(value, tuple | list):
@@ -54,25 +66,39 @@ def _table(title: str, columns: tuple[str, ...] | list[str], rows: list[list[Any
     return table
 
 
+def _show(console: Console, title: str, columns: tuple[str, ...] | list[str], rows: list[list[Any]]) -> None:
+    """A table when it fits the console's width; otherwise one `column  value` block per row, so ids and
+    values keep their whole width (an 80-column terminal or a pipe would squeeze them into slivers)."""
+    table = _table(title, columns, rows)
+    natural = console.measure(table, options=console.options.update_width(1 << 16)).maximum
+    if natural <= console.width:
+        console.print(table)
+        return
+    console.print(f"[bold]{escape(title)}[/]")
+    for number, row in enumerate(rows, 1):
+        record = Table.grid(padding=(0, 2))
+        record.add_column(style="bold", no_wrap=True)
+        record.add_column(overflow="fold")
+        for column, value in zip(columns, row, strict=True):
+            record.add_row(escape(column), cell(value))
+        console.print(f"[dim]-- {number} --[/]")
+        console.print(record)
+
+
 def render_state(console: Console, state: State) -> None:
-    console.print(f"[bold]state at seq {state.seq}[/] ({format_ts(state.ts) if state.ts else 'empty'} UTC)")
+    when = f"{format_ts(state.ts)} UTC" if state.ts else "before the first event"
+    console.print(f"[bold]state at seq {state.seq}[/] ({when})")
     orders = [[getattr(o, c) for c in _ORDER_COLUMNS] for o in state.orders.values()]
-    console.print(_table(f"orders ({len(orders)})", _ORDER_COLUMNS, orders))
+    _show(console, f"orders ({len(orders)})", _ORDER_COLUMNS, orders)
     for name in ("positions", "strategy_positions"):
         held = getattr(state, name).values()
-        console.print(
-            _table(name, _POSITION_COLUMNS, [[getattr(p, c) for c in _POSITION_COLUMNS] for p in held])
-        )
+        _show(console, name, _POSITION_COLUMNS, [[getattr(p, c) for c in _POSITION_COLUMNS] for p in held])
     accounts = [
-        [
-            a.account,
-            *(money_text(m) for m in (a.commission, a.realized_pnl_gross, a.realized_pnl_net)),
-            a.values,
-        ]
+        [a.account, *(money(m) for m in (a.commission, a.realized_pnl_gross, a.realized_pnl_net)), a.values]
         for a in state.accounts.values()
     ]
-    console.print(
-        _table("accounts", ("account", "commission", "realized gross", "realized net", "values"), accounts)
+    _show(
+        console, "accounts", ("account", "commission", "realized gross", "realized net", "values"), accounts
     )
 
 
@@ -80,7 +106,7 @@ def render_diff(console: Console, title: str, changes: list[FieldChange]) -> Non
     rows = [
         [c.collection, c.key, c.field, _side(c.before, c.field), _side(c.after, c.field)] for c in changes
     ]
-    console.print(_table(title, ("what", "key", "field", "before", "after"), rows))
+    _show(console, title, ("what", "key", "field", "before", "after"), rows)
 
 
 def _side(value: Any, field: str) -> Any:
@@ -107,7 +133,7 @@ def render_timeline(console: Console, timeline: Timeline) -> None:
         for entry in timeline.entries
     ]
     columns = ("seq", "time (UTC)", "kind", "event", "chg", "status", "filled", "avg price", "remaining")
-    console.print(_table(f"order {timeline.client_order_id}", columns, rows))
+    _show(console, f"order {timeline.client_order_id}", columns, rows)
 
 
 def _summary(env: Envelope) -> str:
@@ -123,14 +149,12 @@ def _order_cells(order: Order | None) -> list[Any]:
 
 
 def render_result(console: Console, result: Result, title: str = "") -> None:
-    console.print(_table(title or f"{len(result.rows)} rows", result.columns, [list(r) for r in result.rows]))
+    _show(console, title or f"{len(result.rows)} rows", result.columns, [list(r) for r in result.rows])
 
 
 def render_verify(console: Console, report: VerifyReport) -> None:
     rows = [[c.seq, "ok" if c.ok else "DIFFERS", c.detail] for c in report.checks]
-    console.print(
-        _table(f"snapshots against a refold of seqs 1..{report.last_seq}", ("seq", "", "detail"), rows)
-    )
+    _show(console, f"snapshots against a refold of seqs 1..{report.last_seq}", ("seq", "", "detail"), rows)
     if not report.checks:
         console.print("no snapshots to verify: the refold has nothing to compare with")
     if report.bad_snapshot is None:

@@ -55,3 +55,16 @@ def last_segment(directory: Path) -> Path:
 def image(directory: Path) -> dict[str, bytes]:
     """Every file's bytes, by name (what a kill -9 leaves behind is exactly this)."""
     return {p.name: p.read_bytes() for p in sorted(directory.iterdir()) if p.is_file()}
+
+
+def cut_after(directory: Path, seq: int) -> None:
+    """Truncate the journal right after the frame `seq`, as an operator would at a frame boundary."""
+    from events.frames import HEADER
+
+    (first, path), *_ = reversed(list_segments(directory))
+    data = path.read_bytes()
+    pos = SEGMENT_HEADER_SIZE
+    for _ in range(first, seq + 1):
+        pos += HEADER.size + HEADER.unpack_from(data, pos)[0]
+    with path.open("r+b") as f:
+        f.truncate(pos)

@@ -21,7 +21,12 @@ def test_an_allowed_client_key_follows_and_trades_and_no_key_is_refused_clearly(
     assert oms_main(["keys", str(clients), "--name", "strategy"]) == 0
     (clients / "strategy.key_secret").rename(keys / "strategy.key_secret")  # only public keys stay allowed
     capsys.readouterr()
-    curve_flags = ("--curve-secret", str(keys / "server.key_secret"), "--curve-clients", str(clients))
+    grants = tmp_path / "oms.toml"
+    grants.write_text('[curve.clients.strategy]\nstrategies = ["sec"]\n')  # what the key may act for
+    curve_flags = (
+        "--curve-secret", str(keys / "server.key_secret"), "--curve-clients", str(clients),
+        "--config", str(grants),
+    )  # fmt: skip
     curve = CurveKeys.load(keys / "strategy.key_secret", str(keys / "server.key"))
     with running_service(tmp_path / "data", *curve_flags, curve=curve) as service:
         assert service.endpoints.curve_server_key == curve.server_public.decode()

@@ -176,11 +176,18 @@ def test_cli_order_then_positions_shows_it(
     data = str(service.data_dir)
     assert oms_main(["order", "buy", "AAPL", "7", "--strategy", "cli-t", "--wait", "--data-dir", data]) == 0
     placed = capsys.readouterr().out
-    assert "placed cli-t-" in placed and "filled" in placed
+    coid = placed.split()[0]
+    assert coid.startswith("cli-t-") and f"placed {coid}" in placed
+    lines = [line.split(maxsplit=2)[1:] for line in placed.splitlines() if line.startswith(f"{coid} ")]
+    statuses = [status for status, *_ in lines]
+    assert statuses[0] == "pending" and "submitted" in statuses and statuses[-1] == "filled", placed
+    assert lines[-1][1].startswith("7 @ ")  # each transition on its own line, the fill with its price
     assert oms_main(["positions", "--strategy", "cli-t", "--data-dir", data]) == 0
     table = capsys.readouterr().out
     row = next(line for line in table.splitlines() if "AAPL" in line)
-    assert "cli-t" in row and " 7 " in row and "filled" in row
+    assert "cli-t" in row and " 7 " in row and " open " in row
+    assert oms_main(["positions", "--data-dir", data]) == 0  # account positions: every strategy's
+    assert "(all)" in next(line for line in capsys.readouterr().out.splitlines() if "AAPL" in line)
     assert oms_main(["positions", "--strategy", "cli-t", "--json", "--data-dir", data]) == 0
     (position,) = json.loads(capsys.readouterr().out)
     assert (position["quantity"], position["status"]) == (7, "filled")
@@ -199,6 +206,23 @@ def test_cli_cancel_and_open_orders(service: ServiceProcess, capsys: Capture) ->
     assert f"cancel requested for {coid}" in capsys.readouterr().out
     assert oms_main(["cancel", "cli-c-unknown", *data]) == 1
     assert "unknown_order" in capsys.readouterr().err
+
+
+def test_cli_positions_hide_an_entry_cancelled_before_any_fill(
+    service: ServiceProcess, capsys: Capture
+) -> None:
+    data = ["--data-dir", str(service.data_dir)]
+    assert oms_main(["order", "buy", "IBM", "1", "--limit", "0.01", "--strategy", "cli-x", *data]) == 0
+    coid = capsys.readouterr().out.split()[1]
+    assert oms_main(["cancel", coid, *data]) == 0
+    wait_until(lambda: oms_main(["orders", "--strategy", "cli-x", "--open", "--json", *data]) == 0
+               and capsys.readouterr().out.strip() == "[]", what="the cancel")  # fmt: skip
+    assert oms_main(["positions", "--strategy", "cli-x", *data]) == 0
+    assert "IBM" not in capsys.readouterr().out  # never held: no row
+    assert oms_main(["positions", "--strategy", "cli-x", "--all", *data]) == 0
+    assert "closed (cancelled)" in next(
+        line for line in capsys.readouterr().out.splitlines() if "IBM" in line
+    )
 
 
 def test_cli_without_a_service_says_so_and_exits_2(
@@ -251,4 +275,4 @@ def test_cli_positions_watch_draws_a_live_table_and_stops_on_ctrl_c(service: Ser
             watch.kill()
     assert watch.returncode == 130
     row = next(line for line in out.splitlines() if "MSFT" in line)
-    assert "cli-w" in row and " 2 " in row and "filled" in row
+    assert "cli-w" in row and " 2 " in row and " open " in row

@@ -67,3 +67,43 @@ def test_typos_and_bad_values_are_named(tmp_path: Path) -> None:
 def test_digest_is_stable_and_sensitive() -> None:
     assert load_config(env={}).digest() == load_config(env={}).digest()
     assert load_config(env={}).digest() != load_config(env={}, overrides={"client_id": 2}).digest()
+
+
+@pytest.mark.parametrize("limit", ["max_quantity", "max_notional", "max_position", "max_order_age_s"])
+@pytest.mark.parametrize("value", [-3, 0])
+def test_zero_or_negative_risk_limits_are_refused_at_load(limit: str, value: float) -> None:
+    with pytest.raises(ConfigError, match=rf"risk.{limit} = {value}: a limit must be greater than 0"):
+        load_config(env={}, overrides={"risk": {limit: value}})
+    with pytest.raises(ConfigError, match="allowed_symbols is empty"):
+        load_config(env={}, overrides={"risk": {"allowed_symbols": ()}})
+
+
+def test_bad_environment_variables_are_named_and_break_nothing_else() -> None:
+    import os
+    import subprocess
+    import sys
+
+    for var, value in (("IBKR_PORT", "abc"), ("IBKR_CLIENT_ID", "x")):
+        with pytest.raises(ConfigError, match=rf"environment variable {var}='{value}' is not a whole number"):
+            load_config(env={var: value})
+        env = {**os.environ, var: value}
+        helped = subprocess.run(
+            [sys.executable, "-m", "oms", "--help"], capture_output=True, text=True, env=env, timeout=60
+        )
+        assert helped.returncode == 0 and "COMMAND" in helped.stdout, helped.stderr
+        for command in (["run", "--data-dir", "/nonexistent/never"], ["check"]):
+            proc = subprocess.run(
+                [sys.executable, "-m", "oms", *command], capture_output=True, text=True, env=env, timeout=60
+            )
+            assert proc.returncode == 2, proc.stderr
+            assert f"{var}='{value}'" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_type_errors_read_as_sentences(tmp_path: Path) -> None:
+    toml = tmp_path / "oms.toml"
+    toml.write_text('client_id = "seven"\n[risk]\nmax_quantity = "ten"\n')
+    with pytest.raises(ConfigError) as refused:
+        load_config(toml, env={})
+    message = str(refused.value)
+    assert "`" not in message and "$." not in message
+    assert "client_id: expected a whole number, got text" in message

@@ -127,3 +127,39 @@ def test_every_command_has_help_with_examples(command: str, capsys) -> None:
     with pytest.raises(SystemExit):
         main([command, "--help"])
     assert "examples:" in capsys.readouterr().out
+
+
+def test_archive_into_a_missing_directory_is_refused_plainly(data: Path, tmp_path: Path, capsys) -> None:
+    code, _, err = oms(capsys, "archive", data, tmp_path / "missing" / "dir" / "s.duckdb")
+    assert code == 2
+    assert f"the directory {tmp_path / 'missing' / 'dir'} does not exist" in err
+    assert "Traceback" not in err and not (tmp_path / "missing").exists()
+
+
+def test_narrow_or_piped_tables_never_squeeze_ids(tmp_path: Path, capsys, monkeypatch) -> None:
+    from events.schema import Event, OrderRequested
+    from tests.test_replay_support import AAPL
+
+    monkeypatch.setenv("COLUMNS", "80")
+    ids = [f"momentum-0190a1b2c3d-4e5f6071829{i}" for i in range(3)]
+    orders: list[Event] = [
+        OrderRequested(
+            client_order_id=coid, strategy_id="momentum", account="DU123456", contract=AAPL, side="BUY",
+            quantity=100, order_type="LMT", limit_price=187.25,
+        )
+        for coid in ids
+    ]  # fmt: skip
+    write_journal(tmp_path / "d" / "journal", orders)
+    for args in ([], ["--order", ids[1]]):
+        code, out, _ = oms(capsys, "replay", tmp_path / "d", *args)
+        assert code == 0
+        assert max(len(line) for line in out.splitlines()) <= 80
+        shown = ids if not args else ids[1:2]
+        for coid in shown:  # whole, on one line, never folded into slivers
+            assert any(coid in line for line in out.splitlines()), (coid, out)
+
+
+def test_a_time_before_the_session_is_refused_plainly(data: Path, capsys) -> None:
+    code, out, err = oms(capsys, "replay", data, "--at", "1999-01-01T00:00:00")
+    assert code == 2 and "(empty UTC)" not in out
+    assert "is before the session: its first event (seq 1) was received at" in err

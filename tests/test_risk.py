@@ -109,7 +109,11 @@ def _place(**kw: object) -> PlaceRequest:
 
 def test_intake_decisions() -> None:
     state = _state_with(order(5))
-    assert isinstance(decide_place(_place(), state, OFF, "DU1", "c", {}), Duplicate)
+    same = _place(quantity=5, strategy_id="s")  # a retry of the order(5) above
+    assert isinstance(decide_place(same, state, OFF, "DU1", "c", {}), Duplicate)
+    other = decide_place(_place(), state, OFF, "DU1", "c", {})
+    assert isinstance(other, ErrorInfo) and other.code == "duplicate_client_order_id"
+    assert "strategy_id: s, not default" in other.message and "quantity: 5, not 10" in other.message
     fresh = decide_place(_place(), state, OFF, "DU1", "new", {})
     assert isinstance(fresh, OrderRequested) and fresh.account == "DU1"
     assert decide_place(_place(order_type="LMT"), state, OFF, "DU1", "n2", {}).code == "invalid"  # type: ignore[union-attr]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import math
+from collections.abc import Iterator
 from typing import Any
 
 import msgspec
@@ -52,10 +54,49 @@ BAD_REQUESTS: list[tuple[str, bytes, str]] = [
 ]
 
 
+def nested(
+    depth: int, op: str | None = "place", field: str = "contract", container: bytes = b"\x91"
+) -> bytes:
+    """A msgpack request whose `field` is `depth` arrays (or single-key maps) deep."""
+    inner = (b"\x81\xa1a" if container == b"\x81" else container) * depth + b"\x01"
+    if op is None:
+        return inner
+    return b"\x82\xa2op" + enc(op) + enc(field) + inner
+
+
+DEEP_REQUESTS = [
+    nested(1000, None),
+    nested(1000, None, container=b"\x81"),
+    nested(1000, "place", "contract"),
+    nested(1000, "ping", "id", container=b"\x81"),
+    nested(5000, "ping", "unknown"),
+]
+
+
 @pytest.fixture(scope="module")
 def service(tmp_path_factory: pytest.TempPathFactory) -> Any:
     with running(tmp_path_factory.mktemp("router")) as svc:
         yield svc
+
+
+class _Problems(logging.Handler):
+    """Every ERROR record or traceback the service logs while the module's tests run."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.levelno >= logging.ERROR or record.exc_info:
+            self.records.append(record)
+
+
+@pytest.fixture(scope="module")
+def problems(service: Any) -> Iterator[_Problems]:
+    handler = _Problems()
+    logging.getLogger("oms").addHandler(handler)
+    yield handler
+    logging.getLogger("oms").removeHandler(handler)
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +116,13 @@ def test_every_bad_request_gets_its_error_code_and_changes_nothing(service: Any)
         assert reply["error"]["code"] == code, (name, reply)
         assert reply["error"]["message"], name
         assert code in ERROR_CODES
+        assert "`" not in reply["error"]["message"] and "$." not in reply["error"]["message"], reply
     assert wire.request(enc({"op": "launch_rockets", "id": 3}))["id"] == 3  # the id is echoed even then
+    assert wire.request(enc({"id": 4}))["id"] == 4  # a map without op too
+    empty_symbol = wire.request(enc({**place(), "contract": {"symbol": ""}}))["error"]["message"]
+    assert empty_symbol == "contract.symbol: expected text of at least 1 character"
+    huge = wire.request(enc(place(quantity=2e9)))["error"]["message"]
+    assert huge == "quantity: expected a number at most 1000000000"
     assert last_seq(service) == before
     assert wire.ok({"op": "ping"})["ready"] is True
     wire.close()
@@ -128,13 +175,20 @@ requests_like = st.fixed_dictionaries(
         "engaged": json_values,
     },
 ).map(enc)
-garbage = st.binary(max_size=200) | json_values.map(enc) | requests_like
+deep = st.builds(
+    nested,
+    st.integers(200, 3000),
+    st.none() | st.sampled_from(sorted(OPS)),
+    st.sampled_from(["contract", "id", "quantity", "x"]),
+    st.sampled_from([b"\x91", b"\x81"]),
+)
+garbage = st.binary(max_size=200) | json_values.map(enc) | requests_like | deep
 
 
 @settings(max_examples=150, deadline=None)
 @given(payloads=st.lists(garbage, min_size=1, max_size=5))
 def test_generated_garbage_is_always_answered_and_never_logged(
-    service: Any, shared_wire: Wire, payloads: list[bytes]
+    service: Any, shared_wire: Wire, problems: _Problems, payloads: list[bytes]
 ) -> None:
     wire = shared_wire
     before = last_seq(service)
@@ -143,9 +197,28 @@ def test_generated_garbage_is_always_answered_and_never_logged(
         assert isinstance(reply, dict) and reply["ok"] in (True, False)
         if not reply["ok"]:
             assert reply["error"]["code"] in ERROR_CODES
+            assert reply["error"]["code"] != "internal", reply
         else:
             assert reply["op"] not in {"place", "modify", "cancel"}, reply  # cancel_all: nothing working
     assert last_seq(service) == before
+    assert not problems.records, [r.getMessage() for r in problems.records]  # no traceback, no error
+
+
+def test_deep_nesting_is_malformed_with_nothing_on_stderr(
+    service: Any, problems: _Problems, capfd: pytest.CaptureFixture[str]
+) -> None:
+    wire = Wire(service.endpoints.router)
+    before = last_seq(service)
+    for payload in DEEP_REQUESTS:
+        reply = wire.request(payload)
+        assert reply["error"]["code"] == "malformed", reply
+        assert "nested too deeply" in reply["error"]["message"]
+    assert wire.ok({"op": "ping"})["ready"] is True
+    assert last_seq(service) == before
+    assert not problems.records, [r.getMessage() for r in problems.records]
+    captured = capfd.readouterr()
+    assert "Traceback" not in captured.err and "RecursionError" not in captured.err
+    wire.close()
 
 
 def test_decode_request_pure() -> None:

@@ -7,10 +7,12 @@ import stat
 from pathlib import Path
 
 import msgspec
+import pytest
 
 from adapters.tws_sim.config import SimConfig
 from events.reader import JournalReader
 from events.schema import CancelRequested, KillSwitchChanged, OrderDenied, OrderRequested, SessionStarted
+from oms.cli import main
 from oms.protocol import ENDPOINTS_FILE, Endpoints
 from oms.state.fold import fold
 from tests.test_service_support import Wire, last_seq, place, running, state_of
@@ -49,15 +51,22 @@ def test_place_follows_order_and_position_lifecycle_to_closed(tmp_path: Path) ->
         wire.close()
 
 
-def test_duplicate_client_order_id_sends_once(tmp_path: Path) -> None:
+def test_duplicate_client_order_id_sends_once(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with running(tmp_path) as service:
         wire = Wire(service.endpoints.router, service.endpoints.pub)
         first = wire.ok(place(client_order_id="dup-1", quantity=5))
-        second = wire.ok(place(client_order_id="dup-1", quantity=5))
+        second = wire.ok(place(client_order_id="dup-1", quantity=5.0))
         assert second["duplicate"] is True and second["seq"] == first["seq"]
         wire.wait_order("dup-1", "filled")
-        third = wire.ok(place(client_order_id="dup-1", quantity=7))
+        third = wire.ok(place(client_order_id="dup-1", quantity=5))
         assert third["duplicate"] and third["order"]["status"] == "filled"
+        other = wire.request(place(client_order_id="dup-1", quantity=7, side="SELL"))
+        assert other["error"]["code"] == "duplicate_client_order_id", other
+        assert "side: BUY, not SELL" in other["error"]["message"]
+        assert "quantity: 5, not 7" in other["error"]["message"]
+        cli = ["order", "sell", "AAPL", "3", "--id", "dup-1", "--router", service.endpoints.router]
+        assert main(cli) == 1
+        assert "duplicate_client_order_id" in capsys.readouterr().err
         assert service.sim is not None
         assert [o.order_ref for o in service.sim.orders].count("dup-1") == 1
         requested = [e for e in JournalReader(tmp_path / "journal").read() if type(e.event) is OrderRequested]

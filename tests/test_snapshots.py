@@ -1,4 +1,5 @@
-"""Snapshot files: atomic replacement, newest valid wins, corruption skipped with a warning, private."""
+"""Snapshot files: atomic replacement, newest valid wins, corruption skipped with a warning, private;
+a snapshot is used only while the journal holds the very frame it was taken at."""
 
 from __future__ import annotations
 
@@ -7,15 +8,32 @@ from pathlib import Path
 
 import pytest
 
+from events.journal import JournalWriter
 from events.journal_errors import CorruptSnapshot
 from events.snapshots import (
     CorruptSnapshotWarning,
+    StaleSnapshotWarning,
+    frame_crc_at,
     latest_snapshot,
     list_snapshots,
     prune_snapshots,
     read_snapshot,
     write_snapshot,
 )
+from tests.journal_helpers import cut_after, numbered
+
+
+@pytest.fixture(autouse=True)
+def journal(tmp_path: Path) -> None:
+    """A journal of 40 events in tmp_path: snapshots name frames of a real log."""
+    grow(tmp_path, 40)
+
+
+def grow(directory: Path, count: int, offset: int = 0) -> int:
+    with JournalWriter.open(directory, durability="never") as writer:
+        for i in range(count):
+            writer.append(numbered(offset + i))
+        return writer.last_seq
 
 
 def corrupt(path: Path, offset: int = -1) -> None:
@@ -25,9 +43,9 @@ def corrupt(path: Path, offset: int = -1) -> None:
 
 
 def test_write_then_read_back_privately(tmp_path: Path) -> None:
-    path = write_snapshot(tmp_path, 42, b"state at 42")
-    assert path == tmp_path / "snapshots" / "00000000000000000042.snap"
-    assert read_snapshot(path) == (42, b"state at 42")
+    path = write_snapshot(tmp_path, 40, b"state at 40")
+    assert path == tmp_path / "snapshots" / "00000000000000000040.snap"
+    assert read_snapshot(path) == (40, b"state at 40")
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
     assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temp file left behind
@@ -75,6 +93,7 @@ def test_a_snapshot_renamed_to_another_seq_is_skipped(tmp_path: Path) -> None:
 
 def test_no_snapshots_at_all(tmp_path: Path) -> None:
     assert latest_snapshot(tmp_path) is None and list_snapshots(tmp_path) == []
+    assert latest_snapshot(tmp_path / "elsewhere") is None
 
 
 def test_prune_keeps_the_newest_valid_ones(tmp_path: Path) -> None:
@@ -91,3 +110,51 @@ def test_prune_keeps_the_newest_valid_ones(tmp_path: Path) -> None:
     assert [info.seq for info in list_snapshots(tmp_path)] == [3, 4]
     with pytest.raises(ValueError, match="keep"):
         prune_snapshots(tmp_path, keep=0)
+
+
+def test_a_snapshot_records_its_frame_and_a_regrown_log_makes_it_stale(tmp_path: Path) -> None:
+    write_snapshot(tmp_path, 30, b"state 30")
+    write_snapshot(tmp_path, 20, b"state 20")
+    assert latest_snapshot(tmp_path) == (30, b"state 30")
+    cut_after(tmp_path, 25)
+    grow(tmp_path, 10, offset=1000)  # open() deletes snapshots beyond the cut: seq 30 goes at once
+    assert [info.seq for info in list_snapshots(tmp_path)] == [20]
+    write_snapshot(tmp_path, 30, b"state 30 of the new log")
+    assert latest_snapshot(tmp_path) == (30, b"state 30 of the new log")
+
+
+def test_a_stale_snapshot_is_skipped_and_deleted_only_when_asked(tmp_path: Path) -> None:
+    stale = write_snapshot(tmp_path, 30, b"old 30")
+    write_snapshot(tmp_path, 10, b"state 10")
+    saved = stale.read_bytes()
+    cut_after(tmp_path, 25)
+    grow(tmp_path, 10, offset=1000)  # the log is at 35 again, with other events from 26 on
+    stale.write_bytes(saved)  # as if the cut had happened without the journal being opened
+    assert frame_crc_at(tmp_path, 30) is not None
+    with pytest.warns(StaleSnapshotWarning, match="not the one it was taken at"):
+        assert latest_snapshot(tmp_path) == (10, b"state 10")
+    assert stale.exists()  # a reader never deletes
+    with pytest.warns(StaleSnapshotWarning, match="deleted"):
+        assert latest_snapshot(tmp_path, discard=True) == (10, b"state 10")
+    assert not stale.exists()
+
+
+def test_a_format_1_snapshot_has_no_identity_and_is_skipped(tmp_path: Path) -> None:
+    import struct
+    import zlib
+
+    payload = b"v1 state"
+    crc = zlib.crc32(payload, zlib.crc32((5).to_bytes(8, "little")))
+    folder = tmp_path / "snapshots"
+    folder.mkdir(mode=0o700, exist_ok=True)
+    path = folder / f"{5:020d}.snap"
+    path.write_bytes(struct.pack("<8sIQQI", b"IBOMSSNP", 1, 5, len(payload), crc) + payload)
+    assert read_snapshot(path) == (5, payload)  # still readable (replay --verify compares it)
+    with pytest.warns(StaleSnapshotWarning, match="format 1"):
+        assert latest_snapshot(tmp_path) is None
+
+
+def test_no_frame_no_snapshot(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="no frame at seq 41"):
+        write_snapshot(tmp_path, 41, b"beyond")
+    assert frame_crc_at(tmp_path, 0) == 0 and frame_crc_at(tmp_path, 41) is None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from collections.abc import Sequence
 
 from events.schema import BrokerError, ConnectionChanged, Event, ReconciliationFinished
@@ -13,7 +14,7 @@ EPILOG = """examples:
   oms check --port 4002 --client-id 9        IB Gateway paper
   oms check --library ib_insync --timeout 20
 environment: IBKR_HOST, IBKR_PORT, IBKR_CLIENT_ID give the defaults (flags win).
-exit status: 0 when connected and synchronized, 1 otherwise.
+exit status: 0 when connected and synchronized, 1 otherwise, 2 for a bad IBKR_* variable.
 """
 
 
@@ -26,10 +27,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--host", default=os.environ.get("IBKR_HOST", "127.0.0.1"), help="TWS / Gateway host")
-    p.add_argument("--port", type=int, default=int(os.environ.get("IBKR_PORT", "7497")), help="API port")
-    p.add_argument(
-        "--client-id", type=int, default=int(os.environ.get("IBKR_CLIENT_ID", "1")), help="API client id"
-    )
+    p.add_argument("--port", type=int, help="API port (default: $IBKR_PORT or 7497)")
+    p.add_argument("--client-id", type=int, help="API client id (default: $IBKR_CLIENT_ID or 1)")
     p.add_argument(
         "--library", choices=("ib_async", "ib_insync"), default="ib_async", help="IB client library"
     )
@@ -45,7 +44,16 @@ def run(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from adapters.ib.adapter import Backoff, IBAdapter
+    from oms.service.config import ConfigError, env_int
 
+    try:  # read here, not when the parser is built: a bad variable must not break every command
+        args.port = args.port if args.port is not None else env_int(os.environ, "IBKR_PORT", 7497)
+        args.client_id = (
+            args.client_id if args.client_id is not None else env_int(os.environ, "IBKR_CLIENT_ID", 1)
+        )
+    except ConfigError as exc:
+        print(f"oms check: {exc}", file=sys.stderr)
+        return 2
     logging.getLogger(args.library).setLevel(logging.CRITICAL)  # the table says it all, once
     events: list[Event] = []
     adapter = IBAdapter(

@@ -8,7 +8,7 @@ The wire contract they speak is docs/protocol.md.
 from oms.client.async_client import AsyncClient, OrderDone
 from oms.client.blocking import Client
 from oms.client.transport import CurveKeys, read_endpoints
-from oms.client.wire import ServiceError, ServiceUnavailable
+from oms.client.wire import ServiceError, ServiceNotRunning, ServiceUnavailable
 from oms.ids import new_client_order_id
 
 __all__ = [
@@ -17,6 +17,7 @@ __all__ = [
     "CurveKeys",
     "OrderDone",
     "ServiceError",
+    "ServiceNotRunning",
     "ServiceUnavailable",
     "new_client_order_id",
     "read_endpoints",

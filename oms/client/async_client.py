@@ -46,6 +46,8 @@ from oms.protocol import (
     PlaceResult,
     PositionsRequest,
     PositionsResult,
+    StatusRequest,
+    StatusResult,
 )
 from oms.state.model import TERMINAL, Order, Position, State
 from oms.state.money import exact
@@ -216,6 +218,18 @@ class AsyncClient:
 
     async def ping(self, timeout: float | None = None) -> PingResult:
         return (await self._channel.request(PingRequest(), timeout)).result_as(PingResult)
+
+    async def status(self) -> StatusResult:
+        """The service's own account of itself: IB connection, journal seqs, subscribers (`oms status`)."""
+        return (await self._channel.request(StatusRequest())).result_as(StatusResult)
+
+    @property
+    def router(self) -> str:
+        return self._channel.endpoint
+
+    @property
+    def pub(self) -> str:
+        return self._pub
 
     async def place(
         self,

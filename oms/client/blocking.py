@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 from events.schema import Contract, Envelope, Side
 from oms.client.async_client import AsyncClient
-from oms.protocol import ContractSpec, KillSwitchResult, PingResult
+from oms.protocol import ContractSpec, KillSwitchResult, PingResult, StatusResult
 from oms.state.fold import copy_state
 from oms.state.model import Order, Position, State
 
@@ -104,6 +104,9 @@ class Client:
 
     def ping(self) -> PingResult:
         return self._run(self._client.ping())
+
+    def status(self) -> StatusResult:
+        return self._run(self._client.status())
 
     def place(
         self,

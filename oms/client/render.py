@@ -12,8 +12,8 @@ from rich.table import Table
 
 from events.codec import to_builtins
 from events.schema import Envelope, kind_of
+from oms.readable import plain
 from oms.state.model import Order, Position
-from oms.state.money import text as money_text
 
 _STATUS_STYLE = {
     "filled": "green",
@@ -30,14 +30,51 @@ _STATUS_STYLE = {
 
 
 def _num(value: float | Decimal | None) -> str:
+    return "" if value is None else plain(value)
+
+
+def money(value: float | Decimal | dict[str, Any] | None) -> str:
+    """An amount, or a per-currency map `{currency: amount}` as `-7.60 USD, 120 JPY` (currencies are
+    never added together); 2 decimals at least, more when the amount has them."""
     if value is None:
         return ""
-    return f"{value.normalize():f}" if isinstance(value, Decimal) else f"{value:g}"
+    if not isinstance(value, dict):
+        return _amount(value)
+    return ", ".join(
+        f"{_amount(amount, currency)} {currency}" for currency, amount in value.items() if amount
+    )
 
 
-def _status(status: str) -> str:
+NO_MINOR_UNIT = frozenset({"JPY", "KRW", "CLP", "ISK", "VND"})  # amounts shown without decimals
+
+
+def _amount(value: float | Decimal | str, currency: str = "") -> str:
+    """At least the currency's usual decimals (2, or none for JPY...), more when the amount has them."""
+    number = Decimal(str(value))
+    places = Decimal(1) if currency in NO_MINOR_UNIT else Decimal("0.01")
+    return f"{number.quantize(places) if number == number.quantize(places) else number:f}"
+
+
+# what a position's status means, in words: `filled` alone would read as an order's status
+POSITION_STATUS = {
+    "pending": "entry pending",
+    "submitted": "entry working",
+    "filled": "open",
+    "closing": "open, closing",
+    "closed": "closed",
+}
+NEVER_FILLED = ("cancelled", "rejected", "inactive")  # close reasons of an entry that never filled
+
+
+def never_filled(position: Position) -> bool:
+    """A lifecycle that ended before any fill: not a position anyone holds or held (hidden by default)."""
+    return position.status == "closed" and position.close_reason in NEVER_FILLED
+
+
+def _status(status: str, text: str | None = None) -> str:
     style = _STATUS_STYLE.get(status)
-    return f"[{style}]{status}[/]" if style else status
+    text = text or status
+    return f"[{style}]{text}[/]" if style else text
 
 
 def _table(title: str, columns: Iterable[str], numeric: Container[str]) -> Table:
@@ -88,6 +125,7 @@ def orders_table(orders: Iterable[Order]) -> Table:
 
 
 def positions_table(positions: Iterable[Position]) -> Table:
+    """Account positions show `(all)` as their strategy: they sum every strategy's fills."""
     table = _table(
         "positions",
         (
@@ -106,17 +144,20 @@ def positions_table(positions: Iterable[Position]) -> Table:
         numeric=("qty", "avg price", "realized gross", "commission", "realized net", "cycle"),
     )
     for p in sorted(positions, key=lambda p: (p.account, p.contract.symbol, p.strategy_id)):
+        text = POSITION_STATUS.get(p.status, p.status)
+        if p.status == "closed" and p.close_reason:
+            text += f" ({p.close_reason})"
         table.add_row(
             p.account,
             p.contract.symbol,
             str(p.contract.con_id or ""),
-            p.strategy_id,
+            p.strategy_id or "(all)",
             _num(p.quantity),
-            _num(p.avg_price),
-            money_text(p.realized_pnl_gross),
-            money_text(p.commission),
-            money_text(p.realized_pnl_net),
-            _status(p.status) + (f" ({p.close_reason})" if p.status == "closed" and p.close_reason else ""),
+            _num(p.avg_price) if p.quantity else "",
+            money(p.realized_pnl_gross),
+            money(p.commission),
+            money(p.realized_pnl_net),
+            _status(p.status, text),
             str(p.lifecycle),
         )
     return table

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
 from pathlib import Path
 
 import msgspec
@@ -17,7 +18,14 @@ import zmq
 import zmq.asyncio
 import zmq.auth
 
-from oms.client.wire import Reply, ServiceUnavailable, decode_reply, encode_request, raise_for_error
+from oms.client.wire import (
+    Reply,
+    ServiceNotRunning,
+    ServiceUnavailable,
+    decode_reply,
+    encode_request,
+    raise_for_error,
+)
 from oms.protocol import ENDPOINTS_FILE, Endpoints, Request
 
 
@@ -45,17 +53,41 @@ class CurveKeys(msgspec.Struct, frozen=True):
         socket.curve_secretkey = self.secret
 
 
-def read_endpoints(data_dir: str | Path) -> Endpoints:
-    """The endpoints a running service wrote into its data directory (or the path of that file)."""
+def read_endpoints(data_dir: str | Path, check_pid: bool = True) -> Endpoints:
+    """The endpoints a running service wrote into its data directory (or the path of that file).
+    `ServiceNotRunning` at once when there is no file, or when the pid it names is not alive (the
+    service was killed and could not remove it): no request is sent to wait for in vain."""
     path = Path(data_dir)
     if path.suffix != ".json":
         path = path / ENDPOINTS_FILE
     try:
-        return msgspec.json.decode(path.read_bytes(), type=Endpoints)
+        endpoints = msgspec.json.decode(path.read_bytes(), type=Endpoints)
     except FileNotFoundError:
-        raise ServiceUnavailable(f"{path} does not exist (is `oms run` using this data dir?)") from None
+        raise ServiceNotRunning(
+            f"the service is not running: {path} does not exist (start it with `oms run --data-dir "
+            f"{path.parent}`, or pass the --data-dir it uses)"
+        ) from None
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise ServiceUnavailable(f"{path} is not a valid endpoints file ({exc})") from None
+    if check_pid and not pid_alive(endpoints.pid):
+        raise ServiceNotRunning(
+            f"the service is not running: {path} names pid {endpoints.pid}, which is gone (it stopped "
+            f"without cleaning up, e.g. killed); start it again with `oms run --data-dir {path.parent}`"
+        )
+    return endpoints
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid exists on this machine (signal 0 checks without sending)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    except OverflowError:
+        return False
+    return True
 
 
 class RequestChannel:

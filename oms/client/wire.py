@@ -39,6 +39,10 @@ class ServiceUnavailable(ConnectionError):
         self.client_order_id = client_order_id
 
 
+class ServiceNotRunning(ServiceUnavailable):
+    """Known without asking: no endpoints file, or the pid it names is not alive (killed, crashed)."""
+
+
 class Reply(msgspec.Struct, frozen=True):
     ok: bool
     id: int | str | None = None

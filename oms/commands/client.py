@@ -26,6 +26,18 @@ def _positive(text: str) -> float:
     return value
 
 
+def _event_kinds() -> list[str]:
+    from events.schema import KINDS
+
+    return sorted(kind for kind in KINDS if kind != "unknown")
+
+
+def _event_kind(text: str) -> str:
+    if text not in _event_kinds():
+        raise argparse.ArgumentTypeError(f"no event kind {text!r}; the kinds are {', '.join(_event_kinds())}")
+    return text
+
+
 def _add_service_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("finding the service")
     group.add_argument(
@@ -106,16 +118,21 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         strategy_help="only this strategy's orders",
         open_help="only working orders",
     )
+    positions = subparsers.add_parser(
+        "positions",
+        help="list positions",
+        formatter_class=formatter,
+        epilog="examples:\n  oms positions\n  oms positions --strategy mom   # one strategy's share\n"
+        "  oms positions --watch          # a live table\n"
+        "  oms positions --all            # also entries cancelled or rejected before any fill",
+    )
+    positions.add_argument(
+        "--all",
+        action="store_true",
+        help="also entries that ended without a fill (cancelled or rejected before any share traded)",
+    )
     _add_listing(
-        subparsers.add_parser(
-            "positions",
-            help="list positions",
-            formatter_class=formatter,
-            epilog="examples:\n  oms positions\n  oms positions --strategy mom   # one strategy's share\n"
-            "  oms positions --watch          # a live table",
-        ),
-        strategy_help="one strategy's view of the positions",
-        open_help="hide closed positions",
+        positions, strategy_help="one strategy's view of the positions", open_help="hide closed positions"
     )
 
     tail = subparsers.add_parser(
@@ -125,7 +142,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         epilog="examples:\n  oms tail\n  oms tail --kind execution --kind commission\n"
         "  oms tail --order mom-0190a1b2c3d-4e5f60718293 --json",
     )
-    tail.add_argument("--kind", action="append", help="only events of this kind (repeatable)")
+    tail.add_argument(
+        "--kind",
+        action="append",
+        type=_event_kind,
+        metavar="KIND",
+        help="only events of this kind (repeatable): " + ", ".join(_event_kinds()),
+    )
     tail.add_argument("--order", help="only events that name or change this client order id")
     tail.add_argument(
         "--strategy", help="only events that name or change this strategy's orders or positions"
@@ -139,10 +162,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def _run(args: argparse.Namespace, command: Callable[[argparse.Namespace], Coroutine[Any, Any, int]]) -> int:
     import asyncio
 
-    from oms.client import ServiceError, ServiceUnavailable
+    from oms.client import ServiceError, ServiceNotRunning, ServiceUnavailable
 
     try:
         return asyncio.run(command(args))
+    except ServiceNotRunning as exc:
+        print(f"oms {args.command}: {exc}", file=sys.stderr)
+        return EXIT_NO_SERVICE
     except ServiceUnavailable as exc:
         print(f"oms {args.command}: the service is not running or not answering: {exc}", file=sys.stderr)
         return EXIT_NO_SERVICE
@@ -181,11 +207,27 @@ def _console() -> Any:
 
 async def _order(args: argparse.Namespace) -> int:
     from oms.client.render import orders_table
-    from oms.state.model import TERMINAL
+    from oms.ids import new_client_order_id
+    from oms.readable import plain
+    from oms.state.model import TERMINAL, Order
 
     client = await _connect(args, follow=args.wait)
+    coid = args.client_order_id or new_client_order_id(args.strategy)
+    seen: list[tuple[str, object]] = []
+
+    def transition(order: Order) -> None:
+        """With --wait: one line per change of status (and of the filled quantity)."""
+        if order.client_order_id != coid or (seen and seen[-1] == (order.status, order.filled)):
+            return
+        seen.append((order.status, order.filled))
+        fill = f" {plain(order.filled)} @ {plain(order.avg_fill_price)}" if order.filled else ""
+        why = f" ({order.reason})" if order.reason and order.status in TERMINAL else ""
+        print(f"{coid} {order.status}{fill}{why}", flush=True)
+
+    if args.wait:
+        client.on_order(transition)
     try:
-        coid = await client.place(
+        await client.place(
             args.symbol.upper(),
             args.side,
             args.quantity,
@@ -194,12 +236,15 @@ async def _order(args: argparse.Namespace) -> int:
             tif=args.tif,
             strategy_id=args.strategy,
             account=args.account,
-            client_order_id=args.client_order_id,
+            client_order_id=coid,
             outside_rth=args.outside_rth,
         )
-        print(f"placed {coid}")
+        print(f"placed {coid}", flush=True)
         if not args.wait:
             return 0
+        current = client.order(coid)
+        if current is not None:
+            transition(current)  # the state the order is in now, if no event has shown it yet
         try:
             order = await client.wait_for_order(coid, TERMINAL, timeout=args.wait_timeout)
         except TimeoutError:
@@ -224,10 +269,14 @@ async def _cancel(args: argparse.Namespace) -> int:
 
 async def _list(args: argparse.Namespace) -> int:
     """`oms orders` / `oms positions`: the service's answer once, or a live table from the followed state."""
-    from oms.client.render import orders_table, positions_table
+    from oms.client.render import never_filled, orders_table, positions_table
 
     orders = args.command == "orders"
-    table: Callable[[list[Any]], Any] = orders_table if orders else positions_table
+
+    def table(rows: list[Any]) -> Any:
+        if orders:
+            return orders_table(rows)
+        return positions_table(rows if args.all else [p for p in rows if not never_filled(p)])
 
     def followed(client: AsyncClient) -> Any:
         rows = client.orders if orders else client.positions

@@ -168,28 +168,32 @@ def broker_factory(config: Config, host: str, port: int) -> BrokerFactory:
 
 
 async def build(config: Config, sim_config: SimConfig | None = None) -> tuple[Service, TwsSimulator | None]:
-    """The service, and the embedded simulator (started; state in DATA_DIR/sim) when no IB port is set."""
+    """The service with its journal open, and the embedded simulator (started; state in DATA_DIR/sim)
+    when no IB port is set. The journal's lock comes first: a refused start writes nothing anywhere."""
     from pathlib import Path
 
     import msgspec
 
     from oms.service.app import Service
 
-    sim = None
-    host, port = config.ib_host, config.ib_port or 0
-    if config.embedded_sim:
-        from adapters.tws_sim.config import SimConfig
-        from adapters.tws_sim.server import TwsSimulator
+    service = Service(config, broker_factory(config, config.ib_host, config.ib_port or 0))
+    service.open()
+    if not config.embedded_sim:
+        return service, None
+    from adapters.tws_sim.config import SimConfig
+    from adapters.tws_sim.server import TwsSimulator
 
-        data_dir = Path(config.data_dir)
-        data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # not via sim's parents=True: that is 0755
-        sim_dir = data_dir / "sim"
-        sim_dir.mkdir(mode=0o700, exist_ok=True)
-        sim_config = msgspec.structs.replace(sim_config or SimConfig(), state_dir=str(sim_dir))
-        sim = TwsSimulator(sim_config)
+    sim_dir = Path(config.data_dir) / "sim"
+    sim_dir.mkdir(mode=0o700, exist_ok=True)  # not via sim's parents=True: that is 0755
+    sim_config = msgspec.structs.replace(sim_config or SimConfig(), state_dir=str(sim_dir))
+    sim = TwsSimulator(sim_config)
+    try:
         await sim.start("127.0.0.1", 0)
-        host, port = "127.0.0.1", sim.port
-    return Service(config, broker_factory(config, host, port), ib_endpoint=f"{host}:{port}"), sim
+    except BaseException:
+        await service.stop()
+        raise
+    service.use_broker(broker_factory(config, "127.0.0.1", sim.port), f"127.0.0.1:{sim.port}")
+    return service, sim
 
 
 async def serve(config: Config, sim_tick_ms: float | None = None) -> int:
@@ -197,9 +201,21 @@ async def serve(config: Config, sim_tick_ms: float | None = None) -> int:
     import signal
 
     from adapters.tws_sim.config import SimConfig
+    from events.journal_errors import JournalLocked
     from oms.service.app import START_ERRORS
 
-    service, sim = await build(config, SimConfig(tick_interval_ms=sim_tick_ms or None))
+    try:
+        service, sim = await build(config, SimConfig(tick_interval_ms=sim_tick_ms or None))
+    except JournalLocked as exc:
+        print(
+            f"oms run: cannot start: {exc}; another `oms run` uses {config.data_dir}: stop it, "
+            "or pass another --data-dir",
+            file=sys.stderr,
+        )
+        return 1
+    except START_ERRORS as exc:
+        print(f"oms run: cannot start: {exc}", file=sys.stderr)
+        return 1
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -223,6 +239,8 @@ async def serve(config: Config, sim_tick_ms: float | None = None) -> int:
         await service.stop()
         if sim is not None:
             await sim.stop()
+    if service.summary:
+        print(f"oms run: {service.summary}", file=sys.stderr, flush=True)
     return code
 
 

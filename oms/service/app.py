@@ -17,6 +17,7 @@ import contextlib
 import logging
 import os
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
@@ -28,10 +29,11 @@ import zmq.asyncio
 from events.journal import JournalWriter
 from events.journal_errors import JournalError
 from events.reader import JournalReader
-from events.schema import ConnectionChanged, Event, SessionStarted
-from events.snapshots import latest_snapshot, prune_snapshots, write_snapshot
+from events.schema import ConnectionChanged, Event, ReconciliationFinished, SessionStarted
+from events.snapshots import CorruptSnapshotWarning, latest_snapshot, prune_snapshots, write_snapshot
 from oms import __version__
-from oms.protocol import ENDPOINTS_FILE, HEARTBEAT_INTERVAL_S, Endpoints
+from oms.protocol import ENDPOINTS_FILE, HEARTBEAT_INTERVAL_S, Endpoints, StatusResult
+from oms.service.authz import load_grants
 from oms.service.config import Config, ConfigError
 from oms.service.curve import check_binds, server_keys, start_authenticator
 from oms.service.handlers import Broker, Handlers
@@ -57,9 +59,15 @@ BrokerFactory = Callable[[Sink, Callable[[], State]], ManagedBroker]
 
 def load_state(journal_dir: Path, last_seq: int) -> tuple[State, int]:
     """(state at `last_seq`, seq of the snapshot it started from, 0 for none): a snapshot the code
-    cannot read (an older state layout) is skipped, since the journal is the truth."""
+    cannot read (an older state layout), a corrupt one, or one whose journal frame is not the one it was
+    taken at (the log was cut and grew again) is skipped with a warning, since the journal is the truth;
+    the service owns the directory, so the bad ones are deleted."""
     state = initial_state()
-    found = latest_snapshot(journal_dir, max_seq=last_seq)
+    with warnings.catch_warnings(record=True) as skipped:
+        warnings.simplefilter("always", CorruptSnapshotWarning)
+        found = latest_snapshot(journal_dir, max_seq=last_seq, discard=True)
+    for warning in skipped:
+        log.warning("snapshot skipped: %s", warning.message)
     if found is not None:
         try:
             state = decode_state(found[1])
@@ -91,15 +99,23 @@ class Service:
         self.broker: ManagedBroker | None = None
         self.endpoints: Endpoints | None = None
         self.recovery: str | None = None
+        self.summary = ""  # what shutdown flushed, one line (also logged)
+        self._state: State | None = None
         self._stopped = False
+        self.started_ts = time.time_ns()
+        self.reconciled: tuple[int, int, bool] = (0, 0, False)  # seq, ts, ok of the last reconciliation
+
+    def use_broker(self, broker_factory: BrokerFactory, ib_endpoint: str) -> None:
+        """Point the service at IB once its address is known (the embedded simulator's free port)."""
+        self._broker_factory = broker_factory
+        self.ib_endpoint = ib_endpoint
 
     # -- lifecycle ----------------------------------------------------------------------------------
 
     async def start(self) -> None:
         config = self.config
-        check_binds([config.pub, config.router], config.curve)
+        state = self.open()
         curve_public, curve_secret = server_keys(config.curve)
-        state = self._open_journal()
         self.ctx = zmq.asyncio.Context()
         self.auth = start_authenticator(self.ctx, config.curve) if curve_secret else None
         self.publisher = Publisher(
@@ -109,6 +125,7 @@ class Service:
             self.journal, state, self.publisher, self._snapshot_due, config.snapshot_every, config.durability
         )
         self.handlers = Handlers(self.pipeline, config, JournalReader(self.journal_dir), __version__)
+        self.handlers.status_provider = self.status_result
         self.router = Router(self.ctx, config.router, self.handlers.handle, curve_secret)
         self.endpoints = Endpoints(
             pub=self.publisher.endpoint,
@@ -134,8 +151,15 @@ class Service:
         self.handlers.broker = self.broker  # reconciled: commands are accepted from here on
         log.info("ready: PUB %s ROUTER %s IB %s", self.endpoints.pub, self.endpoints.router, self.ib_endpoint)
 
-    def _open_journal(self) -> State:
-        """Lock and recover the journal; the state at its last seq (snapshot + tail)."""
+    def open(self) -> State:
+        """Lock and recover the journal; the state at its last seq (snapshot + tail). The first thing
+        start-up does (the composition root calls it even before starting the embedded simulator), so a
+        service refused by the lock touches nothing; idempotent."""
+        if self._state is not None:
+            return self._state
+        check_binds([self.config.pub, self.config.router], self.config.curve)  # refusals touch nothing
+        server_keys(self.config.curve)
+        load_grants(self.config.curve)
         self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.journal = JournalWriter.open(
             self.journal_dir, durability=self.config.durability, group_commit_ms=self.config.group_commit_ms
@@ -143,15 +167,26 @@ class Service:
         if self.journal.recovery is not None:
             self.recovery = str(self.journal.recovery)
             log.warning("journal recovery: %s", self.recovery)
-        state, snapshot_seq = load_state(self.journal_dir, self.journal.last_seq)
+        for path in self.journal.discarded_snapshots:
+            log.warning(
+                "snapshot %s is beyond the journal's end (seq %d): deleted", path, self.journal.last_seq
+            )
+        try:
+            state, snapshot_seq = load_state(self.journal_dir, self.journal.last_seq)
+        except BaseException:
+            self.journal.close()
+            raise
         log.info("state at seq %d (snapshot at %d + the journal after it)", state.seq, snapshot_seq)
+        self._state = state
         return state
 
     def _sink(self, event: Event) -> None:
         """The adapter's sink; learns the default account from the connection when none is configured."""
         if type(event) is ConnectionChanged and event.accounts and not self.handlers.default_account:
             self.handlers.default_account = event.accounts[0]
-        self.pipeline.append(event)
+        env = self.pipeline.append(event)
+        if type(event) is ReconciliationFinished:
+            self.reconciled = (env.seq, env.ts, event.ok)
 
     async def stop(self) -> None:
         """Graceful shutdown (idempotent); the journal ends fsynced and a snapshot is written."""
@@ -172,8 +207,15 @@ class Service:
             await asyncio.gather(*self._snapshot_writes, return_exceptions=True)
             if self.pipeline.failure is None:  # a failed journal has nothing more to flush or snapshot
                 self.pipeline.drain()
-                self.journal.sync()
-                self.write_snapshot()
+                durable = self.journal.sync()
+                snapshot = self.write_snapshot()
+                self.summary = (
+                    f"stopped: journal fsynced through seq {durable} ({self.pipeline.appended} events "
+                    f"this session), snapshot written at seq {snapshot}"
+                )
+            else:
+                self.summary = f"stopped after a journal failure ({self.pipeline.failure}): no snapshot"
+            log.info("%s", self.summary)
         if hasattr(self, "journal"):
             self.journal.close()
         for closable in ("router", "publisher"):
@@ -182,7 +224,7 @@ class Service:
         if getattr(self, "auth", None) is not None:
             self.auth.stop()  # type: ignore[union-attr]
         if hasattr(self, "ctx"):
-            self.ctx.term()
+            self.ctx.destroy(linger=0)  # closes what a failed start left open: never waits
         if self.endpoints is not None:  # ours (a refused start must not remove a running service's file)
             with contextlib.suppress(FileNotFoundError):
                 (self.data_dir / ENDPOINTS_FILE).unlink()
@@ -191,7 +233,7 @@ class Service:
 
     def write_snapshot(self) -> int:
         state = self.pipeline.state
-        write_snapshot(self.journal_dir, state.seq, encode_state(state))
+        write_snapshot(self.journal_dir, state.seq, encode_state(state), self.journal.frame_crc(state.seq))
         prune_snapshots(self.journal_dir, keep=3)
         return state.seq
 
@@ -199,9 +241,10 @@ class Service:
         """Encode now (consistent at this seq), write and fsync in a thread."""
         state = self.pipeline.state
         seq, payload = state.seq, encode_state(state)
+        frame_crc = self.journal.frame_crc(seq)
 
         def write() -> None:
-            write_snapshot(self.journal_dir, seq, payload)
+            write_snapshot(self.journal_dir, seq, payload, frame_crc)
             prune_snapshots(self.journal_dir, keep=3)
 
         future = asyncio.get_running_loop().run_in_executor(None, write)
@@ -221,6 +264,27 @@ class Service:
     @property
     def ready(self) -> bool:
         return hasattr(self, "handlers") and self.handlers.ready
+
+    def status_result(self) -> StatusResult:
+        """The `status` reply (`oms status`)."""
+        state = self.pipeline.state
+        seq, ts, ok = self.reconciled
+        return StatusResult(
+            ready=self.ready,
+            version=__version__,
+            pid=os.getpid(),
+            ib=self.ib_endpoint,
+            connection=state.connection,
+            journal_seq=self.journal.last_seq,
+            durable_seq=self.journal.durable_seq,
+            reconciled_seq=seq,
+            reconciled_ts=ts,
+            reconciliation_ok=ok,
+            subscribers=self.publisher.subscribers,
+            open_orders=sum(1 for o in state.orders.values() if o.status not in TERMINAL),
+            kill_switch=state.kill_switch,
+            started_ts=self.started_ts,
+        )
 
     def status(self) -> dict[str, Any]:
         state = self.pipeline.state

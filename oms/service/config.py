@@ -15,6 +15,7 @@ from typing import Any, Literal
 import msgspec
 from msgspec import Struct
 
+from oms.readable import plain, validation_message
 from oms.service.risk import RiskLimits
 
 Durability = Literal["always", "group", "never"]
@@ -28,6 +29,7 @@ ENV_KEYS = {
     "IBKR_CLIENT_ID": "client_id",
     "IBKR_ACCOUNT": "account",
 }
+ENV_INTS = ("IBKR_PORT", "IBKR_CLIENT_ID")
 
 
 class ConfigError(ValueError):
@@ -36,12 +38,23 @@ class ConfigError(ValueError):
     code = "bad_config"
 
 
+class ClientGrant(Struct, frozen=True, forbid_unknown_fields=True):
+    """What one CURVE client key (`[curve.clients.NAME]` for NAME.key) may do beyond queries: place,
+    modify and cancel for these strategies; `admin` also the kill switch and cancel-all across
+    strategies (and any strategy)."""
+
+    strategies: tuple[str, ...] = ()
+    admin: bool = False
+
+
 class CurveConfig(Struct, frozen=True, forbid_unknown_fields=True):
-    """CURVE for non-loopback binds: the server's certificate (written by `oms keys`) and a directory of
-    allowed client public keys (`*.key` files)."""
+    """CURVE for non-loopback binds: the server's certificate (written by `oms keys`), a directory of
+    allowed client public keys (`*.key` files), and what each of them may do (`clients`, by file stem;
+    a key with no entry may only query)."""
 
     server_secret_key: str | None = None
     authorized_clients: str | None = None
+    clients: dict[str, ClientGrant] = {}
 
     @property
     def enabled(self) -> bool:
@@ -93,7 +106,7 @@ def load_config(
             raise ConfigError(f"cannot read config file {path}: {exc}") from exc
     for var, key in ENV_KEYS.items():
         if env and env.get(var):
-            merged[key] = env[var]
+            merged[key] = env_int(env, var, 0) if var in ENV_INTS else env[var]
     for key, value in (overrides or {}).items():
         if isinstance(value, Mapping):
             merged[key] = {**merged.get(key, {}), **{k: v for k, v in value.items() if v is not None}}
@@ -102,7 +115,7 @@ def load_config(
     try:
         config = msgspec.convert(merged, Config, strict=False)
     except msgspec.ValidationError as exc:
-        raise ConfigError(f"invalid configuration: {exc}") from exc
+        raise ConfigError(f"invalid configuration: {validation_message(exc)}") from None
     check_config(config)
     return config
 
@@ -115,6 +128,36 @@ def check_config(config: Config) -> None:
         )
     if config.group_commit_ms <= 0 or config.snapshot_every <= 0 or config.pub_hwm <= 0:
         raise ConfigError("group_commit_ms, snapshot_every and pub_hwm must be > 0")
+    check_limits(config.risk)
+
+
+def check_limits(risk: RiskLimits) -> None:
+    """A limit of zero or below would refuse every order: refuse the configuration instead."""
+    for name in ("max_quantity", "max_notional", "max_position", "max_order_age_s"):
+        value = getattr(risk, name)
+        if value is not None and not value > 0:
+            raise ConfigError(
+                f"risk.{name} = {plain(value)}: a limit must be greater than 0 "
+                "(leave it out to turn that check off)"
+            )
+    if risk.allowed_symbols is not None and not risk.allowed_symbols:
+        raise ConfigError(
+            "risk.allowed_symbols is empty, which would refuse every order: list the symbols "
+            "(leave it out to allow every symbol)"
+        )
+
+
+def env_int(env: Mapping[str, str], var: str, default: int) -> int:
+    """An integer environment variable, or `default` when unset; a ConfigError naming it otherwise."""
+    text = env.get(var, "").strip()
+    if not text:
+        return default
+    try:
+        return int(text)
+    except ValueError:
+        raise ConfigError(
+            f"environment variable {var}={text!r} is not a whole number; fix or unset it"
+        ) from None
 
 
 def parse_host_port(text: str) -> tuple[str, int]:

@@ -49,9 +49,11 @@ from oms.protocol import (
     PositionsRequest,
     Request,
     SnapshotRequest,
+    StatusRequest,
+    StatusResult,
     op_of,
 )
-from oms.service import intake, queries
+from oms.service import authz, intake, queries
 from oms.service.config import Config
 from oms.service.pipeline import Pipeline
 from oms.service.risk import Described, Reference
@@ -94,6 +96,8 @@ class Handlers:
         self.accepting = True  # False from shutdown on: new commands get `not_ready`
         self._tasks: set[asyncio.Task[Any]] = set()
         self._placing: dict[str, asyncio.Future[None]] = {}  # client order id -> done once sent (or not)
+        self.status_provider: Callable[[], StatusResult] | None = None  # set by the service
+        self.grants = authz.load_grants(config.curve)  # None: no CURVE, every local client trusted
         self._table: dict[type[Request], Callable[[Any], Coroutine[Any, Any, Any]]] = {
             PingRequest: self.ping,
             SnapshotRequest: self.query,
@@ -105,6 +109,7 @@ class Handlers:
             PositionsRequest: self.query,
             EventsRequest: self.events,
             KillSwitchRequest: self.kill_switch,
+            StatusRequest: self.status,
         }
 
     def not_ready(self) -> str | None:
@@ -127,8 +132,17 @@ class Handlers:
     def ready(self) -> bool:
         return self.not_ready() is None
 
-    async def handle(self, request: Request) -> Reply:
+    async def handle(self, request: Request, peer: str | None = None) -> Reply:
+        """`peer`: the CURVE client's public key (Z85), None without CURVE."""
         op = op_of(request)
+        if self.grants is not None and isinstance(request, COMMANDS):
+            grant = self.grants.get(peer or "")
+            denied = authz.denial(request, grant, self.pipeline.state)
+            if denied is not None:
+                log.warning("not authorized: %s (%s)", denied, op)
+                return ErrorReply(
+                    id=request.id, op=op, error=ErrorInfo(code="not_authorized", message=denied)
+                )
         if isinstance(request, COMMANDS) and (why := self.not_ready()) is not None:
             return ErrorReply(id=request.id, op=op, error=ErrorInfo(code="not_ready", message=why))
         result = await self._table[type(request)](request)
@@ -140,6 +154,11 @@ class Handlers:
 
     async def ping(self, _: PingRequest) -> PingResult:
         return PingResult(ready=self.ready, version=self.version)
+
+    async def status(self, _: StatusRequest) -> StatusResult | ErrorInfo:
+        if self.status_provider is None:
+            return ErrorInfo(code="not_ready", message="the service is starting; retry")
+        return self.status_provider()
 
     async def query(self, req: queries.StateQuery) -> queries.StateResult:
         return queries.answer(self.pipeline.state, req)

@@ -15,6 +15,7 @@ from msgspec import Struct
 
 from events.schema import CancelRequested, Contract, ModifyRequested, OrderDenied, OrderRequested
 from oms.protocol import CancelRequest, ErrorInfo, ModifyRequest, PlaceRequest
+from oms.readable import plain
 from oms.service.risk import Denial, Described, Exposure, Reference, RiskLimits, check_order, check_size
 from oms.state.model import TERMINAL, Order, Position, State
 from oms.state.positions import instrument_key, multiplier
@@ -117,9 +118,9 @@ def decide_place(
     """`reference`: the price a market order is valued at; `described`: IB's contract details (the
     handler asks IB for both first)."""
     existing = state.orders.get(client_order_id)
-    if existing is not None:
-        return Duplicate(existing)
     order = order_from_request(req, client_order_id, default_account, described)
+    if existing is not None:
+        return duplicate(existing, order)
     if isinstance(order, ErrorInfo):
         return order
     parent = order.parent_client_order_id
@@ -141,6 +142,62 @@ def decide_place(
             request=order,
         )
     return order
+
+
+def duplicate(existing: Order, request: OrderRequested | ErrorInfo) -> Duplicate | ErrorInfo:
+    """A retry of the same order (same parameters) gets the existing order back and sends nothing; the
+    same client order id with other parameters is refused, saying what differs."""
+    differs = [] if isinstance(request, ErrorInfo) else differences(existing, request)
+    if not differs:
+        return Duplicate(existing)
+    return ErrorInfo(
+        code="duplicate_client_order_id",
+        message=f"client order id {existing.client_order_id!r} is taken by an order with other parameters "
+        f"({'; '.join(differs)}); nothing was sent: use a new client order id",
+        client_order_id=existing.client_order_id,
+    )
+
+
+def differences(order: Order, request: OrderRequested) -> list[str]:
+    """`field: existing value, not requested value` for every parameter a retry must repeat."""
+
+    def same(a: object, b: object) -> bool:
+        if _number(a) and _number(b):
+            return Decimal(str(a)) == Decimal(str(b))  # floats or Decimals, exactly
+        return a == b
+
+    pairs = {
+        "strategy_id": (order.strategy_id, request.strategy_id),
+        "account": (order.account, request.account),
+        "symbol": (order.contract.symbol, request.contract.symbol),
+        "sec_type": (order.contract.sec_type, request.contract.sec_type),
+        "currency": (order.contract.currency, request.contract.currency),
+        "side": (order.side, request.side),
+        "quantity": (order.quantity, request.quantity),
+        "order_type": (order.order_type, request.order_type),
+        "limit_price": (order.limit_price, request.limit_price),
+        "stop_price": (order.stop_price, request.stop_price),
+        "tif": (order.tif, request.tif),
+        "outside_rth": (order.outside_rth, request.outside_rth),
+        "parent_client_order_id": (order.parent, request.parent_client_order_id),
+    }
+    if request.contract.con_id and order.contract.con_id:
+        pairs["con_id"] = (order.contract.con_id, request.contract.con_id)
+    return [
+        f"{name}: {_show(had)}, not {_show(wanted)}"
+        for name, (had, wanted) in pairs.items()
+        if not same(had, wanted)
+    ]
+
+
+def _number(value: object) -> bool:
+    return isinstance(value, int | float | Decimal) and not isinstance(value, bool)
+
+
+def _show(value: object) -> str:
+    if isinstance(value, int | float | Decimal) and not isinstance(value, bool):
+        return plain(value)
+    return "none" if value is None else str(value)
 
 
 def _own_order(state: State, client_order_id: str) -> Order | ErrorInfo:

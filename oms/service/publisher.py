@@ -32,6 +32,7 @@ from oms.protocol import (
     position_topic,
     strategy_position_topic,
 )
+from oms.service.sockets import PeerCounter, bind
 from oms.state.model import Account, Changed, Order, Position
 
 # The hot path sends each message as two copying `send`s of the backend's own (Cython) method with plain
@@ -79,8 +80,8 @@ class Publisher:
         if curve_secret is not None:
             self.socket.curve_secretkey = curve_secret
             self.socket.curve_server = True
-        self.socket.bind(endpoint)
-        self.endpoint: str = self.socket.getsockopt_string(zmq.LAST_ENDPOINT)
+        self.endpoint = bind(self.socket, endpoint, "PUB", "--pub")
+        self._peers = PeerCounter(self.socket)
         self._send = _raw_send.__get__(self.socket)
         self._encode = msgspec.msgpack.Encoder().encode
         self._event_topics: dict[type, bytes] = {}  # per event class (an unknown kind is never cached)
@@ -155,12 +156,19 @@ class Publisher:
         self._event_topics[type(event)] = topic
         return topic, event
 
+    @property
+    def subscribers(self) -> int:
+        """Peers connected to the PUB socket now (`oms status`)."""
+        return self._peers.refresh()
+
     def heartbeat(self, seq: int) -> None:
         self.refresh_subscriptions()
+        self._peers.refresh()
         payload = self._encode(Heartbeat(seq=seq, ts=time.time_ns()))
         with contextlib.suppress(zmq.Again):
             self.socket.send_multipart((HEARTBEAT_TOPIC.encode(), payload), zmq.NOBLOCK)
 
     def close(self) -> None:
+        self._peers.close()
         with contextlib.suppress(zmq.ZMQError):
             self.socket.close(linger=0)

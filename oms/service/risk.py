@@ -19,6 +19,7 @@ from typing import Protocol
 from msgspec import Struct
 
 from events.schema import OrderRequested
+from oms.readable import plain
 
 
 class RiskLimits(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -83,7 +84,9 @@ def check_size(
 ) -> Denial | None:
     """Quantity and notional: shared by new orders and modifications."""
     if limits.max_quantity is not None and quantity > limits.max_quantity:
-        return Denial("max_quantity", f"quantity {quantity} > max_quantity {_plain(limits.max_quantity)}")
+        return Denial(
+            "max_quantity", f"quantity {plain(quantity)} > max_quantity {plain(limits.max_quantity)}"
+        )
     if limits.max_notional is None:
         return None
     if price is None:
@@ -101,9 +104,7 @@ def check_size(
         )
     notional = quantity * price * multiplier
     if notional > limits.max_notional:
-        return Denial(
-            "max_notional", f"notional {notional:,.2f} > max_notional {_plain(limits.max_notional)}"
-        )
+        return Denial("max_notional", f"notional {notional:,.2f} > max_notional {plain(limits.max_notional)}")
     return None
 
 
@@ -113,11 +114,6 @@ def order_price(order: OrderRequested, exposure: Exposure) -> Decimal | None:
     if order.order_type == "STP":
         return Decimal(repr(order.stop_price)) if order.stop_price is not None else None
     return exposure.reference.price if exposure.reference is not None else None
-
-
-def _plain(limit: float) -> str:
-    """A limit as a person wrote it: 1000000 -> "1,000,000", never "1e+06"."""
-    return f"{limit:,.0f}" if limit == int(limit) else f"{limit:,}"
 
 
 def _position(order: OrderRequested, limits: RiskLimits, exposure: Exposure) -> Denial | None:
@@ -130,7 +126,7 @@ def _position(order: OrderRequested, limits: RiskLimits, exposure: Exposure) -> 
     if abs(projected) > limits.max_position:
         return Denial(
             "max_position",
-            f"position {exposure.position} with working orders and this order reaches {projected}, "
-            f"beyond max_position {_plain(limits.max_position)}",
+            f"position {plain(exposure.position)} with working orders and this order reaches "
+            f"{plain(projected)}, beyond max_position {plain(limits.max_position)}",
         )
     return None

@@ -22,11 +22,13 @@ import zmq
 import zmq.asyncio
 
 from oms.protocol import MAX_MESSAGE_BYTES, OPS, AnyRequest, ErrorInfo, ErrorReply, OkReply, Request, op_of
+from oms.readable import validation_message
+from oms.service.sockets import bind
 
 log = logging.getLogger(__name__)
 
 Reply = OkReply | ErrorReply
-Handler = Callable[[Request], Awaitable[Reply]]
+Handler = Callable[[Request, str | None], Awaitable[Reply]]  # (request, CURVE peer key or None)
 
 _request_decoder = msgspec.msgpack.Decoder(AnyRequest)
 _any_decoder = msgspec.msgpack.Decoder()
@@ -39,15 +41,19 @@ def error(code: str, message: str, request_id: Any = None, op: str | None = None
 
 
 def decode_request(payload: bytes) -> Request | ErrorReply:
-    """A typed request, or the error reply that says precisely what is wrong with it."""
+    """A typed request, or the error reply that says precisely what is wrong with it. Never raises for
+    any bytes: a request nested deeper than the decoder's recursion limit is `malformed` too."""
     if len(payload) > MAX_MESSAGE_BYTES:
         return error("too_large", f"request of {len(payload)} bytes exceeds {MAX_MESSAGE_BYTES}")
     try:
-        return _request_decoder.decode(payload)
-    except msgspec.ValidationError as exc:  # a subclass of DecodeError: test it first
-        return _classify(payload, exc)
+        try:
+            return _request_decoder.decode(payload)
+        except msgspec.ValidationError as exc:  # a subclass of DecodeError: test it first
+            return _classify(payload, exc)
     except (msgspec.DecodeError, ValueError) as exc:  # ValueError: e.g. a string that is not UTF-8
         return error("malformed", f"not msgpack: {exc}")
+    except RecursionError:
+        return error("malformed", "nested too deeply: a request is a map of plain values and small maps")
 
 
 def _classify(payload: bytes, exc: msgspec.ValidationError) -> ErrorReply:
@@ -62,10 +68,10 @@ def _classify(payload: bytes, exc: msgspec.ValidationError) -> ErrorReply:
         request_id = None
     op = raw.get("op")
     if not isinstance(op, str):
-        return error("invalid", "missing or non-string `op`", request_id)
+        return error("invalid", "op: missing or not text (every request names its op)", request_id)
     if op not in OPS:
         return error("unknown_op", f"unknown op {op[:64]!r}; known: {sorted(OPS)}", request_id)
-    return error("invalid", str(exc), request_id, op)
+    return error("invalid", validation_message(exc), request_id, op)
 
 
 def split_frames(frames: list[bytes]) -> tuple[list[bytes], bytes | ErrorReply]:
@@ -88,11 +94,11 @@ class Router:
         self.socket.setsockopt(zmq.LINGER, 0)
         self.socket.setsockopt(zmq.MAXMSGSIZE, LIBZMQ_MAX_MESSAGE)
         self.socket.setsockopt(zmq.ROUTER_MANDATORY, 0)
+        self._curve = curve_secret is not None  # then each request carries its client's key (User-Id)
         if curve_secret is not None:
             self.socket.curve_secretkey = curve_secret
             self.socket.curve_server = True
-        self.socket.bind(endpoint)
-        self.endpoint: str = self.socket.getsockopt_string(zmq.LAST_ENDPOINT)
+        self.endpoint = bind(self.socket, endpoint, "ROUTER", "--router")
         self._handler = handler
         self._tasks: set[asyncio.Task[None]] = set()
         self.requests = 0
@@ -100,7 +106,7 @@ class Router:
     async def serve(self) -> None:
         try:
             while True:
-                frames = await self.socket.recv_multipart(copy=True)
+                frames = await self.socket.recv_multipart(copy=not self._curve)
                 self.requests += 1
                 task = asyncio.create_task(self._answer(frames))
                 self._tasks.add(task)
@@ -109,18 +115,22 @@ class Router:
             for task in list(self._tasks):
                 task.cancel()
 
-    async def _answer(self, frames: list[bytes]) -> None:
+    async def _answer(self, frames: list[Any]) -> None:
+        peer = None
+        if self._curve:  # zmq.Frame objects: the ZAP handler's User-Id is the client's public key
+            peer = frames[-1].get("User-Id")
+            frames = [frame.bytes for frame in frames]
         envelope, body = split_frames(frames)
-        reply = body if isinstance(body, ErrorReply) else await self._dispatch(body)
+        reply = body if isinstance(body, ErrorReply) else await self._dispatch(body, peer)
         await self.socket.send_multipart([*envelope, _encoder.encode(reply)])
 
-    async def _dispatch(self, payload: bytes) -> Reply:
+    async def _dispatch(self, payload: bytes, peer: str | None = None) -> Reply:
         request: Request | ErrorReply | None = None
         try:
             request = decode_request(payload)
             if isinstance(request, ErrorReply):
                 return request
-            return await self._handler(request)
+            return await self._handler(request, peer)
         except Exception as exc:  # one reply per request, even when the service has a bug
             log.exception("request %r failed", request or payload[:200])
             if isinstance(request, Request):

@@ -13,7 +13,7 @@ from msgspec.structs import replace
 from events import schema as ev_
 from oms.state import book, links, orders, positions
 from oms.state.model import Commission, Fill, Order, State
-from oms.state.money import ZERO, add, dec
+from oms.state.money import ZERO, add, exact
 from oms.state.tx import Tx
 
 INFERRED = "inferred:"  # the key of an order's inferred fill is INFERRED + its client order id
@@ -60,7 +60,7 @@ def on_execution(state: State, tx: Tx, ev: ev_.ExecutionReported, seq: int, ts: 
         contract=contract,
         side=side,
         shares=ev.shares,
-        price=dec(ev.price),
+        price=exact(ev.price),
         time_ns=ev.time_ns,
         seq=prev.seq if prev is not None else seq,
         ts=prev.ts if prev is not None else ts,
@@ -139,9 +139,9 @@ def on_commission(state: State, tx: Tx, ev: ev_.CommissionReported, seq: int, ts
     fill = state.fills.get(base)
     report = Commission(
         exec_id=ev.exec_id,
-        commission=dec(ev.commission),
+        commission=exact(ev.commission),
         currency=ev.currency,
-        realized_pnl=dec(ev.realized_pnl) if ev.realized_pnl is not None else None,
+        realized_pnl=exact(ev.realized_pnl) if ev.realized_pnl is not None else None,
     )
     if fill is None or fill.exec_id != ev.exec_id:
         if fill is None or _later(ev.exec_id, fill.exec_id):  # its execution has not come yet
@@ -217,6 +217,6 @@ def _inferred_price(order: Order, real: Decimal, want: Decimal) -> Decimal:
     """So that the order's average over real and inferred fills is IB's average."""
     broker_avg = order.broker_avg_price
     if not broker_avg:
-        return order.avg_fill_price or dec(order.limit_price or 0.0)
+        return order.avg_fill_price or exact(order.limit_price or 0.0)
     real_notional = order.avg_fill_price * real if order.filled + order.overfill else ZERO
     return (broker_avg * order.broker_filled - real_notional) / want

@@ -35,7 +35,7 @@ from oms.state.model import (
     State,
     initial_state,
 )
-from oms.state.money import ZERO, dec
+from oms.state.money import ZERO, exact
 from oms.state.tx import Tx
 
 _NO_CONTRACT = Contract(symbol="")
@@ -182,7 +182,7 @@ def _on_status(state: State, tx: Tx, ev: ev_.OrderStatusReported, seq: int, ts: 
 
 def _broker_fill(order: Order, filled: Decimal, avg: float, status: str, seq: int, ts: int) -> Order:
     """IB's own filled quantity and average: kept beside the executions (and inferred from later)."""
-    broker_avg = dec(avg) if avg else order.broker_avg_price
+    broker_avg = exact(avg) if avg else order.broker_avg_price
     if (order.broker_filled, order.broker_avg_price, order.broker_status) == (filled, broker_avg, status):
         return order
     return replace(

@@ -1,7 +1,7 @@
 """Exact quantities and money: `Decimal` values, and money as `{currency: amount}` maps.
 
 IB sends sizes as decimal text and prices as doubles whose shortest text is what IB meant, so
-`dec(x)` converts through that text: `dec(0.1) == Decimal("0.1")`, and three fills of 0.1 add up to
+`dec(x)` converts through that text: `exact(0.1) == Decimal("0.1")`, and three fills of 0.1 add up to
 exactly 0.3. Money maps are never summed across currencies; a currency whose amount returns to zero is
 dropped, so two ways to the same amounts give equal maps.
 """
@@ -27,11 +27,6 @@ def exact(x: float | int | str | Decimal) -> Decimal:
 
 
 dec = exact
-
-
-def text(money: Mapping[str, Decimal]) -> str:
-    """A money map for people: "-7.60 USD, 1200 JPY" (never one total across currencies)."""
-    return ", ".join(f"{amount:,.2f} {currency}" for currency, amount in sorted(money.items())) or "0"
 
 
 def plus(money: Mapping[str, Decimal], currency: str, amount: Decimal) -> Money:

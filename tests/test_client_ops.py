@@ -1,0 +1,54 @@
+"""Operating the service from the command line: `oms status`, a killed service noticed at once, and
+arguments refused before anything waits."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from oms.cli import main
+from tests.client_helpers import ServiceProcess
+from tests.test_service_support import Wire
+
+Capture = pytest.CaptureFixture[str]
+
+
+def test_status_while_running_then_a_killed_service_is_reported_at_once(
+    tmp_path: Path, capsys: Capture
+) -> None:
+    service = ServiceProcess(tmp_path / "data")
+    endpoints = service.start()
+    data = ["--data-dir", str(service.data_dir)]
+    try:
+        subscriber = Wire(endpoints.router, endpoints.pub)  # waits for a heartbeat: connected
+        assert main(["status", *data]) == 0
+        out = capsys.readouterr().out
+        assert f"running, pid {endpoints.pid}" in out and "ready       yes" in out
+        assert f"ROUTER      {endpoints.router}" in out and f"PUB         {endpoints.pub}" in out
+        assert "(connected)" in out and "durable through" in out and "reconciled  seq " in out
+        assert main(["status", "--json", *data]) == 0
+        import json
+
+        status = json.loads(capsys.readouterr().out)
+        assert status["subscribers"] >= 1 and status["connection"] == "connected"
+        assert status["durable_seq"] <= status["journal_seq"] and status["reconciled_seq"] > 0
+        subscriber.close()
+    finally:
+        service.kill()  # kill -9: endpoints.json stays behind, naming a dead pid
+    for command in (["status"], ["orders"], ["order", "buy", "AAPL", "1"], ["tail"]):
+        started = time.monotonic()
+        assert main([*command, *data, "--timeout", "30"]) == 2
+        assert time.monotonic() - started < 10  # said at once, not after the 30 s timeout
+        err = capsys.readouterr().err
+        assert f"names pid {endpoints.pid}, which is gone" in err and "oms run --data-dir" in err
+        assert "no reply" not in err
+
+
+def test_tail_refuses_an_unknown_kind_listing_the_kinds(capsys: Capture) -> None:
+    with pytest.raises(SystemExit) as refused:
+        main(["tail", "--kind", "bogus", "--data-dir", "/nonexistent"])
+    assert refused.value.code == 2
+    err = capsys.readouterr().err
+    assert "no event kind 'bogus'" in err and "execution" in err and "order_status" in err

@@ -17,7 +17,7 @@ from typing import Literal
 from msgspec import Struct, field
 
 from events.schema import Contract, ModifyRequested
-from oms.state.money import ONE, ZERO, Money
+from oms.state.money import ZERO, Money
 
 OrderStatus = Literal[
     "pending",
@@ -124,7 +124,6 @@ class Position(Struct, frozen=True, kw_only=True, gc=False):
     strategy_id: str = ""
     quantity: Decimal = ZERO  # signed
     avg_price: Decimal = ZERO
-    multiplier: Decimal = ONE  # from IB's contract of the fills
     realized_pnl_gross: Money = field(default_factory=dict)
     commission: Money = field(default_factory=dict)
     realized_pnl_net: Money = field(default_factory=dict)

@@ -146,7 +146,7 @@ def _filled(pos: Position, fill: Fill) -> Position:
             lifecycle, opened_seq = lifecycle + 1, seq
         status = new_status
     return replace(
-        pos, quantity=qty, avg_price=avg, multiplier=mult, realized_pnl_gross=gross, commission=commission,
+        pos, quantity=qty, avg_price=avg, realized_pnl_gross=gross, commission=commission,
         realized_pnl_net=net(gross, commission), status=status, close_reason=close_reason,
         closed_seq=closed_seq, lifecycle=lifecycle, opened_seq=opened_seq,
     )  # fmt: skip

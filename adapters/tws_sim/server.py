@@ -46,6 +46,7 @@ class TwsSimulator:
         self._tasks: set[asyncio.Task[None]] = set()
         self._sessions: set[Session] = set()
         self._ticker: asyncio.Task[None] | None = None
+        self._stop_thread: Callable[[], None] | None = None  # set by run_simulator_in_thread
 
     # ---- lifecycle -------------------------------------------------------------------------------
 
@@ -58,6 +59,11 @@ class TwsSimulator:
         log.debug("TWS simulator listening on %s:%s", self.host, self.port)
 
     async def stop(self) -> None:
+        """Stop serving; from another loop than the simulator's own (it runs on a thread), the thread's
+        runner stops it and the thread."""
+        if self._stop_thread is not None and self._loop is not None and _running_loop() is not self._loop:
+            await asyncio.to_thread(self._stop_thread)
+            return
         if self._ticker:
             self._ticker.cancel()
         if self._server:
@@ -301,6 +307,8 @@ def run_simulator_in_thread(
         asyncio.run_coroutine_threadsafe(sim.stop(), loop).result(timeout=10)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(timeout=10)
+
+    sim._stop_thread = stop
 
     return sim, sim.port, stop
 

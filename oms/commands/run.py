@@ -173,15 +173,14 @@ async def build(config: Config, sim_config: SimConfig | None = None) -> tuple[Se
     host, port = config.ib_host, config.ib_port or 0
     if config.embedded_sim:
         from adapters.tws_sim.config import SimConfig
-        from adapters.tws_sim.server import TwsSimulator
+        from adapters.tws_sim.embedded import start_embedded
 
         data_dir = Path(config.data_dir)
         data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # not via sim's parents=True: that is 0755
         sim_dir = data_dir / "sim"
         sim_dir.mkdir(mode=0o700, exist_ok=True)
         sim_config = msgspec.structs.replace(sim_config or SimConfig(), state_dir=str(sim_dir))
-        sim = TwsSimulator(sim_config)
-        await sim.start("127.0.0.1", 0)
+        sim = await start_embedded(sim_config)  # its own thread and loop: a separate "TWS"
         host, port = "127.0.0.1", sim.port
     return Service(config, broker_factory(config, host, port), ib_endpoint=f"{host}:{port}"), sim
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import msgspec
 
 from adapters.tws_sim.faults import FaultConfig
+from adapters.tws_sim.hours import start_epoch
 
 MIN_SERVER_VERSION = 157
 MAX_SERVER_VERSION = 178  # ib_async 2.1.0's MaxClientVersion; ib_insync 0.9.86 stops at 176
@@ -40,6 +42,13 @@ class SimConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             raise ValueError("at least one account is needed (managedAccounts must not be empty)")
         if self.partial_fills < 1:
             raise ValueError("partial_fills must be >= 1")
+        if self.max_msg_rate < 0:
+            raise ValueError("max_msg_rate must be >= 0 (0: no limit)")
+        try:
+            ZoneInfo(self.tws_time_zone)
+            start_epoch(self.clock_start)
+        except (KeyError, ValueError) as exc:
+            raise ValueError(f"bad clock setting: {exc}") from exc
 
 
 def load_config(path: Path) -> SimConfig:

@@ -146,6 +146,7 @@ INSTRUMENTS: tuple[Instrument, ...] = (
 )
 BY_CON_ID: dict[int, Instrument] = {i.con_id: i for i in INSTRUMENTS}
 BY_KEY: dict[str, Instrument] = {i.key: i for i in INSTRUMENTS}
+CONTRACTS: dict[int, Contract] = {i.con_id: i.contract for i in INSTRUMENTS}  # one shared per instrument
 
 
 def _norm(symbol: str) -> str:

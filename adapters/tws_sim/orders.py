@@ -17,7 +17,7 @@ import msgspec
 from adapters.tws_sim import hours
 from adapters.tws_sim import messages as m
 from adapters.tws_sim.account import commission_for, margin_change
-from adapters.tws_sim.catalog import BY_CON_ID, Instrument, resolve
+from adapters.tws_sim.catalog import BY_CON_ID, CONTRACTS, Instrument, resolve
 from adapters.tws_sim.delivery import apply_faults
 from adapters.tws_sim.engine import Engine
 from adapters.tws_sim.matching import DONE, WORKING, SimOrder, validate
@@ -54,7 +54,7 @@ def place(engine: Engine, client_id: int, req: PlaceOrder) -> None:
     account = req.account or engine.config.accounts[0]
     order = SimOrder(
         order_id=req.order_id, client_id=client_id,
-        perm_id=existing.perm_id if existing else engine.new_perm_id(), contract=inst.contract,
+        perm_id=existing.perm_id if existing else engine.new_perm_id(), contract=CONTRACTS[inst.con_id],
         action=req.action, quantity=req.quantity, order_type=req.order_type,
         lmt_price=req.lmt_price, aux_price=req.aux_price, tif=req.tif, account=account,
         order_ref=req.order_ref, oca_group=req.oca_group, parent_id=req.parent_id, transmit=req.transmit,

@@ -21,7 +21,6 @@ from events.schema import (
     OpenOrderReported,
     OrderRequested,
     OrderStatusReported,
-    ReconciliationFinished,
 )
 from tests.ib_helpers import FoldingSink, request, session, until
 

@@ -252,3 +252,24 @@ def test_fault_dice_is_seeded_and_forced() -> None:
     with pytest.raises(ValueError, match="not in"):
         parse_fault_args(["reject=2"])
     assert set(FAULT_NAMES) == set(FaultConfig.__struct_fields__) - {"seed"}
+
+
+def test_repeated_rate_violations_disconnect_the_client() -> None:
+    """Over 50 requests in each of three seconds in a row: error 100 each time, then TWS hangs up."""
+
+    async def body() -> None:
+        lib = ib_lib("ib_async")
+        async with simulator() as sim:
+            ib = await connect(lib, sim)
+            ib.client.MaxRequests = 0  # ib_async's own throttle off
+            codes: list[int] = []
+            ib.errorEvent += lambda req_id, code, *rest: codes.append(code)
+            deadline = asyncio.get_running_loop().time() + 8
+            while ib.isConnected() and asyncio.get_running_loop().time() < deadline:
+                for _ in range(60):
+                    ib.client.reqCurrentTime()
+                await asyncio.sleep(0.25)  # the load's pace: bursts in every second
+            assert 100 in codes and not ib.isConnected()
+            await wait_for(lambda: not sim.connections, "dropped by the simulator")
+
+    run(body)

@@ -1,7 +1,8 @@
 """The simulated paper account: executions, positions, cash and P&L per currency, and the values IB reports.
 
 As IB reports them: avgCost includes the multiplier (an ES fill at 5400 has avgCost 270,000 plus the
-commission); futures move no cash when they trade (their P&L settles into cash as it is realized), other
+commission); futures move no cash when they trade (their P&L, net of both commissions, settles into
+cash when realized; until then the opening commission is in avgCost, hence in FuturesPNL), other
 instruments pay their notional in their own currency; every money figure is kept per currency, and the
 `BASE` rows convert to the base currency (USD) at the `ExchangeRate` the account reports.
 """

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import time
+from typing import Any
 
 import pytest
 
@@ -280,7 +282,7 @@ def test_client_decoder_sees_no_errors(lib_name: str) -> None:
                     lib,
                 ):
                     trade = ib.placeOrder(_aapl(lib), lib.MarketOrder("BUY", 4))
-                    await wait_for(lambda t=trade: t.isDone() and len(t.fills) == 2)
+                    await wait_for(functools.partial(_done_with_two_fills, trade))
                     await ib.reqExecutionsAsync()
                     await ib.reqAllOpenOrdersAsync()
                     await ib.reqCompletedOrdersAsync(apiOnly=False)
@@ -308,3 +310,7 @@ def test_contract_by_con_id_alone(lib_name: str) -> None:
             assert len(sim.orders) == 1  # the unknown contract made no order
 
     run(body)
+
+
+def _done_with_two_fills(trade: Any) -> bool:
+    return bool(trade.isDone() and len(trade.fills) == 2)

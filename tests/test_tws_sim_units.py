@@ -18,7 +18,7 @@ from adapters.tws_sim.matching import SimOrder, executable, split_quantity, vali
 from events.schema import Contract
 from tests.test_tws_sim_support import CLIENT_LIBS, ErrorLog, run, sim_client, wait_for
 
-FIELD = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\0"), max_size=30)
+FIELD = st.text(st.characters(exclude_categories=["Cs"], exclude_characters="\0"), max_size=30)
 
 
 @settings(max_examples=60, deadline=None)

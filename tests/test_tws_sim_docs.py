@@ -73,7 +73,7 @@ def test_oms_sim_command_serves_and_stops_on_ctrl_c(tmp_path: Path) -> None:
 
 
 def test_oms_sim_rejects_bad_flags() -> None:
-    for flags in (["--server-version", "177"], ["--fault", "nonsense=1"]):
+    for flags in (["--server-version", "179"], ["--fault", "nonsense=1"]):
         done = subprocess.run(
             [sys.executable, "-m", "oms", "sim", "--port", "0", *flags],
             capture_output=True, text=True, timeout=30, check=False,

@@ -100,15 +100,15 @@ def test_status_repeated_and_skipped(lib_name: str) -> None:
 
 
 @pytest.mark.parametrize("lib_name", CLIENT_LIBS)
-def test_reject_sends_201_and_cancelled(lib_name: str) -> None:
+def test_reject_sends_201_then_inactive(lib_name: str) -> None:
     async def body() -> None:
         async with sim_client(lib_name, SimConfig(faults=FaultConfig(reject=1.0))) as (sim, ib, lib):
             frames = record_messages(ib)
             trade = ib.placeOrder(lib.Stock("AAPL", "SMART", "USD"), lib.MarketOrder("BUY", 1))
-            await wait_for(lambda: trade.orderStatus.status == "Cancelled")
+            await wait_for(lambda: trade.orderStatus.status == "Inactive")
             await ib.reqCurrentTimeAsync()
-            assert order_flow(frames) == ["error:201", "status"]
-            assert sim.executions == [] and sim.orders[0].status == "Cancelled"
+            assert order_flow(frames) == ["error:201", "open", "status"]  # ib_insync#554
+            assert sim.executions == [] and sim.orders[0].status == "Inactive"
 
     run(body)
 
@@ -252,3 +252,24 @@ def test_fault_dice_is_seeded_and_forced() -> None:
     with pytest.raises(ValueError, match="not in"):
         parse_fault_args(["reject=2"])
     assert set(FAULT_NAMES) == set(FaultConfig.__struct_fields__) - {"seed"}
+
+
+def test_repeated_rate_violations_disconnect_the_client() -> None:
+    """Over 50 requests in each of three seconds in a row: error 100 each time, then TWS hangs up."""
+
+    async def body() -> None:
+        lib = ib_lib("ib_async")
+        async with simulator() as sim:
+            ib = await connect(lib, sim)
+            ib.client.MaxRequests = 0  # ib_async's own throttle off
+            codes: list[int] = []
+            ib.errorEvent += lambda req_id, code, *rest: codes.append(code)
+            deadline = asyncio.get_running_loop().time() + 8
+            while ib.isConnected() and asyncio.get_running_loop().time() < deadline:
+                for _ in range(60):
+                    ib.client.reqCurrentTime()
+                await asyncio.sleep(0.25)  # the load's pace: bursts in every second
+            assert 100 in codes and not ib.isConnected()
+            await wait_for(lambda: not sim.connections, "dropped by the simulator")
+
+    run(body)

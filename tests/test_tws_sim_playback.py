@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from pathlib import Path
 
@@ -45,7 +46,7 @@ def test_every_capture_reaches_the_client_decoder_cleanly(lib_name: str, capture
             logger.removeHandler(handler)
 
     for path in paths:
-        seen, errors = run(lambda p=path: play(p))
+        seen, errors = run(functools.partial(play, path))
         frames = read_capture(path)
         assert seen[: len(frames)] == frames, path.name
         bad = [e for e in errors if "Error handling fields" in e]

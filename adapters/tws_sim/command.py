@@ -9,8 +9,10 @@ if TYPE_CHECKING:
     from adapters.tws_sim.config import SimConfig
 
 EPILOG = """examples:
-  oms sim                                   paper port 7497 on 127.0.0.1, seed 1, server version 157
+  oms sim                                   paper port 7497 on 127.0.0.1, seed 1, server version 178
   oms sim --port 0 --server-version 176     an ephemeral port, the newest layout ib_insync reads
+  oms sim --clock-start 2026-11-30T18:00-05:00   start the clock after the US close (extended hours)
+  oms sim --master-client-id 0 --max-msg-rate 0  client 0 sees every order live; no message limit
   oms sim --fault reject=0.2 --fault duplicate_exec=1 --fault-seed 7
   oms sim --state-dir ~/.oms/sim --partial-fills 3 --tick-ms 250
 """
@@ -29,7 +31,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("--port", type=int, default=7497, help="port (default 7497; 0: any free port)")
     p.add_argument("--seed", type=int, help="seed of the price paths (default 1)")
     p.add_argument("--account", action="append", help="managed account (repeatable; default DU123456)")
-    p.add_argument("--server-version", type=int, help="highest server version to negotiate, 157..176")
+    p.add_argument("--server-version", type=int, help="highest server version to negotiate, 157..178")
+    p.add_argument("--clock-start", help='"open" (default: 10:00 New York), "wall", or ISO 8601 with zone')
+    p.add_argument("--tws-time-zone", help="TWS's time zone for execution times (default UTC)")
+    p.add_argument("--max-msg-rate", type=int, help="requests/s per client before error 100 (0: off)")
+    p.add_argument("--master-client-id", type=int, help="the client id that sees every order live")
     p.add_argument("--fault", action="append", default=[], metavar="NAME=P", help="inject a fault")
     p.add_argument("--fault-seed", type=int, default=0, help="seed of the fault decisions")
     p.add_argument("--state-dir", help="persist the paper account here across restarts")
@@ -56,6 +62,10 @@ def build_config(args: argparse.Namespace) -> SimConfig:
         "state_dir": args.state_dir,
         "partial_fills": args.partial_fills,
         "tick_interval_ms": args.tick_ms,
+        "clock_start": args.clock_start,
+        "tws_time_zone": args.tws_time_zone,
+        "max_msg_rate": args.max_msg_rate,
+        "master_client_id": args.master_client_id,
         "faults": parse_fault_args(args.fault, args.fault_seed) if args.fault else None,
     }
     merged = {**msgspec.structs.asdict(base), **{k: v for k, v in changes.items() if v is not None}}

@@ -4,19 +4,22 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import msgspec
 
 from adapters.tws_sim.faults import FaultConfig
+from adapters.tws_sim.hours import start_epoch
 
 MIN_SERVER_VERSION = 157
-MAX_SERVER_VERSION = 176  # the highest layout ib_insync 0.9.86 can read
+MAX_SERVER_VERSION = 178  # ib_async 2.1.0's MaxClientVersion; ib_insync 0.9.86 stops at 176
+SERVER_VERSIONS = (157, 176, 178)  # the layouts tested against both client libraries
 
 
 class SimConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     seed: int = 1
     accounts: tuple[str, ...] = ("DU123456",)
-    max_server_version: int = 157
+    max_server_version: int = 178
     tick_interval_ms: float | None = None
     partial_fills: int = 1
     faults: FaultConfig = FaultConfig()
@@ -24,6 +27,10 @@ class SimConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     commission_per_share: float = 0.005
     min_commission: float = 1.0
     starting_cash: float = 1_000_000.0
+    clock_start: str = "open"  # "open" (10:00 New York, latest weekday), "wall", or ISO 8601 with zone
+    tws_time_zone: str = "UTC"  # TWS's zone: execution times, and the midnight reqExecutions counts from
+    max_msg_rate: int = 50  # requests per second per client before error 100 (0: no limit)
+    master_client_id: int | None = None  # TWS's "Master API client ID": sees every order live
 
     def __post_init__(self) -> None:
         if not MIN_SERVER_VERSION <= self.max_server_version <= MAX_SERVER_VERSION:
@@ -35,6 +42,13 @@ class SimConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             raise ValueError("at least one account is needed (managedAccounts must not be empty)")
         if self.partial_fills < 1:
             raise ValueError("partial_fills must be >= 1")
+        if self.max_msg_rate < 0:
+            raise ValueError("max_msg_rate must be >= 0 (0: no limit)")
+        try:
+            ZoneInfo(self.tws_time_zone)
+            start_epoch(self.clock_start)
+        except (KeyError, ValueError) as exc:
+            raise ValueError(f"bad clock setting: {exc}") from exc
 
 
 def load_config(path: Path) -> SimConfig:

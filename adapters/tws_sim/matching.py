@@ -3,16 +3,21 @@
 MKT fills at once at the current price; LMT when the price reaches the limit; STP turns into a market
 order once the price touches the stop, STP LMT into a limit. Bracket children wait for their parent,
 and a fill of one child cancels its siblings (IB treats a bracket's children as one OCA group).
+
+The book indexes working orders by price path and children by parent, so the work per price tick is
+proportional to the orders working on that instrument, not to every order the account ever saw.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import msgspec
 
 from events.schema import Contract
 
 WORKING = frozenset({"PreSubmitted", "Submitted"})
-DONE = frozenset({"Filled", "Cancelled", "Inactive"})
+DONE = frozenset({"Filled", "Cancelled", "Inactive", "ApiCancelled"})
 ORDER_TYPES = frozenset({"MKT", "LMT", "STP", "STP LMT"})
 TIFS = frozenset({"DAY", "GTC", "IOC"})
 
@@ -39,10 +44,20 @@ class SimOrder(msgspec.Struct, frozen=True):
     avg_fill_price: float = 0.0
     last_fill_price: float = 0.0
     stop_triggered: bool = False
+    price_key: str = ""  # the instrument's price path
+    what_if: bool = False
+    bound: bool = True  # False: an order typed into TWS that no API client has bound (orderId 0)
+    day_end: float = 0.0  # when a DAY order ends (the close of its session)
+    done_epoch: float = 0.0  # when it was filled, cancelled or became inactive
 
     @property
     def key(self) -> tuple[int, int]:
         return (self.client_id, self.order_id)
+
+    @property
+    def wire_id(self) -> int:
+        """The orderId IB shows: 0 for an order placed in TWS until it is bound."""
+        return self.order_id if self.bound else 0
 
     @property
     def remaining(self) -> float:
@@ -109,31 +124,59 @@ def with_fill(order: SimOrder, shares: float, price: float) -> SimOrder:
     )
 
 
+Key = tuple[int, int]
+
+
 class OrderBook:
-    """Every order the simulated account has seen, keyed by (clientId, orderId)."""
+    """Every order the simulated account has seen, keyed by (clientId, orderId), with indexes of the
+    working ones per price path, the held (not transmitted) ones, and the children of each parent."""
 
     def __init__(self, orders: list[SimOrder] | None = None) -> None:
-        self.orders: dict[tuple[int, int], SimOrder] = {o.key: o for o in orders or []}
+        self.orders: dict[Key, SimOrder] = {}
+        self._working: dict[str, dict[Key, None]] = {}
+        self._held: dict[Key, None] = {}
+        self._children: dict[Key, list[Key]] = {}
+        for order in orders or []:
+            self.put(order)
 
     def get(self, client_id: int, order_id: int) -> SimOrder | None:
         return self.orders.get((client_id, order_id))
 
     def put(self, order: SimOrder) -> SimOrder:
-        self.orders[order.key] = order
+        key = order.key
+        old = self.orders.get(key)
+        self.orders[key] = order
+        if old is None and order.parent_id:
+            self._children.setdefault((order.client_id, order.parent_id), []).append(key)
+        if old is not None and old.price_key != order.price_key:
+            self._working.get(old.price_key, {}).pop(key, None)
+        bucket = self._working.setdefault(order.price_key, {})
+        if order.status in WORKING:
+            bucket[key] = None
+        else:
+            bucket.pop(key, None)
+        if order.status == "PendingSubmit":
+            self._held[key] = None
+        else:
+            self._held.pop(key, None)
         return order
 
-    def working(self) -> list[SimOrder]:
-        return [o for o in self.orders.values() if o.status in WORKING]
+    def working(self, price_key: str | None = None) -> list[SimOrder]:
+        keys = (
+            [k for bucket in self._working.values() for k in bucket]
+            if price_key is None
+            else list(self._working.get(price_key, ()))
+        )
+        return [self.orders[k] for k in keys]
+
+    def held(self) -> list[SimOrder]:
+        return [self.orders[k] for k in self._held]
 
     def parent_of(self, order: SimOrder) -> SimOrder | None:
         return self.get(order.client_id, order.parent_id) if order.parent_id else None
 
     def children_of(self, order: SimOrder) -> list[SimOrder]:
-        return [
-            o
-            for o in self.orders.values()
-            if o.client_id == order.client_id and o.parent_id == order.order_id
-        ]
+        return [self.orders[k] for k in self._children.get(order.key, ())]
 
     def untransmitted_family(self, order: SimOrder) -> list[SimOrder]:
         """Held (transmit=False) orders released by transmitting `order`: its parent and the siblings."""
@@ -151,7 +194,7 @@ class OrderBook:
     def oca_siblings(self, order: SimOrder) -> list[SimOrder]:
         """Working orders cancelled when `order` fills: its bracket siblings and its OCA group."""
         out = []
-        for other in self.working():
+        for other in self.working(order.price_key):
             if other.key == order.key:
                 continue
             same_parent = order.parent_id and (other.client_id, other.parent_id) == (
@@ -163,21 +206,19 @@ class OrderBook:
                 out.append(other)
         return out
 
-    def executable_now(self, symbol: str, price: float) -> list[SimOrder]:
-        """Active orders on `symbol` that trade at `price`, oldest permId first."""
-        hits = [
-            o
-            for o in self.working()
-            if o.contract.symbol == symbol and self.active(o) and executable(o, price)
-        ]
+    def executable_now(
+        self, price_key: str, price: float, open_for: Callable[[SimOrder], bool]
+    ) -> list[SimOrder]:
+        """Active orders on the path that trade at `price` while their session allows, oldest first."""
+        hits = [o for o in self.working(price_key) if self.active(o) and open_for(o) and executable(o, price)]
         return sorted(hits, key=lambda o: o.perm_id)
 
-    def mark_triggered(self, symbol: str, price: float) -> None:
-        for o in self.working():
-            if (
-                o.contract.symbol == symbol
-                and self.active(o)
-                and not o.stop_triggered
-                and triggered(o, price)
-            ):
-                self.put(msgspec.structs.replace(o, stop_triggered=True))
+    def mark_triggered(
+        self, price_key: str, price: float, open_for: Callable[[SimOrder], bool]
+    ) -> list[SimOrder]:
+        """Elect the stops the price touched; returns them (IB reports them Submitted from then on)."""
+        elected = []
+        for o in self.working(price_key):
+            if self.active(o) and open_for(o) and not o.stop_triggered and triggered(o, price):
+                elected.append(self.put(msgspec.structs.replace(o, stop_triggered=True, status="Submitted")))
+        return elected

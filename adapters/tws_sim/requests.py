@@ -105,6 +105,7 @@ class PlaceOrder(msgspec.Struct, frozen=True):
     parent_id: int
     outside_rth: bool
     unread_fields: int = 0  # fields the layout walk did not account for (0 when the layout matched)
+    what_if: bool = False
 
 
 def parse_place_order(fields: list[str], version: int) -> PlaceOrder:
@@ -127,15 +128,17 @@ def parse_place_order(fields: list[str], version: int) -> PlaceOrder:
         order_id, contract, action, quantity, order_type, lmt, aux, tif, oca_group, account, order_ref,
         transmit, parent_id, outside_rth,
     )  # fmt: skip
+    flags: dict[str, bool] = {}
     try:
-        unread = _walk_tail(r, contract, order_type, version)
+        unread = _walk_tail(r, contract, order_type, version, flags)
     except RequestError:
         unread = -1
-    return msgspec.structs.replace(head, unread_fields=unread)
+    return msgspec.structs.replace(head, unread_fields=unread, what_if=flags.get("what_if", False))
 
 
-def _walk_tail(r: Reader, contract: Contract, order_type: str, version: int) -> int:
-    """Walk the rest of placeOrder; returns how many fields were left over (-1: conditions not walked)."""
+def _walk_tail(r: Reader, contract: Contract, order_type: str, version: int, flags: dict[str, bool]) -> int:
+    """Walk the rest of placeOrder, noting `what_if` in `flags`; returns how many fields were left over
+    (-1: conditions not walked)."""
     if contract.sec_type == "BAG":
         r.skip(8 * r.integer())
         r.skip(r.integer())
@@ -161,7 +164,9 @@ def _walk_tail(r: Reader, contract: Contract, order_type: str, version: int) -> 
         r.skip(3)
     if r.next():  # algoStrategy
         r.skip(2 * r.integer())
-    r.skip(6)  # algoId, whatIf, orderMiscOptions, solicited, randomizeSize, randomizePrice
+    r.skip(1)  # algoId
+    flags["what_if"] = r.integer() != 0
+    r.skip(4)  # orderMiscOptions, solicited, randomizeSize, randomizePrice
     if order_type in ("PEG BENCH", "PEGBENCH"):
         r.skip(5)
     if r.integer() > 0:
@@ -196,3 +201,22 @@ def parse_exec_filter(fields: list[str]) -> ExecFilter:
 def parse_contract_request(fields: list[str]) -> tuple[int, Contract]:
     r = Reader(fields, 2)
     return r.integer(), read_contract(r)
+
+
+class MarketDataRequest(msgspec.Struct, frozen=True):
+    req_id: int
+    contract: Contract
+    snapshot: bool
+
+
+def parse_market_data_request(fields: list[str]) -> MarketDataRequest:
+    """reqMktData (1, version 11): the contract, combo legs, delta-neutral block, then the flags."""
+    r = Reader(fields, 2)
+    req_id = r.integer()
+    contract = read_contract(r)
+    if contract.sec_type == "BAG":
+        r.skip(4 * r.integer())
+    if r.integer():
+        r.skip(3)
+    r.skip(1)  # genericTickList
+    return MarketDataRequest(req_id, contract, r.integer() != 0)

@@ -12,9 +12,12 @@ from typing import Any, TypeVar
 
 import msgspec
 
+from adapters.tws_sim import orders
 from adapters.tws_sim.account import ExecRecord, Position
+from adapters.tws_sim.catalog import BY_KEY, resolve
 from adapters.tws_sim.config import SimConfig
 from adapters.tws_sim.engine import Engine
+from adapters.tws_sim.hours import SimClock
 from adapters.tws_sim.matching import SimOrder
 from adapters.tws_sim.requests import PlaceOrder
 from adapters.tws_sim.session import Session
@@ -43,7 +46,7 @@ class TwsSimulator:
         self._tasks: set[asyncio.Task[None]] = set()
         self._sessions: set[Session] = set()
         self._ticker: asyncio.Task[None] | None = None
-        self._external_ids = 0
+        self._stop_thread: Callable[[], None] | None = None  # set by run_simulator_in_thread
 
     # ---- lifecycle -------------------------------------------------------------------------------
 
@@ -56,12 +59,17 @@ class TwsSimulator:
         log.debug("TWS simulator listening on %s:%s", self.host, self.port)
 
     async def stop(self) -> None:
+        """Stop serving; from another loop than the simulator's own (it runs on a thread), the thread's
+        runner stops it and the thread."""
+        if self._stop_thread is not None and self._loop is not None and _running_loop() is not self._loop:
+            await asyncio.to_thread(self._stop_thread)
+            return
         if self._ticker:
             self._ticker.cancel()
         if self._server:
             self._server.close()
         for session in list(self._sessions):
-            self.engine.remove_peer(session)
+            self.engine.peers.remove(session)
             session.close()
         if self._tasks:
             _, pending = await asyncio.wait(list(self._tasks), timeout=5)
@@ -69,7 +77,7 @@ class TwsSimulator:
                 task.cancel()
         if self._server:
             await self._server.wait_closed()
-        self.engine.save()
+        self.engine.close()
 
     async def _on_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         session = Session(self.engine, reader, writer)
@@ -86,6 +94,7 @@ class TwsSimulator:
     async def _tick(self, interval: float) -> None:
         while True:
             await asyncio.sleep(interval)
+            self.engine.expire()
             self._step(1)
 
     def _call(self, fn: Callable[[], T]) -> T:
@@ -106,30 +115,67 @@ class TwsSimulator:
 
     # ---- test and fault hooks --------------------------------------------------------------------
 
-    def set_price(self, symbol: str, price: float) -> None:
+    def set_price(self, name: str, price: float) -> None:
+        """Move a price path (a stock symbol, or a local symbol: `ESZ6`, `EUR.USD`) and match at it."""
+        key = price_key(name)
+
         def run() -> None:
-            self.engine.prices.set(symbol, price)
-            self.engine.match(symbol.upper())
+            self.engine.prices.set(key, price)
+            self.engine.match(key)
 
         self._call(run)
 
-    def price(self, symbol: str) -> float:
-        return self._call(lambda: self.engine.prices.price(symbol))
+    def price(self, name: str) -> float:
+        key = price_key(name)
+        return self._call(lambda: self.engine.prices.price(key))
 
     def step(self, n: int = 1) -> None:
         self._call(lambda: self._step(n))
 
     def _step(self, n: int) -> None:
-        for symbol in self.engine.prices.step(n):
-            self.engine.match(symbol)
+        for key in self.engine.prices.step(n):
+            self.engine.match(key)
+
+    # ---- the clock and TWS's link to IB ----------------------------------------------------------
+
+    def now(self) -> float:
+        return self._call(self.engine.clock)
+
+    def set_time(self, epoch: float) -> None:
+        """Move the simulator's clock (DAY orders past their close are cancelled, sessions open)."""
+        self._call(lambda: self._moved(lambda clock: clock.set(epoch)))
+
+    def advance(self, seconds: float) -> None:
+        self._call(lambda: self._moved(lambda clock: clock.advance(seconds)))
+
+    def _moved(self, move: Callable[[SimClock], None]) -> None:
+        clock = self.engine.clock
+        if not isinstance(clock, SimClock):
+            raise TypeError("this simulator runs on an external clock")
+        move(clock)
+        self.engine.expire()
+        self.engine.match_all()
+
+    def lose_link(self) -> None:
+        """TWS loses IB (1100 to every client, sockets stay up); nothing trades until restored."""
+        self._call(lambda: self.engine.set_link(False))
+
+    def restore_link(self, data_lost: bool = False) -> None:
+        """1101 (data lost: clients must resubscribe) or 1102 (data maintained); matching resumes."""
+        self._call(lambda: self.engine.set_link(True, data_lost))
 
     def force_fault(self, name: str, times: int = 1) -> None:
         """Make the next `times` orders suffer fault `name`, whatever the configured probabilities."""
         self._call(lambda: self.engine.dice.force(name, times))
 
-    async def drop_connections(self, code: int = 1100) -> None:
-        for peer in list(self.engine.peers):
-            self.engine.drop_peer(peer, code)
+    async def drop_connections(self, code: int | None = 1100) -> None:
+        """The API sockets drop (TWS restarting), error `code` first; safe from any thread's loop."""
+
+        def run() -> None:
+            for peer in list(self.engine.peers):
+                self.engine.drop_peer(peer, code)
+
+        self._call(run)
 
     def place_external_order(
         self,
@@ -142,15 +188,17 @@ class TwsSimulator:
         client_id: int = 0,
         order_ref: str = "",
         tif: str = "DAY",
+        contract: Contract | None = None,
     ) -> SimOrder:
-        """An order placed in TWS itself (clientId 0, negative orderId) or by another API client."""
+        """An order placed in TWS by hand (client_id 0: orderId 0 until bound, live only to client 0 with
+        reqAutoOpenOrders(True) and to the master client) or by another API client."""
 
         def run() -> SimOrder:
-            self._external_ids += 1
-            order_id = -self._external_ids if client_id == 0 else self.engine.next_valid_id(client_id)
+            manual = client_id == 0
+            order_id = self.engine.new_manual_id() if manual else self.engine.next_valid_id(client_id)
             req = PlaceOrder(
                 order_id=order_id,
-                contract=Contract(symbol=symbol.upper()),
+                contract=contract or Contract(symbol=symbol.upper()),
                 action=action.upper(),
                 quantity=float(quantity),
                 order_type=order_type.upper(),
@@ -164,10 +212,12 @@ class TwsSimulator:
                 parent_id=0,
                 outside_rth=False,
             )
-            self.engine.place(client_id, req)
+            orders.place(self.engine, client_id, req)
             return self.engine.book.orders[(client_id, order_id)]
 
         return self._call(run)
+
+    place_manual_order = place_external_order
 
     def fill_external(self, symbol: str, action: str, quantity: float, client_id: int = 0) -> SimOrder:
         """A market order placed outside this client that fills at once at the current price."""
@@ -206,6 +256,16 @@ class TwsSimulator:
     @property
     def positions(self) -> list[Position]:
         return self._call(lambda: [p for a in self.engine.accounts.values() for p in a.positions.values()])
+
+
+def price_key(name: str) -> str:
+    """The price path a test names: a stock symbol or a local symbol (`ESZ6`, `EUR.USD`, an option's)."""
+    if name in BY_KEY:
+        return name
+    inst = resolve(Contract(symbol=name.upper()))
+    if inst is None:
+        raise KeyError(f"{name!r} names no instrument of the simulator's catalog")
+    return inst.key
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:
@@ -247,6 +307,8 @@ def run_simulator_in_thread(
         asyncio.run_coroutine_threadsafe(sim.stop(), loop).result(timeout=10)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(timeout=10)
+
+    sim._stop_thread = stop
 
     return sim, sim.port, stop
 

@@ -1,14 +1,21 @@
-"""One client connection: the handshake, the start-up sync, and each request answered from the engine."""
+"""One client connection: the handshake, the start-up sync, and each request answered from the engine.
+
+At connect, after managedAccounts and nextValidId, TWS reports its data farms (2104, 2106, 2158). More
+than `max_msg_rate` requests in one second are refused with error 100, and a client that keeps
+exceeding it (three seconds in a row) is disconnected, as TWS does.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Iterable
-from datetime import UTC, datetime
 
+from adapters.tws_sim import hours, orders
 from adapters.tws_sim import messages as m
-from adapters.tws_sim.catalog import qualify, with_symbol
+from adapters.tws_sim import messages_data as md
+from adapters.tws_sim.catalog import matches
 from adapters.tws_sim.engine import Engine
 from adapters.tws_sim.framing import (
     API_PREFIX,
@@ -19,10 +26,12 @@ from adapters.tws_sim.framing import (
     parse_version_range,
 )
 from adapters.tws_sim.matching import DONE, SimOrder
+from adapters.tws_sim.orders import NO_SECURITY
 from adapters.tws_sim.requests import (
     RequestError,
     parse_contract_request,
     parse_exec_filter,
+    parse_market_data_request,
     parse_place_order,
     to_int,
 )
@@ -30,6 +39,13 @@ from adapters.tws_sim.requests import (
 log = logging.getLogger(__name__)
 
 SUMMARY_TAGS = ("NetLiquidation", "TotalCashValue", "BuyingPower", "AvailableFunds", "GrossPositionValue")
+FARMS = (
+    (2104, "Market data farm connection is OK:usfarm"),
+    (2106, "HMDS data farm connection is OK:ushmds"),
+    (2158, "Sec-def data farm connection is OK:secdefnj"),
+)
+RATE_EXCEEDED = "Max rate of messages per second has been exceeded:max=%d rec=%d (1)"
+VIOLATIONS_TO_DISCONNECT = 3
 
 
 class Session:
@@ -44,8 +60,13 @@ class Session:
         self.positions_subscribed = False
         self.account_subscribed: str | None = None
         self.multi_subscriptions: dict[int, str] = {}
+        self.market_data: dict[int, str] = {}
+        self.auto_open = False
         self.frames_sent = 0
         self.peer = writer.get_extra_info("peername")
+        self._window = 0  # the whole second of the monotonic clock being counted
+        self._in_window = 0
+        self._violations = 0  # consecutive seconds over the limit
 
     # ---- Peer protocol ---------------------------------------------------------------------------
 
@@ -76,7 +97,7 @@ class Session:
         except Exception:  # never let one client's garbage take the simulator down
             log.exception("dropping client %s (clientId %s) after an error", self.peer, self.client_id)
         finally:
-            self.engine.remove_peer(self)
+            self.engine.peers.remove(self)
             self.close()
 
     async def _serve(self) -> None:
@@ -92,7 +113,7 @@ class Session:
         if version < low:
             raise FramingError(f"client needs v{low}..{high}, simulator speaks up to {version}")
         self.version = version
-        self.send(m.handshake(version, datetime.now(UTC).strftime("%Y%m%d %H:%M:%S UTC")))
+        self.send(m.handshake(version, self.engine.ib_time(self.engine.clock())))
         await self.writer.drain()
         while True:
             for fields in pending:
@@ -121,19 +142,46 @@ class Session:
             return
         if msg_id != 71 and self.client_id < 0:
             raise RequestError(f"request {msg_id} before startApi")
+        if not self._within_rate(msg_id, fields):
+            return
+        self.engine.expire()
         handler(self, fields)
+
+    def _within_rate(self, msg_id: int, fields: list[str]) -> bool:
+        """Count the request in this second's window; over the limit it is refused with error 100."""
+        limit = self.engine.config.max_msg_rate
+        if not limit or msg_id == 71:
+            return True
+        second = int(time.monotonic())
+        if second != self._window:
+            if second != self._window + 1 or self._in_window <= limit:
+                self._violations = 0
+            self._window, self._in_window = second, 0
+        self._in_window += 1
+        if self._in_window <= limit:
+            return True
+        if self._in_window == limit + 1:
+            self._violations += 1
+        req_id = to_int(fields[1]) if msg_id == 3 and len(fields) > 1 else -1
+        self.send(m.error(self.version, req_id, 100, RATE_EXCEEDED % (limit, self._in_window)))
+        if self._violations >= VIOLATIONS_TO_DISCONNECT:
+            log.warning("clientId %s: disconnected for exceeding %s messages/s", self.client_id, limit)
+            self.close()
+        return False
 
     def start_api(self, fields: list[str]) -> None:
         client_id = to_int(fields[2])
-        if any(p.client_id == client_id for p in self.engine.peers):
+        if any(p.client_id == client_id for p in self.engine.peers.connected):
             self.send(m.error(self.version, -1, 326, "Unable to connect as the client id is already in use."))
             self.close()
             return
         self.client_id = client_id
         self.send(m.managed_accounts(self.engine.config.accounts))
         self.send(m.next_valid_id(self.engine.next_valid_id(client_id)))
-        if client_id in self.engine.lost_clients:
-            missed = self.engine.lost_clients.pop(client_id)
+        for code, text in FARMS:
+            self.send(m.error(self.version, -1, code, text))
+        if client_id in self.engine.peers.lost_clients:
+            missed = self.engine.peers.lost_clients.pop(client_id)
             code = 1101 if missed else 1102
             text = "data lost" if missed else "data maintained"
             self.send(
@@ -141,7 +189,7 @@ class Session:
                     self.version, -1, code, f"Connectivity between IB and TWS has been restored - {text}."
                 )
             )
-        self.engine.peers.append(self)
+        self.engine.peers.connected.append(self)
         log.info(
             "client %s connected with clientId %s at server version %s", self.peer, client_id, self.version
         )
@@ -150,10 +198,10 @@ class Session:
         req = parse_place_order(fields, self.version)
         if req.unread_fields:
             log.warning("placeOrder %s: layout walk left %s fields", req.order_id, req.unread_fields)
-        self.engine.place(self.client_id, req)
+        orders.place(self.engine, self.client_id, req)
 
     def cancel_order(self, fields: list[str]) -> None:
-        self.engine.cancel(self.client_id, to_int(fields[2]))
+        orders.cancel(self.engine, self.client_id, to_int(fields[2]))
 
     def _send_orders(self, orders: list[SimOrder]) -> None:
         for order in sorted(orders, key=lambda o: o.perm_id):
@@ -162,8 +210,14 @@ class Session:
         self.send(m.open_order_end())
 
     def open_orders(self, fields: list[str]) -> None:
-        mine = {self.client_id, 0} if self.client_id == 0 else {self.client_id}
-        self._send_orders([o for o in self.engine.book.working() if o.client_id in mine])
+        """This client's working orders; client 0 also binds and gets the orders typed into TWS, and
+        the master client gets every client's."""
+        if self.client_id == 0:
+            self.engine.bind_manual_orders()
+        everyone = self.client_id == self.engine.config.master_client_id
+        self._send_orders(
+            [o for o in self.engine.book.working() if everyone or o.client_id == self.client_id]
+        )
 
     def all_open_orders(self, fields: list[str]) -> None:
         self._send_orders(self.engine.book.working())
@@ -181,11 +235,11 @@ class Session:
         self.positions_subscribed = True
         for account in self.engine.accounts.values():
             for pos in account.positions.values():
-                self.send(m.position(pos))
-        self.send(m.position_end())
+                self.send(md.position(pos))
+        self.send(md.position_end())
 
     def _account_rows(self, name: str) -> list[tuple[str, str, str]]:
-        return self.engine.accounts[name].values(self.engine.prices.snapshot())
+        return self.engine.feeds.account_rows(name)
 
     def account_updates(self, fields: list[str]) -> None:
         subscribe, name = to_int(fields[2]) != 0, fields[3] or self.engine.config.accounts[0]
@@ -196,13 +250,8 @@ class Session:
             self.send(m.error(self.version, -1, 321, f"Invalid account code {name}"))
             return
         self.account_subscribed = name
-        prices = self.engine.prices.snapshot()
-        for key, value, cur in self._account_rows(name):
-            self.send(m.account_value(key, value, cur, name))
-        for pos in self.engine.accounts[name].positions.values():
-            self.send(m.portfolio(pos, prices.get(pos.contract.symbol, pos.avg_cost)))
-        self.send(m.account_time(datetime.now(UTC).strftime("%H:%M")))
-        self.send(m.account_download_end(name))
+        self.engine.feeds.send_account(self, name, self.engine.clock())
+        self.send(md.account_download_end(name))
 
     def account_updates_multi(self, fields: list[str]) -> None:
         req_id, name = to_int(fields[2]), fields[3]
@@ -212,8 +261,8 @@ class Session:
                 continue
             self.multi_subscriptions[req_id] = acct
             for key, value, cur in self._account_rows(acct):
-                self.send(m.account_update_multi(req_id, acct, key, value, cur))
-        self.send(m.account_update_multi_end(req_id))
+                self.send(md.account_update_multi(req_id, acct, key, value, cur))
+        self.send(md.account_update_multi_end(req_id))
 
     def account_summary(self, fields: list[str]) -> None:
         req_id = to_int(fields[2])
@@ -221,12 +270,13 @@ class Session:
         for name in self.engine.accounts:
             for key, value, cur in self._account_rows(name):
                 if (key in wanted) if wanted else (key in SUMMARY_TAGS):
-                    self.send(m.account_summary(req_id, name, key, value, cur))
-        self.send(m.account_summary_end(req_id))
+                    self.send(md.account_summary(req_id, name, key, value, cur))
+        self.send(md.account_summary_end(req_id))
 
     def executions(self, fields: list[str]) -> None:
+        """Executions since midnight only (IB keeps no more), each followed by its commission."""
         f = parse_exec_filter(fields)
-        for e in self.engine.executions:
+        for e in self.engine.executions_today():
             if (
                 (not f.client_id or e.client_id == f.client_id)
                 and (not f.account or e.account == f.account)
@@ -234,33 +284,68 @@ class Session:
                 and (not f.side or e.side == {"BUY": "BOT", "SELL": "SLD"}.get(f.side, f.side))
                 and (not f.time or e.time[:17] >= f.time.replace("-", " ")[:17])
             ):
-                self.send(m.exec_details(f.req_id, e))
+                self.send(m.exec_details(self.version, f.req_id, e))
                 self.send(m.commission_report(e))  # real TWS pairs each reply with its commission
         self.send(m.exec_details_end(f.req_id))
 
     def current_time(self, fields: list[str]) -> None:
-        self.send(m.current_time(int(self.engine.clock())))
+        self.send(md.current_time(int(self.engine.clock())))
 
     def req_ids(self, fields: list[str]) -> None:
         self.send(m.next_valid_id(self.engine.next_valid_id(self.client_id)))
 
     def contract_details(self, fields: list[str]) -> None:
+        """Every catalog instrument the request matches, with its hours; none: error 200."""
         req_id, contract = parse_contract_request(fields)
-        contract = with_symbol(contract)
-        if not contract.symbol or contract.sec_type not in ("", "STK"):
-            self.send(
-                m.error(self.version, req_id, 200, "No security definition has been found for the request")
-            )
+        found = matches(contract)
+        if not found:
+            self.send(m.error(self.version, req_id, 200, NO_SECURITY))
             return
-        q = qualify(contract)
-        self.send(m.contract_details(self.version, req_id, q, f"{q.symbol} INC"))
-        self.send(m.contract_details_end(req_id))
+        now = self.engine.clock()
+        for inst in found:
+            tz = hours.SESSIONS[inst.session].tz
+            trading = hours.hours_text(inst.session, now, liquid=False)
+            liquid = hours.hours_text(inst.session, now, liquid=True)
+            self.send(md.contract_details(self.version, req_id, inst, tz, trading, liquid))
+        self.send(md.contract_details_end(req_id))
+
+    def req_market_data(self, fields: list[str]) -> None:
+        """reqMktData: a quote from the price path; a snapshot ends with tickSnapshotEnd, a stream goes on
+        with a last-price tick whenever the path moves."""
+        req = parse_market_data_request(fields)
+        found = matches(req.contract)
+        if len(found) != 1:
+            self.send(m.error(self.version, req.req_id, 200, NO_SECURITY))
+            return
+        key = found[0].key
+        self.engine.feeds.quote(self, req.req_id, key)
+        if req.snapshot:
+            self.send(md.tick_snapshot_end(req.req_id))
+        else:
+            self.market_data[req.req_id] = key
+
+    def cancel_market_data(self, fields: list[str]) -> None:
+        self.market_data.pop(to_int(fields[2]), None)
 
     def global_cancel(self, fields: list[str]) -> None:
-        self.engine.global_cancel()
+        orders.global_cancel(self.engine)
 
     def auto_open_orders(self, fields: list[str]) -> None:
-        """reqAutoOpenOrders: only clientId 0 may bind TWS orders; nothing to answer."""
+        """reqAutoOpenOrders(True): client 0 binds orders typed into TWS from now on and hears them live."""
+        if self.client_id == 0:
+            self.auto_open = to_int(fields[2]) != 0 if len(fields) > 2 else False
+        else:
+            self.send(
+                m.error(
+                    self.version,
+                    -1,
+                    321,
+                    "Error validating request:-'bX' : cause - Only client id 0 can request auto open orders",
+                )
+            )
+
+    def ignore(self, fields: list[str]) -> None:
+        """Requests answered by nothing (reqMarketDataType)."""
 
 
 _HANDLERS = {
@@ -280,4 +365,7 @@ _HANDLERS = {
     8: Session.req_ids,
     9: Session.contract_details,
     58: Session.global_cancel,
+    1: Session.req_market_data,
+    2: Session.cancel_market_data,
+    59: Session.ignore,
 }

@@ -177,18 +177,17 @@ async def build(config: Config, sim_config: SimConfig | None = None) -> tuple[Se
     from oms.service.app import Service
 
     service = Service(config, broker_factory(config, config.ib_host, config.ib_port or 0))
-    service.open()
+    service.open()  # the journal lock first: a refused second service writes nothing, starts no simulator
     if not config.embedded_sim:
         return service, None
     from adapters.tws_sim.config import SimConfig
-    from adapters.tws_sim.server import TwsSimulator
+    from adapters.tws_sim.embedded import start_embedded
 
     sim_dir = Path(config.data_dir) / "sim"
     sim_dir.mkdir(mode=0o700, exist_ok=True)  # not via sim's parents=True: that is 0755
     sim_config = msgspec.structs.replace(sim_config or SimConfig(), state_dir=str(sim_dir))
-    sim = TwsSimulator(sim_config)
     try:
-        await sim.start("127.0.0.1", 0)
+        sim = await start_embedded(sim_config)  # its own thread and loop: a separate "TWS"
     except BaseException:
         await service.stop()
         raise

@@ -1,0 +1,71 @@
+"""What subscribed clients are told without asking for each update: positions, account values and
+portfolio after a fill, and market-data ticks when a price path moves."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from adapters.tws_sim import messages_data as md
+from adapters.tws_sim.account import Account, Position
+from adapters.tws_sim.catalog import BY_CON_ID, by_key
+from adapters.tws_sim.delivery import Peer, Peers
+from adapters.tws_sim.prices import PricePaths
+
+
+class Feeds:
+    def __init__(self, peers: Peers, prices: PricePaths, accounts: dict[str, Account], tz: str) -> None:
+        self.peers = peers
+        self.prices = prices
+        self.accounts = accounts
+        self.tz = ZoneInfo(tz)
+        self._streamed: dict[str, float] = {}
+
+    def mark(self, p: Position) -> float:
+        """The current price of a position's instrument (its cost per unit if the catalog lost it)."""
+        inst = BY_CON_ID.get(p.contract.con_id)
+        return self.prices.price(inst.key) if inst else p.avg_cost / p.factor
+
+    def rates(self) -> dict[str, float]:
+        """Each currency's value in the base currency, from the forex paths (ExchangeRate)."""
+        return {"USD": 1.0, "EUR": self.prices.price("EUR.USD"), "JPY": 1.0 / self.prices.price("USD.JPY")}
+
+    def account_rows(self, name: str) -> list[tuple[str, str, str]]:
+        return self.accounts[name].values(self.mark, self.rates())
+
+    def send_account(self, peer: Peer, name: str, epoch: float) -> None:
+        """updateAccountValue rows, updatePortfolio per position, then the account time."""
+        for key, value, cur in self.account_rows(name):
+            peer.send(md.account_value(key, value, cur, name))
+        for pos in self.accounts[name].positions.values():
+            peer.send(md.portfolio(pos, self.mark(pos)))
+        peer.send(md.account_time(datetime.fromtimestamp(epoch, self.tz).strftime("%H:%M")))
+
+    def after_fill(self, account_name: str, con_id: int, epoch: float) -> None:
+        pos = self.accounts[account_name].positions[con_id]
+        for peer in self.peers:
+            if peer.positions_subscribed:
+                peer.send(md.position(pos))
+            if peer.account_subscribed == account_name:
+                self.send_account(peer, account_name, epoch)
+            for req_id, name in peer.multi_subscriptions.items():
+                if name == account_name:
+                    for key, value, cur in self.account_rows(name):
+                        peer.send(md.account_update_multi(req_id, name, key, value, cur))
+
+    def stream(self, key: str) -> None:
+        """A last-price tick to the streaming subscribers of `key` when its price moved."""
+        price = self.prices.price(key)
+        if self._streamed.get(key) == price:
+            return
+        self._streamed[key] = price
+        for peer in self.peers:
+            for req_id, sub in peer.market_data.items():
+                if sub == key:
+                    peer.send(md.tick_price(req_id, 4, price, 1))
+
+    def quote(self, peer: Peer, req_id: int, key: str) -> None:
+        inst = by_key(key)
+        assert inst is not None
+        for fields in md.quote(req_id, inst, self.prices.price(key)):
+            peer.send(fields)

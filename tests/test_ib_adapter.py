@@ -41,7 +41,7 @@ def test_market_buy_fills_with_commission_and_position(ib: Cell) -> None:
     async def run() -> None:
         async with session(ib) as (sim, adapter, sink):
             order_id = await place(adapter, sink, request("mkt-1", qty=10))
-            await until(lambda: sink.state.orders["mkt-1"].commission > 0, "commission joined")
+            await until(lambda: sink.state.orders["mkt-1"].commission, "commission joined")
             order = sink.state.orders["mkt-1"]
             assert (order.status, order.filled, order.order_id, order.client_id) == (
                 "filled",
@@ -50,7 +50,7 @@ def test_market_buy_fills_with_commission_and_position(ib: Cell) -> None:
                 7,
             )
             assert order.avg_fill_price == sim.price("AAPL")
-            assert order.commission == 1.0  # the simulator's minimum commission
+            assert order.commission == {"USD": 1}  # the simulator's minimum commission, per currency
             (position,) = sink.state.positions.values()
             assert (position.quantity, position.contract.con_id, position.status) == (10, 265598, "filled")
             first_report = next(
@@ -168,7 +168,7 @@ def test_fault_gives_one_fill_and_the_right_state(ib: Cell, fault: str) -> None:
             sim.force_fault(fault)
             await place(adapter, sink, request("f-1", qty=10))
             await until(lambda: sink.state.orders["f-1"].status == "filled", "filled")
-            await until(lambda: sink.state.orders["f-1"].commission > 0, "commission joined")
+            await until(lambda: sink.state.orders["f-1"].commission, "commission joined")
             executions = sink.of(ExecutionReported)
             if fault == "duplicate_exec":  # both callbacks are logged; the fold counts one
                 assert len(executions) == 2 and executions[0].exec_id == executions[1].exec_id
@@ -214,7 +214,7 @@ def test_fill_while_disconnected_is_recovered_once_by_reconcile(ib: Cell) -> Non
             await place(adapter, sink, request("away-1", qty=10))
             await until(lambda: sink.state.orders["away-1"].status == "filled", "filled after reconnect")
             await until(lambda: len(sink.of(ReconciliationFinished)) == 2, "reconciled after reconnect")
-            await until(lambda: sink.state.orders["away-1"].commission > 0, "commission recovered")
+            await until(lambda: sink.state.orders["away-1"].commission, "commission recovered")
             states = [e.state for e in sink.events if e.__struct_config__.tag == "connection"]
             assert states[:2] == ["connected", "lost"] and states.count("connected") == 2
             assert all(f.ok for f in sink.of(ReconciliationFinished))

@@ -74,8 +74,8 @@ def test_tsla_market_buy_capture_is_one_filled_buy_with_commission_and_position(
 ) -> None:
     sink = decode(library, captures_dir / "rust-ibapi" / "tsla_mkt_buy_fill_v163.txt")
     (order,) = sink.state.orders.values()
-    assert (order.side, order.status, order.filled, order.avg_fill_price) == ("BUY", "filled", 100, 196.52)
-    assert order.commission == 1.0 and order.perm_ids == (1376327563,) and order.external
+    assert (order.side, order.status, order.filled, order.avg_fill_price) == ("BUY", "filled", 100, Decimal("196.52"))
+    assert order.commission == {"USD": 1} and order.perm_ids == (1376327563,) and order.external
     (execution,) = sink.of(ExecutionReported)
     assert execution.time == "20230224  12:04:56"  # raw text kept (two spaces: TWS local time)
     assert execution.time_ns == 1677240296 * 10**9  # read as UTC, the adapter's default TWS zone
@@ -89,7 +89,7 @@ def test_tsla_market_buy_capture_is_one_filled_buy_with_commission_and_position(
     positions = {p.key: p.quantity for p in sink.state.positions.values()}
     assert positions == {"DU1234567|76792991": 100.0}
     (fill,) = sink.state.fills.values()
-    assert (fill.shares, fill.price, fill.commission) == (100, 196.52, 1.0)
+    assert (fill.shares, fill.price, fill.commission) == (100, Decimal("196.52"), {"USD": 1})
 
 
 @pytest.mark.parametrize("library", LIBRARIES)
@@ -99,7 +99,7 @@ def test_es_future_limit_fill_capture(library: str, captures_dir: Path) -> None:
     assert (order.status, order.order_type, order.limit_price, order.filled) == ("filled", "LMT", 5800.0, 1.0)
     (opened,) = sink.of(OpenOrderReported)
     assert opened.contract.multiplier == "50" and opened.contract.last_trade_date == "20250919"
-    assert order.commission == 2.25
+    assert order.commission == {"USD": Decimal("2.25")}
     assert [p.quantity for p in sink.state.positions.values()] == [1.0]
 
 
@@ -109,7 +109,7 @@ def test_es_reqexecutions_reply_keeps_its_request_id(library: str, captures_dir:
     (execution,) = sink.of(ExecutionReported)
     assert execution.req_id == 9000 and execution.time == "20250708 02:35:00 America/New_York"
     assert execution.time_ns == 1751956500 * 10**9  # 06:35 UTC (EDT is UTC-4)
-    assert [f.commission for f in sink.state.fills.values()] == [2.25]
+    assert [f.commission for f in sink.state.fills.values()] == [{"USD": Decimal("2.25")}]
 
 
 @pytest.mark.parametrize("library", LIBRARIES)
@@ -156,7 +156,7 @@ NAUTILUS_FRAMES: dict[str, Callable[[FoldingSink], object]] = {
         == CommissionReported(exec_id="0000e215.656d0002.01.01", commission=2.5, currency="USD")
     ),
     "open_positions.txt": lambda s: (
-        s.of(PositionReported)[0].position == 1.24115341
+        s.of(PositionReported)[0].position == Decimal("1.24115341")
         and s.of(PositionReported)[0].contract.sec_type == "CRYPTO"
     ),
     "position_1.txt": lambda s: s.of(PositionReported)[0].position == 0.0,

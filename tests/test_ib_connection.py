@@ -4,6 +4,8 @@ the 50 msg/s limit, and recorded TWS traffic played through a live connection.""
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import asyncio
 import socket
 import time
@@ -105,7 +107,7 @@ def test_restart_on_an_existing_log_logs_only_new_executions(ib: Cell) -> None:
             await first.connect(timeout=5)
             sink(request("r-1"))
             await first.place(request("r-1"))
-            await until(lambda: sink.state.orders["r-1"].commission > 0, "first fill")
+            await until(lambda: sink.state.orders["r-1"].commission, "first fill")
             await first.disconnect()
             sim.fill_external("MSFT", "BUY", 5, client_id=0)  # a fill in TWS while the service is down
             # the service restarts: a new adapter, the same log
@@ -119,7 +121,7 @@ def test_restart_on_an_existing_log_logs_only_new_executions(ib: Cell) -> None:
                 per_exec[e.exec_id] = per_exec.get(e.exec_id, 0) + 1
             assert sorted(per_exec.values()) == [1, 1]  # ours once (live), TWS's once (found by the sync)
             assert len(sink.of(CommissionReported)) == 2  # each once, though every sync restates them
-            assert all(f.commission is not None for f in sink.state.fills.values())
+            assert all(f.commission for f in sink.state.fills.values())
             external = [o for o in sink.state.orders.values() if o.external]
             assert [(o.contract.symbol, o.filled, o.status) for o in external] == [("MSFT", 5, "filled")]
             assert {p.contract.symbol: p.quantity for p in sink.state.positions.values()} == {
@@ -285,7 +287,7 @@ def test_recorded_tws_traffic_played_through_a_live_connection(library: str, cap
             assert (order.status, order.filled, order.commission, order.perm_ids) == (
                 "filled",
                 1,
-                2.25,
+                {"USD": Decimal("2.25")},
                 (2126726143,),
             )
 

@@ -72,7 +72,7 @@ class LogView:
     def has_commission(self, exec_id: str) -> bool:
         state = self._state()
         fill = state.fills.get(exec_prefix(exec_id))
-        if fill is not None and fill.exec_id == exec_id and fill.commission is not None:
+        if fill is not None and fill.exec_id == exec_id and fill.commission:
             return True
         return exec_id in state.pending_commissions
 

@@ -69,7 +69,7 @@ def test_unknown_symbol_is_refused_with_200_and_no_order() -> None:
             order_id = await place(adapter, sink, request("zz-1", symbol="ZZZZNOTREAL", qty=1))
             await until(lambda: 200 in errors(sink, order_id), "error 200")
             assert sim.orders == [] and sim.executions == []
-            await until(lambda: sink.state.orders["zz-1"].status == "rejected", "rejected")
+            await until(lambda: sink.state.orders["zz-1"].status == "rejected", "rejected", timeout=3)
 
     run(body)
 
@@ -82,7 +82,7 @@ def test_fractional_stock_quantity_is_refused_with_10243() -> None:
             await until(lambda: 10243 in errors(sink, order_id), "error 10243")
             assert sim.orders == [] and sim.executions == []
             assert all(float(p.quantity) == 0 for p in sink.state.positions.values())
-            await until(lambda: sink.state.orders["frac-1"].status == "rejected", "rejected")
+            await until(lambda: sink.state.orders["frac-1"].status == "rejected", "rejected", timeout=3)
 
     run(body)
 
@@ -94,7 +94,7 @@ def test_price_off_the_tick_is_refused_with_110() -> None:
             order_id = await place(adapter, sink, request("tick-1", order_type="LMT", limit_price=100.005))
             await until(lambda: 110 in errors(sink, order_id), "error 110")
             assert sim.orders == []
-            await until(lambda: sink.state.orders["tick-1"].status == "rejected", "rejected")
+            await until(lambda: sink.state.orders["tick-1"].status == "rejected", "rejected", timeout=3)
 
     run(body)
 

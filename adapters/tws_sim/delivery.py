@@ -101,9 +101,7 @@ class Peers:
                 out.append(p)
             elif order.client_id == 0 and not order.bound:
                 continue  # typed into TWS, not bound to any client yet
-            elif p.client_id == order.client_id and (
-                order.client_id != 0 or order.order_id > 0 or p.auto_open
-            ):
+            elif p.client_id == order.client_id:  # its own client (client 0 for bound TWS orders)
                 out.append(p)
         return out
 

@@ -8,6 +8,7 @@ tests drive it (`set`, `advance`) to cross a close or a midnight.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from datetime import date, datetime, timedelta
@@ -96,8 +97,15 @@ def _merged(
 
 
 def is_open(session: str, epoch: float, liquid: bool) -> bool:
+    """Whether the session is open at `epoch` (sessions change on whole minutes, so this is cached per
+    minute: matching asks it for every working order on every tick)."""
+    return _open_in_minute(session, int(epoch // 60), liquid)
+
+
+@functools.lru_cache(maxsize=4096)
+def _open_in_minute(session: str, minute: int, liquid: bool) -> bool:
     s = SESSIONS[session]
-    now = datetime.fromtimestamp(epoch, ZoneInfo(s.tz))
+    now = datetime.fromtimestamp(minute * 60, ZoneInfo(s.tz))
     return any(a <= now < b for a, b in _merged(s, liquid, now, 3))
 
 

@@ -74,7 +74,12 @@ def test_tsla_market_buy_capture_is_one_filled_buy_with_commission_and_position(
 ) -> None:
     sink = decode(library, captures_dir / "rust-ibapi" / "tsla_mkt_buy_fill_v163.txt")
     (order,) = sink.state.orders.values()
-    assert (order.side, order.status, order.filled, order.avg_fill_price) == ("BUY", "filled", 100, Decimal("196.52"))
+    assert (order.side, order.status, order.filled, order.avg_fill_price) == (
+        "BUY",
+        "filled",
+        100,
+        Decimal("196.52"),
+    )
     assert order.commission == {"USD": 1} and order.perm_ids == (1376327563,) and order.external
     (execution,) = sink.of(ExecutionReported)
     assert execution.time == "20230224  12:04:56"  # raw text kept (two spaces: TWS local time)

@@ -4,11 +4,10 @@ the 50 msg/s limit, and recorded TWS traffic played through a live connection.""
 
 from __future__ import annotations
 
-from decimal import Decimal
-
 import asyncio
 import socket
 import time
+from decimal import Decimal
 from pathlib import Path
 
 import pytest

@@ -22,15 +22,14 @@ from events.schema import (
     OrderRequested,
     OrderStatusReported,
 )
-from tests.ib_helpers import FoldingSink, request, session, until
+from tests.ib_helpers import Cell, FoldingSink, request, session, until
 
-LIB = "ib_async"
+LIB = Cell("ib_async", 178)  # what every ib_async user runs at today
 NY = ZoneInfo("America/New_York")
 ES = Contract(symbol="ES", sec_type="FUT", exchange="CME", last_trade_date="20261218")
 AAPL_C200 = Contract(
     symbol="AAPL", sec_type="OPT", last_trade_date="20261218", strike=200.0, right="C", multiplier="100"
 )
-FOLD = pytest.mark.xfail(reason="fold: issue 8", strict=False)
 
 
 async def place(adapter: IBAdapter, sink: FoldingSink, req: OrderRequested) -> int:
@@ -62,7 +61,6 @@ def test_server_version_is_178_and_farms_report_at_connect() -> None:
     run(body)
 
 
-@FOLD
 def test_unknown_symbol_is_refused_with_200_and_no_order() -> None:
     async def body() -> None:
         async with session(LIB) as (sim, adapter, sink):
@@ -74,7 +72,6 @@ def test_unknown_symbol_is_refused_with_200_and_no_order() -> None:
     run(body)
 
 
-@FOLD
 def test_fractional_stock_quantity_is_refused_with_10243() -> None:
     async def body() -> None:
         async with session(LIB) as (sim, adapter, sink):
@@ -87,7 +84,6 @@ def test_fractional_stock_quantity_is_refused_with_10243() -> None:
     run(body)
 
 
-@FOLD
 def test_price_off_the_tick_is_refused_with_110() -> None:
     async def body() -> None:
         async with session(LIB) as (sim, adapter, sink):
@@ -129,7 +125,6 @@ def test_what_if_returns_margin_and_never_executes() -> None:
     run(body)
 
 
-@pytest.mark.xfail(reason="adapter: a what-if openOrder is logged as an external order", strict=False)
 def test_what_if_makes_no_order_in_the_fold() -> None:
     async def body() -> None:
         async with session(LIB) as (_sim, adapter, sink):
@@ -225,7 +220,7 @@ def test_tws_orders_have_order_id_0_and_reach_only_client_0_live() -> None:
                 0,
                 sink=master_sink,
                 state_provider=lambda: master_sink.state,
-                library=LIB,
+                library=LIB.library,
             )
             await master.connect(timeout=5)
             try:

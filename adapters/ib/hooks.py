@@ -23,8 +23,8 @@ log = logging.getLogger(__name__)
 
 Emit = Callable[[Event], None]
 
-# wrapper method -> the pure function that turns its arguments into an event
-CALLBACKS: Final[dict[str, Callable[..., Event]]] = {
+# wrapper method -> the pure function that turns its arguments into an event (None: nothing to log)
+CALLBACKS: Final[dict[str, Callable[..., Event | None]]] = {
     "orderStatus": normalize.order_status,
     "openOrder": normalize.open_order,
     "completedOrder": normalize.completed_order,
@@ -52,7 +52,7 @@ class CallbackHooks:
         wrapper.accountUpdateMulti = self._hook(wrapper.accountUpdateMulti, self._account_update_multi)
         decoder.handlers[_EXEC_DETAILS_MSG] = self._keep_exec_time(decoder.handlers[_EXEC_DETAILS_MSG])
 
-    def _hook(self, original: Callable[..., Any], build: Callable[..., Event]) -> Callable[..., Any]:
+    def _hook(self, original: Callable[..., Any], build: Callable[..., Event | None]) -> Callable[..., Any]:
         def hooked(*args: Any) -> Any:
             try:
                 event = build(*args)
@@ -60,7 +60,8 @@ class CallbackHooks:
                 log.exception("could not normalize %s%r", getattr(original, "__name__", "callback"), args)
                 return original(*args)
             try:
-                self._emit(event)
+                if event is not None:
+                    self._emit(event)
             finally:
                 original(*args)
 

@@ -187,7 +187,10 @@ def order_status(
 
 def open_order(
     orderId: int, c: IbContract, order: IbOrder, state: IbOrderState, *, completed: bool = False
-) -> OpenOrderReported:
+) -> OpenOrderReported | None:
+    """None for a what-if answer: IB's margin estimate of an order that does not exist and never works."""
+    if getattr(order, "whatIf", False):
+        return None
     return OpenOrderReported(
         order_id=integer(orderId),
         perm_id=integer(order.permId),
@@ -214,7 +217,7 @@ def open_order(
     )
 
 
-def completed_order(c: IbContract, order: IbOrder, state: IbOrderState) -> OpenOrderReported:
+def completed_order(c: IbContract, order: IbOrder, state: IbOrderState) -> OpenOrderReported | None:
     """A reqCompletedOrders answer: an openOrder of a done order. IB sends no orderId and no clientId
     (both 0 here): the fold joins it by permId, else by orderRef. `filled` is IB's filled quantity."""
     return open_order(order.orderId, c, order, state, completed=True)

@@ -1,0 +1,161 @@
+"""The live side: one `AsyncClient` follows the service (Clone pattern) and tells the pages what changed.
+
+The web app is a client like any strategy: it subscribes to the PUB socket and folds the events itself,
+so it never slows the sequencer. Each applied event only marks the sections it touched (orders,
+positions, fills, accounts, charts, status) with a new version and wakes the page streams; each stream
+renders at most once per `interval` (100 ms), so at 1,000 events/s a page gets ten updates a second with
+the latest state instead of falling behind by a thousand. Renders are cached per (section, filter,
+version), so many pages cost one render.
+
+Chart history before the snapshot the client started from is refolded from the service's `events`
+replies (seq 1 up to the snapshot, at most `backfill_limit` events) while live events queue behind it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from events.schema import CommissionReported, Envelope, ExecutionReported
+from oms.client import AsyncClient
+from oms.protocol import MAX_EVENTS_BATCH
+from oms.state.fold import step
+from oms.state.model import Account, Order, Position, State, initial_state
+from oms.web.charts import Charts
+
+log = logging.getLogger(__name__)
+
+SECTIONS = ("status", "orders", "positions", "fills", "accounts", "charts")
+
+
+class LiveFeed:
+    def __init__(self, client: AsyncClient, *, interval: float = 0.1, backfill_limit: int = 200_000) -> None:
+        self.client = client
+        self.interval = interval
+        self.backfill_limit = backfill_limit
+        self.charts = Charts()
+        self.versions = dict.fromkeys(SECTIONS, 1)
+        self.last_event_ts = 0  # ts of the newest applied event (for the page's lag figure)
+        self._pulse = asyncio.Event()
+        self._queued: list[tuple[Envelope, tuple[object, ...]]] | None = []  # until backfill is done
+        self._cache: dict[tuple[str, Any], tuple[int, Any]] = {}
+        self._backfill: asyncio.Task[None] | None = None
+        self.closed = False
+        client.on_event(self._applied)
+        client.on_connection(self._connection)
+
+    def start(self) -> None:
+        self._backfill = asyncio.get_running_loop().create_task(self._fill_history(self.client.seq))
+
+    async def close(self) -> None:
+        """Ends every page stream (so the server can shut down) and the history fetch."""
+        self.closed = True
+        if self._backfill is not None:
+            self._backfill.cancel()
+            await asyncio.gather(self._backfill, return_exceptions=True)
+        self._wake()
+
+    @property
+    def state(self) -> State:
+        return self.client.state
+
+    @property
+    def seq(self) -> int:
+        return self.client.seq
+
+    @property
+    def connected(self) -> bool:
+        return self.client.connected
+
+    # --- what changed -------------------------------------------------------------------------------
+
+    def _applied(self, env: Envelope, changes: tuple[object, ...]) -> None:
+        self.last_event_ts = env.ts
+        touched = {"status"}
+        for change in changes:
+            if isinstance(change, Order):
+                touched.add("orders")
+            elif isinstance(change, Position):
+                touched.update(("positions", "charts"))
+            elif isinstance(change, Account):
+                touched.add("accounts")
+        if isinstance(env.event, ExecutionReported | CommissionReported):
+            touched.update(("fills", "positions", "charts"))
+        if self._queued is not None:
+            self._queued.append((env, changes))
+        else:
+            self.charts.record(env, changes)
+        self._mark(touched)
+
+    def _connection(self, connected: bool) -> None:
+        """Back after silence (a new snapshot may differ in anything): everything is redrawn."""
+        self._mark(SECTIONS)
+
+    def _mark(self, sections: tuple[str, ...] | set[str]) -> None:
+        for section in sections:
+            self.versions[section] += 1
+        self._wake()
+
+    def _wake(self) -> None:
+        pulse, self._pulse = self._pulse, asyncio.Event()
+        pulse.set()
+
+    async def _fill_history(self, upto: int) -> None:
+        """Refold seq 1..`upto` for the charts, then apply what arrived meanwhile."""
+        try:
+            if upto <= self.backfill_limit:
+                state, seq = initial_state(), 0
+                while seq < upto:
+                    envelopes, _ = await self.client.fetch_events(seq + 1, min(MAX_EVENTS_BATCH, upto - seq))
+                    if not envelopes:
+                        break
+                    for env in envelopes:
+                        if env.seq > upto:
+                            break
+                        state, changes = step(state, env)
+                        self.charts.record(env, changes)
+                        seq = env.seq
+                    await asyncio.sleep(0)  # let pages and the follower run between batches
+        except Exception:  # ServiceUnavailable, or a log this version cannot fold: no history, live goes on
+            log.exception("could not fetch the session's history for the charts; they start now")
+        queued, self._queued = self._queued or [], None
+        for queued_env, queued_changes in queued:
+            self.charts.record(queued_env, queued_changes)
+        self._mark(("charts",))
+
+    # --- the page streams ---------------------------------------------------------------------------
+
+    def cached(self, section: str, key: Any, render: Callable[[], Any]) -> Any:
+        """`render()` once per (section, key) and section version: many pages, one render."""
+        version = self.versions[section]
+        hit = self._cache.get((section, key))
+        if hit is not None and hit[0] == version:
+            return hit[1]
+        value = render()
+        if len(self._cache) > 512:
+            self._cache.clear()
+        self._cache[(section, key)] = (version, value)
+        return value
+
+    async def updates(self) -> AsyncIterator[list[str]]:
+        """The sections changed since the last yield, at most once per `interval`, until closed."""
+        sent = dict.fromkeys(SECTIONS, 0)
+        last = 0.0
+        while not self.closed:
+            changed = [s for s in SECTIONS if self.versions[s] != sent[s]]
+            if not changed:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._pulse.wait(), 1.0)
+                continue
+            wait = last + self.interval - time.monotonic()
+            if wait > 0:  # coalesce: what else changes meanwhile goes out in the same update
+                await asyncio.sleep(wait)
+                changed = [s for s in SECTIONS if self.versions[s] != sent[s]]
+            for section in changed:
+                sent[section] = self.versions[section]
+            last = time.monotonic()
+            yield changed

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import threading
 from array import array
-from bisect import bisect_right
 from collections.abc import Iterator, Sequence
 from typing import Protocol
 
@@ -87,10 +86,6 @@ class Session:
 
     def ts_of(self, seq: int) -> int:
         return self._ts[seq - 1] if 1 <= seq <= len(self._ts) else 0
-
-    def seq_at(self, ts_ns: int) -> int:
-        """The last seq received at or before `ts_ns` (0: before the session began)."""
-        return bisect_right(self._ts, ts_ns)
 
     def state_at(self, seq: int) -> State:
         """The state after `seq` (clamped to the session); the caller reads it and lets it go."""

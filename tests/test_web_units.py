@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from types import SimpleNamespace
@@ -18,13 +19,16 @@ from oms.commands.web import ReplayRecording, split_listen
 from oms.state.fold import fold, step
 from oms.state.model import Account, Position, Removed, initial_state
 from oms.web import views
+from oms.web.app import build_app
 from oms.web.charts import Charts
-from oms.web.intake import IntakeConfigError, WebhookConfig, load_intake, order_of_alert
+from oms.web.intake import Intake, IntakeConfigError, WebhookConfig, load_intake, order_of_alert
 from oms.web.security import Guard, is_loopback_host
 from oms.web.session import Session
 from replay.archive import archive_journal
 from replay.states import state_at
 from tests.test_replay_support import T0, explicit_events, write_journal
+from tests.waiting import wait_until
+from tests.web_helpers import http
 
 AAPL = Contract(symbol="AAPL", con_id=265598)
 
@@ -125,8 +129,8 @@ def test_charts_stay_bounded() -> None:
     for seq in range(1, 400):
         position = Position(key="DU1|AAPL:265598", account="DU1", contract=AAPL, quantity=float(seq))
         event = ExecutionReported(
-            exec_id=f"e{seq}", order_id=1, perm_id=1, client_id=1, order_ref="x", account="DU1", contract=AAPL,
-            side="BOT", shares=1, price=10.0,
+            exec_id=f"e{seq}", order_id=1, perm_id=1, client_id=1, order_ref="x", account="DU1",
+            contract=AAPL, side="BOT", shares=1, price=10.0,
         )  # fmt: skip
         charts.record(Envelope(seq, T0 + seq, event), (position,))
     (line,) = charts.data(views.Filter())["positions"]
@@ -222,3 +226,47 @@ def test_order_requested_is_a_working_order_row() -> None:
     state, _ = step(initial_state(), env)
     (row,) = views.order_rows(state, views.Filter(), 5)[0]
     assert row["qty"] == "0.5" and row["working"] == "1" and row["status"] == "pending"
+
+
+@pytest.fixture
+def exposed_app(tmp_path: Path) -> Iterator[str]:
+    """The app as bound beyond loopback would be (a Guard for 0.0.0.0 with a token), served over real
+    HTTP on a loopback socket, with one recorded session and no service."""
+    import socket
+    import threading
+
+    import uvicorn
+
+    data = write_journal(tmp_path / "data" / "journal", explicit_events()).parent
+    guard = Guard("0.0.0.0", token=TOKEN, token_given=True)
+    app = build_app(None, [Session(ReplayRecording(data))], guard, Intake(None, None))
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    wait_until(lambda: server.started, what="uvicorn to start")
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}/"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+TOKEN = "t" * 24
+
+
+def test_beyond_loopback_every_page_needs_the_token(exposed_app: str) -> None:
+    for path in ("", "sessions", "sessions/0", "healthz"):
+        status, body = http("GET", exposed_app + path)
+        assert (status, body["error"]["code"]) == (401, "unauthorized"), path
+    assert http("GET", exposed_app + "sessions", headers={"Authorization": "Bearer " + "x" * 24})[0] == 401
+    assert http("GET", exposed_app + "sessions", headers={"Authorization": f"Bearer {TOKEN}"})[0] == 200
+    status, body = http("GET", exposed_app + f"sessions/0?at=9&token={TOKEN}")
+    assert status == 200 and "order_requested" in body["text"]
+    assert http("GET", exposed_app + "static/app.js")[0] == 200  # public
+    status, body = http("POST", exposed_app + "api/orders", {})  # intake has its own tokens: off here
+    assert (status, body["error"]["code"]) == (404, "intake_disabled")
+    headers = {"Authorization": f"Bearer {TOKEN}", "X-OMS-Token": TOKEN, "Origin": exposed_app.rstrip("/")}
+    status, body = http("POST", exposed_app + "kill-switch", {}, headers)
+    assert (status, body["error"]["code"]) == (403, "commands_disabled")  # read-only by default

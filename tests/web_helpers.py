@@ -69,13 +69,22 @@ class WebProcess:
 def http(
     method: str, url: str, body: Any = None, headers: dict[str, str] | None = None
 ) -> tuple[int, dict[str, Any]]:
-    """(status, decoded JSON body) of one request; error statuses are returned, not raised."""
+    """(status, decoded JSON body, or {"text": body} for a page) of one request; error statuses are
+    returned, not raised."""
     data = None if body is None else json.dumps(body).encode()
     request = urllib.request.Request(url, data=data, method=method, headers=headers or {})
     if data is not None:
         request.add_header("Content-Type", "application/json")
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, json.loads(response.read() or b"{}")
+            return response.status, _decoded(response.read())
     except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read() or b"{}")
+        return exc.code, _decoded(exc.read())
+
+
+def _decoded(body: bytes) -> dict[str, Any]:
+    try:
+        decoded: dict[str, Any] = json.loads(body or b"{}")
+    except ValueError:
+        return {"text": body.decode()}
+    return decoded

@@ -140,6 +140,7 @@ async def _serve(args: argparse.Namespace, host: str, port: int, guard, intake, 
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
+    sock.listen(128)  # connections wait in the backlog from now on, so the printed address answers
     bound = sock.getsockname()[1]
     shown = f"[{host}]" if family == socket.AF_INET6 else host
     token = f"?token={guard.token}" if guard.allow_commands or guard.pages_need_token else ""

@@ -36,7 +36,7 @@ from oms.web.session import Session
 
 log = logging.getLogger(__name__)
 HERE = Path(__file__).parent
-LIMIT = 200  # completed orders and fills shown (the newest)
+LIMIT = 100  # completed orders and fills shown (the newest)
 OPEN_PATHS = ("/static/", "/api/", "/hooks/")  # intake has its own tokens; static files are public
 
 
@@ -47,7 +47,11 @@ class Web:
         self.guard = guard
         self.intake = intake
         self.templates = Environment(
-            loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(), auto_reload=False
+            loader=FileSystemLoader(HERE / "templates"),
+            autoescape=select_autoescape(),
+            auto_reload=False,
+            trim_blocks=True,
+            lstrip_blocks=True,
         )
         self.sections: Any = self.templates.get_template("sections.html").module  # the section macros
 

@@ -3,9 +3,9 @@
 The web app is a client like any strategy: it subscribes to the PUB socket and folds the events itself,
 so it never slows the sequencer. Each applied event only marks the sections it touched (orders,
 positions, fills, accounts, charts, status) with a new version and wakes the page streams; each stream
-renders at most once per `interval` (100 ms), so at 1,000 events/s a page gets ten updates a second with
-the latest state instead of falling behind by a thousand. Renders are cached per (section, filter,
-version), so many pages cost one render.
+renders at most once per `interval` (100 ms; the charts once a second), so at 1,000 events/s a page gets
+ten updates a second with the latest state instead of falling behind by a thousand. Renders are cached
+per (section, filter, version), so many pages cost one render.
 
 Chart history before the snapshot the client started from is refolded from the service's `events`
 replies (seq 1 up to the snapshot, at most `backfill_limit` events) while live events queue behind it.
@@ -33,9 +33,17 @@ SECTIONS = ("status", "orders", "positions", "fills", "accounts", "charts")
 
 
 class LiveFeed:
-    def __init__(self, client: AsyncClient, *, interval: float = 0.1, backfill_limit: int = 200_000) -> None:
+    def __init__(
+        self,
+        client: AsyncClient,
+        *,
+        interval: float = 0.1,
+        chart_interval: float = 1.0,
+        backfill_limit: int = 200_000,
+    ) -> None:
         self.client = client
         self.interval = interval
+        self.chart_interval = chart_interval
         self.backfill_limit = backfill_limit
         self.charts = Charts()
         self.versions = dict.fromkeys(SECTIONS, 1)
@@ -142,8 +150,10 @@ class LiveFeed:
         return value
 
     async def updates(self) -> AsyncIterator[list[str]]:
-        """The sections changed since the last yield, at most once per `interval`, until closed."""
+        """The sections changed since the last yield, at most once per `interval` (the charts at most
+        once per `chart_interval`), until closed."""
         sent = dict.fromkeys(SECTIONS, 0)
+        sent_at = dict.fromkeys(SECTIONS, 0.0)
         last = 0.0
         while not self.closed:
             changed = [s for s in SECTIONS if self.versions[s] != sent[s]]
@@ -151,11 +161,20 @@ class LiveFeed:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._pulse.wait(), 1.0)
                 continue
-            wait = last + self.interval - time.monotonic()
-            if wait > 0:  # coalesce: what else changes meanwhile goes out in the same update
-                await asyncio.sleep(wait)
-                changed = [s for s in SECTIONS if self.versions[s] != sent[s]]
-            for section in changed:
-                sent[section] = self.versions[section]
-            last = time.monotonic()
-            yield changed
+            now = time.monotonic()
+            due_at = min(max(last + self.interval, sent_at[s] + self._gap(s)) for s in changed)
+            if due_at > now:
+                if any(self._gap(s) == self.interval for s in changed):
+                    await asyncio.sleep(due_at - now)  # coalesce: what changes meanwhile goes out with it
+                else:  # only a slower section waits: anything else that changes meanwhile goes first
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._pulse.wait(), due_at - now)
+                continue
+            due = [s for s in SECTIONS if self.versions[s] != sent[s] and sent_at[s] + self._gap(s) <= now]
+            for section in due:
+                sent[section], sent_at[section] = self.versions[section], now
+            last = now
+            yield due
+
+    def _gap(self, section: str) -> float:
+        return self.chart_interval if section == "charts" else self.interval

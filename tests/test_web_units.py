@@ -16,6 +16,7 @@ import pytest
 
 from events.schema import Contract, Envelope, ExecutionReported, OrderRequested, OrderSent
 from oms.commands.web import ReplayRecording, split_listen
+from oms.protocol import PlaceRequest
 from oms.state.fold import fold, step
 from oms.state.model import Account, Position, Removed, initial_state
 from oms.web import views
@@ -270,3 +271,27 @@ def test_beyond_loopback_every_page_needs_the_token(exposed_app: str) -> None:
     headers = {"Authorization": f"Bearer {TOKEN}", "X-OMS-Token": TOKEN, "Origin": exposed_app.rstrip("/")}
     status, body = http("POST", exposed_app + "kill-switch", {}, headers)
     assert (status, body["error"]["code"]) == (403, "commands_disabled")  # read-only by default
+
+
+def test_the_intake_example_in_the_docs_loads_and_maps(tmp_path: Path) -> None:
+    text = (Path(__file__).resolve().parents[1] / "docs" / "web.md").read_text()
+    blocks: dict[str, list[str]] = {}
+    for chunk in text.split("```")[1::2]:
+        lang, _, body = chunk.partition("\n")
+        blocks.setdefault(lang.strip(), []).append(body)
+    (toml,) = blocks["toml"]
+    path = tmp_path / "intake.toml"
+    path.write_text(toml)
+    path.chmod(0o600)
+    config = load_intake(path)
+    assert config.tokens[0].strategies == ["tv", "swing"]
+    health, alert = (msgspec.json.decode(body) for body in blocks["json"])
+    assert health["status"] == "ok"
+    order = order_of_alert(config.webhooks["tradingview"], alert)
+    request = msgspec.convert(order, PlaceRequest, strict=False)
+    assert (request.client_order_id, request.strategy_id, request.quantity) == (
+        "tv-alert-20261130-0001",
+        "tv",
+        10,
+    )
+    assert (request.side, request.limit_price, request.contract.symbol) == ("BUY", 189.5, "AAPL")

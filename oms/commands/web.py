@@ -21,6 +21,8 @@ from oms.commands.client import EXIT_NO_SERVICE, _add_service_arguments, _connec
 if TYPE_CHECKING:
     from events.schema import Envelope
     from oms.state.model import State
+    from oms.web.intake import IntakeConfig
+    from oms.web.security import Guard
     from oms.web.session import Timeline
 
 DEFAULT_LISTEN = "127.0.0.1:8080"
@@ -97,8 +99,12 @@ def run(args: argparse.Namespace) -> int:
     import logging
 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from oms.web.intake import IntakeConfigError, load_intake
-    from oms.web.security import Guard
+    try:
+        from oms.web.intake import IntakeConfigError, load_intake
+        from oms.web.security import Guard
+    except ModuleNotFoundError as exc:
+        print(f"oms web: {exc.name} is missing: pip install 'ib-oms[web]'", file=sys.stderr)
+        return 2
 
     try:
         host, port = split_listen(args.listen)
@@ -112,7 +118,14 @@ def run(args: argparse.Namespace) -> int:
     return asyncio.run(_serve(args, host, port, guard, intake, recordings))
 
 
-async def _serve(args: argparse.Namespace, host: str, port: int, guard, intake, recordings) -> int:  # type: ignore[no-untyped-def]
+async def _serve(
+    args: argparse.Namespace,
+    host: str,
+    port: int,
+    guard: Guard,
+    intake: IntakeConfig | None,
+    recordings: list[ReplayRecording],
+) -> int:
     import socket
 
     import uvicorn

@@ -142,6 +142,22 @@ def test_the_charts_draw(stack: Stack) -> None:
     page.close()
 
 
+def test_a_late_web_app_charts_the_history_before_it_started(stack: Stack) -> None:
+    """Its client starts from a snapshot; the chart history before it is refolded from `events` replies."""
+    late = WebProcess(stack.shots, "--data-dir", str(stack.service.data_dir), name="late").start()
+    try:
+        page = stack.browser.new_page()
+        page.goto(late.url)
+        page.wait_for_function(
+            "omsCharts.positions && omsCharts.positions.series.length > 1 &&"
+            " omsCharts.positions.data[1].some(q => q === 10)",  # the first order's fill, before it started
+            timeout=5000,
+        )
+        page.close()
+    finally:
+        late.stop()
+
+
 def test_cancel_from_the_page_and_what_refuses_a_command(stack: Stack) -> None:
     page = stack.page()
     following(page)

@@ -24,9 +24,9 @@ def chromium_path() -> str | None:
 
 
 class WebProcess:
-    def __init__(self, log_dir: Path, *args: str) -> None:
-        self.out = log_dir / "web.out"
-        self.err = log_dir / "web.err"
+    def __init__(self, log_dir: Path, *args: str, name: str = "web") -> None:
+        self.out = log_dir / f"{name}.out"
+        self.err = log_dir / f"{name}.err"
         self.args = [sys.executable, "-m", "oms", "web", "--listen", "127.0.0.1:0", *args]
         self.proc: subprocess.Popen[bytes] | None = None
         self.url = ""  # as printed, with ?token=... when commands are allowed

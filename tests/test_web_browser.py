@@ -189,6 +189,8 @@ def test_http_intake_checks_the_token_and_the_service_decides(stack: Stack) -> N
     status, body = http("POST", url, {**order, "strategy_id": "tv"}, other)
     assert (status, body["error"]["code"]) == (403, "forbidden")
     assert stack.requested("http-1") == 0  # refused: nothing happened
+    wait_until(lambda: "refused POST /api/orders" in stack.web.err.read_text(), what="the refusal logged")
+    assert "wrong-token" not in stack.web.err.read_text()  # logged without the credential
 
     status, body = http("POST", url, order, bearer)
     assert (status, body["client_order_id"], body["duplicate"]) == (201, "http-1", False)

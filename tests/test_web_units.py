@@ -62,6 +62,7 @@ def test_money_per_currency_is_never_summed_across_currencies() -> None:
 
 
 def test_legacy_floats_are_labelled_with_their_currency() -> None:
+    """Goes with the legacy branch of `views._money` once the fold keeps money per currency."""
     position = Position(key="DU1|AAPL:265598", account="DU1", contract=AAPL, realized_pnl=-6.159999999999968)
     assert views.money_text(views.realized_gross(position)) == "-6.16 USD"
     assert views.realized_net(position) is None  # the legacy fold has no net figure

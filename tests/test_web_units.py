@@ -296,3 +296,34 @@ def test_the_intake_example_in_the_docs_loads_and_maps(tmp_path: Path) -> None:
         10,
     )
     assert (request.side, request.limit_price, request.contract.symbol) == ("BUY", 189.5, "AAPL")
+
+
+def test_rows_of_the_folds_coming_shape() -> None:
+    """Decimal quantities and prices, money as {currency: Decimal}: what the fold is moving to."""
+    eur = Contract(symbol="SAP", con_id=1, currency="EUR", multiplier="")
+    position = SimpleNamespace(
+        key="DU1|1", account="DU1", contract=eur, strategy_id="", quantity=Decimal("0.5"),
+        avg_price=Decimal("100.10"), status="filled", close_reason="", lifecycle=1,
+        realized_pnl_gross={"EUR": Decimal("2.5")}, realized_pnl_net={"EUR": Decimal("1.25")},
+        commission={"EUR": Decimal("1.25")},
+    )  # fmt: skip
+    row = views.position_row(position, {"1": Decimal("101.1")})  # type: ignore[arg-type]
+    assert (row["qty"], row["avg"], row["unrealized"]) == ("0.5", "100.1", "0.50 EUR")
+    assert (row["realized_gross"], row["realized_net"], row["commission"]) == (
+        "2.50 EUR",
+        "1.25 EUR",
+        "1.25 EUR",
+    )
+    fill = SimpleNamespace(
+        exec_id="e1", client_order_id="c", strategy_id="s", account="DU1", contract=eur, side="BUY",
+        shares=Decimal("0.5"), price=101.1, time_ns=0, ts=T0, seq=3, position_key="DU1|1",
+        commission={"EUR": Decimal("0.0035"), "USD": Decimal("1")}, inferred=True,
+    )  # fmt: skip
+    state = SimpleNamespace(fills={"e1": fill})
+    (shown,) = views.fill_rows(state, views.Filter(), 5)  # type: ignore[arg-type]
+    assert (shown["commission"], shown["inferred"], shown["shares"]) == (
+        "0.0035 EUR  1.00 USD",
+        "inferred",
+        "0.5",
+    )
+    assert views.last_prices(state) == {"1": Decimal("101.1")}  # type: ignore[arg-type]

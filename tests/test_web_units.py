@@ -6,8 +6,10 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import urllib.request
 from collections.abc import Iterator
 from decimal import Decimal
+from http.cookiejar import CookieJar
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -264,8 +266,11 @@ def test_beyond_loopback_every_page_needs_the_token(exposed_app: str) -> None:
         assert (status, body["error"]["code"]) == (401, "unauthorized"), path
     assert http("GET", exposed_app + "sessions", headers={"Authorization": "Bearer " + "x" * 24})[0] == 401
     assert http("GET", exposed_app + "sessions", headers={"Authorization": f"Bearer {TOKEN}"})[0] == 200
-    status, body = http("GET", exposed_app + f"sessions/0?at=9&token={TOKEN}")
-    assert status == 200 and "order_requested" in body["text"]
+    assert http("GET", exposed_app + f"sessions/0?at=9&token={TOKEN}")[0] == 401  # no cookie kept
+    browser = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(CookieJar()))
+    with browser.open(exposed_app + f"sessions/0?at=9&token={TOKEN}") as page:  # like a browser
+        assert page.url == exposed_app + "sessions/0?at=9"  # the token left the address for a cookie
+        assert "order_requested" in page.read().decode()
     assert http("GET", exposed_app + "static/app.js")[0] == 200  # public
     status, body = http("POST", exposed_app + "api/orders", {})  # intake has its own tokens: off here
     assert (status, body["error"]["code"]) == (404, "intake_disabled")

@@ -31,7 +31,7 @@ from oms.state.model import State
 from oms.web import views
 from oms.web.intake import Intake, service_error
 from oms.web.live import LiveFeed
-from oms.web.security import COOKIE, Guard, error, log_refusal
+from oms.web.security import COOKIE, Guard, error, log_refusal, same_secret
 from oms.web.session import Session
 
 log = logging.getLogger(__name__)
@@ -62,10 +62,7 @@ class Web:
         html = self.templates.get_template(template).render(
             live=self.feed is not None, token=token, commands=bool(token), **context
         )
-        response = HTMLResponse(html)
-        if self.guard.has_token(request) and request.cookies.get(COOKIE) != self.guard.token:
-            response.set_cookie(COOKIE, self.guard.token, httponly=True, samesite="strict")
-        return response
+        return HTMLResponse(html)
 
     def body(self, state: State, flt: views.Filter, charts: dict[str, Any], link: str) -> dict[str, Any]:
         working, done = views.order_rows(state, flt, LIMIT)
@@ -281,11 +278,22 @@ class _ViewerGuard:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and not scope["path"].startswith(OPEN_PATHS):
             request = Request(scope)
+            if same_secret(request.query_params.get("token"), self.guard.token):
+                await _keep_token(request)(scope, receive, send)
+                return
             if not self.guard.viewer(request):
                 refusal = error(401, "unauthorized", "this web app needs its token (?token=...)")
                 await log_refusal(request, refusal)(scope, receive, send)
                 return
         await self.app(scope, receive, send)
+
+
+def _keep_token(request: Request) -> Response:
+    """`?token=` once: the token goes into an HttpOnly, SameSite=Strict cookie and out of the address."""
+    rest = "&".join(f"{k}={v}" for k, v in request.query_params.multi_items() if k != "token")
+    response = RedirectResponse(request.url.path + (f"?{rest}" if rest else ""), status_code=303)
+    response.set_cookie(COOKIE, request.query_params["token"], httponly=True, samesite="strict")
+    return response
 
 
 def build_app(feed: LiveFeed | None, sessions: list[Session], guard: Guard, intake: Intake) -> Starlette:

@@ -94,10 +94,8 @@ class Guard:
         return False
 
     def has_token(self, request: Request) -> bool:
-        """Whether this page may be given the token (to send back with commands)."""
-        return same_secret(request.cookies.get(COOKIE), self.token) or same_secret(
-            request.query_params.get("token"), self.token
-        )
+        """Whether this page may be given the token (to send back with commands): it has the cookie."""
+        return same_secret(request.cookies.get(COOKIE), self.token)
 
     def command(self, request: Request) -> JSONResponse | None:
         """None when a command from the page may go ahead, else the refusal (logged)."""

@@ -23,11 +23,14 @@ from urllib.parse import urlsplit
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from oms.protocol import ERROR_CODES
+
 log = logging.getLogger(__name__)
 
 COOKIE = "oms_web_token"
 HEADER = "X-OMS-Token"
 
+# The web app's own error codes (stable); the service's (oms.protocol.ERROR_CODES) pass through as they are.
 WEB_ERRORS: dict[str, str] = {
     "unauthorized": "no token, or a wrong one (401)",
     "forbidden": "the token may not act for this strategy (403)",
@@ -38,11 +41,15 @@ WEB_ERRORS: dict[str, str] = {
     "unknown_webhook": "no webhook has this name (404)",
     "unknown_order": "no order has this client order id (404)",
     "invalid": "the request does not decode into a valid order (400)",
+    "unavailable": "the service does not answer (503)",
+    "no_service": "this web app follows no service (404)",
+    "unknown_session": "no recorded session has this number (404)",
 }
 
 
 def error(status: int, code: str, message: str, **more: str) -> JSONResponse:
     """The JSON error every refusal gets: `{"ok": false, "error": {"code", "message", ...}}`."""
+    assert code in WEB_ERRORS or code in ERROR_CODES, f"undocumented error code {code!r}"
     body = {"ok": False, "error": {"code": code, "message": message, **more}}
     return JSONResponse(body, status_code=status)
 

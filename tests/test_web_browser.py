@@ -256,6 +256,32 @@ def test_a_recorded_session_is_stepped_with_the_slider(stack: Stack) -> None:
     page.close()
 
 
+ROWS = (  # per orders table: its rows as "id status", in order
+    "[...document.querySelectorAll('#sec-orders table.orders')]"
+    ".map(t => [...t.tBodies[0].rows].map(r => r.id + ' ' + r.dataset.status).join())"
+)
+
+
+def test_rows_updated_live_match_a_fresh_page(stack: Stack) -> None:
+    """The live page changes single order rows; after a burst it must equal a page rendered afresh."""
+    live = stack.page()
+    following(live)
+    placed = [stack.client.place("AAPL", "SELL" if i % 2 else "BUY", 1) for i in range(6)]
+    placed.append(stack.client.place("MSFT", "BUY", 1, limit_price=1.0))
+    stack.client.cancel(placed[-1])
+    stack.client.wait_for_order(placed[-1], "cancelled", timeout=10)
+    for coid in placed[:-1]:
+        stack.client.wait_for_order(coid, "filled", timeout=10)
+    fresh = stack.page()
+    following(fresh)
+    seq = fresh.evaluate("document.body.dataset.seq")
+    live.wait_for_function(f"document.body.dataset.seq === '{seq}'", timeout=5000)
+    assert live.evaluate(ROWS) == fresh.evaluate(ROWS)
+    assert all(coid in fresh.evaluate(ROWS)[1] for coid in placed)
+    live.close()
+    fresh.close()
+
+
 def test_the_kill_switch_from_the_page(stack: Stack) -> None:
     page = stack.page()
     following(page)

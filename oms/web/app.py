@@ -71,6 +71,7 @@ class Web:
             "working": working,
             "done": done,
             "link": link,
+            "limit": LIMIT,
             "positions": views.position_rows(state, flt, per_strategy=False),
             "strategy_positions": views.position_rows(state, flt, per_strategy=True),
             "fills": views.fill_rows(state, flt, LIMIT),
@@ -89,7 +90,7 @@ class Web:
             return str(self.sections.status(views.status_of(state, feed.seq, _followed(feed)), commands))
         if name == "orders":
             working, done = views.order_rows(state, flt, LIMIT)
-            return str(self.sections.orders(working, done, commands, ""))
+            return str(self.sections.orders(working, done, commands, "", LIMIT))
         if name == "positions":
             return str(
                 self.sections.positions(
@@ -125,15 +126,37 @@ class Web:
 
         async def stream() -> AsyncIterator[str]:
             yield "retry: 1000\n\n"
+            order_mark = -1  # the first update sends whole tables
             async for changed in feed.updates():
                 parts = []
                 for name in changed:
+                    if name == "orders":
+                        coids = feed.orders_since(order_mark) if order_mark >= 0 else None
+                        order_mark = feed.order_changes
+                        if coids is not None:  # a few orders changed: just their rows
+                            parts.append(_sse("order-rows", self.order_rows(coids, flt, commands)))
+                            continue
                     parts.append(_sse(name, self._cached_section(feed, name, flt, commands)))
                 parts.append(_sse("seq", f"[{feed.seq}, {feed.last_event_ts // 1_000_000}]"))
                 yield "".join(parts)
 
         headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
         return StreamingResponse(stream(), media_type="text/event-stream", headers=headers)
+
+    def order_rows(self, coids: set[str], flt: views.Filter, commands: bool) -> str:
+        """JSON for the page: each changed order's row and the table it now belongs in."""
+        assert self.feed is not None
+        rows: list[dict[str, Any]] = []
+        for coid in coids:
+            order = self.feed.state.orders.get(coid)
+            if order is None or not flt.matches(order):
+                continue
+            row = views.order_row(order)
+            table = "working" if row["working"] else "done"
+            html = str(self.sections.order_row(row, commands and table == "working", ""))
+            rows.append({"id": coid, "table": table, "seq": order.updated_seq, "html": html})
+        rows.sort(key=lambda r: r["seq"])  # prepended in this order: the newest ends on top
+        return msgspec.json.encode(rows).decode()
 
     def _cached_section(self, feed: LiveFeed, name: str, flt: views.Filter, commands: bool) -> str:
         html: str = feed.cached(name, (flt, commands), lambda: self.section(name, flt, commands))

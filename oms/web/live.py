@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from bisect import bisect_right
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -30,6 +31,8 @@ from oms.web.charts import Charts
 log = logging.getLogger(__name__)
 
 SECTIONS = ("status", "orders", "positions", "fills", "accounts", "charts")
+ROW_UPDATES = 40  # more orders changed than this since a page's last update: the whole tables instead
+ORDER_LOG = 10_000  # order changes remembered for row updates
 
 
 class LiveFeed:
@@ -53,6 +56,9 @@ class LiveFeed:
         self._cache: dict[tuple[str, Any], tuple[int, Any]] = {}
         self._backfill: asyncio.Task[None] | None = None
         self.closed = False
+        self.order_changes = 0  # orders changed so far (a page's mark for row updates)
+        self._order_log: list[tuple[int, str]] = []  # (change number, client order id), ascending
+        self._order_floor = 0  # a page marked before this gets whole tables (log trimmed, or resync)
         client.on_event(self._applied)
         client.on_connection(self._connection)
 
@@ -87,10 +93,16 @@ class LiveFeed:
         for change in changes:
             if isinstance(change, Order):
                 touched.add("orders")
+                self.order_changes += 1
+                self._order_log.append((self.order_changes, change.client_order_id))
             elif isinstance(change, Position):
                 touched.update(("positions", "charts"))
             elif isinstance(change, Account):
                 touched.add("accounts")
+        if len(self._order_log) > ORDER_LOG:
+            half = len(self._order_log) // 2
+            self._order_floor = self._order_log[half][0] - 1
+            del self._order_log[:half]
         if isinstance(env.event, ExecutionReported | CommissionReported):
             touched.update(("fills", "positions", "charts"))
         if self._queued is not None:
@@ -101,6 +113,7 @@ class LiveFeed:
 
     def _connection(self, connected: bool) -> None:
         """Back after silence (a new snapshot may differ in anything): everything is redrawn."""
+        self._order_floor = self.order_changes
         self._mark(SECTIONS)
 
     def _mark(self, sections: tuple[str, ...] | set[str]) -> None:
@@ -136,6 +149,15 @@ class LiveFeed:
         self._mark(("charts",))
 
     # --- the page streams ---------------------------------------------------------------------------
+
+    def orders_since(self, mark: int) -> set[str] | None:
+        """The orders changed after `mark` (an earlier `order_changes`); None when the whole tables are
+        due instead: too many changed, or the changes are no longer all known."""
+        if mark < self._order_floor:
+            return None
+        start = bisect_right(self._order_log, (mark, "\U0010ffff"))
+        coids = {coid for _, coid in self._order_log[start:]}
+        return coids if len(coids) <= ROW_UPDATES else None
 
     def cached(self, section: str, key: Any, render: Callable[[], Any]) -> Any:
         """`render()` once per (section, key) and section version: many pages, one render."""

@@ -60,6 +60,30 @@
     if (el) draw(JSON.parse(el.textContent));
   }
 
+  // A few orders changed: move or replace just their rows (newest on top), then tidy the tables.
+  function orderRows(rows) {
+    for (const r of rows) {
+      const table = document.querySelector("#sec-orders table.orders." + r.table);
+      if (!table) continue;
+      const holder = document.createElement("tbody");
+      holder.innerHTML = r.html;
+      const row = holder.firstElementChild, body = table.tBodies[0];
+      const old = document.getElementById("order-" + r.id);
+      if (old && old.parentNode === body && r.table === "working") old.replaceWith(row);
+      else { if (old) old.remove(); body.prepend(row); }
+      htmx.process(row);
+    }
+    for (const table of document.querySelectorAll("#sec-orders table.orders")) {
+      const body = table.tBodies[0], limit = Number(table.dataset.limit || 0);
+      let rows = [...body.rows].filter((r) => !r.classList.contains("empty-row"));
+      if (limit && rows.length > limit) { rows.slice(limit).forEach((r) => r.remove()); rows = rows.slice(0, limit); }
+      const empty = body.querySelector(".empty-row");
+      if (rows.length && empty) empty.remove();
+      if (!rows.length && !empty) body.innerHTML = '<tr class="empty-row"><td colspan="18" class="empty">none</td></tr>';
+      table.querySelector("caption .count").textContent = "(" + rows.length + ")";
+    }
+  }
+
   function follow(url) {
     const source = new EventSource(url);
     for (const name of ["status", "orders", "positions", "fills", "accounts"]) {
@@ -68,6 +92,7 @@
         if (el) { el.innerHTML = e.data; htmx.process(el); }
       });
     }
+    source.addEventListener("order-rows", (e) => orderRows(JSON.parse(e.data)));
     source.addEventListener("charts", (e) => draw(JSON.parse(e.data)));
     source.addEventListener("seq", (e) => {
       const [seq] = JSON.parse(e.data);

@@ -5,7 +5,8 @@ so it never slows the sequencer. Each applied event only marks the sections it t
 positions, fills, accounts, charts, status) with a new version and wakes the page streams; each stream
 renders at most once per `interval` (100 ms; the charts once a second), so at 1,000 events/s a page gets
 ten updates a second with the latest state instead of falling behind by a thousand. Renders are cached
-per (section, filter, version), so many pages cost one render.
+per (section, filter, version), so many pages cost one render. Orders are also logged per change, so a
+page can be sent just the rows of the few orders that changed since its last update (`orders_since`).
 
 Chart history before the snapshot the client started from is refolded from the service's `events`
 replies (seq 1 up to the snapshot, at most `backfill_limit` events) while live events queue behind it.

@@ -189,7 +189,8 @@ class Web:
     async def cancel(self, request: Request) -> Response:
         if (refused := self.guard.command(request)) is not None:
             return refused
-        assert self.feed is not None
+        if self.feed is None:
+            return error(404, "no_service", "this web app follows no service")
         coid = request.path_params["client_order_id"]
         try:
             await self.feed.client.cancel(coid)
@@ -201,7 +202,8 @@ class Web:
     async def kill_switch(self, request: Request) -> Response:
         if (refused := self.guard.command(request)) is not None:
             return refused
-        assert self.feed is not None
+        if self.feed is None:
+            return error(404, "no_service", "this web app follows no service")
         engaged = request.query_params.get("engaged", "1") not in ("0", "false", "")
         try:
             result = await self.feed.client.kill_switch(engaged, "from the web page")

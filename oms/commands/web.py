@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -115,19 +116,36 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, IntakeConfigError, OSError) as exc:
         print(f"oms web: {exc}", file=sys.stderr)
         return 2
-    return asyncio.run(_serve(args, host, port, guard, intake, recordings))
+    try:
+        sock = listen(host, port)
+    except OSError as exc:
+        print(f"oms web: cannot listen on {args.listen}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    return asyncio.run(_serve(args, sock, guard, intake, recordings))
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """The listening socket, bound before anything else starts (a taken port fails at once); connections
+    wait in its backlog from now on, so the address printed next answers."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+        sock.listen(128)
+    except OSError:
+        sock.close()
+        raise
+    return sock
 
 
 async def _serve(
     args: argparse.Namespace,
-    host: str,
-    port: int,
+    sock: socket.socket,
     guard: Guard,
     intake: IntakeConfig | None,
     recordings: list[ReplayRecording],
 ) -> int:
-    import socket
-
     import uvicorn
 
     from oms.client import ServiceUnavailable
@@ -149,13 +167,8 @@ async def _serve(
         feed = LiveFeed(client)
         feed.start()
     app = build_app(feed, [Session(r) for r in recordings], guard, Intake(intake, client))
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    sock.listen(128)  # connections wait in the backlog from now on, so the printed address answers
-    bound = sock.getsockname()[1]
-    shown = f"[{host}]" if family == socket.AF_INET6 else host
+    host, bound = sock.getsockname()[:2]
+    shown = f"[{host}]" if sock.family == socket.AF_INET6 else host
     token = f"?token={guard.token}" if guard.allow_commands or guard.pages_need_token else ""
     print(f"web     http://{shown}:{bound}/{token}", flush=True)
     config = uvicorn.Config(app, log_level="warning", lifespan="off", timeout_graceful_shutdown=1)

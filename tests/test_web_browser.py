@@ -123,6 +123,7 @@ def test_an_order_from_a_client_is_on_the_page_within_a_second(stack: Stack) -> 
     positions = page.locator("table.positions").first
     assert positions.locator('tr[data-symbol="AAPL"] td.qty').inner_text() == "10"
     assert "USD" in page.locator("#sec-fills").inner_text()  # the fill's commission, with its currency
+    page.wait_for_function("omsCharts.positions && omsCharts.positions.data[0].length > 0", timeout=3000)
     shot = stack.shot(page, "live")
     assert shot.stat().st_size > 10_000
     page.close()

@@ -32,6 +32,13 @@
   function draw(d) {
     const pnlEl = document.getElementById("chart-pnl"), posEl = document.getElementById("chart-positions");
     if (!pnlEl || !posEl || typeof uPlot === "undefined") return;
+    if (!d.pnl.x.length && !d.positions.length) {  // nothing filled yet: say so instead of empty axes
+      for (const chart of Object.values(window.omsCharts)) if (chart) chart.destroy();
+      window.omsCharts = { pnl: null, positions: null };
+      for (const el of [pnlEl, posEl]) el.innerHTML = '<p class="empty">no fills yet</p>';
+      return;
+    }
+    for (const el of [pnlEl, posEl]) el.querySelector("p.empty")?.remove();
     const curs = Object.keys(d.pnl.series);
     plot("pnl", pnlEl, curs.map((c, i) => ({ label: c, stroke: palette[i % palette.length], width: 2 })),
          [d.pnl.x, ...curs.map((c) => d.pnl.series[c])], d.cursor);

@@ -18,6 +18,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "adapters.tws_sim.command",
     "oms.commands.run",
     "replay.commands",
+    "oms.commands.web",
 )
 
 

@@ -23,18 +23,20 @@ from typing import Any
 import msgspec
 import zmq.asyncio
 
-from events.schema import Contract, OrderType, Side, TimeInForce
+from events.schema import Contract, Envelope, OrderType, Side, TimeInForce
 from oms.client.follower import Follower
 from oms.client.notify import EventCallback, Notifier
 from oms.client.transport import CurveKeys, RequestChannel, read_endpoints
-from oms.client.wire import ServiceUnavailable
+from oms.client.wire import ServiceUnavailable, decode_events
 from oms.ids import new_client_order_id
 from oms.protocol import (
+    MAX_EVENTS_BATCH,
     CancelAllRequest,
     CancelAllResult,
     CancelRequest,
     CommandResult,
     ContractSpec,
+    EventsRequest,
     KillSwitchRequest,
     KillSwitchResult,
     ModifyRequest,
@@ -309,6 +311,14 @@ class AsyncClient:
     async def kill_switch(self, engaged: bool, reason: str = "") -> KillSwitchResult:
         reply = await self._channel.request(KillSwitchRequest(engaged=engaged, reason=reason))
         return reply.result_as(KillSwitchResult)
+
+    async def fetch_events(
+        self, from_seq: int = 1, limit: int = MAX_EVENTS_BATCH
+    ) -> tuple[list[Envelope], int]:
+        """Logged envelopes from `from_seq` (at most `limit`) and the service's last seq: the history
+        before the snapshot a follower started from (for charts, audits)."""
+        reply = await self._channel.request(EventsRequest(from_seq=from_seq, limit=limit))
+        return decode_events(reply)
 
     async def fetch_orders(self, strategy_id: str | None = None, open_only: bool = False) -> list[Order]:
         """Ask the service (no following needed): what `oms orders` shows."""

@@ -70,6 +70,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("--curve-secret", metavar="FILE", help="server .key_secret (CURVE)")
     p.add_argument("--curve-clients", metavar="DIR", help="folder of allowed client .key files (CURVE)")
     p.add_argument("--sim-tick-ms", type=float, default=1000.0, help="embedded simulator price tick (ms)")
+    p.add_argument(
+        "--web", nargs="?", const="127.0.0.1:8080", metavar="HOST:PORT",
+        help="also serve the web blotter (`oms web`) beside the service (default 127.0.0.1:8080)",
+    )  # fmt: skip
     p.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     p.set_defaults(func=run)
 
@@ -135,7 +139,7 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"oms run: {exc}", file=sys.stderr)
         return 2
-    return asyncio.run(serve(config, args.sim_tick_ms))
+    return asyncio.run(serve(config, args.sim_tick_ms, web=args.web))
 
 
 def keys(args: argparse.Namespace) -> int:
@@ -195,8 +199,9 @@ async def build(config: Config, sim_config: SimConfig | None = None) -> tuple[Se
     return service, sim
 
 
-async def serve(config: Config, sim_tick_ms: float | None = None) -> int:
-    """Run until SIGINT/SIGTERM; 0 after a clean shutdown, 1 if start-up failed (the reason printed)."""
+async def serve(config: Config, sim_tick_ms: float | None = None, web: str | None = None) -> int:
+    """Run until SIGINT/SIGTERM; 0 after a clean shutdown, 1 if start-up failed (the reason printed).
+    With `web` (HOST:PORT), `oms web` runs as a child process following this service."""
     import signal
 
     from adapters.tws_sim.config import SimConfig
@@ -220,6 +225,7 @@ async def serve(config: Config, sim_tick_ms: float | None = None) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     code = 0
+    web_process = None
     try:
         starting = asyncio.create_task(service.start())
         stopping = asyncio.create_task(stop.wait())
@@ -227,6 +233,10 @@ async def serve(config: Config, sim_tick_ms: float | None = None) -> int:
         if starting.done():
             starting.result()  # raises what made start-up fail
             print_endpoints(service)
+            if web is not None:
+                from oms.commands.web import web_child
+
+                web_process = web_child(str(service.data_dir), web)
             await show_status(service, stop, config.status_interval_s)
         else:
             starting.cancel()
@@ -235,6 +245,9 @@ async def serve(config: Config, sim_tick_ms: float | None = None) -> int:
         print(f"oms run: cannot start: {exc}", file=sys.stderr)
         code = 1
     finally:
+        if web_process is not None:
+            web_process.terminate()
+            await asyncio.to_thread(web_process.wait, 10)
         await service.stop()
         if sim is not None:
             await sim.stop()

@@ -1,0 +1,225 @@
+"""HTTP order intake (off unless configured): `POST /api/orders`, `DELETE /api/orders/{id}` with a bearer
+token bound to the strategies it may act for, and alert webhooks (`POST /hooks/{name}`) with a secret.
+
+This layer checks only who is asking: the token (and that its strategies include the order's) or the
+webhook's secret. Everything else is the service's, exactly as for a ZeroMQ command: the order is decoded
+into the protocol's own `PlaceRequest` (the same validation), then sent through the client library, so
+the service's risk checks, readiness and idempotency apply unchanged. A webhook's alert id becomes the
+client order id, so a repeated alert finds the order it already placed and never places a second one.
+A refused token or secret changes nothing, is answered 401/403 with a stable code, and is logged.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import stat
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from oms.client import AsyncClient, ServiceError, ServiceUnavailable
+from oms.protocol import PlaceRequest, StrategyId
+from oms.web.security import bearer, error, log_refusal, same_secret
+
+log = logging.getLogger(__name__)
+
+Secret = Annotated[str, msgspec.Meta(min_length=16)]
+CONTRACT_FIELDS = ("symbol", "sec_type", "exchange", "currency", "primary_exchange", "con_id")
+STATUS_OF: dict[str, int] = {
+    "invalid": 400,
+    "risk_denied": 422,
+    "unknown_order": 404,
+    "order_done": 409,
+    "not_ready": 503,
+}
+
+
+class TokenConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    token: Secret
+    strategies: list[StrategyId]
+    name: str = ""  # shown in logs instead of the token
+
+
+class WebhookConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """`fields`: order field -> the alert's field (dotted for nested); `defaults`: fixed order fields."""
+
+    secret: Secret
+    strategy: StrategyId
+    fields: dict[str, str]
+    defaults: dict[str, Any] = {}
+    id_prefix: str = ""
+
+
+class IntakeConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    tokens: list[TokenConfig] = []
+    webhooks: dict[str, WebhookConfig] = {}
+
+
+class IntakeConfigError(ValueError):
+    pass
+
+
+def load_intake(path: str | Path) -> IntakeConfig:
+    """The intake TOML file: it holds secrets, so group or others may not read it (chmod 600)."""
+    file = Path(path)
+    try:
+        mode = file.stat().st_mode
+        if os.name == "posix" and mode & (stat.S_IRWXG | stat.S_IRWXO):
+            raise IntakeConfigError(f"{file} holds secrets: make it readable by its owner only (chmod 600)")
+        config = msgspec.convert(tomllib.loads(file.read_text()), IntakeConfig)
+    except (OSError, tomllib.TOMLDecodeError, msgspec.ValidationError) as exc:
+        raise IntakeConfigError(f"{file}: {exc}") from None
+    for name, hook in config.webhooks.items():
+        for needed in ("symbol", "side", "quantity", "client_order_id"):
+            if needed not in hook.fields and needed not in hook.defaults:
+                raise IntakeConfigError(f"{file}: webhook {name!r} maps no field to {needed!r}")
+    return config
+
+
+class Intake:
+    def __init__(self, config: IntakeConfig | None, client: AsyncClient | None) -> None:
+        self.config = config
+        self.client = client
+
+    def _disabled(self) -> JSONResponse | None:
+        if self.config is None or self.client is None:
+            return error(404, "intake_disabled", "HTTP order intake is off (start with --intake FILE.toml)")
+        return None
+
+    def _token(self, request: Request) -> TokenConfig | JSONResponse:
+        assert self.config is not None
+        given = bearer(request)
+        for entry in self.config.tokens:
+            if same_secret(given, entry.token):
+                return entry
+        return log_refusal(request, error(401, "unauthorized", "a valid bearer token is required"))
+
+    async def place(self, request: Request) -> JSONResponse:
+        if (off := self._disabled()) is not None:
+            return off
+        token = self._token(request)
+        if isinstance(token, JSONResponse):
+            return token
+        try:
+            raw = msgspec.json.decode(await request.body())
+        except msgspec.DecodeError as exc:
+            return error(400, "invalid", f"the body is not JSON: {exc}")
+        if not isinstance(raw, dict):
+            return error(400, "invalid", "the body must be a JSON object (a `place` request without `op`)")
+        raw.setdefault("strategy_id", token.strategies[0] if token.strategies else "default")
+        if raw["strategy_id"] not in token.strategies:
+            return log_refusal(
+                request,
+                error(403, "forbidden", f"token {token.name or '?'} may not act for {raw['strategy_id']!r}"),
+            )
+        return await self._forward(raw, strict=True)
+
+    async def cancel(self, request: Request) -> JSONResponse:
+        if (off := self._disabled()) is not None:
+            return off
+        token = self._token(request)
+        if isinstance(token, JSONResponse):
+            return token
+        assert self.client is not None
+        coid = request.path_params["client_order_id"]
+        order = self.client.order(coid)
+        if order is None:
+            return error(404, "unknown_order", f"no order {coid!r}")
+        if order.strategy_id not in token.strategies:
+            return log_refusal(
+                request,
+                error(403, "forbidden", f"token {token.name or '?'} may not act for {order.strategy_id!r}"),
+            )
+        try:
+            await self.client.cancel(coid)
+        except (ServiceError, ServiceUnavailable) as exc:
+            return service_error(exc)
+        return JSONResponse({"ok": True, "client_order_id": coid}, status_code=202)
+
+    async def webhook(self, request: Request) -> JSONResponse:
+        if (off := self._disabled()) is not None:
+            return off
+        assert self.config is not None
+        name = request.path_params["name"]
+        hook = self.config.webhooks.get(name)
+        if hook is None:
+            return log_refusal(request, error(404, "unknown_webhook", f"no webhook {name!r}"))
+        try:
+            alert = msgspec.json.decode(await request.body())
+        except msgspec.DecodeError:
+            alert = None
+        secret = request.query_params.get("secret") or (
+            alert.get("secret") if isinstance(alert, dict) else None
+        )
+        if not same_secret(secret if isinstance(secret, str) else None, hook.secret):
+            return log_refusal(
+                request, error(401, "bad_secret", f"webhook {name!r}: missing or wrong secret")
+            )
+        if not isinstance(alert, dict):
+            return error(400, "invalid", "the alert must be a JSON object")
+        try:
+            raw = order_of_alert(hook, alert)
+        except KeyError as exc:
+            return error(400, "invalid", f"the alert has no field {exc.args[0]!r}")
+        return await self._forward(raw, strict=False)
+
+    async def _forward(self, raw: dict[str, Any], *, strict: bool) -> JSONResponse:
+        """Validate with the protocol's Struct, then place through the client (the service decides)."""
+        assert self.client is not None
+        explicit_type = "order_type" in raw
+        try:
+            req = msgspec.convert(raw, PlaceRequest, strict=strict)
+        except msgspec.ValidationError as exc:
+            return error(400, "invalid", str(exc))
+        existed = req.client_order_id is not None and self.client.order(req.client_order_id) is not None
+        try:
+            coid = await self.client.place(
+                req.contract, req.side, req.quantity,
+                limit_price=req.limit_price, stop_price=req.stop_price,
+                order_type=req.order_type if explicit_type else None, tif=req.tif,
+                strategy_id=req.strategy_id, account=req.account, client_order_id=req.client_order_id,
+                outside_rth=req.outside_rth, parent_client_order_id=req.parent_client_order_id,
+                transmit=req.transmit,
+            )  # fmt: skip
+        except (ServiceError, ServiceUnavailable) as exc:
+            return service_error(exc)
+        order = self.client.order(coid)
+        body = {
+            "ok": True,
+            "client_order_id": coid,
+            "duplicate": existed,
+            "status": order.status if order else "",
+        }
+        return JSONResponse(body, status_code=200 if existed else 201)
+
+
+def order_of_alert(hook: WebhookConfig, alert: dict[str, Any]) -> dict[str, Any]:
+    """The `place` request an alert maps to (raises KeyError naming a missing alert field)."""
+    values = {**hook.defaults, **{field: _lookup(alert, path) for field, path in hook.fields.items()}}
+    contract = {k: values.pop(k) for k in CONTRACT_FIELDS if k in values}
+    if isinstance(values.get("side"), str):
+        values["side"] = values["side"].upper()
+    values["client_order_id"] = f"{hook.id_prefix}{values['client_order_id']}"
+    return {**values, "contract": contract, "strategy_id": hook.strategy}
+
+
+def _lookup(alert: dict[str, Any], path: str) -> Any:
+    value: Any = alert
+    for part in path.split("."):
+        if not isinstance(value, dict) or part not in value:
+            raise KeyError(path)
+        value = value[part]
+    return value
+
+
+def service_error(exc: ServiceError | ServiceUnavailable) -> JSONResponse:
+    """The service's refusal, its stable code kept, as an HTTP status a caller can act on."""
+    if isinstance(exc, ServiceUnavailable):
+        return error(503, "unavailable", str(exc))
+    more = {"reason": exc.reason} if exc.reason else {}
+    return error(STATUS_OF.get(exc.code, 500), exc.code, exc.message, **more)

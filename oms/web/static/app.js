@@ -1,0 +1,117 @@
+/* The page's side of the blotter: live sections from server-sent events, uPlot charts.
+   Sections arrive as HTML rendered on the server; each update ends with a `seq` event, which the
+   benchmarks and tests read back from window.omsUpdates ([seq, time shown in ms]). */
+(() => {
+  "use strict";
+  window.omsUpdates = [];
+  window.omsCharts = { pnl: null, positions: null };
+  const palette = ["#1f5fa8", "#b3261e", "#1b7f3b", "#9a6700", "#6f42c1", "#0f766e", "#c2410c", "#4b5563"];
+
+  function cursorPlugin(cursor) {
+    return { hooks: { draw: [(u) => {
+      if (cursor == null) return;
+      const x = u.valToPos(cursor, "x", true);
+      const ctx = u.ctx;
+      ctx.save(); ctx.strokeStyle = "#b3261e"; ctx.lineWidth = 2 * devicePixelRatio;
+      ctx.beginPath(); ctx.moveTo(x, u.bbox.top); ctx.lineTo(x, u.bbox.top + u.bbox.height); ctx.stroke(); ctx.restore();
+    }] } };
+  }
+
+  function plot(key, el, series, data, cursor) {
+    const old = window.omsCharts[key];
+    const shape = series.map((s) => s.label).join("|");
+    if (old && old._shape === shape && old._cursor === cursor) { old.setData(data); return; }
+    if (old) old.destroy();
+    const width = Math.max(320, el.clientWidth || 600);
+    const chart = new uPlot({ width, height: 220, series: [{}, ...series], plugins: [cursorPlugin(cursor)],
+                              scales: { x: { time: true } }, legend: { live: false } }, data, el);
+    chart._shape = shape; chart._cursor = cursor;
+    window.omsCharts[key] = chart;
+  }
+
+  function draw(d) {
+    const pnlEl = document.getElementById("chart-pnl"), posEl = document.getElementById("chart-positions");
+    if (!pnlEl || !posEl || typeof uPlot === "undefined") return;
+    if (!d.pnl.x.length && !d.positions.length) {  // nothing filled yet: say so instead of empty axes
+      for (const chart of Object.values(window.omsCharts)) if (chart) chart.destroy();
+      window.omsCharts = { pnl: null, positions: null };
+      for (const el of [pnlEl, posEl]) el.innerHTML = '<p class="empty">no fills yet</p>';
+      return;
+    }
+    for (const el of [pnlEl, posEl]) el.querySelector("p.empty")?.remove();
+    const curs = Object.keys(d.pnl.series);
+    plot("pnl", pnlEl, curs.map((c, i) => ({ label: c, stroke: palette[i % palette.length], width: 2 })),
+         [d.pnl.x, ...curs.map((c) => d.pnl.series[c])], d.cursor);
+    // positions: every instrument on one time axis, carried forward; fills as dots on the line
+    const xs = [...new Set(d.positions.flatMap((p) => p.x))].sort((a, b) => a - b);
+    const series = [], data = [xs];
+    d.positions.forEach((p, i) => {
+      const qty = [], fillAt = [];
+      let j = 0, last = null;
+      xs.forEach((x, k) => {
+        let filled = false;
+        while (j < p.x.length && p.x[j] <= x) { last = p.qty[j]; filled = filled || p.fills[j] != null; j++; }
+        qty.push(last);
+        if (filled) fillAt.push(k);
+      });
+      const color = palette[i % palette.length];
+      series.push({ label: p.label, stroke: color, width: 2, paths: uPlot.paths.stepped({ align: 1 }),
+                    points: { show: true, size: 8, fill: color, filter: () => fillAt } });
+      data.push(qty);
+    });
+    plot("positions", posEl, series, data, d.cursor);
+  }
+
+  function drawFrom(root) {
+    const el = (root || document).querySelector("#chart-data");
+    if (el) draw(JSON.parse(el.textContent));
+  }
+
+  // A few orders changed: move or replace just their rows (newest on top), then tidy the tables.
+  function orderRows(rows) {
+    for (const r of rows) {
+      const table = document.querySelector("#sec-orders table.orders." + r.table);
+      if (!table) continue;
+      const holder = document.createElement("tbody");
+      holder.innerHTML = r.html;
+      const row = holder.firstElementChild, body = table.tBodies[0];
+      const old = document.getElementById("order-" + r.id);
+      if (old && old.parentNode === body && r.table === "working") old.replaceWith(row);
+      else { if (old) old.remove(); body.prepend(row); }
+      htmx.process(row);
+    }
+    for (const table of document.querySelectorAll("#sec-orders table.orders")) {
+      const body = table.tBodies[0], limit = Number(table.dataset.limit || 0);
+      let rows = [...body.rows].filter((r) => !r.classList.contains("empty-row"));
+      if (limit && rows.length > limit) { rows.slice(limit).forEach((r) => r.remove()); rows = rows.slice(0, limit); }
+      const empty = body.querySelector(".empty-row");
+      if (rows.length && empty) empty.remove();
+      if (!rows.length && !empty) body.innerHTML = '<tr class="empty-row"><td colspan="18" class="empty">none</td></tr>';
+      table.querySelector("caption .count").textContent = "(" + rows.length + ")";
+    }
+  }
+
+  function follow(url) {
+    const source = new EventSource(url);
+    for (const name of ["status", "orders", "positions", "fills", "accounts"]) {
+      source.addEventListener(name, (e) => {
+        const el = document.getElementById("sec-" + name);
+        if (el) { el.innerHTML = e.data; htmx.process(el); }
+      });
+    }
+    source.addEventListener("order-rows", (e) => orderRows(JSON.parse(e.data)));
+    source.addEventListener("charts", (e) => draw(JSON.parse(e.data)));
+    source.addEventListener("seq", (e) => {
+      const [seq] = JSON.parse(e.data);
+      document.body.dataset.seq = seq;
+      window.omsUpdates.push([seq, Date.now()]);
+      if (window.omsUpdates.length > 200000) window.omsUpdates.splice(0, 100000);
+    });
+    window.omsSource = source;
+  }
+
+  drawFrom(document);
+  document.body.addEventListener("htmx:afterSwap", (e) => drawFrom(e.detail.target));
+  const live = document.getElementById("live");
+  if (live) follow(live.dataset.sse);
+})();

@@ -1,0 +1,346 @@
+"""Entities to display rows: the one place the web app reads fields of the fold's Structs.
+
+Money is per currency and never summed across currencies: every amount is read as a `{currency: amount}`
+map and shown as "amount CUR" per currency. The fold is moving from single float fields (`realized_pnl`,
+`commission`) to per-currency maps of Decimal (`realized_pnl_gross`, `realized_pnl_net`, ...); `_money`
+accepts both shapes so this module works before and after. The legacy branch (a bare number, labelled
+with the contract's currency) goes once the fold has changed.
+
+Quantities and prices are shown exactly (`str` of a Decimal, the shortest repr of a float), never
+rounded by float arithmetic; unrealized P&L is computed in Decimal from the last price we know.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from oms.state.model import TERMINAL, Account, Fill, Order, Position, State
+
+Money = dict[str, Decimal]
+ZERO = Decimal(0)
+
+
+# --- numbers ----------------------------------------------------------------------------------------
+
+
+def dec(value: Any) -> Decimal:
+    """An exact Decimal of a quantity or price (a float through its shortest repr, never its binary)."""
+    if isinstance(value, Decimal):
+        return value
+    if value is None or value == "":
+        return ZERO
+    try:
+        return Decimal(repr(value)) if isinstance(value, float) else Decimal(str(value))
+    except InvalidOperation:
+        return ZERO
+
+
+def num(value: Any) -> str:
+    """A quantity or price as a person reads it: exact, no exponent, no trailing zeros; "" for none."""
+    if value is None:
+        return ""
+    d = dec(value)
+    if d == d.to_integral_value():
+        return f"{d.quantize(Decimal(1)):f}"
+    return f"{d.normalize():f}"
+
+
+def amount(value: Decimal) -> str:
+    """Money: at least two decimals, more when the amount has them (a commission of 0.0035)."""
+    value = value.normalize() if value else ZERO  # no -0.000
+    exponent = value.as_tuple().exponent
+    shown = value.quantize(Decimal("0.01")) if isinstance(exponent, int) and exponent > -2 else value
+    return f"{shown:,f}"
+
+
+def _money(value: Any, currency: str) -> Money:
+    """Either shape of a money field: a `{currency: amount}` map, or (legacy) a bare number in `currency`."""
+    if value is None:
+        return {}
+    if isinstance(value, Mapping):
+        return {str(cur): dec(v) for cur, v in value.items() if dec(v) != 0}
+    d = dec(round(value, 8)) if isinstance(value, float) else dec(value)  # legacy float: no binary noise
+    return {currency or "?": d} if d != 0 else {}
+
+
+def money_text(money: Mapping[str, Decimal]) -> str:
+    """`12.50 USD  -3.00 EUR`: one amount per currency, sorted by currency."""
+    return "  ".join(f"{amount(money[cur])} {cur}" for cur in sorted(money))
+
+
+def add_money(total: Money, more: Mapping[str, Decimal]) -> None:
+    """Adds `more` into `total` currency by currency (never across currencies)."""
+    for cur, value in more.items():
+        total[cur] = total.get(cur, ZERO) + value
+
+
+def format_ts(ts_ns: int) -> str:
+    if not ts_ns:
+        return ""
+    return datetime.fromtimestamp(ts_ns / 1e9, UTC).strftime("%H:%M:%S.%f")[:-3]
+
+
+# --- money of each entity (both shapes) --------------------------------------------------------------
+
+
+def _currency(entity: Any) -> str:
+    return str(getattr(getattr(entity, "contract", None), "currency", "") or "")
+
+
+def order_commission(order: Order) -> Money:
+    return _money(getattr(order, "commission", None), _currency(order))
+
+
+def fill_commission(fill: Fill) -> Money:
+    legacy = getattr(fill, "commission_currency", "") or _currency(fill)
+    return _money(getattr(fill, "commission", None), legacy)
+
+
+def position_commission(position: Position) -> Money:
+    return _money(getattr(position, "commission", None), _currency(position))
+
+
+def _legacy_currency(entity: Position | Account) -> str:
+    return _base_currency(entity) if isinstance(entity, Account) else _currency(entity)
+
+
+def realized_gross(entity: Position | Account) -> Money:
+    value = getattr(entity, "realized_pnl_gross", None)
+    if value is None:
+        value = getattr(entity, "realized_pnl", None)  # legacy: the single float was gross
+    return _money(value, _legacy_currency(entity))
+
+
+def realized_net(entity: Position | Account) -> Money | None:
+    """Net of commissions; None where the fold does not give it (legacy)."""
+    value = getattr(entity, "realized_pnl_net", None)
+    return None if value is None else _money(value, _legacy_currency(entity))
+
+
+def _base_currency(account: Account) -> str:
+    """Legacy amounts had no currency: label them with the one IB reports NetLiquidation in."""
+    return next((k.partition(":")[2] for k in account.values if k.startswith("NetLiquidation:")), "")
+
+
+def account_commission(account: Account) -> Money:
+    return _money(getattr(account, "commission", None), _base_currency(account))
+
+
+def broker_realized(account: Account) -> Money:
+    return _money(getattr(account, "broker_realized_pnl", None), _base_currency(account))
+
+
+def last_prices(state: State) -> dict[str, Decimal]:
+    """The latest fill price per instrument (position key without the account): the one price we know."""
+    latest: dict[str, tuple[int, Decimal]] = {}
+    for fill in state.fills.values():
+        instrument = fill.position_key.partition("|")[2] or fill.position_key
+        if instrument not in latest or fill.seq > latest[instrument][0]:
+            latest[instrument] = (fill.seq, dec(fill.price))
+    return {key: price for key, (_, price) in latest.items()}
+
+
+def unrealized(position: Position, prices: Mapping[str, Decimal]) -> Money | None:
+    """(last price - average price) x quantity x multiplier, in the contract's currency; None: no price."""
+    quantity = dec(position.quantity)
+    price = prices.get(instrument_of(position))
+    if quantity == 0:
+        return {}
+    if price is None:
+        return None
+    multiplier = dec(position.contract.multiplier or 1) or Decimal(1)
+    return {_currency(position) or "?": (price - dec(position.avg_price)) * quantity * multiplier}
+
+
+def instrument_of(position: Position) -> str:
+    return position.key.rpartition("|")[2]
+
+
+# --- filters --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Filter:
+    strategy: str = ""
+    symbol: str = ""
+    account: str = ""
+
+    @classmethod
+    def of(cls, params: Mapping[str, str]) -> Filter:
+        return cls(
+            params.get("strategy", "").strip(),
+            params.get("symbol", "").strip().upper(),
+            params.get("account", "").strip(),
+        )
+
+    def matches(self, entity: Order | Position | Fill) -> bool:
+        strategy = getattr(entity, "strategy_id", "")
+        return (
+            (not self.strategy or strategy == self.strategy)
+            and (not self.symbol or entity.contract.symbol.upper() == self.symbol)
+            and (not self.account or entity.account == self.account)
+        )
+
+    def query(self) -> str:
+        parts = [f"{k}={v}" for k, v in (("strategy", self.strategy), ("symbol", self.symbol)) if v]
+        return "&".join([*parts, *([f"account={self.account}"] if self.account else [])])
+
+
+# --- rows -------------------------------------------------------------------------------------------
+
+
+def order_row(order: Order) -> dict[str, str]:
+    return {
+        "id": order.client_order_id,
+        "strategy": order.strategy_id,
+        "account": order.account,
+        "side": order.side,
+        "symbol": order.contract.symbol,
+        "qty": num(order.quantity),
+        "type": order.order_type,
+        "limit": num(order.limit_price),
+        "stop": num(order.stop_price),
+        "status": order.status,
+        "filled": num(order.filled),
+        "remaining": num(order.remaining if order.status not in TERMINAL else 0),
+        "avg": num(order.avg_fill_price) if dec(order.filled) else "",
+        "perm_ids": " ".join(str(p) for p in order.perm_ids),
+        "commission": money_text(order_commission(order)),
+        "error": f"{order.last_error_code} {order.last_error_message}".strip()
+        if order.last_error_code
+        else order.reason,
+        "modify_rejected": str(getattr(order, "modify_rejected", "") or ""),
+        "time": format_ts(order.updated_ts or order.created_ts),
+        "working": "1" if order.status not in TERMINAL else "",
+    }
+
+
+def order_rows(state: State, flt: Filter, limit: int) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
+    """(working orders, the latest `limit` completed ones), newest first."""
+    working: list[Order] = []
+    done: list[Order] = []
+    for order in state.orders.values():
+        if flt.matches(order):
+            (done if order.status in TERMINAL else working).append(order)
+    working.sort(key=lambda o: o.created_seq, reverse=True)
+    latest = heapq.nlargest(limit, done, key=lambda o: o.updated_seq)
+    return [order_row(o) for o in working], [order_row(o) for o in latest]
+
+
+def position_row(position: Position, prices: Mapping[str, Decimal]) -> dict[str, str]:
+    net = realized_net(position)
+    open_pnl = unrealized(position, prices)
+    status: str = position.status
+    if status == "closed" and position.close_reason:
+        status = f"closed ({position.close_reason})"
+    return {
+        "account": position.account,
+        "strategy": position.strategy_id,
+        "symbol": position.contract.symbol,
+        "con_id": str(position.contract.con_id or ""),
+        "qty": num(position.quantity),
+        "avg": num(position.avg_price) if dec(position.quantity) else "",
+        "status": status,
+        "lifecycle": str(position.lifecycle),
+        "realized_gross": money_text(realized_gross(position)),
+        "realized_net": "" if net is None else money_text(net),
+        "commission": money_text(position_commission(position)),
+        "unrealized": "n/a" if open_pnl is None else money_text(open_pnl),
+        "last": num(prices.get(instrument_of(position))),
+    }
+
+
+def position_rows(state: State, flt: Filter, per_strategy: bool) -> list[dict[str, str]]:
+    prices = last_prices(state)
+    source: Iterable[Position] = (
+        state.strategy_positions.values() if per_strategy else state.positions.values()
+    )
+    chosen = [p for p in source if flt.matches(p)] if per_strategy or not flt.strategy else []
+    chosen.sort(key=lambda p: (p.account, p.contract.symbol, p.strategy_id))
+    return [position_row(p, prices) for p in chosen]
+
+
+def fill_rows(state: State, flt: Filter, limit: int) -> list[dict[str, str]]:
+    fills = heapq.nlargest(limit, (f for f in state.fills.values() if flt.matches(f)), key=lambda f: f.seq)
+    return [
+        {
+            "exec_id": f.exec_id,
+            "order": f.client_order_id,
+            "strategy": f.strategy_id,
+            "account": f.account,
+            "symbol": f.contract.symbol,
+            "side": f.side,
+            "shares": num(f.shares),
+            "price": num(f.price),
+            "commission": money_text(fill_commission(f)),
+            "time": format_ts(f.time_ns or f.ts),
+            "inferred": "inferred" if getattr(f, "inferred", False) else "",
+        }
+        for f in fills
+    ]
+
+
+ACCOUNT_KEYS = ("NetLiquidation", "TotalCashValue", "BuyingPower", "AvailableFunds", "UnrealizedPnL")
+
+
+def account_rows(state: State, flt: Filter) -> list[dict[str, str]]:
+    """One row per (account, currency) IB reported for the keys a trader watches, plus our own sums."""
+    rows: list[dict[str, str]] = []
+    for name in sorted(state.accounts):
+        if flt.account and name != flt.account:
+            continue
+        acct = state.accounts[name]
+        by_currency: dict[str, dict[str, str]] = {}
+        for key, value in acct.values.items():
+            base, _, cur = key.partition(":")
+            if base in ACCOUNT_KEYS:
+                by_currency.setdefault(cur, {})[base] = value
+        for cur in sorted(by_currency):
+            values = by_currency[cur]
+            rows.append({"account": name, "currency": cur, **{k: values.get(k, "") for k in ACCOUNT_KEYS}})
+        net = realized_net(acct)
+        rows.append(
+            {
+                "account": name,
+                "currency": "ours",
+                "realized_gross": money_text(realized_gross(acct)),
+                "realized_net": "" if net is None else money_text(net),
+                "commission": money_text(account_commission(acct)),
+                "broker_realized": money_text(broker_realized(acct)),
+            }
+        )
+    return rows
+
+
+def status_of(state: State, seq: int, followed: str) -> dict[str, str]:
+    """The header: IB's connection, how the state is followed ("following", "service silent",
+    "recorded"), the seq, the kill switch."""
+    return {
+        "connection": state.connection,
+        "followed": followed,
+        "seq": str(seq),
+        "ts": format_ts(state.ts),
+        "kill_switch": "ENGAGED" + (f": {state.kill_reason}" if state.kill_reason else "")
+        if state.kill_switch
+        else "off",
+        "reconciling": "reconciling" if state.reconciling else "",
+        "open_orders": str(open_orders(state)),
+    }
+
+
+def open_orders(state: State) -> int:
+    return sum(1 for o in state.orders.values() if o.status not in TERMINAL)
+
+
+def choices(state: State) -> dict[str, list[str]]:
+    """The strategies, symbols and accounts a filter can pick from."""
+    return {
+        "strategy": sorted({o.strategy_id for o in state.orders.values()}),
+        "symbol": sorted({o.contract.symbol for o in state.orders.values()}),
+        "account": sorted(state.accounts.keys() | {o.account for o in state.orders.values() if o.account}),
+    }

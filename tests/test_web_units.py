@@ -20,7 +20,7 @@ from events.schema import Contract, Envelope, ExecutionReported, OrderRequested,
 from oms.commands.web import ReplayRecording, split_listen
 from oms.protocol import PlaceRequest
 from oms.state.fold import fold, step
-from oms.state.model import Account, Position, Removed, initial_state
+from oms.state.model import Position, Removed, initial_state
 from oms.web import views
 from oms.web.app import build_app
 from oms.web.charts import Charts
@@ -48,35 +48,20 @@ def test_numbers_are_shown_exactly() -> None:
 
 
 def test_money_per_currency_is_never_summed_across_currencies() -> None:
-    # the fold's coming shape: {currency: Decimal} maps (a plain value object stands in for the new Struct)
-    position = SimpleNamespace(
-        contract=AAPL,
-        realized_pnl_gross={"USD": Decimal("12.5"), "EUR": Decimal("-3")},
-        realized_pnl_net={"USD": Decimal("11.5"), "EUR": Decimal("-3.25")},
-        commission={"USD": Decimal("1"), "EUR": Decimal("0.25")},
-    )
-    assert views.money_text(views.realized_gross(position)) == "-3.00 EUR  12.50 USD"  # type: ignore[arg-type]
-    assert views.realized_net(position) == {"USD": Decimal("11.5"), "EUR": Decimal("-3.25")}  # type: ignore[arg-type]
+    assert views.money_text({"USD": Decimal("12.5"), "EUR": Decimal("-3")}) == "-3.00 EUR  12.50 USD"
     total: dict[str, Decimal] = {}
     views.add_money(total, {"USD": Decimal(1)})
     views.add_money(total, {"EUR": Decimal(2), "USD": Decimal("0.5")})
     assert total == {"USD": Decimal("1.5"), "EUR": Decimal(2)}
 
 
-def test_legacy_floats_are_labelled_with_their_currency() -> None:
-    """Goes with the legacy branch of `views._money` once the fold keeps money per currency."""
-    position = Position(key="DU1|AAPL:265598", account="DU1", contract=AAPL, realized_pnl=-6.159999999999968)
-    assert views.money_text(views.realized_gross(position)) == "-6.16 USD"
-    assert views.realized_net(position) is None  # the legacy fold has no net figure
-    account = Account(account="DU1", values={"NetLiquidation:EUR": "100"}, commission=2.0)
-    assert views.money_text(views.account_commission(account)) == "2.00 EUR"
-
-
 def test_unrealized_needs_a_known_price() -> None:
-    position = Position(key="DU1|AAPL:265598", account="DU1", contract=AAPL, quantity=-2.0, avg_price=100.25)
+    position = Position(
+        key="DU1|AAPL:265598", account="DU1", contract=AAPL, quantity=Decimal(-2), avg_price=Decimal("100.25")
+    )
     assert views.unrealized(position, {}) is None
     assert views.unrealized(position, {"AAPL:265598": Decimal("101")}) == {"USD": Decimal("-1.500")}
-    flat = msgspec.structs.replace(position, quantity=0.0)
+    flat = msgspec.structs.replace(position, quantity=Decimal(0))
     assert views.unrealized(flat, {}) == {}
 
 

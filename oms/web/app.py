@@ -258,7 +258,8 @@ class Web:
         found = await self._session(request)
         if isinstance(found, Response):
             return found
-        context = self._session_context(*found, request)
+        index, session = found
+        context = self._session_context(index, session, request)
         html = self.templates.get_template("session_state.html").render(commands=False, **context)
         return HTMLResponse(html)
 

@@ -75,8 +75,7 @@ class Charts:
     def _add(self, key: str, position: Position, t: float, fill_price: float | None) -> None:
         series = self._series.setdefault(key, _Series(position))
         series.position = position
-        pnl = views.realized_net(position)
-        total = dict(views.realized_gross(position) if pnl is None else pnl)
+        total = dict(position.realized_pnl_net)
         views.add_money(total, views.unrealized(position, self._prices) or {})
         quantity = float(views.dec(position.quantity))
         series.points.append(_Point(t, quantity, {c: float(v) for c, v in total.items()}, fill_price))

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from oms.state.model import TERMINAL, Account, Fill, Order, Position, State
+from oms.state.model import TERMINAL, Fill, Order, Position, State
 
 Money = dict[str, Decimal]
 ZERO = Decimal(0)
@@ -58,16 +58,6 @@ def amount(value: Decimal) -> str:
     return f"{shown:,f}"
 
 
-def _money(value: Any, currency: str) -> Money:
-    """Either shape of a money field: a `{currency: amount}` map, or (legacy) a bare number in `currency`."""
-    if value is None:
-        return {}
-    if isinstance(value, Mapping):
-        return {str(cur): dec(v) for cur, v in value.items() if dec(v) != 0}
-    d = dec(round(value, 8)) if isinstance(value, float) else dec(value)  # legacy float: no binary noise
-    return {currency or "?": d} if d != 0 else {}
-
-
 def money_text(money: Mapping[str, Decimal]) -> str:
     """`12.50 USD  -3.00 EUR`: one amount per currency, sorted by currency."""
     return "  ".join(f"{amount(money[cur])} {cur}" for cur in sorted(money))
@@ -85,54 +75,8 @@ def format_ts(ts_ns: int) -> str:
     return datetime.fromtimestamp(ts_ns / 1e9, UTC).strftime("%H:%M:%S.%f")[:-3]
 
 
-# --- money of each entity (both shapes) --------------------------------------------------------------
-
-
 def _currency(entity: Any) -> str:
     return str(getattr(getattr(entity, "contract", None), "currency", "") or "")
-
-
-def order_commission(order: Order) -> Money:
-    return _money(getattr(order, "commission", None), _currency(order))
-
-
-def fill_commission(fill: Fill) -> Money:
-    legacy = getattr(fill, "commission_currency", "") or _currency(fill)
-    return _money(getattr(fill, "commission", None), legacy)
-
-
-def position_commission(position: Position) -> Money:
-    return _money(getattr(position, "commission", None), _currency(position))
-
-
-def _legacy_currency(entity: Position | Account) -> str:
-    return _base_currency(entity) if isinstance(entity, Account) else _currency(entity)
-
-
-def realized_gross(entity: Position | Account) -> Money:
-    value = getattr(entity, "realized_pnl_gross", None)
-    if value is None:
-        value = getattr(entity, "realized_pnl", None)  # legacy: the single float was gross
-    return _money(value, _legacy_currency(entity))
-
-
-def realized_net(entity: Position | Account) -> Money | None:
-    """Net of commissions; None where the fold does not give it (legacy)."""
-    value = getattr(entity, "realized_pnl_net", None)
-    return None if value is None else _money(value, _legacy_currency(entity))
-
-
-def _base_currency(account: Account) -> str:
-    """Legacy amounts had no currency: label them with the one IB reports NetLiquidation in."""
-    return next((k.partition(":")[2] for k in account.values if k.startswith("NetLiquidation:")), "")
-
-
-def account_commission(account: Account) -> Money:
-    return _money(getattr(account, "commission", None), _base_currency(account))
-
-
-def broker_realized(account: Account) -> Money:
-    return _money(getattr(account, "broker_realized_pnl", None), _base_currency(account))
 
 
 def last_prices(state: State) -> dict[str, Decimal]:
@@ -210,11 +154,11 @@ def order_row(order: Order) -> dict[str, str]:
         "remaining": num(order.remaining if order.status not in TERMINAL else 0),
         "avg": num(order.avg_fill_price) if dec(order.filled) else "",
         "perm_ids": " ".join(str(p) for p in order.perm_ids),
-        "commission": money_text(order_commission(order)),
+        "commission": money_text(order.commission),
         "error": f"{order.last_error_code} {order.last_error_message}".strip()
         if order.last_error_code
         else order.reason,
-        "modify_rejected": str(getattr(order, "modify_rejected", "") or ""),
+        "modify_rejected": order.modify_rejected,
         "time": format_ts(order.updated_ts or order.created_ts),
         "working": "1" if order.status not in TERMINAL else "",
     }
@@ -233,7 +177,6 @@ def order_rows(state: State, flt: Filter, limit: int) -> tuple[list[dict[str, st
 
 
 def position_row(position: Position, prices: Mapping[str, Decimal]) -> dict[str, str]:
-    net = realized_net(position)
     open_pnl = unrealized(position, prices)
     status: str = position.status
     if status == "closed" and position.close_reason:
@@ -247,9 +190,9 @@ def position_row(position: Position, prices: Mapping[str, Decimal]) -> dict[str,
         "avg": num(position.avg_price) if dec(position.quantity) else "",
         "status": status,
         "lifecycle": str(position.lifecycle),
-        "realized_gross": money_text(realized_gross(position)),
-        "realized_net": "" if net is None else money_text(net),
-        "commission": money_text(position_commission(position)),
+        "realized_gross": money_text(position.realized_pnl_gross),
+        "realized_net": money_text(position.realized_pnl_net),
+        "commission": money_text(position.commission),
         "unrealized": "n/a" if open_pnl is None else money_text(open_pnl),
         "last": num(prices.get(instrument_of(position))),
     }
@@ -277,9 +220,9 @@ def fill_rows(state: State, flt: Filter, limit: int) -> list[dict[str, str]]:
             "side": f.side,
             "shares": num(f.shares),
             "price": num(f.price),
-            "commission": money_text(fill_commission(f)),
+            "commission": money_text(f.commission),
             "time": format_ts(f.time_ns or f.ts),
-            "inferred": "inferred" if getattr(f, "inferred", False) else "",
+            "inferred": "inferred" if f.inferred else "",
         }
         for f in fills
     ]
@@ -303,15 +246,14 @@ def account_rows(state: State, flt: Filter) -> list[dict[str, str]]:
         for cur in sorted(by_currency):
             values = by_currency[cur]
             rows.append({"account": name, "currency": cur, **{k: values.get(k, "") for k in ACCOUNT_KEYS}})
-        net = realized_net(acct)
         rows.append(
             {
                 "account": name,
                 "currency": "ours",
-                "realized_gross": money_text(realized_gross(acct)),
-                "realized_net": "" if net is None else money_text(net),
-                "commission": money_text(account_commission(acct)),
-                "broker_realized": money_text(broker_realized(acct)),
+                "realized_gross": money_text(acct.realized_pnl_gross),
+                "realized_net": money_text(acct.realized_pnl_net),
+                "commission": money_text(acct.commission),
+                "broker_realized": money_text(acct.broker_realized_pnl),
             }
         )
     return rows

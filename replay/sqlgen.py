@@ -8,6 +8,7 @@ into its own columns; a field of any other shape stays JSON.
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 import msgspec
@@ -16,6 +17,9 @@ from msgspec import inspect as mi
 _SCALARS: dict[type, str] = {
     mi.StrType: "VARCHAR",
     mi.FloatType: "DOUBLE",
+    # quantities, prices and money: exact to 10 places (the fold's averages can carry more; they are
+    # rounded there, never turned into binary floats)
+    mi.DecimalType: "DECIMAL(38, 10)",
     mi.IntType: "BIGINT",
     mi.BoolType: "BOOLEAN",
 }
@@ -50,6 +54,8 @@ def _literal(value: Any, sql_type: str) -> str | None:
         return None
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, Decimal):
+        return f"{value}::{sql_type}"
     if isinstance(value, int | float):
         return repr(float(value)) if sql_type == "DOUBLE" else str(int(value))
     if isinstance(value, str):

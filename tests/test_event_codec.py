@@ -26,6 +26,8 @@ def _strategy(t: mi.Type) -> st.SearchStrategy[Any]:
         return st.integers(-(2**63), 2**64 - 1)
     if isinstance(t, mi.FloatType):
         return st.floats(allow_nan=False)
+    if isinstance(t, mi.DecimalType):
+        return st.decimals(allow_nan=False, allow_infinity=False)
     if isinstance(t, mi.BytesType):
         return st.binary(max_size=16)
     if isinstance(t, mi.NoneType):

@@ -13,7 +13,7 @@ from msgspec.structs import replace
 from events import schema as ev_
 from oms.state import book, links, orders, positions
 from oms.state.model import Commission, Fill, Order, State
-from oms.state.money import ZERO, add, exact
+from oms.state.money import ZERO, add, exact, rounded
 from oms.state.tx import Tx
 
 INFERRED = "inferred:"  # the key of an order's inferred fill is INFERRED + its client order id
@@ -115,21 +115,20 @@ def _executed(state: State, order: Order, new: Fill | None, seq: int, ts: int) -
     """The order's executed quantity and average: one `new` fill added to what it had, or, after a fill
     was replaced (a correction, an inferred fill resized), recomputed from all its fills."""
     if new is not None:
-        done = order.filled + order.overfill
-        qty = done + new.shares
-        avg = (order.avg_fill_price * done + new.price * new.shares) / qty if qty else ZERO
+        qty = order.filled + order.overfill + new.shares
+        value = order.fill_value + new.shares * new.price
         return orders.executed(
-            order, qty, avg, order.inferred + (new.shares if new.inferred else ZERO), seq, ts
+            order, qty, value, order.inferred + (new.shares if new.inferred else ZERO), seq, ts
         )
-    qty = notional = inferred = ZERO
+    qty = value = inferred = ZERO
     coid = order.client_order_id
     for f in state.fills.values():  # rare: corrections and inferred fills only
         if f.client_order_id == coid:
             qty += f.shares
-            notional += f.shares * f.price
+            value += f.shares * f.price
             if f.inferred:
                 inferred += f.shares
-    return orders.executed(order, qty, notional / qty if qty else ZERO, inferred, seq, ts)
+    return orders.executed(order, qty, value, inferred, seq, ts)
 
 
 def on_commission(state: State, tx: Tx, ev: ev_.CommissionReported, seq: int, ts: int) -> None:
@@ -188,7 +187,7 @@ def infer(state: State, tx: Tx, order: Order, seq: int, ts: int) -> None:
             tx.pop(state.fills, key)
             _record(state, tx, order, order, key, current, True, seq, ts)
         return
-    price = _inferred_price(order, real, want)
+    price = _inferred_price(order, current, want)
     if current is not None and (current.shares, current.price) == (want, price):
         return
     pkey = book.key_of(state, order)
@@ -213,10 +212,10 @@ def infer(state: State, tx: Tx, order: Order, seq: int, ts: int) -> None:
     _record(state, tx, order, order, key, fill, current is not None, seq, ts)
 
 
-def _inferred_price(order: Order, real: Decimal, want: Decimal) -> Decimal:
+def _inferred_price(order: Order, current: Fill | None, want: Decimal) -> Decimal:
     """So that the order's average over real and inferred fills is IB's average."""
     broker_avg = order.broker_avg_price
     if not broker_avg:
         return order.avg_fill_price or exact(order.limit_price or 0.0)
-    real_notional = order.avg_fill_price * real if order.filled + order.overfill else ZERO
-    return (broker_avg * order.broker_filled - real_notional) / want
+    real_value = order.fill_value - (current.shares * current.price if current is not None else ZERO)
+    return rounded((broker_avg * order.broker_filled - real_value) / want)

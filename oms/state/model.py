@@ -59,7 +59,8 @@ class Order(Struct, frozen=True, kw_only=True, gc=False):
     filled: Decimal = ZERO
     overfill: Decimal = ZERO
     remaining: Decimal = ZERO
-    avg_fill_price: Decimal = ZERO
+    avg_fill_price: Decimal = ZERO  # fill_value / executed, to 10 places
+    fill_value: Decimal = ZERO  # sum of shares x price over its fills, exact
     inferred: Decimal = ZERO
     broker_filled: Decimal = ZERO  # IB's own filled (orderStatus, completed order): a cross-check
     broker_avg_price: Decimal = ZERO  # IB's avgFillPrice with it

@@ -15,6 +15,7 @@ ZERO = Decimal(0)
 ONE = Decimal(1)
 
 Money = dict[str, Decimal]
+PLACES = Decimal("1e-10")  # averages and realized P&L are rounded to 10 places (half even), nothing else is
 
 
 def exact(x: float | int | str | Decimal) -> Decimal:
@@ -27,6 +28,11 @@ def exact(x: float | int | str | Decimal) -> Decimal:
 
 
 dec = exact
+
+
+def rounded(x: Decimal) -> Decimal:
+    """A value a division made (an average price, P&L from it), to the state's 10 places."""
+    return x.quantize(PLACES)
 
 
 def plus(money: Mapping[str, Decimal], currency: str, amount: Decimal) -> Money:

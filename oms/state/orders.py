@@ -17,7 +17,7 @@ from msgspec.structs import replace
 
 from events.schema import Contract, ModifyRequested, OrderRequested
 from oms.state.model import EXTERNAL_STRATEGY, TERMINAL, Order, OrderSide, OrderStatus
-from oms.state.money import ZERO
+from oms.state.money import ZERO, rounded
 
 Trigger = Literal[
     "ack",  # IB has the order working (PreSubmitted, Submitted, Filled, a locate hold)
@@ -157,8 +157,8 @@ def triggered(order: Order, trigger: Trigger, seq: int, ts: int, reason: str = "
     )
 
 
-def executed(order: Order, qty: Decimal, avg: Decimal, inferred: Decimal, seq: int, ts: int) -> Order:
-    """`order` with `qty` executed in total at average `avg` (`inferred` of it without executions):
+def executed(order: Order, qty: Decimal, value: Decimal, inferred: Decimal, seq: int, ts: int) -> Order:
+    """`order` with `qty` executed in total for `value` (`inferred` of it without executions):
     filled is clamped to the ordered quantity (the excess goes to `overfill`), and the status follows
     the table. A terminal order whose filled quantity did not change keeps its status (a price-only
     correction never revives a cancelled order). An external order whose quantity IB has not told us
@@ -190,7 +190,8 @@ def executed(order: Order, qty: Decimal, avg: Decimal, inferred: Decimal, seq: i
         filled=filled,
         overfill=overfill,
         remaining=remaining,
-        avg_fill_price=avg,
+        avg_fill_price=rounded(value / qty) if qty else ZERO,
+        fill_value=value,
         inferred=inferred,
         updated_seq=seq,
         updated_ts=ts,

@@ -23,7 +23,7 @@ from msgspec.structs import replace
 
 from events.schema import Contract, PositionMismatch, PositionReported
 from oms.state.model import Fill, Order, Position, PositionInput, PositionStatus, State
-from oms.state.money import ONE, ZERO, Money, add, net, plus
+from oms.state.money import ONE, ZERO, Money, add, net, plus, rounded
 
 # What the working orders on a key are, as bits of a working entry. DEFERRED marks an entry that comes
 # with the fill after it (the order filled and left the working orders): the status moves once, with
@@ -122,10 +122,10 @@ def _filled(pos: Position, fill: Fill) -> Position:
     mult = multiplier(fill.contract)
     gross = pos.realized_pnl_gross
     if not old or (old > 0) == (signed > 0):
-        avg = (avg * abs(old) + fill.price * abs(signed)) / abs(qty) if qty else ZERO
+        avg = rounded((avg * abs(old) + fill.price * abs(signed)) / abs(qty)) if qty else ZERO
     else:
         closed = min(abs(signed), abs(old))
-        realized = (fill.price - avg) * closed * mult
+        realized = rounded((fill.price - avg) * closed * mult)
         gross = plus(gross, fill.contract.currency, realized if old > 0 else -realized)
         if not qty:
             avg = ZERO

@@ -72,6 +72,8 @@ def _sentence(what: str) -> str:
         return f"the required field {match[1]!r} is missing"
     if match := re.fullmatch(r"Invalid enum value (.+)", what):
         return f"{match[1]} is not one of the allowed values"
+    if what == "Invalid decimal string":
+        return "expected a number (or a decimal number as text)"
     return what
 
 

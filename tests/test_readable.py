@@ -16,7 +16,7 @@ def test_numbers_are_plain() -> None:
     assert [plain(1e9), plain(0.25), plain(10.0), plain(7), plain(Decimal("0.10"))] == [
         "1000000000", "0.25", "10", "7", "0.1",
     ]  # fmt: skip
-    denial = check_size(2e9, None, 1.0, RiskLimits(max_quantity=1e9))
+    denial = check_size(Decimal(2 * 10**9), None, Decimal(1), RiskLimits(max_quantity=1e9), "A")
     assert denial is not None and denial.reason == "quantity 2000000000 > max_quantity 1000000000"
 
 
@@ -29,13 +29,11 @@ def test_numbers_are_plain() -> None:
          "the required field 'quantity' is missing"),
         ({"op": "place", "contract": {"symbol": "A", "x": 1}, "side": "BUY", "quantity": 1},
          "contract: unknown field 'x' (a typo?)"),
-        ({"op": "place", "contract": {"symbol": "A"}, "side": "BUY", "quantity": "1"},
-         "quantity: expected a number, got text"),
+        ({"op": "place", "contract": {"symbol": "A"}, "side": "BUY", "quantity": "ten"},
+         "quantity: expected a number (or a decimal number as text)"),
         ({"op": "cancel", "client_order_id": "a b"},
          "client_order_id: expected text with only letters, digits and _ . : -"),
         ({"op": "events", "limit": 10**7}, "limit: expected a whole number at most 5000"),
-        ({"op": "place", "contract": {"symbol": "A"}, "side": "BUY", "quantity": -1},
-         "quantity: expected a number greater than 0"),
     ],
 )  # fmt: skip
 def test_validation_errors_name_the_field_and_what_is_expected(request_map: dict, expected: str) -> None:  # type: ignore[type-arg]

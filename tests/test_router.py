@@ -28,7 +28,9 @@ BAD_REQUESTS: list[tuple[str, bytes, str]] = [
     ("op not a string", enc({"op": 5}), "invalid"),
     ("unknown op", enc({"op": "launch_rockets", "id": 3}), "unknown_op"),
     ("unknown field", enc({"op": "ping", "extra": 1}), "invalid"),
-    ("quantity as string", enc(place(quantity="10")), "invalid"),
+    ("quantity as text that is no number", enc(place(quantity="ten")), "invalid"),
+    ("quantity below the size increment", enc(place(quantity=5e-324)), "invalid"),
+    ("fractional stock quantity", enc(place(quantity=1.5)), "invalid"),
     ("quantity NaN", enc(place(quantity=math.nan)), "invalid"),
     ("quantity inf", enc(place(quantity=math.inf)), "invalid"),
     ("quantity -inf", enc(place(quantity=-math.inf)), "invalid"),
@@ -122,7 +124,7 @@ def test_every_bad_request_gets_its_error_code_and_changes_nothing(service: Any)
     empty_symbol = wire.request(enc({**place(), "contract": {"symbol": ""}}))["error"]["message"]
     assert empty_symbol == "contract.symbol: expected text of at least 1 character"
     huge = wire.request(enc(place(quantity=2e9)))["error"]["message"]
-    assert huge == "quantity: expected a number at most 1000000000"
+    assert huge == "quantity 2000000000 is above 1000000000"
     assert last_seq(service) == before
     assert wire.ok({"op": "ping"})["ready"] is True
     wire.close()

@@ -67,11 +67,11 @@ def quantity_error(quantity: Decimal, contract: Contract, described: Described |
     if not quantity.is_finite() or quantity <= 0:
         return f"quantity must be a positive number, not {quantity}"
     if quantity > MAX_QUANTITY:
-        return f"quantity {quantity} is above 1,000,000,000"
+        return f"quantity {plain(quantity)} is above {plain(MAX_QUANTITY)}"
     step = size_increment(contract, described)
     if quantity % step:
         return (
-            f"quantity {quantity} is not a multiple of {step}, the size increment of "
+            f"quantity {plain(quantity)} is not a multiple of {plain(step)}, the size increment of "
             f"{contract.sec_type} {contract.symbol} (IB refuses fractional sizes for it)"
         )
     return None

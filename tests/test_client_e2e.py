@@ -190,10 +190,10 @@ def test_cli_order_then_positions_shows_it(
     assert "(all)" in next(line for line in capsys.readouterr().out.splitlines() if "AAPL" in line)
     assert oms_main(["positions", "--strategy", "cli-t", "--json", "--data-dir", data]) == 0
     (position,) = json.loads(capsys.readouterr().out)
-    assert (position["quantity"], position["status"]) == (7, "filled")
+    assert (position["quantity"], position["status"]) == ("7", "filled")  # exact decimals as text
     assert oms_main(["orders", "--strategy", "cli-t", "--json", "--data-dir", data]) == 0
     (order,) = json.loads(capsys.readouterr().out)
-    assert (order["side"], order["status"], order["filled"]) == ("BUY", "filled", 7)
+    assert (order["side"], order["status"], order["filled"]) == ("BUY", "filled", "7")
 
 
 def test_cli_cancel_and_open_orders(service: ServiceProcess, capsys: Capture) -> None:

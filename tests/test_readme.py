@@ -28,8 +28,8 @@ def test_the_strategy_snippet_places_an_order_and_sees_it_filled(tmp_path: Path)
             [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=60
         )
     assert run.returncode == 0, run.stdout + run.stderr
-    assert run.stdout.startswith("filled 10.0 "), run.stdout
-    assert "mean-revert" in run.stdout and "quantity=10.0" in run.stdout, run.stdout
+    assert run.stdout.startswith("filled 10 "), run.stdout
+    assert "mean-revert" in run.stdout and "quantity=Decimal('10')" in run.stdout, run.stdout
 
 
 def test_the_ib_async_snippet_fills_against_the_simulator(tmp_path: Path) -> None:

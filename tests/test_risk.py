@@ -94,8 +94,7 @@ def test_allowed_symbols_and_kill_switch_first() -> None:
     assert code(order(1), limits) == "symbol_not_allowed"
     assert code(order(5, contract=Contract(symbol="MSFT")), limits) == "max_quantity"
     assert (
-        code(order(1, contract=Contract(symbol="MSFT")), limits, Exposure(kill_switch=True))
-        == "kill_switch"
+        code(order(1, contract=Contract(symbol="MSFT")), limits, Exposure(kill_switch=True)) == "kill_switch"
     )
 
 
@@ -146,7 +145,9 @@ def test_intake_decisions() -> None:
     assert isinstance(denied, OrderDenied) and denied.code == "max_quantity" and denied.request is not None
     assert decide_cancel(CancelRequest(client_order_id="zzz"), state).code == "unknown_order"  # type: ignore[union-attr]
     assert isinstance(decide_cancel(CancelRequest(client_order_id="c"), state), CancelRequested)
-    big = decide_modify(ModifyRequest(client_order_id="c", quantity=Decimal(50)), state, RiskLimits(max_quantity=20))
+    big = decide_modify(
+        ModifyRequest(client_order_id="c", quantity=Decimal(50)), state, RiskLimits(max_quantity=20)
+    )
     assert isinstance(big, ErrorInfo) and big.code == "risk_denied" and big.reason == "max_quantity"
     done = _state_with(order(5), OrderDenied(client_order_id="c", code="x", reason="y"))
     assert decide_cancel(CancelRequest(client_order_id="c"), done).code == "order_done"  # type: ignore[union-attr]

@@ -117,4 +117,17 @@ def last_seq(service: ServiceThread) -> int:
 def state_of(service: ServiceThread) -> Any:
     from oms.state.fold import copy_state
 
-    return service.call(lambda: copy_state(service.service.pipeline.state))  # type: ignore[union-attr]
+    def flushed_copy() -> Any:
+        pipeline = service.service.pipeline  # type: ignore[union-attr]
+        pipeline.drain()  # what the copy holds is readable from the journal too
+        return copy_state(pipeline.state)
+
+    return service.call(flushed_copy)
+
+
+def journal_fold(path: Any, upto: int) -> Any:
+    """The fold of the journal up to `upto` (the simulator keeps reporting account values meanwhile)."""
+    from events.reader import JournalReader
+    from oms.state.fold import fold
+
+    return fold(env for env in JournalReader(path).read() if env.seq <= upto)

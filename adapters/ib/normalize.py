@@ -27,6 +27,7 @@ from events.schema import (
     OrderStatusReported,
     PositionReported,
 )
+from oms.state.money import exact
 
 UNSET_DOUBLE: Final = sys.float_info.max
 UNSET_INTEGER: Final = 2**31 - 1
@@ -119,7 +120,7 @@ def size(value: float | Decimal | None) -> Decimal:
     if isinstance(value, Decimal):
         return value if value.is_finite() else Decimal(0)
     found = number(value)
-    return Decimal(0) if found is None else Decimal(repr(found))
+    return Decimal(0) if found is None else exact(found)
 
 
 def price(value: float | None) -> float | None:

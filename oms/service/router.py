@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -101,6 +102,7 @@ class Router:
         self.endpoint = bind(self.socket, endpoint, "ROUTER", "--router")
         self._handler = handler
         self._tasks: set[asyncio.Task[None]] = set()
+        self._latest: dict[bytes, asyncio.Task[None]] = {}  # per client: its newest request's task
         self.requests = 0
 
     async def serve(self) -> None:
@@ -108,14 +110,26 @@ class Router:
             while True:
                 frames = await self.socket.recv_multipart(copy=not self._curve)
                 self.requests += 1
-                task = asyncio.create_task(self._answer(frames))
+                first = frames[0]
+                identity: bytes = first.bytes if isinstance(first, zmq.Frame) else first
+                task = asyncio.create_task(self._answer(frames, self._latest.get(identity)))
+                self._latest[identity] = task
                 self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
+                task.add_done_callback(functools.partial(self._done, identity=identity))
         finally:
             for task in list(self._tasks):
                 task.cancel()
 
-    async def _answer(self, frames: list[Any]) -> None:
+    def _done(self, task: asyncio.Task[None], *, identity: bytes) -> None:
+        self._tasks.discard(task)
+        if self._latest.get(identity) is task:
+            del self._latest[identity]
+
+    async def _answer(self, frames: list[Any], before: asyncio.Task[None] | None) -> None:
+        """One client's requests are applied and answered in the order it sent them (a cancel right
+        behind its place finds the order); different clients' requests run concurrently."""
+        if before is not None:
+            await asyncio.wait([before])
         peer = None
         if self._curve:  # zmq.Frame objects: the ZAP handler's User-Id is the client's public key
             peer = frames[-1].get("User-Id")

@@ -23,7 +23,7 @@ def exact(x: float | int | str | Decimal) -> Decimal:
     if isinstance(x, Decimal):
         return x
     if isinstance(x, float):
-        return Decimal(repr(x))
+        return Decimal(int(x)) if x.is_integer() else Decimal(repr(x))  # 10.0 is the whole number 10
     return Decimal(x)
 
 

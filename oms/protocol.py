@@ -332,7 +332,9 @@ class ErrorReply(Struct, frozen=True):
 # ---------------------------------------------------------------------------------------------------
 # PUB messages.
 
-PublishedType = Literal["event", "order", "position", "strategy_position", "account", "position_moved"]
+PublishedType = Literal[
+    "event", "order", "position", "strategy_position", "account", "position_moved", "fold_error"
+]
 
 
 class Published(Struct, frozen=True):
@@ -354,6 +356,7 @@ class Heartbeat(Struct, frozen=True):
 
 HEARTBEAT_TOPIC = "hb"
 POSITION_MOVED_TOPIC = "posmove"  # data {key, moved_to}: a position keyed by symbol moved to its conId key
+FOLD_ERROR_TOPIC = "fold.error"  # data {seq, kind, error}: an event the fold skipped whole
 
 
 def instrument_key(contract: Contract) -> str:

@@ -138,7 +138,7 @@ def test_contracts_keys_posmove_integer_keys_and_64_bit_ts(doc: str, live: Any) 
     wire = Wire(live.endpoints.router, live.endpoints.pub)
     wire.ok(place(client_order_id="doc-1", strategy_id="s1"))
     wire.wait_order("doc-1", "filled")
-    wire.wait_pub(lambda t, m: t.startswith("spos.s1.DU123456.AAPL:265598") and m["data"]["quantity"] == 10)
+    wire.wait_pub(lambda t, m: t.startswith("spos.s1.DU123456.AAPL:265598") and m["data"]["quantity"] == "10")
     entities = [(t, m) for t, m in wire.seen if t.split(".")[0] in ("pos", "spos", "posmove")]
     topics = [t for t, _ in entities]
     assert topics.index("pos.DU123456.AAPL:0") < topics.index("pos.DU123456.AAPL:265598")

@@ -16,6 +16,7 @@ import json
 import secrets
 import sys
 import time
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -124,14 +125,15 @@ class Service:
 
 
 def describe(order: dict[str, Any]) -> str:
-    status, filled = order["status"], order["filled"]
-    return status + (f" {filled:g} @ {order['avg_fill_price']:g}" if filled else "")
+    """Quantities and prices arrive as exact decimal strings ("10", "190.25"): kept as Decimal."""
+    status, filled = order["status"], Decimal(order["filled"])
+    return status + (f" {filled} @ {Decimal(order['avg_fill_price']).normalize():f}" if filled else "")
 
 
 def done(order: dict[str, Any]) -> bool:
     status = order["status"]
     if status == "filled":
-        return order["filled"] >= order["quantity"]
+        return Decimal(order["filled"]) >= Decimal(order["quantity"])
     return status in ("cancelled", "rejected", "inactive")
 
 
@@ -152,7 +154,7 @@ def main() -> int:
     parser.add_argument("--router", help="ROUTER endpoint (instead of --data-dir)")
     parser.add_argument("--pub", help="PUB endpoint (instead of --data-dir)")
     parser.add_argument("--symbol", default="AAPL")
-    parser.add_argument("--quantity", type=float, default=10)
+    parser.add_argument("--quantity", type=Decimal, default=Decimal(10))
     parser.add_argument("--strategy", default="example")
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the fill")
     args = parser.parse_args()
@@ -165,8 +167,8 @@ def main() -> int:
     # 4. Place: the client order id is ours, so retrying after a timeout can never place twice.
     coid = f"{args.strategy}-{time.time_ns() // 1_000_000:x}-{secrets.token_hex(4)}"
     contract = {"symbol": args.symbol}
-    result = service.request("place", contract=contract, side="BUY", quantity=args.quantity, order_type="MKT",
-                             strategy_id=args.strategy, client_order_id=coid)  # fmt: skip
+    result = service.request("place", contract=contract, side="BUY", quantity=str(args.quantity),
+                             order_type="MKT", strategy_id=args.strategy, client_order_id=coid)  # fmt: skip
     print(f"placed {result['client_order_id']} (logged at seq {result['seq']})")
 
     # 5. Follow until the order is done: filled with every share executed, or ended otherwise.
@@ -189,7 +191,7 @@ def main() -> int:
     for position in service.positions.values():
         if position["contract"]["symbol"] == args.symbol:
             quantity, price, status = position["quantity"], position["avg_price"], position["status"]
-            print(f"position {args.symbol} {quantity:g} @ {price:g} ({status})")
+            print(f"position {args.symbol} {quantity} @ {Decimal(price).normalize():f} ({status})")
     return 0
 
 

@@ -20,6 +20,7 @@ import zmq
 
 from events.schema import Envelope, UnknownEvent, kind_of
 from oms.protocol import (
+    FOLD_ERROR_TOPIC,
     HEARTBEAT_TOPIC,
     POSITION_MOVED_TOPIC,
     Heartbeat,
@@ -33,7 +34,7 @@ from oms.protocol import (
     strategy_position_topic,
 )
 from oms.service.sockets import PeerCounter, bind
-from oms.state.model import Account, Changed, Order, Position
+from oms.state.model import Account, Changed, FoldError, Order, Position
 
 # The hot path sends each message as two copying `send`s of the backend's own (Cython) method with plain
 # int flags: pyzmq's Python wrapper around it, or `send_multipart`, costs more than libzmq itself here.
@@ -56,6 +57,8 @@ def route_change(entity: Changed) -> tuple[PublishedType, str]:
         return "position", position_topic(entity.account, instrument)
     if type(entity) is Account:
         return "account", account_topic(entity.account)
+    if type(entity) is FoldError:
+        return "fold_error", FOLD_ERROR_TOPIC
     return "position_moved", POSITION_MOVED_TOPIC
 
 
@@ -67,6 +70,7 @@ PREFIXES: dict[str, bytes] = {
     "strategy_position": b"spos.",
     "account": b"acct.",
     "position_moved": POSITION_MOVED_TOPIC.encode(),
+    "fold_error": FOLD_ERROR_TOPIC.encode(),
 }
 
 

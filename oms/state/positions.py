@@ -109,8 +109,10 @@ def _working(pos: Position, seq: int, reason: str, bits: int) -> Position:
         return pos if bits == pos.working else replace(pos, working=bits)
     if status == "closed":
         return replace(pos, status=status, working=bits, close_reason=reason, closed_seq=seq)
-    if pos.status == "closed":
-        return replace(pos, status=status, working=bits, lifecycle=pos.lifecycle + 1, opened_seq=seq)
+    if pos.status == "closed":  # a new lifecycle: the last one's close reason no longer describes it
+        return replace(
+            pos, status=status, working=bits, close_reason="", lifecycle=pos.lifecycle + 1, opened_seq=seq
+        )
     return replace(pos, status=status, working=bits)
 
 
@@ -143,7 +145,7 @@ def _filled(pos: Position, fill: Fill) -> Position:
     new_status = status_of(qty, pos.working)
     if new_status != status:
         if status == "closed":
-            lifecycle, opened_seq = lifecycle + 1, seq
+            lifecycle, opened_seq, close_reason = lifecycle + 1, seq, ""
         status = new_status
     return replace(
         pos, quantity=qty, avg_price=avg, realized_pnl_gross=gross, commission=commission,

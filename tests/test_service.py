@@ -114,15 +114,22 @@ def test_risk_denials_are_logged_and_replied(tmp_path: Path) -> None:
 
 def test_kill_switch_cancels_working_orders_and_refuses_new(tmp_path: Path) -> None:
     with running(tmp_path) as service:
+        sim = service.sim
+        assert sim is not None
+        by_hand = sim.place_external_order("AAPL", "BUY", 1, "LMT", lmt_price=1.0)  # a person, in TWS
         wire = Wire(service.endpoints.router, service.endpoints.pub)
         wire.ok(place(order_type="LMT", limit_price=1.0, client_order_id="work-1"))
         wire.wait_order("work-1", "submitted")
         result = wire.ok({"op": "kill_switch", "engaged": True, "reason": "test"})
         assert result["engaged"] and result["cancelled"] == ["work-1"]
         wire.wait_order("work-1", "cancelled")
+        hand = [o for o in sim.orders if o.perm_id == by_hand.perm_id]
+        assert [o.status for o in hand] == ["Submitted"]  # only this service's orders: not asked for more
         reply = wire.request(place(client_order_id="after"))
         assert reply["error"]["code"] == "risk_denied" and reply["error"]["reason"] == "kill_switch"
         wire.ok({"op": "kill_switch", "engaged": False})
+        wire.ok({"op": "cancel_all", "account_wide": True})  # asked for: every order of the account
+        wait_until(lambda: [o.status for o in sim.orders if o.perm_id == by_hand.perm_id] == ["Cancelled"])
         assert wire.ok(place(client_order_id="again"))["client_order_id"] == "again"
         kinds = [
             e.event for e in JournalReader(tmp_path / "journal").read() if type(e.event) is KillSwitchChanged

@@ -42,12 +42,35 @@ from events.schema import (
     OrderStatusReported,
     PositionMismatch,
     PositionReported,
+    ReconciliationFinished,
+    ReconciliationStarted,
     Side,
 )
 
 CLIENT_ID = 7
 ACCOUNTS = ("DU111", "DU222")
-INSTRUMENTS = (("AAPL", 265598), ("MSFT", 272093))
+# (IB's contract, size step): stocks in USD and JPY, a future and an option with multipliers, forex in
+# cents of a euro
+INSTRUMENTS: tuple[tuple[Contract, Decimal], ...] = (
+    (Contract(symbol="AAPL", con_id=265598), Decimal(1)),
+    (Contract(symbol="MSFT", con_id=272093), Decimal(1)),
+    (Contract(symbol="7203", exchange="TSEJ", currency="JPY", con_id=13905), Decimal(1)),
+    (
+        Contract(
+            symbol="ES", sec_type="FUT", exchange="CME", last_trade_date="20261218", multiplier="50",
+            con_id=495512563,
+        ),
+        Decimal(1),
+    ),
+    (
+        Contract(
+            symbol="AAPL", sec_type="OPT", last_trade_date="20261218", strike=200.0, right="C",
+            multiplier="100", con_id=600000001,
+        ),
+        Decimal(1),
+    ),
+    (Contract(symbol="EUR", sec_type="CASH", exchange="IDEALPRO", con_id=12087792), Decimal("0.01")),
+)  # fmt: skip
 FATES = (
     "fill",
     "partial_cancel",
@@ -59,6 +82,10 @@ FATES = (
     "modify",
     "ext",
     "ext_other",
+    "modify_refused",  # IB refuses a modify (201): the order keeps working and fills
+    "refused",  # IB never accepts it (200, 103, 110, 10243): rejected, nothing fills
+    "exec_only",  # another client's order seen only by its executions
+    "lost_fills",  # IB says Filled, its executions are gone (a restart the next day): inferred
 )
 
 
@@ -71,6 +98,8 @@ class TrueFill:
     con_id: int
     signed: Decimal
     price: float
+    currency: str = "USD"
+    commission: Decimal = Decimal(0)
 
 
 @dataclass
@@ -78,6 +107,7 @@ class Session:
     envelopes: list[Envelope]
     fills: dict[str, TrueFill] = field(default_factory=dict)  # execId base -> final fill
     quantities: dict[str, Decimal] = field(default_factory=dict)  # our client order id -> final quantity
+    reports: list[AnyEvent] = field(default_factory=list)  # IB's statuses during a final reconciliation
 
 
 @dataclass
@@ -85,8 +115,8 @@ class _Order:
     index: int
     fate: str
     account: str
-    symbol: str
-    con_id: int
+    contract: Contract  # as IB describes it
+    step: Decimal  # its size increment
     side: Side
     quantity: Decimal
     strategy: str
@@ -105,14 +135,22 @@ class _Order:
     def perm_id(self) -> int:
         return 9000 + self.index
 
+    @property
+    def con_id(self) -> int:
+        return self.contract.con_id
+
+    @property
+    def symbol(self) -> str:
+        return self.contract.symbol
+
 
 def _contract(o: _Order, known: bool) -> Contract:
-    return Contract(symbol=o.symbol, con_id=o.con_id if known else 0)
+    return o.contract if known else replace(o.contract, con_id=0)
 
 
 def _ids(o: _Order) -> tuple[int, int, int, str]:
     """(client_id, order_id, perm_id, order_ref) as IB reports them for this order."""
-    if o.fate == "ext":  # placed in TWS by hand: no orderId, no orderRef
+    if o.fate in ("ext", "exec_only"):  # placed in TWS by hand: no orderId, no orderRef
         return 0, 0, o.perm_id, ""
     if o.fate == "ext_other":  # another API client's order
         return 3, o.order_id, o.perm_id, f"other-{o.index}"
@@ -156,12 +194,12 @@ def _error(o: _Order, code: int, error_class: str) -> BrokerError:
     return BrokerError(req_id=o.order_id, code=code, message=f"error {code}", error_class=error_class)  # type: ignore[arg-type]
 
 
-def _fill_sizes(rnd: random.Random, total: Decimal) -> list[Decimal]:
+def _fill_sizes(rnd: random.Random, total: Decimal, step: Decimal) -> list[Decimal]:
     sizes: list[Decimal] = []
-    left = int(total)
+    left = int(total / step)
     while left > 0:
         part = rnd.randint(1, left)
-        sizes.append(Decimal(part))
+        sizes.append(part * step)
         left -= part
     return sizes
 
@@ -171,12 +209,14 @@ def _executions(o: _Order, rnd: random.Random, total: Decimal, session: Session)
     client_id, order_id, perm_id, ref = _ids(o)
     side = "BOT" if o.side == "BUY" else "SLD"
     channel: list[AnyEvent] = []
-    for k, shares in enumerate(_fill_sizes(rnd, total)):
+    tick = 0.01 if o.contract.sec_type == "CASH" else 1.0
+    for k, shares in enumerate(_fill_sizes(rnd, total, o.step)):
         base = f"0000e{o.index:03d}.{k:04d}"
-        price = float(rnd.randint(90, 110))
+        price = round(rnd.randint(90, 110) * tick, 2)
         versions = [(shares, price)]
         if rnd.random() < 0.2:  # a correction: fewer shares or another price
-            versions.append((Decimal(rnd.randint(1, int(shares))), price + rnd.choice((-1.0, 1.0))))
+            fewer = rnd.randint(1, int(shares / o.step)) * o.step
+            versions.append((fewer, round(price + rnd.choice((-tick, tick)), 2)))
         for v, (qty, px) in enumerate(versions, start=1):
             exec_id = f"{base}.{v:02d}"
             execution = ExecutionReported(
@@ -191,18 +231,21 @@ def _executions(o: _Order, rnd: random.Random, total: Decimal, session: Session)
                 shares=qty,
                 price=px,
             )
-            commission = CommissionReported(exec_id=exec_id, commission=1.0 + k, currency="USD")
+            currency = o.contract.currency
+            commission = CommissionReported(exec_id=exec_id, commission=1.0 + k, currency=currency)
             channel.extend((commission, execution) if rnd.random() < 0.3 else (execution, commission))
             if rnd.random() < 0.2:  # replayed by a reqExecutions sync, anywhere later
                 replay = msgspec.structs.replace(execution, req_id=42)
                 channel.insert(rnd.randint(channel.index(execution) + 1, len(channel)), replay)
         qty, px = versions[-1]
         session.fills[base] = TrueFill(
-            "" if o.fate.startswith("ext") else o.coid,
+            "" if o.fate.startswith("ext") or o.fate == "exec_only" else o.coid,
             o.account,
             o.con_id,
             qty if o.side == "BUY" else -qty,
             px,
+            o.contract.currency,
+            Decimal(1 + k),
         )
     return channel
 
@@ -244,6 +287,16 @@ def _order_channel(o: _Order, rnd: random.Random, filled: Decimal) -> list[tuple
         return [*ack, cancel, (failed, False), (_status(o, rnd, "Filled", filled), True)]
     if o.fate == "inactive":
         return [*ack, (_status(o, rnd, "Inactive", Decimal(0)), True)]
+    if o.fate == "modify_refused":
+        modify = (ModifyRequested(client_order_id=o.coid, limit_price=101.0), False)
+        return [*ack, modify, (_error(o, 201, "rejection"), False), (_status(o, rnd, "Filled", filled), True)]
+    if o.fate == "refused":
+        code = rnd.choice((200, 103, 110, 10243))
+        return [(_status(o, rnd, "PendingSubmit", Decimal(0)), True), (_error(o, code, "error"), False)]
+    if o.fate == "exec_only":
+        return []
+    if o.fate == "lost_fills":  # IB stands by the fill (its openOrder names the contract); no executions
+        return [(_open_order(o, "Submitted"), False)]
     if o.fate == "modify":
         modify = (ModifyRequested(client_order_id=o.coid, quantity=o.quantity + 1, limit_price=101.0), False)
         acked = replace(_open_order(o, "Submitted", o.quantity + 1), limit_price=101.0)
@@ -267,15 +320,15 @@ def _order_events(o: _Order, rnd: random.Random, session: Session) -> list[AnyEv
             request,
             OrderDenied(client_order_id=o.coid, code="max_qty", reason="over the limit", request=request),
         ]
-    filled = {"fill": o.quantity, "ext": o.quantity, "ext_other": o.quantity, "cancel_fail": o.quantity}.get(
-        o.fate, Decimal(0)
-    )
+    whole = ("fill", "ext", "ext_other", "cancel_fail", "modify_refused", "exec_only", "lost_fills")
+    filled = o.quantity if o.fate in whole else Decimal(0)
+    steps = int(o.quantity / o.step)
     if o.fate == "partial_cancel":
-        filled = Decimal(rnd.randint(0, int(o.quantity)))
+        filled = rnd.randint(0, steps) * o.step
     elif o.fate == "modify":  # IB refuses to modify a filled order: this one is not filled before
-        filled = Decimal(rnd.randint(0, int(o.quantity) - 1))
+        filled = rnd.randint(0, steps - 1) * o.step
     head: list[AnyEvent] = []
-    if not o.fate.startswith("ext"):
+    if not o.fate.startswith("ext") and o.fate != "exec_only":
         head = [
             OrderRequested(
                 client_order_id=o.coid,
@@ -296,6 +349,12 @@ def _order_events(o: _Order, rnd: random.Random, session: Session) -> list[AnyEv
         if droppable:
             copies = rnd.choices((0, 1, 2), weights=(2, 6, 2))[0]
         statuses.extend([event] * copies)
+    if o.fate == "lost_fills":  # what IB says of it when the service reconciles after a restart
+        session.fills[f"inferred:{o.coid}"] = TrueFill(
+            o.coid, o.account, o.con_id, filled if o.side == "BUY" else -filled, 100.0, o.contract.currency
+        )
+        session.reports.append(replace(_status(o, rnd, "Filled", filled), avg_fill_price=100.0))
+        return head + statuses
     executions = _executions(o, rnd, filled, session)
     return head + merge(rnd, [statuses, executions])
 
@@ -317,7 +376,7 @@ def _facts(rnd: random.Random) -> list[AnyEvent]:
     out: list[AnyEvent] = []
     for _ in range(rnd.randint(0, 4)):
         account = rnd.choice(ACCOUNTS)
-        symbol, con_id = rnd.choice(INSTRUMENTS)
+        known, _step = rnd.choice(INSTRUMENTS)
         kind = rnd.randrange(4)
         if kind == 0:
             out.append(
@@ -326,14 +385,14 @@ def _facts(rnd: random.Random) -> list[AnyEvent]:
                 )
             )
         elif kind == 1:
-            contract = Contract(symbol=symbol, con_id=con_id)
+            contract = known
             out.append(
                 PositionReported(
                     account=account, contract=contract, position=Decimal(rnd.randint(-5, 5)), avg_cost=1.0
                 )
             )
         elif kind == 2:
-            contract = Contract(symbol=symbol, con_id=con_id)
+            contract = known
             out.append(
                 PositionMismatch(
                     account=account, contract=contract, broker_position=Decimal(1), folded_position=Decimal(0)
@@ -365,12 +424,14 @@ def sessions(draw: st.DrawFn, max_orders: int = 6) -> Session:
         )
     )
     per_order = []
-    for i, (fate, account, (symbol, con_id), side, qty, strategy, by_symbol, extra_perm) in enumerate(specs):
-        extra_perm = extra_perm and not fate.startswith("ext")
-        o = _Order(i, fate, account, symbol, con_id, side, Decimal(qty), strategy, by_symbol, extra_perm)
+    for i, (fate, account, (contract, step), side, qty, strategy, by_symbol, extra_perm) in enumerate(specs):
+        extra_perm = extra_perm and not fate.startswith("ext") and fate != "exec_only"
+        o = _Order(i, fate, account, contract, step, side, qty * step, strategy, by_symbol, extra_perm)
         per_order.append(_order_events(o, rnd, session))
     events: list[AnyEvent] = [ConnectionChanged(state="connected", client_id=CLIENT_ID, accounts=ACCOUNTS)]
     events += merge(rnd, [*per_order, _facts(rnd)])
+    if session.reports:  # after a restart: what IB reports filled beyond its executions is inferred
+        events += [ReconciliationStarted(reason="connect"), *session.reports, ReconciliationFinished()]
     session.envelopes = [Envelope(seq, 1_000_000 * seq, ev) for seq, ev in enumerate(events, start=1)]
     return session
 

@@ -9,7 +9,14 @@ from hypothesis import find, given, settings
 from hypothesis import strategies as st
 
 from events.codec import decode, encode
-from events.schema import ExecutionReported, OpenOrderReported, OrderStatusReported
+from events.schema import (
+    CommissionReported,
+    Envelope,
+    ExecutionReported,
+    OpenOrderReported,
+    OrderStatusReported,
+    ReconciliationFinished,
+)
 from oms.state.codec import decode_state, encode_state
 from oms.state.fold import copy_state, fold, step
 from oms.state.model import TERMINAL, WORKING, Account, Order, Position, Removed, State, initial_state
@@ -62,7 +69,7 @@ def test_terminal_orders_change_only_by_late_fills_or_corrections(session: Sessi
             if o.status in TERMINAL and not (o.external and o.quantity == 0)
         }
         state, _ = step(state, env)
-        if isinstance(env.event, ExecutionReported):
+        if isinstance(env.event, ExecutionReported | ReconciliationFinished):  # fills, real or inferred
             continue
         for coid, was in before.items():
             assert (state.orders[coid].status, state.orders[coid].filled) == was, env
@@ -198,3 +205,88 @@ def test_same_log_folded_twice_gives_equal_states(session: Session) -> None:
     from_bytes = fold(decode(encode(env)) for env in session.envelopes)
     assert first == second == from_bytes
     assert encode_state(first) == encode_state(second)
+
+
+def _direct(session: Session) -> list[Envelope]:
+    """The same session as if IB had sent each execution right the first time: its final version at the
+    place of the first, later versions, replays and superseded commissions gone."""
+    final: dict[str, str] = {}
+    for env in session.envelopes:
+        if isinstance(env.event, ExecutionReported):
+            base = env.event.exec_id.rpartition(".")[0]
+            final[base] = max(final.get(base, ""), env.event.exec_id)
+    versions = {
+        env.event.exec_id: env.event for env in session.envelopes if isinstance(env.event, ExecutionReported)
+    }
+    out: list[Envelope] = []
+    placed: set[str] = set()
+    for env in session.envelopes:
+        event = env.event
+        if isinstance(event, ExecutionReported):
+            base = event.exec_id.rpartition(".")[0]
+            if base in placed:
+                continue
+            placed.add(base)
+            event = versions[final[base]]
+        elif isinstance(event, CommissionReported) and event.exec_id != final.get(
+            event.exec_id.rpartition(".")[0], event.exec_id
+        ):
+            continue
+        out.append(Envelope(len(out) + 1, env.ts, event))
+    return out
+
+
+def _position_view(state: State) -> dict[str, tuple[object, ...]]:
+    return {
+        key: (p.quantity, p.avg_price, p.realized_pnl_gross, p.realized_pnl_net, p.status, p.lifecycle,
+              p.close_reason)
+        for table in (state.positions, state.strategy_positions)
+        for key, p in table.items()
+    }  # fmt: skip
+
+
+@PROPS
+@given(sessions())
+def test_folding_fills_with_corrections_equals_folding_the_final_fills_directly(session: Session) -> None:
+    corrected, direct = fold(session.envelopes), fold(_direct(session))
+    assert _position_view(corrected) == _position_view(direct)
+    assert {c: (o.filled, o.avg_fill_price, o.status) for c, o in corrected.orders.items()} == {
+        c: (o.filled, o.avg_fill_price, o.status) for c, o in direct.orders.items()
+    }
+
+
+@PROPS
+@given(sessions())
+def test_money_per_currency_equals_the_sum_of_that_currencys_fills(session: Session) -> None:
+    state = fold(session.envelopes)
+    commissions: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
+    for f in session.fills.values():
+        if f.commission:
+            commissions[f.account, f.currency] += f.commission
+    assert {
+        (a, c): amount for a, acct in state.accounts.items() for c, amount in acct.commission.items()
+    } == {k: v for k, v in commissions.items() if v}
+    for acct in state.accounts.values():  # the account's P&L is its positions', currency by currency
+        gross: dict[str, Decimal] = defaultdict(Decimal)
+        for p in state.positions.values():
+            if p.account == acct.account:
+                for currency, amount in p.realized_pnl_gross.items():
+                    gross[currency] += amount
+                assert set(p.realized_pnl_gross) <= {p.contract.currency}  # P&L in the instrument's currency
+        assert acct.realized_pnl_gross == {c: v for c, v in gross.items() if v}
+
+
+@PROPS
+@given(sessions())
+def test_no_quantity_is_ever_inexact(session: Session) -> None:
+    state = fold(session.envelopes)
+    for order in state.orders.values():
+        for value in (order.quantity, order.filled, order.remaining, order.overfill, order.fill_value):
+            assert type(value) is Decimal
+    for f in state.fills.values():
+        assert type(f.shares) is Decimal and type(f.price) is Decimal
+    exact: dict[str, Decimal] = defaultdict(Decimal)
+    for f in session.fills.values():
+        exact[f"{f.account}|{f.con_id}"] += f.signed
+    for key, p in state.positions.items():
+        assert type(p.quantity) is Decimal and p.quantity == exact.get(key, Decimal(0)), key

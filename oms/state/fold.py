@@ -176,18 +176,21 @@ def _on_status(state: State, tx: Tx, ev: ev_.OrderStatusReported, seq: int, ts: 
     trigger = orders.status_trigger(ev.status, ev.why_held)
     if trigger:
         order = orders.triggered(order, trigger, seq, ts)
-    order = _broker_fill(order, ev.filled, ev.avg_fill_price, ev.status, seq, ts)
+    order = _broker_fill(state, order, ev.filled, ev.avg_fill_price, ev.status, seq, ts)
     book.put(state, tx, old, order)
 
 
-def _broker_fill(order: Order, filled: Decimal, avg: float, status: str, seq: int, ts: int) -> Order:
-    """IB's own filled quantity and average: kept beside the executions (and inferred from later)."""
+def _broker_fill(state: State, order: Order, filled: Decimal, avg: float, status: str, seq: int, ts: int
+                 ) -> Order:  # fmt: skip
+    """IB's own filled quantity and average: kept beside the executions. Reported during a
+    reconciliation, they are IB's current word, from which a fill may be inferred (`fills.infer`)."""
     broker_avg = exact(avg) if avg else order.broker_avg_price
-    if (order.broker_filled, order.broker_avg_price, order.broker_status) == (filled, broker_avg, status):
+    same = (order.broker_filled, order.broker_avg_price, order.broker_status) == (filled, broker_avg, status)
+    if same and not (state.reconciling and order.broker_seq <= state.reconciliation_seq):
         return order
     return replace(
-        order, broker_filled=filled, broker_avg_price=broker_avg, broker_status=status, updated_seq=seq,
-        updated_ts=ts,
+        order, broker_filled=filled, broker_avg_price=broker_avg, broker_status=status, broker_seq=seq,
+        updated_seq=seq, updated_ts=ts,
     )  # fmt: skip
 
 
@@ -216,7 +219,7 @@ def _on_open_order(state: State, tx: Tx, ev: ev_.OpenOrderReported, seq: int, ts
     order = links.bind(state, tx, order, ev.order_id, ev.perm_id, ev.client_id)
     order = fills.learn(state, tx, order, ev.contract, old is None)
     if ev.filled is not None:  # a completed order: IB's filled quantity (no average price comes with it)
-        order = _broker_fill(order, ev.filled, 0.0, ev.status, seq, ts)
+        order = _broker_fill(state, order, ev.filled, 0.0, ev.status, seq, ts)
     unknown_quantity = order.external and order.quantity == 0 and ev.quantity > 0
     if order.status in TERMINAL and not unknown_quantity:  # a terminal order changes only by executions
         book.put(state, tx, old, order)
@@ -225,7 +228,7 @@ def _on_open_order(state: State, tx: Tx, ev: ev_.OpenOrderReported, seq: int, ts
         base = replace(order, quantity=ev.quantity, status="submitted") if unknown_quantity else order
         base = replace(base, quantity=ev.quantity)
         order = orders.executed(
-            base, order.filled + order.overfill, order.avg_fill_price, order.inferred, seq, ts
+            base, order.filled + order.overfill, order.fill_value, order.inferred, seq, ts
         )
     if order.limit_price != ev.limit_price or order.stop_price != ev.stop_price:
         order = replace(
@@ -308,18 +311,21 @@ def _on_reconciliation_started(
     state: State, tx: Tx, ev: ev_.ReconciliationStarted, seq: int, ts: int
 ) -> None:
     tx.setattr(state, "reconciling", True)
+    tx.setattr(state, "reconciliation_seq", seq)
 
 
 def _on_reconciliation_finished(
     state: State, tx: Tx, ev: ev_.ReconciliationFinished, seq: int, ts: int
 ) -> None:
-    """IB has now said all it will about fills: what it reports filled beyond the executions becomes an
-    inferred fill (see `fills.infer`)."""
+    """IB has now said all it will about fills: what it reported filled during this reconciliation beyond
+    the executions becomes an inferred fill (see `fills.infer`). Figures reported before it may predate
+    a correction, so they are never used."""
     tx.setattr(state, "reconciling", False)
     if not ev.ok:
         return
     tx.setattr(state, "reconciled", True)
-    for order in [o for o in state.orders.values() if o.broker_filled > o.filled + o.overfill - o.inferred]:
+    since = state.reconciliation_seq
+    for order in [o for o in state.orders.values() if o.broker_seq > since and o.broker_filled != o.filled]:
         fills.infer(state, tx, order, seq, ts)
 
 

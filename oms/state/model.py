@@ -64,6 +64,7 @@ class Order(Struct, frozen=True, kw_only=True, gc=False):
     inferred: Decimal = ZERO
     broker_filled: Decimal = ZERO  # IB's own filled (orderStatus, completed order): a cross-check
     broker_avg_price: Decimal = ZERO  # IB's avgFillPrice with it
+    broker_seq: int = 0  # when IB last reported them (every report during a reconciliation counts)
     broker_status: str = ""  # the raw IB status string last reported
     order_id: int = 0
     client_id: int = 0
@@ -217,6 +218,7 @@ class State(Struct, kw_only=True):
     kill_reason: str = ""
     reconciling: bool = False
     reconciled: bool = False  # a reconciliation has finished: IB has said all it will about fills
+    reconciliation_seq: int = 0  # where the latest reconciliation started
 
 
 def initial_state() -> State:

@@ -19,6 +19,7 @@ REPLAY_EPILOG = """examples:
   oms replay data/ --at 1520                the state after seq 1520
   oms replay data/ --at 14:03:07            ... after the last event received by 14:03:07 UTC
   oms replay data/ --at 2026-11-20T09:03:07-05:00
+  oms replay data/ --at 1520 --json         the state as one JSON document (orders, positions, ...)
   oms replay data/ --order c-42             one order's events, with its state after each
   oms replay data/ --order 1234567890       ... found by IB orderId or permId
   oms replay data/ --diff 14:00:00 14:05:00 what changed between two points, field by field
@@ -83,6 +84,11 @@ def register(subparsers: Any) -> None:
     replay.add_argument("--wait", type=float, default=1.0, help="with --publish: seconds of heartbeats first")
     replay.add_argument(
         "--router", metavar="ENDPOINT", help="with --publish: also answer snapshot/events/orders requests"
+    )
+    replay.add_argument(
+        "--json",
+        action="store_true",
+        help="with --at (or alone: the end): the folded state as one JSON document (docs/state.md)",
     )
     replay.set_defaults(func=_replay)
 
@@ -160,6 +166,8 @@ def _replay_checked(args: argparse.Namespace) -> int:
         render.render_verify(console, report)
         return 0 if report.ok else EXIT_NO
     source = open_source(args.source)
+    if args.json and (args.order or args.diff or args.step or args.publish):
+        return _refuse("--json prints the state at a point: use it alone or with --at SEQ|TIME")
     if args.order:
         from replay.timeline import order_timelines
 
@@ -184,7 +192,13 @@ def _replay_checked(args: argparse.Namespace) -> int:
         first = next(iter(source.read(1, 1)), None)
         when = f"was received at {format_ts(first.ts)} UTC" if first else "does not exist: the log is empty"
         return _refuse(f"{args.at} is before the session: its first event (seq 1) {when}; give a later time")
-    render.render_state(console, state_at(source, seq))
+    state = state_at(source, seq)
+    if args.json:
+        from replay.document import state_document
+
+        sys.stdout.write(state_document(state).decode() + "\n")
+        return 0
+    render.render_state(console, state)
     return 0
 
 

@@ -163,3 +163,19 @@ def test_a_time_before_the_session_is_refused_plainly(data: Path, capsys) -> Non
     code, out, err = oms(capsys, "replay", data, "--at", "1999-01-01T00:00:00")
     assert code == 2 and "(empty UTC)" not in out
     assert "is before the session: its first event (seq 1) was received at" in err
+
+
+def test_replay_json_prints_the_state_at_a_point_as_one_document(data: Path, capsys) -> None:
+    code, out, _ = oms(capsys, "replay", data, "--at", "9", "--json")
+    assert code == 0
+    doc = json.loads(out)
+    assert set(doc) == {"seq", "ts", "orders", "positions", "strategy_positions", "accounts", "fills"}
+    assert doc["seq"] == 9
+    (a1,) = [o for o in doc["orders"] if o["client_order_id"] == "A1"]
+    assert isinstance(a1["quantity"], str) and isinstance(a1["commission"], dict)  # exact, per currency
+    for position in doc["positions"]:
+        assert isinstance(position["quantity"], str) and isinstance(position["realized_pnl_net"], dict)
+    code, out, _ = oms(capsys, "replay", data, "--json")
+    assert code == 0 and json.loads(out)["seq"] == 15
+    code, _, err = oms(capsys, "replay", data, "--order", "A1", "--json")
+    assert code == 2 and "--json" in err

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from decimal import Decimal
 
 from msgspec.structs import replace
 
@@ -43,7 +44,7 @@ def stream(orders: int) -> Iterator[Envelope]:
         sym = f"S{i % 50}"
         contract, ib_contract = Contract(symbol=sym), Contract(symbol=sym, con_id=10_000 + i % 50)
         side: Side = "BUY" if (i // 50) % 3 else "SELL"
-        qty = float(100 + i % 7)
+        qty = Decimal(100 + i % 7)
         acknowledged = OpenOrderReported(
             order_id=oid,
             perm_id=perm,
@@ -71,7 +72,12 @@ def stream(orders: int) -> Iterator[Envelope]:
             OrderSent(client_order_id=coid, order_id=oid, client_id=CLIENT_ID),
             acknowledged,
             OrderStatusReported(
-                order_id=oid, perm_id=perm, client_id=CLIENT_ID, status="Submitted", filled=0.0, remaining=qty
+                order_id=oid,
+                perm_id=perm,
+                client_id=CLIENT_ID,
+                status="Submitted",
+                filled=Decimal(0),
+                remaining=qty,
             ),
             ExecutionReported(
                 exec_id=f"0001.{i:08x}.01",
@@ -92,7 +98,7 @@ def stream(orders: int) -> Iterator[Envelope]:
                 client_id=CLIENT_ID,
                 status="Filled",
                 filled=qty,
-                remaining=0.0,
+                remaining=Decimal(0),
                 avg_fill_price=10.0,
             ),
             replace(acknowledged, status="Filled"),

@@ -12,6 +12,7 @@ import statistics
 import tempfile
 import time
 from collections.abc import Callable
+from decimal import Decimal
 from pathlib import Path
 
 import msgspec
@@ -50,8 +51,8 @@ def event_mix(n: int) -> list[AnyEvent]:
                         perm_id=10**9 + i,
                         client_id=1,
                         status="Filled",
-                        filled=100.0,
-                        remaining=0.0,
+                        filled=Decimal(100),
+                        remaining=Decimal(0),
                         avg_fill_price=101.25,
                     )
                 )
@@ -66,7 +67,7 @@ def event_mix(n: int) -> list[AnyEvent]:
                         account="DU1234567",
                         contract=_CONTRACTS[i % 3],
                         side="BOT",
-                        shares=100.0,
+                        shares=Decimal(100),
                         price=101.25,
                         cum_qty=100.0,
                         avg_price=101.25,

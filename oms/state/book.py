@@ -19,8 +19,6 @@ from oms.state.model import WORKING, Account, Fill, Order, Position, Removed, St
 from oms.state.money import ZERO, Money, add, net
 from oms.state.tx import Tx
 
-_ACCOUNT_MONEY = ("realized_pnl_gross", "commission")
-
 
 def key_of(state: State, order: Order) -> str | None:
     """The account-wide position key of `order`; None while its instrument is unknown (an external order
@@ -72,14 +70,15 @@ def store(state: State, tx: Tx, table: dict[str, Position], pos: Position, befor
     account_wide = table is state.positions
     tx.put(table, pos.key, pos)
     tx.changes[("p" if account_wide else "s", pos.key)] = pos
-    if account_wide:
-        deltas = {
-            name: add(getattr(pos, name), getattr(before, name) if before is not None else {}, -1)
-            for name in _ACCOUNT_MONEY
-        }
-        if any(deltas.values()):
-            add_to_account(state, tx, pos.account, pos.updated_seq, deltas["realized_pnl_gross"],
-                           deltas["commission"], {})  # fmt: skip
+    if not account_wide:
+        return
+    gross, commission = pos.realized_pnl_gross, pos.commission
+    if before is not None:  # maps are replaced, never changed: the same object means the same money
+        if gross is before.realized_pnl_gross and commission is before.commission:
+            return
+        gross, commission = add(gross, before.realized_pnl_gross, -1), add(commission, before.commission, -1)
+    if gross or commission:
+        add_to_account(state, tx, pos.account, pos.updated_seq, gross, commission, {})
 
 
 def _member(state: State, tx: Tx, table: dict[str, Position], pkey: str, strategy: str, order: Order,

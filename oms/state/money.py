@@ -48,6 +48,8 @@ def plus(money: Mapping[str, Decimal], currency: str, amount: Decimal) -> Money:
 
 def add(a: Mapping[str, Decimal], b: Mapping[str, Decimal], sign: int = 1) -> Money:
     """`a + sign * b`, currency by currency."""
+    if not b:
+        return a if isinstance(a, dict) else dict(a)
     out = dict(a)
     for currency, amount in b.items():
         total = out.get(currency, ZERO) + sign * amount

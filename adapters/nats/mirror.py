@@ -1,0 +1,356 @@
+"""The journal mirrored into a JetStream stream: a reader of the journal files, never on the append path.
+
+Invariant: stream sequence == journal seq, and the message at each sequence is the journal's own msgpack
+envelope, byte for byte. Each publish carries `Nats-Msg-Id` = seq (a re-send inside the duplicate window
+is dropped by the server) and `Nats-Expected-Last-Sequence` = seq - 1 (a publish that would leave a gap
+or land twice is refused), so exactly-once holds across crashes of the mirror, the server and the
+service. Publishing is pipelined (`publish_async`, at most `max_in_flight` unacknowledged); anything that
+goes wrong in flight (an ack that does not come, a refused publish, a lost connection) is answered the
+same way: forget what is in flight, ask the stream for its last sequence, check it, resume after it.
+
+What the mirror refuses to paper over (`MirrorDiverged`, the mirror stops): a stream ahead of the journal
+(the journal was cut below what was mirrored, or it is another journal), different bytes at a seq, a
+stream with holes. It never deletes or overwrites a message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Generator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from adapters.nats.connect import MirrorConfig
+from events.journal_errors import JournalError
+from events.reader import JournalReader
+from events.snapshots import latest_snapshot, list_snapshots
+from oms.client.jetstream_wire import (
+    SNAPSHOT_OBJECT,
+    MirrorStatus,
+    SnapshotRecord,
+    connect,
+    events_subject,
+    redact_url,
+    snapshot_bucket,
+    status_subject,
+)
+
+if TYPE_CHECKING:
+    from nats.aio.client import Client as NatsClient
+    from nats.js.client import JetStreamContext
+
+log = logging.getLogger(__name__)
+
+_WRONG_LAST_SEQUENCE = 10071  # JetStream's error code for a failed Nats-Expected-Last-Sequence
+Batches = Generator[list[tuple[int, bytes]], None, None]
+InFlight = collections.deque[tuple[int, "asyncio.Future[Any]", float]]  # (seq, ack, sent at)
+
+
+class MirrorDiverged(RuntimeError):
+    """The stream and the journal disagree; the mirror stopped rather than overwrite or skip."""
+
+    code = "mirror_diverged"
+
+
+class _Resync(Exception):
+    """Something in flight failed: re-read the stream's last sequence and resume after it."""
+
+
+class Mirror:
+    """`await mirror.run()` until cancelled; `status()` at any time. Raises `MirrorDiverged`."""
+
+    def __init__(self, journal_dir: Path, config: MirrorConfig, status_path: Path | None = None) -> None:
+        self.journal_dir = Path(journal_dir)
+        self.config = config
+        self.status_path = status_path
+        self.stream = config.nats.stream
+        self.subject = events_subject(self.stream)
+        self.reader = JournalReader(self.journal_dir)
+        self.journal_seq = 0  # the journal's last seq as far as the mirror has read
+        self.mirrored_seq = 0  # the stream's last acknowledged seq
+        self.snapshot_seq = 0  # the seq of the snapshot in the object store
+        self.connected = False
+        self.error = ""
+        self.resyncs = 0
+        self._nc: NatsClient | None = None
+
+    def status(self) -> MirrorStatus:
+        return MirrorStatus(
+            stream=self.stream,
+            url=redact_url(self.config.nats.url),
+            journal_seq=self.journal_seq,
+            mirrored_seq=self.mirrored_seq,
+            lag=max(0, self.journal_seq - self.mirrored_seq),
+            snapshot_seq=self.snapshot_seq,
+            connected=self.connected,
+            ts_ns=time.time_ns(),
+            error=self.error,
+        )
+
+    async def run(self) -> None:
+        reporter = asyncio.create_task(self._report_forever())
+        try:
+            self._nc = await self._connect()
+            js = self._nc.jetstream(publish_async_max_pending=self.config.max_in_flight)
+            while True:
+                try:
+                    await self._mirror(js)
+                except _Resync as exc:
+                    self.resyncs += 1
+                    log.info("mirror resynchronizing: %s", exc)
+                    await self._wait_connected()
+        except MirrorDiverged as exc:
+            self.error = str(exc)
+            raise
+        except JournalError as exc:
+            self.error = f"the journal cannot be read on: {exc}"
+            raise MirrorDiverged(self.error) from exc
+        finally:
+            reporter.cancel()
+            await asyncio.gather(reporter, return_exceptions=True)
+            self._write_status()
+            if self._nc is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(self._nc.close(), 2)
+
+    async def _connect(self) -> NatsClient:
+        """Connect, retrying while no server answers (the mirror may start before nats-server)."""
+        import nats.errors
+
+        async def disconnected() -> None:
+            self.connected = False
+
+        async def reconnected() -> None:
+            self.connected = True
+
+        warned = False
+        while True:
+            try:
+                nc = await connect(
+                    self.config.nats,
+                    f"oms-mirror-{self.stream}",
+                    disconnected_cb=disconnected,
+                    reconnected_cb=reconnected,
+                )
+            except (OSError, nats.errors.NoServersError, nats.errors.TimeoutError) as exc:
+                if not warned:
+                    log.warning("no NATS server answers yet (%s); retrying", type(exc).__name__)
+                    warned = True
+                await asyncio.sleep(0.25)
+                continue
+            self.connected = True
+            return nc
+
+    async def _wait_connected(self) -> None:
+        assert self._nc is not None
+        while not self._nc.is_connected:
+            await asyncio.sleep(0.02)
+
+    async def _ensure_stream(self, js: JetStreamContext) -> None:
+        """File storage, dedupe by Msg-Id, nothing ever deleted or purged through the API."""
+        import nats.errors
+        from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
+        from nats.js.errors import NotFoundError
+
+        try:
+            info = await js.stream_info(self.stream)
+        except NotFoundError:
+            await js.add_stream(
+                StreamConfig(
+                    name=self.stream,
+                    subjects=[self.subject],
+                    storage=StorageType.FILE,
+                    retention=RetentionPolicy.LIMITS,
+                    discard=DiscardPolicy.NEW,
+                    num_replicas=self.config.replicas,
+                    duplicate_window=120.0,
+                    allow_direct=True,
+                    deny_delete=True,
+                    deny_purge=True,
+                    description="ib-oms journal mirror: stream sequence = journal seq",
+                )
+            )
+            return
+        except (TimeoutError, nats.errors.Error) as exc:
+            raise _Resync(f"stream info failed: {type(exc).__name__}") from None
+        if self.subject not in (info.config.subjects or []):
+            raise MirrorDiverged(f"stream {self.stream} exists without subject {self.subject}: not ours")
+
+    async def _resume_point(self, js: JetStreamContext) -> int:
+        """The stream's last sequence, after checking it against the journal."""
+        import nats.errors
+
+        try:
+            state = (await js.stream_info(self.stream)).state
+        except (TimeoutError, nats.errors.Error) as exc:
+            raise _Resync(f"stream info failed: {type(exc).__name__}") from None
+        last = state.last_seq
+        journal_last = self.reader.last_seq()
+        self.journal_seq = max(self.journal_seq, journal_last)
+        if last and (state.first_seq != 1 or state.messages != last):
+            raise MirrorDiverged(
+                f"stream {self.stream} has holes: {state.messages} messages in seqs {state.first_seq}..{last}"
+            )
+        if last > journal_last:
+            raise MirrorDiverged(
+                f"stream {self.stream} holds seqs up to {last} but the journal at {self.journal_dir} ends at "
+                f"{journal_last}: the journal was cut below what was mirrored (a torn tail recovered, a "
+                "restored backup) or it is another journal; not overwriting"
+            )
+        if last:
+            await self._check_same(js, last)
+        self.mirrored_seq = last
+        return last
+
+    async def _check_same(self, js: JetStreamContext, seq: int) -> None:
+        import nats.errors
+
+        try:
+            message = await js.get_msg(self.stream, seq)
+        except (TimeoutError, nats.errors.Error) as exc:
+            raise _Resync(f"reading seq {seq} back failed: {type(exc).__name__}") from None
+        ours = next(self.reader.read_payloads(seq, seq), (seq, b""))[1]
+        if message.data != ours:
+            raise MirrorDiverged(
+                f"stream {self.stream} holds different bytes at seq {seq} than the journal at "
+                f"{self.journal_dir}: another journal was mirrored there; not overwriting"
+            )
+
+    async def _mirror(self, js: JetStreamContext) -> None:
+        """Publish from the stream's last sequence + 1 on, for ever (until a _Resync or cancellation)."""
+        await self._ensure_stream(js)
+        first = await self._resume_point(js) + 1
+        in_flight: InFlight = collections.deque()
+        batches: Batches = self.reader.follow_payloads(first, self.config.batch)
+        try:
+            while True:
+                batch = next(batches)
+                if batch:
+                    await self._publish(js, batch, in_flight)
+                    self.journal_seq = max(self.journal_seq, batch[-1][0])
+                else:
+                    await asyncio.sleep(self.config.poll_s)
+                self._settle(in_flight)
+        except asyncio.CancelledError:
+            with contextlib.suppress(_Resync, asyncio.TimeoutError):
+                await asyncio.wait_for(self._drain(in_flight), 1.0)
+            raise
+        finally:
+            batches.close()
+            for _, future, _ in in_flight:
+                future.cancel()  # gives its slot back to publish_async's semaphore
+
+    async def _publish(
+        self,
+        js: JetStreamContext,
+        batch: list[tuple[int, bytes]],
+        in_flight: InFlight,
+    ) -> None:
+        subject, most = self.subject, self.config.max_in_flight
+        for seq, payload in batch:
+            if js.publish_async_pending() >= most:
+                await self._wait_oldest(in_flight)
+            headers = {"Nats-Msg-Id": str(seq), "Nats-Expected-Last-Sequence": str(seq - 1)}
+            future = await js.publish_async(subject, payload, headers=headers)  # a slot is free: no stall
+            in_flight.append((seq, future, time.monotonic()))
+
+    async def _wait_oldest(self, in_flight: InFlight) -> None:
+        """All slots taken: wait (bounded) for the oldest ack, which frees one."""
+        self._settle(in_flight)
+        if in_flight and not in_flight[0][1].done():
+            await asyncio.wait([in_flight[0][1]], timeout=self.config.ack_timeout_s)
+        self._settle(in_flight)
+
+    def _settle(self, in_flight: InFlight) -> None:
+        """Take the acknowledged head off `in_flight`; a refused or overdue publish means resync."""
+        while in_flight and in_flight[0][1].done():
+            seq, future, _ = in_flight.popleft()
+            self._accept(seq, future)
+        if in_flight and time.monotonic() - in_flight[0][2] > self.config.ack_timeout_s:
+            raise _Resync(f"no ack for seq {in_flight[0][0]} in {self.config.ack_timeout_s}s")
+
+    async def _drain(self, in_flight: InFlight) -> None:
+        while in_flight:
+            seq, future, _ = in_flight.popleft()
+            await asyncio.wait([future])
+            self._accept(seq, future)
+
+    def _accept(self, seq: int, future: asyncio.Future[Any]) -> None:
+        import nats.js.errors
+
+        if future.cancelled():
+            raise _Resync(f"publish of seq {seq} cancelled")
+        exc = future.exception()
+        if isinstance(exc, nats.js.errors.APIError) and exc.err_code == _WRONG_LAST_SEQUENCE:
+            raise _Resync(f"seq {seq} refused: the stream's last sequence is not {seq - 1}")
+        if exc is not None:
+            raise _Resync(f"publish of seq {seq} failed: {type(exc).__name__}: {exc}")
+        ack = future.result()
+        if ack.seq != seq:
+            raise MirrorDiverged(f"journal seq {seq} was stored as stream sequence {ack.seq}")
+        self.mirrored_seq = seq
+
+    # --- status and snapshot, once per interval -------------------------------------------------
+
+    async def _report_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.status_interval_s)
+            try:
+                await self._upload_snapshot()
+                await self._publish_status()
+            except Exception as exc:  # a report that fails is retried next interval, never fatal
+                log.warning("mirror status/snapshot: %s: %s", type(exc).__name__, exc)
+            self._write_status()
+
+    async def _upload_snapshot(self) -> None:
+        """The newest journal snapshot the stream already covers, into the object store (once each)."""
+        nc = self._nc
+        if nc is None or not nc.is_connected:
+            return
+        covered = [info.seq for info in list_snapshots(self.journal_dir) if info.seq <= self.mirrored_seq]
+        if not covered or max(covered) <= self.snapshot_seq:
+            return
+        found = latest_snapshot(self.journal_dir, self.mirrored_seq)
+        if found is None:
+            return
+        seq, payload = found
+        store = await self._snapshot_store(nc.jetstream())
+        record = msgspec.msgpack.encode(SnapshotRecord(seq=seq, state=payload))
+        from nats.js.api import ObjectMeta
+
+        meta = ObjectMeta(name=SNAPSHOT_OBJECT, description=f"state at seq {seq}")
+        await store.put(SNAPSHOT_OBJECT, record, meta=meta)
+        self.snapshot_seq = seq
+
+    async def _snapshot_store(self, js: JetStreamContext) -> Any:
+        from nats.js.api import ObjectStoreConfig, StorageType
+        from nats.js.errors import BucketNotFoundError, NotFoundError
+
+        bucket = snapshot_bucket(self.stream)
+        try:
+            return await js.object_store(bucket)
+        except (BucketNotFoundError, NotFoundError):
+            config = ObjectStoreConfig(bucket=bucket, storage=StorageType.FILE, replicas=self.config.replicas)
+            return await js.create_object_store(bucket, config=config)
+
+    async def _publish_status(self) -> None:
+        nc = self._nc
+        if nc is not None and nc.is_connected:
+            await nc.publish(status_subject(self.stream), msgspec.json.encode(self.status()))
+
+    def _write_status(self) -> None:
+        """DATA_DIR/mirror.json for `oms status`: written whole, then renamed (readers never see half)."""
+        if self.status_path is None:
+            return
+        temp = self.status_path.with_name(f".{self.status_path.name}.{os.getpid()}.tmp")
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as file:
+            file.write(msgspec.json.encode(self.status()))
+        os.replace(temp, self.status_path)

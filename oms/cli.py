@@ -14,6 +14,7 @@ from collections.abc import Sequence
 COMMAND_MODULES: tuple[str, ...] = (
     "adapters.ib.check",
     "oms.commands.client",
+    "oms.commands.mirror",
     "adapters.tws_sim.command",
     "oms.commands.run",
     "replay.commands",

@@ -63,7 +63,10 @@ def register(subparsers: Any) -> None:
         formatter_class=fmt,
     )
     replay.add_argument(
-        "source", type=Path, metavar="DATA_DIR", help="data directory, journal or .duckdb archive"
+        "source",
+        type=_location,
+        metavar="DATA_DIR",
+        help="data directory, journal, .duckdb archive or mirror (nats://HOST:PORT/STREAM)",
     )
     what = replay.add_mutually_exclusive_group()
     what.add_argument(
@@ -93,7 +96,12 @@ def register(subparsers: Any) -> None:
         epilog=ARCHIVE_EPILOG,
         formatter_class=fmt,
     )
-    archive.add_argument("source", type=Path, metavar="DATA_DIR")
+    archive.add_argument(
+        "source",
+        type=_location,
+        metavar="DATA_DIR",
+        help="data directory or mirror (nats://HOST:PORT/STREAM)",
+    )
     archive.add_argument("archive", type=Path, metavar="ARCHIVE.duckdb")
     archive.add_argument("--export-parquet", type=Path, metavar="DIR", help="then write every table/view")
     archive.add_argument(
@@ -123,6 +131,12 @@ def _console() -> Any:
     from rich.console import Console
 
     return Console()
+
+
+def _location(text: str) -> Path | str:
+    from replay.source import location
+
+    return location(text)
 
 
 def _refuse(message: str) -> int:
@@ -156,6 +170,8 @@ def _replay_checked(args: argparse.Namespace) -> int:
     if args.verify:
         from replay.verify import verify
 
+        if not isinstance(args.source, Path):
+            return _refuse("--verify compares a data directory's snapshots: give a data directory")
         report = verify(JournalSource(args.source).path)
         render.render_verify(console, report)
         return 0 if report.ok else EXIT_NO

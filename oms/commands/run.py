@@ -69,6 +69,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("--max-order-age", type=float, metavar="S", help="risk: cancel orders working longer")
     p.add_argument("--curve-secret", metavar="FILE", help="server .key_secret (CURVE)")
     p.add_argument("--curve-clients", metavar="DIR", help="folder of allowed client .key files (CURVE)")
+    p.add_argument(
+        "--mirror", metavar="URL", help="also mirror the journal into NATS JetStream (docs/scaling.md)"
+    )
     p.add_argument("--sim-tick-ms", type=float, default=1000.0, help="embedded simulator price tick (ms)")
     p.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     p.set_defaults(func=run)
@@ -135,7 +138,7 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"oms run: {exc}", file=sys.stderr)
         return 2
-    return asyncio.run(serve(config, args.sim_tick_ms))
+    return asyncio.run(serve(config, args.sim_tick_ms, args.mirror, args.config))
 
 
 def keys(args: argparse.Namespace) -> int:
@@ -186,7 +189,12 @@ async def build(config: Config, sim_config: SimConfig | None = None) -> tuple[Se
     return Service(config, broker_factory(config, host, port), ib_endpoint=f"{host}:{port}"), sim
 
 
-async def serve(config: Config, sim_tick_ms: float | None = None) -> int:
+async def serve(
+    config: Config,
+    sim_tick_ms: float | None = None,
+    mirror: str | None = None,
+    config_file: str | None = None,
+) -> int:
     """Run until SIGINT/SIGTERM; 0 after a clean shutdown, 1 if start-up failed (the reason printed)."""
     import signal
 
@@ -199,6 +207,7 @@ async def serve(config: Config, sim_tick_ms: float | None = None) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     code = 0
+    follower = None
     try:
         starting = asyncio.create_task(service.start())
         stopping = asyncio.create_task(stop.wait())
@@ -206,6 +215,10 @@ async def serve(config: Config, sim_tick_ms: float | None = None) -> int:
         if starting.done():
             starting.result()  # raises what made start-up fail
             print_endpoints(service)
+            if mirror:
+                from oms.commands.mirror import start_mirror
+
+                follower = start_mirror(service.data_dir, mirror, config_file)
             await show_status(service, stop, config.status_interval_s)
         else:
             starting.cancel()
@@ -214,6 +227,8 @@ async def serve(config: Config, sim_tick_ms: float | None = None) -> int:
         print(f"oms run: cannot start: {exc}", file=sys.stderr)
         code = 1
     finally:
+        if follower is not None:
+            follower.stop()
         await service.stop()
         if sim is not None:
             await sim.stop()

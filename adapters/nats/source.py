@@ -51,7 +51,7 @@ class NatsSource:
         self._thread = threading.Thread(target=self._loop.run_forever, name="nats-source", daemon=True)
         self._thread.start()
         try:
-            self._nc: NatsClient = self._call(connect(self.settings, "oms-replay", max_reconnect_attempts=3))
+            self._nc: NatsClient = self._call(connect(self.settings, "oms-replay"))
         except Exception as exc:
             self._stop_loop()
             raise SourceUnavailable(f"{self.path}: no NATS server answers ({type(exc).__name__})") from None

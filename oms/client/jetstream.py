@@ -38,6 +38,7 @@ from oms.client.jetstream_wire import (
 )
 from oms.client.notify import Notifier
 from oms.client.views import StateViews
+from oms.client.wire import ServiceUnavailable
 from oms.state.codec import decode_state
 from oms.state.fold import fold, step
 from oms.state.model import State
@@ -76,6 +77,7 @@ class JetStreamFollower:
         use_snapshot: bool = True,
     ) -> None:
         self.state: State | None = None
+        self.snapshot_seq = 0  # the seq of the snapshot the state started from (0: folded from seq 1)
         self.resyncs = 0
         self._js = js
         self._stream = stream
@@ -90,10 +92,18 @@ class JetStreamFollower:
         return self._sequencer.applied
 
     async def start(self) -> None:
-        """Snapshot (if any), then an ordered consumer from the seq after it."""
+        """Snapshot (if any), then an ordered consumer from the seq after it. `ServiceUnavailable` when
+        there is no such stream (no mirror has run yet)."""
+        from nats.js.errors import NotFoundError
+
+        try:
+            await self._js.stream_info(self._stream)
+        except NotFoundError:
+            raise ServiceUnavailable(f"no stream {self._stream}: is the mirror running?") from None
         record = await fetch_snapshot(self._js, self._stream) if self._use_snapshot else None
         old, self.state = self.state, decode_state(record.state) if record else fold([])
-        self._sequencer = Sequencer(record.seq if record else 0)
+        self.snapshot_seq = record.seq if record else 0
+        self._sequencer = Sequencer(self.snapshot_seq)
         self.resyncs += 1
         self._on_resync(old, self.state)
         await self._subscribe()
@@ -204,6 +214,11 @@ class JetStreamClient(StateViews):
     def seq(self) -> int:
         """The seq of the last event applied to `state`."""
         return self._follower.seq if self._follower else 0
+
+    @property
+    def snapshot_seq(self) -> int:
+        """The seq of the mirrored snapshot the state started from (0: folded from the first event)."""
+        return self._follower.snapshot_seq if self._follower else 0
 
     @property
     def connected(self) -> bool:

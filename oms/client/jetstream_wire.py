@@ -191,12 +191,19 @@ def connect_options(settings: NatsSettings) -> dict[str, Any]:
     return options
 
 
-async def connect(settings: NatsSettings, name: str, **callbacks: Any) -> NatsClient:
-    """A connected nats-py client; errors are logged by type and message only (never the settings)."""
+async def connect(settings: NatsSettings, name: str, attempts: int = 2, **callbacks: Any) -> NatsClient:
+    """A connected nats-py client, or the error after `attempts` tries; once connected it reconnects for
+    ever. Errors are logged by type and message only (never the settings)."""
+    import asyncio
+
     import nats
 
     async def error_cb(exc: Exception) -> None:
-        log.warning("NATS %s: %s", type(exc).__name__, exc)
+        level = logging.DEBUG if isinstance(exc, OSError | asyncio.TimeoutError) else logging.WARNING
+        log.log(level, "NATS %s: %s", type(exc).__name__, exc)
 
     options = connect_options(settings) | {"name": name, "error_cb": error_cb} | callbacks
-    return await nats.connect(**options)
+    options["max_reconnect_attempts"] = attempts
+    client = await nats.connect(**options)
+    client.options["max_reconnect_attempts"] = -1  # nats-py reads it at each reconnect
+    return client

@@ -36,7 +36,7 @@ from replay.schema_sql import (
     TABLES,
     VIEWS,
 )
-from replay.source import LogSource, decode_event_json, open_log
+from replay.source import LogSource, close_source, decode_event_json, open_log
 
 BATCH = 20_000
 EVENTS_ONLY = "-events-only"  # the format of an archive made with events_only ends so
@@ -148,6 +148,7 @@ def archive_journal(
             con.execute("CHECKPOINT")
         finally:
             con.close()
+            close_source(source)
     make_private(archive_path)
     first = archived + 1 if imported else 0
     return ArchiveReport(str(archive_path), imported, first, archived + imported, _torn_note(source))

@@ -162,9 +162,7 @@ def _replay(args: argparse.Namespace) -> int:
 
 def _replay_checked(args: argparse.Namespace) -> int:
     from replay import render
-    from replay.points import resolve_point
-    from replay.source import JournalSource, open_source
-    from replay.states import diff_states, state_at, states_at
+    from replay.source import JournalSource, close_source, open_source
 
     console = _console()
     if args.verify:
@@ -176,6 +174,17 @@ def _replay_checked(args: argparse.Namespace) -> int:
         render.render_verify(console, report)
         return 0 if report.ok else EXIT_NO
     source = open_source(args.source)
+    try:
+        return _replay_from(args, source, console)
+    finally:
+        close_source(source)
+
+
+def _replay_from(args: argparse.Namespace, source: Any, console: Any) -> int:
+    from replay import render
+    from replay.points import resolve_point
+    from replay.states import diff_states, state_at, states_at
+
     if args.order:
         from replay.timeline import order_timelines
 

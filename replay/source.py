@@ -151,6 +151,13 @@ def open_log(location: Path | str) -> LogSource:
     return JournalSource(Path(location))
 
 
+def close_source(source: object) -> None:
+    """Let go of what a source holds open (a URL source's connection); files need nothing."""
+    close = getattr(source, "close", None)
+    if callable(close):
+        close()
+
+
 def open_source(path: Path | str) -> Source:
     """An archive file, a data directory or a registered URL; NotAJournal for anything else."""
     return ArchiveSource(Path(path)) if is_archive(Path(path)) else open_log(path)

@@ -72,7 +72,9 @@ def test_orders_and_positions_are_followed_through_jetstream(
     asyncio.run(scenario())
 
 
-def test_a_late_joiner_starts_from_the_mirrored_snapshot(server: LocalNatsServer, service: ServiceProcess) -> None:
+def test_a_late_joiner_starts_from_the_mirrored_snapshot(
+    server: LocalNatsServer, service: ServiceProcess
+) -> None:
     seq = asyncio.run(trade(service, "MSFT", 4))
     wait_mirrored(server.url, STREAM, seq)
     wait_until(lambda: mirror_status(service.data_dir).get("snapshot_seq", 0) > 0, what="a mirrored snapshot")
@@ -102,9 +104,21 @@ def mirror_status(data_dir: Path) -> dict[str, Any]:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
-def test_oms_tail_follows_the_mirror(server: LocalNatsServer, service: ServiceProcess, tmp_path: Path) -> None:
+def test_oms_tail_follows_the_mirror(
+    server: LocalNatsServer, service: ServiceProcess, tmp_path: Path
+) -> None:
     asyncio.run(trade(service, "IBM", 1))
-    command = [sys.executable, "-m", "oms", "tail", "--nats", f"{server.url}/{STREAM}", "--json", "--count", "3"]
+    command = [
+        sys.executable,
+        "-m",
+        "oms",
+        "tail",
+        "--nats",
+        f"{server.url}/{STREAM}",
+        "--json",
+        "--count",
+        "3",
+    ]
     done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=30)
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()

@@ -40,12 +40,15 @@ def config(server: LocalNatsServer, stream: str, **tuning: object) -> MirrorConf
     return msgspec.structs.replace(mirror_config(url=server.url, stream=stream), **tuning)
 
 
-async def mirror_until(mirror: Mirror, seq: int, timeout: float = 20.0) -> None:
-    """Run `mirror` until the stream holds `seq`, then stop it as SIGTERM would."""
+async def mirror_until(mirror: Mirror, seq: int, timeout: float = 20.0, snapshot_seq: int = 0) -> None:
+    """Run `mirror` until the stream holds `seq` (and the object store the snapshot at `snapshot_seq`),
+    then stop it as SIGTERM would."""
     task = asyncio.create_task(mirror.run())
     try:
         await async_wait_until(
-            lambda: mirror.mirrored_seq >= seq or task.done(), timeout, what=f"mirrored seq {seq}"
+            lambda: (mirror.mirrored_seq >= seq and mirror.snapshot_seq >= snapshot_seq) or task.done(),
+            timeout,
+            what=f"mirrored seq {seq}",
         )
         if task.done():
             task.result()
@@ -54,7 +57,9 @@ async def mirror_until(mirror: Mirror, seq: int, timeout: float = 20.0) -> None:
         await asyncio.gather(task, return_exceptions=True)
 
 
-def test_the_stream_is_the_journal_byte_for_byte_and_seq_for_seq(server: LocalNatsServer, tmp_path: Path) -> None:
+def test_the_stream_is_the_journal_byte_for_byte_and_seq_for_seq(
+    server: LocalNatsServer, tmp_path: Path
+) -> None:
     stream = new_stream()
     write_journal(tmp_path / "j", 2500)
     mirror = Mirror(tmp_path / "j", config(server, stream, batch=300, max_in_flight=64))
@@ -102,13 +107,15 @@ def test_a_stream_ahead_of_the_journal_stops_the_mirror_with_a_clear_error(
     with JournalWriter.open(journal, durability="never") as writer:  # recovery cuts the torn tail
         assert writer.last_seq == 150
     mirror = Mirror(journal, config(server, stream))
-    with pytest.raises(MirrorDiverged, match="holds seqs up to 200 but the journal .* ends at 150"):
+    with pytest.raises(MirrorDiverged, match=r"holds seqs up to 200 but the journal .* ends at 150"):
         asyncio.run(mirror_until(mirror, 10_000))
     assert "cut below what was mirrored" in mirror.error
     assert len(stream_payloads(server.url, stream)) == 200  # nothing overwritten or deleted
 
 
-def test_different_bytes_at_the_last_mirrored_seq_stop_the_mirror(server: LocalNatsServer, tmp_path: Path) -> None:
+def test_different_bytes_at_the_last_mirrored_seq_stop_the_mirror(
+    server: LocalNatsServer, tmp_path: Path
+) -> None:
     stream = new_stream()
     write_journal(tmp_path / "a", 30)
     write_journal(tmp_path / "b", 40, first_value=1000)  # another journal: same seqs, other events
@@ -118,7 +125,9 @@ def test_different_bytes_at_the_last_mirrored_seq_stop_the_mirror(server: LocalN
     assert stream_payloads(server.url, stream) == journal_payloads(tmp_path / "a")
 
 
-def test_a_journal_cut_below_the_reader_while_it_follows_is_reported(server: LocalNatsServer, tmp_path: Path) -> None:
+def test_a_journal_cut_below_the_reader_while_it_follows_is_reported(
+    server: LocalNatsServer, tmp_path: Path
+) -> None:
     stream = new_stream()
     journal = tmp_path / "j"
     write_journal(journal, 80)
@@ -165,7 +174,9 @@ def test_the_latest_snapshot_the_stream_covers_is_kept_for_late_joiners(
     asyncio.run(scenario())
 
 
-def test_the_lag_is_written_to_a_private_status_file_and_published(server: LocalNatsServer, tmp_path: Path) -> None:
+def test_the_lag_is_written_to_a_private_status_file_and_published(
+    server: LocalNatsServer, tmp_path: Path
+) -> None:
     stream = new_stream()
     journal = tmp_path / "j"
     write_journal(journal, 10)

@@ -89,7 +89,12 @@ def stream_last_seq(url: str, stream: str) -> int:
     async def read() -> int:
         import nats
 
-        nc = await nats.connect(url, connect_timeout=1, max_reconnect_attempts=0)
+        async def quiet(exc: Exception) -> None:
+            pass
+
+        nc = await nats.connect(
+            url, connect_timeout=1, max_reconnect_attempts=1, reconnect_time_wait=0.05, error_cb=quiet
+        )
         try:
             return int((await nc.jetstream().stream_info(stream)).state.last_seq)
         finally:

@@ -197,10 +197,13 @@ async def connect(settings: NatsSettings, name: str, attempts: int = 2, **callba
     import asyncio
 
     import nats
+    from nats.js.errors import APIError
 
     async def error_cb(exc: Exception) -> None:
-        level = logging.DEBUG if isinstance(exc, OSError | asyncio.TimeoutError) else logging.WARNING
-        log.log(level, "NATS %s: %s", type(exc).__name__, exc)
+        # refused connections while a server restarts, and per-message JetStream refusals (which the
+        # mirror answers by resynchronizing), would flood the log: those at DEBUG
+        quiet = isinstance(exc, OSError | asyncio.TimeoutError | APIError)
+        log.log(logging.DEBUG if quiet else logging.WARNING, "NATS %s: %s", type(exc).__name__, exc)
 
     options = connect_options(settings) | {"name": name, "error_cb": error_cb} | callbacks
     options["max_reconnect_attempts"] = attempts

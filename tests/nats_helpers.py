@@ -11,7 +11,7 @@ import contextlib
 import itertools
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
@@ -114,9 +114,9 @@ class ChildProcess:
         self.log = log
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> ChildProcess:
+    def start(self, env: Mapping[str, str] | None = None) -> ChildProcess:
         with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen(self.args, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+            self.proc = subprocess.Popen(self.args, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env=env)
         return self
 
     def alive(self) -> bool:

@@ -21,7 +21,7 @@ from tests.nats_helpers import (
 )
 from tests.waiting import wait_until
 
-FAST_RESYNC = "[mirror]\nack_timeout_s = 0.5\nstatus_interval_s = 0.2\n"
+FAST_RESYNC = "[mirror]\nack_timeout_s = 1.0\nstatus_interval_s = 0.2\n"
 
 
 class Cluster:

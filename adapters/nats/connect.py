@@ -33,7 +33,7 @@ class MirrorConfig(msgspec.Struct, frozen=True, kw_only=True):
     batch: int = 4096  # envelopes read from the journal per turn
     poll_s: float = 0.002  # how often a caught-up mirror looks for new journal frames
     status_interval_s: float = 1.0  # lag published and written this often
-    ack_timeout_s: float = 5.0  # an ack not back by then: resynchronize from the stream's last seq
+    ack_timeout_s: float = 2.0  # an ack not back by then: resynchronize from the stream's last seq
 
     def __post_init__(self) -> None:
         if self.replicas not in (1, 3, 5):

@@ -79,6 +79,7 @@ class Mirror:
         self.connected = False
         self.error = ""
         self.resyncs = 0
+        self._reconnects = 0  # a reconnect loses what was in flight: the session resynchronizes at once
         self._nc: NatsClient | None = None
 
     def status(self) -> MirrorStatus:
@@ -129,6 +130,7 @@ class Mirror:
 
         async def reconnected() -> None:
             self.connected = True
+            self._reconnects += 1
 
         warned = False
         while True:
@@ -225,6 +227,7 @@ class Mirror:
 
     async def _mirror(self, js: JetStreamContext) -> None:
         """Publish from the stream's last sequence + 1 on, for ever (until a _Resync or cancellation)."""
+        reconnects = self._reconnects
         await self._ensure_stream(js)
         first = await self._resume_point(js) + 1
         in_flight: InFlight = collections.deque()
@@ -237,6 +240,8 @@ class Mirror:
                     self.journal_seq = max(self.journal_seq, batch[-1][0])
                 else:
                     await asyncio.sleep(self.config.poll_s)
+                if self._reconnects != reconnects:
+                    raise _Resync("reconnected to NATS")
                 self._settle(in_flight)
         except asyncio.CancelledError:
             with contextlib.suppress(_Resync, asyncio.TimeoutError):

@@ -52,7 +52,7 @@ def test_bad_settings_are_refused_with_a_stable_code(tmp_path: Path) -> None:
     assert (loaded.nats.url, loaded.nats.stream, loaded.replicas) == ("nats://10.0.0.5:4222", "DU1", 3)
 
 
-def test_the_mirror_logs_in_with_credentials_from_the_environment_and_shows_them_nowhere(tmp_path: Path) -> None:
+def test_credentials_from_the_environment_log_in_and_show_nowhere(tmp_path: Path) -> None:
     write_journal(tmp_path / "data" / "journal", 40)
     with nats_server(tmp_path / "nats", AUTH) as server:
         env = os.environ | {"OMS_NATS_USER": "oms", "OMS_NATS_PASSWORD": SECRET}

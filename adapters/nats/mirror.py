@@ -4,9 +4,10 @@ Invariant: stream sequence == journal seq, and the message at each sequence is t
 envelope, byte for byte. Each publish carries `Nats-Msg-Id` = seq (a re-send inside the duplicate window
 is dropped by the server) and `Nats-Expected-Last-Sequence` = seq - 1 (a publish that would leave a gap
 or land twice is refused), so exactly-once holds across crashes of the mirror, the server and the
-service. Publishing is pipelined (`publish_async`, at most `max_in_flight` unacknowledged); anything that
-goes wrong in flight (an ack that does not come, a refused publish, a lost connection) is answered the
-same way: forget what is in flight, ask the stream for its last sequence, check it, resume after it.
+service. Publishing is pipelined (`adapters.nats.publisher`, at most `max_in_flight` unacknowledged);
+anything that goes wrong in flight (an ack that does not come, a refused publish, a reconnect) is
+answered the same way: forget what is in flight, ask the stream for its last sequence, check it, resume
+after it.
 
 What the mirror refuses to paper over (`MirrorDiverged`, the mirror stops): a stream ahead of the journal
 (the journal was cut below what was mirrored, or it is another journal), different bytes at a seq, a
@@ -16,7 +17,6 @@ stream with holes. It never deletes or overwrites a message.
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import logging
 import os
@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from adapters.nats.connect import MirrorConfig
+from adapters.nats.publisher import PublishFailed, SeqPublisher, StoredElsewhere
 from events.journal_errors import JournalError
 from events.reader import JournalReader
 from events.snapshots import latest_snapshot, list_snapshots
@@ -48,9 +49,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-_WRONG_LAST_SEQUENCE = 10071  # JetStream's error code for a failed Nats-Expected-Last-Sequence
 Batches = Generator[list[tuple[int, bytes]], None, None]
-InFlight = collections.deque[tuple[int, "asyncio.Future[Any]", float]]  # (seq, ack, sent at)
 
 
 class MirrorDiverged(RuntimeError):
@@ -99,7 +98,7 @@ class Mirror:
         reporter = asyncio.create_task(self._report_forever())
         try:
             self._nc = await self._connect()
-            js = self._nc.jetstream(publish_async_max_pending=self.config.max_in_flight)
+            js = self._nc.jetstream()
             while True:
                 try:
                     await self._mirror(js)
@@ -230,77 +229,34 @@ class Mirror:
         reconnects = self._reconnects
         await self._ensure_stream(js)
         first = await self._resume_point(js) + 1
-        in_flight: InFlight = collections.deque()
+        assert self._nc is not None
+        publisher = SeqPublisher(self._nc, self.subject, self.config.max_in_flight, self.config.ack_timeout_s)
+        await publisher.start(after=first - 1)
         batches: Batches = self.reader.follow_payloads(first, self.config.batch)
         try:
             while True:
                 batch = next(batches)
+                for seq, payload in batch:
+                    await publisher.publish(seq, payload)
                 if batch:
-                    await self._publish(js, batch, in_flight)
                     self.journal_seq = max(self.journal_seq, batch[-1][0])
                 else:
                     await asyncio.sleep(self.config.poll_s)
                 if self._reconnects != reconnects:
                     raise _Resync("reconnected to NATS")
-                self._settle(in_flight)
+                publisher.check()
+                self.mirrored_seq = publisher.acked
+        except PublishFailed as exc:
+            raise _Resync(str(exc)) from None
+        except StoredElsewhere as exc:
+            raise MirrorDiverged(str(exc)) from None
         except asyncio.CancelledError:
-            with contextlib.suppress(_Resync, asyncio.TimeoutError):
-                await asyncio.wait_for(self._drain(in_flight), 1.0)
+            await publisher.drain(1.0)  # a stop in order leaves the status exact
+            self.mirrored_seq = publisher.acked
             raise
         finally:
             batches.close()
-            for _, future, _ in in_flight:
-                future.cancel()  # gives its slot back to publish_async's semaphore
-
-    async def _publish(
-        self,
-        js: JetStreamContext,
-        batch: list[tuple[int, bytes]],
-        in_flight: InFlight,
-    ) -> None:
-        subject, most = self.subject, self.config.max_in_flight
-        for seq, payload in batch:
-            if js.publish_async_pending() >= most:
-                await self._wait_oldest(in_flight)
-            headers = {"Nats-Msg-Id": str(seq), "Nats-Expected-Last-Sequence": str(seq - 1)}
-            future = await js.publish_async(subject, payload, headers=headers)  # a slot is free: no stall
-            in_flight.append((seq, future, time.monotonic()))
-
-    async def _wait_oldest(self, in_flight: InFlight) -> None:
-        """All slots taken: wait (bounded) for the oldest ack, which frees one."""
-        self._settle(in_flight)
-        if in_flight and not in_flight[0][1].done():
-            await asyncio.wait([in_flight[0][1]], timeout=self.config.ack_timeout_s)
-        self._settle(in_flight)
-
-    def _settle(self, in_flight: InFlight) -> None:
-        """Take the acknowledged head off `in_flight`; a refused or overdue publish means resync."""
-        while in_flight and in_flight[0][1].done():
-            seq, future, _ = in_flight.popleft()
-            self._accept(seq, future)
-        if in_flight and time.monotonic() - in_flight[0][2] > self.config.ack_timeout_s:
-            raise _Resync(f"no ack for seq {in_flight[0][0]} in {self.config.ack_timeout_s}s")
-
-    async def _drain(self, in_flight: InFlight) -> None:
-        while in_flight:
-            seq, future, _ = in_flight.popleft()
-            await asyncio.wait([future])
-            self._accept(seq, future)
-
-    def _accept(self, seq: int, future: asyncio.Future[Any]) -> None:
-        import nats.js.errors
-
-        if future.cancelled():
-            raise _Resync(f"publish of seq {seq} cancelled")
-        exc = future.exception()
-        if isinstance(exc, nats.js.errors.APIError) and exc.err_code == _WRONG_LAST_SEQUENCE:
-            raise _Resync(f"seq {seq} refused: the stream's last sequence is not {seq - 1}")
-        if exc is not None:
-            raise _Resync(f"publish of seq {seq} failed: {type(exc).__name__}: {exc}")
-        ack = future.result()
-        if ack.seq != seq:
-            raise MirrorDiverged(f"journal seq {seq} was stored as stream sequence {ack.seq}")
-        self.mirrored_seq = seq
+            await publisher.close()
 
     # --- status and snapshot, once per interval -------------------------------------------------
 

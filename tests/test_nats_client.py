@@ -107,21 +107,19 @@ def mirror_status(data_dir: Path) -> dict[str, Any]:
 def test_oms_tail_follows_the_mirror(
     server: LocalNatsServer, service: ServiceProcess, tmp_path: Path
 ) -> None:
-    asyncio.run(trade(service, "IBM", 1))
-    command = [
-        sys.executable,
-        "-m",
-        "oms",
-        "tail",
-        "--nats",
-        f"{server.url}/{STREAM}",
-        "--json",
-        "--count",
-        "3",
-    ]
-    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=30)
-    assert done.returncode == 0, done.stderr
-    lines = done.stdout.splitlines()
+    url = f"{server.url}/{STREAM}"
+    command = [sys.executable, "-m", "oms", "tail", "--nats", url, "--json", "--count", "3"]
+    err = tmp_path / "tail.err"
+    with open(err, "w") as stderr:
+        tail = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=stderr, text=True)
+    try:
+        wait_until(lambda: "following from seq" in err.read_text(), 30, 0.02, "tail to start following")
+        asyncio.run(trade(service, "IBM", 1))
+        out, _ = tail.communicate(timeout=30)
+    finally:
+        tail.kill()
+    assert tail.returncode == 0, err.read_text()
+    lines = out.splitlines()
     assert len(lines) == 3 and all(line.startswith('{"seq":') for line in lines)
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -78,6 +79,7 @@ class JetStreamFollower:
     ) -> None:
         self.state: State | None = None
         self.snapshot_seq = 0  # the seq of the snapshot the state started from (0: folded from seq 1)
+        self.last_at_start = 0  # the stream's last sequence when following started
         self.resyncs = 0
         self._js = js
         self._stream = stream
@@ -97,7 +99,7 @@ class JetStreamFollower:
         from nats.js.errors import NotFoundError
 
         try:
-            await self._js.stream_info(self._stream)
+            self.last_at_start = (await self._js.stream_info(self._stream)).state.last_seq
         except NotFoundError:
             raise ServiceUnavailable(f"no stream {self._stream}: is the mirror running?") from None
         record = await fetch_snapshot(self._js, self._stream) if self._use_snapshot else None
@@ -171,9 +173,12 @@ class JetStreamClient(StateViews):
         stream: str | None = None,
         settings: NatsSettings | None = None,
         use_snapshot: bool = True,
+        timeout: float = 30.0,
     ) -> JetStreamClient:
-        """Connect to `url` (or `settings`), take the snapshot, follow from there in the background."""
-        settings = settings or settings_from(url, stream=stream)
+        """Connect to `url` (or `settings`; credentials and TLS from OMS_NATS_* variables), take the
+        snapshot, and return once the state includes everything the stream held at the start (within
+        `timeout`); then follow in the background."""
+        settings = settings or settings_from(url, env=os.environ, stream=stream)
         notifier = Notifier()
 
         async def disconnected() -> None:
@@ -187,13 +192,13 @@ class JetStreamClient(StateViews):
         )
         client = cls(nc, settings, notifier)
         try:
-            await client._follow(use_snapshot)
+            await client._follow(use_snapshot, timeout)
         except BaseException:
             await client.close()
             raise
         return client
 
-    async def _follow(self, use_snapshot: bool) -> None:
+    async def _follow(self, use_snapshot: bool, timeout: float) -> None:
         self._follower = JetStreamFollower(
             self._nc.jetstream(),
             self.settings.stream,
@@ -203,6 +208,7 @@ class JetStreamClient(StateViews):
         )
         await self._follower.start()
         self._task = asyncio.get_running_loop().create_task(self._follower.run())
+        await self.wait_for_seq(self._follower.last_at_start, timeout)
 
     @property
     def state(self) -> State:

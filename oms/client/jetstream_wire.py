@@ -15,6 +15,7 @@ import os
 import re
 import ssl
 from collections.abc import Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -28,6 +29,7 @@ log = logging.getLogger(__name__)
 DEFAULT_URL = "nats://127.0.0.1:4222"
 DEFAULT_STREAM = "OMS"
 SNAPSHOT_OBJECT = "latest"
+STATUS_FILE = "mirror.json"  # in the service's data directory: the mirror's last MirrorStatus
 _STREAM_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _SECRET_FIELDS = ("password", "token")
 ENV_PREFIX = "OMS_NATS_"
@@ -71,6 +73,14 @@ class MirrorStatus(msgspec.Struct, frozen=True, kw_only=True):
     connected: bool
     ts_ns: int
     error: str = ""
+
+
+def read_status(data_dir: str | os.PathLike[str]) -> MirrorStatus | None:
+    """DATA_DIR/mirror.json, or None when no mirror has reported there (what `oms status` shows)."""
+    try:
+        return msgspec.json.decode((Path(data_dir) / STATUS_FILE).read_bytes(), type=MirrorStatus)
+    except (FileNotFoundError, msgspec.DecodeError):
+        return None
 
 
 class NatsSettings(msgspec.Struct, frozen=True, kw_only=True):

@@ -13,7 +13,6 @@ if TYPE_CHECKING:
     from adapters.nats.mirror import Mirror
     from replay.source import LogSource
 
-STATUS_FILE = "mirror.json"
 EXIT_DIVERGED = 1
 EXIT_CONFIG = 2
 
@@ -67,6 +66,7 @@ def load_config(url: str | None, stream: str | None, config_file: str | None) ->
 def build_mirror(data_dir: Path, config: MirrorConfig) -> Mirror:
     """The mirror of DATA_DIR's journal, reporting to DATA_DIR/mirror.json."""
     from adapters.nats.mirror import Mirror
+    from oms.client.jetstream_wire import STATUS_FILE
     from replay.source import journal_dir
 
     return Mirror(journal_dir(data_dir), config, data_dir / STATUS_FILE)

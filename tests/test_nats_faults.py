@@ -10,6 +10,7 @@ import pytest
 
 from adapters.nats.local_server import LocalNatsServer
 from events.reader import JournalReader
+from oms.client.jetstream_wire import read_status
 from tests.nats_helpers import (
     ChildProcess,
     journal_payloads,
@@ -129,6 +130,24 @@ def test_the_mirror_started_before_nats_server_waits_for_it(cluster: Cluster) ->
     cluster.writer.start()
     cluster.mirror.start()
     cluster.flowing()
+    cluster.server.start()
+    cluster.caught_up()
+    settled_equal(cluster)
+
+
+def test_the_lag_grows_in_the_status_file_while_nats_server_is_down(cluster: Cluster) -> None:
+    cluster.writer.start()
+    cluster.mirror.start()
+    cluster.flowing()
+    cluster.caught_up()
+    cluster.server.kill()
+    cluster.flowing(500)
+
+    def lagging() -> bool:
+        status = read_status(cluster.root / "data")
+        return status is not None and status.lag >= 500 and not status.connected
+
+    wait_until(lagging, 20, 0.05, "mirror.json to show the lag")
     cluster.server.start()
     cluster.caught_up()
     settled_equal(cluster)

@@ -79,6 +79,7 @@ class Mirror:
         self.error = ""
         self.resyncs = 0
         self._reconnects = 0  # a reconnect loses what was in flight: the session resynchronizes at once
+        self._following = False  # reading the journal now (else the report reads its last seq itself)
         self._nc: NatsClient | None = None
 
     def status(self) -> MirrorStatus:
@@ -99,12 +100,18 @@ class Mirror:
         try:
             self._nc = await self._connect()
             js = self._nc.jetstream()
+            streak = 0  # resyncs in a row without progress
             while True:
+                before = self.mirrored_seq
                 try:
                     await self._mirror(js)
                 except _Resync as exc:
                     self.resyncs += 1
-                    log.info("mirror resynchronizing: %s", exc)
+                    streak = 0 if self.mirrored_seq > before else streak + 1
+                    persistent = streak >= 8 and streak & (streak - 1) == 0  # say so at 8, 16, 32, ...
+                    level = logging.WARNING if persistent else logging.INFO
+                    log.log(level, "mirror resynchronizing (%d in a row): %s", streak, exc)
+                    await asyncio.sleep(min(0.01 * streak, 1.0))  # a fault that persists is not a busy loop
                     await self._wait_connected()
         except MirrorDiverged as exc:
             self.error = str(exc)
@@ -233,6 +240,7 @@ class Mirror:
         publisher = SeqPublisher(self._nc, self.subject, self.config.max_in_flight, self.config.ack_timeout_s)
         await publisher.start(after=first - 1)
         batches: Batches = self.reader.follow_payloads(first, self.config.batch)
+        self._following = True
         try:
             while True:
                 batch = next(batches)
@@ -255,6 +263,7 @@ class Mirror:
             self.mirrored_seq = publisher.acked
             raise
         finally:
+            self._following = False
             batches.close()
             await publisher.close()
 
@@ -264,6 +273,8 @@ class Mirror:
         while True:
             await asyncio.sleep(self.config.status_interval_s)
             try:
+                if not self._following:  # NATS is away: the lag still grows with the journal
+                    self.journal_seq = max(self.journal_seq, self.reader.last_seq())
                 await self._upload_snapshot()
                 await self._publish_status()
             except Exception as exc:  # a report that fails is retried next interval, never fatal

@@ -31,7 +31,7 @@ class MirrorConfig(msgspec.Struct, frozen=True, kw_only=True):
     replicas: int = 1  # 3 in production (docs/scaling.md); one server can only hold R1
     max_in_flight: int = 4096  # publishes awaiting their ack
     batch: int = 4096  # envelopes read from the journal per turn
-    poll_s: float = 0.002  # how often a caught-up mirror looks for new journal frames
+    poll_s: float = 0.005  # how often a caught-up mirror looks for new journal frames
     status_interval_s: float = 1.0  # lag published and written this often
     ack_timeout_s: float = 2.0  # an ack not back by then: resynchronize from the stream's last seq
 

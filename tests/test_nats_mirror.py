@@ -15,7 +15,9 @@ import pytest
 from adapters.nats.connect import MirrorConfig, mirror_config
 from adapters.nats.local_server import LocalNatsServer
 from adapters.nats.mirror import Mirror, MirrorDiverged
+from adapters.nats.publisher import PublishFailed, SeqPublisher
 from events.journal import JournalWriter
+from events.reader import JournalReader
 from events.snapshots import write_snapshot
 from oms.client.jetstream import fetch_snapshot
 from oms.client.jetstream_wire import MirrorStatus, read_status, status_subject
@@ -209,3 +211,51 @@ def test_the_lag_is_written_to_a_private_status_file_and_published(
     assert written is not None and (written.mirrored_seq, written.lag, written.error) == (10, 0, "")
     assert json.loads(status_path.read_text())["lag"] == 0  # plain JSON for any reader
     assert stat.S_IMODE(os.stat(status_path).st_mode) == 0o600
+
+
+def test_the_journal_is_followed_in_bounded_batches_without_rescanning(tmp_path: Path) -> None:
+    """What the mirror reads with: `JournalReader.follow_payloads` (no server needed)."""
+    journal = tmp_path / "j"
+    write_journal(journal, 10)
+    batches = JournalReader(journal).follow_payloads(4, most=3)
+    try:
+        assert [[seq for seq, _ in next(batches)] for _ in range(3)] == [[4, 5, 6], [7, 8, 9], [10]]
+        assert next(batches) == []  # caught up: the caller waits its own way
+        write_journal(journal, 2, first_value=11)
+        assert [seq for seq, _ in next(batches)] == [11, 12]
+    finally:
+        batches.close()
+
+
+def test_a_publish_that_would_leave_a_gap_is_refused_at_once(server: LocalNatsServer, tmp_path: Path) -> None:
+    stream = new_stream()
+    write_journal(tmp_path / "j", 10)
+    asyncio.run(mirror_until(Mirror(tmp_path / "j", config(server, stream)), 10))
+
+    async def publish_past_a_gap() -> PublishFailed:
+        import nats
+
+        nc = await nats.connect(server.url)
+        publisher = SeqPublisher(nc, f"oms.{stream}.events", max_in_flight=8, ack_timeout=30.0)
+        await publisher.start(after=11)
+        await publisher.publish(12, b"seq 11 was never published")
+        try:
+            await async_wait_until(lambda: publisher.in_flight == 0 or _raised(publisher), what="the refusal")
+            with pytest.raises(PublishFailed) as caught:
+                publisher.check()
+            return caught.value
+        finally:
+            await publisher.close()
+            await nc.close()
+
+    refusal = asyncio.run(publish_past_a_gap())
+    assert refusal.err_code == 10071 and "wrong last sequence" in str(refusal)
+    assert len(stream_payloads(server.url, stream)) == 10
+
+
+def _raised(publisher: SeqPublisher) -> bool:
+    try:
+        publisher.check()
+    except PublishFailed:
+        return True
+    return False

@@ -3,6 +3,7 @@ in several orders while events flow: afterwards the stream equals the journal, n
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,7 +11,9 @@ import pytest
 
 from adapters.nats.local_server import LocalNatsServer
 from events.reader import JournalReader
+from oms.client import AsyncClient
 from oms.client.jetstream_wire import read_status
+from tests.client_helpers import ServiceProcess
 from tests.nats_helpers import (
     ChildProcess,
     journal_payloads,
@@ -151,3 +154,34 @@ def test_the_lag_grows_in_the_status_file_while_nats_server_is_down(cluster: Clu
     cluster.server.start()
     cluster.caught_up()
     settled_equal(cluster)
+
+
+def test_kill_9_of_the_real_service_running_its_mirror_while_orders_flow(tmp_path: Path) -> None:
+    """`oms run --mirror`: the service and its mirror die together, mid-session, and come back."""
+    with nats_server(tmp_path / "nats") as server:
+        stream = new_stream()
+        service = ServiceProcess(tmp_path / "data", "--mirror", f"{server.url}/{stream}")
+        service.start()
+        try:
+            asyncio.run(place_orders(service.data_dir, 3, wait=False))
+            service.kill()
+            service.start()  # recovers the journal (a torn tail is cut), the mirror resumes after the stream
+            asyncio.run(place_orders(service.data_dir, 2, wait=True))
+            journal = tmp_path / "data" / "journal"
+            wait_until(
+                lambda: stream_last_seq(server.url, stream) == JournalReader(journal).last_seq(),
+                30, 0.05, "the stream to catch up",
+            )  # fmt: skip
+        finally:
+            service.stop()
+        stream_messages = stream_payloads(server.url, stream)
+        assert stream_messages == journal_payloads(journal)
+        assert [seq for seq, _ in stream_messages] == list(range(1, len(stream_messages) + 1))
+
+
+async def place_orders(data_dir: Path, count: int, wait: bool) -> None:
+    async with await AsyncClient.connect(data_dir, strategy_id="kill") as client:
+        for _ in range(count):
+            coid = await client.place("AAPL", "BUY", 1)
+            if wait:
+                await client.wait_for_order(coid, "filled", timeout=10)

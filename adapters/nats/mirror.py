@@ -127,6 +127,15 @@ class Mirror:
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(self._nc.close(), 2)
 
+    async def caught_up(self, timeout: float) -> bool:
+        """Whether the stream reaches the journal's last seq within `timeout` (a service that stops asks
+        this before it stops its mirror, so its last events leave with it)."""
+        last = self.reader.last_seq()
+        deadline = time.monotonic() + timeout
+        while self.mirrored_seq < last and self.connected and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        return self.mirrored_seq >= last
+
     async def _connect(self) -> NatsClient:
         """Connect, retrying while no server answers (the mirror may start before nats-server)."""
         import nats.errors

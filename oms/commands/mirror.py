@@ -153,8 +153,12 @@ class MirrorThread:
             self.loop.close()
 
     def stop(self, timeout: float = 5.0) -> None:
+        """After the service stopped: let the mirror publish its last events (bounded), then stop it."""
+        import asyncio
         import contextlib
 
+        with contextlib.suppress(RuntimeError, TimeoutError):  # RuntimeError: the mirror had stopped
+            asyncio.run_coroutine_threadsafe(self.mirror.caught_up(timeout), self.loop).result(timeout + 1)
         task = self._task
         with contextlib.suppress(RuntimeError):  # the loop already closed: the mirror had stopped
             if task is not None:

@@ -227,9 +227,9 @@ async def serve(
         print(f"oms run: cannot start: {exc}", file=sys.stderr)
         code = 1
     finally:
-        if follower is not None:
-            follower.stop()
         await service.stop()
+        if follower is not None:
+            follower.stop()  # after the service: its last events are mirrored too
         if sim is not None:
             await sim.stop()
     return code

@@ -9,10 +9,14 @@ from pathlib import Path
 
 import pytest
 
+from adapters.nats.connect import mirror_config
 from adapters.nats.local_server import LocalNatsServer
+from adapters.nats.mirror import Mirror
 from events.reader import JournalReader
 from oms.client import AsyncClient
+from oms.client.jetstream import JetStreamClient
 from oms.client.jetstream_wire import read_status
+from oms.state.fold import fold
 from tests.client_helpers import ServiceProcess
 from tests.nats_helpers import (
     ChildProcess,
@@ -22,8 +26,9 @@ from tests.nats_helpers import (
     new_stream,
     stream_last_seq,
     stream_payloads,
+    write_journal,
 )
-from tests.waiting import wait_until
+from tests.waiting import async_wait_until, wait_until
 
 FAST_RESYNC = "[mirror]\nack_timeout_s = 1.0\nstatus_interval_s = 0.2\n"
 
@@ -185,3 +190,31 @@ async def place_orders(data_dir: Path, count: int, wait: bool) -> None:
             coid = await client.place("AAPL", "BUY", 1)
             if wait:
                 await client.wait_for_order(coid, "filled", timeout=10)
+
+
+def test_a_jetstream_client_follows_on_across_a_kill_9_of_nats_server(tmp_path: Path) -> None:
+    journal = tmp_path / "j"
+    write_journal(journal, 100)
+    with nats_server(tmp_path / "nats") as server:
+        stream = new_stream()
+
+        async def scenario() -> None:
+            mirror = Mirror(journal, mirror_config(url=server.url, stream=stream))
+            task = asyncio.create_task(mirror.run())
+            await async_wait_until(lambda: mirror.mirrored_seq == 100, what="the first 100 mirrored")
+            client = await JetStreamClient.connect(f"{server.url}/{stream}")
+            connections: list[bool] = []
+            client.on_connection(connections.append)
+            try:
+                assert client.seq == 100
+                server.restart()  # kill -9, then the same port and store
+                write_journal(journal, 150, first_value=101)
+                await client.wait_for_seq(250, timeout=20)
+                assert client.state == fold(JournalReader(journal).read())
+                assert connections[:2] == [False, True]
+            finally:
+                await client.close()
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+
+        asyncio.run(scenario())

@@ -80,6 +80,7 @@ class JetStreamFollower:
         self.state: State | None = None
         self.snapshot_seq = 0  # the seq of the snapshot the state started from (0: folded from seq 1)
         self.last_at_start = 0  # the stream's last sequence when following started
+        self.stale = False  # set on a reconnect: the consumer is resubscribed from the next seq
         self.resyncs = 0
         self._js = js
         self._stream = stream
@@ -124,19 +125,30 @@ class JetStreamFollower:
         )
 
     async def run(self) -> None:
-        """Apply each delivered envelope; until cancelled. A message that does not fit the seq chain
-        restarts the consumer at the first missing seq, never a silent skip."""
+        """Apply each delivered envelope; until cancelled. A message that does not fit the seq chain,
+        or a reconnect (a restarted server forgets the consumer), restarts the consumer at the first
+        seq not applied: never a silent skip, never a wait for the consumer's heartbeats to lapse."""
+        import nats.errors
+
         while True:
             try:
-                message: Msg = await self._sub.next_msg(timeout=None)
+                message: Msg = await self._sub.next_msg(timeout=1.0)
+            except nats.errors.TimeoutError:
+                if self.stale:
+                    await self._resubscribe()
+                continue
             except Exception as exc:
                 log.warning("JetStream delivery failed (%s); resubscribing", type(exc).__name__)
                 await asyncio.sleep(0.25)
-                await self._subscribe()
+                await self._resubscribe()
                 continue
             self._handle(message)
-            if self._sequencer.missing() is not None:
-                await self._subscribe()
+            if self.stale or self._sequencer.missing() is not None:
+                await self._resubscribe()
+
+    async def _resubscribe(self) -> None:
+        self.stale = False
+        await self._subscribe()
 
     def _handle(self, message: Msg) -> None:
         env = codec.decode(message.data)
@@ -158,10 +170,10 @@ class JetStreamClient(StateViews):
     """A read-only client of a mirrored service: `state`, `seq`, `orders()`, `positions()`, callbacks
     and waits, as `AsyncClient` has them. `connected` is the NATS connection's."""
 
-    def __init__(self, nc: NatsClient, settings: NatsSettings, notifier: Notifier) -> None:
+    def __init__(self, settings: NatsSettings) -> None:
         self.settings = settings
-        self._nc = nc
-        self._notifier = notifier
+        self._nc: NatsClient | None = None
+        self._notifier = Notifier()
         self._follower: JetStreamFollower | None = None
         self._task: asyncio.Task[None] | None = None
 
@@ -178,19 +190,13 @@ class JetStreamClient(StateViews):
         """Connect to `url` (or `settings`; credentials and TLS from OMS_NATS_* variables), take the
         snapshot, and return once the state includes everything the stream held at the start (within
         `timeout`); then follow in the background."""
-        settings = settings or settings_from(url, env=os.environ, stream=stream)
-        notifier = Notifier()
-
-        async def disconnected() -> None:
-            notifier.connection(False)
-
-        async def reconnected() -> None:
-            notifier.connection(True)
-
-        nc = await connect(
-            settings, "oms-jetstream-client", disconnected_cb=disconnected, reconnected_cb=reconnected
+        client = cls(settings or settings_from(url, env=os.environ, stream=stream))
+        client._nc = await connect(
+            client.settings,
+            "oms-jetstream-client",
+            disconnected_cb=client._disconnected,
+            reconnected_cb=client._reconnected,
         )
-        client = cls(nc, settings, notifier)
         try:
             await client._follow(use_snapshot, timeout)
         except BaseException:
@@ -198,7 +204,16 @@ class JetStreamClient(StateViews):
             raise
         return client
 
+    async def _disconnected(self) -> None:
+        self._notifier.connection(False)
+
+    async def _reconnected(self) -> None:
+        if self._follower is not None:
+            self._follower.stale = True
+        self._notifier.connection(True)
+
     async def _follow(self, use_snapshot: bool, timeout: float) -> None:
+        assert self._nc is not None
         self._follower = JetStreamFollower(
             self._nc.jetstream(),
             self.settings.stream,
@@ -228,7 +243,7 @@ class JetStreamClient(StateViews):
 
     @property
     def connected(self) -> bool:
-        return bool(self._nc.is_connected)
+        return self._nc is not None and bool(self._nc.is_connected)
 
     async def wait_for_seq(self, seq: int, timeout: float = 30.0) -> None:
         """Until the state includes event `seq`; `TimeoutError` after `timeout` seconds."""
@@ -240,8 +255,9 @@ class JetStreamClient(StateViews):
             await asyncio.gather(self._task, return_exceptions=True)
         if self._follower is not None:
             await self._follower.close()
-        with contextlib.suppress(Exception):
-            await self._nc.close()
+        if self._nc is not None:
+            with contextlib.suppress(Exception):
+                await self._nc.close()
 
     async def __aenter__(self) -> JetStreamClient:
         return self

@@ -207,12 +207,13 @@ async def connect(settings: NatsSettings, name: str, attempts: int = 2, **callba
     import asyncio
 
     import nats
+    from nats.errors import UnexpectedEOF
     from nats.js.errors import APIError
 
     async def error_cb(exc: Exception) -> None:
-        # refused connections while a server restarts, and per-message JetStream refusals (which the
-        # mirror answers by resynchronizing), would flood the log: those at DEBUG
-        quiet = isinstance(exc, OSError | asyncio.TimeoutError | APIError)
+        # a server going away and refusing connections while it restarts (the callers see the disconnect),
+        # and per-message JetStream refusals (the mirror resynchronizes), would flood the log: DEBUG
+        quiet = isinstance(exc, OSError | asyncio.TimeoutError | UnexpectedEOF | APIError)
         log.log(logging.DEBUG if quiet else logging.WARNING, "NATS %s: %s", type(exc).__name__, exc)
 
     options = connect_options(settings) | {"name": name, "error_cb": error_cb} | callbacks

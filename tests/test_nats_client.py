@@ -11,13 +11,22 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 
+from adapters.nats.connect import mirror_config
 from adapters.nats.local_server import LocalNatsServer
+from adapters.nats.mirror import Mirror
+from events.reader import JournalReader
+from events.snapshots import write_snapshot
 from oms.client import AsyncClient, ServiceUnavailable
-from oms.client.jetstream import JetStreamClient
+from oms.client.jetstream import JetStreamClient, fetch_snapshot
+from oms.client.jetstream_wire import SNAPSHOT_OBJECT, snapshot_bucket
+from oms.state.codec import encode_state
+from oms.state.fold import fold
 from tests.client_helpers import REPO, ServiceProcess, journal_state, running_service
-from tests.nats_helpers import nats_server, new_stream, wait_mirrored
+from tests.nats_helpers import nats_server, new_stream, wait_mirrored, write_journal
+from tests.test_nats_mirror import mirror_until
 from tests.waiting import async_wait_until, wait_until
 
 STREAM = new_stream()
@@ -132,3 +141,28 @@ def test_oms_tail_without_a_server_says_so(tmp_path: Path) -> None:
     command = [sys.executable, "-m", "oms", "tail", "--nats", "nats://127.0.0.1:1/OMS", "--count", "1"]
     done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=30)
     assert done.returncode == 2 and "no mirror at nats://127.0.0.1:1/OMS" in done.stderr
+
+
+def test_a_snapshot_replaced_while_it_is_read_is_read_again(server: LocalNatsServer, tmp_path: Path) -> None:
+    """The object store's get waits for ever for chunks a replacing put removed: reads are bounded."""
+    stream = new_stream()
+    journal = tmp_path / "j"
+    write_journal(journal, 5)
+    write_snapshot(journal, 5, encode_state(fold(JournalReader(journal).read())))
+
+    async def scenario() -> None:
+        import nats
+
+        config = msgspec.structs.replace(mirror_config(url=server.url, stream=stream), status_interval_s=0.02)
+        await mirror_until(Mirror(journal, config), 5, snapshot_seq=5)
+        nc = await nats.connect(server.url)
+        js = nc.jetstream()
+        bucket = snapshot_bucket(stream)
+        info = await (await js.object_store(bucket)).get_info(SNAPSHOT_OBJECT)
+        await js.purge_stream(f"OBJ_{bucket}", subject=f"$O.{bucket}.C.{info.nuid}")  # the chunks only
+        try:
+            assert await fetch_snapshot(js, stream, timeout=0.3, attempts=2) is None  # a chunk gone for good
+        finally:
+            await nc.close()
+
+    asyncio.run(scenario())

@@ -9,6 +9,7 @@ checked against the stream sequence it came at: a stream whose messages are not 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import threading
 from collections.abc import Coroutine, Iterator
@@ -117,7 +118,8 @@ class NatsSource:
 
     def close(self) -> None:
         if self._thread.is_alive():
-            self._call(self._nc.close())
+            with contextlib.suppress(Exception):
+                self._call(asyncio.wait_for(self._nc.close(), 5))
             self._stop_loop()
 
     def _stop_loop(self) -> None:

@@ -52,16 +52,27 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-async def fetch_snapshot(js: JetStreamContext, stream: str) -> SnapshotRecord | None:
-    """The mirrored snapshot, or None when the mirror has stored none yet."""
+async def fetch_snapshot(
+    js: JetStreamContext, stream: str, timeout: float = 5.0, attempts: int = 3
+) -> SnapshotRecord | None:
+    """The mirrored snapshot, or None when there is none. The mirror may replace the object while it is
+    read (its old chunks go, and the read would wait for them for ever): each read is bounded and
+    retried, and after `attempts` the caller folds from the first event instead (slower, never wrong)."""
+    import nats.errors
     from nats.js.errors import BucketNotFoundError, NotFoundError, ObjectNotFoundError
 
-    try:
-        store = await js.object_store(snapshot_bucket(stream))
-        result = await store.get(SNAPSHOT_OBJECT)
-    except (BucketNotFoundError, NotFoundError, ObjectNotFoundError):
-        return None
-    return msgspec.msgpack.decode(result.data or b"", type=SnapshotRecord)
+    for _ in range(attempts):
+        try:
+            store = await js.object_store(snapshot_bucket(stream))
+            result = await asyncio.wait_for(store.get(SNAPSHOT_OBJECT), timeout)
+        except (BucketNotFoundError, NotFoundError, ObjectNotFoundError):
+            return None
+        except (TimeoutError, nats.errors.Error) as exc:
+            log.info("reading the mirrored snapshot failed (%s); again", type(exc).__name__)
+            continue
+        return msgspec.msgpack.decode(result.data or b"", type=SnapshotRecord)
+    log.warning("no readable mirrored snapshot after %d attempts: folding from the first event", attempts)
+    return None
 
 
 class JetStreamFollower:
@@ -257,7 +268,7 @@ class JetStreamClient(StateViews):
             await self._follower.close()
         if self._nc is not None:
             with contextlib.suppress(Exception):
-                await self._nc.close()
+                await asyncio.wait_for(self._nc.close(), 5)
 
     async def __aenter__(self) -> JetStreamClient:
         return self

@@ -80,6 +80,7 @@ class Mirror:
         self.resyncs = 0
         self._reconnects = 0  # a reconnect loses what was in flight: the session resynchronizes at once
         self._following = False  # reading the journal now (else the report reads its last seq itself)
+        self._stopping = False
         self._nc: NatsClient | None = None
 
     def status(self) -> MirrorStatus:
@@ -95,13 +96,17 @@ class Mirror:
             error=self.error,
         )
 
+    def stop(self) -> None:
+        """Ask `run` to end after the current turn (also when a cancellation was lost in a race)."""
+        self._stopping = True
+
     async def run(self) -> None:
         reporter = asyncio.create_task(self._report_forever())
         try:
             self._nc = await self._connect()
             js = self._nc.jetstream()
             streak = 0  # resyncs in a row without progress
-            while True:
+            while not self._stopping:
                 before = self.mirrored_seq
                 try:
                     await self._mirror(js)
@@ -251,7 +256,7 @@ class Mirror:
         batches: Batches = self.reader.follow_payloads(first, self.config.batch)
         self._following = True
         try:
-            while True:
+            while not self._stopping:
                 batch = next(batches)
                 for seq, payload in batch:
                     await publisher.publish(seq, payload)
@@ -263,6 +268,8 @@ class Mirror:
                     raise _Resync("reconnected to NATS")
                 publisher.check()
                 self.mirrored_seq = publisher.acked
+            await publisher.drain(1.0)  # a stop in order leaves the status exact
+            self.mirrored_seq = publisher.acked
         except PublishFailed as exc:
             raise _Resync(str(exc)) from None
         except StoredElsewhere as exc:

@@ -91,7 +91,6 @@ class JetStreamFollower:
         self.state: State | None = None
         self.snapshot_seq = 0  # the seq of the snapshot the state started from (0: folded from seq 1)
         self.last_at_start = 0  # the stream's last sequence when following started
-        self.stale = False  # set on a reconnect: the consumer is resubscribed from the next seq
         self.resyncs = 0
         self._js = js
         self._stream = stream
@@ -100,6 +99,7 @@ class JetStreamFollower:
         self._use_snapshot = use_snapshot
         self._sequencer = Sequencer(0)
         self._sub: Any = None
+        self._restart = asyncio.Event()
 
     @property
     def seq(self) -> int:
@@ -132,36 +132,32 @@ class JetStreamFollower:
             deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=self._sequencer.applied + 1
         )
         self._sub = await self._js.subscribe(
-            events_subject(self._stream), stream=self._stream, ordered_consumer=True, config=config
+            events_subject(self._stream),
+            stream=self._stream,
+            ordered_consumer=True,
+            config=config,
+            cb=self._on_message,
         )
 
+    def restart(self) -> None:
+        """Resubscribe from the first seq not applied (a reconnect: a restarted server forgot the
+        consumer, and waiting for its heartbeats to lapse would take seconds)."""
+        self._restart.set()
+
     async def run(self) -> None:
-        """Apply each delivered envelope; until cancelled. A message that does not fit the seq chain,
-        or a reconnect (a restarted server forgets the consumer), restarts the consumer at the first
-        seq not applied: never a silent skip, never a wait for the consumer's heartbeats to lapse."""
-        import nats.errors
-
+        """Until cancelled: deliveries are applied by `_on_message`; this restarts the consumer when a
+        message does not fit the seq chain (never a silent skip) or after a reconnect."""
         while True:
+            await self._restart.wait()
+            self._restart.clear()
             try:
-                message: Msg = await self._sub.next_msg(timeout=1.0)
-            except nats.errors.TimeoutError:
-                if self.stale:
-                    await self._resubscribe()
-                continue
+                await self._subscribe()
             except Exception as exc:
-                log.warning("JetStream delivery failed (%s); resubscribing", type(exc).__name__)
+                log.warning("JetStream subscription failed (%s); again", type(exc).__name__)
                 await asyncio.sleep(0.25)
-                await self._resubscribe()
-                continue
-            self._handle(message)
-            if self.stale or self._sequencer.missing() is not None:
-                await self._resubscribe()
+                self._restart.set()
 
-    async def _resubscribe(self) -> None:
-        self.stale = False
-        await self._subscribe()
-
-    def _handle(self, message: Msg) -> None:
+    async def _on_message(self, message: Msg) -> None:
         env = codec.decode(message.data)
         self._sequencer.saw_seq(message.metadata.sequence.stream)
         state = self.state
@@ -170,6 +166,8 @@ class JetStreamFollower:
             state, changes = step(state, ready)
             self.state = state
             self._on_applied(ready, changes)
+        if self._sequencer.missing() is not None:
+            self._restart.set()
 
     async def close(self) -> None:
         if self._sub is not None:
@@ -220,7 +218,7 @@ class JetStreamClient(StateViews):
 
     async def _reconnected(self) -> None:
         if self._follower is not None:
-            self._follower.stale = True
+            self._follower.restart()
         self._notifier.connection(True)
 
     async def _follow(self, use_snapshot: bool, timeout: float) -> None:

@@ -108,8 +108,13 @@ async def _until_signal(mirror: Mirror) -> None:
 
     task = asyncio.create_task(mirror.run())
     loop = asyncio.get_running_loop()
+
+    def stop() -> None:
+        mirror.stop()
+        task.cancel()
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, task.cancel)
+        loop.add_signal_handler(sig, stop)
     try:
         await task
     except asyncio.CancelledError:
@@ -161,6 +166,7 @@ class MirrorThread:
             asyncio.run_coroutine_threadsafe(self.mirror.caught_up(timeout), self.loop).result(timeout + 1)
         task = self._task
         with contextlib.suppress(RuntimeError):  # the loop already closed: the mirror had stopped
+            self.loop.call_soon_threadsafe(self.mirror.stop)
             if task is not None:
                 self.loop.call_soon_threadsafe(task.cancel)
         self._thread.join(timeout)

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from events import codec
+from events.schema import Envelope
 from oms.client.clone import Sequencer
 from oms.client.jetstream_wire import (
     SNAPSHOT_OBJECT,
@@ -84,7 +85,7 @@ class JetStreamFollower:
         js: JetStreamContext,
         stream: str,
         *,
-        on_applied: Callable[[Any, tuple[object, ...]], None],
+        on_applied: Callable[[Envelope, tuple[object, ...]], None],
         on_resync: Callable[[State | None, State], None],
         use_snapshot: bool = True,
     ) -> None:

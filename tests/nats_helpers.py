@@ -19,10 +19,10 @@ import pytest
 from adapters.nats.local_server import LocalNatsServer, find_server_binary
 from events.journal import JournalWriter
 from events.reader import JournalReader
+from tests.client_helpers import REPO
 from tests.journal_helpers import numbered
 from tests.waiting import wait_until
 
-REPO = Path(__file__).resolve().parents[1]
 _streams = itertools.count(1)
 
 

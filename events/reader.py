@@ -60,6 +60,25 @@ class JournalReader:
             if seq == to_seq:
                 return
 
+    def follow_payloads(
+        self, from_seq: int = 1, most: int = 4096
+    ) -> Generator[list[tuple[int, bytes]], None, None]:
+        """Batches of at most `most` (seq, msgpack envelope) from `from_seq` on, without decoding, forever;
+        an empty batch each time the reader has caught up (the caller waits its own way). Holds the
+        segment open between batches, so following costs one read per batch, not a rescan."""
+        cursor = _Cursor(self.directory, from_seq)
+        try:
+            while True:
+                batch: list[tuple[int, bytes]] = []
+                for seq, view in cursor.drain():
+                    batch.append((seq, bytes(view)))
+                    if len(batch) >= most:
+                        yield batch
+                        batch = []
+                yield batch
+        finally:
+            cursor.close()
+
     def last_seq(self) -> int:
         """The last complete event's seq (0 when empty); reads only the last segment."""
         segments = self.segments()
@@ -137,6 +156,8 @@ class _Cursor:
             assert self._file is not None
             self._file.seek(self._pos)
             data = self._file.read()
+            if not data and os.fstat(self._file.fileno()).st_size < self._pos:
+                raise CorruptJournal(self._path, self._pos, "the segment was cut below what was already read")
             view = memoryview(data)
             pos = 0
             for seq, start, end in iter_frames(data, 0, self._next):

@@ -15,6 +15,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "adapters.ib.check",
     "oms.commands.client",
     "oms.commands.status",
+    "oms.commands.mirror",
     "adapters.tws_sim.command",
     "oms.commands.run",
     "replay.commands",

@@ -36,7 +36,7 @@ from replay.schema_sql import (
     TABLES,
     VIEWS,
 )
-from replay.source import JournalSource, decode_event_json
+from replay.source import LogSource, close_source, decode_event_json, open_log
 
 BATCH = 20_000
 EVENTS_ONLY = "-events-only"  # the format of an archive made with events_only ends so
@@ -89,7 +89,7 @@ def current_table(state: State) -> Any:
 
 
 def archive_journal(
-    data_dir: Path,
+    data_dir: Path | str,
     archive_path: Path,
     *,
     on_start: Callable[[int], None] | None = None,
@@ -104,7 +104,7 @@ def archive_journal(
 
     DuckDB loads batch k on a worker thread (it releases the GIL) while this thread folds batch k + 1;
     the connection is only ever used by one thread at a time."""
-    source = JournalSource(data_dir)  # refuses a directory that is not a journal before anything is created
+    source = open_log(data_dir)  # refuses what is not a journal (or a mirror) before anything is created
     with private_umask():
         con = duckdb.connect(str(archive_path))
         try:
@@ -148,6 +148,7 @@ def archive_journal(
             con.execute("CHECKPOINT")
         finally:
             con.close()
+            close_source(source)
     make_private(archive_path)
     first = archived + 1 if imported else 0
     return ArchiveReport(str(archive_path), imported, first, archived + imported, _torn_note(source))
@@ -197,7 +198,7 @@ def _unlinked_commissions(con: Any) -> list[Envelope]:
     return [Envelope(seq, ts, decode_event_json(event), v) for seq, ts, v, event in rows]
 
 
-def _check_same_journal(con: Any, source: JournalSource, archived: int) -> None:
+def _check_same_journal(con: Any, source: LogSource, archived: int) -> None:
     """The archive's last event must be the journal's event at that seq (same time, same kind)."""
     if archived == 0:
         return
@@ -303,7 +304,7 @@ def _insert(con: Any, sql: str, name: str, table: Any) -> None:
         con.unregister(name)
 
 
-def _torn_note(source: JournalSource) -> str:
+def _torn_note(source: LogSource) -> str:
     damage = source.tail_damage()
     if damage is None:
         return ""

@@ -64,7 +64,10 @@ def register(subparsers: Any) -> None:
         formatter_class=fmt,
     )
     replay.add_argument(
-        "source", type=Path, metavar="DATA_DIR", help="data directory, journal or .duckdb archive"
+        "source",
+        type=_location,
+        metavar="DATA_DIR",
+        help="data directory, journal, .duckdb archive or mirror (nats://HOST:PORT/STREAM)",
     )
     what = replay.add_mutually_exclusive_group()
     what.add_argument(
@@ -99,7 +102,12 @@ def register(subparsers: Any) -> None:
         epilog=ARCHIVE_EPILOG,
         formatter_class=fmt,
     )
-    archive.add_argument("source", type=Path, metavar="DATA_DIR")
+    archive.add_argument(
+        "source",
+        type=_location,
+        metavar="DATA_DIR",
+        help="data directory or mirror (nats://HOST:PORT/STREAM)",
+    )
     archive.add_argument("archive", type=Path, metavar="ARCHIVE.duckdb")
     archive.add_argument("--export-parquet", type=Path, metavar="DIR", help="then write every table/view")
     archive.add_argument(
@@ -131,6 +139,12 @@ def _console() -> Any:
     return Console()
 
 
+def _location(text: str) -> Path | str:
+    from replay.source import location
+
+    return location(text)
+
+
 def _refuse(message: str) -> int:
     print(f"oms: {message}", file=sys.stderr)
     return EXIT_REFUSED
@@ -154,18 +168,29 @@ def _replay(args: argparse.Namespace) -> int:
 
 def _replay_checked(args: argparse.Namespace) -> int:
     from replay import render
-    from replay.points import resolve_point
-    from replay.source import JournalSource, open_source
-    from replay.states import diff_states, state_at, states_at
+    from replay.source import JournalSource, close_source, open_source
 
     console = _console()
     if args.verify:
         from replay.verify import verify
 
+        if not isinstance(args.source, Path):
+            return _refuse("--verify compares a data directory's snapshots: give a data directory")
         report = verify(JournalSource(args.source).path)
         render.render_verify(console, report)
         return 0 if report.ok else EXIT_NO
     source = open_source(args.source)
+    try:
+        return _replay_from(args, source, console)
+    finally:
+        close_source(source)
+
+
+def _replay_from(args: argparse.Namespace, source: Any, console: Any) -> int:
+    from replay import render
+    from replay.points import resolve_point
+    from replay.states import diff_states, state_at, states_at
+
     if args.json and (args.order or args.diff or args.step or args.publish):
         return _refuse("--json prints the state at a point: use it alone or with --at SEQ|TIME")
     if args.order:

@@ -6,7 +6,7 @@ be written by a running service while it is read: a read sees every frame comple
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Protocol
 
@@ -25,6 +25,20 @@ class Source(Protocol):
     def snapshot(self, max_seq: int | None = None) -> tuple[int, bytes] | None:
         """The latest stored state (snapshot_codec bytes) at or below `max_seq`, if any: a cache only."""
         ...
+
+
+class LogSource(Source, Protocol):
+    """A source `oms archive` can import: a journal, or a stream mirrored from one (named by `path`)."""
+
+    @property
+    def path(self) -> Path | str: ...
+
+    def tail_damage(self) -> str | None: ...
+
+
+# URL scheme -> opener of a source at that URL; the command line registers them (nats:// is added by
+# oms.commands.mirror), so replay never imports the adapters that read remote logs.
+URL_SOURCES: dict[str, Callable[[str], LogSource]] = {}
 
 
 def journal_dir(path: Path) -> Path:
@@ -125,6 +139,30 @@ def is_archive(path: Path) -> bool:
         return path.suffix in ARCHIVE_SUFFIXES or file.read(12)[8:12] == b"DUCK"
 
 
-def open_source(path: Path) -> Source:
-    """An archive file or a data directory; anything else raises the journal's NotAJournal."""
-    return ArchiveSource(path) if is_archive(path) else JournalSource(path)
+def open_log(location: Path | str) -> LogSource:
+    """A data directory's journal, or a registered URL (nats://...); NotAJournal for anything else."""
+    text = str(location)
+    scheme = text.split("://", 1)[0] if "://" in text else ""
+    if scheme in URL_SOURCES:
+        return URL_SOURCES[scheme](text)
+    if scheme:
+        known = ", ".join(f"{name}://" for name in sorted(URL_SOURCES)) or "none"
+        raise FileNotFoundError(f"{text}: no reader for {scheme}:// (known: {known})")
+    return JournalSource(Path(location))
+
+
+def close_source(source: object) -> None:
+    """Let go of what a source holds open (a URL source's connection); files need nothing."""
+    close = getattr(source, "close", None)
+    if callable(close):
+        close()
+
+
+def open_source(path: Path | str) -> Source:
+    """An archive file, a data directory or a registered URL; NotAJournal for anything else."""
+    return ArchiveSource(Path(path)) if is_archive(Path(path)) else open_log(path)
+
+
+def location(text: str) -> Path | str:
+    """A command-line SOURCE: a URL stays text (Path would fold its '//'), anything else is a path."""
+    return text if "://" in text else Path(text)

@@ -5,9 +5,10 @@ service's stable error code) for a refused request and `ServiceUnavailable` when
 The wire contract they speak is docs/protocol.md.
 """
 
-from oms.client.async_client import AsyncClient, OrderDone
+from oms.client.async_client import AsyncClient
 from oms.client.blocking import Client
 from oms.client.transport import CurveKeys, read_endpoints
+from oms.client.views import OrderDone
 from oms.client.wire import ServiceError, ServiceNotRunning, ServiceUnavailable
 from oms.ids import new_client_order_id
 

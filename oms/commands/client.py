@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from events.schema import Envelope
     from oms.client import AsyncClient
+    from oms.client.jetstream import JetStreamClient
 
 EXIT_REFUSED = 1
 EXIT_NO_SERVICE = 2
@@ -155,6 +156,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     tail.add_argument("--json", action="store_true", help="one JSON object per line")
     tail.add_argument("--count", type=int, default=0, help="stop after this many events (default: never)")
+    tail.add_argument(
+        "--nats",
+        metavar="URL",
+        help="follow a mirror in NATS JetStream instead of the service (nats://HOST:PORT/STREAM)",
+    )
     _add_service_arguments(tail)
     tail.set_defaults(func=lambda args: _run(args, _tail))
 
@@ -194,6 +200,24 @@ async def _connect(args: argparse.Namespace, follow: bool) -> AsyncClient:
         curve=curve,
         request_timeout=args.timeout,
     )
+
+
+async def _connect_nats(url: str) -> JetStreamClient:
+    """A follower of the mirror at `url` (credentials and TLS from OMS_NATS_*; see docs/scaling.md)."""
+    import os
+
+    from oms.client import ServiceUnavailable
+    from oms.client.jetstream import JetStreamClient
+    from oms.client.jetstream_wire import NatsConfigError, redact_url, settings_from
+
+    try:
+        settings = settings_from(url, env=os.environ)
+    except NatsConfigError as exc:
+        raise SystemExit(f"oms tail: {exc}") from None
+    try:
+        return await JetStreamClient.connect(settings=settings)
+    except Exception as exc:  # nats-py raises its own errors for no server, no stream, refused login
+        raise ServiceUnavailable(f"no mirror at {redact_url(url)}: {type(exc).__name__}: {exc}") from None
 
 
 def _console() -> Any:
@@ -330,7 +354,7 @@ async def _tail(args: argparse.Namespace) -> int:
     from events.codec import to_json
     from oms.client.render import event_line
 
-    client = await _connect(args, follow=True)
+    client = await (_connect_nats(args.nats) if args.nats else _connect(args, follow=True))
     done = asyncio.Event()
     shown = 0
 

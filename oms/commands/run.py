@@ -69,6 +69,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("--max-order-age", type=float, metavar="S", help="risk: cancel orders working longer")
     p.add_argument("--curve-secret", metavar="FILE", help="server .key_secret (CURVE)")
     p.add_argument("--curve-clients", metavar="DIR", help="folder of allowed client .key files (CURVE)")
+    p.add_argument(
+        "--mirror", metavar="URL", help="also mirror the journal into NATS JetStream (docs/scaling.md)"
+    )
     p.add_argument("--sim-tick-ms", type=float, default=1000.0, help="embedded simulator price tick (ms)")
     p.add_argument(
         "--web", nargs="?", const="127.0.0.1:8080", metavar="HOST:PORT",
@@ -139,7 +142,9 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"oms run: {exc}", file=sys.stderr)
         return 2
-    return asyncio.run(serve(config, args.sim_tick_ms, web=args.web))
+    return asyncio.run(
+        serve(config, args.sim_tick_ms, web=args.web, mirror=args.mirror, config_file=args.config)
+    )
 
 
 def keys(args: argparse.Namespace) -> int:
@@ -199,9 +204,16 @@ async def build(config: Config, sim_config: SimConfig | None = None) -> tuple[Se
     return service, sim
 
 
-async def serve(config: Config, sim_tick_ms: float | None = None, web: str | None = None) -> int:
+async def serve(
+    config: Config,
+    sim_tick_ms: float | None = None,
+    web: str | None = None,
+    mirror: str | None = None,
+    config_file: str | None = None,
+) -> int:
     """Run until SIGINT/SIGTERM; 0 after a clean shutdown, 1 if start-up failed (the reason printed).
-    With `web` (HOST:PORT), `oms web` runs as a child process following this service."""
+    With `web` (HOST:PORT), `oms web` runs as a child process following this service; with `mirror` (a
+    NATS URL), the JetStream mirror follows the journal on its own thread."""
     import signal
 
     from adapters.tws_sim.config import SimConfig
@@ -226,6 +238,7 @@ async def serve(config: Config, sim_tick_ms: float | None = None, web: str | Non
         loop.add_signal_handler(sig, stop.set)
     code = 0
     web_process = None
+    follower = None
     try:
         starting = asyncio.create_task(service.start())
         stopping = asyncio.create_task(stop.wait())
@@ -237,6 +250,10 @@ async def serve(config: Config, sim_tick_ms: float | None = None, web: str | Non
                 from oms.commands.web import web_child
 
                 web_process = web_child(str(service.data_dir), web)
+            if mirror:
+                from oms.commands.mirror import start_mirror
+
+                follower = start_mirror(service.data_dir, mirror, config_file)
             await show_status(service, stop, config.status_interval_s)
         else:
             starting.cancel()
@@ -249,6 +266,8 @@ async def serve(config: Config, sim_tick_ms: float | None = None, web: str | Non
             web_process.terminate()
             await asyncio.to_thread(web_process.wait, 10)
         await service.stop()
+        if follower is not None:
+            follower.stop()  # after the service: its last events are mirrored too
         if sim is not None:
             await sim.stop()
     if service.summary:

@@ -67,6 +67,9 @@ class Config(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     ib_port: int | None = None  # None: start the embedded TWS simulator
     client_id: int = 1
     master_client: bool = False  # connect as client id 0 so orders placed in TWS arrive live (ib-adapter.md)
+    mirror: dict[str, Any] = msgspec.field(
+        default_factory=dict
+    )  # [mirror]: the JetStream mirror (scaling.md)
     account: str = ""  # default account for orders; "" = the first account IB reports
     live: bool = False  # required to connect to a live-trading port (7496, 4001)
     library: Library = "ib_async"

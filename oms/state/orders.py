@@ -174,15 +174,19 @@ def executed(order: Order, qty: Decimal, value: Decimal, inferred: Decimal, seq:
         trigger = fill_trigger(qty, quantity)
     status: OrderStatus = order.status
     pre = order.pre_cancel_status
+    cancelling = status == "pending_cancel" or (status == "filled" and pre != "")
     if status in TERMINAL and filled == order.filled:
         pass  # quantities or prices corrected, the filled quantity stands
-    elif status == "pending_cancel" and trigger != "fill_all":
+    elif cancelling and trigger != "fill_all":
+        # still cancelling: also when a correction takes back part of the fill that completed an order
+        # whose cancel was pending (its `pre_cancel_status` was kept for this)
         target = ORDER_STATE_TABLE[pre or "submitted"].get(trigger, pre or "submitted")
-        pre = "submitted" if target == "previous" else target  # still cancelling
+        status, pre = "pending_cancel", "submitted" if target == "previous" else target
     else:
-        status = transition(order, trigger)
-        if status != "pending_cancel":
+        new = transition(order, trigger)
+        if new != "pending_cancel" and not (status == "pending_cancel" and new == "filled"):
             pre = ""
+        status = new
     return replace(
         order,
         status=status,

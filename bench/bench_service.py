@@ -26,13 +26,14 @@ import sys
 import tempfile
 import threading
 import time
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import msgspec
 import zmq
 
-from events.schema import AccountValueReported, ConnectionChanged, ModifyRequested, OrderRequested
+from events.schema import AccountValueReported, ConnectionChanged, Contract, ModifyRequested, OrderRequested
 
 EPHEMERAL = "tcp://127.0.0.1:0"
 HELPER = "from bench.bench_service import _peer; _peer()"
@@ -61,6 +62,12 @@ class _NullBroker:
 
     async def cancel_all(self) -> None:
         return None
+
+    async def reference_price(self, contract: Contract) -> Decimal | None:
+        return None  # the benchmark's orders are limit orders: valued at their limit price
+
+    async def describe(self, contract: Contract) -> None:
+        return None  # intake then uses the usual size increment and multiplier of the type
 
 
 def _event(i: int) -> AccountValueReported:

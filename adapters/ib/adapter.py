@@ -222,6 +222,7 @@ class IBAdapter:
             refusal.set_result(message)
 
     def _on_disconnected(self) -> None:
+        self.reference.reset()
         if self._closing or self._connecting or not self._ready:
             return
         self._ready = False
@@ -385,8 +386,8 @@ class IBAdapter:
             return None
 
     async def reference_price(self, contract: Contract) -> Decimal | None:
-        """IB's market data for a market order's notional check (a snapshot): last, else the midpoint,
-        else the close; None when IB has no price for it."""
+        """IB's current price for a market order's notional check (its live market data: last, else the
+        midpoint, else the close); None when IB has no price for it."""
         try:
             found = await self.reference.reference_price(contract)
         except ReferenceDataError as exc:

@@ -10,7 +10,9 @@ missing, so a risk check can deny an order with that reason (fail closed) instea
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from decimal import Decimal, InvalidOperation
 from typing import Any, Literal, Protocol
@@ -22,6 +24,7 @@ from adapters.ib.clientlib import ClientLib
 from adapters.ib.pacing import TokenBucket
 from events.schema import Contract
 
+MAX_STREAMS = 50  # instruments kept subscribed for reference prices (IB allows 100 lines by default)
 PriceSource = Literal["last", "midpoint", "close"]
 RefDataCode = Literal["not_connected", "no_contract", "ambiguous_contract", "timeout", "no_price", "refused"]
 
@@ -115,6 +118,11 @@ class IBReferenceData:
         self.timeout = timeout
         self._by_con_id: dict[int, ContractInfo] = {}
         self._con_ids: dict[Contract, int] = {}
+        self._streams: OrderedDict[int, Any] = OrderedDict()  # conId -> the library's live Ticker
+
+    def reset(self) -> None:
+        """The connection dropped: the library forgot its tickers, so streams are asked for again."""
+        self._streams.clear()
 
     async def contract_info(self, contract: Contract) -> ContractInfo:
         con_id = contract.con_id or self._con_ids.get(contract, 0)
@@ -137,20 +145,43 @@ class IBReferenceData:
         return info
 
     async def reference_price(self, contract: Contract) -> ReferencePrice:
+        """IB's current price of the contract: last, else the bid/ask midpoint, else the close. The first
+        request subscribes to its market data and waits for the first tick; later ones read the live
+        ticker and send nothing (a burst of market orders must not spend IB's 50 messages a second).
+        At most `MAX_STREAMS` instruments stay subscribed (IB's market data lines), oldest dropped."""
         info = await self.contract_info(contract)
-        ib_contract = outbound.ib_contract(self._lib, info.contract)
-        cached = self._ib.ticker(ib_contract)
-        if cached is not None:  # ib_async keeps one Ticker per contract: no value may be an earlier one's
-            cached.last = cached.bid = cached.ask = cached.close = math.nan
-        (ticker,) = await self._ask(
-            f"a market data snapshot of {_name(info.contract)}", lambda: self._ib.reqTickersAsync(ib_contract)
-        )
+        ticker = self._streams.get(info.con_id)
+        if ticker is None:
+            ticker = await self._subscribe(info)
+        else:
+            self._streams.move_to_end(info.con_id)
         chosen = choose_price(ticker.last, ticker.bid, ticker.ask, ticker.close)
-        if chosen is None:
-            raise ReferenceDataError(
-                "no_price", f"IB's snapshot of {_name(info.contract)} has no last, bid/ask or close"
-            )
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout
+        while chosen is None:
+            left = deadline - loop.time()
+            if left <= 0:
+                raise ReferenceDataError(
+                    "no_price", f"IB's market data for {_name(info.contract)} has no last, bid/ask or close"
+                )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(_next(ticker.updateEvent), left)
+            chosen = choose_price(ticker.last, ticker.bid, ticker.ask, ticker.close)
         return ReferencePrice(con_id=info.con_id, price=chosen[0], source=chosen[1])
+
+    async def _subscribe(self, info: ContractInfo) -> Any:
+        if not self._ib.isConnected():
+            raise ReferenceDataError(
+                "not_connected", f"no market data for {_name(info.contract)}: not connected"
+            )
+        if len(self._streams) >= MAX_STREAMS:
+            _, oldest = self._streams.popitem(last=False)
+            await self._pacer.acquire()
+            self._ib.cancelMktData(oldest.contract)
+        await self._pacer.acquire()
+        ticker = self._ib.reqMktData(outbound.ib_contract(self._lib, info.contract), "", False, False)
+        self._streams[info.con_id] = ticker
+        return ticker
 
     async def _ask(self, what: str, request: Callable[[], Awaitable[Any]]) -> Any:
         if not self._ib.isConnected():
@@ -164,6 +195,11 @@ class IBReferenceData:
             raise ReferenceDataError("not_connected", f"cannot ask IB for {what}: {exc}") from None
         except Exception as exc:  # the library's RequestError: IB answered with an error code
             raise ReferenceDataError("refused", f"IB refused {what}: {exc}") from None
+
+
+async def _next(event: Any) -> Any:
+    """The next value an eventkit event emits (both libraries' events are awaitable)."""
+    return await event
 
 
 def _name(contract: Contract) -> str:

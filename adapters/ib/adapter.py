@@ -35,12 +35,14 @@ from events.schema import (
     ModifyRequested,
     OrderRequested,
     OrderSent,
+    OrderStatusReported,
     ReconciliationFinished,
     ReconciliationStarted,
 )
 from oms.state.model import State, initial_state
 
 log = logging.getLogger(__name__)
+DONE_STATUSES = frozenset({"Filled", "Cancelled", "ApiCancelled", "Inactive"})
 
 Sink = Callable[[Event], None]
 
@@ -253,6 +255,21 @@ class IBAdapter:
             self._emit(event)
         if isinstance(event, BrokerError):
             self._on_error(event)
+        elif isinstance(event, OrderStatusReported) and event.status in DONE_STATUSES:
+            asyncio.get_running_loop().call_soon(self._forget, event)  # once the library has seen it
+
+    def _forget(self, done: OrderStatusReported) -> None:
+        """Drop a finished order's objects from the library's own caches (its Trade, fills, log), so
+        memory follows the working orders, not every order ever placed. The journal has every fact;
+        the hooks log a late execution or commission even for an order the library forgot."""
+        wrapper = self.ib.wrapper
+        key = (done.client_id, done.order_id) if done.order_id > 0 else done.perm_id
+        trade = wrapper.trades.pop(key, None)
+        if trade is None:
+            return
+        wrapper.permId2Trade.pop(trade.order.permId, None)
+        for fill in trade.fills:
+            wrapper.fills.pop(fill.execution.execId, None)
 
     def _on_error(self, error: BrokerError) -> None:
         if error.code == CLIENT_ID_IN_USE:

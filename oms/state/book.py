@@ -95,15 +95,16 @@ def _member(state: State, tx: Tx, table: dict[str, Position], pkey: str, strateg
     if (coid in members) != working:
         members = (*members, coid) if working else tuple(c for c in members if c != coid)
     bits = positions.working_bits(members, state.orders)
+    moved = bits != pos.working or before is None
+    if not moved and members is pos.orders:
+        return
     seq = order.updated_seq
-    if bits != pos.working or before is None:
+    pos = replace(pos, orders=members, updated_seq=seq)
+    if moved:
         entry = positions.working_entry(seq, reason, bits, deferred and before is not None)
         _record(state, tx, pkey, entry)
         pos = positions.advance(pos, entry, None)
-    if members is not pos.orders:
-        pos = replace(pos, orders=members)
-    if pos is not before:
-        store(state, tx, table, replace(pos, updated_seq=seq), before)
+    store(state, tx, table, pos, before)
 
 
 def _record(state: State, tx: Tx, pkey: str, entry: int | str) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from oms.cli import main
@@ -52,3 +53,31 @@ def test_tail_refuses_an_unknown_kind_listing_the_kinds(capsys: Capture) -> None
     assert refused.value.code == 2
     err = capsys.readouterr().err
     assert "no event kind 'bogus'" in err and "execution" in err and "order_status" in err
+
+
+def test_status_shows_the_mirrors_lag_and_a_stopped_mirror() -> None:
+    from oms.client.jetstream_wire import MirrorStatus
+    from oms.commands.status import mirror_lag, render
+    from oms.protocol import StatusResult
+
+    now = 10_000_000_000_000
+    mirror = MirrorStatus(
+        stream="OMS", url="nats://127.0.0.1:4222", journal_seq=95, mirrored_seq=90, lag=5, snapshot_seq=0,
+        connected=True, ts_ns=now - 1_000_000_000,
+    )  # fmt: skip
+    assert mirror_lag(120, mirror, now) == {
+        "stream": "OMS", "mirrored_seq": 90, "lag": 30, "running": True, "error": ""
+    }  # fmt: skip
+    stale = mirror_lag(120, mirror, now + 60_000_000_000)
+    assert stale is not None and stale["running"] is False
+    failed = msgspec.structs.replace(mirror, error="the stream holds different bytes at seq 90")
+    status = msgspec.convert(
+        {"ready": True, "version": "t", "pid": 1, "ib": "127.0.0.1:1", "connection": "connected",
+         "journal_seq": 120, "durable_seq": 120, "reconciled_seq": 0, "reconciled_ts": 0,
+         "reconciliation_ok": True, "subscribers": 0, "open_orders": 0, "kill_switch": False,
+         "started_ts": now},
+        StatusResult,
+    )  # fmt: skip
+    text = render(status, "tcp://r", "tcp://p", failed)
+    assert "mirror      stream OMS: lag 30 events, seq 90 (NOT RUNNING: the stream holds different" in text
+    assert mirror_lag(120, None) is None and "mirror" not in render(status, "tcp://r", "tcp://p")

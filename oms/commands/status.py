@@ -1,4 +1,5 @@
-"""`oms status`: is the service running, where, and how it is doing (IB, journal, subscribers).
+"""`oms status`: is the service running, where, and how it is doing (IB, journal, subscribers, and the
+JetStream mirror's lag when one reports into the data directory).
 
 Exit codes as the other client commands: 0 running and answering; 2 not running (no endpoints file,
 its pid is gone) or not answering within --timeout.
@@ -8,9 +9,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import TYPE_CHECKING
+import time
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from oms.client.jetstream_wire import MirrorStatus
     from oms.protocol import StatusResult
 
 
@@ -37,18 +40,39 @@ async def _status(args: argparse.Namespace) -> int:
         result = await client.status()
     finally:
         await client.close()
+    from oms.client.jetstream_wire import read_status
+
+    mirror = read_status(args.data_dir)
     if args.json:
         import msgspec
 
-        sys.stdout.write(
-            msgspec.json.encode(
-                {**msgspec.to_builtins(result), "pub": client.pub, "router": client.router}
-            ).decode()
-            + "\n"
-        )
+        lag = mirror_lag(result.journal_seq, mirror)
+        doc = {**msgspec.to_builtins(result), "pub": client.pub, "router": client.router, "mirror": lag}
+        sys.stdout.write(msgspec.json.encode(doc).decode() + "\n")
     else:
-        print(render(result, client.router, client.pub))
+        print(render(result, client.router, client.pub, mirror))
     return 0
+
+
+STALE_NS = 5_000_000_000  # a mirror that has not reported for this long is not running
+
+
+def mirror_lag(
+    journal_seq: int, mirror: MirrorStatus | None, now_ns: int | None = None
+) -> dict[str, Any] | None:
+    """The JetStream mirror as the status shows it: lag = the service's journal seq minus what the
+    stream holds; `running` false when its status file is stale or it stopped on an error."""
+    if mirror is None:
+        return None
+    now_ns = time.time_ns() if now_ns is None else now_ns
+    running = not mirror.error and now_ns - mirror.ts_ns <= STALE_NS
+    return {
+        "stream": mirror.stream,
+        "mirrored_seq": mirror.mirrored_seq,
+        "lag": max(journal_seq - mirror.mirrored_seq, 0),
+        "running": running,
+        "error": mirror.error,
+    }
 
 
 def _when(ts: int) -> str:
@@ -57,7 +81,7 @@ def _when(ts: int) -> str:
     return dt.datetime.fromtimestamp(ts / 1e9, tz=dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-def render(status: StatusResult, router: str, pub: str) -> str:
+def render(status: StatusResult, router: str, pub: str, mirror: MirrorStatus | None = None) -> str:
     """Aligned `name  value` lines, for people."""
     reconciled = (
         f"seq {status.reconciled_seq} at {_when(status.reconciled_ts)}"
@@ -79,4 +103,13 @@ def render(status: StatusResult, router: str, pub: str) -> str:
         ("orders", f"{status.open_orders} working"),
         ("kill switch", "ENGAGED: new orders refused" if status.kill_switch else "off"),
     ]
+    lag = mirror_lag(status.journal_seq, mirror)
+    if lag is not None:
+        state = "running" if lag["running"] else f"NOT RUNNING{': ' + lag['error'] if lag['error'] else ''}"
+        rows.append(
+            (
+                "mirror",
+                f"stream {lag['stream']}: lag {lag['lag']} events, seq {lag['mirrored_seq']} ({state})",
+            )
+        )
     return "\n".join(f"{name:<12}{value}" for name, value in rows)

@@ -60,10 +60,6 @@ def _apply(state: State, tx: Tx, env: Envelope) -> None:
         tx.changes[("e", str(env.seq))] = error
 
 
-def apply(state: State, env: Envelope) -> State:
-    return step(state, env)[0]
-
-
 def fold(envs: Iterable[Envelope], state: State | None = None) -> State:
     """Fold a log (or its tail after a snapshot); `state` is taken over, not copied."""
     if state is None:

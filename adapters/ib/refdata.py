@@ -23,6 +23,7 @@ from adapters.ib import normalize, outbound
 from adapters.ib.clientlib import ClientLib
 from adapters.ib.pacing import TokenBucket
 from events.schema import Contract
+from oms.state.money import exact
 
 MAX_STREAMS = 50  # instruments kept subscribed for reference prices (IB allows 100 lines by default)
 PriceSource = Literal["last", "midpoint", "close"]
@@ -86,7 +87,7 @@ def _exact(value: Any, default: str) -> Decimal:
     """IB's float or text -> Decimal by its shortest text (0.01, not 0.01000000000000000020816...)."""
     if isinstance(value, float):
         found = normalize.number(value)
-        value = default if found is None or found == 0 else repr(found)
+        return Decimal(default) if found is None or found == 0 else exact(found)
     try:
         return Decimal(str(value or default))
     except InvalidOperation:

@@ -74,17 +74,13 @@ def build_mirror(data_dir: Path, config: MirrorConfig) -> Mirror:
 
 def mirror_command(args: argparse.Namespace) -> int:
     import asyncio
-    import logging
 
     from adapters.nats.mirror import MirrorDiverged
     from events.journal_errors import JournalError
     from oms.client.jetstream_wire import NatsConfigError
+    from oms.commands import setup_logging
 
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    setup_logging(args.verbose)
     try:
         config = load_config(args.nats, args.stream, args.config)
         mirror = build_mirror(args.data_dir, config)

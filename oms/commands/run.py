@@ -125,17 +125,13 @@ def overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    import logging
     import os
 
+    from oms.commands import setup_logging
     from oms.service.config import ConfigError, load_config
     from oms.service.curve import check_binds
 
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    setup_logging(args.verbose)
     try:
         config = load_config(args.config, os.environ, overrides(args))
         check_binds([config.pub, config.router], config.curve)  # before anything starts

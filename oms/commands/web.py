@@ -97,9 +97,10 @@ def split_listen(listen: str) -> tuple[str, int]:
 
 def run(args: argparse.Namespace) -> int:
     import asyncio
-    import logging
 
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from oms.commands import setup_logging
+
+    setup_logging()
     try:
         from oms.web.intake import IntakeConfigError, load_intake
         from oms.web.security import Guard

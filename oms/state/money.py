@@ -27,9 +27,6 @@ def exact(x: float | int | str | Decimal) -> Decimal:
     return Decimal(x)
 
 
-dec = exact
-
-
 def rounded(x: Decimal) -> Decimal:
     """A value a division made (an average price, P&L from it), to the state's 10 places."""
     return x.quantize(PLACES)

@@ -20,6 +20,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from oms.state.model import TERMINAL, Fill, Order, Position, State
+from oms.state.money import exact
 
 Money = dict[str, Decimal]
 ZERO = Decimal(0)
@@ -35,7 +36,7 @@ def dec(value: Any) -> Decimal:
     if value is None or value == "":
         return ZERO
     try:
-        return Decimal(repr(value)) if isinstance(value, float) else Decimal(str(value))
+        return exact(value if isinstance(value, float | int | str) else str(value))
     except InvalidOperation:
         return ZERO
 

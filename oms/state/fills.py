@@ -31,15 +31,15 @@ def _base(exec_id: str) -> str:
 
 def on_execution(state: State, tx: Tx, ev: ev_.ExecutionReported, seq: int, ts: int) -> None:
     """A fill: deduped by execId; a later execId with the same part before the last "." replaces it."""
-    coid = links.resolve(state, ev.order_id, ev.perm_id, ev.client_id, ev.order_ref)
+    old = links.known(state, ev.order_id, ev.perm_id, ev.client_id, ev.order_ref)
     side = orders.ib_side(ev.side)
-    if coid is None:
-        old = None
-        coid = orders.external_id(ev.client_id, ev.order_id, ev.perm_id)
-        order = orders.external(coid, ev.account, ev.contract, side, ZERO, seq, ts)
+    if old is None:
+        order = orders.external(
+            (ev.client_id, ev.order_id, ev.perm_id), ev.account, ev.contract, side, ZERO, seq, ts
+        )
     else:
-        order = old = state.orders[coid]
-        order = links.placed(order, ev.account, side)
+        order = links.placed(old, ev.account, side)
+    coid = order.client_order_id
     order = links.bind(state, tx, order, ev.order_id, ev.perm_id, ev.client_id)
     order = learn(state, tx, order, ev.contract, old is None)
     base = _base(ev.exec_id)

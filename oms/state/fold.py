@@ -161,13 +161,9 @@ def _on_sent(state: State, tx: Tx, ev: ev_.OrderSent, seq: int, ts: int) -> None
 
 
 def _on_status(state: State, tx: Tx, ev: ev_.OrderStatusReported, seq: int, ts: int) -> None:
-    coid = links.resolve(state, ev.order_id, ev.perm_id, ev.client_id, "")
-    if coid is None:
-        old = None
-        coid = orders.external_id(ev.client_id, ev.order_id, ev.perm_id)
-        order = orders.external(coid, "", _NO_CONTRACT, "", ZERO, seq, ts)
-    else:
-        order = old = state.orders[coid]
+    old = links.known(state, ev.order_id, ev.perm_id, ev.client_id, "")
+    ids = (ev.client_id, ev.order_id, ev.perm_id)
+    order = old or orders.external(ids, "", _NO_CONTRACT, "", ZERO, seq, ts)
     order = links.bind(state, tx, order, ev.order_id, ev.perm_id, ev.client_id)
     trigger = orders.status_trigger(ev.status, ev.why_held)
     if trigger:
@@ -192,14 +188,13 @@ def _broker_fill(state: State, order: Order, filled: Decimal, avg: float, status
 
 def _on_open_order(state: State, tx: Tx, ev: ev_.OpenOrderReported, seq: int, ts: int) -> None:
     """IB's view of the order; its quantity and prices are what is working, so they acknowledge a modify."""
-    coid = links.resolve(state, ev.order_id, ev.perm_id, ev.client_id, ev.order_ref)
+    old = links.known(state, ev.order_id, ev.perm_id, ev.client_id, ev.order_ref)
     side = orders.ib_side(ev.side)
-    if coid is None:
-        old = None
-        coid = orders.external_id(ev.client_id, ev.order_id, ev.perm_id)
-        order = orders.external(coid, ev.account, ev.contract, side, ev.quantity, seq, ts)
+    if old is None:
         order = replace(
-            order,
+            orders.external(
+                (ev.client_id, ev.order_id, ev.perm_id), ev.account, ev.contract, side, ev.quantity, seq, ts
+            ),
             order_type=ev.order_type,
             limit_price=ev.limit_price,
             stop_price=ev.stop_price,
@@ -207,7 +202,7 @@ def _on_open_order(state: State, tx: Tx, ev: ev_.OpenOrderReported, seq: int, ts
             outside_rth=ev.outside_rth,
         )
     else:
-        order = old = state.orders[coid]
+        order = old
         if not order.account:
             order = links.placed(order, ev.account, side)
             if order.external:

@@ -28,6 +28,12 @@ def resolve(state: State, order_id: int, perm_id: int, client_id: int, order_ref
     return None
 
 
+def known(state: State, order_id: int, perm_id: int, client_id: int, order_ref: str) -> Order | None:
+    """The order an IB callback names (see `resolve`), or None: one this service has not seen."""
+    coid = resolve(state, order_id, perm_id, client_id, order_ref)
+    return state.orders[coid] if coid is not None else None
+
+
 def bind(state: State, tx: Tx, order: Order, order_id: int, perm_id: int, client_id: int) -> Order:
     """Index IB's ids for `order`; one client order may acquire several permIds."""
     coid = order.client_order_id

@@ -231,11 +231,11 @@ def external_id(client_id: int, order_id: int, perm_id: int) -> str:
     return f"ext:perm:{perm_id}" if perm_id else f"ext:{client_id}:{order_id}"
 
 
-def external(
-    coid: str, account: str, contract: Contract, side: OrderSide, quantity: Decimal, seq: int, ts: int
-) -> Order:
+def external(ids: tuple[int, int, int], account: str, contract: Contract, side: OrderSide, quantity: Decimal,
+             seq: int, ts: int) -> Order:  # fmt: skip
+    """An order we did not place, first seen by a callback with IB's `ids` (clientId, orderId, permId)."""
     return Order(
-        client_order_id=coid,
+        client_order_id=external_id(*ids),
         strategy_id=EXTERNAL_STRATEGY,
         account=account,
         contract=contract,

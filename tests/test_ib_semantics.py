@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -78,7 +79,7 @@ def test_fractional_stock_quantity_is_refused_with_10243() -> None:
             order_id = await place(adapter, sink, request("frac-1", qty=1.5))
             await until(lambda: 10243 in errors(sink, order_id), "error 10243")
             assert sim.orders == [] and sim.executions == []
-            assert all(float(p.quantity) == 0 for p in sink.state.positions.values())
+            assert all(p.quantity == 0 for p in sink.state.positions.values())
             await until(lambda: sink.state.orders["frac-1"].status == "rejected", "rejected", timeout=3)
 
     run(body)
@@ -120,7 +121,7 @@ def test_what_if_returns_margin_and_never_executes() -> None:
             assert float(state.initMarginChange) == pytest.approx(100 * sim.price("AAPL") * 0.25)
             assert float(state.equityWithLoanAfter) > 0
             assert sim.orders == [] and sim.executions == []
-            assert not sink.state.fills and all(float(p.quantity) == 0 for p in sink.state.positions.values())
+            assert not sink.state.fills and all(p.quantity == 0 for p in sink.state.positions.values())
 
     run(body)
 
@@ -238,14 +239,6 @@ def test_tws_orders_have_order_id_0_and_reach_only_client_0_live() -> None:
     run(body)
 
 
-def _gross_pnl(position: Any) -> float:
-    """Realized P&L before commissions, whichever shape the fold gives it (issue 8: per currency)."""
-    gross = getattr(position, "realized_pnl_gross", None)
-    if isinstance(gross, dict):
-        return float(gross.get("USD", 0))
-    return float(position.realized_pnl)
-
-
 @pytest.mark.parametrize(
     ("contract", "name", "entry", "exit_", "multiplier"),
     [(ES, "ESZ6", 5400.0, 5410.25, 50), (AAPL_C200, "AAPL  261218C00200000", 12.5, 13.0, 100)],
@@ -273,8 +266,9 @@ def test_future_and_option_trade_with_pnl_times_multiplier(
             ))  # fmt: skip
             await until(lambda: sink.state.orders["d-close"].status == "filled", "closed")
             (pos,) = [p for p in sink.state.positions.values() if p.contract.sec_type == contract.sec_type]
-            assert float(pos.quantity) == 0
-            assert _gross_pnl(pos) == pytest.approx((exit_ - entry) * 2 * multiplier)
+            assert pos.quantity == 0
+            pnl = (Decimal(repr(exit_)) - Decimal(repr(entry))) * 2 * multiplier  # exact, in USD only
+            assert pos.realized_pnl_gross == {"USD": pnl}
 
     run(body)
 

@@ -1,10 +1,7 @@
 """Entities to display rows: the one place the web app reads fields of the fold's Structs.
 
-Money is per currency and never summed across currencies: every amount is read as a `{currency: amount}`
-map and shown as "amount CUR" per currency. The fold is moving from single float fields (`realized_pnl`,
-`commission`) to per-currency maps of Decimal (`realized_pnl_gross`, `realized_pnl_net`, ...); `_money`
-accepts both shapes so this module works before and after. The legacy branch (a bare number, labelled
-with the contract's currency) goes once the fold has changed.
+Money is per currency and never summed across currencies: the fold keeps every amount as a
+`{currency: Decimal}` map, shown here as "amount CUR" per currency.
 
 Quantities and prices are shown exactly (`str` of a Decimal, the shortest repr of a float), never
 rounded by float arithmetic; unrealized P&L is computed in Decimal from the last price we know.

@@ -271,3 +271,27 @@ def test_a_failed_journal_refuses_commands_but_keeps_answering(tmp_path: Path) -
         assert wire.ok({"op": "ping"})["ready"] is False
         assert "after-failure" not in state_of(service).orders
         wire.close()
+
+
+def test_an_event_the_fold_cannot_apply_is_published_skipped_and_the_service_goes_on(tmp_path: Path) -> None:
+    from decimal import Decimal
+
+    from events.schema import Contract, ExecutionReported
+
+    bad = ExecutionReported(
+        exec_id="nan.01", order_id=0, perm_id=77, client_id=0, order_ref="", account="DU123456",
+        contract=Contract(symbol="AAPL", con_id=265598), side="BOT", shares=Decimal("NaN"), price=1.0,
+    )  # fmt: skip
+    with running(tmp_path) as service:
+        wire = Wire(service.endpoints.router, service.endpoints.pub)
+        wire.request({"op": "ping"})  # subscribed before the event
+        inner = service.service
+        assert inner is not None
+        seq = service.call(lambda: inner.pipeline.append(bad).seq)
+        published = wire.wait_pub(lambda t, m: t == "fold.error", what="the fold error")
+        assert published["data"]["seq"] == seq and published["data"]["kind"] == "execution"
+        assert "ext:perm:77" not in state_of(service).orders  # changed nothing
+        wire.ok(place(order_type="LMT", limit_price=1.0, client_order_id="after-bad"))
+        wire.wait_order("after-bad", "submitted")  # and the service goes on
+        assert journal_fold(tmp_path / "journal", state_of(service).seq).fold_errors.keys() == {seq}
+        wire.close()

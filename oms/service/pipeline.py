@@ -19,7 +19,7 @@ from events.journal_errors import JournalClosed, JournalError
 from events.schema import Envelope, Event, ExecutionReported
 from oms.service.publisher import Publisher
 from oms.state.fold import step
-from oms.state.model import Changed, State
+from oms.state.model import Changed, FoldError, State
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +69,9 @@ class Pipeline:
             self._failed(exc)
             raise
         self.state, changes = step(self.state, env)
+        if changes and type(changes[0]) is FoldError:  # skipped whole; published on fold.error too
+            log.error("seq %d (%s) could not be applied and was skipped: %s", env.seq, changes[0].kind,
+                      changes[0].error)  # fmt: skip
         if type(event) is ExecutionReported and event.contract.con_id:
             self.last_prices[event.contract.con_id] = Decimal(repr(event.price))
         self._pending.append((env, changes))

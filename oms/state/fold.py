@@ -314,7 +314,6 @@ def _on_reconciliation_finished(
     tx.setattr(state, "reconciling", False)
     if not ev.ok:
         return
-    tx.setattr(state, "reconciled", True)
     since = state.reconciliation_seq
     for order in [o for o in state.orders.values() if o.broker_seq > since and o.broker_filled != o.filled]:
         fills.infer(state, tx, order, seq, ts)

@@ -217,7 +217,6 @@ class State(Struct, kw_only=True):
     kill_switch: bool = False
     kill_reason: str = ""
     reconciling: bool = False
-    reconciled: bool = False  # a reconciliation has finished: IB has said all it will about fills
     reconciliation_seq: int = 0  # where the latest reconciliation started
 
 

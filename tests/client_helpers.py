@@ -41,10 +41,11 @@ class ServiceProcess:
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(self.args, cwd=REPO, stdout=subprocess.DEVNULL, stderr=log)
         try:
-            wait_until(self._ready, timeout=30, what=f"the service to be ready (log: {self.log})")
-        except BaseException:
+            wait_until(self._ready, timeout=30, what="the service to be ready")
+        except BaseException as exc:
             self.kill()
-            raise
+            tail = "".join(self.log.read_text(errors="replace").splitlines(keepends=True)[-30:])
+            raise AssertionError(f"{exc}; the end of its log ({self.log}):\n{tail}") from exc
         return self.endpoints
 
     def _ready(self) -> bool:

@@ -148,3 +148,36 @@ def test_unsubscribed_kinds_are_not_sent() -> None:
     wait_until(lambda: not _changes_wanted(publisher), what="unsubscribed")
     publisher.close()
     ctx.destroy(linger=0)
+
+
+def test_closing_a_publisher_as_its_subscriber_leaves_never_stalls_the_context() -> None:
+    """libzmq sends monitor events blocking from the context's I/O thread: a peer's goodbye reaching a
+    monitor whose reader is already closed used to stall every socket of the context (replays and
+    probes sharing `Context.instance()` then timed out)."""
+    ctx = zmq.Context()
+    try:
+        for _ in range(20):
+            publisher = Publisher(ctx, "tcp://127.0.0.1:0", 0, None)
+            sub = ctx.socket(zmq.SUB)
+            sub.linger = 0
+            sub.subscribe(b"")
+            sub.connect(publisher.endpoint)
+            wait_until(lambda p=publisher: p.subscribers == 1, what="the subscriber to be accepted")
+            sub.close()
+            publisher.close()
+            assert _round_trip(ctx), "the context's I/O thread is stalled"
+    finally:
+        ctx.destroy(linger=0)
+
+
+def _round_trip(ctx: zmq.Context) -> bool:
+    """One message from a fresh DEALER to a fresh ROUTER over TCP on `ctx`, within 5 s."""
+    router, dealer = ctx.socket(zmq.ROUTER), ctx.socket(zmq.DEALER)
+    try:
+        router.bind("tcp://127.0.0.1:0")
+        dealer.connect(router.getsockopt_string(zmq.LAST_ENDPOINT))
+        dealer.send(b"ping")
+        return bool(router.poll(5000))
+    finally:
+        router.close(linger=0)
+        dealer.close(linger=0)

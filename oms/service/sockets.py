@@ -38,6 +38,7 @@ class PeerCounter:
     """Counts the peers connected to a bound socket from its monitor events (drained without blocking)."""
 
     def __init__(self, socket: zmq.Socket[Any]) -> None:
+        self._socket = socket
         self._monitor = socket.get_monitor_socket(zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED)
         self.count = 0
 
@@ -49,5 +50,10 @@ class PeerCounter:
         return self.count
 
     def close(self) -> None:
+        """Stop the monitor before closing its reader: libzmq sends monitor events blocking, from the
+        context's I/O thread, so one event with no reader left (a peer leaving) stalls every socket of the
+        context for good."""
+        with contextlib.suppress(zmq.ZMQError):
+            self._socket.disable_monitor()
         with contextlib.suppress(zmq.ZMQError):
             self._monitor.close(linger=0)

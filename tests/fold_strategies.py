@@ -404,7 +404,9 @@ def _facts(rnd: random.Random) -> list[AnyEvent]:
 
 
 @st.composite
-def sessions(draw: st.DrawFn, max_orders: int = 6) -> Session:
+def sessions(draw: st.DrawFn, max_orders: int = 6, gaps: tuple[int, ...] = ()) -> Session:
+    """`gaps`: quiet spells (ns) that may come between events, e.g. long enough for finished orders to
+    retire to history, or for their tombstones to expire, so retirement meets late and repeated reports."""
     rnd = draw(st.randoms(use_true_random=False))
     session = Session(envelopes=[])
     specs = draw(
@@ -432,7 +434,11 @@ def sessions(draw: st.DrawFn, max_orders: int = 6) -> Session:
     events += merge(rnd, [*per_order, _facts(rnd)])
     if session.reports:  # after a restart: what IB reports filled beyond its executions is inferred
         events += [ReconciliationStarted(reason="connect"), *session.reports, ReconciliationFinished()]
-    session.envelopes = [Envelope(seq, 1_000_000 * seq, ev) for seq, ev in enumerate(events, start=1)]
+    ts, session.envelopes = 0, []
+    spells, weights = (1_000_000, *gaps), (20, *(3 for _ in gaps))
+    for seq, ev in enumerate(events, start=1):
+        ts += rnd.choices(spells, weights)[0] if gaps else 1_000_000
+        session.envelopes.append(Envelope(seq, ts, ev))
     return session
 
 

@@ -17,6 +17,7 @@ from events.schema import CancelRequested, Contract, ModifyRequested, OrderDenie
 from oms.protocol import CancelRequest, ErrorInfo, ModifyRequest, PlaceRequest
 from oms.readable import plain
 from oms.service.risk import Denial, Described, Exposure, Reference, RiskLimits, check_order, check_size
+from oms.state.history import taken
 from oms.state.model import TERMINAL, Order, Position, State
 from oms.state.positions import instrument_key, multiplier
 
@@ -121,6 +122,13 @@ def decide_place(
     order = order_from_request(req, client_order_id, default_account, described)
     if existing is not None:
         return duplicate(existing, order)
+    if taken(state, client_order_id):
+        return ErrorInfo(
+            code="duplicate_client_order_id",
+            message=f"client order id {client_order_id!r} belongs to a finished order retired to history "
+            "(oms replay --order finds it); nothing was sent: use a new client order id",
+            client_order_id=client_order_id,
+        )
     if isinstance(order, ErrorInfo):
         return order
     parent = order.parent_client_order_id

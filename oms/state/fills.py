@@ -11,7 +11,7 @@ from decimal import Decimal
 from msgspec.structs import replace
 
 from events import schema as ev_
-from oms.state import book, links, orders, positions
+from oms.state import book, history, links, orders, positions
 from oms.state.model import Commission, Fill, Order, State
 from oms.state.money import ZERO, add, exact, rounded
 from oms.state.tx import Tx
@@ -32,6 +32,8 @@ def _base(exec_id: str) -> str:
 def on_execution(state: State, tx: Tx, ev: ev_.ExecutionReported, seq: int, ts: int) -> None:
     """A fill: deduped by execId; a later execId with the same part before the last "." replaces it."""
     old = links.known(state, ev.order_id, ev.perm_id, ev.client_id, ev.order_ref)
+    if old is None and _of_retired(state, ev):
+        return
     side = orders.ib_side(ev.side)
     if old is None:
         order = orders.external(
@@ -81,6 +83,24 @@ def on_execution(state: State, tx: Tx, ev: ev_.ExecutionReported, seq: int, ts: 
     order = state.orders[coid]
     if order.inferred:  # a real execution for what was inferred: it replaces, never adds
         infer(state, tx, order, seq, ts)
+
+
+def _of_retired(state: State, ev: ev_.ExecutionReported) -> bool:
+    """True for IB repeating a retired order's execution (after a reconnect): nothing to do. Anything
+    else for a retired order, such as a correction of one of its fills, raises `RetiredOrder`."""
+    past = state.history
+    if history.retired(past, "e", ev.exec_id):
+        return True
+    base = _base(ev.exec_id)
+    if (
+        history.retired(past, "b", base)
+        or history.retired(past, "n", base)
+        or history.retired_ids(state, ev.order_id, ev.perm_id, ev.client_id, ev.order_ref)
+    ):
+        raise history.RetiredOrder(
+            f"execution {ev.exec_id} changes a fill of an order already retired to history: not applied"
+        )
+    return False
 
 
 def _record(state: State, tx: Tx, old: Order | None, order: Order, base: str, fill: Fill, replaces: bool,
@@ -143,6 +163,12 @@ def on_commission(state: State, tx: Tx, ev: ev_.CommissionReported, seq: int, ts
         realized_pnl=exact(ev.realized_pnl) if ev.realized_pnl is not None else None,
     )
     if fill is None or fill.exec_id != ev.exec_id:
+        if fill is None and history.retired(state.history, "b", base):
+            return  # a retired fill's report, repeated after a reconnect
+        if fill is None and history.retired(state.history, "n", base):
+            raise history.RetiredOrder(
+                f"commission for {ev.exec_id}, a fill retired to history without one: not applied"
+            )
         if fill is None or _later(ev.exec_id, fill.exec_id):  # its execution has not come yet
             tx.put(state.pending_commissions, ev.exec_id, report)
         return  # otherwise it is for an execution a correction replaced

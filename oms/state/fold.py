@@ -24,7 +24,7 @@ from msgspec.structs import replace
 
 from events import schema as ev_
 from events.schema import Contract, Envelope, kind_of
-from oms.state import accounts, book, fills, links, orders, positions
+from oms.state import accounts, book, fills, history, links, orders, positions
 from oms.state.model import (
     TERMINAL,
     BrokerPosition,
@@ -53,6 +53,8 @@ def step(state: State, env: Envelope) -> tuple[State, tuple[Changed, ...]]:
 def _apply(state: State, tx: Tx, env: Envelope) -> None:
     try:
         _HANDLERS[type(env.event)](state, tx, env.event, env.seq, env.ts)
+        if history.sweep_due(state, env.ts):
+            history.sweep(state, tx, env.ts)
     except Exception as exc:  # a fold bug or an event it cannot apply: undone whole, recorded, skipped
         tx.rollback()
         error = FoldError(seq=env.seq, kind=kind_of(env.event), error=f"{type(exc).__name__}: {exc}")
@@ -91,6 +93,7 @@ def copy_state(state: State) -> State:
         mismatches=dict(state.mismatches),
         position_inputs={k: list(v) for k, v in state.position_inputs.items()},
         fold_errors=dict(state.fold_errors),
+        history=replace(state.history, recent=dict(state.history.recent), sealed=list(state.history.sealed)),
     )
 
 
@@ -99,7 +102,7 @@ def copy_state(state: State) -> State:
 
 
 def _on_requested(state: State, tx: Tx, ev: ev_.OrderRequested, seq: int, ts: int) -> None:
-    if ev.client_order_id in state.orders:  # a duplicate id never makes a second order
+    if history.taken(state, ev.client_order_id):  # a duplicate id never makes a second order
         return
     contract = ev.contract
     if contract.con_id:
@@ -129,6 +132,8 @@ def _on_denied(state: State, tx: Tx, ev: ev_.OrderDenied, seq: int, ts: int) -> 
     """Refused before reaching IB: rejected with the reason, whether or not the request was logged."""
     order = state.orders.get(ev.client_order_id)
     if order is None:
+        if history.retired(state.history, "c", ev.client_order_id):
+            return  # the id is a retired order's: it stays as it ended
         req = ev.request or ev_.OrderRequested(
             client_order_id=ev.client_order_id,
             strategy_id=ev.strategy_id,
@@ -162,6 +167,8 @@ def _on_sent(state: State, tx: Tx, ev: ev_.OrderSent, seq: int, ts: int) -> None
 
 def _on_status(state: State, tx: Tx, ev: ev_.OrderStatusReported, seq: int, ts: int) -> None:
     old = links.known(state, ev.order_id, ev.perm_id, ev.client_id, "")
+    if old is None and history.retired_ids(state, ev.order_id, ev.perm_id, ev.client_id, ""):
+        return  # IB repeating a retired order's status (after a reconnect): it ended as it was
     ids = (ev.client_id, ev.order_id, ev.perm_id)
     order = old or orders.external(ids, "", _NO_CONTRACT, "", ZERO, seq, ts)
     order = links.bind(state, tx, order, ev.order_id, ev.perm_id, ev.client_id)
@@ -189,6 +196,8 @@ def _broker_fill(state: State, order: Order, filled: Decimal, avg: float, status
 def _on_open_order(state: State, tx: Tx, ev: ev_.OpenOrderReported, seq: int, ts: int) -> None:
     """IB's view of the order; its quantity and prices are what is working, so they acknowledge a modify."""
     old = links.known(state, ev.order_id, ev.perm_id, ev.client_id, ev.order_ref)
+    if old is None and history.retired_ids(state, ev.order_id, ev.perm_id, ev.client_id, ev.order_ref):
+        return  # a retired order, reported again as a completed order
     side = orders.ib_side(ev.side)
     if old is None:
         order = replace(

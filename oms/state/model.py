@@ -190,9 +190,32 @@ class Removed(Struct, frozen=True, gc=False):
 
 Changed = Order | Position | Account | Removed | FoldError
 
-# A position's history, for the reducer: a fill's key in `State.fills`, or what its working orders were
-# (an int: seq, the reason a lifecycle would close, the working bits; see positions.working_entry).
-PositionInput = int | str
+# A position's history, for the reducer: a fill's key in `State.fills`, what its working orders were
+# (an int: seq, the reason a lifecycle would close, the working bits; see positions.working_entry), or,
+# at its head only, the position its retired fills led to (a checkpoint, see oms.state.history).
+PositionInput = int | str | Position
+
+
+class Sealed(Struct, frozen=True, gc=False):
+    """A block of tombstones: sorted 64-bit hashes (u64, little-endian), the newest buried at `until_ts`."""
+
+    until_ts: int
+    hashes: bytes
+
+
+class History(Struct, kw_only=True):
+    """What stays of retired orders (oms.state.history): counts, and tombstones of their identifiers."""
+
+    orders: int = 0
+    fills: int = 0
+    swept_ts: int = 0  # event time of the last sweep
+    recent: dict[int, int] = field(default_factory=dict)  # tombstone -> when it was buried
+    sealed: list[Sealed] = field(default_factory=list)  # oldest first
+
+
+# Bumped when the fold's rules change what a state holds: a snapshot of another version is ignored and
+# the journal folded instead (the journal is the truth). 2: finished orders retire to history.
+FOLD_VERSION = 2
 
 
 class State(Struct, kw_only=True):
@@ -218,7 +241,9 @@ class State(Struct, kw_only=True):
     kill_reason: str = ""
     reconciling: bool = False
     reconciliation_seq: int = 0  # where the latest reconciliation started
+    history: History = field(default_factory=History)
+    fold_version: int = 0  # FOLD_VERSION for a state this code folded; 0 in an older snapshot
 
 
 def initial_state() -> State:
-    return State()
+    return State(fold_version=FOLD_VERSION)

@@ -156,16 +156,18 @@ def _filled(pos: Position, fill: Fill) -> Position:
 
 def replayed(pos: Position, inputs: Iterable[PositionInput], fills: Mapping[str, Fill]) -> Position:
     """`pos` recomputed from its whole history (after a correction or a replaced inferred fill): the
-    same `advance`, from a position before its first lifecycle. Its working orders stay as they are."""
-    fresh = opened(pos.key, pos.account, pos.contract, pos.strategy_id)
-    current = fresh
+    same `advance`, from a position before its first lifecycle or from the checkpoint at the history's
+    head. Its working orders stay as they are."""
+    current = opened(pos.key, pos.account, pos.contract, pos.strategy_id)
     for entry in inputs:
         if isinstance(entry, str):
             fill = fills.get(entry)
             if fill is not None:
                 current = advance(current, entry, fill)
-        else:
+        elif isinstance(entry, int):
             current = advance(current, entry, None)
+        else:  # a checkpoint: where the retired fills before it led
+            current = entry
     return replace(current, orders=pos.orders, updated_seq=pos.updated_seq)
 
 

@@ -39,7 +39,7 @@ def _start(journal: Path) -> tuple[float, int]:
     """Seconds to a servable state, and the seq it is at."""
     begin = time.perf_counter()
     writer = JournalWriter.open(journal, durability="never")
-    state, _ = load_state(journal, writer.last_seq)
+    state, _ = load_state(journal, writer.last_seq, writer.frame_crc)
     elapsed = time.perf_counter() - begin
     writer.close()
     return elapsed, state.seq

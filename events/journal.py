@@ -109,6 +109,7 @@ class JournalWriter:
             raise
         writer = cls(path, lock, durability, group_commit_ms, segment_bytes, clock)
         writer._fd, writer._segment_size, writer.recovery = end.fd, end.size, end.recovery
+        writer._last_header = end.last_header
         writer._last_seq = writer._written_seq = writer._durable_seq = end.last_seq
         writer.discarded_snapshots = discarded
         if durability != "always":

@@ -1,7 +1,8 @@
 """Start-up recovery of the writer: find where the log ends, cutting off a torn tail.
 
 Only the last segment can have a torn tail: the writer fsyncs a segment completely before it creates
-the next one. Every segment's header is checked; the last segment is scanned frame by frame.
+the next one. Every segment's header is checked; the last segment is scanned frame by frame (so its
+size bounds the scan, and start-up, whatever the journal's length).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import msgspec
 
-from events.frames import diagnose, iter_frames
+from events.frames import HEADER_SIZE, diagnose, iter_frames
 from events.journal_errors import CorruptJournal
 from events.segments import (
     SEGMENT_HEADER_SIZE,
@@ -48,13 +49,14 @@ class LogEnd:
     size: int
     last_seq: int
     recovery: Recovery | None
+    last_header: bytes  # the last frame's header (b"" in an empty log): its CRC identifies the frame
 
 
 def recover(directory: Path, segments: list[tuple[int, Path]]) -> LogEnd:
     """Open the end of the log for appending (creating segment 1 in an empty journal)."""
     remove_temp_files(directory)
     if not segments:
-        return LogEnd(1, create_segment(directory, 1), SEGMENT_HEADER_SIZE, 0, None)
+        return LogEnd(1, create_segment(directory, 1), SEGMENT_HEADER_SIZE, 0, None, b"")
     for first, path in segments[:-1]:
         with open(path, "rb") as f:
             check_segment_header(path, f.read(SEGMENT_HEADER_SIZE), first)
@@ -63,9 +65,10 @@ def recover(directory: Path, segments: list[tuple[int, Path]]) -> LogEnd:
     try:
         data = _read_all(fd)
         check_segment_header(path, data, first)
-        pos, seq = SEGMENT_HEADER_SIZE, first
-        for seq_, _, end in iter_frames(data, pos, seq):
-            pos, seq = end, seq_ + 1
+        pos, seq, last = SEGMENT_HEADER_SIZE, first, 0
+        for seq_, start, end_ in iter_frames(data, pos, seq):
+            pos, seq, last = end_, seq_ + 1, start
+        last_header = data[last - HEADER_SIZE : last] if last else b""
         damage = diagnose(data, pos, seq)
         recovery = None
         if damage is not None:
@@ -77,7 +80,7 @@ def recover(directory: Path, segments: list[tuple[int, Path]]) -> LogEnd:
     except BaseException:
         os.close(fd)
         raise
-    return LogEnd(first, fd, pos, seq - 1, recovery)
+    return LogEnd(first, fd, pos, seq - 1, recovery, last_header)
 
 
 def _read_all(fd: int) -> bytes:

@@ -22,6 +22,8 @@ import os
 import struct
 import warnings
 import zlib
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import msgspec
@@ -173,12 +175,17 @@ def list_snapshots(directory: str | os.PathLike[str]) -> list[SnapshotInfo]:
 
 
 def latest_snapshot(
-    directory: str | os.PathLike[str], max_seq: int | None = None, *, discard: bool = False
+    directory: str | os.PathLike[str],
+    max_seq: int | None = None,
+    *,
+    discard: bool = False,
+    frame_crc: Callable[[int], int | None] | None = None,
 ) -> tuple[int, bytes] | None:
     """The newest valid snapshot of the journal in `directory` at or below `max_seq` (pass the journal's
     last seq) whose seq the journal still holds with the same frame. Corrupt or stale ones are skipped
     with a `CorruptSnapshotWarning` (`StaleSnapshotWarning`), and deleted when `discard` is set (only
-    the journal's writer may: readers never change the directory)."""
+    the journal's writer may: readers never change the directory). `frame_crc`: the writer's own (it
+    knows its last frame without reading the segment), else `frame_crc_at`."""
     for info in reversed(list_snapshots(directory)):
         if max_seq is not None and info.seq > max_seq:
             continue
@@ -197,17 +204,17 @@ def latest_snapshot(
                 discard,
             )
             continue
-        problem = _identity_problem(directory, snapshot)
+        problem = _identity_problem(snapshot, frame_crc or partial(frame_crc_at, directory))
         if problem is None:
             return snapshot.seq, snapshot.payload
         _skip(info.path, f"{info.path}: {problem}; not used", StaleSnapshotWarning, discard)
     return None
 
 
-def _identity_problem(directory: str | os.PathLike[str], snapshot: Snapshot) -> str | None:
+def _identity_problem(snapshot: Snapshot, frame_crc: Callable[[int], int | None]) -> str | None:
     if snapshot.frame_crc is None:
         return "a format 1 snapshot records no journal frame identity"
-    actual = frame_crc_at(directory, snapshot.seq)
+    actual = frame_crc(snapshot.seq)
     if actual is None:
         return f"the journal holds no frame at seq {snapshot.seq} any more"
     if actual != snapshot.frame_crc:

@@ -57,7 +57,9 @@ START_ERRORS = (ConfigError, JournalError, ConnectionError, OSError, TimeoutErro
 BrokerFactory = Callable[[Sink, Callable[[], State]], ManagedBroker]
 
 
-def load_state(journal_dir: Path, last_seq: int) -> tuple[State, int]:
+def load_state(
+    journal_dir: Path, last_seq: int, frame_crc: Callable[[int], int | None] | None = None
+) -> tuple[State, int]:
     """(state at `last_seq`, seq of the snapshot it started from, 0 for none): a snapshot the code
     cannot read (an older state layout), a corrupt one, or one whose journal frame is not the one it was
     taken at (the log was cut and grew again) is skipped with a warning, since the journal is the truth;
@@ -65,7 +67,7 @@ def load_state(journal_dir: Path, last_seq: int) -> tuple[State, int]:
     state = initial_state()
     with warnings.catch_warnings(record=True) as skipped:
         warnings.simplefilter("always", CorruptSnapshotWarning)
-        found = latest_snapshot(journal_dir, max_seq=last_seq, discard=True)
+        found = latest_snapshot(journal_dir, max_seq=last_seq, discard=True, frame_crc=frame_crc)
     for warning in skipped:
         log.warning("snapshot skipped: %s", warning.message)
     if found is not None:
@@ -74,7 +76,8 @@ def load_state(journal_dir: Path, last_seq: int) -> tuple[State, int]:
         except SnapshotError as exc:
             log.warning("snapshot at seq %d unreadable (%s); folding the whole journal", found[0], exc)
             found = None
-    state = fold(JournalReader(journal_dir).read(state.seq + 1), state)
+    if state.seq < last_seq:  # a snapshot at the end (a clean stop) needs no read of the journal at all
+        state = fold(JournalReader(journal_dir).read(state.seq + 1, last_seq), state)
     return state, found[0] if found else 0
 
 
@@ -172,7 +175,7 @@ class Service:
                 "snapshot %s is beyond the journal's end (seq %d): deleted", path, self.journal.last_seq
             )
         try:
-            state, snapshot_seq = load_state(self.journal_dir, self.journal.last_seq)
+            state, snapshot_seq = load_state(self.journal_dir, self.journal.last_seq, self.journal.frame_crc)
         except BaseException:
             self.journal.close()
             raise

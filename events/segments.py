@@ -71,7 +71,9 @@ def check_journal_dir(directory: Path) -> list[tuple[int, Path]]:
     segments = list_segments(directory)
     if not segments:
         ours = {LOCK_NAME, SNAPSHOT_DIR}
-        foreign = sorted(n for n in os.listdir(directory) if n not in ours and not _is_temp(n))
+        foreign = sorted(
+            n for n in os.listdir(directory) if n not in ours and not _is_temp(n) and not n.endswith(".idx")
+        )
         if foreign:
             raise NotAJournal(f"{directory} is not a journal directory (holds {', '.join(foreign[:3])} ...)")
     return segments

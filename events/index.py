@@ -180,7 +180,9 @@ class _Builder:
             starts, postings = memoryview(start.starts).cast("I"), memoryview(start.postings).cast("I")
             for i, h in enumerate(memoryview(start.hashes).cast("Q")):
                 self.postings[h] = list(postings[starts[i] : starts[i + 1]])
-            sampled = zip(memoryview(start.sample_frames).cast("I"), memoryview(start.sample_ts).cast("Q"))
+            sampled = zip(
+                memoryview(start.sample_frames).cast("I"), memoryview(start.sample_ts).cast("Q"), strict=True
+            )
             self.samples = [(f, t) for f, t in sampled if f % SAMPLE_EVERY == 0]
             self.client_ids = set(start.client_ids)
             self.latest = memoryview(start.sample_ts).cast("Q")[-1] if start.frames else 0

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 
 from events.journal import JournalWriter
 from events.reader import JournalReader
-from events.schema import CommissionReported, ExecutionReported, Envelope
+from events.schema import CommissionReported, Envelope, ExecutionReported
 from events.snapshots import write_snapshot
 from oms.cli import main
 from oms.state.codec import encode_state

@@ -5,8 +5,8 @@ up to the time), measured in the same run.
 python -m bench lookup [--short]
 
 - first time: no index file yet, so the lookup builds every closed segment's index (and stores it);
-- cold: the index files are there, nothing is in this process' memory (each run starts with the
-  in-memory index of the open segment dropped, and every index file is read and checked again);
+- cold: the index files are there and nothing of them is in this process' memory: every lookup reads
+  and checks every index file again, as a new `oms replay` does (the files are in the OS page cache);
 - baseline: `folded_timelines` (with the service's snapshots) and `seq_at_time` over the whole log.
 """
 
@@ -18,6 +18,7 @@ import statistics
 import tempfile
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 from rich.console import Console
@@ -31,15 +32,11 @@ from events.segments import list_segments
 from replay.lookup import seq_at
 from replay.points import seq_at_time
 from replay.source import JournalSource
+from replay.states import state_at
 from replay.timeline import folded_timelines, indexed_timelines
 
 
-def _forget() -> None:
-    """Nothing of the index in this process' memory: the next lookup reads the files as a new one does."""
-    index._open_segment.clear()
-
-
-def _time(action: Callable[[], object], before: Callable[[], None] = _forget) -> float:
+def _time(action: Callable[[], object], before: Callable[[], None] = lambda: None) -> float:
     before()
     start = time.perf_counter()
     action()
@@ -47,7 +44,6 @@ def _time(action: Callable[[], object], before: Callable[[], None] = _forget) ->
 
 
 def _drop_index_files(journal: Path) -> None:
-    _forget()
     for _, path in list_segments(journal):
         index.index_path(path).unlink(missing_ok=True)
 
@@ -65,7 +61,8 @@ def _run(folder: Path, n: int, short: bool) -> None:
     journal = folder / "journal"
     # short: 1 MiB segments, so a short run has closed segments to index as a long one does
     orders = _write(journal, n, (1 if short else 16) << 20)
-    write_snapshots(journal, SNAPSHOT_EVERY if not short else 10_000)
+    every = SNAPSHOT_EVERY if not short else 10_000
+    write_snapshots(journal, every)
     n = JournalReader(journal).last_seq()
     segments = len(list_segments(journal))
     rnd = random.Random(7)
@@ -76,8 +73,8 @@ def _run(folder: Path, n: int, short: bool) -> None:
     first_order = _time(
         lambda: indexed_timelines(journal, f"c{picks[0]}"), lambda: _drop_index_files(journal)
     )
-    cold = [_time(lambda i=i: indexed_timelines(journal, f"c{i}")) for i in picks]
-    by_perm = [_time(lambda i=i: indexed_timelines(journal, str(10**9 + i))) for i in picks[:5]]
+    cold = [_time(partial(indexed_timelines, journal, f"c{i}")) for i in picks]
+    by_perm = [_time(partial(indexed_timelines, journal, str(10**9 + i))) for i in picks[:5]]
     baseline = _time(lambda: folded_timelines(source, f"c{picks[0]}"))
     rows.append(("--order: cold (p50 of 20 orders)", _ms(statistics.median(cold)), f"max {_ms(max(cold))}"))
     rows.append(("--order by permId: cold (p50 of 5)", _ms(statistics.median(by_perm)), ""))
@@ -85,17 +82,20 @@ def _run(folder: Path, n: int, short: bool) -> None:
     rows.append(("--order: baseline, fold (with snapshots)", _ms(baseline), "folds the log twice"))
 
     envs_ts = [T0 + (n * k // 20) * 1_000_000 + 500 for k in range(1, 20)]
-    cold_at = [_time(lambda t=t: seq_at(journal, t)) for t in envs_ts]
+    cold_at = [_time(partial(seq_at, journal, t)) for t in envs_ts]
     _drop_index_files(journal)
     first_at = _time(lambda: seq_at(journal, envs_ts[-1]))
     t_mid = envs_ts[len(envs_ts) // 2]
     baseline_at = _time(lambda: seq_at_time(JournalReader(journal).read(), t_mid))
     assert seq_at(journal, t_mid) == seq_at_time(JournalReader(journal).read(), t_mid)
+    whole_at = _time(lambda: state_at(source, seq_at(journal, t_mid)))
     rows.append(
         ("--at: seq of a time, cold (p50 of 19)", _ms(statistics.median(cold_at)), f"max {_ms(max(cold_at))}")
     )
     rows.append(("--at: seq of a time, first time", _ms(first_at), "indexes the segments up to it"))
     rows.append(("--at: seq of a time, baseline scan", _ms(baseline_at), "reads + decodes up to it"))
+    note = f"seq, then the snapshot at or below it + the tail (snapshots every {every:,})"
+    rows.append(("--at: state at a time, end to end", _ms(whole_at), note))
 
     table = Table(title=f"index lookups, {n:,} events, {orders:,} orders" + (" (short)" if short else ""))
     for column in ("what", "figure", "baseline / note"):

@@ -9,9 +9,10 @@ An index is a cache, never the truth. It records what it indexed (the segment's 
 the segment it covers, the 16-byte header of the last frame it covers, whose CRC identifies that frame)
 and is rebuilt when it is missing, corrupt (bad magic, version or CRC, undecodable) or stale (the
 segment is shorter than what was indexed, or holds another frame where the last indexed one was). A
-segment that grew past what was indexed is indexed on from there. The last segment, which the writer
-is still appending to, is indexed in memory only; the writer has `SegmentIndexer` write the index of
-each segment it closes, on a thread of its own, so the append and fsync path never waits for it.
+segment that grew past what was indexed is indexed on from there: so the last segment, which the
+writer is still appending to, is never taken as complete from its stored index, only as far as that
+index goes. The writer has `SegmentIndexer` write the index of each segment it closes, on a thread of
+its own, so the append and fsync path never waits for it; readers store what they index.
 Layout and rules: docs/journal.md.
 """
 
@@ -19,7 +20,6 @@ from __future__ import annotations
 
 import bisect
 import contextlib
-import hashlib
 import os
 import queue
 import struct
@@ -111,7 +111,9 @@ def frame_names(payload: bytes | memoryview) -> tuple[int, list[str]]:
 
 
 def key_hash(key: str) -> int:
-    return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "little")
+    """64 bits of two checksums of different kinds (a collision only costs a frame read and dropped)."""
+    data = key.encode()
+    return zlib.crc32(data) << 32 | zlib.adler32(data)
 
 
 class SegmentIndex(msgspec.Struct, array_like=True):
@@ -196,7 +198,7 @@ class _Builder:
         postings = self.postings
         for key in keys:
             postings.setdefault(key_hash(key), []).append(frame)
-            if key.startswith("o:"):
+            if key[0] == "o":
                 self.client_ids.add(int(key.split(":")[1]))
 
     def pack(self, length: int, tail: bytes) -> SegmentIndex:
@@ -305,26 +307,20 @@ def covers(segment: Path, index: SegmentIndex, size: int) -> bool:
         return file.read(HEADER_SIZE) == index.tail
 
 
-_open_segment: dict[Path, SegmentIndex] = {}  # the last segment's index: in memory, never on disk
-
-
 def segment_index(segment: Path, first_seq: int, *, closed: bool) -> SegmentIndex:
-    """The index of `segment`, checked against it: a closed segment's from its file (built and stored
-    when missing, corrupt or stale), the last segment's from memory (indexed on from where it ended)."""
+    """The index of `segment`, checked against it: the stored one if it still covers the segment, indexed
+    on from where it stopped if the segment grew (the last one, while the writer appends), else built
+    anew; stored again whenever it changed."""
     size = segment.stat().st_size
-    known = load(segment, first_seq) if closed else _open_segment.get(segment)
+    known = load(segment, first_seq)
     if known is not None and not covers(segment, known, size):
         known = None
     if known is None or known.length < size:
-        known = build(segment, first_seq, closed=closed, start=known)
-        if closed:
+        grown = build(segment, first_seq, closed=closed, start=known)
+        if grown != known:
             with contextlib.suppress(OSError):  # a cache: a read-only directory still answers
-                store(segment, known)
-    if not closed:
-        _open_segment.clear()
-        _open_segment[segment] = known
-    elif segment in _open_segment:
-        del _open_segment[segment]
+                store(segment, grown)
+        known = grown
     return known
 
 

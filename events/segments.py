@@ -1,7 +1,8 @@
 """Segment files: naming, the header that marks a file as ours, listing, and atomic creation.
 
 A journal directory holds `NNNNNNNNNNNNNNNNNNNN.seg` files (20-digit first seq), their `.idx` indexes
-(events.index), the writer's `LOCK` file and an optional `snapshots/` directory. Each segment starts with a 24-byte header:
+(events.index), the writer's `LOCK` file and an optional `snapshots/` directory. Each segment starts
+with a 24-byte header:
 
     offset 0   8 bytes  magic b"IBOMSJNL"
     offset 8   u32 LE   format version (1)

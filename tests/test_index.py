@@ -52,14 +52,18 @@ def test_the_index_equals_a_full_scan(tmp_path: Path) -> None:
         assert seq_at(directory, t) == seq_at_time(envs, t), t
 
 
-def test_closed_segments_get_a_private_index_the_last_stays_in_memory(tmp_path: Path) -> None:
+def test_the_writer_indexes_each_segment_it_closes_readers_the_last_and_all_are_private(
+    tmp_path: Path,
+) -> None:
     directory = _journal(tmp_path / "j")  # the writer indexed each segment it closed, on its thread
-    *closed, (_, last) = list_segments(directory)
+    *closed, (first, last) = list_segments(directory)
     for _, path in closed:
         assert stat.S_IMODE(index_path(path).stat().st_mode) == 0o600
         assert load(path, int(path.stem)) == build(path, int(path.stem), closed=True)
-    list(indexes(directory))
     assert not index_path(last).exists()
+    list(indexes(directory))
+    assert load(last, first) == build(last, first, closed=False)
+    assert stat.S_IMODE(index_path(last).stat().st_mode) == 0o600
     assert not [p for p in directory.iterdir() if p.name.endswith(".tmp")]
 
 
@@ -112,4 +116,3 @@ def test_the_open_segment_is_indexed_on_as_it_grows(tmp_path: Path) -> None:
     assert [e.seq for e in order_events(directory, "999")][-1] == 7
     write_journal(directory, explicit_events()[7:])
     assert [e.seq for e in order_events(directory, "999")][-1] == 15
-    assert not index_path(list_segments(directory)[-1][1]).exists()

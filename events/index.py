@@ -31,6 +31,7 @@ from pathlib import Path
 
 import msgspec
 
+from events.codec import CodecError
 from events.frames import HEADER_SIZE, diagnose, iter_frames
 from events.journal_errors import CorruptJournal, JournalError
 from events.schema import exec_base
@@ -86,6 +87,8 @@ def frame_names(payload: bytes | memoryview) -> tuple[int, list[str]]:
         light = _light.decode(payload)
     except msgspec.ValidationError:  # a kind newer than this code, with other field types: names nothing
         return _ts_only.decode(payload).ts, []
+    except msgspec.DecodeError as exc:
+        raise CodecError(f"not a msgpack envelope: {exc}") from exc
     e = light.event
     if e.kind in _GLOBAL_KINDS:
         return light.ts, [GLOBAL] if e.kind != "connection" or e.client_id else []
@@ -239,10 +242,14 @@ def build(path: Path, first_seq: int, *, closed: bool, start: SegmentIndex | Non
             data = file.read()
             base, pos, seq, tail = start.length, 0, start.next_seq, start.tail
     view = memoryview(data)
+    last = -1
     for seq_, begin, end in iter_frames(data, pos, seq):
         ts, keys = frame_names(view[begin:end])
-        builder.add(base + begin - HEADER_SIZE, ts, keys)
-        pos, seq, tail = end, seq_ + 1, data[begin - HEADER_SIZE : begin]
+        last = begin - HEADER_SIZE
+        builder.add(base + last, ts, keys)
+        pos, seq = end, seq_ + 1
+    if last >= 0:
+        tail = data[last : last + HEADER_SIZE]
     damage = diagnose(data, pos, seq)
     if damage is not None and (closed or not damage.torn):
         where = "at the end of a segment that has a successor" if damage.torn else ""
@@ -359,5 +366,5 @@ class SegmentIndexer:
             before = [s for s in list_segments(self._directory) if s[0] < successor]
             if before:
                 first, path = before[-1]
-                with contextlib.suppress(OSError, JournalError):
+                with contextlib.suppress(OSError, JournalError, CodecError):
                     segment_index(path, first, closed=True)

@@ -176,7 +176,8 @@ class _Builder:
     def __init__(self, first_seq: int, start: SegmentIndex | None) -> None:
         self.first_seq = first_seq
         self.offsets = array("Q")
-        self.postings: dict[int, list[int]] = {}
+        self.postings: dict[int, list[int]] = {}  # key hash -> frames, as packed
+        self.by_key: dict[str, list[int]] = {}  # key -> frames, added since
         self.samples: list[tuple[int, int]] = []  # (frame, latest ts) at every SAMPLE_EVERY-th frame
         self.client_ids: set[int] = set()
         self.latest = 0
@@ -195,20 +196,34 @@ class _Builder:
     def add(self, offset: int, ts: int, keys: list[str]) -> None:
         frame = len(self.offsets)
         self.offsets.append(offset)
-        self.latest = max(self.latest, ts)
+        if ts > self.latest:
+            self.latest = ts
         if frame % SAMPLE_EVERY == 0:
             self.samples.append((frame, self.latest))
-        postings = self.postings
+        by_key = self.by_key
         for key in keys:
-            postings.setdefault(key_hash(key), []).append(frame)
-            if key[0] == "o":
-                self.client_ids.add(int(key.split(":")[1]))
+            frames = by_key.get(key)
+            if frames is None:
+                by_key[key] = [frame]
+            else:
+                frames.append(frame)
 
     def pack(self, length: int, tail: bytes) -> SegmentIndex:
+        """Hash each new key once, here; a key's frames are ascending (a collision merges two keys)."""
+        postings_by_hash = self.postings
+        for key, frames in self.by_key.items():
+            h = key_hash(key)
+            if h in postings_by_hash:
+                postings_by_hash[h] = sorted({*postings_by_hash[h], *frames})
+            else:
+                postings_by_hash[h] = frames
+            if key.startswith("o:"):
+                self.client_ids.add(int(key.split(":")[1]))
+        self.by_key = {}
         hashes, starts, postings = array("Q"), array("I", [0]), array("I")
-        for h in sorted(self.postings):
+        for h in sorted(postings_by_hash):
             hashes.append(h)
-            postings.extend(sorted(set(self.postings[h])))
+            postings.extend(postings_by_hash[h])
             starts.append(len(postings))
         samples = list(self.samples)
         last = len(self.offsets) - 1

@@ -29,6 +29,7 @@ from typing import Literal
 
 from events.codec import encode
 from events.frames import HEADER, HEADER_SIZE, MAX_PAYLOAD, frame_header
+from events.index import SegmentIndexer
 from events.journal_errors import FrameTooLarge, JournalClosed, JournalIOError
 from events.lock import DirectoryLock
 from events.recovery import Recovery, recover
@@ -78,6 +79,7 @@ class JournalWriter:
         self.recovery: Recovery | None = None
         self.discarded_snapshots: list[Path] = []
         self._last_header = b""  # the header of the last frame appended (its CRC identifies it)
+        self._indexer: SegmentIndexer | None = None  # indexes closed segments; started at the first roll
 
     @classmethod
     def open(
@@ -238,6 +240,8 @@ class JournalWriter:
                 _resolve_soon(loop, future, False)
             with self._lock:
                 os.close(self._fd)
+            if self._indexer is not None:
+                self._indexer.close()
             self._lock_file.release()
 
     def __enter__(self) -> JournalWriter:
@@ -271,7 +275,7 @@ class JournalWriter:
 
     def _roll(self) -> None:
         """Finish the full segment (written and fsynced) before its successor exists, so only the last
-        segment can ever have a torn tail."""
+        segment can ever have a torn tail; then queue the finished one for its index (events.index)."""
         self._write()
         self._fsync(self._fd, self._written_seq)
         old = self._fd
@@ -281,6 +285,9 @@ class JournalWriter:
             self._fail(exc)
         self._segment_size = SEGMENT_HEADER_SIZE
         os.close(old)
+        if self._indexer is None:
+            self._indexer = SegmentIndexer(self.directory)
+        self._indexer.closed(self._last_seq + 1)  # indexed on its thread: appends never wait for it
 
     def _commit_loop(self) -> None:
         while True:

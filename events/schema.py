@@ -166,6 +166,11 @@ class ExecutionReported(Event, frozen=True, tag="execution"):
     req_id: int = -1  # -1 live; a reqExecutions request id when it came from a sync
 
 
+def exec_base(exec_id: str) -> str:
+    """A correction shares the part before the last "." with the execution it replaces."""
+    return exec_id.rpartition(".")[0] or exec_id
+
+
 class CommissionReported(Event, frozen=True, tag="commission"):
     exec_id: str
     commission: float

@@ -1,7 +1,8 @@
 """Segment files: naming, the header that marks a file as ours, listing, and atomic creation.
 
-A journal directory holds `NNNNNNNNNNNNNNNNNNNN.seg` files (20-digit first seq), the writer's `LOCK`
-file and an optional `snapshots/` directory. Each segment starts with a 24-byte header:
+A journal directory holds `NNNNNNNNNNNNNNNNNNNN.seg` files (20-digit first seq), their `.idx` indexes
+(events.index), the writer's `LOCK` file and an optional `snapshots/` directory. Each segment starts
+with a 24-byte header:
 
     offset 0   8 bytes  magic b"IBOMSJNL"
     offset 8   u32 LE   format version (1)
@@ -71,7 +72,9 @@ def check_journal_dir(directory: Path) -> list[tuple[int, Path]]:
     segments = list_segments(directory)
     if not segments:
         ours = {LOCK_NAME, SNAPSHOT_DIR}
-        foreign = sorted(n for n in os.listdir(directory) if n not in ours and not _is_temp(n))
+        foreign = sorted(
+            n for n in os.listdir(directory) if n not in ours and not _is_temp(n) and not n.endswith(".idx")
+        )
         if foreign:
             raise NotAJournal(f"{directory} is not a journal directory (holds {', '.join(foreign[:3])} ...)")
     return segments

@@ -23,13 +23,9 @@ from events.schema import (
     OrderRequested,
     OrderSent,
     OrderStatusReported,
+    exec_base,
 )
 from oms.state.model import Order, State
-
-
-def exec_base(exec_id: str) -> str:
-    """A correction shares the part before the last "." with the execution it replaces."""
-    return exec_id.rpartition(".")[0] or exec_id
 
 
 class Linker:

@@ -12,7 +12,8 @@ from collections.abc import Iterable
 from datetime import UTC, datetime, time
 
 from events.schema import Envelope
-from replay.source import Source
+from replay.lookup import seq_at
+from replay.source import JournalSource, Source
 
 _TIME_OF_DAY = re.compile(r"^\d{1,2}:\d{2}(:\d{2}(\.\d{1,9})?)?$")
 
@@ -70,8 +71,12 @@ def format_ts(ts_ns: int) -> str:
 
 
 def resolve_point(source: Source, text: str) -> int:
-    """The seq a person means by `text` (a seq, or a time: the last event at or before it)."""
+    """The seq a person means by `text` (a seq, or a time: the last event at or before it, found by the
+    journal's time index, or by reading other sources up to it)."""
     if is_seq(text):
         return int(text)
     first = next(iter(source.read(1, 1)), None)
-    return seq_at_time(source.read(), parse_time(text, first.ts if first else None))
+    t_ns = parse_time(text, first.ts if first else None)
+    if isinstance(source, JournalSource):
+        return seq_at(source.path, t_ns)
+    return seq_at_time(source.read(), t_ns)

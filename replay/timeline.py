@@ -1,23 +1,29 @@
 """One order's story: every event that touched it, in log order, with the order as the fold left it.
 
 An order is found by any of its names: our client order id, IB's orderId (per clientId and session, so
-it may name several orders across sessions) or a permId. The ids come from the final state (from a
-snapshot when there is one); then one fold collects the events (see `replay.links`). That fold starts
-from the newest snapshot before the orders were created when all of them are ours (nothing can name an
-order of ours before it exists); an external order may have a commission logged before its first
-execution, so its fold starts at the beginning.
+it may name several orders across sessions) or a permId. In a journal, the segment indexes give the
+order's own events (`replay.lookup`), and only those are read and folded from the initial state. Other
+sources (an archive, a mirror) fold: the ids come from the final state (from a snapshot when there is
+one); then one fold collects the events (see `replay.links`). That fold starts from the newest snapshot
+before the orders were created when all of them are ours (nothing can name an order of ours before it
+exists); an external order may have a commission logged before its first execution, so its fold starts
+at the beginning.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
 
 import msgspec
 
 from events.schema import Envelope
 from oms.state.codec import decode_state
-from oms.state.fold import step
+from oms.state.fold import fold, step
 from oms.state.model import Order, State, initial_state
 from replay.links import Linker
-from replay.source import Source
+from replay.lookup import order_events
+from replay.source import JournalSource, Source
 from replay.states import state_at
 
 
@@ -49,22 +55,43 @@ def find_orders(state: State, ident: str) -> list[str]:
 
 
 def order_timelines(source: Source, ident: str) -> list[Timeline]:
+    if isinstance(source, JournalSource):
+        return indexed_timelines(source.path, ident)
+    return folded_timelines(source, ident)
+
+
+def indexed_timelines(journal: Path, ident: str) -> list[Timeline]:
+    """From the order's own events, found by the segment indexes: a few frames, whatever the log's size."""
+    events = order_events(journal, ident)
+    keys = find_orders(fold(events), ident)
+    if not keys:
+        raise _unknown(ident)
+    return timelines_of(events, keys, initial_state())
+
+
+def folded_timelines(source: Source, ident: str) -> list[Timeline]:
+    """By folding the source: to its end to find the order, then from before it to collect its events."""
     final = state_at(source, source.last_seq())
     keys = find_orders(final, ident)
     if not keys:
-        raise UnknownOrder(f"no order is named {ident!r} (client order id, orderId or permId)")
+        raise _unknown(ident)
     start = None
     if not any(final.orders[key].external for key in keys):
         start = source.snapshot(min(final.orders[key].created_seq for key in keys) - 1)
-    return timelines_of(source, keys, decode_state(start[1]) if start else initial_state())
+    state = decode_state(start[1]) if start else initial_state()
+    return timelines_of(source.read(state.seq + 1), keys, state)
 
 
-def timelines_of(source: Source, keys: list[str], state: State) -> list[Timeline]:
-    """The timelines of `keys`, folding on from `state` (a state before any of them existed)."""
+def _unknown(ident: str) -> UnknownOrder:
+    return UnknownOrder(f"no order is named {ident!r} (client order id, orderId or permId)")
+
+
+def timelines_of(events: Iterable[Envelope], keys: list[str], state: State) -> list[Timeline]:
+    """The timelines of `keys`, folding `events` on from `state` (a state before any of them existed)."""
     wanted = set(keys)
     found: dict[str, dict[int, tuple[Envelope, Order | None]]] = {key: {} for key in keys}
     linker = Linker()
-    for env in source.read(state.seq + 1):
+    for env in events:
         state, changes = step(state, env)
         changed = {
             c.client_order_id: c for c in changes if isinstance(c, Order) and c.client_order_id in wanted

@@ -27,9 +27,9 @@ from rich.table import Table
 from bench.bench_replay import SNAPSHOT_EVERY, T0, order_events, write_snapshots
 from events import index
 from events.journal import JournalWriter
+from events.lookup import seq_at
 from events.reader import JournalReader
 from events.segments import list_segments
-from replay.lookup import seq_at
 from replay.points import seq_at_time
 from replay.source import JournalSource
 from replay.states import state_at

@@ -12,6 +12,7 @@ old logs still decode; new facts get new kinds, so old readers decode them as `U
 from __future__ import annotations
 
 from decimal import Decimal
+from functools import lru_cache
 from typing import Literal
 
 from msgspec import Struct
@@ -42,6 +43,14 @@ class Contract(Struct, frozen=True, omit_defaults=True):
     multiplier: str = ""
     local_symbol: str = ""
     trading_class: str = ""
+
+
+@lru_cache(maxsize=4096)
+def symbol_key(c: Contract) -> str:
+    """How an instrument is named before IB has given its conId (memoized: a pure function of a frozen,
+    hashable value, asked for every order requested by symbol; bounded by instruments)."""
+    strike = f"{c.strike:g}" if c.strike else ""
+    return ":".join((c.sec_type, c.symbol, c.currency, c.last_trade_date, c.right, strike)).rstrip(":")
 
 
 class Event(Struct, frozen=True, tag_field="kind", kw_only=True, omit_defaults=True):

@@ -168,6 +168,13 @@ class OrdersRequest(Request, frozen=True, tag="orders"):
     open_only: bool = False
 
 
+class OrderRequest(Request, frozen=True, tag="order"):
+    """One order by client order id: live, or finished and retired from the live state (then rebuilt
+    from the journal, through its segment indexes)."""
+
+    client_order_id: ClientOrderId
+
+
 class PositionsRequest(Request, frozen=True, tag="positions"):
     """Account positions, or one strategy's view of them if `strategy_id` is given."""
 
@@ -203,6 +210,7 @@ AnyRequest = (
     | CancelRequest
     | CancelAllRequest
     | OrdersRequest
+    | OrderRequest
     | PositionsRequest
     | EventsRequest
     | KillSwitchRequest
@@ -280,6 +288,14 @@ class CancelAllResult(Struct, frozen=True):
 
 class OrdersResult(Struct, frozen=True):
     orders: list[Any]
+
+
+class OrderResult(Struct, frozen=True):
+    """`retired`: the order has left the live state (docs/state.md, "History"); `order` is its last
+    value, from the journal."""
+
+    order: Any
+    retired: bool = False
 
 
 class PositionsResult(Struct, frozen=True):

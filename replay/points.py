@@ -11,8 +11,8 @@ import re
 from collections.abc import Iterable
 from datetime import UTC, datetime, time
 
+from events.lookup import seq_at
 from events.schema import Envelope
-from replay.lookup import seq_at
 from replay.source import JournalSource, Source
 
 _TIME_OF_DAY = re.compile(r"^\d{1,2}:\d{2}(:\d{2}(\.\d{1,9})?)?$")

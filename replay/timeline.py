@@ -2,7 +2,7 @@
 
 An order is found by any of its names: our client order id, IB's orderId (per clientId and session, so
 it may name several orders across sessions) or a permId. In a journal, the segment indexes give the
-order's own events (`replay.lookup`), and only those are read and folded from the initial state. Other
+order's own events (`events.lookup`), and only those are read and folded from the initial state. Other
 sources (an archive, a mirror) fold: the ids come from the final state (from a snapshot when there is
 one); then one fold collects the events (see `replay.links`). That fold starts from the newest snapshot
 before the orders were created when all of them are ours (nothing can name an order of ours before it
@@ -12,17 +12,18 @@ at the beginning.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import msgspec
 
+from events.lookup import order_events
 from events.schema import Envelope
 from oms.state.codec import decode_state
-from oms.state.fold import fold, step
+from oms.state.fold import step
 from oms.state.model import Order, State, initial_state
+from oms.state.queries import every_order
 from replay.links import Linker
-from replay.lookup import order_events
 from replay.source import JournalSource, Source
 from replay.states import state_at
 
@@ -42,16 +43,14 @@ class Timeline(msgspec.Struct, frozen=True):
     entries: list[Entry]
 
 
-def find_orders(state: State, ident: str) -> list[str]:
+def find_orders(orders: Mapping[str, Order], ident: str) -> list[str]:
     """Client order ids of the orders named `ident`, by client order id, orderId or permId."""
-    if ident in state.orders:
+    if ident in orders:
         return [ident]
     if not ident.lstrip("-").isdigit():
         return []
     number = int(ident)
-    return [
-        coid for coid, order in state.orders.items() if order.order_id == number or number in order.perm_ids
-    ]
+    return [coid for coid, order in orders.items() if order.order_id == number or number in order.perm_ids]
 
 
 def order_timelines(source: Source, ident: str) -> list[Timeline]:
@@ -63,21 +62,26 @@ def order_timelines(source: Source, ident: str) -> list[Timeline]:
 def indexed_timelines(journal: Path, ident: str) -> list[Timeline]:
     """From the order's own events, found by the segment indexes: a few frames, whatever the log's size."""
     events = order_events(journal, ident)
-    keys = find_orders(fold(events), ident)
+    keys = find_orders(every_order(events), ident)
     if not keys:
         raise _unknown(ident)
     return timelines_of(events, keys, initial_state())
 
 
 def folded_timelines(source: Source, ident: str) -> list[Timeline]:
-    """By folding the source: to its end to find the order, then from before it to collect its events."""
+    """By folding the source: to its end to find the order (live at the end, or retired on the way),
+    then from before it to collect its events."""
     final = state_at(source, source.last_seq())
-    keys = find_orders(final, ident)
+    orders: Mapping[str, Order] = final.orders
+    keys = find_orders(orders, ident)
+    if not keys:  # retired before the end: only a fold from the start still meets it
+        orders = every_order(source.read())
+        keys = find_orders(orders, ident)
     if not keys:
         raise _unknown(ident)
     start = None
-    if not any(final.orders[key].external for key in keys):
-        start = source.snapshot(min(final.orders[key].created_seq for key in keys) - 1)
+    if not any(orders[key].external for key in keys):
+        start = source.snapshot(min(orders[key].created_seq for key in keys) - 1)
     state = decode_state(start[1]) if start else initial_state()
     return timelines_of(source.read(state.seq + 1), keys, state)
 

@@ -9,9 +9,9 @@ import pytest
 
 from events.index import build, frame_names, index_path, indexes, load, segment_index, store
 from events.journal import JournalWriter
+from events.lookup import order_events, seq_at
 from events.reader import JournalReader
 from events.segments import list_segments
-from replay.lookup import order_events, seq_at
 from replay.points import seq_at_time
 from tests.journal_helpers import cut_after, frame_ends, mixed_event
 from tests.test_replay_support import explicit_events, write_journal

@@ -1,4 +1,4 @@
-"""Lookups through the segment indexes (replay/lookup.py): an order's events, the seq at a time, and
+"""Lookups through the segment indexes (events/lookup.py): an order's events, the seq at a time, and
 `oms replay --order` / `--at` on them, checked against folding the whole log."""
 
 from __future__ import annotations
@@ -9,13 +9,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 from events.journal import JournalWriter
+from events.lookup import order_events, seq_at
 from events.reader import JournalReader
 from events.schema import CommissionReported, Envelope, ExecutionReported
 from events.snapshots import write_snapshot
 from oms.cli import main
 from oms.state.codec import encode_state
 from oms.state.fold import fold
-from replay.lookup import order_events, seq_at
 from replay.points import seq_at_time
 from replay.source import JournalSource
 from replay.states import state_at
@@ -102,3 +102,22 @@ def test_at_a_time_equals_folding_to_that_seq(tmp_path: Path, capsys) -> None:
         assert state_at(source, seq) == fold(envs[:seq]) if seq else True
     assert main(["replay", str(directory.parent), "--at", "14:03:15"]) == 0
     assert "state at seq 9" in capsys.readouterr().out
+
+
+def test_an_order_retired_from_the_state_still_has_its_timeline(tmp_path: Path) -> None:
+    """Finished and quiet for 15 minutes, c1 is gone from the folded state; its timeline (indexed, and
+    folded as for an archive) still ends with it filled."""
+    from oms.state.history import RETIRE_AFTER_NS
+    from tests.test_fold_history import QUIET, _filled_order
+
+    journal = tmp_path / "j"
+    with JournalWriter.open(journal) as writer:
+        for i, event in enumerate(_filled_order()):
+            writer.append(event, ts=T0 + i)  # type: ignore[arg-type]
+        writer.append(QUIET, ts=T0 + RETIRE_AFTER_NS + 10**9)
+    source = JournalSource(journal)
+    assert "c1" not in state_at(source, source.last_seq()).orders
+    for timelines in (order_timelines(source, "c1"), folded_timelines(source, "c1")):
+        [timeline] = timelines
+        last = timeline.entries[-1].order
+        assert last is not None and (last.status, last.filled) == ("filled", 10)

@@ -119,7 +119,7 @@ def test_explicit_timelines_by_client_order_id_order_id_and_perm_id(explicit: Jo
     assert entries[15].order.status == "cancelled"
     with pytest.raises(UnknownOrder):
         order_timelines(explicit, "nope")
-    assert find_orders(state_at(explicit, 15), "424242") == []
+    assert find_orders(state_at(explicit, 15).orders, "424242") == []
 
 
 def test_state_at_a_time_and_the_diff_between_two_points(explicit: JournalSource) -> None:

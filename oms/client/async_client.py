@@ -40,6 +40,8 @@ from oms.protocol import (
     KillSwitchRequest,
     KillSwitchResult,
     ModifyRequest,
+    OrderRequest,
+    OrderResult,
     OrdersRequest,
     OrdersResult,
     PingRequest,
@@ -270,6 +272,13 @@ class AsyncClient(StateViews):
         """Ask the service (no following needed): what `oms orders` shows."""
         reply = await self._channel.request(OrdersRequest(strategy_id=strategy_id, open_only=open_only))
         return msgspec.convert(reply.result_as(OrdersResult).orders, list[Order])
+
+    async def fetch_order(self, client_order_id: str) -> tuple[Order, bool]:
+        """Ask the service for one order, also one finished long ago and retired from the live state
+        (then rebuilt from the journal): (the order, whether it is retired). `unknown_order` if none."""
+        reply = await self._channel.request(OrderRequest(client_order_id=client_order_id))
+        result = reply.result_as(OrderResult)
+        return msgspec.convert(result.order, Order), result.retired
 
     async def fetch_positions(
         self, strategy_id: str | None = None, open_only: bool = False

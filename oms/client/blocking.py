@@ -144,6 +144,9 @@ class Client:
     def fetch_orders(self, strategy_id: str | None = None, open_only: bool = False) -> list[Order]:
         return self._run(self._client.fetch_orders(strategy_id, open_only))
 
+    def fetch_order(self, client_order_id: str) -> tuple[Order, bool]:
+        return self._run(self._client.fetch_order(client_order_id))
+
     def fetch_positions(self, strategy_id: str | None = None, open_only: bool = False) -> list[Position]:
         return self._run(self._client.fetch_positions(strategy_id, open_only))
 

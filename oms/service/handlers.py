@@ -13,10 +13,12 @@ import logging
 import time
 from collections.abc import Callable, Coroutine
 from decimal import Decimal
+from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 import msgspec
 
+from events.lookup import order_events
 from events.schema import (
     CancelRequested,
     Contract,
@@ -41,6 +43,8 @@ from oms.protocol import (
     KillSwitchResult,
     ModifyRequest,
     OkReply,
+    OrderRequest,
+    OrderResult,
     OrdersRequest,
     PingRequest,
     PingResult,
@@ -58,6 +62,7 @@ from oms.service.config import Config
 from oms.service.pipeline import Pipeline
 from oms.service.risk import Described, Reference
 from oms.state.model import Order
+from oms.state.queries import every_order
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +86,8 @@ class Broker(Protocol):
 
 class EventSource(Protocol):
     """Reads logged envelopes back (events.journal.JournalReader)."""
+
+    directory: Path
 
     def read_payloads(self, from_seq: int = 1) -> Any: ...
 
@@ -106,6 +113,7 @@ class Handlers:
             CancelRequest: self.cancel,
             CancelAllRequest: self.cancel_all,
             OrdersRequest: self.query,
+            OrderRequest: self.order,
             PositionsRequest: self.query,
             EventsRequest: self.events,
             KillSwitchRequest: self.kill_switch,
@@ -162,6 +170,20 @@ class Handlers:
 
     async def query(self, req: queries.StateQuery) -> queries.StateResult:
         return queries.answer(self.pipeline.state, req)
+
+    async def order(self, req: OrderRequest) -> OrderResult | ErrorInfo:
+        """A live order from the state; a retired one rebuilt from its own events in the journal, read
+        through the segment indexes in a thread (the loop keeps serving meanwhile)."""
+        coid = req.client_order_id
+        live = self.pipeline.state.orders.get(coid)
+        if live is not None:
+            return OrderResult(order=live)
+        self.pipeline.drain()  # everything logged is readable
+        events = await asyncio.to_thread(order_events, self.reader.directory, coid)
+        found = every_order(events).get(coid)
+        if found is None:
+            return ErrorInfo(code="unknown_order", message=f"no order {coid!r}", client_order_id=coid)
+        return OrderResult(order=found, retired=True)
 
     async def events(self, req: EventsRequest) -> EventsResult:
         self.pipeline.drain()  # everything logged is readable

@@ -13,7 +13,7 @@ from decimal import Decimal, InvalidOperation
 
 from msgspec.structs import replace
 
-from events.schema import Contract
+from events.schema import Contract, symbol_key
 from oms.state import positions
 from oms.state.model import WORKING, Account, Fill, Order, Position, Removed, State
 from oms.state.money import ZERO, Money, add, net
@@ -185,7 +185,7 @@ def name_instrument(state: State, tx: Tx, contract: Contract, con_id: int) -> No
     """Remember the conId of the symbol `contract` names, moving positions keyed by that symbol to it.
     A position keyed by symbol has no fills (executions always carry the conId): it moves whole, or,
     when the conId key already has a position, its working orders join that one."""
-    sym = positions.symbol_key(contract)
+    sym = symbol_key(contract)
     if state.con_ids.get(sym) == con_id:
         return
     tx.put(state.con_ids, sym, con_id)

@@ -23,7 +23,7 @@ from typing import Any
 from msgspec.structs import replace
 
 from events import schema as ev_
-from events.schema import Contract, Envelope, kind_of
+from events.schema import Contract, Envelope, kind_of, symbol_key
 from oms.state import accounts, book, fills, history, links, orders, positions
 from oms.state.model import (
     TERMINAL,
@@ -108,7 +108,7 @@ def _on_requested(state: State, tx: Tx, ev: ev_.OrderRequested, seq: int, ts: in
     if contract.con_id:
         book.name_instrument(state, tx, contract, contract.con_id)
     else:
-        con_id = state.con_ids.get(positions.symbol_key(contract), 0)
+        con_id = state.con_ids.get(symbol_key(contract), 0)
         if con_id:  # IB has already named this symbol
             contract = replace(contract, con_id=con_id)
     book.put(state, tx, None, orders.requested(ev, links.shared_contract(contract), seq, ts))

@@ -21,7 +21,7 @@ from functools import lru_cache
 
 from msgspec.structs import replace
 
-from events.schema import Contract, PositionMismatch, PositionReported
+from events.schema import Contract, PositionMismatch, PositionReported, symbol_key
 from oms.state.model import Fill, Order, Position, PositionInput, PositionStatus, State
 from oms.state.money import ONE, ZERO, Money, add, net, plus, rounded
 
@@ -33,14 +33,6 @@ _WORKING_BITS = 3  # bits for BUYING | SELLING | ACKED
 DEFERRED = 1 << 6
 _REASONS = ("", "cancelled", "rejected", "inactive", "filled", "pending_cancel")
 _REASON_CODE = {r: i for i, r in enumerate(_REASONS)}
-
-
-@lru_cache(maxsize=4096)
-def symbol_key(c: Contract) -> str:
-    """How an instrument is named before IB has given its conId (memoized: a pure function of a frozen,
-    hashable value, asked for every order requested by symbol; bounded by instruments)."""
-    strike = f"{c.strike:g}" if c.strike else ""
-    return ":".join((c.sec_type, c.symbol, c.currency, c.last_trade_date, c.right, strike)).rstrip(":")
 
 
 def instrument_key(c: Contract, con_ids: Mapping[str, int]) -> str:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from oms.state.model import TERMINAL, Order, Position, State
+from events.schema import Envelope
+from oms.state.fold import step
+from oms.state.model import TERMINAL, Order, Position, State, initial_state
 
 
 def select_orders(state: State, strategy_id: str | None, open_only: bool) -> list[Order]:
@@ -22,3 +24,13 @@ def select_positions(state: State, strategy_id: str | None, open_only: bool) -> 
         else (p for p in state.strategy_positions.values() if p.strategy_id == strategy_id)
     )
     return [p for p in source if not (open_only and p.status == "closed")]
+
+
+def every_order(events: Iterable[Envelope]) -> dict[str, Order]:
+    """Each order's latest value over a fold of `events`, whether or not it is still live at the end
+    (finished orders retire from the state: oms.state.history)."""
+    state, seen = initial_state(), dict[str, Order]()
+    for env in events:
+        state, changes = step(state, env)
+        seen.update((c.client_order_id, c) for c in changes if isinstance(c, Order))
+    return seen

@@ -19,8 +19,7 @@ from events.codec import decode
 from events.frames import diagnose, iter_frames
 from events.index import GLOBAL, SegmentIndex, frame_names, indexes
 from events.journal_errors import CorruptJournal
-from events.schema import Contract, Envelope, OrderRequested
-from oms.state.positions import symbol_key
+from events.schema import Contract, Envelope, OrderRequested, symbol_key
 
 _Segments = list[tuple[Path, SegmentIndex]]
 

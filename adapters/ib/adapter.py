@@ -266,6 +266,19 @@ class IBAdapter:
         self._order_ids.pop(done.client_order_id, None)
         self._requests.pop(done.client_order_id, None)
 
+    def kept(self) -> dict[str, int]:
+        """How many per-order objects are held now (the library's caches, ours): the working orders'
+        only, once the finished ones are released. For the tests and the soak benchmark."""
+        wrapper = self.ib.wrapper
+        return {
+            "trades": len(wrapper.trades),
+            "perm_ids": len(wrapper.permId2Trade),
+            "fills": len(wrapper.fills),
+            "orders": len(self._retention.kept()),
+            "requests": len(self._requests),
+            "order_ids": len(self._order_ids),
+        }
+
     def _on_error(self, error: BrokerError) -> None:
         if error.code == CLIENT_ID_IN_USE:
             self._refused = client_id_in_use_message(self.client_id)

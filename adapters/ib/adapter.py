@@ -26,6 +26,7 @@ from adapters.ib.hooks import CallbackHooks
 from adapters.ib.pacing import Pacing, TokenBucket
 from adapters.ib.reconcile import LogView, NewFacts, position_mismatches
 from adapters.ib.refdata import ContractInfo, IBReferenceData, ReferenceDataError
+from adapters.ib.retention import Release, Retention, release
 from events.schema import (
     BrokerError,
     ConnectionChanged,
@@ -35,14 +36,12 @@ from events.schema import (
     ModifyRequested,
     OrderRequested,
     OrderSent,
-    OrderStatusReported,
     ReconciliationFinished,
     ReconciliationStarted,
 )
 from oms.state.model import State, initial_state
 
 log = logging.getLogger(__name__)
-DONE_STATUSES = frozenset({"Filled", "Cancelled", "ApiCancelled", "Inactive"})
 
 Sink = Callable[[Event], None]
 
@@ -95,8 +94,9 @@ class IBAdapter:
         self._sessions = 0
         self._refused: str = ""  # why the last connection attempt was refused before the API started
         self._refusal: asyncio.Future[str] | None = None  # resolved if the socket closes while connecting
-        self._order_ids: dict[str, int] = {}
+        self._order_ids: dict[str, int] = {}  # working orders of this session (retention.py says until when)
         self._requests: dict[str, OrderRequested] = {}
+        self._retention = Retention(self.client_id)
         self._reconcile_lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[Any]] = set()
         self.ib: Any = self.lib.IB()
@@ -255,21 +255,29 @@ class IBAdapter:
             self._emit(event)
         if isinstance(event, BrokerError):
             self._on_error(event)
-        elif isinstance(event, OrderStatusReported) and event.status in DONE_STATUSES:
-            asyncio.get_running_loop().call_soon(self._forget, event)  # once the library has seen it
+        done = self._retention.observe(event)
+        if done is not None:
+            asyncio.get_running_loop().call_soon(self._release, done)  # once the library has handled it
 
-    def _forget(self, done: OrderStatusReported) -> None:
-        """Drop a finished order's objects from the library's own caches (its Trade, fills, log), so
-        memory follows the working orders, not every order ever placed. The journal has every fact;
-        the hooks log a late execution or commission even for an order the library forgot."""
+    def _release(self, done: Release) -> None:
+        """Let go of a final order's objects, the library's and ours, so memory follows the working
+        orders. The journal has every fact; a later callback about the order is still logged."""
+        release(self.ib.wrapper, done)
+        self._order_ids.pop(done.client_order_id, None)
+        self._requests.pop(done.client_order_id, None)
+
+    def kept(self) -> dict[str, int]:
+        """How many per-order objects are held now (the library's caches, ours): the working orders'
+        only, once the finished ones are released. For the tests and the soak benchmark."""
         wrapper = self.ib.wrapper
-        key = (done.client_id, done.order_id) if done.order_id > 0 else done.perm_id
-        trade = wrapper.trades.pop(key, None)
-        if trade is None:
-            return
-        wrapper.permId2Trade.pop(trade.order.permId, None)
-        for fill in trade.fills:
-            wrapper.fills.pop(fill.execution.execId, None)
+        return {
+            "trades": len(wrapper.trades),
+            "perm_ids": len(wrapper.permId2Trade),
+            "fills": len(wrapper.fills),
+            "orders": len(self._retention.kept()),
+            "requests": len(self._requests),
+            "order_ids": len(self._order_ids),
+        }
 
     def _on_error(self, error: BrokerError) -> None:
         if error.code == CLIENT_ID_IN_USE:
@@ -361,6 +369,7 @@ class IBAdapter:
         )
         self._order_ids[req.client_order_id] = order_id
         self._requests[req.client_order_id] = req
+        self._retention.sent(order_id, req.client_order_id)
         order = outbound.ib_order(self.lib, req, order_id, parent_id, req.transmit)
         self.ib.placeOrder(outbound.ib_contract(self.lib, req.contract), order)
         return order_id

@@ -80,14 +80,17 @@ def client_id_in_use_message(client_id: int) -> str:
 # when they think the code ended the order: a user's own cancel (202) and the informational 10349 read
 # as ERROR lines. The adapter logs every code as an event, so the lines of codes that are expected and
 # change nothing (cancel, information), and the library's "Canceled order" conclusion that follows one,
-# are lowered to INFO.
+# are lowered to INFO. So is "orderStatus: No order found": a repeated status of an order the adapter
+# has released (retention.py) from the library; the adapter logged it.
 
 _LIBRARY_LINE: Final = re.compile(r"(?:Error|Warning) (-?\d+), reqId")
 _LIBRARY_CONCLUSION: Final = "Canceled order:"
+_RELEASED_ORDER: Final = "orderStatus: No order found"
 
 
 class ExpectedCodes(logging.Filter):
-    """Lowers the library's log lines about an expected code (202, 2100-2199 but 2110, 10349) to INFO."""
+    """Lowers the library's log lines about an expected code (202, 2100-2199 but 2110, 10349), and about
+    a status of a released order, to INFO."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -97,7 +100,11 @@ class ExpectedCodes(logging.Filter):
         message = record.msg if isinstance(record.msg, str) else ""
         found = _LIBRARY_LINE.match(message)
         expected = found is not None and classify(int(found.group(1))) in ("cancel", "information")
-        lower = expected or (self._after_expected and message.startswith(_LIBRARY_CONCLUSION))
+        lower = (
+            expected
+            or (self._after_expected and message.startswith(_LIBRARY_CONCLUSION))
+            or message.startswith(_RELEASED_ORDER)
+        )
         if lower and record.levelno > logging.INFO:
             record.levelno, record.levelname = logging.INFO, logging.getLevelName(logging.INFO)
         self._after_expected = expected

@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from msgspec.structs import replace
 
 from adapters.ib import normalize
 from adapters.ib.adapter import IBAdapter
@@ -23,7 +24,8 @@ from adapters.ib.pacing import Pacing, TokenBucket
 from adapters.ib.reconcile import LogView, NewFacts, position_mismatches
 from adapters.ib.refdata import choose_price
 from adapters.ib.timezones import HandshakeReader, zone_of_connect_time
-from events.schema import Contract, ExecutionReported, PositionReported
+from events.schema import Contract, Envelope, ExecutionReported, PositionReported
+from oms.state.fold import fold
 from oms.state.model import initial_state
 from tests.ib_helpers import FoldingSink
 
@@ -326,3 +328,23 @@ def test_master_client_in_the_configuration_makes_the_adapter_client_zero(tmp_pa
     assert (adapter.client_id, adapter.master_client) == (0, True)
     plain = broker_factory(load_config(None), "127.0.0.1", 7497)(lambda _e: None, initial_state)
     assert (plain.client_id, plain.master_client) == (1, False)
+
+
+def test_a_sync_restating_an_order_the_fold_retired_logs_nothing() -> None:
+    """After a reconnect IB restates the day's executions, commissions and completed orders; for an order
+    the fold has retired to history (only its tombstones remain), none of it is new. Live callbacks are
+    logged whatever the fold holds."""
+    from oms.state.history import RETIRE_AFTER_NS
+    from tests.test_fold_history import QUIET, _envs, _filled_order
+
+    done = _envs(_filled_order())
+    later = Envelope(len(done) + 1, done[-1].ts + RETIRE_AFTER_NS + 1, QUIET)
+    state = fold([*done, later])
+    assert "c1" not in state.orders
+    facts = NewFacts(LogView(lambda: state))
+    execution_, commission, status = (e.event for e in done[3:6])
+    restated = [replace(execution_, req_id=9), commission, status]  # type: ignore[type-var]
+    assert [facts.admit(e, syncing=True) for e in restated] == [False, False, False]
+    assert facts.admit(execution_, syncing=False)  # live: always logged (the fold dedupes)
+    facts.sync_closed()
+    assert not facts.admit(replace(execution_, req_id=9), syncing=True)  # type: ignore[type-var]

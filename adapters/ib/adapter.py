@@ -344,6 +344,7 @@ class IBAdapter:
         )
         self._sync_from = None
         self._emit(finished)
+        self._facts.sync_closed()
         return finished
 
     async def _ask(self, name: str, request: Callable[[], Awaitable[Any]], problems: list[str]) -> Any:

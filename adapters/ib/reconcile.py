@@ -13,6 +13,10 @@ every (re)connect) restate what IB already said, so during a sync only what is n
   fills explain (executions IB no longer returns), it stays a new fact;
 - a position by (account, conId), when this session already logged the same report;
 - an account value, whenever it equals the last one logged (two subscriptions report the same values).
+A report of an order the fold has retired to history (oms.state.history: its execution, commission or
+status, by the fold's tombstones) is never new. What this session remembers of orders serves one sync
+and is forgotten when it closes: between syncs the fold holds it (live, or as tombstones), so the
+adapter's memory does not grow with every order ever placed.
 `LogView` is the one place that reads the fold's `State`.
 """
 
@@ -33,6 +37,7 @@ from events.schema import (
     PositionMismatch,
     PositionReported,
 )
+from oms.state.history import retired
 from oms.state.model import Order, State
 
 LIVE_REQ_ID = -1
@@ -66,15 +71,22 @@ class LogView:
         self._state = state_provider
 
     def has_execution(self, exec_id: str) -> bool:
-        fill = self._state().fills.get(exec_prefix(exec_id))
-        return fill is not None and _suffix(fill.exec_id) >= _suffix(exec_id)
+        state = self._state()
+        fill = state.fills.get(exec_prefix(exec_id))
+        if fill is None:
+            return retired(state.history, "e", exec_id)
+        return _suffix(fill.exec_id) >= _suffix(exec_id)
 
     def has_commission(self, exec_id: str) -> bool:
         state = self._state()
         fill = state.fills.get(exec_prefix(exec_id))
         if fill is not None and fill.exec_id == exec_id and fill.commission:
             return True
-        return exec_id in state.pending_commissions
+        return exec_id in state.pending_commissions or retired(state.history, "b", exec_prefix(exec_id))
+
+    def retired(self, perm_id: int) -> bool:
+        """Whether the fold has retired the order with this permId (its reports are history)."""
+        return perm_id > 0 and retired(self._state().history, "p", perm_id)
 
     def order(self, perm_id: int) -> Order | None:
         state = self._state()
@@ -116,25 +128,40 @@ class NewFacts:
         rule = self._rules.get(type(event))
         return True if rule is None else rule(event, syncing)
 
+    def sync_closed(self) -> None:
+        """What this session remembered of orders served the sync that just closed; from here the
+        fold's state answers (what was logged is folded before the next sync's answers arrive)."""
+        self._execs.clear()
+        self._replayed.clear()
+        self._commissions.clear()
+        self._orders.clear()
+
     def _execution(self, event: ExecutionReported, _syncing: bool) -> bool:
-        from_sync = event.req_id != LIVE_REQ_ID
-        if from_sync and (event.exec_id in self._execs or self._log.has_execution(event.exec_id)):
+        if event.req_id == LIVE_REQ_ID:
+            return True
+        if event.exec_id in self._execs or self._log.has_execution(event.exec_id):
             self._replayed.add(event.exec_id)
             return False
         self._execs.add(event.exec_id)
         return True
 
     def _commission(self, event: CommissionReported, syncing: bool) -> bool:
-        if (syncing or event.exec_id in self._replayed) and (
-            self._commissions.get(event.exec_id) == event or self._log.has_commission(event.exec_id)
-        ):
+        if not (syncing or event.exec_id in self._replayed):
+            return True
+        if self._commissions.get(event.exec_id) == event or self._log.has_commission(event.exec_id):
             return False
         self._commissions[event.exec_id] = event
         return True
 
     def _order(self, event: OrderStatusReported | OpenOrderReported, syncing: bool) -> bool:
+        if not syncing:
+            return True
         key = (type(event), order_key(event.perm_id, event.client_id, event.order_id))
-        if syncing and (self._orders.get(key) == event or _log_shows(self._log.order(event.perm_id), event)):
+        if (
+            self._orders.get(key) == event
+            or self._log.retired(event.perm_id)
+            or _log_shows(self._log.order(event.perm_id), event)
+        ):
             return False
         self._orders[key] = event
         return True

@@ -100,21 +100,24 @@ INSERT_CHANGES = "\n".join(
 INSERT_ORDER_EVENTS = "INSERT INTO order_events SELECT seq, order_key FROM links_batch"
 
 
-def _current(table: str, struct: type, entity: str) -> str:
-    return (
-        f"DELETE FROM {table}; INSERT INTO {table} SELECT {select_list(struct)} "
-        f"FROM (SELECT state, {transform(struct)} FROM current_batch WHERE entity = '{entity}');"
-    )
-
-
-REPLACE_CURRENT = "\n".join(
-    (
-        _current("orders", Order, "order"),
-        _current("positions", Position, "position"),
-        _current("strategy_positions", Position, "strategy_position"),
-        _current("fills", Fill, "fill"),
-        _current("accounts", Account, "account"),
-    )
+# The current tables are the history's last word: each entity's latest row (a position that moved away
+# is gone), computed by the same macros users call, so `orders` is `orders_at` the last archived event.
+# Fills have no history (the fold reports orders, positions and accounts changing): they come from the
+# fold's state as JSON.
+REPLACE_CURRENT = """
+DELETE FROM orders;
+INSERT INTO orders SELECT * EXCLUDE (seq, ts) FROM orders_at('infinity'::TIMESTAMP);
+DELETE FROM positions;
+INSERT INTO positions SELECT * EXCLUDE (seq, ts) FROM positions_at('infinity'::TIMESTAMP);
+DELETE FROM strategy_positions;
+INSERT INTO strategy_positions SELECT * EXCLUDE (seq, ts) FROM strategy_positions_at('infinity'::TIMESTAMP);
+DELETE FROM accounts;
+INSERT INTO accounts SELECT * EXCLUDE (seq, ts) FROM account_states
+QUALIFY row_number() OVER (PARTITION BY account ORDER BY seq DESC) = 1;
+"""
+REPLACE_FILLS = (
+    f"DELETE FROM fills; INSERT INTO fills SELECT {select_list(Fill)} "
+    f"FROM (SELECT {transform(Fill)} FROM fills_batch)"
 )
 
 _POSITIONS_AT = """

@@ -2,8 +2,9 @@
 
 `events` holds every logged event, its identifiers as typed columns and the full event as JSON. What
 the fold concluded is stored, never recomputed in SQL (the fold's rules live in oms/state/fold.py only):
-`*_states` tables hold each entity as the fold left it after each event that changed it, and `orders`,
-`positions`, `strategy_positions`, `fills`, `accounts` the fold's state after the last archived event.
+`*_states` tables hold each entity as the fold left it after each event that changed it; `orders`,
+`positions`, `strategy_positions`, `accounts` are their latest rows (DuckDB picks them), `fills` the
+fold's fills after the last archived event.
 Entity columns are generated from oms/state/model.py (replay.sqlgen), so they follow the fold's Structs.
 Every statement here is built from constants of this module and the Structs' field names, never from input.
 """

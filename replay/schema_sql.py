@@ -121,13 +121,15 @@ REPLACE_FILLS = (
     f"FROM (SELECT {transform(Fill)} FROM fills_batch)"
 )
 
+# A key that moved away after its latest state is gone. A state and a move of the same key at one seq
+# mean the key was put there again after the move (a move drops the key's earlier change in that event).
 _POSITIONS_AT = """
 CREATE OR REPLACE MACRO {name}(t) AS TABLE
 SELECT p.* FROM (
     SELECT * FROM position_states WHERE ts <= t AND {which}
     QUALIFY row_number() OVER (PARTITION BY key ORDER BY seq DESC) = 1
 ) p
-WHERE NOT EXISTS (SELECT 1 FROM position_moves m WHERE m.key = p.key AND m.seq >= p.seq AND m.ts <= t);
+WHERE NOT EXISTS (SELECT 1 FROM position_moves m WHERE m.key = p.key AND m.seq > p.seq AND m.ts <= t);
 """
 
 VIEWS = """

@@ -145,7 +145,7 @@ def archive_journal(
 @contextmanager
 def _no_cycle_collection() -> Iterator[None]:
     """The import allocates millions of objects and frees them by reference counting; the cyclic collector
-    would walk them again and again for nothing (about a tenth of an import, measured)."""
+    would walk them again and again for nothing (measured: a tenth of a 100,000-event import's CPU)."""
     enabled = gc.isenabled()
     gc.disable()
     try:

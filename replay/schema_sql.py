@@ -2,8 +2,9 @@
 
 `events` holds every logged event, its identifiers as typed columns and the full event as JSON. What
 the fold concluded is stored, never recomputed in SQL (the fold's rules live in oms/state/fold.py only):
-`*_states` tables hold each entity as the fold left it after each event that changed it, and `orders`,
-`positions`, `strategy_positions`, `fills`, `accounts` the fold's state after the last archived event.
+`*_states` tables hold each entity as the fold left it after each event that changed it; `orders`,
+`positions`, `strategy_positions`, `accounts` are their latest rows (DuckDB picks them), `fills` the
+fold's fills after the last archived event.
 Entity columns are generated from oms/state/model.py (replay.sqlgen), so they follow the fold's Structs.
 Every statement here is built from constants of this module and the Structs' field names, never from input.
 """
@@ -100,30 +101,35 @@ INSERT_CHANGES = "\n".join(
 INSERT_ORDER_EVENTS = "INSERT INTO order_events SELECT seq, order_key FROM links_batch"
 
 
-def _current(table: str, struct: type, entity: str) -> str:
-    return (
-        f"DELETE FROM {table}; INSERT INTO {table} SELECT {select_list(struct)} "
-        f"FROM (SELECT state, {transform(struct)} FROM current_batch WHERE entity = '{entity}');"
-    )
-
-
-REPLACE_CURRENT = "\n".join(
-    (
-        _current("orders", Order, "order"),
-        _current("positions", Position, "position"),
-        _current("strategy_positions", Position, "strategy_position"),
-        _current("fills", Fill, "fill"),
-        _current("accounts", Account, "account"),
-    )
+# The current tables are the history's last word: each entity's latest row (a position that moved away
+# is gone), computed by the same macros users call, so `orders` is `orders_at` the last archived event.
+# Fills have no history (the fold reports orders, positions and accounts changing): they come from the
+# fold's state as JSON.
+REPLACE_CURRENT = """
+DELETE FROM orders;
+INSERT INTO orders SELECT * EXCLUDE (seq, ts) FROM orders_at('infinity'::TIMESTAMP);
+DELETE FROM positions;
+INSERT INTO positions SELECT * EXCLUDE (seq, ts) FROM positions_at('infinity'::TIMESTAMP);
+DELETE FROM strategy_positions;
+INSERT INTO strategy_positions SELECT * EXCLUDE (seq, ts) FROM strategy_positions_at('infinity'::TIMESTAMP);
+DELETE FROM accounts;
+INSERT INTO accounts SELECT * EXCLUDE (seq, ts) FROM account_states
+QUALIFY row_number() OVER (PARTITION BY account ORDER BY seq DESC) = 1;
+"""
+REPLACE_FILLS = (
+    f"DELETE FROM fills; INSERT INTO fills SELECT {select_list(Fill)} "
+    f"FROM (SELECT {transform(Fill)} FROM fills_batch)"
 )
 
+# A key that moved away after its latest state is gone. A state and a move of the same key at one seq
+# mean the key was put there again after the move (a move drops the key's earlier change in that event).
 _POSITIONS_AT = """
 CREATE OR REPLACE MACRO {name}(t) AS TABLE
 SELECT p.* FROM (
     SELECT * FROM position_states WHERE ts <= t AND {which}
     QUALIFY row_number() OVER (PARTITION BY key ORDER BY seq DESC) = 1
 ) p
-WHERE NOT EXISTS (SELECT 1 FROM position_moves m WHERE m.key = p.key AND m.seq >= p.seq AND m.ts <= t);
+WHERE NOT EXISTS (SELECT 1 FROM position_moves m WHERE m.key = p.key AND m.seq > p.seq AND m.ts <= t);
 """
 
 VIEWS = """

@@ -116,6 +116,38 @@ def test_archive_then_query_gives_the_fold_and_incremental_equals_full(
     assert list(ArchiveSource(base / "full.duckdb").read()) == list(JournalReader(base / "full").read())
 
 
+@SETTINGS
+@given(session=sessions(max_orders=5), points=st.lists(st.floats(0.0, 1.0), min_size=1, max_size=4))
+def test_orders_and_positions_at_any_seq_are_the_folds_after_that_seq(
+    tmp_path: Path, session, points
+) -> None:
+    """`orders_at` / `positions_at` read the stored history: after event k they equal fold(events[:k])."""
+    base = fresh_dir(tmp_path)
+    envs = session.envelopes
+    write_journal(base / "j", envs)
+    archive_journal(base / "j", base / "a.duckdb", batch=5)
+    con = connect(base / "a.duckdb")
+    try:
+        for k in sorted({max(1, round(p * len(envs))) for p in points} & set(range(1, len(envs) + 1))):
+            at = {"t": envs[k - 1].ts // 1000}  # microseconds, as the archive's `ts`
+            orders = run(
+                con,
+                "SELECT client_order_id, status, quantity, filled, avg_fill_price, perm_ids "
+                "FROM orders_at(make_timestamp($t))",
+                at,
+            ).rows
+            positions = run(
+                con, "SELECT key, quantity, avg_price, status FROM positions_at(make_timestamp($t))", at
+            ).rows
+            fold_orders, _, fold_positions = from_fold(fold(envs[:k]))
+            assert ({r[0]: r[1:] for r in orders}, {r[0]: r[1:] for r in positions}) == (
+                fold_orders,
+                fold_positions,
+            ), f"after seq {k}"
+    finally:
+        con.close()
+
+
 def test_the_explicit_session_in_sql(tmp_path: Path) -> None:
     write_journal(tmp_path / "j", explicit_events())
     report = archive_journal(tmp_path / "j", tmp_path / "a.duckdb")

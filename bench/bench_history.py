@@ -46,6 +46,24 @@ print(done - imported, rss, len(state.orders), state.history.orders)
 """
 
 
+_SOAK = """
+import sys
+from bench.bench_history import session
+from oms.state.fold import step
+from oms.state.model import initial_state
+finished, spread = int(sys.argv[1]), sys.argv[2] == "1"
+marks = {finished * k // 10 for k in range(1, 11)}
+state, orders = initial_state(), 0
+for env in session(finished, spread):
+    state, _ = step(state, env)
+    if type(env.event).__name__ == "OrderRequested":
+        orders += 1
+        if orders in marks:
+            status = open("/proc/self/status").read().split("VmRSS:")[1]
+            print(orders, int(status.split()[0]), len(state.orders))
+"""
+
+
 def session(finished: int, spread: bool) -> Iterator[Envelope]:
     """`finished` orders that fill, then `WORKING` that stay Submitted; one order a second of event time
     when `spread`, else all within a fraction of a second."""
@@ -80,6 +98,16 @@ def _start(journal: Path) -> tuple[float, int, int, int]:
     return float(out[0]), int(out[1]), int(out[2]), int(out[3])
 
 
+def _soak(finished: int, spread: bool) -> list[tuple[int, int, int]]:
+    """(orders so far, RSS KiB, live orders) at each tenth of a fold of `finished` orders, step by step
+    as the service folds, in a fresh interpreter."""
+    out = subprocess.run(
+        [sys.executable, "-c", _SOAK, str(finished), "1" if spread else "0"],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    return [tuple(int(x) for x in line.split()) for line in out.splitlines()]  # type: ignore[misc]
+
+
 def main(short: bool) -> None:
     sizes = (20_000,) if short else (100_000, 1_000_000)
     columns = ("finished", 10), ("kept", 9), ("events", 10), ("snapshot", 10), ("start-up", 9), ("RSS", 9)
@@ -100,6 +128,17 @@ def main(short: bool) -> None:
             finally:
                 shutil.rmtree(folder)
     print("targets: start-up < 200 ms and RSS <= 150 MB with 1,000,000 finished orders in history")
+    soak = 10_000 if short else 100_000
+    print(f"soak: the fold's RSS while {soak:,} orders finish, one a second of event time (service's step)")
+    for spread, label in ((True, "history"), (False, "all live (baseline)")):
+        marks = _soak(soak, spread)
+        (_, first, _), (_, last, live) = marks[len(marks) // 5], marks[-1]
+        steps = ", ".join(f"{rss / 1024:.0f}" for _, rss, _ in marks)
+        print(
+            f"  {label:<20} RSS MB at each tenth: {steps}; from 20% to the end "
+            f"{(last - first) / 1024:+.1f} MB, {live:,} live at the end"
+        )
+    print("target: flat (within 20 MB) over a soak of 100,000 orders")
 
 
 if __name__ == "__main__":

@@ -139,17 +139,6 @@ def test_a_snapshot_of_another_fold_version_is_refused() -> None:
 
 
 @PROPS
-@given(sessions(max_orders=4, gaps=(RETIRE_AFTER_NS + MINUTE_NS, TOMBSTONE_NS + MINUTE_NS)))
-def test_snapshot_plus_tail_equals_the_whole_fold_across_retirements(session: Session) -> None:
-    envs = session.envelopes
-    whole = fold(envs)
-    state = initial_state()
-    for k, env in enumerate(envs, start=1):
-        state, _ = step(state, env)
-        assert fold(envs[k:], decode_state(encode_state(state))) == whole, f"snapshot at seq {k}"
-
-
-@PROPS
 @given(sessions(gaps=(RETIRE_AFTER_NS + MINUTE_NS,)))
 def test_retiring_never_changes_positions_or_money(session: Session) -> None:
     """The same events with and without quiet spells (within a day: IB repeats only a day's reports):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import stat
@@ -259,3 +260,25 @@ def _raised(publisher: SeqPublisher) -> bool:
     except PublishFailed:
         return True
     return False
+
+
+def test_a_cancellation_lost_inside_an_await_still_ends_the_mirrors_loops(tmp_path: Path) -> None:
+    """Python 3.11's `asyncio.wait_for` (the NATS client's, and ours) can swallow a cancellation whose
+    inner future finishes at the same moment; the mirror then polled on for ever (a CI hang). Its loops
+    also end on the task's `cancelling()` count, which a swallowed cancellation leaves up."""
+    write_journal(tmp_path / "j", 1)
+    mirror = Mirror(tmp_path / "j", mirror_config(url="nats://127.0.0.1:4222", stream="S"))
+
+    async def swallowing() -> tuple[bool, bool]:
+        before = mirror._ending()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.sleep(10)
+        return before, mirror._ending()
+
+    async def scenario() -> tuple[bool, bool]:
+        task = asyncio.create_task(swallowing())
+        await asyncio.sleep(0)
+        task.cancel()
+        return await task
+
+    assert asyncio.run(scenario()) == (False, True)

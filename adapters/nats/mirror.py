@@ -100,13 +100,20 @@ class Mirror:
         """Ask `run` to end after the current turn (also when a cancellation was lost in a race)."""
         self._stopping = True
 
+    def _ending(self) -> bool:
+        """Asked to stop, or cancelled: a cancellation that the NATS client swallowed inside one of its
+        awaits still ends the loops (the task's `cancelling()` count stays up), never a mirror that
+        polls on for ever."""
+        task = asyncio.current_task()
+        return self._stopping or (task is not None and task.cancelling() > 0)
+
     async def run(self) -> None:
         reporter = asyncio.create_task(self._report_forever())
         try:
             self._nc = await self._connect()
             js = self._nc.jetstream()
             streak = 0  # resyncs in a row without progress
-            while not self._stopping:
+            while not self._ending():
                 before = self.mirrored_seq
                 try:
                     await self._mirror(js)
@@ -256,7 +263,7 @@ class Mirror:
         batches: Batches = self.reader.follow_payloads(first, self.config.batch)
         self._following = True
         try:
-            while not self._stopping:
+            while not self._ending():
                 batch = next(batches)
                 for seq, payload in batch:
                     await publisher.publish(seq, payload)

@@ -147,8 +147,10 @@ class JetStreamFollower:
 
     async def run(self) -> None:
         """Until cancelled: deliveries are applied by `_on_message`; this restarts the consumer when a
-        message does not fit the seq chain (never a silent skip) or after a reconnect."""
-        while True:
+        message does not fit the seq chain (never a silent skip) or after a reconnect. A cancellation the
+        NATS client swallowed inside an await still ends it (`cancelling()` stays up)."""
+        task = asyncio.current_task()
+        while task is None or not task.cancelling():
             await self._restart.wait()
             self._restart.clear()
             try:

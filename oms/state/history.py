@@ -75,6 +75,7 @@ def taken(state: State, client_order_id: str) -> bool:
 
 
 def sweep_due(state: State, ts: int) -> bool:
+    """A minute of event time since the last sweep, and no reconciliation under way."""
     return ts - state.history.swept_ts >= SWEEP_EVERY_NS and not state.reconciling
 
 
@@ -115,7 +116,8 @@ def sweep(state: State, tx: Tx, ts: int) -> None:
         _bury(history, tx, "c", order.client_order_id, ts)
         for perm_id in order.perm_ids:
             _bury(history, tx, "p", perm_id, ts)
-            tx.pop(state.perm_ids, perm_id)
+            if state.perm_ids.get(perm_id) == order.client_order_id:
+                tx.pop(state.perm_ids, perm_id)
         tx.pop(state.orders, order.client_order_id)
     for base in bases:
         fill = tx.pop(state.fills, base)

@@ -255,6 +255,8 @@ class StatusResult(Struct, frozen=True):
     open_orders: int
     kill_switch: bool
     started_ts: int
+    live_orders: int = 0  # working and finished not yet retired (docs/state.md, "History")
+    retired_orders: int = 0  # finished orders moved to history since the journal began
 
 
 class SnapshotResult(Struct, frozen=True):

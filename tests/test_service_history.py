@@ -29,6 +29,9 @@ def test_a_retired_order_is_answered_from_the_journal_and_its_id_stays_taken(tmp
         router = service.endpoints.router
         state = service_snapshot(router)
         assert "c1" not in state.orders and state.history.orders == 1
+        status = request(router, {"op": "status", "id": 0})
+        assert status is not None and status["result"]["retired_orders"] == 1
+        assert status["result"]["live_orders"] == len(state.orders)
 
         reply = request(router, {"op": "order", "id": 1, "client_order_id": "c1"})
         assert reply is not None and reply["ok"], reply

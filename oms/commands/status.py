@@ -100,7 +100,11 @@ def render(status: StatusResult, router: str, pub: str, mirror: MirrorStatus | N
         ("IB", f"{status.ib} ({status.connection})"),
         ("journal", f"seq {status.journal_seq}, durable through {status.durable_seq}"),
         ("reconciled", reconciled),
-        ("orders", f"{status.open_orders} working"),
+        (
+            "orders",
+            f"{status.open_orders} working, {status.live_orders} in the live state, "
+            f"{status.retired_orders} retired to history",
+        ),
         ("kill switch", "ENGAGED: new orders refused" if status.kill_switch else "off"),
     ]
     lag = mirror_lag(status.journal_seq, mirror)

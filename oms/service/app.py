@@ -287,6 +287,8 @@ class Service:
             open_orders=sum(1 for o in state.orders.values() if o.status not in TERMINAL),
             kill_switch=state.kill_switch,
             started_ts=self.started_ts,
+            live_orders=len(state.orders),
+            retired_orders=state.history.orders,
         )
 
     def status(self) -> dict[str, Any]:

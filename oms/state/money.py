@@ -44,12 +44,16 @@ def plus(money: Mapping[str, Decimal], currency: str, amount: Decimal) -> Money:
 
 
 def add(a: Mapping[str, Decimal], b: Mapping[str, Decimal], sign: int = 1) -> Money:
-    """`a + sign * b`, currency by currency."""
+    """`a + sign * b`, currency by currency (`sign` is 1 or -1)."""
     if not b:
         return a if isinstance(a, dict) else dict(a)
     out = dict(a)
-    for currency, amount in b.items():
-        total = out.get(currency, ZERO) + sign * amount
+    for currency, amount in b.items():  # no `sign * amount`: a Decimal times an int costs a conversion
+        old = out.get(currency)
+        if old is None:
+            total = amount if sign > 0 else -amount
+        else:
+            total = old + amount if sign > 0 else old - amount
         if total:
             out[currency] = total
         else:

@@ -160,14 +160,15 @@ def test_retiring_never_changes_positions_or_money(session: Session) -> None:
 @PROPS
 @given(sessions(gaps=(RETIRE_AFTER_NS + MINUTE_NS, TOMBSTONE_NS + MINUTE_NS)))
 def test_what_stays_live_is_working_recent_unexplained_or_held(session: Session) -> None:
-    """A final, quiet order stays only while IB's word or a commission is missing, or while one of its
-    fills sits behind a live fill in a position's history; no history names a retired fill."""
+    """A final, quiet order stays only while IB's word, its quantity or a commission is missing, or while
+    one of its fills sits behind a live fill in a position's history; no history names a retired fill."""
     state = fold(session.envelopes)
     filled = {f.client_order_id for f in state.fills.values()}
     for order in state.orders.values():
         quiet = order.updated_ts < state.history.swept_ts - RETIRE_AFTER_NS
         if order.status in TERMINAL and quiet and not state.reconciling:
             unexplained = order.broker_filled > order.filled + order.overfill
-            assert unexplained or order.client_order_id in filled, order
+            untold = order.external and not order.quantity  # waits a day for IB's openOrder
+            assert unexplained or untold or order.client_order_id in filled, order
     for inputs in state.position_inputs.values():
         assert all(e in state.fills or e.startswith(INFERRED) for e in inputs if isinstance(e, str))

@@ -78,6 +78,28 @@ def test_execution_correction_replaces_the_earlier_one() -> None:
     assert state.fills["e1"].exec_id == "e1.02" and state.fills["e1"].corrects == "e1.01"
 
 
+@pytest.mark.parametrize(
+    ("ib_says", "ends"),
+    [
+        ((status("Cancelled", 10),), "cancelled"),  # IB confirmed the cancel while it stood filled
+        ((error(10148, "cancel_failed"),), "partially_filled"),  # IB refused it: working again
+        ((), "pending_cancel"),  # neither yet: still cancelling
+    ],
+)
+def test_a_correction_of_an_order_filled_while_its_cancel_was_pending(ib_says: tuple, ends: str) -> None:
+    """Folding corrections gives what folding the corrected fills directly gives (found by the
+    property test of that name): filled while cancelling, then a correction takes 4 of 10 back."""
+    cancel = CancelRequested(client_order_id="c1")
+    o = order_after(requested(), sent(), cancel, execution("e1.01", 10), *ib_says, execution("e1.02", 6))
+    assert (o.filled, o.status) == (6, ends)
+
+
+def test_a_correction_never_revives_an_order_that_ended_part_filled() -> None:
+    cancelled = (CancelRequested(client_order_id="c1"), execution("e1.01", 4), status("Cancelled", 4))
+    o = order_after(requested(), sent(), *cancelled, execution("e1.02", 3))
+    assert (o.filled, o.status) == (3, "cancelled")
+
+
 def test_correction_before_original_ignores_the_late_original() -> None:
     o = order_after(requested(), sent(), execution("e1.02", 4), execution("e1.01", 6))
     assert o.filled == 4.0

@@ -148,7 +148,7 @@ def _executed(state: State, order: Order, new: Fill | None, seq: int, ts: int) -
             value += f.shares * f.price
             if f.inferred:
                 inferred += f.shares
-    return orders.executed(order, qty, value, inferred, seq, ts)
+    return orders.executed(order, qty, value, inferred, seq, ts, replaced=True)
 
 
 def on_commission(state: State, tx: Tx, ev: ev_.CommissionReported, seq: int, ts: int) -> None:

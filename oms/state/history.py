@@ -131,12 +131,17 @@ def sweep(state: State, tx: Tx, ts: int) -> None:
 
 def _final(order: Order, fills: list[Fill], now: int) -> bool:
     """Terminal, quiet, and explained: IB's filled quantity is in its fills (else the next
-    reconciliation infers the rest), and every commission is in, or has been missing for a day."""
+    reconciliation infers the rest), and every commission is in, or has been missing for a day. An
+    external order whose quantity IB has not told (taken as filled by its executions) waits a day: its
+    openOrder may still show it working."""
     if order.status not in TERMINAL or order.updated_ts > now - RETIRE_AFTER_NS:
         return False
     if order.broker_filled > order.filled + order.overfill:
         return False
-    return order.updated_ts <= now - TOMBSTONE_NS or all(f.commission or f.inferred for f in fills)
+    day_old = order.updated_ts <= now - TOMBSTONE_NS
+    if order.external and not order.quantity:  # known only by its executions: IB may yet say it works
+        return day_old
+    return day_old or all(f.commission or f.inferred for f in fills)
 
 
 def _touched(state: State, bases: set[str]) -> Iterable[tuple[str, dict[str, Position]]]:

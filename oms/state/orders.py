@@ -141,6 +141,9 @@ def triggered(order: Order, trigger: Trigger, seq: int, ts: int, reason: str = "
     """`order` after `trigger`, or the same object when nothing changes."""
     status = transition(order, trigger)
     if status == order.status:
+        if trigger == "cancel_failed" and order.pre_cancel_status:  # filled while its cancel was pending:
+            # IB refused the cancel, so a correction taking fills back returns it to working, not cancelling
+            return replace(order, pre_cancel_status="", updated_seq=seq, updated_ts=ts)
         return order
     pre = order.pre_cancel_status
     if status == "pending_cancel":
@@ -157,12 +160,21 @@ def triggered(order: Order, trigger: Trigger, seq: int, ts: int, reason: str = "
     )
 
 
-def executed(order: Order, qty: Decimal, value: Decimal, inferred: Decimal, seq: int, ts: int) -> Order:
+_CANCELLED = ("Cancelled", "ApiCancelled")  # IB's statuses that confirm a cancel
+_ENDED = frozenset({"cancelled", "rejected", "inactive"})  # terminal without being filled
+
+
+def executed(
+    order: Order, qty: Decimal, value: Decimal, inferred: Decimal, seq: int, ts: int, replaced: bool = False
+) -> Order:
     """`order` with `qty` executed in total for `value` (`inferred` of it without executions):
     filled is clamped to the ordered quantity (the excess goes to `overfill`), and the status follows
     the table. A terminal order whose filled quantity did not change keeps its status (a price-only
-    correction never revives a cancelled order). An external order whose quantity IB has not told us
-    is taken as complete: quantity = executed."""
+    correction never revives a cancelled order); one that ended unfilled or part-filled (cancelled,
+    rejected, inactive) keeps it too when a fill was `replaced` (a correction) without completing it, and
+    one IB confirmed cancelled while it stood filled ends cancelled when a correction takes fills back:
+    folding corrections gives what folding the corrected fills directly gives. An external order whose
+    quantity IB has not told us is taken as complete: quantity = executed."""
     quantity = order.quantity
     trigger: Trigger
     if order.external and quantity == 0 and order.status in ("submitted", "filled", "partially_filled"):
@@ -177,6 +189,12 @@ def executed(order: Order, qty: Decimal, value: Decimal, inferred: Decimal, seq:
     cancelling = status == "pending_cancel" or (status == "filled" and pre != "")
     if status in TERMINAL and filled == order.filled:
         pass  # quantities or prices corrected, the filled quantity stands
+    elif replaced and status in _ENDED and trigger != "fill_all":
+        pass  # a correction of an ended order's fill: it stays ended, as with the corrected fills all along
+    elif cancelling and trigger != "fill_all" and order.broker_status in _CANCELLED:
+        # IB confirmed the cancel while the order stood filled: a correction taking back part of that
+        # fill leaves it cancelled with what remains filled, as if the fills had been right all along
+        status, pre = "cancelled", ""
     elif cancelling and trigger != "fill_all":
         # still cancelling: also when a correction takes back part of the fill that completed an order
         # whose cancel was pending (its `pre_cancel_status` was kept for this)

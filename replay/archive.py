@@ -24,7 +24,8 @@ import pyarrow as pa
 from events.schema import Envelope, UnknownEvent, kind_of
 from oms.state.codec import decode_state, encode_state
 from oms.state.fold import step
-from oms.state.model import Account, Order, Position, Removed, State, initial_state
+from oms.state.history import sweep_due
+from oms.state.model import Account, Fill, Order, Position, Removed, State, initial_state
 from replay.links import Linker
 from replay.private import make_private, private_umask
 from replay.schema_sql import (
@@ -33,6 +34,7 @@ from replay.schema_sql import (
     INSERT_CHANGES,
     INSERT_EVENTS,
     INSERT_ORDER_EVENTS,
+    INSERT_RETIRED_FILLS,
     META,
     REPLACE_CURRENT,
     REPLACE_FILLS,
@@ -221,8 +223,15 @@ def _stage(chunk: list[Envelope], state: State, linker: Linker) -> tuple[State, 
     link_seqs: list[int] = []
     link_keys: list[str] = []
     link = linker.link
+    retired: list[Fill] = []
     for env in chunk:
-        state, changed = step(state, env)
+        if sweep_due(state, env.ts):  # the step may retire orders: keep the fills that leave with them
+            before = dict(state.fills)
+            state, changed = step(state, env)
+            gone = (f for k, f in before.items() if k not in state.fills)
+            retired += (f for f in gone if f.client_order_id not in state.orders)
+        else:
+            state, changed = step(state, env)
         changed_entities += changed
         counts.append(len(changed))
         for linked, key in link(env, changed, state):
@@ -246,6 +255,8 @@ def _stage(chunk: list[Envelope], state: State, linker: Linker) -> tuple[State, 
             {"seq": pa.array(link_seqs, pa.int64()), "order_key": pa.array(link_keys, pa.string())}
         )
         staged.append((INSERT_ORDER_EVENTS, "links_batch", table))
+    if retired:
+        staged.append((INSERT_RETIRED_FILLS, "retired_batch", pa.table({"state": json_strings(retired)})))
     return state, staged
 
 

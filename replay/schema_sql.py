@@ -4,7 +4,7 @@
 the fold concluded is stored, never recomputed in SQL (the fold's rules live in oms/state/fold.py only):
 `*_states` tables hold each entity as the fold left it after each event that changed it; `orders`,
 `positions`, `strategy_positions`, `accounts` are their latest rows (DuckDB picks them), `fills` the
-fold's fills after the last archived event.
+fold's fills after the last archived event and those that retired with their orders before it.
 Entity columns are generated from oms/state/model.py (replay.sqlgen), so they follow the fold's Structs.
 Every statement here is built from constants of this module and the Structs' field names, never from input.
 """
@@ -49,6 +49,7 @@ CREATE TABLE IF NOT EXISTS orders ({ddl(Order)});
 CREATE TABLE IF NOT EXISTS positions ({ddl(Position)});
 CREATE TABLE IF NOT EXISTS strategy_positions ({ddl(Position)});
 CREATE TABLE IF NOT EXISTS fills ({ddl(Fill)});
+CREATE TABLE IF NOT EXISTS retired_fills ({ddl(Fill)});
 CREATE TABLE IF NOT EXISTS accounts ({ddl(Account)});
 CREATE TABLE IF NOT EXISTS archive_state (seq BIGINT NOT NULL, state BLOB NOT NULL);
 """
@@ -116,9 +117,13 @@ DELETE FROM accounts;
 INSERT INTO accounts SELECT * EXCLUDE (seq, ts) FROM account_states
 QUALIFY row_number() OVER (PARTITION BY account ORDER BY seq DESC) = 1;
 """
+# fills: the live state's, and those that left it with their orders (history: the state no longer has them)
+INSERT_RETIRED_FILLS = (
+    f"INSERT INTO retired_fills SELECT {select_list(Fill)} FROM (SELECT {transform(Fill)} FROM retired_batch)"
+)
 REPLACE_FILLS = (
     f"DELETE FROM fills; INSERT INTO fills SELECT {select_list(Fill)} "
-    f"FROM (SELECT {transform(Fill)} FROM fills_batch)"
+    f"FROM (SELECT {transform(Fill)} FROM fills_batch); INSERT INTO fills SELECT * FROM retired_fills"
 )
 
 # A key that moved away after its latest state is gone. A state and a move of the same key at one seq

@@ -311,3 +311,34 @@ def test_events_only_fills_the_events_table_alone_and_is_never_mixed_with_a_full
         archive_journal(tmp_path / "j", tmp_path / "ev.duckdb")
     with pytest.raises(ArchiveMismatch, match="history"):
         archive_journal(tmp_path / "all", tmp_path / "full.duckdb", events_only=True)
+
+
+@pytest.mark.parametrize("batch", [3, 1000])
+def test_the_archive_keeps_the_orders_and_fills_the_live_state_retired(tmp_path: Path, batch: int) -> None:
+    """c1 finishes, 16 quiet minutes retire it from the folded state, c2 finishes: the archive, which is
+    for questions after the fact, still has both orders and both fills (also across incremental runs)."""
+    from oms.state.history import RETIRE_AFTER_NS
+    from tests.test_fold_history import MS, QUIET, _envs, _filled_order
+
+    first = _envs(_filled_order("c1", 101, 9001))
+    quiet = _envs([QUIET], len(first) + 1, first[-1].ts + RETIRE_AFTER_NS + MS)
+    second = _envs(_filled_order("c2", 102, 9002), len(first) + 2, quiet[-1].ts + MS)
+    envs = [*first, *quiet, *second]
+    assert set(fold(envs).orders) == {"c2"}
+    base = fresh_dir(tmp_path)
+    write_journal(base / "j", envs[:8])
+    archive_journal(base / "j", base / "a.duckdb", batch=batch)
+    write_journal(base / "j", envs[8:])
+    archive_journal(base / "j", base / "a.duckdb", batch=batch)
+    con = connect(base / "a.duckdb")
+    try:
+        assert sorted(run(con, "SELECT client_order_id, status FROM orders").rows) == [
+            ("c1", "filled"),
+            ("c2", "filled"),
+        ]
+        assert sorted(run(con, "SELECT client_order_id, exec_id FROM fills").rows) == [
+            ("c1", "0001.9001.01"),
+            ("c2", "0001.9002.01"),
+        ]
+    finally:
+        con.close()

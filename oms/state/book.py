@@ -24,11 +24,9 @@ def key_of(state: State, order: Order) -> str | None:
     """The account-wide position key of `order`; None while its instrument is unknown (an external order
     first seen by its status)."""
     contract = order.contract
-    if contract.con_id:
-        return f"{order.account}|{contract.con_id}"
-    if contract.symbol:
-        return f"{order.account}|{positions.instrument_key(contract, state.con_ids)}"
-    return None
+    if not (contract.con_id or contract.symbol):
+        return None
+    return positions.position_key(order.account, contract, state.con_ids)
 
 
 def put(state: State, tx: Tx, old: Order | None, order: Order, deferred: bool = False) -> None:

@@ -52,7 +52,7 @@ def on_execution(state: State, tx: Tx, ev: ev_.ExecutionReported, seq: int, ts: 
         return
     _drop_superseded(state, tx, base, ev.exec_id)
     contract = links.instrument(state, tx, ev.contract)
-    pkey = f"{ev.account}|{positions.instrument_key(contract, state.con_ids)}"
+    pkey = positions.position_key(ev.account, contract, state.con_ids)
     fill = Fill(
         exec_id=ev.exec_id,
         client_order_id=coid,

@@ -247,7 +247,7 @@ def _on_position(state: State, tx: Tx, ev: ev_.PositionReported, seq: int, ts: i
     """Kept beside the folded position as a cross-check; never changes the folded quantity."""
     if ev.contract.con_id:
         book.name_instrument(state, tx, ev.contract, ev.contract.con_id)
-    key = f"{ev.account}|{positions.instrument_key(ev.contract, state.con_ids)}"
+    key = positions.position_key(ev.account, ev.contract, state.con_ids)
     report = BrokerPosition(
         account=ev.account, contract=ev.contract, position=ev.position, avg_cost=ev.avg_cost, seq=seq
     )
@@ -255,7 +255,7 @@ def _on_position(state: State, tx: Tx, ev: ev_.PositionReported, seq: int, ts: i
 
 
 def _on_mismatch(state: State, tx: Tx, ev: ev_.PositionMismatch, seq: int, ts: int) -> None:
-    key = f"{ev.account}|{positions.instrument_key(ev.contract, state.con_ids)}"
+    key = positions.position_key(ev.account, ev.contract, state.con_ids)
     mismatch = Mismatch(
         position_key=key,
         broker_position=ev.broker_position,

@@ -44,6 +44,11 @@ def instrument_key(c: Contract, con_ids: Mapping[str, int]) -> str:
     return str(con_id) if con_id else sym
 
 
+def position_key(account: str, contract: Contract, con_ids: Mapping[str, int]) -> str:
+    """The account-wide key of a position: `account|conId`, or `account|symbol key` until IB names it."""
+    return f"{account}|{instrument_key(contract, con_ids)}"
+
+
 @lru_cache(maxsize=4096)
 def multiplier(c: Contract) -> Decimal:
     """IB's multiplier of a contract (1 when it has none, as for stocks and forex)."""
@@ -171,7 +176,7 @@ def commission_moved(pos: Position, commission: Money) -> Position:
 
 def reported_mismatch(state: State, ev: PositionReported) -> PositionMismatch | None:
     """For the service: the PositionMismatch to log when IB's report disagrees with the fold."""
-    key = f"{ev.account}|{instrument_key(ev.contract, state.con_ids)}"
+    key = position_key(ev.account, ev.contract, state.con_ids)
     pos = state.positions.get(key)
     folded = pos.quantity if pos is not None else ZERO
     if folded == ev.position:

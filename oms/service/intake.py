@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from decimal import Decimal
+from typing import TypeGuard
 
 import msgspec
 from msgspec import Struct
@@ -19,6 +20,7 @@ from oms.readable import plain
 from oms.service.risk import Denial, Described, Exposure, Reference, RiskLimits, check_order, check_size
 from oms.state.history import taken
 from oms.state.model import TERMINAL, Order, Position, State
+from oms.state.money import exact
 from oms.state.positions import instrument_key, multiplier
 
 MAX_QUANTITY = Decimal(10) ** 9
@@ -171,7 +173,7 @@ def differences(order: Order, request: OrderRequested) -> list[str]:
 
     def same(a: object, b: object) -> bool:
         if _number(a) and _number(b):
-            return Decimal(str(a)) == Decimal(str(b))  # floats or Decimals, exactly
+            return exact(a) == exact(b)  # floats or Decimals, exactly
         return a == b
 
     pairs = {
@@ -198,7 +200,7 @@ def differences(order: Order, request: OrderRequested) -> list[str]:
     ]
 
 
-def _number(value: object) -> bool:
+def _number(value: object) -> TypeGuard[int | float | Decimal]:
     return isinstance(value, int | float | Decimal) and not isinstance(value, bool)
 
 
@@ -240,7 +242,7 @@ def decide_modify(req: ModifyRequest, state: State, limits: RiskLimits) -> Modif
         return invalid(problem, req.client_order_id)
     quantity = req.quantity if req.quantity is not None else order.quantity
     price = limit if order.order_type in ("LMT", "STP LMT") else stop
-    value = Decimal(repr(price)) if price is not None else None
+    value = exact(price) if price is not None else None
     denial = check_size(
         quantity, value, known_multiplier(state, order.contract), limits, order.contract.symbol
     )

@@ -20,6 +20,7 @@ from events.schema import Envelope, Event, ExecutionReported
 from oms.service.publisher import Publisher
 from oms.state.fold import step
 from oms.state.model import Changed, FoldError, State
+from oms.state.money import exact
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +74,7 @@ class Pipeline:
             log.error("seq %d (%s) could not be applied and was skipped: %s", env.seq, changes[0].kind,
                       changes[0].error)  # fmt: skip
         if type(event) is ExecutionReported and event.contract.con_id:
-            self.last_prices[event.contract.con_id] = Decimal(repr(event.price))
+            self.last_prices[event.contract.con_id] = exact(event.price)
         self._pending.append((env, changes))
         self.appended += 1
         if not self._scheduled:

@@ -20,6 +20,7 @@ from msgspec import Struct
 
 from events.schema import OrderRequested
 from oms.readable import plain
+from oms.state.money import exact
 
 
 class RiskLimits(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -110,9 +111,9 @@ def check_size(
 
 def order_price(order: OrderRequested, exposure: Exposure) -> Decimal | None:
     if order.order_type in ("LMT", "STP LMT"):
-        return Decimal(repr(order.limit_price)) if order.limit_price is not None else None
+        return exact(order.limit_price) if order.limit_price is not None else None
     if order.order_type == "STP":
-        return Decimal(repr(order.stop_price)) if order.stop_price is not None else None
+        return exact(order.stop_price) if order.stop_price is not None else None
     return exposure.reference.price if exposure.reference is not None else None
 
 

@@ -225,7 +225,12 @@ class Web:
         await asyncio.to_thread(session.load)
         return index, session
 
-    def _session_context(self, index: int, session: Session, request: Request) -> dict[str, Any]:
+    async def _session_context(self, request: Request) -> dict[str, Any] | Response:
+        """What a session page and its slider fragment show: the state at `at`, or the 404."""
+        found = await self._session(request)
+        if isinstance(found, Response):
+            return found
+        index, session = found
         flt = views.Filter.of(request.query_params)
         at = _int(request.query_params.get("at"), session.last)
         at = max(0, min(at, session.last))
@@ -246,20 +251,16 @@ class Web:
         return context
 
     async def session_page(self, request: Request) -> Response:
-        found = await self._session(request)
-        if isinstance(found, Response):
-            return found
-        index, session = found
-        context = self._session_context(index, session, request)
-        return self.page(request, "session.html", title=session.name, **context)
+        context = await self._session_context(request)
+        if isinstance(context, Response):
+            return context
+        return self.page(request, "session.html", title=context["name"], **context)
 
     async def session_state(self, request: Request) -> Response:
         """The slider's fragment: the state at `at`."""
-        found = await self._session(request)
-        if isinstance(found, Response):
-            return found
-        index, session = found
-        context = self._session_context(index, session, request)
+        context = await self._session_context(request)
+        if isinstance(context, Response):
+            return context
         html = self.templates.get_template("session_state.html").render(commands=False, **context)
         return HTMLResponse(html)
 

@@ -92,6 +92,9 @@ class Intake:
         return None
 
     def _token(self, request: Request) -> TokenConfig | JSONResponse:
+        """The entry of the request's bearer token, or the refusal (intake off, no such token)."""
+        if (off := self._disabled()) is not None:
+            return off
         assert self.config is not None
         given = bearer(request)
         for entry in self.config.tokens:
@@ -100,8 +103,6 @@ class Intake:
         return log_refusal(request, error(401, "unauthorized", "a valid bearer token is required"))
 
     async def place(self, request: Request) -> JSONResponse:
-        if (off := self._disabled()) is not None:
-            return off
         token = self._token(request)
         if isinstance(token, JSONResponse):
             return token
@@ -112,16 +113,11 @@ class Intake:
         if not isinstance(raw, dict):
             return error(400, "invalid", "the body must be a JSON object (a `place` request without `op`)")
         raw.setdefault("strategy_id", token.strategies[0] if token.strategies else "default")
-        if raw["strategy_id"] not in token.strategies:
-            return log_refusal(
-                request,
-                error(403, "forbidden", f"token {token.name or '?'} may not act for {raw['strategy_id']!r}"),
-            )
+        if (refused := _not_for(request, token, raw["strategy_id"])) is not None:
+            return refused
         return await self._forward(raw, strict=True)
 
     async def cancel(self, request: Request) -> JSONResponse:
-        if (off := self._disabled()) is not None:
-            return off
         token = self._token(request)
         if isinstance(token, JSONResponse):
             return token
@@ -130,11 +126,8 @@ class Intake:
         order = self.client.order(coid)
         if order is None:
             return error(404, "unknown_order", f"no order {coid!r}")
-        if order.strategy_id not in token.strategies:
-            return log_refusal(
-                request,
-                error(403, "forbidden", f"token {token.name or '?'} may not act for {order.strategy_id!r}"),
-            )
+        if (refused := _not_for(request, token, order.strategy_id)) is not None:
+            return refused
         try:
             await self.client.cancel(coid)
         except (ServiceError, ServiceUnavailable) as exc:
@@ -196,6 +189,15 @@ class Intake:
             "status": order.status if order else "",
         }
         return JSONResponse(body, status_code=200 if existed else 201)
+
+
+def _not_for(request: Request, token: TokenConfig, strategy_id: object) -> JSONResponse | None:
+    """The refusal when `token` may not act for `strategy_id`."""
+    if strategy_id in token.strategies:
+        return None
+    return log_refusal(
+        request, error(403, "forbidden", f"token {token.name or '?'} may not act for {strategy_id!r}")
+    )
 
 
 def order_of_alert(hook: WebhookConfig, alert: dict[str, Any]) -> dict[str, Any]:

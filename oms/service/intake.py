@@ -21,7 +21,7 @@ from oms.service.risk import Denial, Described, Exposure, Reference, RiskLimits,
 from oms.state.history import taken
 from oms.state.model import TERMINAL, Order, Position, State
 from oms.state.money import exact
-from oms.state.positions import instrument_key, multiplier
+from oms.state.positions import instrument_key, multiplier, position_key
 
 MAX_QUANTITY = Decimal(10) ** 9
 # IB's size increments where IB has not described the contract: whole units for stocks (IB refuses
@@ -345,4 +345,4 @@ def _con_id(state: State, contract: Contract) -> int:
 
 def find_position(state: State, account: str, contract: Contract) -> Position | None:
     """The account position of a contract (keyed like the fold keys it: by conId once known)."""
-    return state.positions.get(f"{account}|{instrument_key(contract, state.con_ids)}")
+    return state.positions.get(position_key(account, contract, state.con_ids))

@@ -13,9 +13,7 @@ python -m bench lookup [--short]
 from __future__ import annotations
 
 import random
-import shutil
 import statistics
-import tempfile
 import time
 from collections.abc import Callable
 from functools import partial
@@ -24,6 +22,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from bench import temp_folder
 from bench.bench_replay import SNAPSHOT_EVERY, T0, order_events, write_snapshots
 from events import index
 from events.journal import JournalWriter
@@ -50,11 +49,8 @@ def _drop_index_files(journal: Path) -> None:
 
 def main(short: bool) -> None:
     n = 50_000 if short else 1_000_000
-    folder = Path(tempfile.mkdtemp(prefix="bench-lookup-"))
-    try:
+    with temp_folder("bench-lookup-") as folder:
         _run(folder, n, short)
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _run(folder: Path, n: int, short: bool) -> None:

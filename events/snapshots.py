@@ -28,7 +28,7 @@ from pathlib import Path
 
 import msgspec
 
-from events.frames import HEADER, HEADER_SIZE, MAX_PAYLOAD
+from events.frames import HEADER, HEADER_SIZE, iter_frames
 from events.journal_errors import CorruptSnapshot
 from events.segments import SEGMENT_HEADER_SIZE, SNAPSHOT_DIR, fsync_dir, list_segments, make_dir
 
@@ -144,15 +144,10 @@ def frame_crc_at(directory: str | os.PathLike[str], seq: int) -> int | None:
         data = path.read_bytes()
     except FileNotFoundError:
         return None
-    pos, at = SEGMENT_HEADER_SIZE, first
-    while pos + HEADER_SIZE <= len(data):
-        length, crc, frame_seq = HEADER.unpack_from(data, pos)
-        stop = pos + HEADER_SIZE + length
-        if frame_seq != at or not 0 < length <= MAX_PAYLOAD or stop > len(data):
-            return None
+    for at, start, _ in iter_frames(data, SEGMENT_HEADER_SIZE, first):  # each one's CRC checked
         if at == seq:
-            return crc if zlib.crc32(memoryview(data)[pos + 8 : stop]) == crc else None
-        pos, at = stop, at + 1
+            crc: int = HEADER.unpack_from(data, start - HEADER_SIZE)[1]
+            return crc
     return None
 
 

@@ -140,7 +140,7 @@ WHERE NOT EXISTS (SELECT 1 FROM position_moves m WHERE m.key = p.key AND m.seq >
 VIEWS = """
 CREATE OR REPLACE VIEW executions AS
 SELECT x.seq, x.ts, x.exec_id, x.order_id, x.perm_id, x.client_id, x.client_order_id, x.account, x.con_id,
-       x.symbol, x.event->>'side' AS side, CAST(x.event->>'shares' AS DOUBLE) AS shares,
+       x.symbol, x.event->>'side' AS side, CAST(x.event->>'shares' AS DECIMAL(38, 10)) AS shares,
        CAST(x.event->>'price' AS DOUBLE) AS price, x.event->>'time' AS ib_time,
        c.seq AS commission_seq, TRY_CAST(c.event->>'commission' AS DOUBLE) AS commission,
        c.event->>'currency' AS commission_currency,

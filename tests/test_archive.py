@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import stat
+from decimal import Decimal
 from pathlib import Path
 
 import duckdb
@@ -171,6 +172,7 @@ def test_the_explicit_session_in_sql(tmp_path: Path) -> None:
             con, "SELECT exec_id, shares, commission, commission_seq FROM executions ORDER BY seq"
         ).rows
         assert execs == [("E1.01", 40.0, 1.0, 5), ("E2.01", 10.0, None, None)]
+        assert all(isinstance(shares, Decimal) for _, shares, _, _ in execs)  # exact, not a float
         at = run(
             con, "SELECT client_order_id, status, filled FROM orders_at(TIMESTAMP '2026-11-20 14:03:15')"
         ).rows

@@ -7,7 +7,7 @@ import contextlib
 import json
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import msgspec
@@ -43,11 +43,21 @@ def config(server: LocalNatsServer, stream: str, **tuning: object) -> MirrorConf
     return msgspec.structs.replace(mirror_config(url=server.url, stream=stream), **tuning)
 
 
+@contextlib.asynccontextmanager
+async def running(mirror: Mirror) -> AsyncIterator[asyncio.Task[None]]:
+    """`mirror.run()` as a task for the block, then stopped as SIGTERM would (even if the block fails)."""
+    task = asyncio.create_task(mirror.run())
+    try:
+        yield task
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
 async def mirror_until(mirror: Mirror, seq: int, timeout: float = 20.0, snapshot_seq: int = 0) -> None:
     """Run `mirror` until the stream holds `seq` (and the object store the snapshot at `snapshot_seq`),
     then stop it as SIGTERM would."""
-    task = asyncio.create_task(mirror.run())
-    try:
+    async with running(mirror) as task:
         await async_wait_until(
             lambda: (mirror.mirrored_seq >= seq and mirror.snapshot_seq >= snapshot_seq) or task.done(),
             timeout,
@@ -55,9 +65,6 @@ async def mirror_until(mirror: Mirror, seq: int, timeout: float = 20.0, snapshot
         )
         if task.done():
             task.result()
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
 
 
 def test_the_stream_is_the_journal_byte_for_byte_and_seq_for_seq(
@@ -79,14 +86,12 @@ def test_events_appended_while_mirroring_follow_and_a_restart_resumes_without_du
 
     async def scenario() -> None:
         mirror = Mirror(journal, config(server, stream))
-        task = asyncio.create_task(mirror.run())
-        await async_wait_until(lambda: mirror.mirrored_seq == 100, what="the first 100")
-        with JournalWriter.open(journal, durability="never") as writer:  # the service goes on writing
-            for i in range(101, 351):
-                writer.append(numbered(i))
-        await async_wait_until(lambda: mirror.mirrored_seq == 350, what="the live tail")
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+        async with running(mirror):
+            await async_wait_until(lambda: mirror.mirrored_seq == 100, what="the first 100")
+            with JournalWriter.open(journal, durability="never") as writer:  # the service goes on writing
+                for i in range(101, 351):
+                    writer.append(numbered(i))
+            await async_wait_until(lambda: mirror.mirrored_seq == 350, what="the live tail")
         write_journal(journal, 50, first_value=351)
         again = Mirror(journal, config(server, stream))
         await mirror_until(again, 400)
@@ -137,14 +142,14 @@ def test_a_journal_cut_below_the_reader_while_it_follows_is_reported(
 
     async def scenario() -> None:
         mirror = Mirror(journal, config(server, stream))
-        task = asyncio.create_task(mirror.run())
-        await async_wait_until(lambda: mirror.mirrored_seq == 80, what="all 80")
-        segment = last_segment(journal)
-        with open(segment, "r+b") as file:
-            file.truncate(dict(frame_ends(segment))[60])
-        await async_wait_until(task.done, what="the mirror to stop")
-        with pytest.raises(MirrorDiverged, match="cut below what was already read"):
-            task.result()
+        async with running(mirror) as task:
+            await async_wait_until(lambda: mirror.mirrored_seq == 80, what="all 80")
+            segment = last_segment(journal)
+            with open(segment, "r+b") as file:
+                file.truncate(dict(frame_ends(segment))[60])
+            await async_wait_until(task.done, what="the mirror to stop")
+            with pytest.raises(MirrorDiverged, match="cut below what was already read"):
+                task.result()
 
     asyncio.run(scenario())
 
@@ -161,12 +166,8 @@ def test_the_latest_snapshot_the_stream_covers_is_kept_for_late_joiners(
 
     async def scenario() -> None:
         mirror = Mirror(journal, config(server, stream, status_interval_s=0.05))
-        task = asyncio.create_task(mirror.run())
-        try:
+        async with running(mirror):
             await async_wait_until(lambda: mirror.snapshot_seq == 45, what="the snapshot at 45")
-        finally:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
         import nats
 
         nc = await nats.connect(server.url)
@@ -196,12 +197,10 @@ def test_the_lag_is_written_to_a_private_status_file_and_published(
 
         await nc.subscribe(status_subject(stream), cb=on_status)
         mirror = Mirror(journal, config(server, stream, status_interval_s=0.05), status_path)
-        task = asyncio.create_task(mirror.run())
         try:
-            await async_wait_until(lambda: any(s.mirrored_seq == 10 for s in heard), what="a status at 10")
+            async with running(mirror):
+                await async_wait_until(lambda: any(s.mirrored_seq == 10 for s in heard), what="status at 10")
         finally:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
             await nc.close()
         return heard
 

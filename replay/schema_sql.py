@@ -141,10 +141,10 @@ VIEWS = """
 CREATE OR REPLACE VIEW executions AS
 SELECT x.seq, x.ts, x.exec_id, x.order_id, x.perm_id, x.client_id, x.client_order_id, x.account, x.con_id,
        x.symbol, x.event->>'side' AS side, CAST(x.event->>'shares' AS DECIMAL(38, 10)) AS shares,
-       CAST(x.event->>'price' AS DOUBLE) AS price, x.event->>'time' AS ib_time,
-       c.seq AS commission_seq, TRY_CAST(c.event->>'commission' AS DOUBLE) AS commission,
+       CAST(x.event->>'price' AS DECIMAL(38, 10)) AS price, x.event->>'time' AS ib_time,
+       c.seq AS commission_seq, TRY_CAST(c.event->>'commission' AS DECIMAL(38, 10)) AS commission,
        c.event->>'currency' AS commission_currency,
-       TRY_CAST(c.event->>'realized_pnl' AS DOUBLE) AS realized_pnl, x.event
+       TRY_CAST(c.event->>'realized_pnl' AS DECIMAL(38, 10)) AS realized_pnl, x.event
 FROM events x
 LEFT JOIN (SELECT * FROM events WHERE kind = 'commission'
            QUALIFY row_number() OVER (PARTITION BY exec_id ORDER BY seq DESC) = 1) c USING (exec_id)

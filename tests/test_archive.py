@@ -173,6 +173,7 @@ def test_the_explicit_session_in_sql(tmp_path: Path) -> None:
         ).rows
         assert execs == [("E1.01", 40.0, 1.0, 5), ("E2.01", 10.0, None, None)]
         assert all(isinstance(shares, Decimal) for _, shares, _, _ in execs)  # exact, not a float
+        assert isinstance(execs[0][2], Decimal)  # money too: a sum over commissions stays exact
         at = run(
             con, "SELECT client_order_id, status, filled FROM orders_at(TIMESTAMP '2026-11-20 14:03:15')"
         ).rows

@@ -9,7 +9,7 @@ from msgspec.structs import replace
 
 from events.schema import CancelRequested, Envelope, ModifyRequested, OrderDenied
 from oms.state.fold import copy_state, fold, step
-from oms.state.model import Order, State
+from oms.state.model import Order
 from tests.fold_strategies import (
     AAPL_IB,
     commission,
@@ -17,6 +17,7 @@ from tests.fold_strategies import (
     execution,
     log,
     open_order,
+    placed,
     requested,
     sent,
     status,
@@ -25,10 +26,6 @@ from tests.fold_strategies import (
 
 def order_after(*events: object, coid: str = "c1") -> Order:
     return fold(log(*events)).orders[coid]  # type: ignore[arg-type]
-
-
-def placed(*events: object) -> State:
-    return fold(log(requested(), sent(), *events))  # type: ignore[arg-type]
 
 
 # --- no ordering between openOrder, orderStatus and execDetails ------------------------------------

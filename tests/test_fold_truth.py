@@ -8,6 +8,7 @@ from decimal import Decimal
 from msgspec.structs import replace
 
 from events.schema import (
+    CancelRequested,
     CommissionReported,
     Contract,
     Envelope,
@@ -17,30 +18,20 @@ from events.schema import (
 )
 from oms.service.intake import cancellable, last_fill_reference
 from oms.state.fold import copy_state, fold, step
-from oms.state.model import FoldError, State
+from oms.state.model import FoldError
 from tests.fold_strategies import (
-    CancelRequested,
+    KEY,
     commission,
     error,
     execution,
     log,
     open_order,
+    placed,
     requested,
     sent,
     status,
+    then,
 )
-
-KEY = "DU111|265598"
-
-
-def placed(*events: object) -> State:
-    return fold(log(requested(), sent(), *events))  # type: ignore[arg-type]
-
-
-def then(state: State, *events: object) -> State:
-    start = state.seq + 1
-    return fold([Envelope(start + i, 1_000 * (start + i), e) for i, e in enumerate(events)], state)  # type: ignore[arg-type]
-
 
 # 1 ------------------------------------------------------------------------------------------------
 

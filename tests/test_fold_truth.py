@@ -162,8 +162,13 @@ def test_7_a_commission_for_a_superseded_execution_is_dropped() -> None:
     state = placed(commission("e1.01", 1.0), execution("e1.02", 4), commission("e1.02", 0.5))
     assert state.pending_commissions == {}
     assert state.orders["c1"].commission == {"USD": Decimal("0.5")}
+    assert state.accounts["DU111"].commission == {"USD": Decimal("0.5")}  # the 1.0 never counted
     replayed = placed(execution("e1.02", 4), commission("e1.01", 1.0), execution("e1.01", 4))
     assert replayed.pending_commissions == {}
+    # dropped, not joined: the late original changes neither the fill nor the money
+    assert (replayed.fills["e1"].exec_id, replayed.orders["c1"].filled) == ("e1.02", Decimal(4))
+    assert replayed.orders["c1"].commission == {}
+    assert all(not a.commission for a in replayed.accounts.values())
 
 
 # 8 ------------------------------------------------------------------------------------------------

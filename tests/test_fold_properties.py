@@ -43,13 +43,19 @@ def test_filled_never_exceeds_ordered_and_equals_deduped_executions(session: Ses
         assert order.overfill == 0.0
 
 
+def _true_positions(session: Session) -> dict[str, Decimal]:
+    """The signed sum of the fills IB finally stands by, by position key (account|conId)."""
+    positions: dict[str, Decimal] = defaultdict(Decimal)
+    for f in session.fills.values():
+        positions[f"{f.account}|{f.con_id}"] += f.signed
+    return positions
+
+
 @PROPS
 @given(sessions())
 def test_position_is_the_signed_sum_of_deduped_corrected_fills(session: Session) -> None:
     state = fold(session.envelopes)
-    expected: dict[str, Decimal] = defaultdict(Decimal)
-    for f in session.fills.values():
-        expected[f"{f.account}|{f.con_id}"] += f.signed
+    expected = _true_positions(session)
     assert {k: p.quantity for k, p in state.positions.items() if p.quantity} == {
         k: q for k, q in expected.items() if q
     }
@@ -299,8 +305,6 @@ def test_no_quantity_is_ever_inexact(session: Session) -> None:
             assert type(value) is Decimal
     for f in state.fills.values():
         assert type(f.shares) is Decimal and type(f.price) is Decimal
-    exact: dict[str, Decimal] = defaultdict(Decimal)
-    for f in session.fills.values():
-        exact[f"{f.account}|{f.con_id}"] += f.signed
+    exact = _true_positions(session)
     for key, p in state.positions.items():
         assert type(p.quantity) is Decimal and p.quantity == exact.get(key, Decimal(0)), key

@@ -46,6 +46,8 @@ from events.schema import (
     ReconciliationStarted,
     Side,
 )
+from oms.state.fold import fold
+from oms.state.model import State
 
 CLIENT_ID = 7
 ACCOUNTS = ("DU111", "DU222")
@@ -451,6 +453,7 @@ def envelopes(max_orders: int = 6) -> st.SearchStrategy[list[Envelope]]:
 
 AAPL = Contract(symbol="AAPL")
 AAPL_IB = Contract(symbol="AAPL", con_id=265598)
+KEY = "DU111|265598"  # the position of "c1": account DU111, AAPL_IB's conId
 
 
 def requested(
@@ -560,3 +563,14 @@ def log(*events: AnyEvent) -> list[Envelope]:
     """Envelopes for `events`, after the connection that names our clientId."""
     evs = [ConnectionChanged(state="connected", client_id=CLIENT_ID), *events]
     return [Envelope(seq, 1_000 * seq, ev) for seq, ev in enumerate(evs, start=1)]
+
+
+def placed(*events: object) -> State:
+    """The state after order "c1" is requested and sent, then `events`."""
+    return fold(log(requested(), sent(), *events))  # type: ignore[arg-type]
+
+
+def then(state: State, *events: object) -> State:
+    """`state` after `events`, numbered on from its last seq."""
+    start = state.seq + 1
+    return fold([Envelope(start + i, 1_000 * (start + i), e) for i, e in enumerate(events)], state)  # type: ignore[arg-type]

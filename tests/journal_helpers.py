@@ -62,6 +62,8 @@ def cut_after(directory: Path, seq: int) -> None:
     from events.frames import HEADER
 
     (first, path), *_ = reversed(list_segments(directory))
+    # only within the last segment: below it, this would empty the last segment and keep the older ones
+    assert first - 1 <= seq, f"seq {seq} is before the last segment, which starts at {first}"
     data = path.read_bytes()
     pos = SEGMENT_HEADER_SIZE
     for _ in range(first, seq + 1):

@@ -9,7 +9,7 @@ from msgspec.structs import replace
 
 from events.schema import CancelRequested, Envelope, ModifyRequested, OrderDenied
 from oms.state.fold import copy_state, fold, step
-from oms.state.model import Order, State
+from oms.state.model import Order
 from tests.fold_strategies import (
     AAPL_IB,
     commission,
@@ -17,6 +17,7 @@ from tests.fold_strategies import (
     execution,
     log,
     open_order,
+    placed,
     requested,
     sent,
     status,
@@ -25,10 +26,6 @@ from tests.fold_strategies import (
 
 def order_after(*events: object, coid: str = "c1") -> Order:
     return fold(log(*events)).orders[coid]  # type: ignore[arg-type]
-
-
-def placed(*events: object) -> State:
-    return fold(log(requested(), sent(), *events))  # type: ignore[arg-type]
 
 
 # --- no ordering between openOrder, orderStatus and execDetails ------------------------------------
@@ -296,7 +293,7 @@ def test_terminal_states_ignore_statuses_errors_and_requests(terminal: str) -> N
         CancelRequested(client_order_id="c1"),
         error(10148),
         open_order(quantity=20),
-        ModifyRequested(client_order_id="c1", quantity=3),
+        ModifyRequested(client_order_id="c1", quantity=Decimal(3)),
     ):
         state = fold(log(later)[-1:], state)
         assert state.orders["c1"].status == terminal
@@ -321,7 +318,8 @@ def test_duplicate_client_order_id_never_makes_a_second_order() -> None:
 
 
 def test_modify_applies_when_ib_acknowledges_it_with_an_open_order() -> None:
-    state = placed(open_order(), ModifyRequested(client_order_id="c1", quantity=15, limit_price=99.0))
+    modify = ModifyRequested(client_order_id="c1", quantity=Decimal(15), limit_price=99.0)
+    state = placed(open_order(), modify)
     o = state.orders["c1"]
     assert (o.quantity, o.limit_price, o.pending_modify is not None) == (10.0, 100.0, True)
     o = fold(log(open_order(quantity=15, limit=99.0))[-1:], state).orders["c1"]
@@ -329,7 +327,8 @@ def test_modify_applies_when_ib_acknowledges_it_with_an_open_order() -> None:
 
 
 def test_modify_down_to_the_filled_quantity_fills_the_order() -> None:
-    state = placed(open_order(), execution("e1.01", 4), ModifyRequested(client_order_id="c1", quantity=4))
+    modify = ModifyRequested(client_order_id="c1", quantity=Decimal(4))
+    state = placed(open_order(), execution("e1.01", 4), modify)
     assert fold(log(open_order(quantity=4))[-1:], state).orders["c1"].status == "filled"
 
 

@@ -26,6 +26,7 @@ from oms.state.positions import reported_mismatch
 from tests.fold_strategies import (
     AAPL,
     AAPL_IB,
+    KEY,
     commission,
     error,
     execution,
@@ -35,8 +36,6 @@ from tests.fold_strategies import (
     sent,
     status,
 )
-
-KEY = "DU111|265598"
 
 
 def position(state: State, key: str = KEY) -> Position:

@@ -43,13 +43,19 @@ def test_filled_never_exceeds_ordered_and_equals_deduped_executions(session: Ses
         assert order.overfill == 0.0
 
 
+def _true_positions(session: Session) -> dict[str, Decimal]:
+    """The signed sum of the fills IB finally stands by, by position key (account|conId)."""
+    positions: dict[str, Decimal] = defaultdict(Decimal)
+    for f in session.fills.values():
+        positions[f"{f.account}|{f.con_id}"] += f.signed
+    return positions
+
+
 @PROPS
 @given(sessions())
 def test_position_is_the_signed_sum_of_deduped_corrected_fills(session: Session) -> None:
     state = fold(session.envelopes)
-    expected: dict[str, Decimal] = defaultdict(Decimal)
-    for f in session.fills.values():
-        expected[f"{f.account}|{f.con_id}"] += f.signed
+    expected = _true_positions(session)
     assert {k: p.quantity for k, p in state.positions.items() if p.quantity} == {
         k: q for k, q in expected.items() if q
     }
@@ -78,6 +84,11 @@ def test_terminal_orders_change_only_by_late_fills_or_corrections(session: Sessi
             assert (state.orders[coid].status, state.orders[coid].filled) == was, env
 
 
+def _account_commissions(state: State) -> dict[tuple[str, str], Decimal]:
+    """Each account's commissions as the fold keeps them, by (account, currency)."""
+    return {(a, c): amount for a, acct in state.accounts.items() for c, amount in acct.commission.items()}
+
+
 @PROPS
 @given(sessions())
 def test_account_commission_is_the_sum_of_joined_commissions(session: Session) -> None:
@@ -86,9 +97,7 @@ def test_account_commission_is_the_sum_of_joined_commissions(session: Session) -
     for f in state.fills.values():
         for currency, amount in f.commission.items():
             total[f.account, currency] += amount
-    assert {
-        (a, c): amount for a, acct in state.accounts.items() for c, amount in acct.commission.items()
-    } == {k: v for k, v in total.items() if v}
+    assert _account_commissions(state) == {k: v for k, v in total.items() if v}
     for exec_id in state.pending_commissions:  # only waiting for an execution not seen yet
         fill = state.fills.get(exec_id.rpartition(".")[0])
         assert fill is None or fill.exec_id != exec_id
@@ -276,9 +285,7 @@ def test_money_per_currency_equals_the_sum_of_that_currencys_fills(session: Sess
     for f in session.fills.values():
         if f.commission:
             commissions[f.account, f.currency] += f.commission
-    assert {
-        (a, c): amount for a, acct in state.accounts.items() for c, amount in acct.commission.items()
-    } == {k: v for k, v in commissions.items() if v}
+    assert _account_commissions(state) == {k: v for k, v in commissions.items() if v}
     for acct in state.accounts.values():  # the account's P&L is its positions', currency by currency
         gross: dict[str, Decimal] = defaultdict(Decimal)
         for p in state.positions.values():
@@ -298,8 +305,6 @@ def test_no_quantity_is_ever_inexact(session: Session) -> None:
             assert type(value) is Decimal
     for f in state.fills.values():
         assert type(f.shares) is Decimal and type(f.price) is Decimal
-    exact: dict[str, Decimal] = defaultdict(Decimal)
-    for f in session.fills.values():
-        exact[f"{f.account}|{f.con_id}"] += f.signed
+    exact = _true_positions(session)
     for key, p in state.positions.items():
         assert type(p.quantity) is Decimal and p.quantity == exact.get(key, Decimal(0)), key

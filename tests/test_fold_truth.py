@@ -8,6 +8,7 @@ from decimal import Decimal
 from msgspec.structs import replace
 
 from events.schema import (
+    CancelRequested,
     CommissionReported,
     Contract,
     Envelope,
@@ -17,30 +18,20 @@ from events.schema import (
 )
 from oms.service.intake import cancellable, last_fill_reference
 from oms.state.fold import copy_state, fold, step
-from oms.state.model import FoldError, State
+from oms.state.model import FoldError
 from tests.fold_strategies import (
-    CancelRequested,
+    KEY,
     commission,
     error,
     execution,
     log,
     open_order,
+    placed,
     requested,
     sent,
     status,
+    then,
 )
-
-KEY = "DU111|265598"
-
-
-def placed(*events: object) -> State:
-    return fold(log(requested(), sent(), *events))  # type: ignore[arg-type]
-
-
-def then(state: State, *events: object) -> State:
-    start = state.seq + 1
-    return fold([Envelope(start + i, 1_000 * (start + i), e) for i, e in enumerate(events)], state)  # type: ignore[arg-type]
-
 
 # 1 ------------------------------------------------------------------------------------------------
 
@@ -171,8 +162,13 @@ def test_7_a_commission_for_a_superseded_execution_is_dropped() -> None:
     state = placed(commission("e1.01", 1.0), execution("e1.02", 4), commission("e1.02", 0.5))
     assert state.pending_commissions == {}
     assert state.orders["c1"].commission == {"USD": Decimal("0.5")}
+    assert state.accounts["DU111"].commission == {"USD": Decimal("0.5")}  # the 1.0 never counted
     replayed = placed(execution("e1.02", 4), commission("e1.01", 1.0), execution("e1.01", 4))
     assert replayed.pending_commissions == {}
+    # dropped, not joined: the late original changes neither the fill nor the money
+    assert (replayed.fills["e1"].exec_id, replayed.orders["c1"].filled) == ("e1.02", Decimal(4))
+    assert replayed.orders["c1"].commission == {}
+    assert all(not a.commission for a in replayed.accounts.values())
 
 
 # 8 ------------------------------------------------------------------------------------------------

@@ -40,6 +40,11 @@ def _span(a: str, b: str) -> Span:
 
 
 _US = _week((_span("09:30", "16:00"),))
+_FX = _week(  # IDEALPRO: Sunday 17:15 to Friday 17:00 New York, a daily break 17:00-17:15; all liquid
+    (_span("00:00", "17:00"), _span("17:15", "24:00")),
+    (_span("17:15", "24:00"),),
+    (_span("00:00", "17:00"),),
+)
 SESSIONS: dict[str, Session] = {
     "us_stock": Session("America/New_York", _week((_span("04:00", "20:00"),)), _US),
     "us_option": Session("America/New_York", _US, _US),
@@ -58,19 +63,7 @@ SESSIONS: dict[str, Session] = {
         ),
         _week((_span("08:30", "15:00"),)),
     ),
-    "fx": Session(
-        "America/New_York",
-        _week(
-            (_span("00:00", "17:00"), _span("17:15", "24:00")),
-            (_span("17:15", "24:00"),),
-            (_span("00:00", "17:00"),),
-        ),
-        _week(
-            (_span("00:00", "17:00"), _span("17:15", "24:00")),
-            (_span("17:15", "24:00"),),
-            (_span("00:00", "17:00"),),
-        ),
-    ),
+    "fx": Session("America/New_York", _FX, _FX),
 }
 
 

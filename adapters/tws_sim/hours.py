@@ -17,12 +17,13 @@ from zoneinfo import ZoneInfo
 import msgspec
 
 Span = tuple[int, int]  # minutes from local midnight: [start, end)
+Week = tuple[tuple[Span, ...], ...]  # per weekday, Monday first
 
 
 class Session(msgspec.Struct, frozen=True):
     tz: str
-    trading: tuple[tuple[Span, ...], ...]  # per weekday, Monday first
-    liquid: tuple[tuple[Span, ...], ...]
+    trading: Week
+    liquid: Week
 
 
 def _hm(text: str) -> int:
@@ -30,7 +31,9 @@ def _hm(text: str) -> int:
     return int(hours) * 60 + int(minutes)
 
 
-def _week(weekdays: tuple[Span, ...], sunday: tuple[Span, ...] = (), friday: tuple[Span, ...] | None = None):  # type: ignore[no-untyped-def]
+def _week(
+    weekdays: tuple[Span, ...], sunday: tuple[Span, ...] = (), friday: tuple[Span, ...] | None = None
+) -> Week:
     fri = weekdays if friday is None else friday
     return (weekdays, weekdays, weekdays, weekdays, fri, (), sunday)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
 
@@ -82,14 +83,17 @@ class FoldingSink:
         return [e for e in self.events if isinstance(e, kind)]
 
 
-def request(coid: str, symbol: str = "AAPL", side: str = "BUY", qty: float = 10, **kw: Any) -> OrderRequested:
+def request(
+    coid: str, symbol: str = "AAPL", side: str = "BUY", qty: int | str | Decimal = 10, **kw: Any
+) -> OrderRequested:
+    """An order request as intake builds one: the quantity a Decimal (give a fraction as text, "1.5")."""
     return OrderRequested(
         client_order_id=coid,
         strategy_id="s1",
         account=ACCOUNT,
         contract=Contract(symbol=symbol),
         side=side,  # type: ignore[arg-type]
-        quantity=qty,
+        quantity=Decimal(qty),
         **kw,
     )
 

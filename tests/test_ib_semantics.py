@@ -76,7 +76,7 @@ def test_unknown_symbol_is_refused_with_200_and_no_order() -> None:
 def test_fractional_stock_quantity_is_refused_with_10243() -> None:
     async def body() -> None:
         async with session(LIB) as (sim, adapter, sink):
-            order_id = await place(adapter, sink, request("frac-1", qty=1.5))
+            order_id = await place(adapter, sink, request("frac-1", qty="1.5"))
             await until(lambda: 10243 in errors(sink, order_id), "error 10243")
             assert sim.orders == [] and sim.executions == []
             assert all(p.quantity == 0 for p in sink.state.positions.values())
@@ -252,7 +252,7 @@ def test_future_and_option_trade_with_pnl_times_multiplier(
             sim.set_price(name, entry)
             await place(adapter, sink, OrderRequested(
                 client_order_id="d-open", strategy_id="s1", account="DU123456", contract=contract,
-                side="BUY", quantity=2,
+                side="BUY", quantity=Decimal(2),
             ))  # fmt: skip
             await until(lambda: sink.state.orders["d-open"].status == "filled", "opened")
             positions = await adapter.ib.reqPositionsAsync()
@@ -262,7 +262,7 @@ def test_future_and_option_trade_with_pnl_times_multiplier(
             sim.set_price(name, exit_)
             await place(adapter, sink, OrderRequested(
                 client_order_id="d-close", strategy_id="s1", account="DU123456", contract=contract,
-                side="SELL", quantity=2,
+                side="SELL", quantity=Decimal(2),
             ))  # fmt: skip
             await until(lambda: sink.state.orders["d-close"].status == "filled", "closed")
             (pos,) = [p for p in sink.state.positions.values() if p.contract.sec_type == contract.sec_type]

@@ -105,12 +105,25 @@ async def session(
     """A simulator at the cell's server version and an adapter (client id 7) connected to it."""
     sim = TwsSimulator(ib.config(config))
     await sim.start(port=0)
-    sink = sink or FoldingSink()
     adapter_kw.setdefault("reconnect", Backoff(initial=0.02, max_delay=0.2, attempts=0))
+    try:
+        async with connected(sim, ib, 7, sink, **adapter_kw) as (adapter, sink):
+            assert adapter.ib.client.serverVersion() == ib.server_version  # the cell really runs there
+            yield sim, adapter, sink
+    finally:
+        await sim.stop()
+
+
+@contextlib.asynccontextmanager
+async def connected(
+    sim: TwsSimulator, ib: Cell, client_id: int, sink: FoldingSink | None = None, **adapter_kw: Any
+) -> AsyncIterator[tuple[IBAdapter, FoldingSink]]:
+    """An adapter with its own folding sink, connected to a running simulator; disconnected after."""
+    sink = sink or FoldingSink()
     adapter = IBAdapter(
         "127.0.0.1",
         sim.port,
-        7,
+        client_id,
         sink=sink,
         state_provider=lambda: sink.state,
         library=ib.library,
@@ -118,11 +131,9 @@ async def session(
     )
     try:
         await adapter.connect(timeout=5)
-        assert adapter.ib.client.serverVersion() == ib.server_version  # the cell really runs there
-        yield sim, adapter, sink
+        yield adapter, sink
     finally:
         await adapter.disconnect()
-        await sim.stop()
 
 
 async def until(predicate: Any, what: str, timeout: float = 10.0) -> None:

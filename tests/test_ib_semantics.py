@@ -23,7 +23,7 @@ from events.schema import (
     OrderRequested,
     OrderStatusReported,
 )
-from tests.ib_helpers import Cell, FoldingSink, request, session, until
+from tests.ib_helpers import Cell, FoldingSink, connected, request, session, until
 
 LIB = Cell("ib_async", 178)  # what every ib_async user runs at today
 NY = ZoneInfo("America/New_York")
@@ -214,17 +214,7 @@ def test_tws_orders_have_order_id_0_and_reach_only_client_0_live() -> None:
             await adapter.reconcile("poll")  # reqAllOpenOrders: anyone may see them
             (seen,) = sink.of(OpenOrderReported)
             assert (seen.order_id, seen.client_id, seen.order_ref) == (0, 0, "manual")
-            master_sink = FoldingSink()
-            master = IBAdapter(
-                "127.0.0.1",
-                sim.port,
-                0,
-                sink=master_sink,
-                state_provider=lambda: master_sink.state,
-                library=LIB.library,
-            )
-            await master.connect(timeout=5)
-            try:
+            async with connected(sim, LIB, 0) as (master, master_sink):
                 master.ib.reqAutoOpenOrders(True)
                 await master.ib.reqCurrentTimeAsync()
                 sim.place_manual_order("AAPL", "BUY", 4, "LMT", lmt_price=1.0, order_ref="manual-2")
@@ -233,8 +223,6 @@ def test_tws_orders_have_order_id_0_and_reach_only_client_0_live() -> None:
                 )
                 live = next(e for e in master_sink.of(OpenOrderReported) if e.order_ref == "manual-2")
                 assert live.order_id < 0 and live.client_id == 0  # bound: a negative orderId
-            finally:
-                await master.disconnect()
 
     run(body)
 

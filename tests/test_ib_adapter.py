@@ -316,5 +316,10 @@ def test_the_tws_time_zone_comes_from_the_handshake(ib: Cell) -> None:
             )
         async with session(ib, tws_timezone="US/Eastern") as (_sim, adapter, _sink):
             assert adapter.tws_timezone == "US/Eastern"  # an explicit setting wins
+        new_york = SimConfig(tws_time_zone="America/New_York")
+        async with session(ib, new_york) as (_sim, adapter, sink):  # TWS says "EST" / "EDT", as Java does
+            assert adapter.tws_timezone == "America/New_York"
+            (connected,) = [e for e in sink.of(ConnectionChanged) if e.state == "connected"]
+            assert re.search(r"\d\d:\d\d:\d\d E[SD]T'", connected.detail)
 
     asyncio.run(run())

@@ -112,7 +112,7 @@ class Session:
         if version < low:
             raise FramingError(f"client needs v{low}..{high}, simulator speaks up to {version}")
         self.version = version
-        self.send(m.handshake(version, self.engine.ib_time(self.engine.clock())))
+        self.send(m.handshake(version, self.engine.connection_time()))
         await self.writer.drain()
         while True:
             for fields in pending:

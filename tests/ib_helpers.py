@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
 
@@ -82,14 +83,17 @@ class FoldingSink:
         return [e for e in self.events if isinstance(e, kind)]
 
 
-def request(coid: str, symbol: str = "AAPL", side: str = "BUY", qty: float = 10, **kw: Any) -> OrderRequested:
+def request(
+    coid: str, symbol: str = "AAPL", side: str = "BUY", qty: int | str | Decimal = 10, **kw: Any
+) -> OrderRequested:
+    """An order request as intake builds one: the quantity a Decimal (give a fraction as text, "1.5")."""
     return OrderRequested(
         client_order_id=coid,
         strategy_id="s1",
         account=ACCOUNT,
         contract=Contract(symbol=symbol),
         side=side,  # type: ignore[arg-type]
-        quantity=qty,
+        quantity=Decimal(qty),
         **kw,
     )
 
@@ -101,12 +105,25 @@ async def session(
     """A simulator at the cell's server version and an adapter (client id 7) connected to it."""
     sim = TwsSimulator(ib.config(config))
     await sim.start(port=0)
-    sink = sink or FoldingSink()
     adapter_kw.setdefault("reconnect", Backoff(initial=0.02, max_delay=0.2, attempts=0))
+    try:
+        async with connected(sim, ib, 7, sink, **adapter_kw) as (adapter, sink):
+            assert adapter.ib.client.serverVersion() == ib.server_version  # the cell really runs there
+            yield sim, adapter, sink
+    finally:
+        await sim.stop()
+
+
+@contextlib.asynccontextmanager
+async def connected(
+    sim: TwsSimulator, ib: Cell, client_id: int, sink: FoldingSink | None = None, **adapter_kw: Any
+) -> AsyncIterator[tuple[IBAdapter, FoldingSink]]:
+    """An adapter with its own folding sink, connected to a running simulator; disconnected after."""
+    sink = sink or FoldingSink()
     adapter = IBAdapter(
         "127.0.0.1",
         sim.port,
-        7,
+        client_id,
         sink=sink,
         state_provider=lambda: sink.state,
         library=ib.library,
@@ -114,11 +131,9 @@ async def session(
     )
     try:
         await adapter.connect(timeout=5)
-        assert adapter.ib.client.serverVersion() == ib.server_version  # the cell really runs there
-        yield sim, adapter, sink
+        yield adapter, sink
     finally:
         await adapter.disconnect()
-        await sim.stop()
 
 
 async def until(predicate: Any, what: str, timeout: float = 10.0) -> None:

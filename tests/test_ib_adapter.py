@@ -28,7 +28,7 @@ from events.schema import (
     OrderStatusReported,
     ReconciliationFinished,
 )
-from tests.ib_helpers import Cell, FoldingSink, matrix, request, session, until, with_157
+from tests.ib_helpers import Cell, FoldingSink, connected, matrix, request, session, until, with_157
 
 
 async def place(adapter: IBAdapter, sink: FoldingSink, req: OrderRequested) -> int:
@@ -232,27 +232,19 @@ def test_fill_while_disconnected_is_recovered_once_by_reconcile(ib: Cell) -> Non
 @matrix
 def test_master_client_sees_orders_placed_in_tws_live(ib: Cell) -> None:
     async def run() -> None:
-        async with session(ib) as (sim, other, other_sink):  # an ordinary client (id 7) beside it
-            sink = FoldingSink()
-            master = IBAdapter(
-                "127.0.0.1", sim.port, 7, sink=sink, state_provider=lambda: sink.state, library=ib.library,
-                master_client=True,
-            )  # fmt: skip
-            await master.connect(timeout=5)
-            try:
-                assert master.client_id == 0
-                assert [c.client_id for c in sim.connections] == [7, 0]
-                sim.place_external_order(
-                    "AAPL", "SELL", 3, "LMT", lmt_price=500.0, client_id=0, order_ref="hand"
-                )
-                await until(lambda: any(o.external for o in sink.state.orders.values()), "TWS order live")
-                (order,) = sink.state.orders.values()
-                assert (order.side, order.quantity, order.status) == ("SELL", 3, "submitted")
-                assert len(sink.of(ReconciliationFinished)) == 1  # seen live, not by a later sync
-                await other.ib.reqCurrentTimeAsync()  # a round trip: anything sent to client 7 is in
-                assert not [e for e in other_sink.of(OpenOrderReported) if e.order_ref == "hand"]
-            finally:
-                await master.disconnect()
+        async with (
+            session(ib) as (sim, other, other_sink),  # an ordinary client (id 7) beside it
+            connected(sim, ib, 7, master_client=True) as (master, sink),
+        ):
+            assert master.client_id == 0
+            assert [c.client_id for c in sim.connections] == [7, 0]
+            sim.place_external_order("AAPL", "SELL", 3, "LMT", lmt_price=500.0, client_id=0, order_ref="hand")
+            await until(lambda: any(o.external for o in sink.state.orders.values()), "TWS order live")
+            (order,) = sink.state.orders.values()
+            assert (order.side, order.quantity, order.status) == ("SELL", 3, "submitted")
+            assert len(sink.of(ReconciliationFinished)) == 1  # seen live, not by a later sync
+            await other.ib.reqCurrentTimeAsync()  # a round trip: anything sent to client 7 is in
+            assert not [e for e in other_sink.of(OpenOrderReported) if e.order_ref == "hand"]
 
     asyncio.run(run())
 
@@ -324,5 +316,10 @@ def test_the_tws_time_zone_comes_from_the_handshake(ib: Cell) -> None:
             )
         async with session(ib, tws_timezone="US/Eastern") as (_sim, adapter, _sink):
             assert adapter.tws_timezone == "US/Eastern"  # an explicit setting wins
+        new_york = SimConfig(tws_time_zone="America/New_York")
+        async with session(ib, new_york) as (_sim, adapter, sink):  # TWS says "EST" / "EDT", as Java does
+            assert adapter.tws_timezone == "America/New_York"
+            (connected,) = [e for e in sink.of(ConnectionChanged) if e.state == "connected"]
+            assert re.search(r"\d\d:\d\d:\d\d E[SD]T'", connected.detail)
 
     asyncio.run(run())

@@ -23,7 +23,7 @@ from events.schema import (
     OrderRequested,
     OrderStatusReported,
 )
-from tests.ib_helpers import Cell, FoldingSink, request, session, until
+from tests.ib_helpers import Cell, FoldingSink, connected, request, session, until
 
 LIB = Cell("ib_async", 178)  # what every ib_async user runs at today
 NY = ZoneInfo("America/New_York")
@@ -76,7 +76,7 @@ def test_unknown_symbol_is_refused_with_200_and_no_order() -> None:
 def test_fractional_stock_quantity_is_refused_with_10243() -> None:
     async def body() -> None:
         async with session(LIB) as (sim, adapter, sink):
-            order_id = await place(adapter, sink, request("frac-1", qty=1.5))
+            order_id = await place(adapter, sink, request("frac-1", qty="1.5"))
             await until(lambda: 10243 in errors(sink, order_id), "error 10243")
             assert sim.orders == [] and sim.executions == []
             assert all(p.quantity == 0 for p in sink.state.positions.values())
@@ -214,17 +214,7 @@ def test_tws_orders_have_order_id_0_and_reach_only_client_0_live() -> None:
             await adapter.reconcile("poll")  # reqAllOpenOrders: anyone may see them
             (seen,) = sink.of(OpenOrderReported)
             assert (seen.order_id, seen.client_id, seen.order_ref) == (0, 0, "manual")
-            master_sink = FoldingSink()
-            master = IBAdapter(
-                "127.0.0.1",
-                sim.port,
-                0,
-                sink=master_sink,
-                state_provider=lambda: master_sink.state,
-                library=LIB.library,
-            )
-            await master.connect(timeout=5)
-            try:
+            async with connected(sim, LIB, 0) as (master, master_sink):
                 master.ib.reqAutoOpenOrders(True)
                 await master.ib.reqCurrentTimeAsync()
                 sim.place_manual_order("AAPL", "BUY", 4, "LMT", lmt_price=1.0, order_ref="manual-2")
@@ -233,8 +223,6 @@ def test_tws_orders_have_order_id_0_and_reach_only_client_0_live() -> None:
                 )
                 live = next(e for e in master_sink.of(OpenOrderReported) if e.order_ref == "manual-2")
                 assert live.order_id < 0 and live.client_id == 0  # bound: a negative orderId
-            finally:
-                await master.disconnect()
 
     run(body)
 
@@ -252,7 +240,7 @@ def test_future_and_option_trade_with_pnl_times_multiplier(
             sim.set_price(name, entry)
             await place(adapter, sink, OrderRequested(
                 client_order_id="d-open", strategy_id="s1", account="DU123456", contract=contract,
-                side="BUY", quantity=2,
+                side="BUY", quantity=Decimal(2),
             ))  # fmt: skip
             await until(lambda: sink.state.orders["d-open"].status == "filled", "opened")
             positions = await adapter.ib.reqPositionsAsync()
@@ -262,7 +250,7 @@ def test_future_and_option_trade_with_pnl_times_multiplier(
             sim.set_price(name, exit_)
             await place(adapter, sink, OrderRequested(
                 client_order_id="d-close", strategy_id="s1", account="DU123456", contract=contract,
-                side="SELL", quantity=2,
+                side="SELL", quantity=Decimal(2),
             ))  # fmt: skip
             await until(lambda: sink.state.orders["d-close"].status == "filled", "closed")
             (pos,) = [p for p in sink.state.positions.values() if p.contract.sec_type == contract.sec_type]

@@ -12,7 +12,7 @@ import pytest
 
 from adapters.tws_sim import SimConfig, hours, orders
 from adapters.tws_sim.account import Account, ExecRecord
-from adapters.tws_sim.catalog import INSTRUMENTS, matches, resolve
+from adapters.tws_sim.catalog import BY_KEY, INSTRUMENTS, matches, resolve
 from adapters.tws_sim.engine import Engine
 from adapters.tws_sim.persist import LOG_FILE, STATE_FILE
 from adapters.tws_sim.requests import PlaceOrder
@@ -40,6 +40,7 @@ def test_every_instrument_has_its_own_con_id_and_resolves_back() -> None:
     assert put is not None and put.multiplier == "100" and put.con_id != 265598
     fx = resolve(Contract(symbol="EUR", sec_type="CASH", currency="USD", exchange="IDEALPRO"))
     assert fx is not None and fx.valid_size(20000.5) and not fx.valid_size(0.001)
+    assert fx.valid_size(0.07) and not BY_KEY["AAPL"].valid_size(100.0000001)  # exact: no tolerance
     assert {i.currency for i in INSTRUMENTS if i.sec_type == "STK"} >= {"USD", "EUR", "JPY"}
 
 

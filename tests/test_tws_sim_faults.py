@@ -9,6 +9,7 @@ import pytest
 
 from adapters.tws_sim import FaultConfig, SimConfig
 from adapters.tws_sim.faults import FAULT_NAMES, FaultDice, parse_fault_args
+from adapters.tws_sim.hours import SimClock
 from tests.test_tws_sim_support import (
     CLIENT_LIBS,
     connect,
@@ -260,15 +261,17 @@ def test_repeated_rate_violations_disconnect_the_client() -> None:
     async def body() -> None:
         lib = ib_lib("ib_async")
         async with simulator() as sim:
+            sim.engine.clock = SimClock(sim.now(), monotonic=lambda: 0.0)  # stands still: advance() moves it
             ib = await connect(lib, sim)
             ib.client.MaxRequests = 0  # ib_async's own throttle off
             codes: list[int] = []
             ib.errorEvent += lambda req_id, code, *rest: codes.append(code)
-            deadline = asyncio.get_running_loop().time() + 8
-            while ib.isConnected() and asyncio.get_running_loop().time() < deadline:
+            for second in range(1, 4):  # one burst of 60 in each of three seconds of the simulator's clock
                 for _ in range(60):
                     ib.client.reqCurrentTime()
-                await asyncio.sleep(0.25)  # the load's pace: bursts in every second
+                await wait_for(lambda n=second: codes.count(100) >= 9 * n, f"error 100 in second {second}")
+                sim.advance(1)
+            await wait_for(lambda: not ib.isConnected(), "disconnected by TWS")
             assert 100 in codes and not ib.isConnected()
             await wait_for(lambda: not sim.connections, "dropped by the simulator")
 

@@ -101,10 +101,6 @@ class IBAdapter:
         self._tasks: set[asyncio.Task[Any]] = set()
         self.ib: Any = self.lib.IB()
         self.ib.RaiseRequestErrors = True  # a failed request must raise, never look like an empty answer
-        if tws_timezone is not None and timezones.zone(tws_timezone) is None:
-            raise ValueError(
-                f"unknown time zone {tws_timezone!r}; use an IANA name such as 'America/New_York'"
-            )
         self._timezone_override = tws_timezone
         self._hooks = CallbackHooks(self._on_callback, tws_timezone or "UTC")
         self._hooks.install(self.ib.wrapper, self.ib.client.decoder)

@@ -50,7 +50,7 @@ def exec_prefix(exec_id: str) -> str:
     return exec_id.rsplit(".", 1)[0]
 
 
-def _suffix(exec_id: str) -> tuple[int, str]:
+def exec_suffix(exec_id: str) -> tuple[int, str]:
     """Orders corrections: `.02` after `.01`, `.10` after `.9`."""
     part = exec_id.rpartition(".")[2]
     return (len(part), part)
@@ -75,7 +75,7 @@ class LogView:
         fill = state.fills.get(exec_prefix(exec_id))
         if fill is None:
             return retired(state.history, "e", exec_id)
-        return _suffix(fill.exec_id) >= _suffix(exec_id)
+        return exec_suffix(fill.exec_id) >= exec_suffix(exec_id)
 
     def has_commission(self, exec_id: str) -> bool:
         state = self._state()

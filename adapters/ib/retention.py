@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, NamedTuple
 
-from adapters.ib.reconcile import exec_prefix
+from adapters.ib.reconcile import exec_prefix, exec_suffix
 from events.schema import (
     BrokerError,
     CommissionReported,
@@ -152,7 +152,7 @@ class Retention:
             return Release(exec_ids=(event.exec_id,))
         prefix = exec_prefix(event.exec_id)
         previous = order.executions.get(prefix)
-        if previous is None or _suffix(previous[0]) <= _suffix(event.exec_id):
+        if previous is None or exec_suffix(previous[0]) <= exec_suffix(event.exec_id):
             order.executions[prefix] = (event.exec_id, event.shares)
         if event.exec_id not in self._owner:
             self._owner[event.exec_id] = key
@@ -192,11 +192,6 @@ class Retention:
         for exec_id in order.exec_ids:
             del self._owner[exec_id]
         return Release(key, order.perm_id, tuple(order.exec_ids), order.client_order_id)
-
-
-def _suffix(exec_id: str) -> tuple[int, str]:
-    part = exec_id.rpartition(".")[2]
-    return (len(part), part)
 
 
 def release(wrapper: Any, what: Release) -> None:

@@ -58,7 +58,9 @@ class Instrument(msgspec.Struct, frozen=True):
         return _is_multiple(price, self.min_tick)
 
     def valid_size(self, quantity: float) -> bool:
-        return _is_multiple(quantity, float(Decimal(self.size_increment)))
+        """A whole number of size increments, exactly: the client sent the size as decimal text, which
+        is the float's shortest repr (no tolerance: 0.0000001 over an increment is off it)."""
+        return Decimal(repr(quantity)) % Decimal(self.size_increment) == 0
 
 
 def _is_multiple(value: float, step: float) -> bool:

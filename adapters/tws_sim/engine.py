@@ -119,6 +119,11 @@ class Engine:
         """An execution / completion time as TWS writes it: local time and its zone's name."""
         return f"{datetime.fromtimestamp(epoch, self.tz):%Y%m%d %H:%M:%S} {self.config.tws_time_zone}"
 
+    def connection_time(self) -> str:
+        """The handshake's connection time as TWS writes it: local time and the zone as Java names it
+        (`20240105 09:30:00 EST`, never the IANA name; adapters/ib/timezones.py resolves it)."""
+        return f"{datetime.fromtimestamp(self.clock(), self.tz):%Y%m%d %H:%M:%S %Z}"
+
     def completed_time(self, order: SimOrder) -> str:
         return self.ib_time(order.done_epoch or self.clock())
 

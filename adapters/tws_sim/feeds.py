@@ -33,24 +33,32 @@ class Feeds:
     def account_rows(self, name: str) -> list[tuple[str, str, str]]:
         return self.accounts[name].values(self.mark, self.rates())
 
-    def send_account(self, peer: Peer, name: str, epoch: float) -> None:
+    def send_account(
+        self, peer: Peer, name: str, epoch: float, rows: list[tuple[str, str, str]] | None = None
+    ) -> None:
         """updateAccountValue rows, updatePortfolio per position, then the account time."""
-        for key, value, cur in self.account_rows(name):
+        for key, value, cur in self.account_rows(name) if rows is None else rows:
             peer.send(md.account_value(key, value, cur, name))
         for pos in self.accounts[name].positions.values():
             peer.send(md.portfolio(pos, self.mark(pos)))
         peer.send(md.account_time(datetime.fromtimestamp(epoch, self.tz).strftime("%H:%M")))
 
     def after_fill(self, account_name: str, con_id: int, epoch: float) -> None:
+        """The position, and the account's values to its subscribers (computed once per fill)."""
         pos = self.accounts[account_name].positions[con_id]
+        wanted = any(
+            p.account_subscribed == account_name or account_name in p.multi_subscriptions.values()
+            for p in self.peers
+        )
+        rows = self.account_rows(account_name) if wanted else []
         for peer in self.peers:
             if peer.positions_subscribed:
                 peer.send(md.position(pos))
             if peer.account_subscribed == account_name:
-                self.send_account(peer, account_name, epoch)
+                self.send_account(peer, account_name, epoch, rows)
             for req_id, name in peer.multi_subscriptions.items():
                 if name == account_name:
-                    for key, value, cur in self.account_rows(name):
+                    for key, value, cur in rows:
                         peer.send(md.account_update_multi(req_id, name, key, value, cur))
 
     def stream(self, key: str) -> None:

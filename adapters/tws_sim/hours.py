@@ -17,12 +17,13 @@ from zoneinfo import ZoneInfo
 import msgspec
 
 Span = tuple[int, int]  # minutes from local midnight: [start, end)
+Week = tuple[tuple[Span, ...], ...]  # per weekday, Monday first
 
 
 class Session(msgspec.Struct, frozen=True):
     tz: str
-    trading: tuple[tuple[Span, ...], ...]  # per weekday, Monday first
-    liquid: tuple[tuple[Span, ...], ...]
+    trading: Week
+    liquid: Week
 
 
 def _hm(text: str) -> int:
@@ -30,7 +31,9 @@ def _hm(text: str) -> int:
     return int(hours) * 60 + int(minutes)
 
 
-def _week(weekdays: tuple[Span, ...], sunday: tuple[Span, ...] = (), friday: tuple[Span, ...] | None = None):  # type: ignore[no-untyped-def]
+def _week(
+    weekdays: tuple[Span, ...], sunday: tuple[Span, ...] = (), friday: tuple[Span, ...] | None = None
+) -> Week:
     fri = weekdays if friday is None else friday
     return (weekdays, weekdays, weekdays, weekdays, fri, (), sunday)
 
@@ -40,6 +43,11 @@ def _span(a: str, b: str) -> Span:
 
 
 _US = _week((_span("09:30", "16:00"),))
+_FX = _week(  # IDEALPRO: Sunday 17:15 to Friday 17:00 New York, a daily break 17:00-17:15; all liquid
+    (_span("00:00", "17:00"), _span("17:15", "24:00")),
+    (_span("17:15", "24:00"),),
+    (_span("00:00", "17:00"),),
+)
 SESSIONS: dict[str, Session] = {
     "us_stock": Session("America/New_York", _week((_span("04:00", "20:00"),)), _US),
     "us_option": Session("America/New_York", _US, _US),
@@ -58,19 +66,7 @@ SESSIONS: dict[str, Session] = {
         ),
         _week((_span("08:30", "15:00"),)),
     ),
-    "fx": Session(
-        "America/New_York",
-        _week(
-            (_span("00:00", "17:00"), _span("17:15", "24:00")),
-            (_span("17:15", "24:00"),),
-            (_span("00:00", "17:00"),),
-        ),
-        _week(
-            (_span("00:00", "17:00"), _span("17:15", "24:00")),
-            (_span("17:15", "24:00"),),
-            (_span("00:00", "17:00"),),
-        ),
-    ),
+    "fx": Session("America/New_York", _FX, _FX),
 }
 
 

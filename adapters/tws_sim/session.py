@@ -1,15 +1,14 @@
 """One client connection: the handshake, the start-up sync, and each request answered from the engine.
 
 At connect, after managedAccounts and nextValidId, TWS reports its data farms (2104, 2106, 2158). More
-than `max_msg_rate` requests in one second are refused with error 100, and a client that keeps
-exceeding it (three seconds in a row) is disconnected, as TWS does.
+than `max_msg_rate` requests in one second (of the simulator's clock) are refused with error 100, and a
+client that keeps exceeding it (three seconds in a row) is disconnected, as TWS does.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Iterable
 
 from adapters.tws_sim import hours, orders
@@ -64,7 +63,7 @@ class Session:
         self.auto_open = False
         self.frames_sent = 0
         self.peer = writer.get_extra_info("peername")
-        self._window = 0  # the whole second of the monotonic clock being counted
+        self._window = 0  # the whole second of the simulator's clock being counted
         self._in_window = 0
         self._violations = 0  # consecutive seconds over the limit
 
@@ -113,7 +112,7 @@ class Session:
         if version < low:
             raise FramingError(f"client needs v{low}..{high}, simulator speaks up to {version}")
         self.version = version
-        self.send(m.handshake(version, self.engine.ib_time(self.engine.clock())))
+        self.send(m.handshake(version, self.engine.connection_time()))
         await self.writer.drain()
         while True:
             for fields in pending:
@@ -152,7 +151,7 @@ class Session:
         limit = self.engine.config.max_msg_rate
         if not limit or msg_id == 71:
             return True
-        second = int(time.monotonic())
+        second = int(self.engine.clock())  # the simulator's clock: tests step it instead of sleeping
         if second != self._window:
             if second != self._window + 1 or self._in_window <= limit:
                 self._violations = 0

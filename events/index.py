@@ -424,9 +424,11 @@ def segment_index(segment: Path, first_seq: int, *, closed: bool) -> SegmentInde
     return known
 
 
-def rebuild(segment: Path, first_seq: int, *, closed: bool, why: str) -> SegmentIndex:
-    """The index of `segment` built anew by a scan, stored in place of one that turned out wrong."""
+def rebuild(segment: Path, first_seq: int, *, why: str) -> SegmentIndex:
+    """The index of `segment` built anew by a scan, stored in place of one that turned out wrong (a rare
+    path: so it looks for a later segment to know whether this one is closed)."""
     log.warning("journal index %s: %s; rebuilding it from its segment", index_path(segment), why)
+    closed = any(first > first_seq for first, _ in list_segments(segment.parent))
     index = build(segment, first_seq, closed=closed)
     _keep(segment, index)
     return index

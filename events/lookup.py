@@ -43,6 +43,11 @@ class _Mismatch(Exception):
         super().__init__(why)
         self.segment, self.why = segment, why
 
+    def corrupt(self) -> CorruptJournal:
+        """A mismatch against an index just built from the segment: the segment changed under us, or
+        is damaged."""
+        return CorruptJournal(self.segment, 0, f"{self.why} (by the index just built from it)")
+
 
 def _checked(journal_dir: Path, lookup: Callable[[_Segments], _T]) -> _T:
     """`lookup` over the indexes of `journal_dir`; each time a frame an index points to is not what it
@@ -53,12 +58,10 @@ def _checked(journal_dir: Path, lookup: Callable[[_Segments], _T]) -> _T:
         try:
             return lookup(segments)
         except _Mismatch as exc:
-            if exc.segment in segments.rebuilt:  # the segment changed under us, or is damaged
-                raise CorruptJournal(exc.segment, 0, f"{exc.why} (by the index just built from it)") from exc
+            if exc.segment in segments.rebuilt:
+                raise exc.corrupt() from exc
             i = next(i for i, (path, _) in enumerate(segments) if path == exc.segment)
-            first_seq = segments[i][1].first_seq
-            fresh = rebuild(exc.segment, first_seq, closed=i + 1 < len(segments), why=exc.why)
-            segments[i] = (exc.segment, fresh)
+            segments[i] = (exc.segment, rebuild(exc.segment, segments[i][1].first_seq, why=exc.why))
             segments.rebuilt.add(exc.segment)
 
 
@@ -152,8 +155,8 @@ def _read_frames(
     path: Path, index: SegmentIndex, ranges: Iterable[tuple[int, int]]
 ) -> Iterator[tuple[int, memoryview]]:
     """(seq, payload) of frames `lo` to `hi` of each range, read where the index says they are; each
-    checked to be whole (its CRC), the seq the index says and exactly where it says, else `_Mismatch`
-    (before it is used: the frames of a range are checked before the first is yielded)."""
+    checked before it is yielded to be whole (its CRC), the seq the index says and where it says (right
+    after the one before), and the range to end where the index says, else `_Mismatch`."""
     fd = os.open(path, os.O_RDONLY)
     try:
         for lo, hi in ranges:
@@ -162,32 +165,45 @@ def _read_frames(
             except IndexMismatch as exc:
                 raise _Mismatch(path, str(exc)) from exc
             data = os.pread(fd, stop - start, start)
-            frames = list(iter_frames(data, 0, index.first_seq + lo))
-            if len(frames) != hi - lo + 1 or frames[-1][2] != len(data):
-                seq = index.first_seq + lo + len(frames)
-                raise _Mismatch(path, f"no frame with seq {seq} at byte {start} or a frame runs past {stop}")
+            pos, seq = 0, index.first_seq + lo
             view = memoryview(data)
-            for seq, begin, end in frames:
-                yield seq, view[begin:end]
+            for seq_, begin, end in iter_frames(data, 0, seq):
+                if seq_ > index.first_seq + hi:
+                    break
+                yield seq_, view[begin:end]
+                pos, seq = end, seq_ + 1
+            if seq != index.first_seq + hi + 1 or pos != len(data):
+                raise _Mismatch(path, f"no frame with seq {seq} at byte {start + pos}, or frames past {stop}")
     finally:
         os.close(fd)
 
 
 def seq_at(journal_dir: Path, ts_ns: int) -> int:
     """The last seq received at or before `ts_ns` (0: before the session): the seq before the first frame
-    with a later ts, found by the time samples of the indexes and at most SAMPLE_EVERY decoded frames."""
-    return _checked(journal_dir, partial(_seq_at, ts_ns=ts_ns))
-
-
-def _seq_at(segments: _Segments, ts_ns: int) -> int:
+    with a later ts, found by the time samples of the indexes and at most SAMPLE_EVERY decoded frames;
+    the indexes after that segment are not even read. A segment whose index is found lying is looked up
+    again through an index rebuilt by a scan."""
     last = 0
-    for path, index in segments:
-        block = index.after(ts_ns)
-        if block is None:
-            last = index.next_seq - 1
-            continue
-        for seq, payload in _read_frames(path, index, [block]):
-            if frame_names(payload)[0] > ts_ns:
-                return seq - 1
-        raise _Mismatch(path, f"no frame of its block {block} was received after {ts_ns}, as it says")
+    for path, index in indexes(journal_dir):
+        try:
+            found = _seq_in(path, index, ts_ns)
+        except _Mismatch as exc:
+            try:
+                found = _seq_in(path, rebuild(path, index.first_seq, why=exc.why), ts_ns)
+            except _Mismatch as again:
+                raise again.corrupt() from again
+        if found is not None:
+            return found
+        last = index.next_seq - 1
     return last
+
+
+def _seq_in(path: Path, index: SegmentIndex, ts_ns: int) -> int | None:
+    """The seq before the first frame of the segment received after `ts_ns`; None: none was."""
+    block = index.after(ts_ns)
+    if block is None:
+        return None
+    for seq, payload in _read_frames(path, index, [block]):
+        if frame_names(payload)[0] > ts_ns:
+            return seq - 1
+    raise _Mismatch(path, f"no frame of its block {block} was received after {ts_ns}, as it says")

@@ -37,7 +37,7 @@ class LogSource(Source, Protocol):
 
 
 # URL scheme -> opener of a source at that URL; the command line registers them (nats:// is added by
-# oms.commands.mirror), so replay never imports the adapters that read remote logs.
+# oms.cli.mirror), so replay never imports the adapters that read remote logs.
 URL_SOURCES: dict[str, Callable[[str], LogSource]] = {}
 
 

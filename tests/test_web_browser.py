@@ -60,7 +60,9 @@ class Stack:
     shots: Path
 
     def page(self, path: str = "") -> Any:
-        page = self.browser.new_page(viewport={"width": 1400, "height": 1000})
+        # bypass_csp: Playwright's wait_for_function evaluates a string, which the page's CSP forbids
+        # (test_the_page_works_under_its_content_security_policy runs without it)
+        page = self.browser.new_page(viewport={"width": 1400, "height": 1000}, bypass_csp=True)
         page.on("dialog", lambda dialog: dialog.accept())
         page.goto(self.web.url if not path else self.web.base + path.lstrip("/"))
         return page
@@ -147,7 +149,7 @@ def test_a_late_web_app_charts_the_history_before_it_started(stack: Stack) -> No
     """Its client starts from a snapshot; the chart history before it is refolded from `events` replies."""
     late = WebProcess(stack.shots, "--data-dir", str(stack.service.data_dir), name="late").start()
     try:
-        page = stack.browser.new_page()
+        page = stack.browser.new_page(bypass_csp=True)
         page.goto(late.url)
         page.wait_for_function(
             "omsCharts.positions && omsCharts.positions.series.length > 1 &&"

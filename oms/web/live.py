@@ -9,7 +9,9 @@ per (section, filter, version), so many pages cost one render. Orders are also l
 page can be sent just the rows of the few orders that changed since its last update (`orders_since`).
 
 Chart history before the snapshot the client started from is refolded from the service's `events`
-replies (seq 1 up to the snapshot, at most `backfill_limit` events) while live events queue behind it.
+replies (seq 1 up to the snapshot, at most `backfill_limit` events) while live events queue behind it;
+the same refold keeps the session's newest finished orders and fills (`Finished`), which the live state
+lets go of.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ from oms.protocol import MAX_EVENTS_BATCH
 from oms.state.fold import step
 from oms.state.model import Account, Order, Position, State, initial_state
 from oms.web.charts import Charts
+from oms.web.finished import Finished
+from oms.web.views import LIMIT
 
 log = logging.getLogger(__name__)
 
@@ -44,12 +48,14 @@ class LiveFeed:
         interval: float = 0.1,
         chart_interval: float = 1.0,
         backfill_limit: int = 200_000,
+        finished_limit: int = LIMIT,
     ) -> None:
         self.client = client
         self.interval = interval
         self.chart_interval = chart_interval
         self.backfill_limit = backfill_limit
         self.charts = Charts()
+        self.finished = Finished(finished_limit)  # the session's latest completed orders and fills
         self.versions = dict.fromkeys(SECTIONS, 1)
         self.last_event_ts = 0  # ts of the newest applied event (for the page's lag figure)
         self._pulse = asyncio.Event()
@@ -106,6 +112,7 @@ class LiveFeed:
             del self._order_log[:half]
         if isinstance(env.event, ExecutionReported | CommissionReported):
             touched.update(("fills", "positions", "charts"))
+        self.finished.record(self.client.state, env, changes)
         if self._queued is not None:
             self._queued.append((env, changes))
         else:
@@ -127,7 +134,8 @@ class LiveFeed:
         pulse.set()
 
     async def _fill_history(self, upto: int) -> None:
-        """Refold seq 1..`upto` for the charts, then apply what arrived meanwhile."""
+        """Refold seq 1..`upto` for the charts and the session's finished orders and fills, then apply
+        what arrived meanwhile."""
         try:
             if upto <= self.backfill_limit:
                 state, seq = initial_state(), 0
@@ -140,6 +148,7 @@ class LiveFeed:
                             break
                         state, changes = step(state, env)
                         self.charts.record(env, changes)
+                        self.finished.record(state, env, changes)
                         seq = env.seq
                     await asyncio.sleep(0)  # let pages and the follower run between batches
         except Exception:  # ServiceUnavailable, or a log this version cannot fold: no history, live goes on

@@ -16,11 +16,14 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from oms.listing import instrument_name, listed_by_default
 from oms.state.model import TERMINAL, Fill, Order, Position, State
 from oms.state.money import exact
+from oms.web.finished import Finished
 
 Money = dict[str, Decimal]
 ZERO = Decimal(0)
+LIMIT = 100  # completed orders and fills shown (the newest)
 
 
 # --- numbers ----------------------------------------------------------------------------------------
@@ -108,9 +111,12 @@ def instrument_of(position: Position) -> str:
 
 @dataclass(frozen=True)
 class Filter:
+    """`everything`: also positions whose lifecycle never filled (`?all=1`; `oms.listing`)."""
+
     strategy: str = ""
     symbol: str = ""
     account: str = ""
+    everything: bool = False
 
     @classmethod
     def of(cls, params: Mapping[str, str]) -> Filter:
@@ -118,7 +124,12 @@ class Filter:
             params.get("strategy", "").strip(),
             params.get("symbol", "").strip().upper(),
             params.get("account", "").strip(),
+            params.get("all", "") not in ("", "0"),
         )
+
+    def lists(self, position: Position) -> bool:
+        """Whether a position is shown: it matches, and is open, working or had fills (unless `all`)."""
+        return self.matches(position) and (self.everything or listed_by_default(position))
 
     def matches(self, entity: Order | Position | Fill) -> bool:
         strategy = getattr(entity, "strategy_id", "")
@@ -128,9 +139,14 @@ class Filter:
             and (not self.account or entity.account == self.account)
         )
 
+    def fields(self) -> dict[str, str]:
+        """The filter as query parameters (those set)."""
+        every = {"strategy": self.strategy, "symbol": self.symbol, "account": self.account,
+                 "all": "1" if self.everything else ""}  # fmt: skip
+        return {k: v for k, v in every.items() if v}
+
     def query(self) -> str:
-        parts = [f"{k}={v}" for k, v in (("strategy", self.strategy), ("symbol", self.symbol)) if v]
-        return "&".join([*parts, *([f"account={self.account}"] if self.account else [])])
+        return "&".join(f"{k}={v}" for k, v in self.fields().items())
 
 
 # --- rows -------------------------------------------------------------------------------------------
@@ -142,7 +158,7 @@ def order_row(order: Order) -> dict[str, str]:
         "strategy": order.strategy_id,
         "account": order.account,
         "side": order.side,
-        "symbol": order.contract.symbol,
+        "symbol": instrument_name(order.contract),
         "qty": num(order.quantity),
         "type": order.order_type,
         "limit": num(order.limit_price),
@@ -162,13 +178,18 @@ def order_row(order: Order) -> dict[str, str]:
     }
 
 
-def order_rows(state: State, flt: Filter, limit: int) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
-    """(working orders, the latest `limit` completed ones), newest first."""
+def order_rows(
+    state: State, flt: Filter, limit: int, finished: Finished | None = None
+) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
+    """(working orders, the latest `limit` completed ones), newest first; `finished` adds the session's
+    completed orders the live state no longer holds (retired, or before a restart)."""
     working: list[Order] = []
     done: list[Order] = []
     for order in state.orders.values():
         if flt.matches(order):
             (done if order.status in TERMINAL else working).append(order)
+    if finished is not None:
+        done.extend(o for c, o in finished.orders.items() if c not in state.orders and flt.matches(o))
     working.sort(key=lambda o: o.created_seq, reverse=True)
     latest = heapq.nlargest(limit, done, key=lambda o: o.updated_seq)
     return [order_row(o) for o in working], [order_row(o) for o in latest]
@@ -182,7 +203,7 @@ def position_row(position: Position, prices: Mapping[str, Decimal]) -> dict[str,
     return {
         "account": position.account,
         "strategy": position.strategy_id,
-        "symbol": position.contract.symbol,
+        "symbol": instrument_name(position.contract),
         "con_id": str(position.contract.con_id or ""),
         "qty": num(position.quantity),
         "avg": num(position.avg_price) if dec(position.quantity) else "",
@@ -201,20 +222,26 @@ def position_rows(state: State, flt: Filter, per_strategy: bool) -> list[dict[st
     source: Iterable[Position] = (
         state.strategy_positions.values() if per_strategy else state.positions.values()
     )
-    chosen = [p for p in source if flt.matches(p)] if per_strategy or not flt.strategy else []
-    chosen.sort(key=lambda p: (p.account, p.contract.symbol, p.strategy_id))
+    chosen = [p for p in source if flt.lists(p)] if per_strategy or not flt.strategy else []
+    chosen.sort(key=lambda p: (p.account, instrument_name(p.contract), p.strategy_id))
     return [position_row(p, prices) for p in chosen]
 
 
-def fill_rows(state: State, flt: Filter, limit: int) -> list[dict[str, str]]:
-    fills = heapq.nlargest(limit, (f for f in state.fills.values() if flt.matches(f)), key=lambda f: f.seq)
+def fill_rows(
+    state: State, flt: Filter, limit: int, finished: Finished | None = None
+) -> list[dict[str, str]]:
+    """The latest `limit` fills, newest first, with the session's fills the live state let go."""
+    kept = finished.fills.items() if finished is not None else ()
+    corrected = {f.corrects for f in state.fills.values() if f.corrects} if kept else set()
+    every = [*state.fills.values(), *(f for e, f in kept if e not in state.fills and e not in corrected)]
+    fills = heapq.nlargest(limit, (f for f in every if flt.matches(f)), key=lambda f: f.seq)
     return [
         {
             "exec_id": f.exec_id,
             "order": f.client_order_id,
             "strategy": f.strategy_id,
             "account": f.account,
-            "symbol": f.contract.symbol,
+            "symbol": instrument_name(f.contract),
             "side": f.side,
             "shares": num(f.shares),
             "price": num(f.price),

@@ -7,6 +7,13 @@
   window.omsCharts = { pnl: null, positions: null };
   const palette = ["#1f5fa8", "#b3261e", "#1b7f3b", "#9a6700", "#6f42c1", "#0f766e", "#c2410c", "#4b5563"];
 
+  // One colour per instrument (or currency), whatever else is drawn and on every page: from its name.
+  function colour(name) {
+    let h = 0;
+    for (const c of name) h = (h * 31 + c.codePointAt(0)) >>> 0;
+    return palette[h % palette.length];
+  }
+
   function cursorPlugin(cursor) {
     return { hooks: { draw: [(u) => {
       if (cursor == null) return;
@@ -40,12 +47,12 @@
     }
     for (const el of [pnlEl, posEl]) el.querySelector("p.empty")?.remove();
     const curs = Object.keys(d.pnl.series);
-    plot("pnl", pnlEl, curs.map((c, i) => ({ label: c, stroke: palette[i % palette.length], width: 2 })),
+    plot("pnl", pnlEl, curs.map((c) => ({ label: c, stroke: colour(c), width: 2 })),
          [d.pnl.x, ...curs.map((c) => d.pnl.series[c])], d.cursor);
     // positions: every instrument on one time axis, carried forward; fills as dots on the line
     const xs = [...new Set(d.positions.flatMap((p) => p.x))].sort((a, b) => a - b);
     const series = [], data = [xs];
-    d.positions.forEach((p, i) => {
+    d.positions.forEach((p) => {
       const qty = [], fillAt = [];
       let j = 0, last = null;
       xs.forEach((x, k) => {
@@ -54,7 +61,7 @@
         qty.push(last);
         if (filled) fillAt.push(k);
       });
-      const color = palette[i % palette.length];
+      const color = colour(p.instrument);
       series.push({ label: p.label, stroke: color, width: 2, paths: uPlot.paths.stepped({ align: 1 }),
                     points: { show: true, size: 8, fill: color, filter: () => fillAt } });
       data.push(qty);
@@ -108,6 +115,25 @@
       if (window.omsUpdates.length > 200000) window.omsUpdates.splice(0, 100000);
     });
     window.omsSource = source;
+  }
+
+  // A command's answer, as the service gave it: accepted, or denied with its code, message and reason.
+  document.body.addEventListener("htmx:afterRequest", (e) => {
+    const what = e.detail.elt && e.detail.elt.dataset ? e.detail.elt.dataset.command : null;
+    const out = document.getElementById("command-result");
+    if (!what || !out) return;
+    let body = {};
+    try { body = JSON.parse(e.detail.xhr.responseText || "{}"); } catch (_) { body = {}; }
+    const err = body.error || {};
+    out.className = body.ok ? "ok" : "bad";
+    out.textContent = body.ok
+      ? `${what} on ${body.service}${body.account ? " for account " + body.account : ""}: accepted`
+      : `${what}: denied (${err.code || e.detail.xhr.status}) ${err.message || "no answer"}${err.reason ? " - " + err.reason : ""}`;
+  });
+
+  // The filters apply as soon as one is picked (no inline handler: the page's CSP allows none).
+  for (const select of document.querySelectorAll("form.filters select, form.filters input[type=checkbox]")) {
+    select.addEventListener("change", () => select.form.submit());
   }
 
   drawFrom(document);

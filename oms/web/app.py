@@ -79,8 +79,10 @@ class Web:
         charts: dict[str, Any],
         link: str,
         finished: Finished | None = None,
+        clock: views.Clock = views.UTC_CLOCK,
     ) -> dict[str, Any]:
-        working, done = views.order_rows(state, flt, LIMIT, finished)
+        """What the live page and a recorded session's page show (`finished`, `clock`: live only)."""
+        working, done = views.order_rows(state, flt, LIMIT, finished, clock)
         return {
             "flt": flt,
             "working": working,
@@ -89,7 +91,7 @@ class Web:
             "limit": LIMIT,
             "positions": views.position_rows(state, flt, per_strategy=False),
             "strategy_positions": views.position_rows(state, flt, per_strategy=True),
-            "fills": views.fill_rows(state, flt, LIMIT, finished),
+            "fills": views.fill_rows(state, flt, LIMIT, finished, clock),
             "accounts": views.account_rows(state, flt),
             "account_keys": views.ACCOUNT_KEYS,
             "chart_json": _json_for_script(charts),
@@ -102,10 +104,10 @@ class Web:
         assert feed is not None
         state = feed.state
         if name == "status":
-            status = views.status_of(state, feed.seq, _followed(feed))
+            status = views.status_of(state, feed.seq, _followed(feed), feed.clock)
             return str(self.sections.status(status, commands, feed.client.router))
         if name == "orders":
-            working, done = views.order_rows(state, flt, LIMIT, feed.finished)
+            working, done = views.order_rows(state, flt, LIMIT, feed.finished, feed.clock)
             return str(self.sections.orders(working, done, commands, "", LIMIT, feed.client.router))
         if name == "positions":
             return str(
@@ -115,10 +117,10 @@ class Web:
                 )
             )
         if name == "fills":
-            return str(self.sections.fills(views.fill_rows(state, flt, LIMIT, feed.finished)))
+            return str(self.sections.fills(views.fill_rows(state, flt, LIMIT, feed.finished, feed.clock)))
         if name == "accounts":
             return str(self.sections.accounts(views.account_rows(state, flt), views.ACCOUNT_KEYS))
-        return msgspec.json.encode(feed.charts.data(flt)).decode()
+        return msgspec.json.encode(feed.charts.data(flt, zone=feed.clock.zone)).decode()
 
     # --- live -----------------------------------------------------------------------------------------
 
@@ -127,8 +129,11 @@ class Web:
             return RedirectResponse("/sessions")
         flt = views.Filter.of(request.query_params)
         state = self.feed.state
-        context = self.body(state, flt, self.feed.charts.data(flt), "", self.feed.finished)
-        context["status"] = views.status_of(state, self.feed.seq, _followed(self.feed))
+        feed = self.feed
+        context = self.body(
+            state, flt, feed.charts.data(flt, zone=feed.clock.zone), "", feed.finished, feed.clock
+        )
+        context["status"] = views.status_of(state, feed.seq, _followed(feed), feed.clock)
         context["keep"] = {}
         return self.page(request, "live.html", live_view=True, title="live", **context)
 
@@ -167,7 +172,7 @@ class Web:
             order = self.feed.state.orders.get(coid)
             if order is None or not flt.matches(order):
                 continue
-            row = views.order_row(order)
+            row = views.order_row(order, self.feed.clock)
             table = "working" if row["working"] else "done"
             html = str(
                 self.sections.order_row(row, commands and table == "working", "", self.feed.client.router)
@@ -323,7 +328,7 @@ class Web:
                 "entries": [
                     {
                         "seq": e.env.seq,
-                        "time": views.format_ts(e.env.ts),
+                        "time": views.UTC_CLOCK.precise(e.env.ts),
                         "event": event_line(e.env).split(None, 2)[-1],
                         "changed": e.changed,
                         "order": views.order_row(e.order) if e.order is not None else None,

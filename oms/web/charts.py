@@ -95,7 +95,9 @@ class Charts:
             if bool(s.position.strategy_id) == bool(flt.strategy) and flt.lists(s.position)
         ]
 
-    def data(self, flt: views.Filter, cursor_ns: int | None = None, limit: int = 8) -> dict[str, Any]:
+    def data(
+        self, flt: views.Filter, cursor_ns: int | None = None, limit: int = 8, zone: str = "UTC"
+    ) -> dict[str, Any]:
         """`pnl`: {x, series: {CUR: [...]}}; `positions`: per instrument {label, instrument, x, qty, fills}
         (`instrument` picks its colour: the same on every page and whatever else is drawn)."""
         chosen = sorted(self._chosen(flt), key=lambda s: -len(s.points))[:limit]
@@ -121,6 +123,7 @@ class Charts:
             "pnl": _sum_pnl(self._chosen(flt)),
             "positions": positions,
             "cursor": None if cursor_ns is None else cursor_ns / 1e9,
+            "zone": zone,  # the time axis reads in the page's one clock
         }
 
 

@@ -31,7 +31,7 @@ from oms.state.fold import step
 from oms.state.model import Account, Order, Position, State, initial_state
 from oms.web.charts import Charts
 from oms.web.finished import Finished
-from oms.web.views import LIMIT
+from oms.web.views import LIMIT, Clock
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +56,8 @@ class LiveFeed:
         self.backfill_limit = backfill_limit
         self.charts = Charts()
         self.finished = Finished(finished_limit)  # the session's latest completed orders and fills
+        self.clock = Clock()  # the service's, once its `status` has said which zone and whether simulated
+        self._clock_task: asyncio.Task[None] | None = None
         self.versions = dict.fromkeys(SECTIONS, 1)
         self.last_event_ts = 0  # ts of the newest applied event (for the page's lag figure)
         self._pulse = asyncio.Event()
@@ -71,13 +73,29 @@ class LiveFeed:
 
     def start(self) -> None:
         self._backfill = asyncio.get_running_loop().create_task(self._fill_history(self.client.seq))
+        self._read_clock()
+
+    def _read_clock(self) -> None:
+        """Ask the service for its zone (again after a restart: it may run elsewhere now)."""
+        if self._clock_task is None or self._clock_task.done():
+            self._clock_task = asyncio.get_running_loop().create_task(self._fetch_clock())
+
+    async def _fetch_clock(self) -> None:
+        try:
+            status = await self.client.status()
+        except Exception:  # ServiceUnavailable; asked again when the service is back
+            log.warning("could not read the service's time zone; times show in UTC until it answers")
+            return
+        self.clock = Clock(status.time_zone, status.simulator)
+        self._mark(SECTIONS)
 
     async def close(self) -> None:
-        """Ends every page stream (so the server can shut down) and the history fetch."""
+        """Ends every page stream (so the server can shut down), the history and the clock fetch."""
         self.closed = True
-        if self._backfill is not None:
-            self._backfill.cancel()
-            await asyncio.gather(self._backfill, return_exceptions=True)
+        for task in (self._backfill, self._clock_task):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         self._wake()
 
     @property
@@ -122,6 +140,8 @@ class LiveFeed:
     def _connection(self, connected: bool) -> None:
         """Back after silence (a new snapshot may differ in anything): everything is redrawn."""
         self._order_floor = self.order_changes
+        if connected:
+            self._read_clock()
         self._mark(SECTIONS)
 
     def _mark(self, sections: tuple[str, ...] | set[str]) -> None:

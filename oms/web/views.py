@@ -12,9 +12,10 @@ from __future__ import annotations
 import heapq
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from oms.listing import instrument_name, listed_by_default
 from oms.state.model import TERMINAL, Fill, Order, Position, State
@@ -70,10 +71,37 @@ def add_money(total: Money, more: Mapping[str, Decimal]) -> None:
         total[cur] = total.get(cur, ZERO) + value
 
 
-def format_ts(ts_ns: int) -> str:
-    if not ts_ns:
-        return ""
-    return datetime.fromtimestamp(ts_ns / 1e9, UTC).strftime("%H:%M:%S.%f")[:-3]
+class Clock:
+    """The one clock every time on a page is read on: the service's (when the journal logged each
+    event), in the service's time zone, labelled with it. IB's own execution times are on TWS's clock,
+    the simulator's own when IB is the simulator: they appear only in tooltips, labelled so."""
+
+    def __init__(self, zone: str = "UTC", simulator: bool = False) -> None:
+        try:
+            self.tz = ZoneInfo(zone or "UTC")
+            self.zone = zone or "UTC"
+        except (ZoneInfoNotFoundError, ValueError):
+            self.tz, self.zone = ZoneInfo("UTC"), "UTC"
+        self.simulator = simulator
+
+    def time(self, ts_ns: int) -> str:
+        """`14:03:07` in the zone (the table cells); "" for none."""
+        return datetime.fromtimestamp(ts_ns / 1e9, self.tz).strftime("%H:%M:%S") if ts_ns else ""
+
+    def precise(self, ts_ns: int) -> str:
+        """`2026-12-06 14:03:07.123 America/New_York` (tooltips, an order's timeline)."""
+        if not ts_ns:
+            return ""
+        shown = datetime.fromtimestamp(ts_ns / 1e9, self.tz).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+        return f"{shown} {self.zone}"
+
+    def ib_time(self, ts_ns: int) -> str:
+        """IB's execution time, labelled with whose clock it is."""
+        whose = "the simulator's clock" if self.simulator else "TWS's clock"
+        return f"IB's execution time {self.precise(ts_ns)} ({whose})" if ts_ns else ""
+
+
+UTC_CLOCK = Clock()
 
 
 def _currency(entity: Any) -> str:
@@ -152,7 +180,7 @@ class Filter:
 # --- rows -------------------------------------------------------------------------------------------
 
 
-def order_row(order: Order) -> dict[str, str]:
+def order_row(order: Order, clock: Clock = UTC_CLOCK) -> dict[str, str]:
     return {
         "id": order.client_order_id,
         "strategy": order.strategy_id,
@@ -163,6 +191,7 @@ def order_row(order: Order) -> dict[str, str]:
         "type": order.order_type,
         "limit": num(order.limit_price),
         "stop": num(order.stop_price),
+        "terms": terms(order.order_type, num(order.limit_price), num(order.stop_price)),
         "status": order.status,
         "filled": num(order.filled),
         "remaining": num(order.remaining if order.status not in TERMINAL else 0),
@@ -173,13 +202,21 @@ def order_row(order: Order) -> dict[str, str]:
         if order.last_error_code
         else order.reason,
         "modify_rejected": order.modify_rejected,
-        "time": format_ts(order.updated_ts or order.created_ts),
+        "time": clock.time(order.updated_ts or order.created_ts),
+        "time_title": clock.precise(order.updated_ts or order.created_ts),
         "working": "1" if order.status not in TERMINAL else "",
     }
 
 
+def terms(order_type: str, limit: str, stop: str) -> str:
+    """`MKT`, `LMT 1.5`, `STP 5`, `STP LMT 4.9 (stop 5)`: one narrow column for type and prices."""
+    if limit and stop:
+        return f"{order_type} {limit} (stop {stop})"
+    return " ".join(part for part in (order_type, limit or stop) if part)
+
+
 def order_rows(
-    state: State, flt: Filter, limit: int, finished: Finished | None = None
+    state: State, flt: Filter, limit: int, finished: Finished | None = None, clock: Clock = UTC_CLOCK
 ) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
     """(working orders, the latest `limit` completed ones), newest first; `finished` adds the session's
     completed orders the live state no longer holds (retired, or before a restart)."""
@@ -192,7 +229,7 @@ def order_rows(
         done.extend(o for c, o in finished.orders.items() if c not in state.orders and flt.matches(o))
     working.sort(key=lambda o: o.created_seq, reverse=True)
     latest = heapq.nlargest(limit, done, key=lambda o: o.updated_seq)
-    return [order_row(o) for o in working], [order_row(o) for o in latest]
+    return [order_row(o, clock) for o in working], [order_row(o, clock) for o in latest]
 
 
 def position_row(position: Position, prices: Mapping[str, Decimal]) -> dict[str, str]:
@@ -228,7 +265,7 @@ def position_rows(state: State, flt: Filter, per_strategy: bool) -> list[dict[st
 
 
 def fill_rows(
-    state: State, flt: Filter, limit: int, finished: Finished | None = None
+    state: State, flt: Filter, limit: int, finished: Finished | None = None, clock: Clock = UTC_CLOCK
 ) -> list[dict[str, str]]:
     """The latest `limit` fills, newest first, with the session's fills the live state let go."""
     kept = finished.fills.items() if finished is not None else ()
@@ -246,7 +283,8 @@ def fill_rows(
             "shares": num(f.shares),
             "price": num(f.price),
             "commission": money_text(f.commission),
-            "time": format_ts(f.time_ns or f.ts),
+            "time": clock.time(f.ts),
+            "ib_time": clock.ib_time(f.time_ns),
             "inferred": "inferred" if f.inferred else "",
         }
         for f in fills
@@ -284,14 +322,17 @@ def account_rows(state: State, flt: Filter) -> list[dict[str, str]]:
     return rows
 
 
-def status_of(state: State, seq: int, followed: str) -> dict[str, str]:
+def status_of(state: State, seq: int, followed: str, clock: Clock = UTC_CLOCK) -> dict[str, str]:
     """The header: IB's connection, how the state is followed ("following", "service silent",
     "recorded"), the seq, the kill switch."""
     return {
         "connection": state.connection,
         "followed": followed,
         "seq": str(seq),
-        "ts": format_ts(state.ts),
+        "ts": clock.time(state.ts),
+        "ts_title": clock.precise(state.ts),
+        "zone": clock.zone,
+        "simulator": "simulator" if clock.simulator else "",
         "kill_switch": "ENGAGED" + (f": {state.kill_reason}" if state.kill_reason else "")
         if state.kill_switch
         else "off",

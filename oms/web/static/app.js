@@ -31,12 +31,29 @@
     if (old) old.destroy();
     const width = Math.max(320, el.clientWidth || 600);
     const chart = new uPlot({ width, height: 220, series: [{}, ...series], plugins: [cursorPlugin(cursor)],
-                              scales: { x: { time: true } }, legend: { live: false } }, data, el);
+                              scales: { x: { time: true } }, legend: { live: false }, tzDate: zoned }, data, el);
     chart._shape = shape; chart._cursor = cursor;
     window.omsCharts[key] = chart;
   }
 
+  // The page's one clock: the service's zone (the charts' time axis too).
+  let zone = "UTC";
+  const zoned = (ts) => uPlot.tzDate(new Date(ts * 1e3), zone);
+
+  function tick() {
+    const el = document.querySelector("#clock .now");
+    if (!el) return;
+    const clockZone = document.getElementById("clock").dataset.zone || "UTC";
+    el.textContent = new Intl.DateTimeFormat("en-GB", { timeZone: clockZone, hour: "2-digit", minute: "2-digit",
+                                                         second: "2-digit", hourCycle: "h23" }).format(new Date());
+  }
+
   function draw(d) {
+    if (d.zone && d.zone !== zone) {  // the axis is laid out for a zone: a new one redraws
+      zone = d.zone;
+      for (const chart of Object.values(window.omsCharts)) if (chart) chart.destroy();
+      window.omsCharts = { pnl: null, positions: null };
+    }
     const pnlEl = document.getElementById("chart-pnl"), posEl = document.getElementById("chart-positions");
     if (!pnlEl || !posEl || typeof uPlot === "undefined") return;
     if (!d.pnl.x.length && !d.positions.length) {  // nothing filled yet: say so instead of empty axes
@@ -93,7 +110,7 @@
       if (limit && rows.length > limit) { rows.slice(limit).forEach((r) => r.remove()); rows = rows.slice(0, limit); }
       const empty = body.querySelector(".empty-row");
       if (rows.length && empty) empty.remove();
-      if (!rows.length && !empty) body.innerHTML = '<tr class="empty-row"><td colspan="18" class="empty">none</td></tr>';
+      if (!rows.length && !empty) body.innerHTML = '<tr class="empty-row"><td colspan="14" class="empty">none</td></tr>';
       table.querySelector("caption .count").textContent = "(" + rows.length + ")";
     }
   }
@@ -118,17 +135,21 @@
   }
 
   // A command's answer, as the service gave it: accepted, or denied with its code, message and reason.
-  document.body.addEventListener("htmx:afterRequest", (e) => {
+  // Read from the request itself: the button may be gone by then (its row moved on a live update).
+  document.body.addEventListener("htmx:beforeRequest", (e) => {
     const what = e.detail.elt && e.detail.elt.dataset ? e.detail.elt.dataset.command : null;
     const out = document.getElementById("command-result");
     if (!what || !out) return;
-    let body = {};
-    try { body = JSON.parse(e.detail.xhr.responseText || "{}"); } catch (_) { body = {}; }
-    const err = body.error || {};
-    out.className = body.ok ? "ok" : "bad";
-    out.textContent = body.ok
-      ? `${what} on ${body.service}${body.account ? " for account " + body.account : ""}: accepted`
-      : `${what}: denied (${err.code || e.detail.xhr.status}) ${err.message || "no answer"}${err.reason ? " - " + err.reason : ""}`;
+    const xhr = e.detail.xhr;
+    xhr.addEventListener("loadend", () => {
+      let body = {};
+      try { body = JSON.parse(xhr.responseText || "{}"); } catch (_) { body = {}; }
+      const err = body.error || {};
+      out.className = body.ok ? "ok" : "bad";
+      out.textContent = body.ok
+        ? `${what} on ${body.service}${body.account ? " for account " + body.account : ""}: accepted`
+        : `${what}: denied (${err.code || xhr.status || "no answer"}) ${err.message || ""}${err.reason ? " - " + err.reason : ""}`;
+    });
   });
 
   // The filters apply as soon as one is picked (no inline handler: the page's CSP allows none).
@@ -136,6 +157,7 @@
     select.addEventListener("change", () => select.form.submit());
   }
 
+  if (document.getElementById("live")) { tick(); setInterval(tick, 1000); }  // recorded pages: no "now"
   drawFrom(document);
   document.body.addEventListener("htmx:afterSwap", (e) => drawFrom(e.detail.target));
   const live = document.getElementById("live");

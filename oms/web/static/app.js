@@ -5,7 +5,8 @@
   "use strict";
   window.omsUpdates = [];
   window.omsCharts = { pnl: null, positions: null };
-  const palette = ["#1f5fa8", "#b3261e", "#1b7f3b", "#9a6700", "#6f42c1", "#0f766e", "#c2410c", "#4b5563"];
+  const palette = ["#1f5fa8", "#b3261e", "#1b7f3b", "#9a6700", "#6f42c1", "#0f766e", "#c2410c", "#4b5563",
+                   "#be185d", "#0369a1", "#65a30d", "#7c2d12", "#a21caf", "#0e7490", "#ca8a04", "#334155"];
 
   // One colour per instrument (or currency), whatever else is drawn and on every page: from its name.
   function colour(name) {

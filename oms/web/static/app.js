@@ -30,7 +30,7 @@
     const shape = series.map((s) => s.label).join("|");
     if (old && old._shape === shape && old._cursor === cursor) { old.setData(data); return; }
     if (old) old.destroy();
-    const width = Math.max(320, el.clientWidth || 600);
+    const width = Math.max(320, Math.floor(el.getBoundingClientRect().width) || 600);
     const chart = new uPlot({ width, height: 220, series: [{}, ...series], plugins: [cursorPlugin(cursor)],
                               scales: { x: { time: true } }, legend: { live: false }, tzDate: zoned }, data, el);
     chart._shape = shape; chart._cursor = cursor;
@@ -48,6 +48,16 @@
     el.textContent = new Intl.DateTimeFormat("en-GB", { timeZone: clockZone, hour: "2-digit", minute: "2-digit",
                                                          second: "2-digit", hourCycle: "h23" }).format(new Date());
   }
+
+  // The window (or the grid) resized: each chart takes its box's width again, never its own.
+  const resized = new ResizeObserver((entries) => {
+    for (const entry of entries) {
+      const chart = Object.values(window.omsCharts).find((c) => c && c.root.parentNode === entry.target);
+      const width = Math.max(320, Math.floor(entry.contentRect.width));
+      if (chart && chart.width !== width) chart.setSize({ width, height: chart.height });
+    }
+  });
+  for (const el of document.querySelectorAll(".chart")) resized.observe(el);
 
   function draw(d) {
     if (d.zone && d.zone !== zone) {  // the axis is laid out for a zone: a new one redraws

@@ -17,7 +17,7 @@ class Finished:
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.orders: dict[str, Order] = {}  # client order id -> the order as it finished (or changed since)
-        self.fills: dict[str, Fill] = {}  # execId -> the fill
+        self.fills: dict[str, Fill] = {}  # keyed as `State.fills` is: a correction replaces its fill
 
     def record(self, state: State, env: Envelope, changes: tuple[object, ...]) -> None:
         """After `state` applied `env` (which changed `changes`)."""
@@ -25,13 +25,15 @@ class Finished:
             if isinstance(change, Order) and change.status in TERMINAL:
                 self.orders[change.client_order_id] = change
         if isinstance(env.event, ExecutionReported | CommissionReported):
-            fill = state.fills.get(env.event.exec_id)
+            # the fold keys a fill by its execId without the revision after the last dot (its corrections
+            # share the key; oms/state/fills.py)
+            key = env.event.exec_id.rpartition(".")[0] or env.event.exec_id
+            fill = state.fills.get(key)
             if fill is not None:
-                self.fills.pop(fill.corrects, None)  # a correction replaces the fill it corrects
-                self.fills[fill.exec_id] = fill
+                self.fills[key] = fill
         if len(self.orders) > 2 * self.limit:
             newest = sorted(self.orders.values(), key=lambda o: o.updated_seq)[-self.limit :]
             self.orders = {o.client_order_id: o for o in newest}
         if len(self.fills) > 2 * self.limit:
-            latest = sorted(self.fills.values(), key=lambda f: f.seq)[-self.limit :]
-            self.fills = {f.exec_id: f for f in latest}
+            latest = sorted(self.fills.items(), key=lambda item: item[1].seq)[-self.limit :]
+            self.fills = dict(latest)

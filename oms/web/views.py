@@ -269,8 +269,7 @@ def fill_rows(
 ) -> list[dict[str, str]]:
     """The latest `limit` fills, newest first, with the session's fills the live state let go."""
     kept = finished.fills.items() if finished is not None else ()
-    corrected = {f.corrects for f in state.fills.values() if f.corrects} if kept else set()
-    every = [*state.fills.values(), *(f for e, f in kept if e not in state.fills and e not in corrected)]
+    every = [*state.fills.values(), *(f for key, f in kept if key not in state.fills)]
     fills = heapq.nlargest(limit, (f for f in every if flt.matches(f)), key=lambda f: f.seq)
     return [
         {

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from events.schema import Contract, Envelope, ExecutionReported, SessionStarted
-from oms.commands.web import ReplayRecording
+from oms.cli.web import ReplayRecording
 from oms.listing import instrument_name, listed_by_default
 from oms.state.fold import step
 from oms.state.model import Position, initial_state

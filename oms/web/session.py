@@ -43,8 +43,8 @@ class Timeline(Protocol):
 
 
 class Recording(Protocol):
-    """A recorded session, as `replay` reads it (see oms/commands/web.py); `name` is the path it was
-    opened from (a data directory or an archive file)."""
+    """A recorded session, as `replay` reads it (see oms/cli/web.py); `name` is the path it was opened
+    from (a data directory or an archive file)."""
 
     name: str
 

@@ -44,7 +44,8 @@ examples:
   oms web --session ./oms-data-yesterday    scrub through a recorded session (data dir or .duckdb archive)
   oms web --allow-commands                  cancel and kill switch from the page (URL printed with its token)
   oms web --intake intake.toml              HTTP order intake and alert webhooks (docs/web.md)
-  oms web --listen 0.0.0.0:8080 --token "$OMS_WEB_TOKEN"    beyond loopback a token is required
+  oms web --listen 0.0.0.0:8080 --token "$OMS_WEB_TOKEN" --allowed-host blotter.lan
+                                            beyond loopback a token, and the names it is reached by
 """
 
 

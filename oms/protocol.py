@@ -310,6 +310,8 @@ class StatusResult(Struct, frozen=True):
     started_ts: int
     live_orders: int = 0  # working and finished not yet retired (docs/state.md, "History")
     retired_orders: int = 0  # finished orders moved to history since the journal began
+    time_zone: str = ""  # the IANA zone of the service's clock (its host's), for pages that show times
+    simulator: bool = False  # IB is the embedded TWS simulator: its execution times run on its own clock
 
 
 class SnapshotResult(Struct, frozen=True):

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Container, Iterable, Sequence
+from collections.abc import Container, Iterable, Mapping, Sequence
 from decimal import ROUND_HALF_UP, Decimal
+from types import MappingProxyType
 from typing import Any
 
 import msgspec
@@ -197,7 +198,10 @@ def orders_table(orders: Iterable[Order]) -> Table:
     return table
 
 
-def cost(quantity: Decimal, avg_price: Decimal, contract: Any) -> str:
+EMPTY: Mapping[int, Contract] = MappingProxyType({})
+
+
+def cost(quantity: Decimal, avg_price: Decimal, contract: Contract) -> str:
     """What a position or fill is worth at its price, the contract's multiplier applied (an ES contract
     at 5400 is 270000 USD, an AAPL option at 12.5 is 1250 USD), in the contract's currency."""
     if not quantity:
@@ -205,9 +209,9 @@ def cost(quantity: Decimal, avg_price: Decimal, contract: Any) -> str:
     return money(quantity * avg_price * multiplier(contract), contract.currency) + f" {contract.currency}"
 
 
-def positions_table(positions: Iterable[Position]) -> Table:
+def positions_table(positions: Iterable[Position], instruments: Mapping[int, Contract] = EMPTY) -> Table:
     """Account positions show `(all)` as their strategy: they sum every strategy's fills. `cost` is
-    quantity x average price x multiplier."""
+    quantity x average price x multiplier, IB's (from `instruments`, the state's descriptions by conId)."""
     table = _table(
         "positions",
         (
@@ -226,18 +230,19 @@ def positions_table(positions: Iterable[Position]) -> Table:
         ),
         numeric=("qty", "avg price", "cost", "realized gross", "commission", "realized net", "cycle"),
     )
-    for p in sorted(positions, key=lambda p: (p.account, instrument_name(p.contract), p.strategy_id)):
+    rows = [(p, instruments.get(p.contract.con_id, p.contract)) for p in positions]
+    for p, contract in sorted(rows, key=lambda r: (r[0].account, instrument_name(r[1]), r[0].strategy_id)):
         text = POSITION_STATUS.get(p.status, p.status)
         if p.status == "closed" and p.close_reason:
             text += f" ({p.close_reason})"
         table.add_row(
             p.account,
-            instrument_name(p.contract),
+            instrument_name(contract),
             str(p.contract.con_id or ""),
             p.strategy_id or "(all)",
             _num(p.quantity),
             price(p.avg_price) if p.quantity else "",
-            cost(p.quantity, p.avg_price, p.contract),
+            cost(p.quantity, p.avg_price, contract),
             money(p.realized_pnl_gross),
             money(p.commission),
             money(p.realized_pnl_net),

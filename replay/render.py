@@ -52,6 +52,8 @@ def _text(value: Any) -> str:
         return msgspec.json.encode(value).decode()
     if isinstance(value, tuple | list):
         return ", ".join(_text(item) for item in value)
+    if isinstance(value, dict) and value and all(isinstance(v, Decimal) for v in value.values()):
+        return money(value)  # a money map: each amount to its currency's precision
     if isinstance(value, dict):
         return ", ".join(f"{k}={_text(v)}" for k, v in value.items())
     return str(value)

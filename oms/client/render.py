@@ -108,8 +108,9 @@ def tidy(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> tuple[list[st
     currencies: dict[int, list[str]] = {}
     for index in range(len(columns)):
         maps = [row[index] for row in rows if isinstance(row[index], dict)]
-        if maps:
-            currencies[index] = sorted({str(key) for m in maps for key in m})
+        keys = sorted({str(key) for m in maps for key in m})
+        if keys:  # every map empty (no money yet): the column stays, its cells empty
+            currencies[index] = keys
     out_columns: list[str] = []
     for index, name in enumerate(columns):
         out_columns += [f"{name}.{cur}" for cur in currencies[index]] if index in currencies else [name]
@@ -130,6 +131,8 @@ def _cell(value: Any) -> Any:
     if isinstance(value, Decimal | float):
         finite = value.is_finite() if isinstance(value, Decimal) else math.isfinite(value)
         return exact_text(value) if finite else str(value)
+    if isinstance(value, dict) and not value:
+        return ""
     if isinstance(value, dict | list | tuple):
         return json_text(value)
     return "" if value is None else value

@@ -13,7 +13,7 @@ from rich.table import Table
 
 from events.codec import to_builtins
 from events.schema import Envelope, kind_of
-from oms.client.render import money
+from oms.client.render import money, price
 from oms.readable import plain
 from oms.state.model import Order, State
 from replay.points import format_ts
@@ -46,7 +46,9 @@ def cell(value: Any) -> str:
 def _text(value: Any) -> str:
     if value is None:
         return ""
-    if isinstance(value, float | Decimal) and math.isfinite(value):
+    if isinstance(value, Decimal) and value.is_finite():
+        return price(value)  # a table: no division noise past 6 places (CSV and JSON stay exact)
+    if isinstance(value, float) and math.isfinite(value):
         return plain(value)
     if isinstance(value, msgspec.Struct):
         return msgspec.json.encode(value).decode()

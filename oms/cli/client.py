@@ -40,6 +40,7 @@ from oms.client.render import (
     json_text,
     orders_table,
     positions_table,
+    price,
 )
 from oms.ids import new_client_order_id
 from oms.listing import listed_by_default
@@ -422,7 +423,7 @@ async def _order(args: argparse.Namespace) -> int:
         if order.client_order_id != coid or (seen and seen[-1] == (order.status, order.filled)):
             return
         seen.append((order.status, order.filled))
-        fill = f" {plain(order.filled)} @ {plain(order.avg_fill_price)}" if order.filled else ""
+        fill = f" {plain(order.filled)} @ {price(order.avg_fill_price)}" if order.filled else ""
         why = f" ({order.reason})" if order.reason and order.status in TERMINAL else ""
         print(f"{coid} {order.status}{fill}{why}", flush=True)
 

@@ -29,7 +29,7 @@ from events.schema import Contract, Envelope, kind_of, symbol_key
 from oms.state import accounts, fills, history, interning, links, orders, positions
 from oms.state.model import BrokerPosition, Changed, Fill, FoldError, Mismatch, Order, State, initial_state
 from oms.state.money import ZERO, Money, add
-from oms.state.plan import Plan, Seen, commit
+from oms.state.plan import Plan, commit
 
 _NONE: Money = {}
 
@@ -53,7 +53,7 @@ def _step(state: State, env: Envelope) -> tuple[Changed, ...]:
         plan.put(state.fold_errors, env.seq, error)
         plan.changes[("e", str(env.seq))] = error
     changes = commit(plan)
-    if history.sweep_due(state, env.ts):
+    if env.ts - state.history.swept_ts >= history.SWEEP_EVERY_NS and history.sweep_due(state, env.ts):
         sweep = Plan(state, env.seq, env.ts)
         try:
             history.sweep(sweep)
@@ -116,15 +116,16 @@ def _order(plan: Plan, old: Order | None, order: Order, base: str = "", fill: Fi
         coid = order.client_order_id
         plan.put(state.orders, coid, order)
         plan.changes[("o", coid)] = order
+    moved = old is not None and not (old.contract is order.contract and old.account == order.account)
     member = order is not old and (
-        old is None or old.status != order.status or old.side != order.side or not _same_key(old, order)
+        old is None or old.status != order.status or old.side != order.side or moved
     )
     order_key = None
     if member:
-        con_ids = Seen(plan, state.con_ids)
-        order_key = positions.key_of(order, con_ids)
-        if old is not None and not _same_key(old, order):
-            old_key = positions.key_of(old, con_ids)
+        order_key = positions.key_of(plan, order)
+        if moved:
+            assert old is not None
+            old_key = positions.key_of(plan, old)
             if old_key is not None and order_key is not None and old_key != order_key:
                 positions.left(plan, old_key, order_key, order)
     fill_key = fill.position_key if fill is not None else None
@@ -143,10 +144,6 @@ def _order(plan: Plan, old: Order | None, order: Order, base: str = "", fill: Fi
                 accounts.position_moved(plan, fill.account, before, after, broker)
     elif broker:
         accounts.apply(plan, order.account, _NONE, _NONE, broker)
-
-
-def _same_key(a: Order, b: Order) -> bool:
-    return a.contract is b.contract and a.account == b.account
 
 
 def _learn(plan: Plan, order: Order, contract: Contract, new: bool) -> Order:
@@ -184,7 +181,7 @@ def _fill(plan: Plan, old: Order | None, order: Order, base: str, fill: Fill, re
 
 def _infer(plan: Plan, order: Order) -> None:
     """IB's filled quantity beyond the executions as an inferred fill (`fills.inferred`)."""
-    change = fills.inferred(plan, order, positions.key_of(order, Seen(plan, plan.state.con_ids)))
+    change = fills.inferred(plan, order, positions.key_of(plan, order))
     if change is None:
         return
     key, before, after = change
@@ -325,7 +322,7 @@ def _on_execution(plan: Plan, ev: ev_.ExecutionReported) -> None:
         _order(plan, old, order)
         return
     contract = links.instrument(plan, ev.contract)
-    pkey = positions.position_key(ev.account, contract, Seen(plan, state.con_ids))
+    pkey = positions.keyed(plan, ev.account, contract)
     fill = fills.execution(plan, ev, order, prev, contract, pkey, side)
     before_commission = prev.commission if prev is not None else _NONE
     if fill.commission or before_commission:
@@ -365,7 +362,7 @@ def _on_commission(plan: Plan, ev: ev_.CommissionReported) -> None:
 def _on_position(plan: Plan, ev: ev_.PositionReported) -> None:
     """Kept beside the folded position as a cross-check; never changes the folded quantity."""
     _name(plan, ev.contract)
-    key = positions.position_key(ev.account, ev.contract, Seen(plan, plan.state.con_ids))
+    key = positions.keyed(plan, ev.account, ev.contract)
     report = BrokerPosition(
         account=ev.account, contract=ev.contract, position=ev.position, avg_cost=ev.avg_cost, seq=plan.seq
     )

@@ -26,7 +26,7 @@ _GONE: Any = object()  # a removal, in a table's buffer
 class Plan:
     """The writes of one step, by table, and the entities it changed, in the order they changed."""
 
-    __slots__ = ("appended", "buffers", "changes", "fields", "seq", "state", "ts")
+    __slots__ = ("appended", "buffers", "changes", "dropped", "fields", "seq", "state", "ts")
 
     def __init__(self, state: State, seq: int, ts: int) -> None:
         self.state = state
@@ -36,14 +36,16 @@ class Plan:
         self.appended: dict[str, list[PositionInput]] = {}  # position key -> entries added to its history
         self.fields: dict[str, Any] = {}  # State's scalar fields
         self.changes: dict[tuple[str, str], Changed] = {}  # ("o" | "p" | "s" | "a" | "r" | "e", key)
+        self.dropped = False  # whether any buffer holds a removal
 
     def get(self, table: dict[K, V], key: K) -> V | None:
         """The value this step will leave under `key`: its own decision, else the state's."""
-        buffer = self.buffers.get(id(table))
-        if buffer is not None:
-            value = buffer[1].get(key, table)  # the table itself stands for "not decided here"
-            if value is not table:
-                return None if value is _GONE else value
+        if self.buffers:
+            buffer = self.buffers.get(id(table))
+            if buffer is not None:
+                value = buffer[1].get(key, table)  # the table itself stands for "not decided here"
+                if value is not table:
+                    return None if value is _GONE else value
         return table.get(key)
 
     def put(self, table: dict[K, V], key: K, value: V) -> None:
@@ -54,6 +56,7 @@ class Plan:
             buffer[1][key] = value
 
     def drop(self, table: dict[K, Any], key: K) -> None:
+        self.dropped = True
         self.put(table, key, _GONE)
 
     def keys(self, table: dict[K, Any]) -> list[K]:
@@ -86,11 +89,11 @@ class Plan:
 def commit(plan: Plan) -> tuple[Changed, ...]:
     """Write the plan into its state: assignments only, so it cannot stop half-way."""
     for table, writes in plan.buffers.values():
-        for key, value in writes.items():
-            if value is _GONE:
-                table.pop(key, None)
-            else:
-                table[key] = value
+        table.update(writes)
+    if plan.dropped:
+        for table, writes in plan.buffers.values():
+            for key in [k for k, v in writes.items() if v is _GONE]:
+                del table[key]
     if plan.appended:
         inputs = plan.state.position_inputs
         for key, entries in plan.appended.items():

@@ -31,7 +31,7 @@ from msgspec.structs import replace
 from events.schema import Contract, PositionMismatch, PositionReported, symbol_key
 from oms.state.model import WORKING, Fill, Order, Position, PositionInput, PositionStatus, Removed, State
 from oms.state.money import ONE, ZERO, Money, add, net, plus, rounded
-from oms.state.plan import Plan
+from oms.state.plan import Plan, Seen
 
 # What the working orders on a key are, as bits of a working entry. DEFERRED marks an entry that comes
 # with the fill after it (the order filled and left the working orders): the status moves once, with
@@ -81,20 +81,28 @@ def table_of(state: State, account_wide: bool) -> dict[str, Position]:
     return state.positions if account_wide else state.strategy_positions
 
 
-def key_of(order: Order, con_ids: Mapping[str, int]) -> str | None:
+def keyed(plan: Plan, account: str, contract: Contract) -> str:
+    """`position_key` with the conIds this step has learned."""
+    if contract.con_id:
+        return f"{account}|{contract.con_id}"
+    return position_key(account, contract, Seen(plan, plan.state.con_ids))
+
+
+def key_of(plan: Plan, order: Order) -> str | None:
     """The account-wide position key of `order`; None while its instrument is unknown (an external order
     first seen by its status)."""
     contract = order.contract
     if not (contract.con_id or contract.symbol):
         return None
-    return position_key(order.account, contract, con_ids)
+    return keyed(plan, order.account, contract)
 
 
-def working_bits(members: Iterable[str], order_of: Callable[[str], Order | None]) -> int:
+def working_bits(plan: Plan, members: Iterable[str]) -> int:
     """What the working orders on a key are: which sides, and whether IB has acknowledged any."""
     bits = 0
+    orders = plan.state.orders
     for coid in members:
-        order = order_of(coid)
+        order = plan.get(orders, coid)
         assert order is not None, coid
         bits |= BUYING if order.side == "BUY" else SELLING
         if order.status != "pending":
@@ -135,9 +143,9 @@ def apply(plan: Plan, account_wide: bool, pkey: str, strategy: str, order: Order
         if pos is None:
             pos = opened(pkey, fill.account, fill.contract, strategy)
         plan.append(pkey, base)
-        pos = replace(_filled(pos, fill), updated_seq=seq)
+        pos = _filled(pos, fill, seq)
     if commission and pos is not None:
-        pos = replace(commission_moved(pos, commission), updated_seq=seq)
+        pos = commission_moved(pos, commission, seq)
     _store(plan, account_wide, pkey, before, pos)
     return before, pos
 
@@ -160,23 +168,22 @@ def _member(plan: Plan, pos: Position | None, pkey: str, strategy: str, order: O
     members = pos.orders
     if (coid in members) != working:
         members = (*members, coid) if working else tuple(c for c in members if c != coid)
-    orders = plan.state.orders
-    bits = working_bits(members, lambda c: plan.get(orders, c))
+    bits = working_bits(plan, members)
     moved = bits != pos.working or created
     if not moved and members is pos.orders:
         return pos
     seq = order.updated_seq
-    pos = replace(pos, orders=members, updated_seq=seq)
-    if moved:
-        entry = working_entry(seq, reason, bits, deferred)
-        plan.append(pkey, entry)
-        pos = advance(pos, entry, None)
-    return pos
+    if not moved:
+        return replace(pos, orders=members, updated_seq=seq)
+    plan.append(pkey, working_entry(seq, reason, bits, deferred))
+    if deferred:
+        return replace(pos, orders=members, working=bits, updated_seq=seq)
+    return _working(pos, seq, reason, bits, members, seq)
 
 
 def _store(plan: Plan, account_wide: bool, pkey: str, before: Position | None, pos: Position | None) -> None:
     if pos is not before and pos is not None:
-        plan.put(table_of(plan.state, account_wide), pkey, pos)
+        plan.put(plan.state.positions if account_wide else plan.state.strategy_positions, pkey, pos)
         plan.changes[("p" if account_wide else "s", pkey)] = pos
 
 
@@ -267,20 +274,32 @@ def advance(pos: Position, entry: PositionInput, fill: Fill | None) -> Position:
     return _filled(pos, fill)
 
 
-def _working(pos: Position, seq: int, reason: str, bits: int) -> Position:
+def _working(pos: Position, seq: int, reason: str, bits: int, orders: tuple[str, ...] | None = None,
+             updated_seq: int = 0) -> Position:  # fmt: skip
+    """A working entry: the status from the quantity and what works now, a lifecycle closed or opened.
+    `orders` and `updated_seq` come along when the entry is new (not replayed), in the same replace."""
+    if orders is None:
+        orders, updated_seq = pos.orders, pos.updated_seq
     status = status_of(pos.quantity, bits)
     if status == pos.status:
-        return pos if bits == pos.working else replace(pos, working=bits)
+        if bits == pos.working and orders is pos.orders and updated_seq == pos.updated_seq:
+            return pos
+        return replace(pos, working=bits, orders=orders, updated_seq=updated_seq)
     if status == "closed":
-        return replace(pos, status=status, working=bits, close_reason=reason, closed_seq=seq)
+        return replace(
+            pos, status=status, working=bits, close_reason=reason, closed_seq=seq, orders=orders,
+            updated_seq=updated_seq,
+        )  # fmt: skip
     if pos.status == "closed":  # a new lifecycle: the last one's close reason no longer describes it
         return replace(
-            pos, status=status, working=bits, close_reason="", lifecycle=pos.lifecycle + 1, opened_seq=seq
-        )
-    return replace(pos, status=status, working=bits)
+            pos, status=status, working=bits, close_reason="", lifecycle=pos.lifecycle + 1, opened_seq=seq,
+            orders=orders, updated_seq=updated_seq,
+        )  # fmt: skip
+    return replace(pos, status=status, working=bits, orders=orders, updated_seq=updated_seq)
 
 
-def _filled(pos: Position, fill: Fill) -> Position:
+def _filled(pos: Position, fill: Fill, updated_seq: int | None = None) -> Position:
+    """A fill: quantity, average, realized P&L in the instrument's currency, commission, lifecycle."""
     old = pos.quantity
     signed = fill.shares if fill.side == "BUY" else -fill.shares
     qty = old + signed
@@ -315,6 +334,7 @@ def _filled(pos: Position, fill: Fill) -> Position:
         pos, quantity=qty, avg_price=avg, realized_pnl_gross=gross, commission=commission,
         realized_pnl_net=net(gross, commission), status=status, close_reason=close_reason,
         closed_seq=closed_seq, lifecycle=lifecycle, opened_seq=opened_seq,
+        updated_seq=pos.updated_seq if updated_seq is None else updated_seq,
     )  # fmt: skip
 
 
@@ -336,10 +356,12 @@ def replayed(pos: Position, inputs: Iterable[PositionInput], fill_of: Callable[[
     return replace(current, orders=pos.orders, updated_seq=pos.updated_seq)
 
 
-def commission_moved(pos: Position, commission: Money) -> Position:
+def commission_moved(pos: Position, commission: Money, seq: int) -> Position:
     """`pos` after a commission report changed its fills' commissions by `commission` (a delta)."""
     total = add(pos.commission, commission)
-    return replace(pos, commission=total, realized_pnl_net=net(pos.realized_pnl_gross, total))
+    return replace(
+        pos, commission=total, realized_pnl_net=net(pos.realized_pnl_gross, total), updated_seq=seq
+    )
 
 
 def reported_mismatch(state: State, ev: PositionReported) -> PositionMismatch | None:

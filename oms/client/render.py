@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 from collections.abc import Container, Iterable, Mapping, Sequence
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import ROUND_HALF_UP, Context, Decimal
 from types import MappingProxyType
 from typing import Any
 
@@ -44,6 +44,7 @@ def _num(value: float | Decimal | None) -> str:
 
 
 NO_MINOR_UNIT = frozenset({"JPY", "KRW", "CLP", "ISK", "VND"})  # amounts shown without decimals
+WIDE = Context(prec=400)  # rounding for display never overflows, whatever the amount's size
 PRICE_PLACES = Decimal("1e-6")  # an average price in a table: beyond any tick IB quotes (0.00005 forex)
 
 
@@ -65,8 +66,10 @@ def money(value: float | Decimal | dict[str, Any] | None, currency: str = "") ->
 
 def _amount(value: float | Decimal | str, currency: str = "") -> str:
     number = Decimal(str(value)) if isinstance(value, float) else Decimal(value)
+    if not number.is_finite():
+        return plain(number)
     places = Decimal(1) if currency in NO_MINOR_UNIT else Decimal("0.01")
-    shown = number.quantize(places, rounding=ROUND_HALF_UP)
+    shown = number.quantize(places, rounding=ROUND_HALF_UP, context=WIDE)
     return f"{shown.copy_abs() if shown.is_zero() else shown:f}"  # never "-0.00"
 
 
@@ -76,8 +79,10 @@ def price(value: float | Decimal | None) -> str:
     if value is None:
         return ""
     number = Decimal(str(value)) if isinstance(value, float) else Decimal(value)
+    if not number.is_finite():
+        return plain(number)
     if number.as_tuple().exponent < PRICE_PLACES.as_tuple().exponent:  # type: ignore[operator]
-        number = number.quantize(PRICE_PLACES, rounding=ROUND_HALF_UP)
+        number = number.quantize(PRICE_PLACES, rounding=ROUND_HALF_UP, context=WIDE)
     return plain(number)
 
 

@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from decimal import ROUND_HALF_UP, Decimal
 
 import pytest
 
@@ -39,6 +40,17 @@ def row(table: str, name: str) -> str:
     return found[0]
 
 
+def avg_prices(capsys: Capture, data: list[str]) -> dict[str, Decimal]:
+    """Each position's average price by security type (the simulator's prices move)."""
+    out = oms(capsys, "positions", "--json", *data)[1]
+    return {p["contract"]["sec_type"]: Decimal(p["avg_price"]) for p in json.loads(out)}
+
+
+def cost(quantity: int, price: Decimal, multiplier: int) -> str:
+    """The amount the table shows: quantity x price x multiplier, to the cent."""
+    return f"{(quantity * price * multiplier).quantize(Decimal('0.01'), ROUND_HALF_UP)}"
+
+
 def test_an_es_future_an_aapl_option_and_eur_usd_are_placed_filled_and_shown_with_the_multiplier(
     service: ServiceProcess, capsys: Capture
 ) -> None:
@@ -51,24 +63,40 @@ def test_an_es_future_an_aapl_option_and_eur_usd_are_placed_filled_and_shown_wit
     code, table, _ = oms(capsys, "positions", *data)
     assert code == 0
     es, call, fx = row(table, "ESZ6"), row(table, "AAPL 20261218 200 C"), row(table, "EUR.USD")
-    assert " 5400 " in es and " 270000.00 USD " in es  # 1 x 5400 x 50
-    assert " 12.5 " in call and " 2500.00 USD " in call  # 2 x 12.5 x 100
-    assert " 10000 " in fx and " USD " in fx
+    price = avg_prices(capsys, data)
+    assert f" {cost(1, price['FUT'], 50)} USD " in es  # 1 x price x 50
+    assert f" {cost(2, price['OPT'], 100)} USD " in call  # 2 x price x 100
+    assert " 10000 " in fx and f" {cost(10000, price['CASH'], 1)} USD " in fx
     instruments = {line.split("│")[2].strip() for line in table.splitlines() if line.startswith("│")}
     assert instruments == {"ESZ6", "AAPL 20261218 200 C", "EUR.USD"}  # never a bare `ES` or `AAPL`
-    code, fills, _ = oms(capsys, "fills", *data)
-    assert " 270000.00 USD " in row(fills, "ESZ6") and " 2500.00 USD " in row(fills, "AAPL 20261218 200 C")
+    fills = oms(capsys, "fills", *data)[1]
+    assert f" {cost(1, price['FUT'], 50)} USD " in row(fills, "ESZ6")
+    assert f" {cost(2, price['OPT'], 100)} USD " in row(fills, "AAPL 20261218 200 C")
     code, out, _ = oms(capsys, "fills", "--json", *data)
     by_type = {f["contract"]["sec_type"]: f for f in json.loads(out)}
     assert set(by_type) == {"FUT", "OPT", "CASH"}
-    assert (by_type["FUT"]["shares"], by_type["FUT"]["price"], by_type["FUT"]["contract"]["multiplier"]) == (
-        "1", "5400", "50"
-    )  # fmt: skip
+    assert (by_type["FUT"]["shares"], by_type["FUT"]["contract"]["multiplier"]) == ("1", "50")
+    assert Decimal(by_type["FUT"]["price"]) == price["FUT"]
     assert by_type["CASH"]["shares"] == "10000" and by_type["CASH"]["contract"]["currency"] == "USD"
     code, out, _ = oms(capsys, "positions", "--json", *data)
     assert {p["contract"]["sec_type"]: p["quantity"] for p in json.loads(out)} == {
         "FUT": "1", "OPT": "2", "CASH": "10000"
     }  # fmt: skip
+
+
+def test_a_future_named_by_con_id_or_by_local_symbol(service: ServiceProcess, capsys: Capture) -> None:
+    data = ["--data-dir", str(service.data_dir), "--strategy", "named"]
+    fut = ["--sec-type", "FUT", "--exchange", "CME", "--currency", "USD", "--multiplier", "50"]
+    assert oms(capsys, "order", "buy", "ES", "1", *fut, "--con-id", "649180695", "--wait", *data)[0] == 0
+    code, out, err = oms(capsys, "order", "buy", "ES", "2", *fut, "--local-symbol", "ESH7", "--wait", *data)
+    assert code == 0, out + err  # ES + ESH7: one contract (the symbol alone lists two expiries)
+    code, out, _ = oms(capsys, "positions", "--json", *data)
+    assert {p["contract"]["con_id"]: p["quantity"] for p in json.loads(out)} == {
+        649180695: "1", 649180702: "2"
+    }  # fmt: skip
+    table = oms(capsys, "positions", *data)[1]
+    by_con_id = {p["contract"]["con_id"]: Decimal(p["avg_price"]) for p in json.loads(out)}
+    assert f" {cost(2, by_con_id[649180702], 50)} USD " in row(table, "ESH7")  # 2 x price x 50
 
 
 def test_an_unknown_or_ambiguous_contract_is_refused_as_ib_refuses_it(

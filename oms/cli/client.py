@@ -208,7 +208,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "  oms order buy ES 1 --sec-type FUT --exchange CME --expiry 202612\n"
         "  oms order buy AAPL 2 --sec-type OPT --expiry 20261218 --strike 200 --right C\n"
         "  oms order buy EUR.USD 20000          # CASH on IDEALPRO\n"
-        "  oms order buy X 1 --con-id 649180695 --sec-type FUT --exchange CME",
+        "  oms order buy ES 1 --con-id 649180695 --sec-type FUT --exchange CME",
     )
     order.add_argument("side", type=str.upper, choices=["BUY", "SELL"], help="buy or sell")
     order.add_argument("symbol", help="e.g. AAPL, ES, EUR.USD")

@@ -298,6 +298,7 @@ def fills_table(fills: Iterable[Fill]) -> Table:
 
 
 BASE = "BASE"  # IB's name for the account's base currency in its account values
+NO_CURRENCY = "other"  # the column of values IB sends without a currency (the account type, ...)
 
 
 def account_values(account: Account) -> tuple[list[str], list[tuple[str, dict[str, str]]]]:
@@ -306,7 +307,7 @@ def account_values(account: Account) -> tuple[list[str], list[tuple[str, dict[st
     by_key: dict[str, dict[str, str]] = {}
     for name, value in account.values.items():
         key, _, currency = name.partition(":")
-        by_key.setdefault(key, {})[currency or "-"] = value
+        by_key.setdefault(key, {})[currency or NO_CURRENCY] = value
     ours = {
         "realized P&L gross (fills)": account.realized_pnl_gross,
         "commission (fills)": account.commission,
@@ -319,7 +320,7 @@ def account_values(account: Account) -> tuple[list[str], list[tuple[str, dict[st
     if account.realized_pnl_net_base is not None:
         by_key.setdefault("realized P&L net (fills)", {})[BASE] = exact_text(account.realized_pnl_net_base)
     seen = {cur for values in by_key.values() for cur in values}
-    currencies = sorted(seen - {BASE, "-"}) + [c for c in (BASE, "-") if c in seen]
+    currencies = sorted(seen - {BASE, NO_CURRENCY}) + [c for c in (BASE, NO_CURRENCY) if c in seen]
     return currencies, sorted(by_key.items())
 
 
@@ -343,7 +344,7 @@ def _account_cell(key: str, value: str | None, currency: str) -> str:
         number = Decimal(value)
     except ArithmeticError:
         return value
-    if not number.is_finite() or currency == "-" or key in NOT_MONEY:
+    if not number.is_finite() or currency == NO_CURRENCY or key in NOT_MONEY:
         return plain(number) if number.is_finite() else value
     return money(number, currency)
 

@@ -166,8 +166,8 @@ def matches(contract: Contract) -> list[Instrument]:
     hits = [
         i
         for i in INSTRUMENTS
-        if (i.symbol == symbol or (contract.local_symbol and i.local_symbol == contract.local_symbol))
-        and (not contract.local_symbol or i.local_symbol == contract.local_symbol)  # it narrows, as at IB
+        if (i.symbol == symbol or (i.local_symbol or i.symbol) == contract.local_symbol)
+        and (not contract.local_symbol or (i.local_symbol or i.symbol) == contract.local_symbol)  # as at IB
         and i.sec_type == sec_type
         and (not contract.last_trade_date or i.last_trade_date.startswith(contract.last_trade_date))
         and (not contract.strike or i.strike == contract.strike)

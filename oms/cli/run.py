@@ -266,8 +266,8 @@ def print_ready(service: Service, web: str | None = None, mirror: str | None = N
         f"IB {ep.ib}",
         f"data {Path(service.data_dir).resolve()}",
     ]
-    if web is not None:
-        parts.append(f"web http://{web}/ (starting)")
+    if web is not None:  # a child process: it prints its own line (`web URL`, with its token) when up
+        parts.append("web (starting: its address follows)" if web.endswith(":0") else f"web http://{web}/")
     if mirror:
         parts.append(f"mirror {redact_url(mirror)}")
     if service.recovery:

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from events.schema import CancelRequested, Contract, Envelope, OrderDenied, OrderRequested
 from oms.protocol import CancelRequest, ErrorInfo, ModifyRequest, PlaceRequest
 from oms.service.intake import Duplicate, decide_cancel, decide_modify, decide_place, unsent
-from oms.service.risk import Exposure, Reference, RiskLimits, check_order, check_size
+from oms.service.risk import Exposure, Reference, RiskLimits, Standing, check_order, check_size
 from oms.state.fold import fold
 from oms.state.model import State
 
@@ -82,7 +82,7 @@ def test_notional_counts_ibs_multiplier_never_the_requests() -> None:
 
 def test_max_position_counts_working_orders_on_the_side() -> None:
     limits = RiskLimits(max_quantity=None, max_notional=None, max_position=100)
-    held = Exposure(position=Decimal(60), working_buy=Decimal(30), working_sell=Decimal(50))
+    held = Exposure(account=Standing(position=Decimal(60), working_buy=Decimal(30), working_sell=Decimal(50)))
     assert code(order(10), limits, held) is None  # 60 + 30 + 10 = 100
     assert code(order(11), limits, held) == "max_position"
     assert code(order(100, side="SELL"), limits, held) is None  # 60 - 50 - 100 = -90

@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -77,9 +78,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("--durability", choices=["always", "group", "never"], help="journal fsync policy")
     p.add_argument("--library", choices=["ib_async", "ib_insync"], help="IB client library")
     p.add_argument("--snapshot-every", type=int, metavar="N", help="events between snapshots")
-    p.add_argument("--max-quantity", type=float, help="risk: largest order quantity")
-    p.add_argument("--max-notional", type=float, help="risk: largest quantity x price")
-    p.add_argument("--max-position", type=float, help="risk: largest absolute position per contract")
+    p.add_argument("--max-quantity", type=Decimal, help="risk: largest order quantity")
+    p.add_argument("--max-notional", type=Decimal, help="risk: largest quantity x price")
+    p.add_argument("--max-position", type=Decimal, help="risk: largest absolute position per contract")
     p.add_argument("--allowed-symbols", metavar="A,B", help="risk: only these symbols")
     p.add_argument("--max-order-age", type=float, metavar="S", help="risk: cancel orders working longer")
     p.add_argument("--curve-secret", metavar="FILE", help="server .key_secret (CURVE)")

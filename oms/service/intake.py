@@ -8,18 +8,37 @@ for an existing client order id would read, in the log, as that order being reje
 from __future__ import annotations
 
 from collections.abc import Mapping
-from decimal import Decimal
-from typing import TypeGuard
+from decimal import Decimal, InvalidOperation
+from typing import Protocol, TypeGuard
 
 import msgspec
 from msgspec import Struct
 
-from events.schema import CancelRequested, Contract, ModifyRequested, OrderDenied, OrderRequested
+from events.schema import (
+    CancelRequested,
+    Contract,
+    ModifyRequested,
+    OrderDenied,
+    OrderRequested,
+    kill_scope,
+)
 from oms.protocol import CancelRequest, ErrorInfo, ModifyRequest, PlaceRequest
 from oms.readable import plain
-from oms.service.risk import Denial, Described, Exposure, Reference, RiskLimits, check_order, check_size
+from oms.service.risk import (
+    Denial,
+    Described,
+    Exposure,
+    Reference,
+    RiskLimits,
+    Standing,
+    Trade,
+    check_order,
+    check_size,
+    strategy_limits,
+)
+from oms.state.accounts import in_base
 from oms.state.history import taken
-from oms.state.model import TERMINAL, Order, Position, State
+from oms.state.model import TERMINAL, Account, Order, Position, State
 from oms.state.money import exact
 from oms.state.positions import instrument_key, multiplier, position_key
 
@@ -30,6 +49,15 @@ DEFAULT_INCREMENTS = {"CASH": Decimal("0.01"), "CRYPTO": Decimal("0.00000001")}
 UNIT_MULTIPLIER = frozenset({"STK", "CASH", "CRYPTO", "IND", "CMDTY"})
 
 REQUIRED_PRICES = {"MKT": (False, False), "LMT": (True, False), "STP": (False, True), "STP LMT": (True, True)}
+
+
+class Tally(Protocol):
+    """What the service counts beside the state, per scope (`events.schema.kill_scope`): its working
+    orders, its orders of the last minute, and why its daily loss cannot be told ("" when it can)."""
+
+    def working(self, scope: str) -> int: ...
+    def recent(self, scope: str) -> int: ...
+    def loss_unknown(self, scope: str) -> str: ...
 
 
 class Duplicate(Struct, frozen=True):
@@ -123,9 +151,10 @@ def decide_place(
     client_order_id: str,
     reference: Reference | None,
     described: Described | None = None,
+    tally: Tally | None = None,
 ) -> OrderRequested | OrderDenied | Duplicate | ErrorInfo:
     """`reference`: the price a market order is valued at; `described`: IB's contract details (the
-    handler asks IB for both first)."""
+    handler asks IB for both first); `tally`: the service's counts (none: every count is zero)."""
     existing = state.orders.get(client_order_id)
     order = order_from_request(req, client_order_id, default_account, described)
     if existing is not None:
@@ -147,7 +176,10 @@ def decide_place(
             order, reference_price=float(reference.price), reference_source=reference.source
         )
     denial = check_order(
-        order, limits, exposure(state, order, reference, described, limits.max_position is not None)
+        order,
+        strategy_limits(limits, order.strategy_id),
+        exposure(state, order, reference, described, tally, limits),
+        limits,
     )
     if denial is not None:
         return OrderDenied(
@@ -250,7 +282,11 @@ def decide_modify(req: ModifyRequest, state: State, limits: RiskLimits) -> Modif
     price = limit if order.order_type in ("LMT", "STP LMT") else stop
     value = exact(price) if price is not None else None
     denial = check_size(
-        quantity, value, known_multiplier(state, order.contract), limits, order.contract.symbol
+        quantity,
+        value,
+        known_multiplier(state, order.contract),
+        strategy_limits(limits, order.strategy_id),
+        order.contract.symbol,
     )
     if denial is not None:
         return denied(denial, req.client_order_id)
@@ -306,24 +342,89 @@ def exposure(
     order: OrderRequested,
     reference: Reference | None,
     described: Described | None = None,
-    with_working: bool = True,
+    tally: Tally | None = None,
+    limits: RiskLimits | None = None,
 ) -> Exposure:
-    """What the risk checks need; summing the working orders (O(working orders on the instrument)) is
-    skipped when no position limit needs it."""
-    position = find_position(state, order.account, order.contract)
-    working = {"BUY": Decimal(0), "SELL": Decimal(0)}
-    for coid in position.orders if position is not None and with_working else ():
-        other = state.orders.get(coid)
-        if other is not None and other.status not in TERMINAL and other.side in working:
-            working[other.side] += remaining(other)
+    """What the risk checks need: O(working orders on the instrument); what only a limit that is off
+    would need (NetLiquidation, the bracket's stop) is not looked up."""
+    pkey = position_key(order.account, order.contract, state.con_ids)
+    strategy, account = kill_scope(order.strategy_id), kill_scope(account=order.account)
+    held = state.strategy_positions.get(f"{order.strategy_id}|{pkey}")
+    own = strategy_limits(limits, order.strategy_id) if limits is not None else None
+    per_trade = own is not None and own.max_risk_per_trade_pct_nlv is not None
+    trade, stop_pending = _trade(state, order, reference) if per_trade else (None, False)
+    acct = state.accounts.get(order.account) if limits is not None and _needs_nlv(limits, own) else None
     return Exposure(
-        position=position.quantity if position is not None else Decimal(0),
-        working_buy=working["BUY"],
-        working_sell=working["SELL"],
+        strategy=_standing(state, held, strategy, tally),
+        account=_standing(state, state.positions.get(pkey), account, tally),
         reference=reference,
         multiplier=described.multiplier if described is not None else known_multiplier(state, order.contract),
         kill_switch=state.kill_switch,
+        nlv=net_liquidation(acct),
+        rate=exchange_rate(acct, order.contract.currency),
+        trade=trade,
+        stop_pending=stop_pending,
     )
+
+
+def _standing(state: State, position: Position | None, scope: str, tally: Tally | None) -> Standing:
+    working = {"BUY": Decimal(0), "SELL": Decimal(0)}
+    for coid in position.orders if position is not None else ():
+        other = state.orders.get(coid)
+        if other is not None and other.status not in TERMINAL and other.side in working:
+            working[other.side] += remaining(other)
+    killed = state.kill_scopes.get(scope)
+    return Standing(
+        position=position.quantity if position is not None else Decimal(0),
+        working_buy=working["BUY"],
+        working_sell=working["SELL"],
+        working_orders=tally.working(scope) if tally is not None else 0,
+        recent_orders=tally.recent(scope) if tally is not None else 0,
+        killed=(killed[0] or "kill_switch") if killed is not None else "",
+        loss_unknown=tally.loss_unknown(scope) if tally is not None else "",
+    )
+
+
+def _trade(state: State, order: OrderRequested, reference: Reference | None) -> tuple[Trade | None, bool]:
+    """The order's risk per trade, and whether its check waits for a stop child. A bracket child with a
+    stop risks |parent's entry - stop| x its quantity; a bracket parent not yet transmitted waits for
+    its stop child; a transmitting child whose bracket has no stop has no trade (refused if opening)."""
+    parent = state.orders.get(order.parent_client_order_id or "")
+    if parent is None:  # a stop order's own stop is where it enters, not a protective stop
+        return None, not order.transmit
+    entry = exact(parent.limit_price) if parent.limit_price is not None else None
+    if entry is None and parent.order_type == "MKT" and reference is not None:
+        entry = reference.price
+    if order.stop_price is not None:
+        return Trade(entry, exact(order.stop_price), order.quantity), False
+    siblings = (o for o in state.orders.values() if o.parent == parent.client_order_id)
+    has_stop = any(o.stop_price is not None and o.status not in TERMINAL for o in siblings)
+    return None, has_stop or not order.transmit
+
+
+def _needs_nlv(limits: RiskLimits, own: RiskLimits | None) -> bool:
+    pcts = (lim.max_position_pct_nlv or lim.max_risk_per_trade_pct_nlv for lim in (limits, own) if lim)
+    return any(p is not None for p in pcts)
+
+
+def net_liquidation(account: Account | None) -> Decimal | None:
+    """IB's NetLiquidation for the account, in its base currency (the one IB reports it in)."""
+    if account is None:
+        return None
+    for key, value in account.values.items():
+        if key.startswith("NetLiquidation:"):
+            try:
+                return Decimal(value)
+            except InvalidOperation:
+                return None
+    return None
+
+
+def exchange_rate(account: Account | None, currency: str) -> Decimal | None:
+    """One unit of `currency` in the account's base currency, by IB's `ExchangeRate` value."""
+    if account is None:
+        return None
+    return in_base(account.values, {currency: Decimal(1)})
 
 
 def known_multiplier(state: State, contract: Contract) -> Decimal | None:

@@ -408,8 +408,19 @@ def _on_connection(plan: Plan, ev: ev_.ConnectionChanged) -> None:
 
 
 def _on_kill_switch(plan: Plan, ev: ev_.KillSwitchChanged) -> None:
-    plan.fields["kill_switch"] = ev.engaged
-    plan.fields["kill_reason"] = ev.reason
+    """No scope: the switch for everything. A strategy or account: that scope's entry, replaced (never
+    changed in place, so a kept state stays as it was)."""
+    scope = ev.scope
+    if not scope:
+        plan.fields["kill_switch"] = ev.engaged
+        plan.fields["kill_reason"] = ev.reason
+        return
+    scopes = dict(plan.state.kill_scopes)
+    if ev.engaged:
+        scopes[scope] = (ev.code, ev.reason)
+    else:
+        scopes.pop(scope, None)
+    plan.fields["kill_scopes"] = scopes
 
 
 def _on_reconciliation_started(plan: Plan, ev: ev_.ReconciliationStarted) -> None:

@@ -251,11 +251,15 @@ class StatusRequest(Request, frozen=True, tag="status"):
 
 class KillSwitchRequest(Request, frozen=True, tag="kill_switch"):
     """Engaging cancels every working order this service placed and refuses new ones until disengaged;
-    `account_wide` also sends IB's global cancel (orders placed in TWS or by other clients too)."""
+    `account_wide` also sends IB's global cancel (orders placed in TWS or by other clients too). With
+    `strategy_id` or `account`, only that scope: its working orders are cancelled and its orders that
+    add exposure refused; releasing a scope a loss limit engaged keeps it released for the session."""
 
     engaged: bool
     reason: Reason = ""
     account_wide: bool = False
+    strategy_id: StrategyId | None = None
+    account: Account | None = None
 
 
 AnyRequest = (
@@ -315,6 +319,7 @@ class StatusResult(Struct, frozen=True):
     retired_orders: int = 0  # finished orders moved to history since the journal began
     time_zone: str = ""  # the IANA zone of the service's clock (its host's), for pages that show times
     simulator: bool = False  # IB is the embedded TWS simulator: its execution times run on its own clock
+    kill_scopes: dict[str, str] = {}  # engaged scoped kill switches: "strategy:S" -> "code: reason"
 
 
 class SnapshotResult(Struct, frozen=True):

@@ -305,8 +305,8 @@ def decide_cancel(req: CancelRequest, state: State) -> CancelRequested | ErrorIn
     return CancelRequested(client_order_id=req.client_order_id, reason="client")
 
 
-def cancellable(state: State, strategy_id: str | None = None) -> list[Order]:
-    """Our working orders (of one strategy), not already being cancelled."""
+def cancellable(state: State, strategy_id: str | None = None, account: str | None = None) -> list[Order]:
+    """Our working orders (of one strategy, of one account), not already being cancelled."""
     return [
         o
         for o in state.orders.values()
@@ -314,6 +314,7 @@ def cancellable(state: State, strategy_id: str | None = None) -> list[Order]:
         and o.status not in TERMINAL
         and o.status != "pending_cancel"
         and (strategy_id is None or o.strategy_id == strategy_id)
+        and (account is None or o.account == account)
     ]
 
 

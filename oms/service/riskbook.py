@@ -1,0 +1,251 @@
+"""What the risk checks count beside the folded state, per scope ("strategy:NAME", "account:ID"): working
+orders, orders of the last minute, and the daily profit and loss the loss limit watches.
+
+Daily P&L of a scope = its realized net P&L since the session began + its unrealized P&L now, in the
+account's base currency (by IB's exchange rates). Realized: the fold's net realized P&L now minus what it
+was when the session began (the baseline, kept in `risk-sessions.json` so a restart within the session
+keeps the morning's losses). Unrealized: for a strategy, (mark - average price) x position x multiplier
+over its positions, the mark being IB's market data, else the last fill of that conId; for an account,
+IB's own figure (its `UnrealizedPnL` in BASE). A figure that is missing makes the P&L unknown, and an
+order for a scope whose loss limit is set is then refused (`no_pnl`): the check fails closed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+
+import msgspec
+
+from events.schema import kill_scope
+from oms.service.files import write_private
+from oms.service.risk import RiskLimits, strategy_limits
+from oms.service.sessions import session_start
+from oms.state.accounts import in_base
+from oms.state.model import TERMINAL, Changed, Order, Position, State
+from oms.state.positions import multiplier
+
+log = logging.getLogger(__name__)
+
+MINUTE_NS = 60_000_000_000
+SESSIONS_FILE = "risk-sessions.json"
+
+
+class Baseline(msgspec.Struct, array_like=True):
+    session: int  # when the session began (UTC ns)
+    realized: Decimal  # the scope's net realized P&L then, base currency
+
+
+class Sessions(msgspec.Struct):
+    """`risk-sessions.json`: each scope's baseline, and the session in which its loss kill engaged."""
+
+    baselines: dict[str, Baseline] = {}
+    kills: dict[str, int] = {}
+
+
+class RiskBook:
+    def __init__(
+        self, limits: RiskLimits, state_of: Callable[[], State], directory: Path | None, now_ns: int
+    ) -> None:
+        self.limits = limits
+        self.state_of = state_of  # the state the checks read (the pipeline's)
+        self.now_ns = now_ns
+        self.quotes: dict[int, Decimal] = {}  # conId -> IB's latest market price
+        self.last_fills: Mapping[int, Decimal] = {}  # conId -> last fill price (the pipeline's)
+        self._limits: dict[str, RiskLimits] = {}
+        self._working: dict[str, set[str]] = {}
+        self._recent: dict[str, deque[int]] = {}
+        self._positions: dict[str, set[str]] = {}  # strategy -> its strategy position keys
+        self._released: dict[str, int] = {}  # scope -> session in which an operator released it
+        self._path = directory / SESSIONS_FILE if directory is not None else None
+        self.sessions = self._load()
+        state = state_of()
+        self.observe([*state.orders.values(), *state.strategy_positions.values()])
+
+    # -- counts ---------------------------------------------------------------------------------------
+
+    def working(self, scope: str) -> int:
+        return len(self._working.get(scope, ()))
+
+    def recent(self, scope: str) -> int:
+        times = self._recent.get(scope)
+        if not times:
+            return 0
+        while times and times[0] <= self.now_ns - MINUTE_NS:
+            times.popleft()
+        return len(times)
+
+    def placed(self, strategy_id: str, account: str) -> None:
+        """An order was logged: it counts towards both scopes' orders per minute."""
+        for scope in (kill_scope(strategy_id), kill_scope(account=account)):
+            self._recent.setdefault(scope, deque()).append(self.now_ns)
+
+    def observe(self, changes: Iterable[Changed]) -> None:
+        """Working orders and strategy positions from the entities a step changed."""
+        for change in changes:
+            if type(change) is Order:
+                for scope in (kill_scope(change.strategy_id), kill_scope(account=change.account)):
+                    if change.status in TERMINAL or change.external:
+                        self._working.get(scope, set()).discard(change.client_order_id)
+                    else:
+                        self._working.setdefault(scope, set()).add(change.client_order_id)
+            elif type(change) is Position and change.strategy_id:
+                self._positions.setdefault(change.strategy_id, set()).add(change.key)
+
+    # -- daily loss -----------------------------------------------------------------------------------
+
+    def limits_of(self, scope: str) -> RiskLimits:
+        """A strategy's limits (its overrides of the account's); the account's for an account."""
+        found = self._limits.get(scope)
+        if found is None:
+            kind, _, name = scope.partition(":")
+            found = strategy_limits(self.limits, name) if kind == "strategy" else self.limits
+            self._limits[scope] = found
+        return found
+
+    def session(self, scope: str) -> int:
+        return session_start(self.now_ns, self.limits_of(scope).session_reset)
+
+    def loss_unknown(self, scope: str) -> str:
+        pnl = self.daily_pnl(self.state_of(), scope) if self.limits_of(scope).daily_loss_limit else 0
+        return pnl if isinstance(pnl, str) else ""
+
+    def prime(self) -> None:
+        """Take the baseline of every scope whose session has begun since it was last taken (at
+        start-up and periodically, so a session's first losing fill is counted against it)."""
+        state = self.state_of()
+        for scope in self.scopes(state):
+            if self.limits_of(scope).daily_loss_limit is not None:
+                self.daily_pnl(state, scope)
+
+    def daily_pnl(self, state: State, scope: str) -> Decimal | str:
+        """The scope's P&L since its session began, or why it cannot be told."""
+        kind, _, name = scope.partition(":")
+        realized = self._realized(state, kind, name)
+        if isinstance(realized, str):
+            return realized
+        unrealized = self._unrealized(state, kind, name)
+        if isinstance(unrealized, str):
+            return unrealized
+        return realized - self._baseline(scope, realized) + unrealized
+
+    def _baseline(self, scope: str, realized: Decimal) -> Decimal:
+        """The realized P&L when the scope's session began; a scope first seen in a session starts
+        from what it has realized so far."""
+        start = self.session(scope)
+        found = self.sessions.baselines.get(scope)
+        if found is None or found.session != start:
+            found = Baseline(start, realized)
+            self.sessions.baselines[scope] = found
+            self._save()
+        return found.realized
+
+    def _realized(self, state: State, kind: str, name: str) -> Decimal | str:
+        if kind == "account":
+            acct = state.accounts.get(name)
+            if acct is None or not acct.realized_pnl_net:
+                return Decimal(0)
+            if acct.realized_pnl_net_base is None:
+                return f"IB has given no exchange rate for {name}'s realized P&L currencies"
+            return acct.realized_pnl_net_base
+        total = Decimal(0)
+        for key in self._positions.get(name, ()):
+            pos = state.strategy_positions.get(key)
+            if pos is None or not pos.realized_pnl_net:
+                continue
+            acct = state.accounts.get(pos.account)
+            value = in_base(acct.values, pos.realized_pnl_net) if acct is not None else None
+            if value is None:
+                return f"IB has given no exchange rate for {pos.contract.currency} in {pos.account}"
+            total += value
+        return total
+
+    def _unrealized(self, state: State, kind: str, name: str) -> Decimal | str:
+        if kind == "account":
+            acct = state.accounts.get(name)
+            text = acct.values.get("UnrealizedPnL:BASE") if acct is not None else None
+            if text is None:
+                return f"IB has not reported {name}'s UnrealizedPnL"
+            try:
+                return Decimal(text)
+            except InvalidOperation:
+                return f"IB's UnrealizedPnL for {name} is not a number ({text!r})"
+        total = Decimal(0)
+        for key in self._positions.get(name, ()):
+            pos = state.strategy_positions.get(key)
+            if pos is None or not pos.quantity:
+                continue
+            value = self._open_value(state, pos)
+            if isinstance(value, str):
+                return value
+            total += value
+        return total
+
+    def _open_value(self, state: State, pos: Position) -> Decimal | str:
+        key = pos.key.rpartition("|")[2]
+        con_id = pos.contract.con_id or (int(key) if key.isdigit() else 0)
+        mark = self.quotes.get(con_id) or self.last_fills.get(con_id)
+        if mark is None:
+            return f"no price for {pos.contract.symbol} (no market data from IB, no fill)"
+        acct = state.accounts.get(pos.account)
+        gain = {pos.contract.currency: (mark - pos.avg_price) * pos.quantity * multiplier(pos.contract)}
+        value = in_base(acct.values, gain) if acct is not None else None
+        if value is None:
+            return f"IB has given no exchange rate for {pos.contract.currency} in {pos.account}"
+        return value
+
+    def crossed(self, state: State, scopes: Iterable[str]) -> list[tuple[str, Decimal, Decimal]]:
+        """(scope, daily P&L, limit) for each scope whose loss now reaches its limit and whose kill
+        switch is not engaged already (nor released by an operator in this session)."""
+        found = []
+        for scope in scopes:
+            limit = self.limits_of(scope).daily_loss_limit
+            released = self._released.get(scope) == self.session(scope)
+            if limit is None or scope in state.kill_scopes or released:
+                continue
+            pnl = self.daily_pnl(state, scope)
+            if not isinstance(pnl, str) and pnl <= -limit:
+                found.append((scope, pnl, limit))
+        return found
+
+    def engaged(self, scope: str) -> None:
+        self.sessions.kills[scope] = self.session(scope)
+        self._save()
+
+    def released(self, scope: str) -> None:
+        """An operator released the scope: its loss limit does not engage again this session."""
+        self._released[scope] = self.session(scope)
+        self.sessions.kills.pop(scope, None)
+
+    def expired(self, state: State) -> list[str]:
+        """Loss kills engaged in an earlier session than the scope's current one: to be released."""
+        return [
+            scope
+            for scope, (code, _) in state.kill_scopes.items()
+            if code == "daily_loss_limit" and self.sessions.kills.get(scope, 0) != self.session(scope)
+        ]
+
+    def scopes(self, state: State) -> list[str]:
+        """Every scope the book knows of: accounts, and strategies with orders or positions."""
+        names = {*self._working, *state.kill_scopes, *(kill_scope(s) for s in self._positions)}
+        names.update(kill_scope(account=a) for a in state.accounts)
+        names.update(kill_scope(s) for s in self.limits.strategies)
+        return sorted(names)
+
+    # -- the file -------------------------------------------------------------------------------------
+
+    def _load(self) -> Sessions:
+        if self._path is None or not self._path.exists():
+            return Sessions()
+        try:
+            return msgspec.json.decode(self._path.read_bytes(), type=Sessions)
+        except (OSError, msgspec.DecodeError) as exc:
+            log.warning("%s unreadable (%s): the daily P&L starts again from now", self._path, exc)
+            return Sessions()
+
+    def _save(self) -> None:
+        if self._path is not None:
+            write_private(self._path, msgspec.json.encode(self.sessions), fsync=True)

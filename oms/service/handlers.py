@@ -54,13 +54,15 @@ from oms.protocol import (
     PlaceResult,
     PositionsRequest,
     Request,
+    RiskRequest,
+    RiskResult,
     SnapshotRequest,
     StatusRequest,
     StatusResult,
     op_of,
 )
 from oms.readable import plain
-from oms.service import authz, intake, queries
+from oms.service import authz, intake, queries, riskview
 from oms.service.config import Config
 from oms.service.pipeline import Pipeline
 from oms.service.risk import Described, Reference, RiskLimits, UnknownContract, strategy_limits
@@ -142,6 +144,7 @@ class Handlers:
             EventsRequest: self.events,
             KillSwitchRequest: self.kill_switch,
             StatusRequest: self.status,
+            RiskRequest: self.risk,
         }
 
     def not_ready(self) -> str | None:
@@ -191,6 +194,10 @@ class Handlers:
         if self.status_provider is None:
             return ErrorInfo(code="not_ready", message="the service is starting; retry")
         return self.status_provider()
+
+    async def risk(self, req: RiskRequest) -> RiskResult:
+        self.book.now_ns = time.time_ns()
+        return RiskResult(scopes=riskview.standings(self.pipeline.state, self.book, req.strategy_id))
 
     async def query(self, req: queries.StateQuery) -> queries.StateResult:
         return queries.answer(self.pipeline.state, req)

@@ -184,10 +184,26 @@ class RiskBook:
             total += value
         return total
 
-    def _open_value(self, state: State, pos: Position) -> Decimal | str:
+    def mark(self, pos: Position) -> Decimal | None:
+        """The position's instrument's price: IB's market data, else its last fill."""
         key = pos.key.rpartition("|")[2]
         con_id = pos.contract.con_id or (int(key) if key.isdigit() else 0)
-        mark = self.quotes.get(con_id) or self.last_fills.get(con_id)
+        return self.quotes.get(con_id) or self.last_fills.get(con_id)
+
+    def positions(self, state: State, scope: str) -> list[Position]:
+        """The scope's positions: a strategy's view, or the account's."""
+        kind, _, name = scope.partition(":")
+        if kind == "account":
+            return [p for p in state.positions.values() if p.account == name]
+        found = (state.strategy_positions.get(k) for k in self._positions.get(name, ()))
+        return [p for p in found if p is not None]
+
+    def working_orders(self, state: State, scope: str) -> list[Order]:
+        found = (state.orders.get(c) for c in self._working.get(scope, ()))
+        return [o for o in found if o is not None]
+
+    def _open_value(self, state: State, pos: Position) -> Decimal | str:
+        mark = self.mark(pos)
         if mark is None:
             return f"no price for {pos.contract.symbol} (no market data from IB, no fill)"
         acct = state.accounts.get(pos.account)

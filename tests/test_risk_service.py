@@ -1,0 +1,178 @@
+"""Risk limits in a real service (`oms run`, embedded simulator, a TOML config): each limit refuses with
+its code and changes nothing; a strategy's daily loss limit engages its kill switch, cancels its working
+orders and refuses what adds exposure, until an operator releases it; `oms risk` shows where it stands."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from events.reader import JournalReader
+from events.schema import KillSwitchChanged, OrderRequested, OrderSent
+from oms.cli import main
+from oms.client import Client, ServiceError
+from oms.state.fold import step
+from oms.state.model import initial_state
+from tests.client_helpers import ServiceProcess
+from tests.waiting import wait_until
+
+CONFIG = """
+[risk]
+max_quantity = 100000
+max_notional = 1000000
+session_reset = "17:00 America/New_York"
+
+[risk.strategies.qty]
+max_quantity = 5
+[risk.strategies.notional]
+max_notional = 100.5
+[risk.strategies.pos]
+max_position = 5
+[risk.strategies.value]
+max_position_value = 100
+[risk.strategies.pct]
+max_position_pct_nlv = 1
+[risk.strategies.stops]
+max_risk_per_trade_pct_nlv = 0.1
+[risk.strategies.rate]
+max_orders_per_minute = 1
+[risk.strategies.working]
+max_working_orders = 1
+[risk.strategies.loser]
+daily_loss_limit = 2.5
+"""
+RESTING = 100.0  # a limit price far below AAPL's (about 190): the order rests
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
+    base = tmp_path_factory.mktemp("risk")
+    (base / "oms.toml").write_text(CONFIG)
+    process = ServiceProcess(base / "data", "--config", str(base / "oms.toml"))
+    process.start()
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+@pytest.fixture(scope="module")
+def client(service: ServiceProcess) -> Iterator[Client]:
+    with Client.connect(service.data_dir) as connected:
+        wait_until(lambda: _nlv(connected) is not None, timeout=10, what="IB's NetLiquidation")
+        yield connected
+
+
+def _nlv(client: Client) -> str | None:
+    return next(
+        (
+            v
+            for a in client.state().accounts.values()
+            for k, v in a.values.items()
+            if k.startswith("NetLiquidation:")
+        ),
+        None,
+    )
+
+
+def _refused(client: Client, strategy: str, quantity: int, **fields: object) -> str:
+    """The risk code that refused the order; asserts nothing was sent or changed for it."""
+    before = client.state()
+    with pytest.raises(ServiceError) as refused:
+        client.place("AAPL", "BUY", quantity, strategy_id=strategy, **fields)
+    error = refused.value
+    assert error.code == "risk_denied" and error.reason and error.client_order_id
+    after = client.state()
+    order = after.orders.get(error.client_order_id)
+    assert order is None or (order.status == "rejected" and order.order_id == 0 and order.reason)
+    assert after.positions == before.positions and after.strategy_positions == before.strategy_positions
+    working = {c for c, o in after.orders.items() if o.status not in ("rejected", "cancelled", "filled")}
+    assert working == {
+        c for c, o in before.orders.items() if o.status not in ("rejected", "cancelled", "filled")
+    }
+    return error.reason
+
+
+def test_each_limit_refuses_with_its_code_and_changes_nothing(client: Client) -> None:
+    assert _refused(client, "qty", 6, limit_price=RESTING) == "max_quantity"
+    assert _refused(client, "notional", 2, limit_price=RESTING) == "max_notional"  # 200 > 100.5
+    assert _refused(client, "pos", 6, limit_price=RESTING) == "max_position"
+    assert _refused(client, "value", 2, limit_price=RESTING) == "max_position_value"  # 200 > 100
+    assert _refused(client, "pct", 200, limit_price=RESTING) == "max_position_pct_nlv"  # 20,000 of ~1M: 2%
+    assert _refused(client, "stops", 1, limit_price=RESTING) == "no_stop"
+    parent = client.place("AAPL", "BUY", 100, strategy_id="stops", limit_price=RESTING, transmit=False)
+    with pytest.raises(ServiceError) as risky:  # |100 - 50| x 100 = 5,000: 0.5% of ~1M > 0.1%
+        client.place("AAPL", "SELL", 100, strategy_id="stops", stop_price=50.0, parent_client_order_id=parent)
+    assert risky.value.reason == "max_risk_per_trade_pct_nlv"
+    client.place("AAPL", "SELL", 100, strategy_id="stops", stop_price=95.0, parent_client_order_id=parent)
+    client.place("AAPL", "BUY", 1, strategy_id="rate", limit_price=RESTING)
+    assert _refused(client, "rate", 1, limit_price=RESTING) == "max_orders_per_minute"
+    client.place("AAPL", "BUY", 1, strategy_id="working", limit_price=RESTING)
+    assert _refused(client, "working", 1, limit_price=RESTING) == "max_working_orders"
+
+
+def test_a_daily_loss_kills_the_strategy_until_an_operator_releases_it(
+    client: Client, service: ServiceProcess, capsys: pytest.CaptureFixture[str]
+) -> None:
+    resting = client.place("AAPL", "BUY", 1, strategy_id="loser", limit_price=RESTING)
+    client.wait_for_order(resting, "submitted", timeout=10)
+    client.wait_for_order(client.place("AAPL", "BUY", 10, strategy_id="loser"), "filled", timeout=10)
+    for _ in range(5):  # each fill costs at least IB's minimum commission (1.00): the loss grows
+        if "strategy:loser" in client.status().kill_scopes:
+            break
+        client.wait_for_order(client.place("AAPL", "SELL", 1, strategy_id="loser"), "filled", timeout=10)
+        wait_until(lambda: not client.state().pending_commissions, timeout=5, what="commissions")
+    status = client.status()
+    assert status.kill_scopes["strategy:loser"].startswith("daily_loss_limit: daily P&L -")
+    assert client.wait_for_order(resting, "cancelled", timeout=10).status == "cancelled"
+    held = client.state().strategy_positions
+    position = next(p.quantity for p in held.values() if p.strategy_id == "loser")
+    assert position > 0
+    for side, quantity in (("BUY", 1), ("SELL", int(position) + 1)):  # adds, flips: refused
+        with pytest.raises(ServiceError) as refused:
+            client.place("AAPL", side, quantity, strategy_id="loser")  # type: ignore[arg-type]
+        assert refused.value.reason == "daily_loss_limit"
+    client.wait_for_order(client.place("AAPL", "SELL", 1, strategy_id="loser"), "filled", timeout=10)
+
+    data = ["--data-dir", str(service.data_dir)]
+    assert main(["risk", "--strategy", "loser", "--json", *data]) == 0
+    (scope,) = json.loads(capsys.readouterr().out)
+    assert scope["scope"] == "strategy:loser" and scope["kill"].startswith("daily_loss_limit")
+    loss = next(limit for limit in scope["limits"] if limit["limit"] == "daily_loss_limit")
+    assert Decimal(loss["use"]) >= Decimal("2.5") and Decimal(loss["headroom"]) <= 0
+    assert main(["status", *data]) == 0
+    assert "kill strategy:loser" in capsys.readouterr().out
+
+    client.kill_switch(False, "reviewed", strategy_id="loser")
+    wait_until(lambda: "strategy:loser" not in client.state().kill_scopes, timeout=5, what="the release")
+    client.wait_for_order(client.place("AAPL", "BUY", 1, strategy_id="loser"), "filled", timeout=10)
+    _no_exposure_sent_while_killed(service.data_dir, "loser")
+
+
+def _no_exposure_sent_while_killed(data_dir: Path, strategy: str) -> None:
+    """Over the whole journal: while the strategy's kill switch was engaged, every order of it that was
+    logged (and so sent) only reduced its position."""
+    state = initial_state()
+    killed = False
+    reader = JournalReader(data_dir / "journal")
+    checked = 0
+    for env in reader.read(1, reader.last_seq()):
+        event = env.event
+        if type(event) is KillSwitchChanged and event.strategy_id == strategy:
+            killed = event.engaged
+        if killed and type(event) is OrderRequested and event.strategy_id == strategy:
+            held = sum(
+                (p.quantity for p in state.strategy_positions.values() if p.strategy_id == strategy),
+                Decimal(0),
+            )
+            signed = event.quantity if event.side == "BUY" else -event.quantity
+            assert abs(held + signed) < abs(held), f"seq {env.seq} added exposure while killed"
+            checked += 1
+        if killed and type(event) is OrderSent:
+            assert state.orders[event.client_order_id].strategy_id != strategy or checked
+        state, _ = step(state, env)
+    assert checked >= 1

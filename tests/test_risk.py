@@ -11,7 +11,16 @@ from hypothesis import strategies as st
 from events.schema import CancelRequested, Contract, Envelope, OrderDenied, OrderRequested
 from oms.protocol import CancelRequest, ErrorInfo, ModifyRequest, PlaceRequest
 from oms.service.intake import Duplicate, decide_cancel, decide_modify, decide_place, unsent
-from oms.service.risk import Exposure, Reference, RiskLimits, Standing, check_order, check_size
+from oms.service.risk import (
+    Exposure,
+    Reference,
+    RiskLimits,
+    Standing,
+    Trade,
+    check_order,
+    check_size,
+    projected,
+)
 from oms.state.fold import fold
 from oms.state.model import State
 
@@ -166,3 +175,101 @@ def test_quantities_are_exact_and_whole_increments_at_intake() -> None:
     forex = _place(quantity="0.1", contract={"symbol": "EUR", "sec_type": "CASH", "currency": "USD"})
     placed = decide_place(forex, state, OFF, "DU1", "fx", None)
     assert isinstance(placed, OrderRequested) and placed.quantity == Decimal("0.1")
+
+
+# --- per strategy and per account, failing closed -----------------------------------------------------
+
+NLV = Decimal(100_000)
+PRICED = Exposure(multiplier=Decimal(1), nlv=NLV, rate=Decimal(1))
+
+
+def test_aggregate_limits_hold_for_the_strategy_and_for_the_account() -> None:
+    account = RiskLimits(max_quantity=None, max_notional=None, max_working_orders=3, max_orders_per_minute=5)
+    strategy = msgspec.structs.replace(account, max_working_orders=1)
+    busy = Exposure(strategy=Standing(working_orders=1), multiplier=Decimal(1))
+    assert code_of(order(1), strategy, busy, account) == "max_working_orders"
+    full = Exposure(account=Standing(working_orders=3, recent_orders=0), multiplier=Decimal(1))
+    assert code_of(order(1), strategy, full, account) == "max_working_orders"
+    hurried = Exposure(account=Standing(recent_orders=5), multiplier=Decimal(1))
+    assert code_of(order(1), strategy, hurried, account) == "max_orders_per_minute"
+
+
+def code_of(o: OrderRequested, limits: RiskLimits, exposure: Exposure, account: RiskLimits) -> str | None:
+    denial = check_order(o, limits, exposure, account)
+    return denial.code if denial else None
+
+
+def test_position_value_and_share_of_net_liquidation() -> None:
+    limits = RiskLimits(max_quantity=None, max_notional=None, max_position_value=10_000)
+    assert code(order(100, order_type="LMT", limit_price=100.0), limits) is None
+    assert code(order(101, order_type="LMT", limit_price=100.0), limits) == "max_position_value"
+    pct = RiskLimits(max_quantity=None, max_notional=None, max_position_pct_nlv=Decimal(10))
+    assert code(order(100, order_type="LMT", limit_price=100.0), pct, PRICED) is None  # 10,000 = 10%
+    assert code(order(101, order_type="LMT", limit_price=100.0), pct, PRICED) == "max_position_pct_nlv"
+    euro = msgspec.structs.replace(PRICED, rate=Decimal("1.1"))  # the instrument's currency is worth more
+    assert code(order(100, order_type="LMT", limit_price=100.0), pct, euro) == "max_position_pct_nlv"
+
+
+def test_limits_in_net_liquidation_fail_closed_without_it() -> None:
+    pct = RiskLimits(max_quantity=None, max_notional=None, max_position_pct_nlv=Decimal(10))
+    lmt = order(1, order_type="LMT", limit_price=1.0)
+    assert code(lmt, pct, Exposure(multiplier=Decimal(1), rate=Decimal(1))) == "no_net_liquidation"
+    assert code(lmt, pct, Exposure(multiplier=Decimal(1), nlv=NLV)) == "no_exchange_rate"
+    assert code(order(1), pct, PRICED) == "no_reference_price"  # a market order nothing values
+
+
+def test_risk_per_trade_counts_the_brackets_stop_and_refuses_an_opening_order_without_one() -> None:
+    limits = RiskLimits(max_quantity=None, max_notional=None, max_risk_per_trade_pct_nlv=Decimal(1))
+    child = order(100, side="SELL", order_type="STP", stop_price=95.0)
+    ok = msgspec.structs.replace(PRICED, trade=Trade(Decimal(100), Decimal(90), Decimal(100)))
+    assert code(child, limits, ok) is None  # |100 - 90| x 100 = 1,000 = 1% of 100,000
+    over = msgspec.structs.replace(PRICED, trade=Trade(Decimal(100), Decimal(89), Decimal(100)))
+    assert code(child, limits, over) == "max_risk_per_trade_pct_nlv"
+    assert code(order(1, order_type="LMT", limit_price=1.0), limits, PRICED) == "no_stop"
+    waiting = msgspec.structs.replace(PRICED, stop_pending=True)  # a parent held for its stop child
+    assert code(order(1, order_type="LMT", limit_price=1.0), limits, waiting) is None
+    closing = msgspec.structs.replace(PRICED, strategy=Standing(position=Decimal(5)))
+    assert code(order(5, side="SELL", order_type="LMT", limit_price=1.0), limits, closing) is None
+    unpriced = msgspec.structs.replace(PRICED, trade=Trade(None, Decimal(90), Decimal(1)))
+    assert code(child, limits, unpriced) == "no_reference_price"
+
+
+def test_a_scopes_kill_switch_refuses_only_what_adds_exposure() -> None:
+    killed = Exposure(
+        strategy=Standing(position=Decimal(10), killed="daily_loss_limit"), multiplier=Decimal(1)
+    )
+    assert code(order(10, side="SELL"), OFF, killed) is None
+    assert code(order(11, side="SELL"), OFF, killed) == "daily_loss_limit"
+    assert code(order(1), OFF, killed) == "daily_loss_limit"
+    unknown = Exposure(account=Standing(loss_unknown="no price for AAPL"), multiplier=Decimal(1))
+    with_loss_limit = RiskLimits(max_quantity=None, max_notional=None, daily_loss_limit=Decimal(100))
+    assert code(order(1), with_loss_limit, unknown) == "no_pnl"
+    assert code(order(1), OFF, unknown) is None
+
+
+standings = st.builds(
+    Standing,
+    position=st.integers(-50, 50).map(Decimal),
+    working_buy=st.integers(0, 30).map(Decimal),
+    working_sell=st.integers(0, 30).map(Decimal),
+    killed=st.sampled_from(["daily_loss_limit", ""]),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    strategy=standings, account=standings, side=st.sampled_from(["BUY", "SELL"]), quantity=st.integers(1, 60)
+)
+def test_no_order_that_adds_exposure_passes_a_loss_limit_kill(
+    strategy: Standing, account: Standing, side: str, quantity: int
+) -> None:
+    """Whatever the positions and working orders: while a scope is killed, an order it lets through
+    brings that scope's position, with its working orders on that side, nearer to flat."""
+    exposure = Exposure(strategy=strategy, account=account, multiplier=Decimal(1))
+    o = order(quantity, side=side)
+    if check_order(o, OFF, exposure) is not None:
+        return
+    for standing in (strategy, account):
+        if standing.killed:
+            after, now = projected(o, standing), standing.position
+            assert 0 <= after < now if now > 0 else now < after <= 0

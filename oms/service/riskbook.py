@@ -64,6 +64,7 @@ class RiskBook:
         self.sessions = self._load()
         state = state_of()
         self.observe([*state.orders.values(), *state.strategy_positions.values()])
+        self._at_start = set(self.scopes(state))  # scopes that may have realized P&L before this process
 
     # -- counts ---------------------------------------------------------------------------------------
 
@@ -133,12 +134,14 @@ class RiskBook:
         return realized - self._baseline(scope, realized) + unrealized
 
     def _baseline(self, scope: str, realized: Decimal) -> Decimal:
-        """The realized P&L when the scope's session began; a scope first seen in a session starts
-        from what it has realized so far."""
+        """The realized P&L when the scope's session began. Taken when the session is first seen: at
+        start-up (what the scope had realized up to then; the file keeps an earlier start-up's within
+        the same session), at the boundary (`prime`, periodically); a scope that appeared since this
+        process started has realized all it has since: 0."""
         start = self.session(scope)
         found = self.sessions.baselines.get(scope)
         if found is None or found.session != start:
-            found = Baseline(start, realized)
+            found = Baseline(start, realized if scope in self._at_start or found else Decimal(0))
             self.sessions.baselines[scope] = found
             self._save()
         return found.realized

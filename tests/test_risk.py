@@ -53,13 +53,13 @@ def test_all_checks_off_allow_anything() -> None:
 
 
 def test_max_quantity() -> None:
-    limits = RiskLimits(max_quantity=100, max_notional=None)
+    limits = RiskLimits(max_quantity=Decimal(100), max_notional=None)
     assert code(order(100), limits) is None
     assert code(order(100.5), limits) == "max_quantity"
 
 
 def test_max_notional_uses_limit_stop_or_last_fill_price() -> None:
-    limits = RiskLimits(max_quantity=None, max_notional=10_000)
+    limits = RiskLimits(max_quantity=None, max_notional=Decimal(10_000))
     assert code(order(100, order_type="LMT", limit_price=100.0), limits) is None
     assert code(order(100, order_type="LMT", limit_price=100.01), limits) == "max_notional"
     assert code(order(100, order_type="STP", stop_price=101.0), limits) == "max_notional"
@@ -69,17 +69,17 @@ def test_max_notional_uses_limit_stop_or_last_fill_price() -> None:
 
 
 def test_a_market_order_nothing_can_value_is_denied_unless_allowed() -> None:
-    limits = RiskLimits(max_quantity=None, max_notional=10_000)
+    limits = RiskLimits(max_quantity=None, max_notional=Decimal(10_000))
     assert code(order(1), limits) == "no_reference_price"
     denial = check_order(order(1), limits, UNIT)
     assert denial is not None and "no earlier fill" in denial.reason and "AAPL" in denial.reason
-    allowed = RiskLimits(max_quantity=None, max_notional=10_000, allow_market_without_price=True)
+    allowed = RiskLimits(max_quantity=None, max_notional=Decimal(10_000), allow_market_without_price=True)
     assert code(order(1), allowed) is None
 
 
 def test_notional_counts_ibs_multiplier_never_the_requests() -> None:
     option = Contract(symbol="AAPL", sec_type="OPT", multiplier="1")  # the request understates it
-    limits = RiskLimits(max_quantity=None, max_notional=10_000)
+    limits = RiskLimits(max_quantity=None, max_notional=Decimal(10_000))
     ib = Exposure(multiplier=Decimal(100))  # what IB's contract details say
     assert code(order(10, order_type="LMT", limit_price=9.0, contract=option), limits, ib) is None
     assert code(order(10, order_type="LMT", limit_price=11.0, contract=option), limits, ib) == "max_notional"
@@ -90,7 +90,7 @@ def test_notional_counts_ibs_multiplier_never_the_requests() -> None:
 
 
 def test_max_position_counts_working_orders_on_the_side() -> None:
-    limits = RiskLimits(max_quantity=None, max_notional=None, max_position=100)
+    limits = RiskLimits(max_quantity=None, max_notional=None, max_position=Decimal(100))
     held = Exposure(account=Standing(position=Decimal(60), working_buy=Decimal(30), working_sell=Decimal(50)))
     assert code(order(10), limits, held) is None  # 60 + 30 + 10 = 100
     assert code(order(11), limits, held) == "max_position"
@@ -99,7 +99,7 @@ def test_max_position_counts_working_orders_on_the_side() -> None:
 
 
 def test_allowed_symbols_and_kill_switch_first() -> None:
-    limits = RiskLimits(max_quantity=1, max_notional=None, allowed_symbols=("MSFT",))
+    limits = RiskLimits(max_quantity=Decimal(1), max_notional=None, allowed_symbols=("MSFT",))
     assert code(order(1), limits) == "symbol_not_allowed"
     assert code(order(5, contract=Contract(symbol="MSFT")), limits) == "max_quantity"
     assert (
@@ -111,11 +111,11 @@ def test_allowed_symbols_and_kill_switch_first() -> None:
 @given(
     quantity=st.decimals(min_value=Decimal("0.000001"), max_value=Decimal(10**7), places=6),
     price=st.none() | st.decimals(min_value=Decimal("0.000001"), max_value=Decimal(10**5), places=6),
-    max_quantity=st.none() | st.floats(min_value=1, max_value=1e6),
-    max_notional=st.none() | st.floats(min_value=1, max_value=1e9),
+    max_quantity=st.none() | st.decimals(min_value=1, max_value=10**6, places=4),
+    max_notional=st.none() | st.decimals(min_value=1, max_value=10**9, places=2),
 )
 def test_check_size_is_exactly_the_two_limits(
-    quantity: Decimal, price: Decimal | None, max_quantity: float | None, max_notional: float | None
+    quantity: Decimal, price: Decimal | None, max_quantity: Decimal | None, max_notional: Decimal | None
 ) -> None:
     limits = RiskLimits(max_quantity=max_quantity, max_notional=max_notional)
     denial = check_size(quantity, price, Decimal(1), limits, "X")
@@ -150,12 +150,16 @@ def test_intake_decisions() -> None:
     assert decide_place(_place(), state, OFF, "", "n3", None).code == "invalid"  # type: ignore[union-attr]
     orphan = decide_place(_place(parent_client_order_id="ghost"), state, OFF, "DU1", "n4", None)
     assert isinstance(orphan, ErrorInfo) and orphan.code == "unknown_order"
-    denied = decide_place(_place(quantity=50), state, RiskLimits(max_quantity=20), "DU1", "n5", None)
+    denied = decide_place(
+        _place(quantity=50), state, RiskLimits(max_quantity=Decimal(20)), "DU1", "n5", None
+    )
     assert isinstance(denied, OrderDenied) and denied.code == "max_quantity" and denied.request is not None
     assert decide_cancel(CancelRequest(client_order_id="zzz"), state).code == "unknown_order"  # type: ignore[union-attr]
     assert isinstance(decide_cancel(CancelRequest(client_order_id="c"), state), CancelRequested)
     big = decide_modify(
-        ModifyRequest(client_order_id="c", quantity=Decimal(50)), state, RiskLimits(max_quantity=20)
+        ModifyRequest(client_order_id="c", quantity=Decimal(50)),
+        state,
+        RiskLimits(max_quantity=Decimal(20)),
     )
     assert isinstance(big, ErrorInfo) and big.code == "risk_denied" and big.reason == "max_quantity"
     done = _state_with(order(5), OrderDenied(client_order_id="c", code="x", reason="y"))
@@ -200,7 +204,7 @@ def code_of(o: OrderRequested, limits: RiskLimits, exposure: Exposure, account: 
 
 
 def test_position_value_and_share_of_net_liquidation() -> None:
-    limits = RiskLimits(max_quantity=None, max_notional=None, max_position_value=10_000)
+    limits = RiskLimits(max_quantity=None, max_notional=None, max_position_value=Decimal(10_000))
     assert code(order(100, order_type="LMT", limit_price=100.0), limits) is None
     assert code(order(101, order_type="LMT", limit_price=100.0), limits) == "max_position_value"
     pct = RiskLimits(max_quantity=None, max_notional=None, max_position_pct_nlv=Decimal(10))

@@ -355,9 +355,10 @@ def exposure(
     per_trade = own is not None and own.max_risk_per_trade_pct_nlv is not None
     trade, stop_pending = _trade(state, order, reference) if per_trade else (None, False)
     acct = state.accounts.get(order.account) if limits is not None and _needs_nlv(limits, own) else None
+    sums = bool(state.kill_scopes) or _needs_sums(limits, own)
     return Exposure(
-        strategy=_standing(state, held, strategy, tally),
-        account=_standing(state, state.positions.get(pkey), account, tally),
+        strategy=_standing(state, held, strategy, tally, sums),
+        account=_standing(state, state.positions.get(pkey), account, tally, sums),
         reference=reference,
         multiplier=described.multiplier if described is not None else known_multiplier(state, order.contract),
         kill_switch=state.kill_switch,
@@ -368,17 +369,35 @@ def exposure(
     )
 
 
-def _standing(state: State, position: Position | None, scope: str, tally: Tally | None) -> Standing:
-    working = {"BUY": Decimal(0), "SELL": Decimal(0)}
-    for coid in position.orders if position is not None else ():
-        other = state.orders.get(coid)
-        if other is not None and other.status not in TERMINAL and other.side in working:
-            working[other.side] += remaining(other)
+# The limits that ask whether an order reduces a position, or where it takes it: they need the working
+# orders on the instrument summed (O(working orders on it)); with none of them set, that is skipped.
+SUMMING = ("max_position", "max_position_value", "max_position_pct_nlv", "max_risk_per_trade_pct_nlv",
+           "daily_loss_limit")  # fmt: skip
+
+
+def _needs_sums(limits: RiskLimits | None, own: RiskLimits | None) -> bool:
+    if limits is None:
+        return True  # no limits given: the full picture
+    return any(getattr(lim, key) is not None for lim in (limits, own) if lim for key in SUMMING)
+
+
+def _standing(
+    state: State, position: Position | None, scope: str, tally: Tally | None, sums: bool
+) -> Standing:
+    buy = sell = Decimal(0)
+    orders = state.orders
+    for coid in position.orders if position is not None and sums else ():  # the hot loop: inlined
+        other = orders.get(coid)
+        if other is not None and other.status not in TERMINAL:
+            if other.side == "BUY":
+                buy += other.quantity - other.filled  # filled never exceeds quantity (model.Order)
+            elif other.side == "SELL":
+                sell += other.quantity - other.filled
     killed = state.kill_scopes.get(scope)
     return Standing(
         position=position.quantity if position is not None else Decimal(0),
-        working_buy=working["BUY"],
-        working_sell=working["SELL"],
+        working_buy=buy,
+        working_sell=sell,
         working_orders=tally.working(scope) if tally is not None else 0,
         recent_orders=tally.recent(scope) if tally is not None else 0,
         killed=(killed[0] or "kill_switch") if killed is not None else "",

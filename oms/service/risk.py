@@ -183,15 +183,15 @@ def check_order(
 
 def _killed(order: OrderRequested, name: str, limits: RiskLimits, standing: Standing) -> Denial | None:
     """A scope's kill switch refuses what would add to its exposure; closing orders still pass."""
-    if reduces(order.side, order.quantity, standing):
+    unknown = limits.daily_loss_limit is not None and standing.loss_unknown
+    if not (standing.killed or unknown) or reduces(order.side, order.quantity, standing):
         return None
     if standing.killed:
         return Denial(standing.killed, f"{name}'s kill switch is engaged ({standing.killed}): only "
                       "orders that reduce a position are accepted")  # fmt: skip
-    if limits.daily_loss_limit is not None and standing.loss_unknown:
-        return Denial("no_pnl", f"{name}'s daily loss cannot be told ({standing.loss_unknown}), so "
-                      f"daily_loss_limit {plain(limits.daily_loss_limit)} cannot be checked")  # fmt: skip
-    return None
+    assert limits.daily_loss_limit is not None
+    return Denial("no_pnl", f"{name}'s daily loss cannot be told ({standing.loss_unknown}), so "
+                  f"daily_loss_limit {plain(limits.daily_loss_limit)} cannot be checked")  # fmt: skip
 
 
 def check_size(

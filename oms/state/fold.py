@@ -50,8 +50,7 @@ def _step(state: State, env: Envelope) -> tuple[Changed, ...]:
     except Exception as exc:  # a fold bug or an event it cannot apply: nothing written, recorded, skipped
         error = FoldError(seq=env.seq, kind=kind_of(event), error=f"{type(exc).__name__}: {exc}")
         plan = Plan(state, env.seq, env.ts)
-        plan.put(state.fold_errors, env.seq, error)
-        plan.changes[("e", str(env.seq))] = error
+        plan.w["e", env.seq] = error
     changes = commit(plan)
     if env.ts - state.history.swept_ts >= history.SWEEP_EVERY_NS and history.sweep_due(state, env.ts):
         sweep = Plan(state, env.seq, env.ts)
@@ -60,8 +59,7 @@ def _step(state: State, env: Envelope) -> tuple[Changed, ...]:
         except Exception as exc:  # a sweep bug: this sweep is skipped, the event stands
             error = FoldError(seq=env.seq, kind="Sweep", error=f"{type(exc).__name__}: {exc}")
             sweep = Plan(state, env.seq, env.ts)
-            sweep.put(state.fold_errors, env.seq, error)
-            sweep.changes[("e", str(env.seq))] = error
+            sweep.w["e", env.seq] = error
         changes += commit(sweep)
     return changes
 
@@ -111,11 +109,9 @@ def _order(plan: Plan, old: Order | None, order: Order, base: str = "", fill: Fi
     place among the working orders of its key (moving it when its key changed) when its status, side or
     key changed, and `fill` (under `base`), new or replacing an earlier one, with IB's realized P&L
     `broker` for it."""
-    state = plan.state
     if order is not old:
         coid = order.client_order_id
-        plan.put(state.orders, coid, order)
-        plan.changes[("o", coid)] = order
+        plan.w["o", coid] = order
     moved = old is not None and not (old.contract is order.contract and old.account == order.account)
     member = order is not old and (
         old is None or old.status != order.status or old.side != order.side or moved
@@ -334,7 +330,7 @@ def _on_execution(plan: Plan, ev: ev_.ExecutionReported) -> None:
         broker = add(broker, prev.broker_realized_pnl, -1)
     _fill(plan, old, order, base, fill, prev is not None, broker)
     if order.inferred:  # a real execution for what was inferred: it replaces, never adds
-        now = plan.get(state.orders, order.client_order_id)
+        now = plan.w.get(("o", order.client_order_id), state.orders.get(order.client_order_id))
         assert now is not None
         _infer(plan, now)
 
@@ -349,8 +345,7 @@ def _on_commission(plan: Plan, ev: ev_.CommissionReported) -> None:
         order = state.orders.get(fill.client_order_id)
         if order is not None:
             new = replace(order, commission=add(order.commission, moved), updated_seq=plan.seq)
-            plan.put(state.orders, order.client_order_id, new)
-            plan.changes[("o", order.client_order_id)] = new
+            plan.w["o", order.client_order_id] = new
         for account_wide, pkey, strategy in positions.views(fill.position_key, fill.strategy_id):
             before, after = positions.apply(plan, account_wide, pkey, strategy, None, commission=moved)
             if account_wide:
@@ -366,7 +361,7 @@ def _on_position(plan: Plan, ev: ev_.PositionReported) -> None:
     report = BrokerPosition(
         account=ev.account, contract=ev.contract, position=ev.position, avg_cost=ev.avg_cost, seq=plan.seq
     )
-    plan.put(plan.state.broker_positions, key, report)
+    plan.w["bp", key] = report
 
 
 def _on_mismatch(plan: Plan, ev: ev_.PositionMismatch) -> None:
@@ -379,15 +374,14 @@ def _on_mismatch(plan: Plan, ev: ev_.PositionMismatch) -> None:
         seq=plan.seq,
         ts=plan.ts,
     )
-    plan.put(plan.state.mismatches, key, mismatch)
+    plan.w["mm", key] = mismatch
 
 
 def _on_account_value(plan: Plan, ev: ev_.AccountValueReported) -> None:
     old = plan.state.accounts.get(ev.account)
     new = accounts.with_value(old, ev, plan.seq)
     if new is not old:
-        plan.put(plan.state.accounts, ev.account, new)
-        plan.changes[("a", ev.account)] = new
+        plan.w["a", ev.account] = new
 
 
 def _on_error(plan: Plan, ev: ev_.BrokerError) -> None:

@@ -19,9 +19,10 @@ from oms.protocol import CancelRequest, ErrorInfo, ModifyRequest, PlaceRequest
 from oms.readable import plain
 from oms.service.risk import Denial, Described, Exposure, Reference, RiskLimits, check_order, check_size
 from oms.state.history import taken
+from oms.state.links import instrument_key, position_key
 from oms.state.model import TERMINAL, Order, Position, State
 from oms.state.money import exact
-from oms.state.positions import instrument_key, multiplier, position_key
+from oms.state.positions import multiplier
 
 # IB's size increments where IB has not described the contract: whole units for stocks (IB refuses
 # fractional stock quantities from the API), futures and options; forex in cents of the base currency.

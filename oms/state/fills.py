@@ -8,6 +8,7 @@ source of filled quantities and positions. This module owns `State.fills` and
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import NamedTuple
 
 from msgspec.structs import replace
 
@@ -19,6 +20,7 @@ from oms.state.money import ZERO, Money, add, exact, rounded
 from oms.state.plan import Plan, keys_after
 
 INFERRED = "inferred:"  # the key of an order's inferred fill is INFERRED + its client order id
+_NONE: Money = {}
 
 
 def later(exec_id: str, than: str) -> bool:
@@ -50,17 +52,28 @@ def of_retired(state: State, ev: ev_.ExecutionReported) -> bool:
     return False
 
 
-def repeated(plan: Plan, exec_id: str) -> None:
-    """An execution seen before, or one a correction superseded: a report waiting for it is moot."""
-    plan.w["c", exec_id] = None
+class Executed(NamedTuple):
+    """What an execution did to its fill: the fill's key, the fill it replaced (a correction) and the
+    fill now, with how the order's commission and IB's realized P&L moved."""
+
+    base: str
+    before: Fill | None
+    fill: Fill
+    commission: Money
+    broker: Money
 
 
-def execution(plan: Plan, ev: ev_.ExecutionReported, order: Order, prev: Fill | None, contract: Contract,
-              pkey: str, side: FillSide) -> Fill:  # fmt: skip
-    """The fill `ev` makes (new, or replacing `prev`, the fill it corrects), with its commission if the
-    report came first; reports waiting for executions it supersedes are dropped."""
+def execution(plan: Plan, ev: ev_.ExecutionReported, order: Order, contract: Contract, pkey: str,
+              side: FillSide) -> Executed | None:  # fmt: skip
+    """The fill `ev` makes (new, or replacing the fill it corrects), with its commission if the report
+    came first; reports waiting for executions it supersedes are dropped. None for an execution seen
+    before, or one a correction superseded (a report waiting for it is moot)."""
     w = plan.w
     base = base_of(ev.exec_id)
+    prev = plan.state.fills.get(base)
+    if prev is not None and not later(ev.exec_id, prev.exec_id):
+        w["c", ev.exec_id] = None
+        return None
     seq = plan.seq
     waiting = plan.state.pending_commissions
     if waiting:
@@ -87,7 +100,13 @@ def execution(plan: Plan, ev: ev_.ExecutionReported, order: Order, prev: Fill | 
         w["c", ev.exec_id] = None
         fill = _with_commission(fill, report)
     w["F", base] = fill
-    return fill
+    if prev is None:
+        return Executed(base, None, fill, fill.commission, fill.broker_realized_pnl)
+    commission = add(fill.commission, prev.commission, -1) if fill.commission or prev.commission else _NONE
+    broker = fill.broker_realized_pnl
+    if prev.broker_realized_pnl:
+        broker = add(broker, prev.broker_realized_pnl, -1)
+    return Executed(base, prev, fill, commission, broker)
 
 
 def commission(plan: Plan, ev: ev_.CommissionReported) -> tuple[Fill, Money, Money] | None:

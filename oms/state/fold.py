@@ -118,10 +118,10 @@ def _order(plan: Plan, old: Order | None, order: Order, base: str = "", fill: Fi
     )
     order_key = None
     if member:
-        order_key = positions.key_of(plan, order)
+        order_key = links.key_of(plan, order)
         if moved:
             assert old is not None
-            old_key = positions.key_of(plan, old)
+            old_key = links.key_of(plan, old)
             if old_key is not None and order_key is not None and old_key != order_key:
                 positions.left(plan, old_key, order_key, order)
     fill_key = fill.position_key if fill is not None else None
@@ -177,7 +177,7 @@ def _fill(plan: Plan, old: Order | None, order: Order, base: str, fill: Fill, re
 
 def _infer(plan: Plan, order: Order) -> None:
     """IB's filled quantity beyond the executions as an inferred fill (`fills.inferred`)."""
-    change = fills.inferred(plan, order, positions.key_of(plan, order))
+    change = fills.inferred(plan, order, links.key_of(plan, order))
     if change is None:
         return
     key, before, after = change
@@ -304,31 +304,18 @@ def _on_execution(plan: Plan, ev: ev_.ExecutionReported) -> None:
     if old is None and fills.of_retired(state, ev):
         return
     side = orders.ib_side(ev.side)
-    if old is None:
-        ids = (ev.client_id, ev.order_id, ev.perm_id)
-        order = orders.external(ids, ev.account, ev.contract, side, ZERO, plan.seq, plan.ts)
-    else:
-        order = links.placed(old, ev.account, side)
-    order = links.bind(plan, order, ev.order_id, ev.perm_id, ev.client_id)
-    order = _learn(plan, order, ev.contract, old is None)
-    base = fills.base_of(ev.exec_id)
-    prev = state.fills.get(base)
-    if prev is not None and not fills.later(ev.exec_id, prev.exec_id):
-        fills.repeated(plan, ev.exec_id)
+    ids = (ev.client_id, ev.order_id, ev.perm_id)
+    order = old or orders.external(ids, ev.account, ev.contract, side, ZERO, plan.seq, plan.ts)
+    order, named, contract, pkey = links.execution(plan, order, ev, side, old is None)
+    for sym in named:  # the order was keyed by its symbol: its positions move to the conId
+        positions.renamed(plan, sym, ev.contract.con_id)
+    done = fills.execution(plan, ev, order, contract, pkey, side)
+    if done is None:  # seen before, or superseded
         _order(plan, old, order)
         return
-    contract = links.instrument(plan, ev.contract)
-    pkey = positions.keyed(plan, ev.account, contract)
-    fill = fills.execution(plan, ev, order, prev, contract, pkey, side)
-    before_commission = prev.commission if prev is not None else _NONE
-    if fill.commission or before_commission:
-        moved = add(fill.commission, before_commission, -1)
-        if moved:
-            order = replace(order, commission=add(order.commission, moved))
-    broker = fill.broker_realized_pnl
-    if prev is not None and prev.broker_realized_pnl:
-        broker = add(broker, prev.broker_realized_pnl, -1)
-    _fill(plan, old, order, base, fill, prev is not None, broker)
+    if done.commission:
+        order = replace(order, commission=add(order.commission, done.commission))
+    _fill(plan, old, order, done.base, done.fill, done.before is not None, done.broker)
     if order.inferred:  # a real execution for what was inferred: it replaces, never adds
         now = plan.w.get(("o", order.client_order_id), state.orders.get(order.client_order_id))
         assert now is not None
@@ -357,7 +344,7 @@ def _on_commission(plan: Plan, ev: ev_.CommissionReported) -> None:
 def _on_position(plan: Plan, ev: ev_.PositionReported) -> None:
     """Kept beside the folded position as a cross-check; never changes the folded quantity."""
     _name(plan, ev.contract)
-    key = positions.keyed(plan, ev.account, ev.contract)
+    key = links.keyed(plan, ev.account, ev.contract)
     report = BrokerPosition(
         account=ev.account, contract=ev.contract, position=ev.position, avg_cost=ev.avg_cost, seq=plan.seq
     )
@@ -365,7 +352,7 @@ def _on_position(plan: Plan, ev: ev_.PositionReported) -> None:
 
 
 def _on_mismatch(plan: Plan, ev: ev_.PositionMismatch) -> None:
-    key = positions.position_key(ev.account, ev.contract, plan.state.con_ids)
+    key = links.position_key(ev.account, ev.contract, plan.state.con_ids)
     mismatch = Mismatch(
         position_key=key,
         broker_position=ev.broker_position,

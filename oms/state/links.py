@@ -2,15 +2,18 @@
 
 An IB callback names an order by permId first (stable across sessions), then by our orderRef, then by
 this session's (clientId, orderId); IB's conId is learned per symbol, and one Contract is kept per conId
-(docs/state.md, "Identifiers"). This module owns every identifier map (`order_ids`, `perm_ids`,
-`con_ids`, `instruments`) and writes them only into the step's plan.
+(docs/state.md, "Identifiers"); a position is keyed by its account and instrument (`position_key`).
+This module owns every identifier map (`order_ids`, `perm_ids`, `con_ids`, `instruments`) and writes
+them only into the step's plan.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from msgspec.structs import replace
 
-from events.schema import Contract, symbol_key
+from events.schema import Contract, ExecutionReported, symbol_key
 from oms.state.model import Order, OrderSide, State
 from oms.state.plan import Plan
 
@@ -32,6 +35,51 @@ def known(state: State, order_id: int, perm_id: int, client_id: int, order_ref: 
     """The order an IB callback names (see `resolve`), or None: one this service has not seen."""
     coid = resolve(state, order_id, perm_id, client_id, order_ref)
     return state.orders[coid] if coid is not None else None
+
+
+def instrument_key(c: Contract, con_ids: Mapping[str, int]) -> str:
+    """The conId when known (from the contract or learned for its symbol), else the symbol key."""
+    if c.con_id:
+        return str(c.con_id)
+    sym = symbol_key(c)
+    con_id = con_ids.get(sym)
+    return str(con_id) if con_id else sym
+
+
+def position_key(account: str, contract: Contract, con_ids: Mapping[str, int]) -> str:
+    """The account-wide key of a position: `account|conId`, or `account|symbol key` until IB names it."""
+    return f"{account}|{instrument_key(contract, con_ids)}"
+
+
+def keyed(plan: Plan, account: str, contract: Contract) -> str:
+    """`position_key` with the conIds this step has learned."""
+    if contract.con_id:
+        return f"{account}|{contract.con_id}"
+    sym = symbol_key(contract)
+    learned = plan.w.get(("cid", sym), plan.state.con_ids.get(sym))
+    return f"{account}|{learned or sym}"
+
+
+def key_of(plan: Plan, order: Order) -> str | None:
+    """The account-wide position key of `order`; None while its instrument is unknown (an external order
+    first seen by its status)."""
+    contract = order.contract
+    if not (contract.con_id or contract.symbol):
+        return None
+    return keyed(plan, order.account, contract)
+
+
+def execution(plan: Plan, order: Order, ev: ExecutionReported, side: OrderSide, new: bool
+              ) -> tuple[Order, list[str], Contract, str]:  # fmt: skip
+    """What an execution teaches about its order's identity: IB's ids, its account and side (an order
+    first seen by its status), its instrument's conId (and the symbol keys that names), the shared
+    Contract of that conId, and the fill's position key."""
+    if not new:
+        order = placed(order, ev.account, side)
+    order = bind(plan, order, ev.order_id, ev.perm_id, ev.client_id)
+    order, named = learn(plan, order, ev.contract, new)
+    contract = instrument(plan, ev.contract)
+    return order, named, contract, keyed(plan, ev.account, contract)
 
 
 def bind(plan: Plan, order: Order, order_id: int, perm_id: int, client_id: int) -> Order:

@@ -22,13 +22,14 @@ the step's plan.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 
 from msgspec.structs import replace
 
-from events.schema import Contract, PositionMismatch, PositionReported, symbol_key
+from events.schema import Contract, PositionMismatch, PositionReported
+from oms.state.links import position_key
 from oms.state.model import WORKING, Fill, Order, Position, PositionInput, PositionStatus, Removed, State
 from oms.state.money import ONE, ZERO, Money, add, net, plus, rounded
 from oms.state.plan import REMOVED, Plan, history, keys_after, set_history
@@ -41,20 +42,6 @@ _WORKING_BITS = 3  # bits for BUYING | SELLING | ACKED
 DEFERRED = 1 << 6
 _REASONS = ("", "cancelled", "rejected", "inactive", "filled", "pending_cancel")
 _REASON_CODE = {r: i for i, r in enumerate(_REASONS)}
-
-
-def instrument_key(c: Contract, con_ids: Mapping[str, int]) -> str:
-    """The conId when known (from the contract or learned for its symbol), else the symbol key."""
-    if c.con_id:
-        return str(c.con_id)
-    sym = symbol_key(c)
-    con_id = con_ids.get(sym)
-    return str(con_id) if con_id else sym
-
-
-def position_key(account: str, contract: Contract, con_ids: Mapping[str, int]) -> str:
-    """The account-wide key of a position: `account|conId`, or `account|symbol key` until IB names it."""
-    return f"{account}|{instrument_key(contract, con_ids)}"
 
 
 @lru_cache(maxsize=4096)
@@ -80,24 +67,6 @@ def views(key: str, strategy: str) -> tuple[tuple[bool, str, str], tuple[bool, s
 def _view(plan: Plan, account_wide: bool) -> tuple[str, dict[str, Position]]:
     """A view's tag in the plan and its table in the state: account-wide, or the strategies'."""
     return ("p", plan.state.positions) if account_wide else ("s", plan.state.strategy_positions)
-
-
-def keyed(plan: Plan, account: str, contract: Contract) -> str:
-    """`position_key` with the conIds this step has learned."""
-    if contract.con_id:
-        return f"{account}|{contract.con_id}"
-    sym = symbol_key(contract)
-    learned = plan.w.get(("cid", sym), plan.state.con_ids.get(sym))
-    return f"{account}|{learned or sym}"
-
-
-def key_of(plan: Plan, order: Order) -> str | None:
-    """The account-wide position key of `order`; None while its instrument is unknown (an external order
-    first seen by its status)."""
-    contract = order.contract
-    if not (contract.con_id or contract.symbol):
-        return None
-    return keyed(plan, order.account, contract)
 
 
 def working_bits(plan: Plan, members: Iterable[str]) -> int:

@@ -35,6 +35,7 @@ from events.snapshots import latest_snapshot, list_snapshots
 from oms.client.jetstream_wire import (
     SNAPSHOT_OBJECT,
     MirrorStatus,
+    ReplicaStatus,
     SnapshotRecord,
     connect,
     events_subject,
@@ -79,6 +80,10 @@ class Mirror:
         self.error = ""
         self.resyncs = 0
         self._reconnects = 0  # a reconnect loses what was in flight: the session resynchronizes at once
+        self.server = ""  # the node connected to
+        self.cluster = ""  # on a cluster: its name, the stream's leader and the other replicas
+        self.leader = ""
+        self.replicas: tuple[ReplicaStatus, ...] = ()
         self._following = False  # reading the journal now (else the report reads its last seq itself)
         self._stopping = False
         self._nc: NatsClient | None = None
@@ -94,6 +99,10 @@ class Mirror:
             connected=self.connected,
             ts_ns=time.time_ns(),
             error=self.error,
+            server=self.server,
+            cluster=self.cluster,
+            leader=self.leader,
+            replicas=self.replicas,
         )
 
     def stop(self) -> None:
@@ -211,6 +220,11 @@ class Mirror:
             raise _Resync(f"stream info failed: {type(exc).__name__}") from None
         if self.subject not in (info.config.subjects or []):
             raise MirrorDiverged(f"stream {self.stream} exists without subject {self.subject}: not ours")
+        if info.config.num_replicas != self.config.replicas:  # an operator's choice once it exists
+            log.warning(
+                "stream %s has %s replicas, not the %d configured: left as it is",
+                self.stream, info.config.num_replicas, self.config.replicas,
+            )  # fmt: skip
 
     async def _resume_point(self, js: JetStreamContext) -> int:
         """The stream's last sequence, after checking it against the journal."""
@@ -298,11 +312,30 @@ class Mirror:
             try:
                 if not self._following:  # NATS is away: the lag still grows with the journal
                     self.journal_seq = max(self.journal_seq, self.reader.last_seq())
+                await self._read_cluster()
                 await self._upload_snapshot()
                 await self._publish_status()
             except Exception as exc:  # a report that fails is retried next interval, never fatal
                 log.warning("mirror status/snapshot: %s: %s", type(exc).__name__, exc)
             self._write_status()
+
+    async def _read_cluster(self) -> None:
+        """Which node the mirror talks to, and the stream's leader and replicas (what `oms status`
+        shows): kept as last seen while nobody answers."""
+        nc = self._nc
+        if nc is None or not nc.is_connected:
+            return
+        url = nc.connected_url
+        self.server = f"{url.hostname}:{url.port}" if url is not None else ""
+        info = await nc.jetstream().stream_info(self.stream)
+        if info.cluster is None:
+            return
+        self.cluster = info.cluster.name or ""
+        self.leader = info.cluster.leader or ""
+        self.replicas = tuple(
+            ReplicaStatus(name=peer.name, current=bool(peer.current), offline=bool(peer.offline), lag=peer.lag or 0)
+            for peer in info.cluster.replicas or []
+        )
 
     async def _upload_snapshot(self) -> None:
         """The newest journal snapshot the stream already covers, into the object store (once each)."""

@@ -11,6 +11,7 @@ import contextlib
 import itertools
 import subprocess
 import sys
+import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
@@ -59,13 +60,14 @@ def journal_payloads(directory: Path) -> list[tuple[int, bytes]]:
 
 
 def stream_payloads(url: str, stream: str) -> list[tuple[int, bytes]]:
-    """(stream sequence, data) of every message, read with a plain nats-py pull consumer."""
+    """(stream sequence, data) of every message, read with a plain nats-py pull consumer (`url`: one
+    server or a cluster's comma-separated list)."""
 
     async def read() -> list[tuple[int, bytes]]:
         import nats
         from nats.js.api import AckPolicy, ConsumerConfig
 
-        nc = await nats.connect(url)
+        nc = await nats.connect(url.split(","))
         try:
             js = nc.jetstream()
             last = (await js.stream_info(stream)).state.last_seq
@@ -82,7 +84,13 @@ def stream_payloads(url: str, stream: str) -> list[tuple[int, bytes]]:
         finally:
             await nc.close()
 
-    return asyncio.run(read())
+    deadline = time.monotonic() + 30  # a cluster that just regained a majority may still elect leaders
+    while True:
+        try:
+            return asyncio.run(read())
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
 
 
 def stream_last_seq(url: str, stream: str) -> int:
@@ -93,7 +101,7 @@ def stream_last_seq(url: str, stream: str) -> int:
             pass
 
         nc = await nats.connect(
-            url, connect_timeout=1, max_reconnect_attempts=1, reconnect_time_wait=0.05, error_cb=quiet
+            url.split(","), connect_timeout=1, max_reconnect_attempts=1, reconnect_time_wait=0.05, error_cb=quiet
         )
         try:
             return int((await nc.jetstream().stream_info(stream)).state.last_seq)

@@ -244,6 +244,19 @@ class LocalNatsCluster:
                         return str(leader)
         return None
 
+    def consumer_hosts(self, stream: str, *, pull: bool = True) -> set[int]:
+        """The indexes of the nodes that lead one of the stream's pull (else push) consumers."""
+        hosts = set()
+        for i, node in enumerate(self.nodes):
+            jsz = node.monitor("jsz?consumers=true&config=true") if node.alive else None
+            for account in (jsz or {}).get("account_details", []):
+                for info in account.get("stream_detail", []):
+                    for consumer in info.get("consumer_detail") or [] if info.get("name") == stream else []:
+                        is_pull = not consumer.get("config", {}).get("deliver_subject")
+                        if is_pull == pull and consumer.get("cluster", {}).get("leader"):
+                            hosts.add(self.index_of(consumer["cluster"]["leader"]))
+        return hosts
+
     def connected_to(self, client_name: str) -> int | None:
         """The index of the node a named client is connected to, from the nodes' /connz."""
         for i, node in enumerate(self.nodes):

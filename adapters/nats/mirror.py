@@ -327,7 +327,7 @@ class Mirror:
             return
         url = nc.connected_url
         self.server = f"{url.hostname}:{url.port}" if url is not None else ""
-        info = await nc.jetstream().stream_info(self.stream)
+        info = await asyncio.wait_for(nc.jetstream().stream_info(self.stream), self.config.ack_timeout_s)
         if info.cluster is None:
             return
         self.cluster = info.cluster.name or ""

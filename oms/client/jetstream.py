@@ -150,15 +150,20 @@ class JetStreamFollower:
         message does not fit the seq chain (never a silent skip) or after a reconnect. A cancellation the
         NATS client swallowed inside an await still ends it (`cancelling()` stays up)."""
         task = asyncio.current_task()
+        failures = 0  # in a row: a cluster electing a leader or without a majority refuses for a while
         while task is None or not task.cancelling():
             await self._restart.wait()
             self._restart.clear()
             try:
                 await self._subscribe()
             except Exception as exc:
-                log.warning("JetStream subscription failed (%s); again", type(exc).__name__)
+                failures += 1
+                level = logging.WARNING if failures in (1, 40) else logging.DEBUG  # once, and at ~10 s
+                log.log(level, "JetStream subscription failed (%s, %d in a row); again", type(exc).__name__, failures)
                 await asyncio.sleep(0.25)
                 self._restart.set()
+            else:
+                failures = 0
 
     async def _on_message(self, message: Msg) -> None:
         env = codec.decode(message.data)

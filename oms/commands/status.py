@@ -85,7 +85,7 @@ def mirror_lag(
 def _cluster_line(mirror: MirrorStatus) -> str:
     """`cluster C: leader n1, replicas n2 (current), n3 (offline)`, via the node the mirror talks to."""
     replicas = ", ".join(
-        f"{r.name} ({'offline' if r.offline else 'current' if r.current else f'behind by {r.lag}'})"
+        f"{r.name} ({'offline' if r.offline else 'current' if r.current else f'NOT CURRENT, {r.lag} behind'})"
         for r in mirror.replicas
     )
     return f"cluster {mirror.cluster}: leader {mirror.leader or 'NONE'}, replicas {replicas or 'none'}"

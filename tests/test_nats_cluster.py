@@ -1,0 +1,256 @@
+"""The mirror on a real three-node JetStream cluster (three nats-server processes on loopback, R3):
+kill -9 of the stream's leader, of the node the mirror is connected to, a node stopped and brought back,
+two of three lost. Events flow into the journal throughout (a writer process standing in for the
+service); a JetStreamClient follows the whole time. After each fault: the stream's last seq is the
+journal's, every journal envelope is in the stream once and byte for byte, and the follower's state is
+the journal's fold."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from adapters.nats.local_server import LocalNatsCluster
+from adapters.nats.source import NatsSource
+from events.reader import JournalReader
+from oms.client.jetstream import JetStreamClient
+from oms.client.jetstream_wire import MirrorStatus, read_status
+from oms.state.fold import fold
+from tests.nats_helpers import (
+    ChildProcess,
+    journal_payloads,
+    mirror_process,
+    new_stream,
+    require_nats_server,
+    stream_last_seq,
+    stream_payloads,
+    write_journal,
+)
+from tests.waiting import wait_until
+
+FAST = "[mirror]\nack_timeout_s = 1.0\nstatus_interval_s = 0.2\n"
+
+
+class ThreadFollower:
+    """A JetStreamClient on its own event loop in a thread, following while the test kills nodes."""
+
+    def __init__(self, url: str) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.client: JetStreamClient = self._call(JetStreamClient.connect(url))
+
+    def _call(self, coro: object) -> JetStreamClient:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(60)  # type: ignore[arg-type]
+
+    def equals_the_journal(self, journal: Path, last: int) -> None:
+        asyncio.run_coroutine_threadsafe(self.client.wait_for_seq(last, 30), self.loop).result(35)
+        assert self.client.seq == last
+        assert self.client.state == fold(JournalReader(journal).read())
+
+    def close(self) -> None:
+        asyncio.run_coroutine_threadsafe(self.client.close(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+
+
+class Rig:
+    """A cluster, a journal growing in a writer process, `oms mirror --nats URLS --replicas 3` and a
+    follower."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.cluster = LocalNatsCluster(root / "nats", binary=require_nats_server()).start()
+        self.stream = new_stream()
+        self.data = root / "data"
+        self.journal = self.data / "journal"
+        write_journal(self.journal, 50)  # the stream exists (made by the mirror) before the follower joins
+        config = root / "mirror.toml"
+        config.write_text(FAST)
+        self.writer = ChildProcess(root / "writer.log", "tests/nats_writer_child.py", str(self.journal))
+        self.mirror = mirror_process(
+            root / "mirror.log", self.data, self.cluster.urls, self.stream,
+            "--replicas", "3", "--config", str(config), "-v",
+        )  # fmt: skip
+        self.follower: ThreadFollower | None = None
+
+    @property
+    def urls(self) -> str:
+        return self.cluster.urls
+
+    def start(self) -> None:
+        self.mirror.start()
+        self.writer.start()
+        self.caught_up()
+        self.follower = ThreadFollower(f"{self.urls}/{self.stream}")
+        self.flowing()
+        self.caught_up()
+
+    def journal_seq(self) -> int:
+        return JournalReader(self.journal).last_seq()
+
+    def mirrored_seq(self) -> int:
+        return stream_last_seq(self.urls, self.stream)
+
+    def status(self) -> MirrorStatus:
+        status = read_status(self.data)
+        assert status is not None
+        return status
+
+    def leader(self) -> int:
+        wait_until(lambda: self.cluster.leader_of(self.stream), 30, 0.05, "a stream leader")
+        name = self.cluster.leader_of(self.stream)
+        assert name is not None
+        return self.cluster.index_of(name)
+
+    def mirror_node(self) -> int:
+        name = f"oms-mirror-{self.stream}"
+        wait_until(lambda: self.cluster.connected_to(name) is not None, 30, 0.05, "the mirror connected")
+        index = self.cluster.connected_to(name)
+        assert index is not None
+        return index
+
+    def flowing(self, more: int = 300) -> None:
+        target = self.journal_seq() + more
+        wait_until(lambda: self.journal_seq() >= target, 20, 0.02, f"the journal past {target}")
+
+    def caught_up(self, timeout: float = 40) -> None:
+        target = self.journal_seq() - 1
+        wait_until(lambda: self.mirrored_seq() >= target, timeout, 0.05, f"the stream past {target}")
+
+    def settled_equal(self) -> int:
+        """Stop the writer, let the mirror finish: stream == journal, once each, byte for byte; the
+        follower's state == the journal's fold."""
+        self.writer.kill()
+        last = self.journal_seq()
+        wait_until(lambda: self.mirrored_seq() == last, 40, 0.05, f"the stream at the journal's {last}")
+        stream = stream_payloads(self.urls, self.stream)
+        assert [seq for seq, _ in stream] == list(range(1, last + 1))  # no gap, no duplicate
+        assert stream == journal_payloads(self.journal)
+        assert self.follower is not None
+        self.follower.equals_the_journal(self.journal, last)
+        return last
+
+    def close(self) -> None:
+        self.writer.kill()
+        self.mirror.kill()
+        if self.follower is not None:
+            self.follower.close()
+        self.cluster.stop()
+
+
+@pytest.fixture
+def rig(tmp_path: Path) -> Iterator[Rig]:
+    running = Rig(tmp_path)
+    try:
+        running.start()
+        yield running
+    finally:
+        running.close()
+
+
+def test_kill_9_of_the_stream_leader_while_events_flow(rig: Rig) -> None:
+    leader = rig.leader()
+    killed = rig.cluster.node_name(leader)
+    rig.cluster.kill(leader)
+    rig.flowing(500)
+    rig.caught_up()
+    wait_until(lambda: rig.status().leader not in ("", killed), 20, 0.05, "mirror.json naming the new leader")
+    wait_until(lambda: killed in behind(rig.status()), 20, 0.05, f"mirror.json naming {killed} not current")
+    rig.settled_equal()
+
+
+def test_kill_9_of_the_node_the_mirror_is_connected_to(rig: Rig) -> None:
+    connected = rig.mirror_node()
+    if connected == rig.leader():  # a node that is not also the leader: this fault on its own
+        asyncio.run(step_down(rig.urls, rig.stream))
+        wait_until(lambda: rig.leader() != connected, 30, 0.05, "another leader")
+    rig.cluster.kill(connected)
+    rig.flowing(500)
+    wait_until(lambda: rig.mirror_node() != connected, 30, 0.05, "the mirror on another node")
+    rig.caught_up()
+    wait_until(lambda: rig.status().connected and rig.status().lag < 500, 20, 0.05, "a small lag again")
+    rig.settled_equal()
+
+
+def test_a_node_stopped_for_a_while_catches_up_when_it_comes_back(rig: Rig) -> None:
+    """The node stopped is the one holding the follower's consumer: the follower goes on too."""
+    wait_until(lambda: rig.cluster.consumer_hosts(rig.stream, pull=False), 20, 0.05, "the follower's consumer")
+    (stopped,) = rig.cluster.consumer_hosts(rig.stream, pull=False)
+    rig.cluster.stop(stopped)
+    rig.flowing(1000)
+    rig.caught_up()
+    rig.cluster.start(stopped)
+    last = rig.settled_equal()
+    node = rig.cluster.nodes[stopped]
+    wait_until(lambda: local_last_seq(node.monitor("jsz?streams=true"), rig.stream) == last, 30, 0.05,
+               "the returned node holding the whole stream")  # fmt: skip
+
+
+def test_losing_two_of_three_stalls_the_mirror_without_loss_until_quorum_returns(rig: Rig) -> None:
+    leader = rig.leader()
+    lost = [(leader + 1) % 3, leader]
+    for index in lost:
+        rig.cluster.kill(index)
+    at_kill = rig.journal_seq()  # nothing appended after this can be acknowledged without a majority
+    rig.flowing(1000)
+
+    def stalled() -> bool:
+        status = rig.status()
+        return status.lag >= 1000 and status.mirrored_seq <= at_kill
+
+    wait_until(stalled, 20, 0.05, "mirror.json showing the stalled mirror's lag")
+    rig.cluster.start(lost[0])  # a majority again
+    rig.caught_up(60)
+    rig.settled_equal()
+
+
+def test_a_replay_reading_the_stream_goes_on_when_the_node_holding_its_consumer_is_killed(rig: Rig) -> None:
+    """`oms replay` / `oms archive` on nats://: the source's read survives losing its consumer's node
+    (the source makes a new consumer from the first seq it has not handed over)."""
+    last = rig.settled_equal()
+    assert rig.follower is not None
+    rig.follower.close()  # the source's consumer is then the stream's only one
+    rig.follower = None
+    source = NatsSource(f"{rig.urls}/{rig.stream}")
+    source.BATCH = 50  # many fetches: most after the kill
+    try:
+        envelopes = source.read(1, last)
+        first = [next(envelopes) for _ in range(100)]
+        (host,) = rig.cluster.consumer_hosts(rig.stream)
+        rig.cluster.kill(host)
+        rest = list(envelopes)
+    finally:
+        source.close()
+    assert [env.seq for env in first + rest] == list(range(1, last + 1))
+    assert fold(first + rest) == fold(JournalReader(rig.journal).read())
+
+
+def behind(status: MirrorStatus) -> set[str]:
+    return {replica.name for replica in status.replicas if not replica.current or replica.offline}
+
+
+async def step_down(urls: str, stream: str) -> None:
+    """Ask the stream's leader to hand over (the JetStream API, not the code under test)."""
+    import nats
+
+    nc = await nats.connect(urls.split(","))
+    try:
+        await nc.request(f"$JS.API.STREAM.LEADER.STEPDOWN.{stream}", b"", timeout=5)
+    finally:
+        await nc.close()
+
+
+def local_last_seq(jsz: object, stream: str) -> int:
+    """The last seq of a node's own copy of the stream, from its /jsz."""
+    if not isinstance(jsz, dict):
+        return -1
+    for account in jsz.get("account_details", []):
+        for detail in account.get("stream_detail", []):
+            if detail.get("name") == stream:
+                return int(detail.get("state", {}).get("last_seq", -1))
+    return -1

@@ -8,18 +8,33 @@ the journal's fold."""
 from __future__ import annotations
 
 import asyncio
+import json
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+import msgspec
 import pytest
 
+from adapters.nats.connect import mirror_config
 from adapters.nats.local_server import LocalNatsCluster
 from adapters.nats.source import NatsSource
 from events.reader import JournalReader
 from oms.client.jetstream import JetStreamClient
-from oms.client.jetstream_wire import MirrorStatus, read_status
+from oms.client.jetstream_wire import (
+    MirrorStatus,
+    NatsConfigError,
+    ReplicaStatus,
+    connect_options,
+    read_status,
+    redact_url,
+    settings_from,
+)
+from oms.commands.status import render
 from oms.state.fold import fold
+from tests.client_helpers import REPO, ServiceProcess
 from tests.nats_helpers import (
     ChildProcess,
     journal_payloads,
@@ -30,9 +45,48 @@ from tests.nats_helpers import (
     stream_payloads,
     write_journal,
 )
+from tests.test_nats_faults import place_orders
 from tests.waiting import wait_until
 
 FAST = "[mirror]\nack_timeout_s = 1.0\nstatus_interval_s = 0.2\n"
+
+
+def test_a_comma_separated_list_names_the_nodes_of_one_cluster() -> None:
+    settings = settings_from("nats://a:4222, nats://oms:secret@b:4222,nats://c:4222/OMS_DU1")
+    assert settings.servers == ["nats://a:4222", "nats://b:4222", "nats://c:4222"]
+    assert (settings.user, settings.password, settings.stream) == ("oms", "secret", "OMS_DU1")
+    assert "secret" not in repr(settings) and connect_options(settings)["servers"] == settings.servers
+    assert redact_url("nats://u:pw@a:1,nats://b:2") == "nats://u:***@a:1,nats://b:2"
+    table = {"url": ["nats://a:1", "nats://b:2"], "replicas": 3}
+    config = mirror_config(table, {}, None, "S")
+    assert (config.nats.servers, config.replicas) == (["nats://a:1", "nats://b:2"], 3)
+    assert mirror_config(table, {}, None, "S", replicas=5).replicas == 5  # the flag over the table
+    with pytest.raises(NatsConfigError, match="must start with nats://"):
+        settings_from("nats://a:1,b:2")
+    with pytest.raises(NatsConfigError, match="replicas must be 1, 3 or 5"):
+        mirror_config({}, {}, "nats://a:1", replicas=2)
+
+
+def test_replicas_other_than_1_3_or_5_are_refused_on_the_command_line() -> None:
+    for command in (["mirror", "d", "--replicas", "2"], ["run", "--mirror", "nats://a:1", "--replicas", "4"]):
+        run = subprocess.run([sys.executable, "-m", "oms", *command], cwd=REPO, capture_output=True, text=True)
+        assert run.returncode == 2 and "invalid choice" in run.stderr
+
+
+def test_the_status_shows_the_clusters_leader_and_replicas() -> None:
+    from oms.protocol import StatusResult
+
+    replicas = (ReplicaStatus(name="n2", current=True), ReplicaStatus(name="n3", current=False, lag=12))
+    mirror = MirrorStatus(
+        stream="S", url="nats://a:1", journal_seq=10, mirrored_seq=9, lag=1, snapshot_seq=0, connected=True,
+        ts_ns=0, server="127.0.0.1:1", cluster="oms", leader="n1", replicas=replicas,
+    )  # fmt: skip
+    fields = {name: 0 for name in StatusResult.__struct_fields__}
+    values = fields | {"journal_seq": 10, "ib": "x", "connection": "y", "version": "v"}
+    status = msgspec.convert(values, StatusResult, strict=False)
+    text = render(status, "r", "p", mirror)
+    assert "cluster oms: leader n1, replicas n2 (current), n3 (NOT CURRENT, 12 behind)" in text
+    assert "connected to 127.0.0.1:1" in text
 
 
 class ThreadFollower:
@@ -254,3 +308,45 @@ def local_last_seq(jsz: object, stream: str) -> int:
             if detail.get("name") == stream:
                 return int(detail.get("state", {}).get("last_seq", -1))
     return -1
+
+
+def test_the_real_service_mirrors_on_through_a_kill_9_of_the_leader_while_orders_flow(tmp_path: Path) -> None:
+    """`oms run --mirror URL,URL,URL/STREAM --replicas 3`, orders placed while the leader dies; then
+    `oms status --json` names the new leader."""
+    with LocalNatsCluster(tmp_path / "nats", binary=require_nats_server()) as cluster:
+        stream = new_stream()
+        data = tmp_path / "data"
+        service = ServiceProcess(data, "--mirror", f"{cluster.urls}/{stream}", "--replicas", "3")
+        service.start()
+        try:
+            journal = data / "journal"
+            wait_until(lambda: cluster.leader_of(stream), 30, 0.05, "the stream made, with a leader")
+            start = JournalReader(journal).last_seq()
+            orders = threading.Thread(target=lambda: asyncio.run(place_orders(data, 60, wait=False)))
+            orders.start()
+            wait_until(lambda: JournalReader(journal).last_seq() > start + 20, 30, 0.02, "orders flowing")
+            killed = cluster.leader_of(stream)
+            assert killed is not None
+            cluster.kill(cluster.index_of(killed))
+            orders.join(60)
+            assert not orders.is_alive()
+            asyncio.run(place_orders(data, 1, wait=True))
+            last = JournalReader(journal).last_seq()
+            wait_until(lambda: stream_last_seq(cluster.urls, stream) == last, 40, 0.05, "the stream caught up")
+
+            def new_leader_shown() -> bool:
+                run = subprocess.run(
+                    [sys.executable, "-m", "oms", "status", "--json", "--data-dir", str(data)],
+                    cwd=REPO, capture_output=True, text=True, timeout=30,
+                )  # fmt: skip
+                mirror = json.loads(run.stdout)["mirror"]
+                return mirror["cluster"] == "oms" and mirror["leader"] not in ("", killed) and mirror["lag"] == 0
+
+            wait_until(new_leader_shown, 30, 0.1, "oms status naming the new leader, lag 0")
+        finally:
+            service.stop()  # its last events are mirrored as it stops
+        last = JournalReader(journal).last_seq()
+        wait_until(lambda: stream_last_seq(cluster.urls, stream) == last, 20, 0.05, "the service's last events")
+        stream_messages = stream_payloads(cluster.urls, stream)
+        assert [seq for seq, _ in stream_messages] == list(range(1, last + 1))
+        assert stream_messages == journal_payloads(journal)

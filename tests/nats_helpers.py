@@ -104,7 +104,11 @@ def stream_last_seq(url: str, stream: str) -> int:
             pass
 
         nc = await nats.connect(
-            url.split(","), connect_timeout=1, max_reconnect_attempts=1, reconnect_time_wait=0.05, error_cb=quiet
+            url.split(","),
+            connect_timeout=1,
+            max_reconnect_attempts=1,
+            reconnect_time_wait=0.05,
+            error_cb=quiet,
         )
         try:
             return int((await nc.jetstream().stream_info(stream)).state.last_seq)

@@ -69,7 +69,9 @@ def test_a_comma_separated_list_names_the_nodes_of_one_cluster() -> None:
 
 def test_replicas_other_than_1_3_or_5_are_refused_on_the_command_line() -> None:
     for command in (["mirror", "d", "--replicas", "2"], ["run", "--mirror", "nats://a:1", "--replicas", "4"]):
-        run = subprocess.run([sys.executable, "-m", "oms", *command], cwd=REPO, capture_output=True, text=True)
+        run = subprocess.run(
+            [sys.executable, "-m", "oms", *command], cwd=REPO, capture_output=True, text=True
+        )
         assert run.returncode == 2 and "invalid choice" in run.stderr
 
 
@@ -233,7 +235,9 @@ def test_kill_9_of_the_node_the_mirror_is_connected_to(rig: Rig) -> None:
 
 def test_a_node_stopped_for_a_while_catches_up_when_it_comes_back(rig: Rig) -> None:
     """The node stopped is the one holding the follower's consumer: the follower goes on too."""
-    wait_until(lambda: rig.cluster.consumer_hosts(rig.stream, pull=False), 20, 0.05, "the follower's consumer")
+    wait_until(
+        lambda: rig.cluster.consumer_hosts(rig.stream, pull=False), 20, 0.05, "the follower's consumer"
+    )
     (stopped,) = rig.cluster.consumer_hosts(rig.stream, pull=False)
     rig.cluster.stop(stopped)
     rig.flowing(1000)
@@ -332,7 +336,9 @@ def test_the_real_service_mirrors_on_through_a_kill_9_of_the_leader_while_orders
             assert not orders.is_alive()
             asyncio.run(place_orders(data, 1, wait=True))
             last = JournalReader(journal).last_seq()
-            wait_until(lambda: stream_last_seq(cluster.urls, stream) == last, 40, 0.05, "the stream caught up")
+            wait_until(
+                lambda: stream_last_seq(cluster.urls, stream) == last, 40, 0.05, "the stream caught up"
+            )
 
             def new_leader_shown() -> bool:
                 run = subprocess.run(
@@ -340,13 +346,17 @@ def test_the_real_service_mirrors_on_through_a_kill_9_of_the_leader_while_orders
                     cwd=REPO, capture_output=True, text=True, timeout=30,
                 )  # fmt: skip
                 mirror = json.loads(run.stdout)["mirror"]
-                return mirror["cluster"] == "oms" and mirror["leader"] not in ("", killed) and mirror["lag"] == 0
+                return (
+                    mirror["cluster"] == "oms" and mirror["leader"] not in ("", killed) and mirror["lag"] == 0
+                )
 
             wait_until(new_leader_shown, 30, 0.1, "oms status naming the new leader, lag 0")
         finally:
             service.stop()  # its last events are mirrored as it stops
         last = JournalReader(journal).last_seq()
-        wait_until(lambda: stream_last_seq(cluster.urls, stream) == last, 20, 0.05, "the service's last events")
+        wait_until(
+            lambda: stream_last_seq(cluster.urls, stream) == last, 20, 0.05, "the service's last events"
+        )
         stream_messages = stream_payloads(cluster.urls, stream)
         assert [seq for seq, _ in stream_messages] == list(range(1, last + 1))
         assert stream_messages == journal_payloads(journal)

@@ -117,7 +117,9 @@ class LocalNatsServer:
     def monitor(self, path: str) -> Any:
         """A monitoring endpoint's JSON (`jsz`, `connz`, ...), or None when the server does not answer."""
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.monitor_port}/{path}", timeout=1) as response:
+            with urllib.request.urlopen(
+                f"http://127.0.0.1:{self.monitor_port}/{path}", timeout=1
+            ) as response:
                 return json.loads(response.read())
         except (urllib.error.URLError, OSError, ValueError):
             return None
@@ -247,7 +249,7 @@ class LocalNatsCluster:
     def consumer_hosts(self, stream: str, *, pull: bool = True) -> set[int]:
         """The indexes of the nodes that lead one of the stream's pull (else push) consumers."""
         hosts = set()
-        for i, node in enumerate(self.nodes):
+        for node in self.nodes:
             jsz = node.monitor("jsz?consumers=true&config=true") if node.alive else None
             for account in (jsz or {}).get("account_details", []):
                 for info in account.get("stream_detail", []):

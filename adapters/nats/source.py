@@ -83,7 +83,9 @@ class NatsSource:
                 raise
             except (TimeoutError, nats.errors.Error) as exc:
                 if time.monotonic() > deadline:
-                    raise SourceUnavailable(f"{self.path}: {what} failed for {self.TIMEOUT}s: {exc!r}") from None
+                    raise SourceUnavailable(
+                        f"{self.path}: {what} failed for {self.TIMEOUT}s: {exc!r}"
+                    ) from None
                 log.info("%s: %s failed (%s); again", self.path, what, type(exc).__name__)
                 time.sleep(0.1)  # pacing the retries of a fault that lasts, not synchronization
 
@@ -91,7 +93,9 @@ class NatsSource:
         from nats.js.errors import NotFoundError
 
         try:
-            info = self._retrying("stream info", lambda: self._call(self._js.stream_info(self.settings.stream)))
+            info = self._retrying(
+                "stream info", lambda: self._call(self._js.stream_info(self.settings.stream))
+            )
         except NotFoundError:
             raise SourceUnavailable(f"{self.path}: no stream {self.settings.stream} on that server") from None
         return int(info.state.last_seq)

@@ -159,7 +159,12 @@ class JetStreamFollower:
             except Exception as exc:
                 failures += 1
                 level = logging.WARNING if failures in (1, 40) else logging.DEBUG  # once, and at ~10 s
-                log.log(level, "JetStream subscription failed (%s, %d in a row); again", type(exc).__name__, failures)
+                log.log(
+                    level,
+                    "JetStream subscription failed (%s, %d in a row); again",
+                    type(exc).__name__,
+                    failures,
+                )
                 await asyncio.sleep(0.25)
                 self._restart.set()
             else:

@@ -50,7 +50,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     )
     p.add_argument("--stream", metavar="NAME", help="stream name, one per service (default OMS)")
     p.add_argument(
-        "--replicas", type=int, choices=(1, 3, 5), help="replicas of a new stream and snapshot store (default 1)"
+        "--replicas",
+        type=int,
+        choices=(1, 3, 5),
+        help="replicas of a new stream and snapshot store (def. 1)",
     )
     p.add_argument("--config", metavar="FILE.toml", help="the [mirror] table: credentials, TLS, replicas")
     p.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")

@@ -72,7 +72,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument(
         "--mirror",
         metavar="URL[,URL...]",
-        help="also mirror the journal into NATS JetStream: a server, or a cluster's servers (docs/scaling.md)",
+        help="also mirror the journal into NATS JetStream: a server or a cluster's servers (docs/scaling.md)",
     )
     p.add_argument(
         "--replicas", type=int, choices=(1, 3, 5), help="with --mirror: replicas of a new stream (default 1)"
@@ -145,9 +145,13 @@ def run(args: argparse.Namespace) -> int:
         return 2
     return asyncio.run(
         serve(
-            config, args.sim_tick_ms, web=args.web, mirror=args.mirror, config_file=args.config,
+            config,
+            args.sim_tick_ms,
+            web=args.web,
+            mirror=args.mirror,
+            config_file=args.config,
             replicas=args.replicas,
-        )  # fmt: skip
+        )
     )
 
 

@@ -77,7 +77,8 @@ def mirror_lag(
         "cluster": mirror.cluster,
         "leader": mirror.leader,
         "replicas": [
-            {"name": r.name, "current": r.current, "offline": r.offline, "lag": r.lag} for r in mirror.replicas
+            {"name": r.name, "current": r.current, "offline": r.offline, "lag": r.lag}
+            for r in mirror.replicas
         ],
     }
 

@@ -246,17 +246,18 @@ class LocalNatsCluster:
                         return str(leader)
         return None
 
-    def consumer_hosts(self, stream: str, *, pull: bool = True) -> set[int]:
-        """The indexes of the nodes that lead one of the stream's pull (else push) consumers."""
-        hosts = set()
+    def consumer_hosts(self, stream: str, *, pull: bool = True) -> dict[str, int]:
+        """The stream's pull (else push) consumers by name, each with the index of the node leading it."""
+        hosts = {}
         for node in self.nodes:
             jsz = node.monitor("jsz?consumers=true&config=true") if node.alive else None
             for account in (jsz or {}).get("account_details", []):
                 for info in account.get("stream_detail", []):
                     for consumer in info.get("consumer_detail") or [] if info.get("name") == stream else []:
                         is_pull = not consumer.get("config", {}).get("deliver_subject")
-                        if is_pull == pull and consumer.get("cluster", {}).get("leader"):
-                            hosts.add(self.index_of(consumer["cluster"]["leader"]))
+                        leader = consumer.get("cluster", {}).get("leader")
+                        if is_pull == pull and leader:
+                            hosts[str(consumer["name"])] = self.index_of(leader)
         return hosts
 
     def connected_to(self, client_name: str) -> int | None:

@@ -348,7 +348,7 @@ class Mirror:
 
     async def _read_cluster(self) -> None:
         """Which node the mirror talks to, and the stream's leader and replicas (what `oms status`
-        shows): kept as last seen while nobody answers."""
+        shows); no leader while none answers."""
         nc = self._nc
         if nc is None or not nc.is_connected:
             return
@@ -358,8 +358,9 @@ class Mirror:
 
         try:
             info = await nc.jetstream(timeout=self.config.ack_timeout_s).stream_info(self.stream)
-        except (TimeoutError, nats.errors.Error) as exc:  # electing a leader, or no majority: seen in the lag
+        except (TimeoutError, nats.errors.Error) as exc:  # electing a leader, or no majority
             log.debug("stream info for the status: %s", type(exc).__name__)
+            self.leader = ""  # none answers; the replicas stay as last seen
             return
         if info.cluster is None:
             return

@@ -66,7 +66,8 @@ def test_status_shows_the_mirrors_lag_and_a_stopped_mirror() -> None:
         connected=True, ts_ns=now - 1_000_000_000,
     )  # fmt: skip
     assert mirror_lag(120, mirror, now) == {
-        "stream": "OMS", "mirrored_seq": 90, "lag": 30, "running": True, "error": ""
+        "stream": "OMS", "mirrored_seq": 90, "lag": 30, "running": True, "error": "",
+        "server": "", "cluster": "", "leader": "", "replicas": [],
     }  # fmt: skip
     stale = mirror_lag(120, mirror, now + 60_000_000_000)
     assert stale is not None and stale["running"] is False

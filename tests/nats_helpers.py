@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import ssl
 import subprocess
 import sys
 import time
@@ -59,7 +60,7 @@ def journal_payloads(directory: Path) -> list[tuple[int, bytes]]:
     return list(JournalReader(directory).read_payloads())
 
 
-def stream_payloads(url: str, stream: str) -> list[tuple[int, bytes]]:
+def stream_payloads(url: str, stream: str, tls: ssl.SSLContext | None = None) -> list[tuple[int, bytes]]:
     """(stream sequence, data) of every message, read with a plain nats-py pull consumer (`url`: one
     server or a cluster's comma-separated list)."""
 
@@ -70,7 +71,7 @@ def stream_payloads(url: str, stream: str) -> list[tuple[int, bytes]]:
         async def quiet(exc: Exception) -> None:
             pass  # a node of the list that is down
 
-        nc = await nats.connect(url.split(","), error_cb=quiet)
+        nc = await nats.connect(url.split(","), tls=tls, error_cb=quiet)
         try:
             js = nc.jetstream()
             last = (await js.stream_info(stream)).state.last_seq

@@ -22,6 +22,7 @@ from adapters.nats.connect import mirror_config
 from adapters.nats.local_server import LocalNatsCluster
 from adapters.nats.source import NatsSource
 from events.reader import JournalReader
+from oms.cli.status import render
 from oms.client.jetstream import JetStreamClient
 from oms.client.jetstream_wire import (
     MirrorStatus,
@@ -32,7 +33,6 @@ from oms.client.jetstream_wire import (
     redact_url,
     settings_from,
 )
-from oms.commands.status import render
 from oms.state.fold import fold
 from tests.client_helpers import REPO, ServiceProcess
 from tests.nats_helpers import (

@@ -210,14 +210,36 @@ def rig(tmp_path: Path) -> Iterator[Rig]:
 
 
 def test_kill_9_of_the_stream_leader_while_events_flow(rig: Rig) -> None:
-    leader = rig.leader()
-    killed = rig.cluster.node_name(leader)
-    rig.cluster.kill(leader)
-    rig.flowing(500)
-    rig.caught_up()
-    wait_until(lambda: rig.status().leader not in ("", killed), 20, 0.05, "mirror.json naming the new leader")
-    wait_until(lambda: killed in behind(rig.status()), 20, 0.05, f"mirror.json naming {killed} not current")
+    """Also followed by `oms tail --nats URL,URL,URL/STREAM`: every event once, in seq order, across
+    the kill."""
+    out = rig.root / "tail.jsonl"
+    command = [sys.executable, "-m", "oms", "tail", "--nats", f"{rig.urls}/{rig.stream}", "--json"]
+    with out.open("wb") as sink:
+        tail = subprocess.Popen(
+            [*command, "--count", "4000"], cwd=REPO, stdout=sink, stderr=subprocess.DEVNULL
+        )
+    try:
+        wait_until(lambda: out.read_bytes().count(b"\n") >= 100, 30, 0.05, "oms tail printing")
+        leader = rig.leader()
+        killed = rig.cluster.node_name(leader)
+        rig.cluster.kill(leader)
+        rig.flowing(500)
+        rig.caught_up()
+        wait_until(
+            lambda: rig.status().leader not in ("", killed), 20, 0.05, "mirror.json naming the new leader"
+        )
+        wait_until(
+            lambda: killed in behind(rig.status()), 20, 0.05, f"mirror.json naming {killed} not current"
+        )
+        tail.wait(60)
+    finally:
+        if tail.poll() is None:
+            tail.kill()
+            tail.wait(10)
     rig.settled_equal()
+    seqs = [json.loads(line)["seq"] for line in out.read_text().splitlines()]
+    assert tail.returncode == 0 and len(seqs) == 4000
+    assert seqs == list(range(seqs[0], seqs[0] + 4000))
 
 
 def test_kill_9_of_the_node_the_mirror_is_connected_to(rig: Rig) -> None:
@@ -359,24 +381,3 @@ def test_the_real_service_mirrors_on_through_a_kill_9_of_the_leader_while_orders
         stream_messages = stream_payloads(cluster.urls, stream)
         assert [seq for seq, _ in stream_messages] == list(range(1, last + 1))
         assert stream_messages == journal_payloads(journal)
-
-
-def test_oms_tail_on_the_cluster_goes_on_across_a_leader_kill(rig: Rig) -> None:
-    """`oms tail --nats URL,URL,URL/STREAM`: every event once, in seq order, before and after the kill."""
-    out = rig.root / "tail.jsonl"
-    command = [sys.executable, "-m", "oms", "tail", "--nats", f"{rig.urls}/{rig.stream}", "--json"]
-    with out.open("wb") as sink:
-        tail = subprocess.Popen(
-            [*command, "--count", "4000"], cwd=REPO, stdout=sink, stderr=subprocess.DEVNULL
-        )
-    try:
-        wait_until(lambda: out.read_bytes().count(b"\n") >= 100, 30, 0.05, "oms tail printing")
-        rig.cluster.kill(rig.leader())
-        tail.wait(60)
-    finally:
-        if tail.poll() is None:
-            tail.kill()
-            tail.wait(10)
-    seqs = [json.loads(line)["seq"] for line in out.read_text().splitlines()]
-    assert tail.returncode == 0 and len(seqs) == 4000
-    assert seqs == list(range(seqs[0], seqs[0] + 4000))

@@ -42,6 +42,16 @@ def invalid(message: str, client_order_id: str | None = None) -> ErrorInfo:
     return ErrorInfo(code="invalid", message=message, client_order_id=client_order_id)
 
 
+def unknown_contract(detail: str, client_order_id: str) -> ErrorInfo:
+    """IB's error 200 for the order's contract, as IB words it, before anything is logged or sent."""
+    return ErrorInfo(
+        code="unknown_contract",
+        message=f"No security definition has been found for the request (IB error 200): {detail}; "
+        "nothing was sent",
+        client_order_id=client_order_id,
+    )
+
+
 def denied(denial: Denial, client_order_id: str) -> ErrorInfo:
     return ErrorInfo(
         code="risk_denied", message=denial.reason, reason=denial.code, client_order_id=client_order_id

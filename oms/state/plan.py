@@ -83,7 +83,10 @@ class Plan:
     def set_history(self, key: str, inputs: list[PositionInput] | None) -> None:
         """Replace a position's whole history (a checkpoint, a moved key); None removes it."""
         self.appended.pop(key, None)
-        self.put(self.state.position_inputs, key, _GONE if inputs is None else inputs)
+        if inputs is None:
+            self.drop(self.state.position_inputs, key)
+        else:
+            self.put(self.state.position_inputs, key, inputs)
 
 
 def commit(plan: Plan) -> tuple[Changed, ...]:

@@ -15,19 +15,16 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-import msgspec
 import pytest
 
 from adapters.nats.connect import mirror_config
 from adapters.nats.local_server import LocalNatsCluster
 from adapters.nats.source import NatsSource
 from events.reader import JournalReader
-from oms.cli.status import render
 from oms.client.jetstream import JetStreamClient
 from oms.client.jetstream_wire import (
     MirrorStatus,
     NatsConfigError,
-    ReplicaStatus,
     connect_options,
     read_status,
     redact_url,
@@ -73,22 +70,6 @@ def test_replicas_other_than_1_3_or_5_are_refused_on_the_command_line() -> None:
             [sys.executable, "-m", "oms", *command], cwd=REPO, capture_output=True, text=True
         )
         assert run.returncode == 2 and "invalid choice" in run.stderr
-
-
-def test_the_status_shows_the_clusters_leader_and_replicas() -> None:
-    from oms.protocol import StatusResult
-
-    replicas = (ReplicaStatus(name="n2", current=True), ReplicaStatus(name="n3", current=False, lag=12))
-    mirror = MirrorStatus(
-        stream="S", url="nats://a:1", journal_seq=10, mirrored_seq=9, lag=1, snapshot_seq=0, connected=True,
-        ts_ns=0, server="127.0.0.1:1", cluster="oms", leader="n1", replicas=replicas,
-    )  # fmt: skip
-    fields = {name: 0 for name in StatusResult.__struct_fields__}
-    values = fields | {"journal_seq": 10, "ib": "x", "connection": "y", "version": "v"}
-    status = msgspec.convert(values, StatusResult, strict=False)
-    text = render(status, "r", "p", mirror)
-    assert "cluster oms: leader n1, replicas n2 (current), n3 (NOT CURRENT, 12 behind)" in text
-    assert "connected to 127.0.0.1:1" in text
 
 
 class ThreadFollower:

@@ -36,6 +36,7 @@ from tests.nats_helpers import (
     ChildProcess,
     journal_payloads,
     mirror_process,
+    nats_server,
     new_stream,
     require_nats_server,
     stream_last_seq,
@@ -70,6 +71,18 @@ def test_replicas_other_than_1_3_or_5_are_refused_on_the_command_line() -> None:
             [sys.executable, "-m", "oms", *command], cwd=REPO, capture_output=True, text=True
         )
         assert run.returncode == 2 and "invalid choice" in run.stderr
+
+
+def test_three_replicas_on_a_lone_server_stop_the_mirror_with_a_clear_error(tmp_path: Path) -> None:
+    write_journal(tmp_path / "data" / "journal", 5)
+    with nats_server(tmp_path / "nats") as server:
+        argv = [sys.executable, "-m", "oms", "mirror", str(tmp_path / "data"), "--nats", server.url]
+        run = subprocess.run([*argv, "--replicas", "3"], cwd=REPO, capture_output=True, text=True, timeout=60)
+        assert stream_last_seq(server.url, "OMS") == -1  # nothing made
+    assert run.returncode == 1
+    assert "refused to create stream OMS with 3 replicas" in run.stderr and "Traceback" not in run.stderr
+    status = read_status(tmp_path / "data")
+    assert status is not None and "refused to create stream" in status.error
 
 
 class ThreadFollower:

@@ -85,7 +85,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("--curve-secret", metavar="FILE", help="server .key_secret (CURVE)")
     p.add_argument("--curve-clients", metavar="DIR", help="folder of allowed client .key files (CURVE)")
     p.add_argument(
-        "--mirror", metavar="URL", help="also mirror the journal into NATS JetStream (docs/scaling.md)"
+        "--mirror",
+        metavar="URL[,URL...]",
+        help="also mirror the journal into NATS JetStream: a server or a cluster's servers (docs/scaling.md)",
+    )
+    p.add_argument(
+        "--replicas", type=int, choices=(1, 3, 5), help="with --mirror: replicas of a new stream (default 1)"
     )
     p.add_argument("--sim-tick-ms", type=float, default=1000.0, help="embedded simulator price tick (ms)")
     p.add_argument(
@@ -146,7 +151,14 @@ def run(args: argparse.Namespace) -> int:
         print(f"oms run: {exc}", file=sys.stderr)
         return 2
     return asyncio.run(
-        serve(config, args.sim_tick_ms, web=args.web, mirror=args.mirror, config_file=args.config)
+        serve(
+            config,
+            args.sim_tick_ms,
+            web=args.web,
+            mirror=args.mirror,
+            config_file=args.config,
+            replicas=args.replicas,
+        )
     )
 
 
@@ -200,10 +212,11 @@ async def serve(
     web: str | None = None,
     mirror: str | None = None,
     config_file: str | None = None,
+    replicas: int | None = None,
 ) -> int:
     """Run until SIGINT/SIGTERM; 0 after a clean shutdown, 1 if start-up failed (the reason printed).
     With `web` (HOST:PORT), `oms web` runs as a child process following this service; with `mirror` (a
-    NATS URL), the JetStream mirror follows the journal on its own thread."""
+    NATS URL or a comma-separated list), the JetStream mirror follows the journal on its own thread."""
     try:
         service, sim = await build(config, SimConfig(tick_interval_ms=sim_tick_ms or None))
     except JournalLocked as exc:
@@ -233,7 +246,7 @@ async def serve(
             if web is not None:
                 web_process = web_child(str(service.data_dir), web)
             if mirror:
-                follower = start_mirror(service.data_dir, mirror, config_file)
+                follower = start_mirror(service.data_dir, mirror, config_file, replicas)
             await show_status(service, stop, config.status_interval_s)
         else:
             starting.cancel()

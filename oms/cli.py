@@ -20,6 +20,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "oms.commands.run",
     "replay.commands",
     "oms.commands.web",
+    "oms.commands.wire",
 )
 
 

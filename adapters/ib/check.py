@@ -13,6 +13,7 @@ EPILOG = """examples:
   oms check                                  127.0.0.1:7497 (TWS paper), client id 1, ib_async
   oms check --port 4002 --client-id 9        IB Gateway paper
   oms check --library ib_insync --timeout 20
+  oms check --record-wire                    also write every byte exchanged into ./oms-data/wire
 environment: IBKR_HOST, IBKR_PORT, IBKR_CLIENT_ID give the defaults (flags win).
 exit status: 0 when connected and synchronized, 1 otherwise, 2 for a bad IBKR_* variable.
 """
@@ -33,6 +34,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "--library", choices=("ib_async", "ib_insync"), default="ib_async", help="IB client library"
     )
     p.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for each step")
+    p.add_argument(
+        "--record-wire", action="store_true", help="record every byte exchanged into DATA_DIR/wire"
+    )
+    p.add_argument("--data-dir", default="oms-data", help="where --record-wire writes (default ./oms-data)")
     p.set_defaults(func=run)
 
 
@@ -44,6 +49,7 @@ def run(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from adapters.ib.adapter import Backoff, IBAdapter
+    from adapters.ib.wire import WireRecorder
     from oms.service.config import ConfigError, env_int
 
     try:  # read here, not when the parser is built: a bad variable must not break every command
@@ -56,6 +62,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     logging.getLogger(args.library).setLevel(logging.CRITICAL)  # the table says it all, once
     events: list[Event] = []
+    wire = WireRecorder.in_data_dir(args.data_dir) if args.record_wire else None
     adapter = IBAdapter(
         args.host,
         args.port,
@@ -64,6 +71,7 @@ def run(args: argparse.Namespace) -> int:
         library=args.library,
         backoff=Backoff(attempts=1),
         request_timeout=args.timeout,
+        wire=wire,
     )
 
     async def attempt() -> BaseException | None:
@@ -87,6 +95,8 @@ def run(args: argparse.Namespace) -> int:
         result = "ok" if passed else ("FAILED" if passed is False else "-")
         table.add_row(check, f"[green]{result}[/]" if passed else f"[red]{result}[/]", detail)
     Console().print(table)
+    if wire is not None:
+        print(f"wire capture: {wire.directory} (`oms wire show {wire.directory}`)")
     return 0 if ok else 1
 
 

@@ -15,6 +15,7 @@ EPILOG = """examples:
   oms sim --master-client-id 0 --max-msg-rate 0  client 0 sees every order live; no message limit
   oms sim --fault reject=0.2 --fault duplicate_exec=1 --fault-seed 7
   oms sim --state-dir ~/.oms/sim --partial-fills 3 --tick-ms 250
+  oms sim --playback oms-data/wire/20261206T203000.000000Z   answer as the recorded TWS did
 """
 
 
@@ -41,6 +42,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("--state-dir", help="persist the paper account here across restarts")
     p.add_argument("--partial-fills", type=int, help="split each fill into N executions")
     p.add_argument("--tick-ms", type=float, help="advance the price paths every MS milliseconds")
+    p.add_argument(
+        "--playback", metavar="CAPTURE",
+        help="answer as the TWS of a wire capture did (`--record-wire`); client k gets connection k",
+    )  # fmt: skip
+    p.add_argument(
+        "--playback-speed", type=float, default=1.0, metavar="X", help="play recorded delays X times faster"
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="log every client request")
     p.set_defaults(func=run)
 
@@ -86,6 +94,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"oms sim: {exc}")
         return 2
 
+    if args.playback:
+        return playback(args)
+
     async def serve() -> None:
         sim = TwsSimulator(config)
         await sim.start(args.host, args.port)
@@ -96,6 +107,37 @@ def run(args: argparse.Namespace) -> int:
             await asyncio.Event().wait()
         finally:
             await sim.stop()
+
+    try:
+        asyncio.run(serve())
+    except KeyboardInterrupt:
+        print("stopped")
+    return 0
+
+
+def playback(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from adapters.ib.wire import CaptureError
+    from adapters.tws_sim.playback import WirePlayback
+
+    try:
+        server = WirePlayback(args.playback, speed=args.playback_speed)
+    except (CaptureError, ValueError) as exc:
+        print(f"oms sim: {exc}")
+        return 2
+
+    async def serve() -> None:
+        await server.start(args.host, args.port)
+        print(
+            f"TWS playback of {args.playback} listening on {server.host}:{server.port} "
+            f"(server version {server.server_version}, {len(server.conversations)} connection(s))"
+        )
+        print("Ctrl-C stops it.", flush=True)
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await server.stop()
 
     try:
         asyncio.run(serve())

@@ -8,7 +8,7 @@ import logging
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import msgspec
 
@@ -275,11 +275,21 @@ def _running_loop() -> asyncio.AbstractEventLoop | None:
         return None
 
 
-def run_simulator_in_thread(
-    config: SimConfig | None = None, host: str = "127.0.0.1", port: int = 0
-) -> tuple[TwsSimulator, int, Callable[[], None]]:
-    """Start a simulator on its own event loop in a daemon thread; returns (simulator, port, stop)."""
-    sim = TwsSimulator(config)
+class Served(Protocol):
+    """A server with the simulator's lifecycle (the simulator, a playback)."""
+
+    port: int
+
+    async def start(self, host: str = ..., port: int = ...) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+S = TypeVar("S", bound=Served)
+
+
+def serve_in_thread(server: S, host: str = "127.0.0.1", port: int = 0) -> tuple[S, int, Callable[[], None]]:
+    """Start `server` on its own event loop in a daemon thread; returns (server, port, stop)."""
     loop = asyncio.new_event_loop()
     started: concurrent.futures.Future[None] = concurrent.futures.Future()
 
@@ -288,7 +298,7 @@ def run_simulator_in_thread(
 
         async def boot() -> None:
             try:
-                await sim.start(host, port)
+                await server.start(host, port)
             except BaseException as exc:
                 started.set_exception(exc)
                 raise
@@ -304,13 +314,20 @@ def run_simulator_in_thread(
     def stop() -> None:
         if not loop.is_running():
             return
-        asyncio.run_coroutine_threadsafe(sim.stop(), loop).result(timeout=10)
+        asyncio.run_coroutine_threadsafe(server.stop(), loop).result(timeout=10)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(timeout=10)
 
+    return server, server.port, stop
+
+
+def run_simulator_in_thread(
+    config: SimConfig | None = None, host: str = "127.0.0.1", port: int = 0
+) -> tuple[TwsSimulator, int, Callable[[], None]]:
+    """Start a simulator on its own event loop in a daemon thread; returns (simulator, port, stop)."""
+    sim, port, stop = serve_in_thread(TwsSimulator(config), host, port)
     sim._stop_thread = stop
+    return sim, port, stop
 
-    return sim, sim.port, stop
 
-
-__all__: list[Any] = ["TwsSimulator", "run_simulator_in_thread"]
+__all__: list[Any] = ["TwsSimulator", "run_simulator_in_thread", "serve_in_thread"]

@@ -326,7 +326,11 @@ class ServiceThread:
         self.loop = asyncio.new_event_loop()
         self.service: Service | None = None
         self.sim: TwsSimulator | None = None
-        self._thread = threading.Thread(target=self.loop.run_forever, name="oms-service", daemon=True)
+        self._thread = threading.Thread(target=self._run_loop, name="oms-service", daemon=True)
+
+    def _run_loop(self) -> None:
+        asyncio.set_event_loop(self.loop)  # ib_insync asks the policy for this thread's loop
+        self.loop.run_forever()
 
     def start(self, timeout: float = 30.0) -> ServiceThread:
         self._thread.start()

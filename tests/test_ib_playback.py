@@ -179,3 +179,33 @@ def test_oms_run_against_a_playback_journals_what_it_journaled_against_tws(
         stop_playback()
     assert len(playback.conversations) == 2 and not playback.unmatched
     assert comparable(replayed) == comparable(recorded)
+
+
+def test_oms_sim_playback_serves_a_capture(tmp_path: Path) -> None:
+    import re
+    import subprocess
+    import sys
+
+    ib = Cell("ib_insync", 176)
+    asyncio.run(record(ib, tmp_path / "cap"))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "oms", "sim", "--playback", str(tmp_path / "cap"), "--port", "0"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        banner = proc.stdout.readline()
+        found = re.search(r"listening on 127\.0\.0\.1:(\d+) \(server version 176, 1 connection", banner)
+        assert found, banner
+        replayed = asyncio.run(fill_session(int(found.group(1)), ib))
+        assert replayed.state.orders["mkt-1"].commission == {"USD": 1}
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    bad = subprocess.run(
+        [sys.executable, "-m", "oms", "sim", "--playback", str(tmp_path / "none")],
+        capture_output=True,
+        text=True,
+    )
+    assert bad.returncode == 2 and "no wire capture" in bad.stdout

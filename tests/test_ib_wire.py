@@ -160,7 +160,7 @@ def test_check_records_the_wire_and_wire_show_prints_it(
     assert str(capture) in capsys.readouterr().out
     assert main(["wire", "show", str(tmp_path / "wire")]) == 0  # DATA_DIR/wire: its newest capture
     lines = capsys.readouterr().out.splitlines()
-    assert " connect 127.0.0.1:" in lines[0] and " > handshake() API|v" in lines[1]
+    assert " connect 127.0.0.1:" in lines[0] and " > handshake API|v" in lines[1]
     assert any(" < managedAccounts(15) 15|1|DU123456" in line for line in lines)
     assert main(["wire", "show", str(capture), "--json"]) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]

@@ -312,9 +312,8 @@ class Message:
         if self.direction == "partial":
             return f"{head} unfinished message at close: {len(self.raw)} bytes"
         arrow = ">" if self.direction == "to_tws" else "<"
-        return f"{head} {arrow} {self.name}({self.msg_id if self.msg_id is not None else ''}) " + "|".join(
-            self.fields
-        )
+        name = self.name if self.msg_id is None else f"{self.name}({self.msg_id})"
+        return f"{head} {arrow} {name} " + "|".join(self.fields)
 
 
 def messages(records: Iterable[Record]) -> Iterator[Message]:

@@ -14,8 +14,11 @@ EPILOG = """examples:
   oms check --port 4002 --client-id 9        IB Gateway paper
   oms check --library ib_insync --timeout 20
   oms check --record-wire                    also write every byte exchanged into ./oms-data/wire
+  oms check --port 4002 --acceptance         the paper-account scenario, one line per step
+  oms check --acceptance --allow-fills       ... and a one-share market buy and sell
 environment: IBKR_HOST, IBKR_PORT, IBKR_CLIENT_ID give the defaults (flags win).
-exit status: 0 when connected and synchronized, 1 otherwise, 2 for a bad IBKR_* variable.
+exit status: 0 when connected and synchronized (every step passed, with --acceptance), 1 otherwise,
+2 for a bad IBKR_* variable, or --acceptance against a live port or account.
 """
 
 
@@ -38,6 +41,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "--record-wire", action="store_true", help="record every byte exchanged into DATA_DIR/wire"
     )
     p.add_argument("--data-dir", default="oms-data", help="where --record-wire writes (default ./oms-data)")
+    p.add_argument(
+        "--acceptance", action="store_true",
+        help="the scripted paper-account scenario (orders far from the market; paper and DU accounts only)",
+    )  # fmt: skip
+    p.add_argument(
+        "--allow-fills", action="store_true", help="with --acceptance: also buy and sell one share at market"
+    )
     p.set_defaults(func=run)
 
 
@@ -61,6 +71,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"oms check: {exc}", file=sys.stderr)
         return 2
     logging.getLogger(args.library).setLevel(logging.CRITICAL)  # the table says it all, once
+    if args.acceptance:
+        return acceptance(args)
     events: list[Event] = []
     wire = WireRecorder.in_data_dir(args.data_dir) if args.record_wire else None
     adapter = IBAdapter(
@@ -119,3 +131,35 @@ def report(events: Sequence[Event], failure: BaseException | None) -> list[tuple
             quiet = e.error_class in ("information", "warning", "connectivity")
             rows.append((f"TWS says {e.code} ({e.error_class})", None if quiet else False, e.message))
     return rows
+
+
+def acceptance(args: argparse.Namespace) -> int:
+    """`--acceptance`: one line per step as it ends, always with a wire capture to attach."""
+    import asyncio
+
+    from adapters.ib.acceptance import Acceptance, Refused, refuse_port
+    from adapters.ib.wire import WireRecorder
+
+    try:
+        refuse_port(args.port)  # before anything is created or sent
+    except Refused as exc:
+        print(f"oms check: refused: {exc}", file=sys.stderr)
+        return 2
+    wire = WireRecorder.in_data_dir(args.data_dir)
+    print(
+        f"acceptance check: {args.host}:{args.port} client id {args.client_id} ({args.library})", flush=True
+    )
+    check = Acceptance(
+        args.host, args.port, args.client_id, args.library, args.timeout, args.allow_fills, wire,
+        lambda step: print(step.line(), flush=True),
+    )  # fmt: skip
+    try:
+        steps = asyncio.run(check.run())
+    except Refused as exc:
+        print(f"oms check: refused: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        print(f"wire capture: {wire.directory} (`oms wire redact` it before attaching it to a report)")
+    failed = [s for s in steps if s.passed is False]
+    print(f"{len([s for s in steps if s.passed])} passed, {len(failed)} failed")
+    return 1 if failed else 0

@@ -12,7 +12,11 @@ from typing import Protocol
 
 import msgspec
 
+from events.frames import diagnose, iter_frames
+from events.reader import JournalReader
 from events.schema import AnyEvent, Envelope, UnknownEvent
+from events.segments import SEGMENT_HEADER_SIZE
+from events.snapshots import latest_snapshot
 
 ARCHIVE_SUFFIXES = (".duckdb", ".ddb", ".db")
 
@@ -37,7 +41,7 @@ class LogSource(Source, Protocol):
 
 
 # URL scheme -> opener of a source at that URL; the command line registers them (nats:// is added by
-# oms.commands.mirror), so replay never imports the adapters that read remote logs.
+# oms.cli.mirror), so replay never imports the adapters that read remote logs.
 URL_SOURCES: dict[str, Callable[[str], LogSource]] = {}
 
 
@@ -51,8 +55,6 @@ class JournalSource:
     """A data directory's journal, and its snapshots to start folding from."""
 
     def __init__(self, data_dir: Path) -> None:
-        from events.reader import JournalReader
-
         self.path = journal_dir(data_dir)
         self._reader = JournalReader(self.path)
 
@@ -63,15 +65,10 @@ class JournalSource:
         return self._reader.last_seq()
 
     def snapshot(self, max_seq: int | None = None) -> tuple[int, bytes] | None:
-        from events.snapshots import latest_snapshot
-
         return latest_snapshot(self.path, max_seq)
 
     def tail_damage(self) -> str | None:
         """Why the last segment ends before its last byte (a torn tail, or a frame being written now)."""
-        from events.frames import diagnose, iter_frames
-        from events.segments import SEGMENT_HEADER_SIZE
-
         segments = self._reader.segments()
         if not segments:
             return None

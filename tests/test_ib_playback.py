@@ -26,7 +26,7 @@ from events.schema import (
     ReconciliationFinished,
     SessionStarted,
 )
-from oms.commands.run import ServiceThread
+from oms.cli.run import ServiceThread
 from tests.ib_helpers import Cell, FoldingSink, matrix, request, until
 from tests.waiting import wait_until
 

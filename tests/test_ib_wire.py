@@ -176,7 +176,7 @@ def test_check_records_the_wire_and_wire_show_prints_it(
 
 
 def test_run_records_only_when_asked(tmp_path: Path) -> None:
-    from oms.commands.run import ServiceThread
+    from oms.cli.run import ServiceThread
     from oms.service.config import Config
 
     def serve(data_dir: Path, record: bool) -> None:

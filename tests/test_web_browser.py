@@ -145,6 +145,7 @@ def test_the_charts_draw(stack: Stack) -> None:
 
 def test_a_late_web_app_charts_the_history_before_it_started(stack: Stack) -> None:
     """Its client starts from a snapshot; the chart history before it is refolded from `events` replies."""
+    started = time.time()
     late = WebProcess(stack.shots, "--data-dir", str(stack.service.data_dir), name="late").start()
     try:
         page = stack.browser.new_page()
@@ -154,6 +155,8 @@ def test_a_late_web_app_charts_the_history_before_it_started(stack: Stack) -> No
             " omsCharts.positions.data[1].some(q => q === 10)",  # the first order's fill, before it started
             timeout=5000,
         )
+        times, quantities = page.evaluate("omsCharts.positions.data.slice(0, 2)")
+        assert times[quantities.index(10)] < started  # charted at the fill's own time, from before the app
         page.close()
     finally:
         late.stop()

@@ -6,8 +6,8 @@ SessionStarted, connect to IB (the adapter reconciles open orders, executions an
 then accept commands. Shutdown: stop taking commands, let broker calls in flight finish, disconnect,
 fsync the journal, write a snapshot, close the sockets.
 
-The broker is built by a factory from the composition root (`oms.commands.run`): `oms` never imports
-`adapters`.
+The broker is built by a factory from the composition root (`oms.cli.run`): nothing in `oms` but the
+command line imports `adapters`.
 """
 
 from __future__ import annotations

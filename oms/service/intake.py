@@ -23,7 +23,6 @@ from oms.state.model import TERMINAL, Order, Position, State
 from oms.state.money import exact
 from oms.state.positions import instrument_key, multiplier, position_key
 
-MAX_QUANTITY = Decimal(10) ** 9
 # IB's size increments where IB has not described the contract: whole units for stocks (IB refuses
 # fractional stock quantities from the API), futures and options; forex in cents of the base currency.
 DEFAULT_INCREMENTS = {"CASH": Decimal("0.01"), "CRYPTO": Decimal("0.00000001")}
@@ -66,11 +65,8 @@ def size_increment(contract: Contract, described: Described | None = None) -> De
 
 
 def quantity_error(quantity: Decimal, contract: Contract, described: Described | None = None) -> str | None:
-    """Why `quantity` cannot be ordered (finite, > 0, at most 1e9, a multiple of the size increment)."""
-    if not quantity.is_finite() or quantity <= 0:
-        return f"quantity must be a positive number, not {quantity}"
-    if quantity > MAX_QUANTITY:
-        return f"quantity {plain(quantity)} is above {plain(MAX_QUANTITY)}"
+    """Why `quantity` cannot be ordered for this instrument: not a multiple of its size increment. (Its
+    bounds, whatever the instrument, were checked as the request was made: oms.protocol.check_bounds.)"""
     step = size_increment(contract, described)
     if quantity % step:
         return (

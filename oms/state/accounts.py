@@ -1,12 +1,23 @@
-"""Account values: IB's latest value per key (per currency where IB reports one per currency)."""
+"""Accounts: IB's latest value per key, and the money our fills made, per currency.
+
+Invariant: an account's gross realized P&L and commission are the sums, currency by currency, over its
+account-wide positions; only `position_moved` (a position's money changed) and IB's realized P&L in
+commission reports (`apply`'s `broker`) move money. This module writes only the accounts, and only into
+the step's plan.
+"""
 
 from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
 
 from msgspec.structs import replace
 
 from events.schema import AccountValueReported
-from oms.state.book import in_base
-from oms.state.model import Account
+from oms.state.model import Account, Position
+from oms.state.money import ZERO, Money, add, net
+from oms.state.plan import Plan
+
+_NONE: Money = {}
 
 
 def value_key(key: str, currency: str) -> str:
@@ -25,3 +36,54 @@ def with_value(acct: Account | None, ev: AccountValueReported, seq: int) -> Acco
     values = {**acct.values, vkey: ev.value}
     base = in_base(values, acct.realized_pnl_net) if ev.key == "ExchangeRate" else acct.realized_pnl_net_base
     return replace(acct, values=values, realized_pnl_net_base=base, updated_seq=seq)
+
+
+def position_moved(plan: Plan, account: str, before: Position | None, after: Position | None,
+                   broker: Money = _NONE) -> None:  # fmt: skip
+    """An account-wide position of `account` went from `before` to `after`: its money's change (and IB's
+    realized P&L `broker` of the same fill) into the account. Money maps are replaced, never changed,
+    so the same object means the same money."""
+    gross = commission = _NONE
+    if after is not None and after is not before:
+        gross, commission = after.realized_pnl_gross, after.commission
+        if before is not None:
+            old_gross, old_commission = before.realized_pnl_gross, before.commission
+            gross = _NONE if gross is old_gross else add(gross, old_gross, -1)
+            commission = _NONE if commission is old_commission else add(commission, old_commission, -1)
+    if gross or commission or broker:
+        apply(plan, account, gross, commission, broker)
+
+
+def apply(plan: Plan, account: str, gross: Money, commission: Money, broker: Money) -> None:
+    """Money deltas into the account, currency by currency; net and its value in base recomputed."""
+    accounts = plan.state.accounts
+    old = plan.get(accounts, account) or Account(account=account)
+    gross_total = add(old.realized_pnl_gross, gross) if gross else old.realized_pnl_gross
+    commission_total = add(old.commission, commission) if commission else old.commission
+    new_net = net(gross_total, commission_total)
+    new = replace(
+        old,
+        realized_pnl_gross=gross_total,
+        commission=commission_total,
+        realized_pnl_net=new_net,
+        broker_realized_pnl=add(old.broker_realized_pnl, broker) if broker else old.broker_realized_pnl,
+        realized_pnl_net_base=in_base(old.values, new_net),
+        updated_seq=plan.seq,
+    )
+    plan.put(accounts, account, new)
+    plan.changes[("a", account)] = new
+
+
+def in_base(values: dict[str, str], money: Money) -> Decimal | None:
+    """`money` in the account's base currency by IB's `ExchangeRate` values; None where a rate is
+    missing (never a guess)."""
+    total = ZERO
+    for currency, amount in money.items():
+        rate = values.get(f"ExchangeRate:{currency}")
+        if rate is None:
+            return None
+        try:
+            total += amount * Decimal(rate)
+        except InvalidOperation:
+            return None
+    return total

@@ -1,7 +1,8 @@
 """Executions and commissions: fills deduped by execId, corrections (a later execId with the same part
 before the last ".") replacing what they correct, commissions joined to executions whichever comes
 first, and inferred fills for what IB reports filled but no execution explains. Fills are the only
-source of filled quantities and positions.
+source of filled quantities and positions. This module owns `State.fills` and
+`State.pending_commissions` and writes them only into the step's plan.
 """
 
 from __future__ import annotations
@@ -11,87 +12,33 @@ from decimal import Decimal
 from msgspec.structs import replace
 
 from events import schema as ev_
-from oms.state import book, history, links, orders, positions
-from oms.state.model import Commission, Fill, Order, State
-from oms.state.money import ZERO, add, exact, rounded
-from oms.state.tx import Tx
+from events.schema import Contract
+from oms.state import history
+from oms.state.model import Commission, Fill, FillSide, Order, State
+from oms.state.money import ZERO, Money, add, exact, rounded
+from oms.state.plan import Plan
 
 INFERRED = "inferred:"  # the key of an order's inferred fill is INFERRED + its client order id
 
 
-def _later(exec_id: str, than: str) -> bool:
+def later(exec_id: str, than: str) -> bool:
     """Whether `exec_id` corrects `than` (same part before the last "."; a later part after it)."""
     a, b = exec_id.rpartition(".")[2], than.rpartition(".")[2]
     return (len(a), a) > (len(b), b) if a.isdigit() and b.isdigit() else a > b
 
 
-def _base(exec_id: str) -> str:
+def base_of(exec_id: str) -> str:
+    """A fill's key in `State.fills` and in its positions' histories: the execId before its last "."."""
     return exec_id.rpartition(".")[0] or exec_id
 
 
-def on_execution(state: State, tx: Tx, ev: ev_.ExecutionReported, seq: int, ts: int) -> None:
-    """A fill: deduped by execId; a later execId with the same part before the last "." replaces it."""
-    old = links.known(state, ev.order_id, ev.perm_id, ev.client_id, ev.order_ref)
-    if old is None and _of_retired(state, ev):
-        return
-    side = orders.ib_side(ev.side)
-    if old is None:
-        order = orders.external(
-            (ev.client_id, ev.order_id, ev.perm_id), ev.account, ev.contract, side, ZERO, seq, ts
-        )
-    else:
-        order = links.placed(old, ev.account, side)
-    coid = order.client_order_id
-    order = links.bind(state, tx, order, ev.order_id, ev.perm_id, ev.client_id)
-    order = learn(state, tx, order, ev.contract, old is None)
-    base = _base(ev.exec_id)
-    prev = state.fills.get(base)
-    if prev is not None and not _later(ev.exec_id, prev.exec_id):
-        tx.pop(state.pending_commissions, ev.exec_id)  # a replay, or superseded: its report is moot
-        book.put(state, tx, old, order)
-        return
-    _drop_superseded(state, tx, base, ev.exec_id)
-    contract = links.instrument(state, tx, ev.contract)
-    pkey = positions.position_key(ev.account, contract, state.con_ids)
-    fill = Fill(
-        exec_id=ev.exec_id,
-        client_order_id=coid,
-        strategy_id=order.strategy_id,
-        account=ev.account,
-        position_key=pkey,
-        contract=contract,
-        side=side,
-        shares=ev.shares,
-        price=exact(ev.price),
-        time_ns=ev.time_ns,
-        seq=prev.seq if prev is not None else seq,
-        ts=prev.ts if prev is not None else ts,
-        updated_seq=seq,
-        corrects=prev.exec_id if prev is not None else "",
-    )
-    pending = tx.pop(state.pending_commissions, ev.exec_id)
-    if pending is not None:  # its commission report came first
-        fill = _with_commission(fill, pending)
-    tx.put(state.fills, base, fill)
-    commission = add(fill.commission, prev.commission if prev is not None else {}, -1)
-    if commission:
-        order = replace(order, commission=add(order.commission, commission))
-    _record(state, tx, old, order, base, fill, prev is not None, seq, ts)
-    broker = add(fill.broker_realized_pnl, prev.broker_realized_pnl if prev is not None else {}, -1)
-    if broker:
-        book.add_to_account(state, tx, fill.account, seq, {}, {}, broker)
-    order = state.orders[coid]
-    if order.inferred:  # a real execution for what was inferred: it replaces, never adds
-        infer(state, tx, order, seq, ts)
-
-
-def _of_retired(state: State, ev: ev_.ExecutionReported) -> bool:
+def of_retired(state: State, ev: ev_.ExecutionReported) -> bool:
     """True for IB repeating a retired order's execution (after a reconnect): nothing to do. Anything
     else for a retired order, such as a correction of one of its fills, raises `RetiredOrder`."""
     past = state.history
     if history.retired(past, "e", ev.exec_id):
         return True
-    base = _base(ev.exec_id)
+    base = base_of(ev.exec_id)
     if (
         history.retired(past, "b", base)
         or history.retired(past, "n", base)
@@ -103,23 +50,102 @@ def _of_retired(state: State, ev: ev_.ExecutionReported) -> bool:
     return False
 
 
-def _record(state: State, tx: Tx, old: Order | None, order: Order, base: str, fill: Fill, replaces: bool,
-            seq: int, ts: int) -> None:  # fmt: skip
-    """A new fill, or one replacing an earlier fill of the same key (a correction, a resized inferred
-    fill), into its order and positions. A new fill and the order's move out of the working orders (when
-    it completes it) are one input of the position's history."""
-    if replaces:
-        book.add_fill(state, tx, base, fill, seq, replaces=True)
-        book.put(state, tx, old, _executed(state, order, None, seq, ts))
-    else:
-        book.put(state, tx, old, _executed(state, order, fill, seq, ts), deferred=True)
-        book.add_fill(state, tx, base, fill, seq, replaces=False)
+def repeated(plan: Plan, exec_id: str) -> None:
+    """An execution seen before, or one a correction superseded: a report waiting for it is moot."""
+    plan.drop(plan.state.pending_commissions, exec_id)
 
 
-def _drop_superseded(state: State, tx: Tx, base: str, exec_id: str) -> None:
-    """Commission reports waiting for executions this one corrects will never be joined: drop them."""
-    for waiting in [k for k in state.pending_commissions if _base(k) == base and _later(exec_id, k)]:
-        tx.pop(state.pending_commissions, waiting)
+def execution(plan: Plan, ev: ev_.ExecutionReported, order: Order, prev: Fill | None, contract: Contract,
+              pkey: str, side: FillSide) -> Fill:  # fmt: skip
+    """The fill `ev` makes (new, or replacing `prev`, the fill it corrects), with its commission if the
+    report came first; reports waiting for executions it supersedes are dropped."""
+    state = plan.state
+    base = base_of(ev.exec_id)
+    seq = plan.seq
+    waiting = state.pending_commissions
+    if waiting:
+        for key in [k for k in plan.keys(waiting) if base_of(k) == base and later(ev.exec_id, k)]:
+            plan.drop(waiting, key)  # reports for the executions this one corrects: never joined
+    fill = Fill(
+        exec_id=ev.exec_id,
+        client_order_id=order.client_order_id,
+        strategy_id=order.strategy_id,
+        account=ev.account,
+        position_key=pkey,
+        contract=contract,
+        side=side,
+        shares=ev.shares,
+        price=exact(ev.price),
+        time_ns=ev.time_ns,
+        seq=prev.seq if prev is not None else seq,
+        ts=prev.ts if prev is not None else plan.ts,
+        updated_seq=seq,
+        corrects=prev.exec_id if prev is not None else "",
+    )
+    report = plan.get(waiting, ev.exec_id) if waiting else None
+    if report is not None:  # its commission report came first
+        plan.drop(waiting, ev.exec_id)
+        fill = _with_commission(fill, report)
+    plan.put(state.fills, base, fill)
+    return fill
+
+
+def commission(plan: Plan, ev: ev_.CommissionReported) -> tuple[Fill, Money, Money] | None:
+    """Joined to its execution by execId, whichever comes first; a re-sent report replaces the first; a
+    report for an execution a correction replaced is dropped. Returns the fill with its commission, and
+    how its commission and IB's realized P&L moved; None when no fill changed."""
+    state = plan.state
+    base = base_of(ev.exec_id)
+    fill = plan.get(state.fills, base)
+    report = Commission(
+        exec_id=ev.exec_id,
+        commission=exact(ev.commission),
+        currency=ev.currency,
+        realized_pnl=exact(ev.realized_pnl) if ev.realized_pnl is not None else None,
+    )
+    if fill is None or fill.exec_id != ev.exec_id:
+        if fill is None and history.retired(state.history, "b", base):
+            _changes_retired(state, ev, report)
+            return None  # a retired fill's report, repeated after a reconnect
+        if fill is None and history.retired(state.history, "n", base):
+            raise history.RetiredOrder(
+                f"commission for {ev.exec_id}, a fill retired to history without one: not applied"
+            )
+        if fill is None or later(ev.exec_id, fill.exec_id):  # its execution has not come yet
+            plan.put(state.pending_commissions, ev.exec_id, report)
+        return None  # otherwise it is for an execution a correction replaced
+    new = replace(_with_commission(fill, report), updated_seq=plan.seq)
+    if new.commission == fill.commission and new.broker_realized_pnl == fill.broker_realized_pnl:
+        return None
+    plan.put(state.fills, base, new)
+    return (
+        new,
+        add(new.commission, fill.commission, -1),
+        add(new.broker_realized_pnl, fill.broker_realized_pnl, -1),
+    )
+
+
+def _changes_retired(state: State, ev: ev_.CommissionReported, report: Commission) -> None:
+    """A retired fill's report: the same report again changes nothing, and nor does one for an execution
+    its correction superseded; another amount would change a retired order's money, which is refused as
+    `RetiredOrder` like any other change to it."""
+    past = state.history
+    if not history.retired(past, "e", ev.exec_id):
+        return  # for an execution a correction replaced before the fill retired
+    with_it = _with_commission(_NO_FILL, report)
+    if not history.retired(
+        past, "m", history.commission_ident(ev.exec_id, with_it.commission, with_it.broker_realized_pnl)
+    ):
+        raise history.RetiredOrder(
+            f"commission for {ev.exec_id} ({report.commission} {report.currency}) differs from the one its "
+            "fill retired with: not applied"
+        )
+
+
+_NO_FILL = Fill(
+    exec_id="", client_order_id="", strategy_id="", account="", position_key="",
+    contract=Contract(symbol=""), side="BUY", shares=ZERO, price=ZERO,
+)  # fmt: skip
 
 
 def _with_commission(fill: Fill, report: Commission) -> Fill:
@@ -131,94 +157,41 @@ def _with_commission(fill: Fill, report: Commission) -> Fill:
     )
 
 
-def _executed(state: State, order: Order, new: Fill | None, seq: int, ts: int) -> Order:
-    """The order's executed quantity and average: one `new` fill added to what it had, or, after a fill
-    was replaced (a correction, an inferred fill resized), recomputed from all its fills."""
-    if new is not None:
-        qty = order.filled + order.overfill + new.shares
-        value = order.fill_value + new.shares * new.price
-        return orders.executed(
-            order, qty, value, order.inferred + (new.shares if new.inferred else ZERO), seq, ts
-        )
+def order_totals(plan: Plan, coid: str) -> tuple[Decimal, Decimal, Decimal]:
+    """An order's executed quantity, value and inferred part, summed over its fills as this step leaves
+    them (after a fill was replaced: a correction, an inferred fill resized or removed)."""
     qty = value = inferred = ZERO
-    coid = order.client_order_id
-    for f in state.fills.values():  # rare: corrections and inferred fills only
-        if f.client_order_id == coid:
+    fills = plan.state.fills
+    for key in plan.keys(fills):  # rare: corrections and inferred fills only
+        f = plan.get(fills, key)
+        if f is not None and f.client_order_id == coid:
             qty += f.shares
             value += f.shares * f.price
             if f.inferred:
                 inferred += f.shares
-    return orders.executed(order, qty, value, inferred, seq, ts, replaced=True)
+    return qty, value, inferred
 
 
-def on_commission(state: State, tx: Tx, ev: ev_.CommissionReported, seq: int, ts: int) -> None:
-    """Joined to its execution by execId, whichever comes first; a re-sent report replaces the first;
-    a report for an execution a correction replaced is dropped."""
-    base = _base(ev.exec_id)
-    fill = state.fills.get(base)
-    report = Commission(
-        exec_id=ev.exec_id,
-        commission=exact(ev.commission),
-        currency=ev.currency,
-        realized_pnl=exact(ev.realized_pnl) if ev.realized_pnl is not None else None,
-    )
-    if fill is None or fill.exec_id != ev.exec_id:
-        if fill is None and history.retired(state.history, "b", base):
-            return  # a retired fill's report, repeated after a reconnect
-        if fill is None and history.retired(state.history, "n", base):
-            raise history.RetiredOrder(
-                f"commission for {ev.exec_id}, a fill retired to history without one: not applied"
-            )
-        if fill is None or _later(ev.exec_id, fill.exec_id):  # its execution has not come yet
-            tx.put(state.pending_commissions, ev.exec_id, report)
-        return  # otherwise it is for an execution a correction replaced
-    new = replace(_with_commission(fill, report), updated_seq=seq)
-    if (new.commission, new.broker_realized_pnl) == (fill.commission, fill.broker_realized_pnl):
-        return
-    tx.put(state.fills, base, new)
-    delta = add(new.commission, fill.commission, -1)
-    if delta:
-        book.commission_changed(state, tx, new, delta, seq)
-    broker = add(new.broker_realized_pnl, fill.broker_realized_pnl, -1)
-    if broker:
-        book.add_to_account(state, tx, fill.account, seq, {}, {}, broker)
-
-
-def learn(state: State, tx: Tx, order: Order, contract: ev_.Contract, new: bool) -> Order:
-    """IB named the instrument of `order`: join the order to its conId (see `book.name_instrument`)."""
-    con_id = contract.con_id
-    if con_id and con_id == order.contract.con_id and not new:
-        return order  # already joined
-    if not order.contract.symbol:  # an external order first seen by its status
-        order = replace(order, contract=contract)
-    if not con_id:
-        return order
-    book.name_instrument(state, tx, contract, con_id)
-    if not order.contract.con_id:
-        book.name_instrument(state, tx, order.contract, con_id)
-        order = replace(order, contract=replace(order.contract, con_id=con_id))
-    return order
-
-
-def infer(state: State, tx: Tx, order: Order, seq: int, ts: int) -> None:
-    """After a reconciliation: what IB reports filled beyond the order's executions becomes one inferred
-    fill (deterministic id, flagged), priced so the order's average matches IB's; a real execution
-    arriving later shrinks it or removes it, never adds to it."""
+def inferred(plan: Plan, order: Order, pkey: str | None) -> tuple[str, Fill | None, Fill | None] | None:
+    """What IB reports filled beyond the order's executions, as one inferred fill (deterministic id,
+    flagged, keyed `pkey`), priced so the order's average matches IB's; a real execution arriving later
+    shrinks it or removes it, never adds to it. Returns (key, the fill before, the fill after; None when
+    removed), or None when nothing changes."""
     key = INFERRED + order.client_order_id
-    current = state.fills.get(key)
+    fills = plan.state.fills
+    current = plan.get(fills, key)
     real = order.filled + order.overfill - order.inferred
     want = order.broker_filled - real
     if want <= 0:
-        if current is not None:
-            tx.pop(state.fills, key)
-            _record(state, tx, order, order, key, current, True, seq, ts)
-        return
+        if current is None:
+            return None
+        plan.drop(fills, key)
+        return key, current, None
     price = _inferred_price(order, current, want)
     if current is not None and (current.shares, current.price) == (want, price):
-        return
-    pkey = book.key_of(state, order)
+        return None
     if pkey is None or not order.side:
-        return  # nothing to key it by: IB has not named the instrument or side
+        return None  # nothing to key it by: IB has not named the instrument or side
     fill = Fill(
         exec_id=key,
         client_order_id=order.client_order_id,
@@ -229,13 +202,13 @@ def infer(state: State, tx: Tx, order: Order, seq: int, ts: int) -> None:
         side=order.side,
         shares=want,
         price=price,
-        seq=current.seq if current is not None else seq,
-        ts=current.ts if current is not None else ts,
-        updated_seq=seq,
+        seq=current.seq if current is not None else plan.seq,
+        ts=current.ts if current is not None else plan.ts,
+        updated_seq=plan.seq,
         inferred=True,
     )
-    tx.put(state.fills, key, fill)
-    _record(state, tx, order, order, key, fill, current is not None, seq, ts)
+    plan.put(fills, key, fill)
+    return key, current, fill
 
 
 def _inferred_price(order: Order, current: Fill | None, want: Decimal) -> Decimal:

@@ -1,65 +1,69 @@
 """The fold: one envelope at a time, the state every other part of the service reads.
 
-Ownership rule: pure at the entity level, owned accumulator at the container level. `step` may update
-the dicts inside the `State` it is given and returns that same object: the caller hands over the old
-state. Every entity (Order, Position, Account, Fill) is a frozen Struct that is replaced, never mutated,
-so a reference to one stays valid forever. Callers that need to keep a version call `copy_state`.
+Each event is one step, compute then commit: `step` builds a `Plan` (oms.state.plan) by handing the
+event to its decider below, which asks each owner for the new values of its own tables, in one pass:
+an execution goes links -> fills -> orders -> positions (both views) -> accounts. `commit` then only
+assigns. A decider that raises has written nothing: the event is recorded in `State.fold_errors`
+(seq, kind, error) by a plan of its own and returned as a `FoldError` change, the same way live and in
+replay, so the live state still equals the replayed one. Retirement (`history.sweep`) runs as its own
+plan after the event's.
 
-A step is all or nothing: every write goes through a `Tx`; an event a handler cannot apply is undone
-whole, recorded in `State.fold_errors` (seq, kind, error) and returned as a `FoldError` change, the
-same way live and in replay, so the live state still equals the replayed one.
-
-No I/O, no clock (time is `env.ts`), no randomness, no logging. Dispatch is a dict lookup on the event's
-type. Joins are in `oms.state.links`, positions and money in `oms.state.book`, fills in
-`oms.state.fills`; see docs/state.md for every rule.
+Ownership: `step` updates the dicts inside the `State` it is given and returns that same object: the
+caller hands over the old state. Every entity (Order, Position, Account, Fill) is a frozen Struct,
+replaced, never mutated, so a reference to one stays valid forever; `copy_state` gives a version to
+keep. No I/O, no clock (time is `env.ts`), no randomness, no logging. Every rule is in its owner:
+`orders` (the transition table and IB's error rules), `fills` (execution, correction and commission
+identity), `positions` (the reducer and both views), `accounts` (money per currency), `links` (every
+identifier map), `history` (retirement); this module only dispatches.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from decimal import Decimal
 from typing import Any
 
 from msgspec.structs import replace
 
 from events import schema as ev_
 from events.schema import Contract, Envelope, kind_of, symbol_key
-from oms.state import accounts, book, fills, history, links, orders, positions
-from oms.state.model import (
-    TERMINAL,
-    BrokerPosition,
-    Changed,
-    FoldError,
-    Mismatch,
-    Order,
-    State,
-    initial_state,
-)
-from oms.state.money import ZERO, exact
-from oms.state.tx import Tx
+from oms.state import accounts, fills, history, interning, links, orders, positions
+from oms.state.model import BrokerPosition, Changed, Fill, FoldError, Mismatch, Order, State, initial_state
+from oms.state.money import ZERO, Money, add
+from oms.state.plan import Plan, commit
 
-_NO_CONTRACT = Contract(symbol="")
+_NONE: Money = {}
 
 
 def step(state: State, env: Envelope) -> tuple[State, tuple[Changed, ...]]:
     """Apply one event; returns the state (the same object, updated) and the entities it changed."""
-    tx = Tx()
-    _apply(state, tx, env)
+    changes = _step(state, env)
     state.seq = env.seq
     state.ts = env.ts
-    return state, tuple(tx.changes.values())
+    return state, changes
 
 
-def _apply(state: State, tx: Tx, env: Envelope) -> None:
+def _step(state: State, env: Envelope) -> tuple[Changed, ...]:
+    event = env.event
+    plan = Plan(state, env.seq, env.ts)
     try:
-        _HANDLERS[type(env.event)](state, tx, env.event, env.seq, env.ts)
-        if history.sweep_due(state, env.ts):
-            history.sweep(state, tx, env.ts)
-    except Exception as exc:  # a fold bug or an event it cannot apply: undone whole, recorded, skipped
-        tx.rollback()
-        error = FoldError(seq=env.seq, kind=kind_of(env.event), error=f"{type(exc).__name__}: {exc}")
-        tx.put(state.fold_errors, env.seq, error)
-        tx.changes[("e", str(env.seq))] = error
+        _DECIDE[type(event)](plan, event)
+    except Exception as exc:  # a fold bug or an event it cannot apply: nothing written, recorded, skipped
+        error = FoldError(seq=env.seq, kind=kind_of(event), error=f"{type(exc).__name__}: {exc}")
+        plan = Plan(state, env.seq, env.ts)
+        plan.put(state.fold_errors, env.seq, error)
+        plan.changes[("e", str(env.seq))] = error
+    changes = commit(plan)
+    if env.ts - state.history.swept_ts >= history.SWEEP_EVERY_NS and history.sweep_due(state, env.ts):
+        sweep = Plan(state, env.seq, env.ts)
+        try:
+            history.sweep(sweep)
+        except Exception as exc:  # a sweep bug: this sweep is skipped, the event stands
+            error = FoldError(seq=env.seq, kind="Sweep", error=f"{type(exc).__name__}: {exc}")
+            sweep = Plan(state, env.seq, env.ts)
+            sweep.put(state.fold_errors, env.seq, error)
+            sweep.changes[("e", str(env.seq))] = error
+        changes += commit(sweep)
+    return changes
 
 
 def fold(envs: Iterable[Envelope], state: State | None = None) -> State:
@@ -68,8 +72,8 @@ def fold(envs: Iterable[Envelope], state: State | None = None) -> State:
         state = initial_state()
     env: Envelope | None = None
     for env in envs:
-        _apply(state, Tx(), env)
-    if env is not None:  # no handler reads them: set once, for the last event
+        _step(state, env)
+    if env is not None:  # no decider reads them: set once, for the last event
         state.seq = env.seq
         state.ts = env.ts
     return state
@@ -98,241 +102,339 @@ def copy_state(state: State) -> State:
 
 
 # ---------------------------------------------------------------------------------------------------
+# The one path every order change takes: the order, then its positions (both views), then the money.
+
+
+def _order(plan: Plan, old: Order | None, order: Order, base: str = "", fill: Fill | None = None,
+           replaces: bool = False, broker: Money = _NONE) -> None:  # fmt: skip
+    """Store `order` (changed from `old`) and bring its positions and their account up to date: its
+    place among the working orders of its key (moving it when its key changed) when its status, side or
+    key changed, and `fill` (under `base`), new or replacing an earlier one, with IB's realized P&L
+    `broker` for it."""
+    state = plan.state
+    if order is not old:
+        coid = order.client_order_id
+        plan.put(state.orders, coid, order)
+        plan.changes[("o", coid)] = order
+    moved = old is not None and not (old.contract is order.contract and old.account == order.account)
+    member = order is not old and (
+        old is None or old.status != order.status or old.side != order.side or moved
+    )
+    order_key = None
+    if member:
+        order_key = positions.key_of(plan, order)
+        if moved:
+            assert old is not None
+            old_key = positions.key_of(plan, old)
+            if old_key is not None and order_key is not None and old_key != order_key:
+                positions.left(plan, old_key, order_key, order)
+    fill_key = fill.position_key if fill is not None else None
+    if order_key is not None and order_key != fill_key:  # the order's positions alone
+        for account_wide, pkey, strategy in positions.views(order_key, order.strategy_id):
+            positions.apply(
+                plan, account_wide, pkey, strategy, order, deferred=fill is not None and not replaces
+            )
+    if fill is not None and fill_key is not None:  # the fill, with the order when on the same key
+        with_order = order if order_key == fill_key else None
+        for account_wide, pkey, strategy in positions.views(fill_key, fill.strategy_id):
+            before, after = positions.apply(
+                plan, account_wide, pkey, strategy, with_order, base, fill, replaces
+            )
+            if account_wide:
+                accounts.position_moved(plan, fill.account, before, after, broker)
+    elif broker:
+        accounts.apply(plan, order.account, _NONE, _NONE, broker)
+
+
+def _learn(plan: Plan, order: Order, contract: Contract, new: bool) -> Order:
+    """IB named the order's instrument: join it, and move what was keyed by the symbol."""
+    order, named = links.learn(plan, order, contract, new)
+    for sym in named:
+        positions.renamed(plan, sym, contract.con_id)
+    return order
+
+
+def _name(plan: Plan, contract: Contract) -> None:
+    sym = links.name(plan, contract) if contract.con_id else None
+    if sym is not None:
+        positions.renamed(plan, sym, contract.con_id)
+
+
+def _fill(plan: Plan, old: Order | None, order: Order, base: str, fill: Fill, replaces: bool,
+          broker: Money = _NONE) -> None:  # fmt: skip
+    """A fill, new or replacing an earlier one of the same key, into its order and positions."""
+    seq, ts = plan.seq, plan.ts
+    if replaces:
+        qty, value, inferred = fills.order_totals(plan, order.client_order_id)
+        new = orders.executed(order, qty, value, inferred, seq, ts, replaced=True)
+    else:
+        new = orders.executed(
+            order,
+            order.filled + order.overfill + fill.shares,
+            order.fill_value + fill.shares * fill.price,
+            order.inferred + fill.shares if fill.inferred else order.inferred,
+            seq,
+            ts,
+        )
+    _order(plan, old, new, base, fill, replaces, broker)
+
+
+def _infer(plan: Plan, order: Order) -> None:
+    """IB's filled quantity beyond the executions as an inferred fill (`fills.inferred`)."""
+    change = fills.inferred(plan, order, positions.key_of(plan, order))
+    if change is None:
+        return
+    key, before, after = change
+    if after is None:
+        assert before is not None
+        _fill(plan, order, order, key, before, True)
+    else:
+        _fill(plan, order, order, key, after, before is not None)
+
+
+# ---------------------------------------------------------------------------------------------------
 # Intents.
 
 
-def _on_requested(state: State, tx: Tx, ev: ev_.OrderRequested, seq: int, ts: int) -> None:
+def _on_requested(plan: Plan, ev: ev_.OrderRequested) -> None:
+    state = plan.state
     if history.taken(state, ev.client_order_id):  # a duplicate id never makes a second order
         return
     contract = ev.contract
     if contract.con_id:
-        book.name_instrument(state, tx, contract, contract.con_id)
+        _name(plan, contract)
     else:
         con_id = state.con_ids.get(symbol_key(contract), 0)
         if con_id:  # IB has already named this symbol
             contract = replace(contract, con_id=con_id)
-    book.put(state, tx, None, orders.requested(ev, links.shared_contract(contract), seq, ts))
+    order = orders.requested(
+        ev,
+        interning.contract(contract),
+        plan.seq,
+        plan.ts,
+        interning.name(ev.strategy_id),
+        interning.name(ev.account),
+    )
+    _order(plan, None, order)
 
 
-def _on_cancel(state: State, tx: Tx, ev: ev_.CancelRequested, seq: int, ts: int) -> None:
+def _on_cancel(plan: Plan, ev: ev_.CancelRequested) -> None:
+    order = plan.state.orders.get(ev.client_order_id)
+    if order is not None:
+        _order(plan, order, orders.triggered(order, "cancel_req", plan.seq, plan.ts))
+
+
+def _on_modify(plan: Plan, ev: ev_.ModifyRequested) -> None:
+    order = plan.state.orders.get(ev.client_order_id)
+    if order is not None:
+        _order(plan, order, orders.modify_requested(order, ev, plan.seq, plan.ts))
+
+
+def _on_denied(plan: Plan, ev: ev_.OrderDenied) -> None:
+    """Refused before reaching IB: rejected with the reason, whether or not the request was logged."""
+    state = plan.state
     order = state.orders.get(ev.client_order_id)
     if order is not None:
-        book.put(state, tx, order, orders.triggered(order, "cancel_req", seq, ts))
+        _order(plan, order, orders.triggered(order, "rejected", plan.seq, plan.ts, reason=ev.reason))
+    elif not history.retired(state.history, "c", ev.client_order_id):  # a retired id stays as it ended
+        _order(plan, None, orders.denied(ev, plan.seq, plan.ts))
 
 
-def _on_modify(state: State, tx: Tx, ev: ev_.ModifyRequested, seq: int, ts: int) -> None:
-    """Recorded as pending: quantities and prices change only when IB's openOrder shows them."""
-    order = state.orders.get(ev.client_order_id)
-    if order is not None and order.status not in TERMINAL:
-        new = replace(order, pending_modify=ev, modify_rejected="", updated_seq=seq, updated_ts=ts)
-        book.put(state, tx, order, new)
-
-
-def _on_denied(state: State, tx: Tx, ev: ev_.OrderDenied, seq: int, ts: int) -> None:
-    """Refused before reaching IB: rejected with the reason, whether or not the request was logged."""
-    order = state.orders.get(ev.client_order_id)
-    if order is None:
-        if history.retired(state.history, "c", ev.client_order_id):
-            return  # the id is a retired order's: it stays as it ended
-        req = ev.request or ev_.OrderRequested(
-            client_order_id=ev.client_order_id,
-            strategy_id=ev.strategy_id,
-            account="",
-            contract=_NO_CONTRACT,
-            side="BUY",
-            quantity=ZERO,
-        )
-        new = orders.requested(req, req.contract, seq, ts)
-        book.put(
-            state, tx, None, replace(new, status="rejected", reason=ev.reason, last_error_message=ev.code)
-        )
-        return
-    book.put(state, tx, order, orders.triggered(order, "rejected", seq, ts, reason=ev.reason))
-
-
-def _on_sent(state: State, tx: Tx, ev: ev_.OrderSent, seq: int, ts: int) -> None:
-    tx.setattr(state, "client_id", ev.client_id)
-    order = state.orders.get(ev.client_order_id)
+def _on_sent(plan: Plan, ev: ev_.OrderSent) -> None:
+    plan.fields["client_id"] = ev.client_id
+    order = plan.state.orders.get(ev.client_order_id)
     if order is None:
         return
-    tx.put(state.order_ids, f"{ev.client_id}:{ev.order_id}", order.client_order_id)  # this session wins
+    links.sent(plan, order, ev.order_id, ev.client_id)
     if order.order_id != ev.order_id or order.client_id != ev.client_id:
-        new = replace(order, order_id=ev.order_id, client_id=ev.client_id, updated_seq=seq, updated_ts=ts)
-        book.put(state, tx, order, new)
+        new = replace(
+            order, order_id=ev.order_id, client_id=ev.client_id, updated_seq=plan.seq, updated_ts=plan.ts
+        )
+        _order(plan, order, new)
 
 
 # ---------------------------------------------------------------------------------------------------
 # Broker facts.
 
 
-def _on_status(state: State, tx: Tx, ev: ev_.OrderStatusReported, seq: int, ts: int) -> None:
+def _restated(state: State, order: Order) -> bool:
+    """IB's figures for `order` reported for the first time in the reconciliation under way."""
+    return state.reconciling and order.broker_seq <= state.reconciliation_seq
+
+
+def _on_status(plan: Plan, ev: ev_.OrderStatusReported) -> None:
+    state, seq, ts = plan.state, plan.seq, plan.ts
     old = links.known(state, ev.order_id, ev.perm_id, ev.client_id, "")
     if old is None and history.retired_ids(state, ev.order_id, ev.perm_id, ev.client_id, ""):
         return  # IB repeating a retired order's status (after a reconnect): it ended as it was
     ids = (ev.client_id, ev.order_id, ev.perm_id)
-    order = old or orders.external(ids, "", _NO_CONTRACT, "", ZERO, seq, ts)
-    order = links.bind(state, tx, order, ev.order_id, ev.perm_id, ev.client_id)
+    order = old or orders.external(ids, "", orders.NO_CONTRACT, "", ZERO, seq, ts)
+    order = links.bind(plan, order, ev.order_id, ev.perm_id, ev.client_id)
     trigger = orders.status_trigger(ev.status, ev.why_held)
     if trigger:
         order = orders.triggered(order, trigger, seq, ts)
-    order = _broker_fill(state, order, ev.filled, ev.avg_fill_price, ev.status, seq, ts)
-    book.put(state, tx, old, order)
+    restated = _restated(state, order)
+    order = orders.broker_reported(order, ev.filled, ev.avg_fill_price, ev.status, restated, seq, ts)
+    _order(plan, old, order)
 
 
-def _broker_fill(state: State, order: Order, filled: Decimal, avg: float, status: str, seq: int, ts: int
-                 ) -> Order:  # fmt: skip
-    """IB's own filled quantity and average: kept beside the executions. Reported during a
-    reconciliation, they are IB's current word, from which a fill may be inferred (`fills.infer`)."""
-    broker_avg = exact(avg) if avg else order.broker_avg_price
-    same = (order.broker_filled, order.broker_avg_price, order.broker_status) == (filled, broker_avg, status)
-    if same and not (state.reconciling and order.broker_seq <= state.reconciliation_seq):
-        return order
-    return replace(
-        order, broker_filled=filled, broker_avg_price=broker_avg, broker_status=status, broker_seq=seq,
-        updated_seq=seq, updated_ts=ts,
-    )  # fmt: skip
-
-
-def _on_open_order(state: State, tx: Tx, ev: ev_.OpenOrderReported, seq: int, ts: int) -> None:
+def _on_open_order(plan: Plan, ev: ev_.OpenOrderReported) -> None:
     """IB's view of the order; its quantity and prices are what is working, so they acknowledge a modify."""
+    state, seq, ts = plan.state, plan.seq, plan.ts
     old = links.known(state, ev.order_id, ev.perm_id, ev.client_id, ev.order_ref)
     if old is None and history.retired_ids(state, ev.order_id, ev.perm_id, ev.client_id, ev.order_ref):
         return  # a retired order, reported again as a completed order
     side = orders.ib_side(ev.side)
     if old is None:
-        order = replace(
-            orders.external(
-                (ev.client_id, ev.order_id, ev.perm_id), ev.account, ev.contract, side, ev.quantity, seq, ts
-            ),
-            order_type=ev.order_type,
-            limit_price=ev.limit_price,
-            stop_price=ev.stop_price,
-            tif=ev.tif,
-            outside_rth=ev.outside_rth,
-        )
+        ids = (ev.client_id, ev.order_id, ev.perm_id)
+        order = orders.external(ids, ev.account, ev.contract, side, ev.quantity, seq, ts)
     else:
         order = old
         if not order.account:
             order = links.placed(order, ev.account, side)
             if order.external:
                 order = replace(order, order_type=ev.order_type)
-    order = links.bind(state, tx, order, ev.order_id, ev.perm_id, ev.client_id)
-    order = fills.learn(state, tx, order, ev.contract, old is None)
+    order = links.bind(plan, order, ev.order_id, ev.perm_id, ev.client_id)
+    order = _learn(plan, order, ev.contract, old is None)
     if ev.filled is not None:  # a completed order: IB's filled quantity (no average price comes with it)
-        order = _broker_fill(state, order, ev.filled, 0.0, ev.status, seq, ts)
-    unknown_quantity = order.external and order.quantity == 0 and ev.quantity > 0
-    if order.status in TERMINAL and not unknown_quantity:  # a terminal order changes only by executions
-        book.put(state, tx, old, order)
+        order = orders.broker_reported(order, ev.filled, 0.0, ev.status, _restated(state, order), seq, ts)
+    _order(plan, old, orders.open_order_reported(order, ev, old is None, seq, ts))
+
+
+def _on_execution(plan: Plan, ev: ev_.ExecutionReported) -> None:
+    """A fill: deduped by execId; a later execId with the same part before the last "." replaces it."""
+    state = plan.state
+    old = links.known(state, ev.order_id, ev.perm_id, ev.client_id, ev.order_ref)
+    if old is None and fills.of_retired(state, ev):
         return
-    if order.quantity != ev.quantity:
-        base = replace(order, quantity=ev.quantity, status="submitted") if unknown_quantity else order
-        base = replace(base, quantity=ev.quantity)
-        order = orders.executed(
-            base, order.filled + order.overfill, order.fill_value, order.inferred, seq, ts
-        )
-    if order.limit_price != ev.limit_price or order.stop_price != ev.stop_price:
-        order = replace(
-            order, limit_price=ev.limit_price, stop_price=ev.stop_price, updated_seq=seq, updated_ts=ts
-        )
-    want = order.pending_modify
-    if want is not None and orders.modify_matches(want, ev.quantity, ev.limit_price, ev.stop_price):
-        order = replace(order, pending_modify=None, updated_seq=seq, updated_ts=ts)
-    trigger = orders.status_trigger(ev.status)
-    if trigger:
-        order = orders.triggered(order, trigger, seq, ts)
-    book.put(state, tx, old, order)
+    side = orders.ib_side(ev.side)
+    if old is None:
+        ids = (ev.client_id, ev.order_id, ev.perm_id)
+        order = orders.external(ids, ev.account, ev.contract, side, ZERO, plan.seq, plan.ts)
+    else:
+        order = links.placed(old, ev.account, side)
+    order = links.bind(plan, order, ev.order_id, ev.perm_id, ev.client_id)
+    order = _learn(plan, order, ev.contract, old is None)
+    base = fills.base_of(ev.exec_id)
+    prev = state.fills.get(base)
+    if prev is not None and not fills.later(ev.exec_id, prev.exec_id):
+        fills.repeated(plan, ev.exec_id)
+        _order(plan, old, order)
+        return
+    contract = links.instrument(plan, ev.contract)
+    pkey = positions.keyed(plan, ev.account, contract)
+    fill = fills.execution(plan, ev, order, prev, contract, pkey, side)
+    before_commission = prev.commission if prev is not None else _NONE
+    if fill.commission or before_commission:
+        moved = add(fill.commission, before_commission, -1)
+        if moved:
+            order = replace(order, commission=add(order.commission, moved))
+    broker = fill.broker_realized_pnl
+    if prev is not None and prev.broker_realized_pnl:
+        broker = add(broker, prev.broker_realized_pnl, -1)
+    _fill(plan, old, order, base, fill, prev is not None, broker)
+    if order.inferred:  # a real execution for what was inferred: it replaces, never adds
+        now = plan.get(state.orders, order.client_order_id)
+        assert now is not None
+        _infer(plan, now)
 
 
-def _on_position(state: State, tx: Tx, ev: ev_.PositionReported, seq: int, ts: int) -> None:
+def _on_commission(plan: Plan, ev: ev_.CommissionReported) -> None:
+    joined = fills.commission(plan, ev)
+    if joined is None:
+        return
+    fill, moved, broker = joined
+    state = plan.state
+    if moved:
+        order = state.orders.get(fill.client_order_id)
+        if order is not None:
+            new = replace(order, commission=add(order.commission, moved), updated_seq=plan.seq)
+            plan.put(state.orders, order.client_order_id, new)
+            plan.changes[("o", order.client_order_id)] = new
+        for account_wide, pkey, strategy in positions.views(fill.position_key, fill.strategy_id):
+            before, after = positions.apply(plan, account_wide, pkey, strategy, None, commission=moved)
+            if account_wide:
+                accounts.position_moved(plan, fill.account, before, after, broker)
+    elif broker:
+        accounts.apply(plan, fill.account, _NONE, _NONE, broker)
+
+
+def _on_position(plan: Plan, ev: ev_.PositionReported) -> None:
     """Kept beside the folded position as a cross-check; never changes the folded quantity."""
-    if ev.contract.con_id:
-        book.name_instrument(state, tx, ev.contract, ev.contract.con_id)
-    key = positions.position_key(ev.account, ev.contract, state.con_ids)
+    _name(plan, ev.contract)
+    key = positions.keyed(plan, ev.account, ev.contract)
     report = BrokerPosition(
-        account=ev.account, contract=ev.contract, position=ev.position, avg_cost=ev.avg_cost, seq=seq
+        account=ev.account, contract=ev.contract, position=ev.position, avg_cost=ev.avg_cost, seq=plan.seq
     )
-    tx.put(state.broker_positions, key, report)
+    plan.put(plan.state.broker_positions, key, report)
 
 
-def _on_mismatch(state: State, tx: Tx, ev: ev_.PositionMismatch, seq: int, ts: int) -> None:
-    key = positions.position_key(ev.account, ev.contract, state.con_ids)
+def _on_mismatch(plan: Plan, ev: ev_.PositionMismatch) -> None:
+    key = positions.position_key(ev.account, ev.contract, plan.state.con_ids)
     mismatch = Mismatch(
         position_key=key,
         broker_position=ev.broker_position,
         folded_position=ev.folded_position,
         broker_avg_cost=ev.broker_avg_cost,
-        seq=seq,
-        ts=ts,
+        seq=plan.seq,
+        ts=plan.ts,
     )
-    tx.put(state.mismatches, key, mismatch)
+    plan.put(plan.state.mismatches, key, mismatch)
 
 
-def _on_account_value(state: State, tx: Tx, ev: ev_.AccountValueReported, seq: int, ts: int) -> None:
-    old = state.accounts.get(ev.account)
-    new = accounts.with_value(old, ev, seq)
+def _on_account_value(plan: Plan, ev: ev_.AccountValueReported) -> None:
+    old = plan.state.accounts.get(ev.account)
+    new = accounts.with_value(old, ev, plan.seq)
     if new is not old:
-        tx.put(state.accounts, ev.account, new)
-        tx.changes[("a", ev.account)] = new
+        plan.put(plan.state.accounts, ev.account, new)
+        plan.changes[("a", ev.account)] = new
 
 
-def _on_error(state: State, tx: Tx, ev: ev_.BrokerError, seq: int, ts: int) -> None:
+def _on_error(plan: Plan, ev: ev_.BrokerError) -> None:
     """An order error (req_id is this session's orderId): see `orders.error_outcome` for what it means."""
     if ev.req_id <= 0:
         return
+    state = plan.state
     coid = state.order_ids.get(f"{state.client_id}:{ev.req_id}")
-    if coid is None:
-        return
-    order = state.orders[coid]
-    outcome = orders.error_outcome(order, ev.code, ev.error_class)
-    if outcome == "ignore":
-        return
-    new = replace(
-        order, last_error_code=ev.code, last_error_message=ev.message, updated_seq=seq, updated_ts=ts
-    )
-    if outcome == "modify_refused":  # the order keeps working with its previous parameters
-        new = replace(new, pending_modify=None, modify_rejected=ev.message)
-    elif outcome != "record":
-        new = orders.triggered(new, outcome, seq, ts, ev.message)
-    book.put(state, tx, order, new)
+    if coid is not None:
+        order = state.orders[coid]
+        _order(plan, order, orders.errored(order, ev, plan.seq, plan.ts))
 
 
-def _on_connection(state: State, tx: Tx, ev: ev_.ConnectionChanged, seq: int, ts: int) -> None:
-    tx.setattr(state, "connection", ev.state)
+def _on_connection(plan: Plan, ev: ev_.ConnectionChanged) -> None:
+    plan.fields["connection"] = ev.state
     if ev.client_id:
-        tx.setattr(state, "client_id", ev.client_id)
+        plan.fields["client_id"] = ev.client_id
 
 
-def _on_kill_switch(state: State, tx: Tx, ev: ev_.KillSwitchChanged, seq: int, ts: int) -> None:
-    tx.setattr(state, "kill_switch", ev.engaged)
-    tx.setattr(state, "kill_reason", ev.reason)
+def _on_kill_switch(plan: Plan, ev: ev_.KillSwitchChanged) -> None:
+    plan.fields["kill_switch"] = ev.engaged
+    plan.fields["kill_reason"] = ev.reason
 
 
-def _on_reconciliation_started(
-    state: State, tx: Tx, ev: ev_.ReconciliationStarted, seq: int, ts: int
-) -> None:
-    tx.setattr(state, "reconciling", True)
-    tx.setattr(state, "reconciliation_seq", seq)
+def _on_reconciliation_started(plan: Plan, ev: ev_.ReconciliationStarted) -> None:
+    plan.fields["reconciling"] = True
+    plan.fields["reconciliation_seq"] = plan.seq
 
 
-def _on_reconciliation_finished(
-    state: State, tx: Tx, ev: ev_.ReconciliationFinished, seq: int, ts: int
-) -> None:
+def _on_reconciliation_finished(plan: Plan, ev: ev_.ReconciliationFinished) -> None:
     """IB has now said all it will about fills: what it reported filled during this reconciliation beyond
-    the executions becomes an inferred fill (see `fills.infer`). Figures reported before it may predate
+    the executions becomes an inferred fill (`fills.inferred`). Figures reported before it may predate
     a correction, so they are never used."""
-    tx.setattr(state, "reconciling", False)
+    state = plan.state
+    plan.fields["reconciling"] = False
     if not ev.ok:
         return
     since = state.reconciliation_seq
     for order in [o for o in state.orders.values() if o.broker_seq > since and o.broker_filled != o.filled]:
-        fills.infer(state, tx, order, seq, ts)
+        _infer(plan, order)
 
 
-def _nothing(state: State, tx: Tx, ev: ev_.Event, seq: int, ts: int) -> None:
+def _nothing(plan: Plan, ev: ev_.Event) -> None:
     """Session markers and kinds this version does not know change no state."""
 
 
-_HANDLERS: dict[type, Callable[[State, Tx, Any, int, int], None]] = {
+_DECIDE: dict[type, Callable[[Plan, Any], None]] = {
     ev_.OrderRequested: _on_requested,
     ev_.CancelRequested: _on_cancel,
     ev_.ModifyRequested: _on_modify,
@@ -340,8 +442,8 @@ _HANDLERS: dict[type, Callable[[State, Tx, Any, int, int], None]] = {
     ev_.OrderSent: _on_sent,
     ev_.OrderStatusReported: _on_status,
     ev_.OpenOrderReported: _on_open_order,
-    ev_.ExecutionReported: fills.on_execution,
-    ev_.CommissionReported: fills.on_commission,
+    ev_.ExecutionReported: _on_execution,
+    ev_.CommissionReported: _on_commission,
     ev_.PositionReported: _on_position,
     ev_.PositionMismatch: _on_mismatch,
     ev_.AccountValueReported: _on_account_value,

@@ -25,7 +25,9 @@ import hashlib
 from collections.abc import Iterable
 
 from oms.state.model import TERMINAL, Fill, History, Order, Position, Sealed, State
-from oms.state.tx import Tx
+from oms.state.money import Money
+from oms.state.plan import Plan
+from oms.state.positions import replayed
 
 MINUTE_NS = 60 * 10**9
 RETIRE_AFTER_NS = 15 * MINUTE_NS
@@ -79,11 +81,60 @@ def sweep_due(state: State, ts: int) -> bool:
     return ts - state.history.swept_ts >= SWEEP_EVERY_NS and not state.reconciling
 
 
-def sweep(state: State, tx: Tx, ts: int) -> None:
-    """Retire what is final and quiet, and forget tombstones past their horizon."""
-    history = state.history
-    tx.setattr(history, "swept_ts", ts)
-    _expire(history, tx, ts)
+def commission_ident(exec_id: str, commission: Money, broker_realized_pnl: Money) -> str:
+    """A fill's commission as an identifier a tombstone can keep: a repeated report must match it."""
+    return f"{exec_id}|{sorted(commission.items())}|{sorted(broker_realized_pnl.items())}"
+
+
+def sweep(plan: Plan) -> None:
+    """Retire what is final and quiet, and forget tombstones past their horizon: a plan of its own,
+    committed after the event's (a sweep that fails skips only the sweep, live and in replay alike)."""
+    state, ts = plan.state, plan.ts
+    old = state.history
+    horizon = ts - TOMBSTONE_NS
+    sealed = old.sealed
+    if sealed and sealed[0].until_ts < horizon:  # tombstones past the horizon: a block when its newest is
+        sealed = [b for b in sealed if b.until_ts >= horizon]
+    recent = old.recent
+    if any(when < horizon for when in recent.values()):
+        recent = {k: w for k, w in recent.items() if w >= horizon}
+    going, bases, cuts = _going(state, ts)
+    new = History(orders=old.orders, fills=old.fills, swept_ts=ts, recent=recent, sealed=sealed)
+    plan.fields["history"] = new
+    if not going:
+        return
+    buried = dict(recent)
+    for pkey, table in _touched(state, bases):
+        _checkpoint(state, plan, table, pkey, cuts[pkey])
+    names = set(going)
+    for key in [k for k, coid in state.order_ids.items() if coid in names]:
+        buried[ident("o", key)] = ts
+        plan.drop(state.order_ids, key)
+    for order in going.values():
+        buried[ident("c", order.client_order_id)] = ts
+        for perm_id in order.perm_ids:
+            buried[ident("p", perm_id)] = ts
+            if state.perm_ids.get(perm_id) == order.client_order_id:
+                plan.drop(state.perm_ids, perm_id)
+        plan.drop(state.orders, order.client_order_id)
+    for base in bases:
+        fill = state.fills[base]
+        plan.drop(state.fills, base)
+        buried[ident("b" if fill.commission or fill.inferred else "n", base)] = ts
+        buried[ident("e", fill.exec_id)] = ts
+        if fill.commission or fill.broker_realized_pnl:
+            buried[ident("m", commission_ident(fill.exec_id, fill.commission, fill.broker_realized_pnl))] = ts
+    new.orders += len(going)
+    new.fills += len(bases)
+    new.recent = buried
+    if len(buried) >= SEAL_AT:
+        hashes = sorted(buried)
+        new.sealed = [*sealed, Sealed(until_ts=ts, hashes=b"".join(h.to_bytes(8, "little") for h in hashes))]
+        new.recent = {}
+
+
+def _going(state: State, ts: int) -> tuple[dict[str, Order], set[str], dict[str, int]]:
+    """The orders that retire now, their fills, and how much of each touched history they end."""
     fills_of: dict[str, list[str]] = {}
     for base, fill in state.fills.items():
         fills_of.setdefault(fill.client_order_id, []).append(base)
@@ -102,31 +153,8 @@ def sweep(state: State, tx: Tx, ts: int) -> None:
             if isinstance(entry, str) and entry in bases
         }
         if not held:
-            break
+            return going, bases, cuts
         going = {coid: order for coid, order in going.items() if coid not in held}
-    if not going:
-        return
-    for pkey, table in _touched(state, bases):
-        _checkpoint(state, tx, table, pkey, cuts[pkey])
-    names = set(going)
-    for key in [k for k, coid in state.order_ids.items() if coid in names]:
-        _bury(history, tx, "o", key, ts)
-        tx.pop(state.order_ids, key)
-    for order in going.values():
-        _bury(history, tx, "c", order.client_order_id, ts)
-        for perm_id in order.perm_ids:
-            _bury(history, tx, "p", perm_id, ts)
-            if state.perm_ids.get(perm_id) == order.client_order_id:
-                tx.pop(state.perm_ids, perm_id)
-        tx.pop(state.orders, order.client_order_id)
-    for base in bases:
-        fill = tx.pop(state.fills, base)
-        _bury(history, tx, "b" if fill.commission or fill.inferred else "n", base, ts)
-        _bury(history, tx, "e", fill.exec_id, ts)
-    tx.setattr(history, "orders", history.orders + len(going))
-    tx.setattr(history, "fills", history.fills + len(bases))
-    if len(history.recent) >= SEAL_AT:
-        _seal(history, tx, ts)
 
 
 def _final(order: Order, fills: list[Fill], now: int) -> bool:
@@ -169,36 +197,13 @@ def _cut(state: State, pkey: str, bases: set[str]) -> int:
     return cut
 
 
-def _checkpoint(state: State, tx: Tx, table: dict[str, Position], pkey: str, cut: int) -> None:
+def _checkpoint(state: State, plan: Plan, table: dict[str, Position], pkey: str, cut: int) -> None:
     """Replace the head of a position's history that `_cut` found by the position it leads to:
     recomputing from the checkpoint gives what recomputing from the whole history gave, without the
     retired fills."""
-    from oms.state.positions import replayed
-
     inputs = state.position_inputs.get(pkey)
     pos = table.get(pkey)
     if not inputs or pos is None or cut == 0 or (cut == 1 and isinstance(inputs[0], Position)):
         return
-    base = replayed(pos, inputs[:cut], state.fills)
-    tx.put(state.position_inputs, pkey, [base, *inputs[cut:]])
-
-
-def _bury(history: History, tx: Tx, kind: str, value: object, ts: int) -> None:
-    tx.put(history.recent, ident(kind, value), ts)
-
-
-def _seal(history: History, tx: Tx, ts: int) -> None:
-    hashes = sorted(history.recent)
-    block = Sealed(until_ts=ts, hashes=b"".join(h.to_bytes(8, "little") for h in hashes))
-    tx.setattr(history, "sealed", [*history.sealed, block])
-    tx.setattr(history, "recent", {})
-
-
-def _expire(history: History, tx: Tx, now: int) -> None:
-    """Tombstones older than the horizon go: a block when its newest is, recent ones one by one."""
-    horizon = now - TOMBSTONE_NS
-    if history.sealed and history.sealed[0].until_ts < horizon:
-        tx.setattr(history, "sealed", [b for b in history.sealed if b.until_ts >= horizon])
-    old = [k for k, when in history.recent.items() if when < horizon]
-    if old:
-        tx.setattr(history, "recent", {k: w for k, w in history.recent.items() if w >= horizon})
+    base = replayed(pos, inputs[:cut], state.fills.get)
+    plan.set_history(pkey, [base, *inputs[cut:]])

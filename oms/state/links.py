@@ -1,18 +1,18 @@
-"""Joins: IB's identifiers to our orders, and IB's conIds to the symbols orders were requested by.
+"""Identifiers: IB's ids joined to our orders, and IB's conIds to the symbols orders were requested by.
 
 An IB callback names an order by permId first (stable across sessions), then by our orderRef, then by
-this session's (clientId, orderId); IB's conId is learned per symbol (docs/state.md, "Identifiers").
+this session's (clientId, orderId); IB's conId is learned per symbol, and one Contract is kept per conId
+(docs/state.md, "Identifiers"). This module owns every identifier map (`order_ids`, `perm_ids`,
+`con_ids`, `instruments`) and writes them only into the step's plan.
 """
 
 from __future__ import annotations
 
-from functools import lru_cache
-
 from msgspec.structs import replace
 
-from events.schema import Contract
+from events.schema import Contract, symbol_key
 from oms.state.model import Order, OrderSide, State
-from oms.state.tx import Tx
+from oms.state.plan import Plan
 
 
 def resolve(state: State, order_id: int, perm_id: int, client_id: int, order_ref: str) -> str | None:
@@ -34,43 +34,74 @@ def known(state: State, order_id: int, perm_id: int, client_id: int, order_ref: 
     return state.orders[coid] if coid is not None else None
 
 
-def bind(state: State, tx: Tx, order: Order, order_id: int, perm_id: int, client_id: int) -> Order:
+def bind(plan: Plan, order: Order, order_id: int, perm_id: int, client_id: int) -> Order:
     """Index IB's ids for `order`; one client order may acquire several permIds."""
     coid = order.client_order_id
     if order_id > 0 and (order_id != order.order_id or client_id != order.client_id):  # else indexed
         key = f"{client_id}:{order_id}"
-        if key not in state.order_ids:
-            tx.put(state.order_ids, key, coid)
+        if plan.get(plan.state.order_ids, key) is None:
+            plan.put(plan.state.order_ids, key, coid)
         if not order.order_id:
             order = replace(order, order_id=order_id, client_id=client_id)
     if perm_id and perm_id not in order.perm_ids:
-        tx.put(state.perm_ids, perm_id, coid)
+        plan.put(plan.state.perm_ids, perm_id, coid)
         order = replace(order, perm_ids=(*order.perm_ids, perm_id))
     return order
 
 
+def sent(plan: Plan, order: Order, order_id: int, client_id: int) -> None:
+    """OrderSent: this session's orderId is the order's, whatever it named before (this session wins)."""
+    plan.put(plan.state.order_ids, f"{client_id}:{order_id}", order.client_order_id)
+
+
 def placed(order: Order, account: str, side: OrderSide) -> Order:
     """An order without an account (an external one first seen by its status) learns it, and its side,
-    from the first openOrder or execution; `book.put` then moves what it had under the empty account."""
+    from the first openOrder or execution; its positions then move (`positions.left`)."""
     if order.account or not account:
         return order
     return replace(order, account=account, side=order.side or side)
 
 
-@lru_cache(maxsize=4096)
-def shared_contract(contract: Contract) -> Contract:
-    """The first contract seen equal to `contract`, like `sys.intern` for strings: the orders of an
-    instrument share one object instead of holding a decoded copy each (memory). Contracts are frozen
-    and compared by value, so sharing is invisible; the cache is bounded by instruments, not orders."""
-    return contract
+def learn(plan: Plan, order: Order, contract: Contract, new: bool) -> tuple[Order, list[str]]:
+    """IB named the instrument of `order`: the order joined to its conId, and the symbol keys newly
+    named by it (their positions move to the conId: `positions.renamed`)."""
+    con_id = contract.con_id
+    if con_id and con_id == order.contract.con_id and not new:
+        return order, []  # already joined
+    if not order.contract.symbol:  # an external order first seen by its status
+        order = replace(order, contract=contract)
+    if not con_id:
+        return order, []
+    syms = [symbol_key(contract)]
+    if not order.contract.con_id:
+        syms.append(symbol_key(order.contract))
+    named = [sym for sym in dict.fromkeys(syms) if _name(plan, sym, con_id)]
+    if not order.contract.con_id:
+        order = replace(order, contract=replace(order.contract, con_id=con_id))
+    return order, named
 
 
-def instrument(state: State, tx: Tx, contract: Contract) -> Contract:
+def name(plan: Plan, contract: Contract) -> str | None:
+    """Remember the conId of the symbol `contract` names: the symbol key when it is news, else None."""
+    sym = symbol_key(contract)
+    return sym if _name(plan, sym, contract.con_id) else None
+
+
+def _name(plan: Plan, sym: str, con_id: int) -> bool:
+    con_ids = plan.state.con_ids
+    if plan.get(con_ids, sym) == con_id:
+        return False
+    plan.put(con_ids, sym, con_id)
+    return True
+
+
+def instrument(plan: Plan, contract: Contract) -> Contract:
     """One shared Contract per conId (the first IB gave): fills hold it instead of one copy each."""
     if not contract.con_id:
         return contract
-    known = state.instruments.get(contract.con_id)
-    if known is None:
-        tx.put(state.instruments, contract.con_id, contract)
+    instruments = plan.state.instruments
+    known_one = plan.get(instruments, contract.con_id)
+    if known_one is None:
+        plan.put(instruments, contract.con_id, contract)
         return contract
-    return known
+    return known_one

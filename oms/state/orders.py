@@ -10,14 +10,20 @@ come from the table: they come from executions.
 from __future__ import annotations
 
 from decimal import Decimal
-from sys import intern
 from typing import Literal
 
 from msgspec.structs import replace
 
-from events.schema import Contract, ModifyRequested, OrderRequested
+from events.schema import (
+    BrokerError,
+    Contract,
+    ModifyRequested,
+    OpenOrderReported,
+    OrderDenied,
+    OrderRequested,
+)
 from oms.state.model import EXTERNAL_STRATEGY, TERMINAL, Order, OrderSide, OrderStatus
-from oms.state.money import ZERO, rounded
+from oms.state.money import ZERO, exact, rounded
 
 Trigger = Literal[
     "ack",  # IB has the order working (PreSubmitted, Submitted, Filled, a locate hold)
@@ -220,12 +226,14 @@ def executed(
     )
 
 
-def requested(ev: OrderRequested, contract: Contract, seq: int, ts: int) -> Order:
-    """The order `ev` asks for, on `contract` (the requested one, with its conId once IB has named it)."""
+def requested(ev: OrderRequested, contract: Contract, seq: int, ts: int, strategy_id: str, account: str
+              ) -> Order:  # fmt: skip
+    """The order `ev` asks for, on `contract` (the requested one, with its conId once IB has named it),
+    for `strategy_id` and `account` (the request's, as shared objects: `oms.state.interning`)."""
     return Order(
         client_order_id=ev.client_order_id,
-        strategy_id=intern(ev.strategy_id),  # shared by every order of the strategy: memory
-        account=intern(ev.account),
+        strategy_id=strategy_id,
+        account=account,
         contract=contract,
         side=ev.side,
         quantity=ev.quantity,
@@ -281,3 +289,90 @@ def modify_matches(want: ModifyRequested, quantity: Decimal, limit: float | None
 def ib_side(side: str) -> Literal["BUY", "SELL"]:
     """Executions say BOT/SLD, orders BUY/SELL (SSHORT is a sell)."""
     return "BUY" if side in ("BUY", "BOT") else "SELL"
+
+
+def denied(ev: OrderDenied, seq: int, ts: int) -> Order:
+    """An order refused before it reached IB and never requested in the log: rejected as it was asked."""
+    req = ev.request or OrderRequested(
+        client_order_id=ev.client_order_id,
+        strategy_id=ev.strategy_id,
+        account="",
+        contract=NO_CONTRACT,
+        side="BUY",
+        quantity=ZERO,
+    )
+    new = requested(req, req.contract, seq, ts, req.strategy_id, req.account)
+    return replace(new, status="rejected", reason=ev.reason, last_error_message=ev.code)
+
+
+NO_CONTRACT = Contract(symbol="")  # an order's instrument before IB has named it
+
+
+def modify_requested(order: Order, ev: ModifyRequested, seq: int, ts: int) -> Order:
+    """Recorded as pending: quantities and prices change only when IB's openOrder shows them."""
+    if order.status in TERMINAL:
+        return order
+    return replace(order, pending_modify=ev, modify_rejected="", updated_seq=seq, updated_ts=ts)
+
+
+def broker_reported(order: Order, filled: Decimal, avg: float, status: str, restated: bool, seq: int, ts: int
+                    ) -> Order:  # fmt: skip
+    """IB's own filled quantity and average, kept beside the executions (the same object when unchanged).
+    `restated`: reported during a reconciliation for the first time, so IB's current word even when
+    equal, from which a fill may be inferred (`fills.inferred`)."""
+    broker_avg = exact(avg) if avg else order.broker_avg_price
+    if not restated and (
+        order.broker_filled == filled
+        and order.broker_avg_price == broker_avg
+        and order.broker_status == status
+    ):
+        return order
+    return replace(
+        order, broker_filled=filled, broker_avg_price=broker_avg, broker_status=status, broker_seq=seq,
+        updated_seq=seq, updated_ts=ts,
+    )  # fmt: skip
+
+
+def open_order_reported(order: Order, ev: OpenOrderReported, new: bool, seq: int, ts: int) -> Order:
+    """IB's view of the order (its ids and instrument already joined): its quantity and prices are what
+    is working, so they acknowledge a modify; a terminal order changes only by executions, unless it is
+    an external order whose quantity IB tells for the first time."""
+    if new:
+        order = replace(
+            order,
+            order_type=ev.order_type,
+            limit_price=ev.limit_price,
+            stop_price=ev.stop_price,
+            tif=ev.tif,
+            outside_rth=ev.outside_rth,
+        )
+    unknown_quantity = order.external and order.quantity == 0 and ev.quantity > 0
+    if order.status in TERMINAL and not unknown_quantity:
+        return order
+    if order.quantity != ev.quantity:
+        base = replace(order, quantity=ev.quantity, status="submitted" if unknown_quantity else order.status)
+        order = executed(base, order.filled + order.overfill, order.fill_value, order.inferred, seq, ts)
+    if order.limit_price != ev.limit_price or order.stop_price != ev.stop_price:
+        order = replace(
+            order, limit_price=ev.limit_price, stop_price=ev.stop_price, updated_seq=seq, updated_ts=ts
+        )
+    want = order.pending_modify
+    if want is not None and modify_matches(want, ev.quantity, ev.limit_price, ev.stop_price):
+        order = replace(order, pending_modify=None, updated_seq=seq, updated_ts=ts)
+    trigger = status_trigger(ev.status)
+    return triggered(order, trigger, seq, ts) if trigger else order
+
+
+def errored(order: Order, ev: BrokerError, seq: int, ts: int) -> Order:
+    """`order` after an order error (see `error_outcome`); the same object when it changes nothing."""
+    outcome = error_outcome(order, ev.code, ev.error_class)
+    if outcome == "ignore":
+        return order
+    new = replace(
+        order, last_error_code=ev.code, last_error_message=ev.message, updated_seq=seq, updated_ts=ts
+    )
+    if outcome == "modify_refused":  # the order keeps working with its previous parameters
+        return replace(new, pending_modify=None, modify_rejected=ev.message)
+    if outcome != "record":
+        return triggered(new, outcome, seq, ts, ev.message)
+    return new

@@ -1,4 +1,4 @@
-"""Positions: one reducer over a position's history, its fills and what its working orders were.
+"""Positions: one reducer over a position's history, and the two views it keeps of each instrument.
 
 `advance(position, input)` is the only function that changes a position's quantity, average price,
 money, status and lifecycle. Its input is either a fill or a "working entry": what the working orders on
@@ -11,19 +11,27 @@ pending -> submitted -> filled <-> closing -> closed (docs/state.md). A fill tha
 back to 0 closes the lifecycle ("flat"); one that flips the sign closes it and opens the next
 ("flipped"); an entry whose orders all end without a fill closes it with that order's status
 ("cancelled", "rejected", "inactive"). IB's own position reports never change any of this.
+
+Two views: every account-wide position (`account|conId`, in `State.positions`) has a strategy's view
+(`strategy|account|conId`, in `State.strategy_positions`). `apply` brings one view up to date for one
+event (an order that came, went or was acknowledged, a fill, a commission), in one pass: the
+dispatcher calls it once per view. `renamed` and `left` move positions when IB names an instrument's
+conId or an order's account. This module writes only the positions and their histories, and only into
+the step's plan.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 
 from msgspec.structs import replace
 
 from events.schema import Contract, PositionMismatch, PositionReported, symbol_key
-from oms.state.model import Fill, Order, Position, PositionInput, PositionStatus, State
+from oms.state.model import WORKING, Fill, Order, Position, PositionInput, PositionStatus, Removed, State
 from oms.state.money import ONE, ZERO, Money, add, net, plus, rounded
+from oms.state.plan import Plan, Seen
 
 # What the working orders on a key are, as bits of a working entry. DEFERRED marks an entry that comes
 # with the fill after it (the order filled and left the working orders): the status moves once, with
@@ -64,10 +72,38 @@ def opened(key: str, account: str, contract: Contract, strategy_id: str) -> Posi
     return Position(key=key, account=account, contract=contract, strategy_id=strategy_id)
 
 
-def working_bits(members: Iterable[str], orders: Mapping[str, Order]) -> int:
+def views(key: str, strategy: str) -> tuple[tuple[bool, str, str], tuple[bool, str, str]]:
+    """The two views of an account-wide key, as (account-wide?, position key, strategy)."""
+    return (True, key, ""), (False, f"{strategy}|{key}", strategy)
+
+
+def table_of(state: State, account_wide: bool) -> dict[str, Position]:
+    return state.positions if account_wide else state.strategy_positions
+
+
+def keyed(plan: Plan, account: str, contract: Contract) -> str:
+    """`position_key` with the conIds this step has learned."""
+    if contract.con_id:
+        return f"{account}|{contract.con_id}"
+    return position_key(account, contract, Seen(plan, plan.state.con_ids))
+
+
+def key_of(plan: Plan, order: Order) -> str | None:
+    """The account-wide position key of `order`; None while its instrument is unknown (an external order
+    first seen by its status)."""
+    contract = order.contract
+    if not (contract.con_id or contract.symbol):
+        return None
+    return keyed(plan, order.account, contract)
+
+
+def working_bits(plan: Plan, members: Iterable[str]) -> int:
+    """What the working orders on a key are: which sides, and whether IB has acknowledged any."""
     bits = 0
+    orders = plan.state.orders
     for coid in members:
-        order = orders[coid]
+        order = plan.get(orders, coid)
+        assert order is not None, coid
         bits |= BUYING if order.side == "BUY" else SELLING
         if order.status != "pending":
             bits |= ACKED
@@ -76,8 +112,146 @@ def working_bits(members: Iterable[str], orders: Mapping[str, Order]) -> int:
 
 def working_entry(seq: int, reason: str, bits: int, deferred: bool = False) -> int:
     """A working entry of a position's history, packed in one int (its seq, whether it is deferred to
-    the fill after it, a reason code, the bits)."""
+    the fill after it, a reason code, the bits): a 28-byte int instead of a Struct, for memory. Only
+    this module packs and reads it (`advance`)."""
     return (seq << 7) | (DEFERRED if deferred else 0) | (_REASON_CODE.get(reason, 0) << _WORKING_BITS) | bits
+
+
+def apply(plan: Plan, account_wide: bool, pkey: str, strategy: str, order: Order | None, base: str = "",
+          fill: Fill | None = None, replaces: bool = False, commission: Money | None = None,
+          deferred: bool = False) -> tuple[Position | None, Position | None]:  # fmt: skip
+    """One view of one position through one event, in one pass, stored once in the plan: `fill` (under
+    `base` in `State.fills`) added to its history, or, when it `replaces` an earlier fill, the history
+    recomputed; `order` (already in the plan) joining or leaving its working orders; `commission` moved
+    by a report. A new fill and the move of its order out of the working orders are one input, as if
+    they came together (`deferred`: that fill is on another key). Returns (before, after); after is
+    before when nothing changed."""
+    state = plan.state
+    table = state.positions if account_wide else state.strategy_positions
+    before = pos = plan.get(table, pkey)
+    seq = plan.seq
+    if fill is not None and replaces:
+        if pos is not None:
+            fills = state.fills
+            again = replayed(pos, plan.history(pkey), lambda key: plan.get(fills, key))
+            if again != pos:
+                pos = replace(again, updated_seq=seq)
+        fill = None
+    if order is not None:
+        pos = _member(plan, pos, pkey, strategy, order, (deferred or fill is not None) and pos is not None)
+    if fill is not None:
+        if pos is None:
+            pos = opened(pkey, fill.account, fill.contract, strategy)
+        plan.append(pkey, base)
+        pos = _filled(pos, fill, seq)
+    if commission and pos is not None:
+        pos = commission_moved(pos, commission, seq)
+    _store(plan, account_wide, pkey, before, pos)
+    return before, pos
+
+
+def _member(plan: Plan, pos: Position | None, pkey: str, strategy: str, order: Order, deferred: bool,
+            working: bool | None = None) -> Position | None:  # fmt: skip
+    """`order` in or out of the working orders of `pos` (by its status, unless `working` says); a working
+    entry in the key's history when what is working changed (`deferred`: it comes with the fill that
+    follows it)."""
+    reason = ""
+    if working is None:
+        working = order.status in WORKING
+        reason = "" if working else order.status
+    created = pos is None
+    if pos is None:
+        if not working:
+            return None
+        pos = opened(pkey, order.account, order.contract, strategy)
+    coid = order.client_order_id
+    members = pos.orders
+    if (coid in members) != working:
+        members = (*members, coid) if working else tuple(c for c in members if c != coid)
+    bits = working_bits(plan, members)
+    moved = bits != pos.working or created
+    if not moved and members is pos.orders:
+        return pos
+    seq = order.updated_seq
+    if not moved:
+        return replace(pos, orders=members, updated_seq=seq)
+    plan.append(pkey, working_entry(seq, reason, bits, deferred))
+    if deferred:
+        return replace(pos, orders=members, working=bits, updated_seq=seq)
+    return _working(pos, seq, reason, bits, members, seq)
+
+
+def _store(plan: Plan, account_wide: bool, pkey: str, before: Position | None, pos: Position | None) -> None:
+    if pos is not before and pos is not None:
+        plan.put(plan.state.positions if account_wide else plan.state.strategy_positions, pkey, pos)
+        plan.changes[("p" if account_wide else "s", pkey)] = pos
+
+
+def renamed(plan: Plan, sym: str, con_id: int) -> None:
+    """IB named the conId of the symbol key `sym`: positions keyed by the symbol move to the conId key.
+    A position keyed by symbol has no fills (executions always carry the conId): it moves whole, or,
+    when the conId key already has a position, its working orders join that one."""
+    suffix = "|" + sym
+    for account_wide in (True, False):
+        table = table_of(plan.state, account_wide)
+        for key in [k for k in plan.keys(table) if k.endswith(suffix)]:
+            pos = plan.get(table, key)
+            assert pos is not None
+            contract = replace(pos.contract, con_id=con_id)
+            _move(plan, account_wide, key, key[: -len(sym)] + str(con_id), pos, pos.account, contract)
+
+
+def left(plan: Plan, old_key: str, new_key: str, order: Order) -> None:
+    """`order`'s account became known: what it contributed leaves the old key. A position left with
+    nothing else (no quantity, no other working order) moves whole to the new key; one still shared with
+    other orders only loses this one from its working orders. Fills never move: executions always carry
+    IB's account and conId, so they are keyed right from the start."""
+    coid, strategy = order.client_order_id, order.strategy_id
+    strategy_keys = (f"{strategy}|{old_key}", f"{strategy}|{new_key}") if strategy else (old_key, new_key)
+    for account_wide, old_pkey, new_pkey in ((True, old_key, new_key), (False, *strategy_keys)):
+        pos = plan.get(table_of(plan.state, account_wide), old_pkey)
+        if pos is None:
+            continue
+        if pos.quantity or any(c != coid for c in pos.orders):
+            kept = _member(plan, pos, old_pkey, pos.strategy_id, order, False, working=False)
+            _store(plan, account_wide, old_pkey, pos, kept)
+            continue
+        _move(plan, account_wide, old_pkey, new_pkey, pos, order.account, order.contract)
+
+
+def _move(plan: Plan, account_wide: bool, key: str, new_key: str, pos: Position, account: str,
+          contract: Contract) -> None:  # fmt: skip
+    """Position `key` (no fills) goes to `new_key`: whole with its history, or its working orders join
+    the position already there."""
+    state = plan.state
+    table = table_of(state, account_wide)
+    kind = "p" if account_wide else "s"
+    had_history = plan.get(state.position_inputs, key) is not None or key in plan.appended
+    inputs = plan.history(key)
+    plan.drop(table, key)
+    plan.set_history(key, None)
+    changes = plan.changes
+    changes.pop((kind, key), None)
+    for rkey, change in list(changes.items()):  # moved here earlier in this event: follow on
+        if isinstance(change, Removed) and change.moved_to == key:
+            changes[rkey] = Removed(change.key, new_key)
+    changes[("r", key)] = Removed(key, new_key)
+    target = plan.get(table, new_key)
+    if target is None:
+        moved = replace(
+            pos, key=new_key, account=account, contract=contract if contract.con_id else pos.contract
+        )
+        _store(plan, account_wide, new_key, None, moved)
+        if had_history:
+            plan.set_history(new_key, inputs)
+        return
+    orders = state.orders
+    for coid in pos.orders:
+        order = plan.get(orders, coid)
+        assert order is not None, coid
+        joined = _member(plan, target, new_key, pos.strategy_id, order, False, working=True)
+        _store(plan, account_wide, new_key, target, joined)
+        target = joined
 
 
 def status_of(qty: Decimal, bits: int) -> PositionStatus:
@@ -100,20 +274,32 @@ def advance(pos: Position, entry: PositionInput, fill: Fill | None) -> Position:
     return _filled(pos, fill)
 
 
-def _working(pos: Position, seq: int, reason: str, bits: int) -> Position:
+def _working(pos: Position, seq: int, reason: str, bits: int, orders: tuple[str, ...] | None = None,
+             updated_seq: int = 0) -> Position:  # fmt: skip
+    """A working entry: the status from the quantity and what works now, a lifecycle closed or opened.
+    `orders` and `updated_seq` come along when the entry is new (not replayed), in the same replace."""
+    if orders is None:
+        orders, updated_seq = pos.orders, pos.updated_seq
     status = status_of(pos.quantity, bits)
     if status == pos.status:
-        return pos if bits == pos.working else replace(pos, working=bits)
+        if bits == pos.working and orders is pos.orders and updated_seq == pos.updated_seq:
+            return pos
+        return replace(pos, working=bits, orders=orders, updated_seq=updated_seq)
     if status == "closed":
-        return replace(pos, status=status, working=bits, close_reason=reason, closed_seq=seq)
+        return replace(
+            pos, status=status, working=bits, close_reason=reason, closed_seq=seq, orders=orders,
+            updated_seq=updated_seq,
+        )  # fmt: skip
     if pos.status == "closed":  # a new lifecycle: the last one's close reason no longer describes it
         return replace(
-            pos, status=status, working=bits, close_reason="", lifecycle=pos.lifecycle + 1, opened_seq=seq
-        )
-    return replace(pos, status=status, working=bits)
+            pos, status=status, working=bits, close_reason="", lifecycle=pos.lifecycle + 1, opened_seq=seq,
+            orders=orders, updated_seq=updated_seq,
+        )  # fmt: skip
+    return replace(pos, status=status, working=bits, orders=orders, updated_seq=updated_seq)
 
 
-def _filled(pos: Position, fill: Fill) -> Position:
+def _filled(pos: Position, fill: Fill, updated_seq: int | None = None) -> Position:
+    """A fill: quantity, average, realized P&L in the instrument's currency, commission, lifecycle."""
     old = pos.quantity
     signed = fill.shares if fill.side == "BUY" else -fill.shares
     qty = old + signed
@@ -148,17 +334,19 @@ def _filled(pos: Position, fill: Fill) -> Position:
         pos, quantity=qty, avg_price=avg, realized_pnl_gross=gross, commission=commission,
         realized_pnl_net=net(gross, commission), status=status, close_reason=close_reason,
         closed_seq=closed_seq, lifecycle=lifecycle, opened_seq=opened_seq,
+        updated_seq=pos.updated_seq if updated_seq is None else updated_seq,
     )  # fmt: skip
 
 
-def replayed(pos: Position, inputs: Iterable[PositionInput], fills: Mapping[str, Fill]) -> Position:
+def replayed(pos: Position, inputs: Iterable[PositionInput], fill_of: Callable[[str], Fill | None]
+             ) -> Position:  # fmt: skip
     """`pos` recomputed from its whole history (after a correction or a replaced inferred fill): the
     same `advance`, from a position before its first lifecycle or from the checkpoint at the history's
     head. Its working orders stay as they are."""
     current = opened(pos.key, pos.account, pos.contract, pos.strategy_id)
     for entry in inputs:
         if isinstance(entry, str):
-            fill = fills.get(entry)
+            fill = fill_of(entry)
             if fill is not None:
                 current = advance(current, entry, fill)
         elif isinstance(entry, int):
@@ -168,10 +356,12 @@ def replayed(pos: Position, inputs: Iterable[PositionInput], fills: Mapping[str,
     return replace(current, orders=pos.orders, updated_seq=pos.updated_seq)
 
 
-def commission_moved(pos: Position, commission: Money) -> Position:
+def commission_moved(pos: Position, commission: Money, seq: int) -> Position:
     """`pos` after a commission report changed its fills' commissions by `commission` (a delta)."""
     total = add(pos.commission, commission)
-    return replace(pos, commission=total, realized_pnl_net=net(pos.realized_pnl_gross, total))
+    return replace(
+        pos, commission=total, realized_pnl_net=net(pos.realized_pnl_gross, total), updated_seq=seq
+    )
 
 
 def reported_mismatch(state: State, ev: PositionReported) -> PositionMismatch | None:

@@ -40,7 +40,7 @@ class Timeline(Protocol):
 
 
 class Recording(Protocol):
-    """A recorded session, as `replay` reads it (see oms/commands/web.py)."""
+    """A recorded session, as `replay` reads it (see oms/cli/web.py)."""
 
     name: str
 

@@ -2,13 +2,15 @@
 
 The composition root of the web app: it finds the service like every client command (DATA_DIR's
 endpoints.json, or --router/--pub), opens recorded sessions with `replay`, and serves `oms.web` with
-uvicorn. `oms run --web` starts this command as a child process beside the service, so rendering pages
-never shares the service's event loop or interpreter.
+uvicorn (the web extra, imported when the command runs: `oms` works without it). `oms run --web`
+starts this command as a child process beside the service, so rendering pages never shares the
+service's event loop or interpreter.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import socket
 import subprocess
@@ -17,11 +19,16 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from oms.commands.client import EXIT_NO_SERVICE, _add_service_arguments, _connect
+from events.schema import Envelope
+from oms.cli.client import EXIT_NO_SERVICE, add_service_arguments, connect
+from oms.cli.logs import setup_logging
+from oms.client import ServiceUnavailable
+from oms.state.model import State
+from replay.source import open_source
+from replay.states import state_at
+from replay.timeline import order_timelines
 
 if TYPE_CHECKING:
-    from events.schema import Envelope
-    from oms.state.model import State
     from oms.web.intake import IntakeConfig
     from oms.web.security import Guard
     from oms.web.session import Timeline
@@ -58,7 +65,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="a recorded session to open: a data directory or a DuckDB archive (repeatable)",
     )  # fmt: skip
     p.add_argument("--no-service", action="store_true", help="recorded sessions only; follow no service")
-    _add_service_arguments(p)
+    add_service_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -66,8 +73,6 @@ class ReplayRecording:
     """A recorded session read by `replay` (journal or archive), in the shape `oms.web.session` wants."""
 
     def __init__(self, path: Path) -> None:
-        from replay.source import open_source
-
         self.name = str(path)
         self._source = open_source(path)
 
@@ -78,13 +83,9 @@ class ReplayRecording:
         return self._source.read(from_seq, to_seq)
 
     def state_at(self, seq: int) -> State:
-        from replay.states import state_at
-
         return state_at(self._source, seq)
 
     def timelines(self, ident: str) -> list[Timeline]:
-        from replay.timeline import order_timelines
-
         return list(order_timelines(self._source, ident))  # UnknownOrder is a LookupError
 
 
@@ -96,10 +97,6 @@ def split_listen(listen: str) -> tuple[str, int]:
 
 
 def run(args: argparse.Namespace) -> int:
-    import asyncio
-
-    from oms.commands import setup_logging
-
     setup_logging()
     try:
         from oms.web.intake import IntakeConfigError, load_intake
@@ -149,7 +146,6 @@ async def _serve(
 ) -> int:
     import uvicorn
 
-    from oms.client import ServiceUnavailable
     from oms.web.app import build_app
     from oms.web.intake import Intake
     from oms.web.live import LiveFeed
@@ -158,7 +154,7 @@ async def _serve(
     client = feed = None
     if not args.no_service:
         try:
-            client = await _connect(args, follow=True)
+            client = await connect(args, follow=True)
         except ServiceUnavailable as exc:
             if not recordings:
                 print(f"oms web: the service is not running or not answering: {exc}", file=sys.stderr)

@@ -4,7 +4,10 @@ mask its account numbers so it can be attached to a bug report. The work is in a
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+
+from adapters.ib.wire import CaptureError, messages, read_records, redact
 
 EPILOG = """examples:
   oms wire show oms-data/wire                 the newest capture, one message per line
@@ -34,10 +37,6 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run_show(args: argparse.Namespace) -> int:
-    import json
-
-    from adapters.ib.wire import CaptureError, messages, read_records
-
     try:
         for message in messages(read_records(args.capture)):
             print(json.dumps(message.to_json()) if args.json else message.line())
@@ -50,8 +49,6 @@ def run_show(args: argparse.Namespace) -> int:
 
 
 def run_redact(args: argparse.Namespace) -> int:
-    from adapters.ib.wire import CaptureError, redact
-
     try:
         mask = redact(args.capture, args.target)
     except CaptureError as exc:

@@ -7,14 +7,32 @@ plain message when no service answers, 1 when the service refused the request (i
 from __future__ import annotations
 
 import argparse
+import asyncio
+import os
 import sys
 from collections.abc import Callable, Coroutine
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from events.schema import Envelope
-    from oms.client import AsyncClient
-    from oms.client.jetstream import JetStreamClient
+import msgspec
+from rich.console import Console
+from rich.live import Live
+
+from events.codec import to_json
+from events.schema import KINDS, Envelope, kind_of
+from oms.client import (
+    AsyncClient,
+    CurveKeys,
+    ServiceError,
+    ServiceNotRunning,
+    ServiceUnavailable,
+    read_endpoints,
+)
+from oms.client.jetstream import JetStreamClient
+from oms.client.jetstream_wire import NatsConfigError, redact_url, settings_from
+from oms.client.render import event_line, never_filled, orders_table, positions_table
+from oms.ids import new_client_order_id
+from oms.readable import plain
+from oms.state.model import TERMINAL, Order
 
 EXIT_REFUSED = 1
 EXIT_NO_SERVICE = 2
@@ -28,8 +46,6 @@ def _positive(text: str) -> float:
 
 
 def _event_kinds() -> list[str]:
-    from events.schema import KINDS
-
     return sorted(kind for kind in KINDS if kind != "unknown")
 
 
@@ -39,7 +55,7 @@ def _event_kind(text: str) -> str:
     return text
 
 
-def _add_service_arguments(parser: argparse.ArgumentParser) -> None:
+def add_service_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("finding the service")
     group.add_argument(
         "--data-dir",
@@ -63,8 +79,8 @@ def _add_listing(parser: argparse.ArgumentParser, strategy_help: str, open_help:
     parser.add_argument("--open", action="store_true", help=open_help)
     parser.add_argument("--json", action="store_true", help="a JSON array instead of a table")
     parser.add_argument("--watch", action="store_true", help="a live table, kept current until Ctrl-C")
-    _add_service_arguments(parser)
-    parser.set_defaults(func=lambda args: _run(args, _list))
+    add_service_arguments(parser)
+    parser.set_defaults(func=lambda args: run_client(args, _list))
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -95,8 +111,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     order.add_argument(
         "--wait-timeout", type=_positive, default=30.0, help="seconds --wait waits (default 30)"
     )
-    _add_service_arguments(order)
-    order.set_defaults(func=lambda args: _run(args, _order))
+    add_service_arguments(order)
+    order.set_defaults(func=lambda args: run_client(args, _order))
 
     cancel = subparsers.add_parser(
         "cancel",
@@ -105,8 +121,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         formatter_class=formatter,
     )
     cancel.add_argument("client_order_id", metavar="ID", help="the client order id")
-    _add_service_arguments(cancel)
-    cancel.set_defaults(func=lambda args: _run(args, _cancel))
+    add_service_arguments(cancel)
+    cancel.set_defaults(func=lambda args: run_client(args, _cancel))
 
     _add_listing(
         subparsers.add_parser(
@@ -161,15 +177,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="URL",
         help="follow a mirror in NATS JetStream instead of the service (nats://HOST:PORT/STREAM)",
     )
-    _add_service_arguments(tail)
-    tail.set_defaults(func=lambda args: _run(args, _tail))
+    add_service_arguments(tail)
+    tail.set_defaults(func=lambda args: run_client(args, _tail))
 
 
-def _run(args: argparse.Namespace, command: Callable[[argparse.Namespace], Coroutine[Any, Any, int]]) -> int:
-    import asyncio
-
-    from oms.client import ServiceError, ServiceNotRunning, ServiceUnavailable
-
+def run_client(
+    args: argparse.Namespace, command: Callable[[argparse.Namespace], Coroutine[Any, Any, int]]
+) -> int:
     try:
         return asyncio.run(command(args))
     except ServiceNotRunning as exc:
@@ -183,9 +197,7 @@ def _run(args: argparse.Namespace, command: Callable[[argparse.Namespace], Corou
         return EXIT_REFUSED
 
 
-async def _connect(args: argparse.Namespace, follow: bool) -> AsyncClient:
-    from oms.client import AsyncClient, CurveKeys, read_endpoints
-
+async def connect(args: argparse.Namespace, follow: bool) -> AsyncClient:
     curve = None
     if args.curve_key:
         server_key = args.server_key or read_endpoints(args.data_dir).curve_server_key
@@ -204,12 +216,6 @@ async def _connect(args: argparse.Namespace, follow: bool) -> AsyncClient:
 
 async def _connect_nats(url: str) -> JetStreamClient:
     """A follower of the mirror at `url` (credentials and TLS from OMS_NATS_*; see docs/scaling.md)."""
-    import os
-
-    from oms.client import ServiceUnavailable
-    from oms.client.jetstream import JetStreamClient
-    from oms.client.jetstream_wire import NatsConfigError, redact_url, settings_from
-
     try:
         settings = settings_from(url, env=os.environ)
     except NatsConfigError as exc:
@@ -221,8 +227,6 @@ async def _connect_nats(url: str) -> JetStreamClient:
 
 
 def _console() -> Any:
-    from rich.console import Console
-
     console = Console(soft_wrap=False)
     if not console.is_terminal:  # piped or captured: room for every column instead of 80
         console.width = 240
@@ -230,12 +234,7 @@ def _console() -> Any:
 
 
 async def _order(args: argparse.Namespace) -> int:
-    from oms.client.render import orders_table
-    from oms.ids import new_client_order_id
-    from oms.readable import plain
-    from oms.state.model import TERMINAL, Order
-
-    client = await _connect(args, follow=args.wait)
+    client = await connect(args, follow=args.wait)
     coid = args.client_order_id or new_client_order_id(args.strategy)
     seen: list[tuple[str, object]] = []
 
@@ -283,7 +282,7 @@ async def _order(args: argparse.Namespace) -> int:
 
 
 async def _cancel(args: argparse.Namespace) -> int:
-    client = await _connect(args, follow=False)
+    client = await connect(args, follow=False)
     try:
         print(f"cancel requested for {await client.cancel(args.client_order_id)}")
         return 0
@@ -293,8 +292,6 @@ async def _cancel(args: argparse.Namespace) -> int:
 
 async def _list(args: argparse.Namespace) -> int:
     """`oms orders` / `oms positions`: the service's answer once, or a live table from the followed state."""
-    from oms.client.render import never_filled, orders_table, positions_table
-
     orders = args.command == "orders"
 
     def table(rows: list[Any]) -> Any:
@@ -308,7 +305,7 @@ async def _list(args: argparse.Namespace) -> int:
 
     if args.watch:
         return await _watch(args, followed)
-    client = await _connect(args, follow=False)
+    client = await connect(args, follow=False)
     try:
         fetch = client.fetch_orders if orders else client.fetch_positions
         rows: list[Any] = await fetch(args.strategy, args.open)
@@ -320,11 +317,7 @@ async def _list(args: argparse.Namespace) -> int:
 
 async def _watch(args: argparse.Namespace, render: Callable[[AsyncClient], Any]) -> int:
     """A table kept current from the followed state, redrawn at most 10 times a second, until Ctrl-C."""
-    import asyncio
-
-    from rich.live import Live
-
-    client = await _connect(args, follow=True)
+    client = await connect(args, follow=True)
     changed = asyncio.Event()
     client.on_event(lambda _env, _changes: changed.set())
     print(f"oms {args.command}: watching from seq {client.seq} (Ctrl-C to stop)", file=sys.stderr, flush=True)
@@ -341,20 +334,13 @@ async def _watch(args: argparse.Namespace, render: Callable[[AsyncClient], Any])
 
 def _show(args: argparse.Namespace, rows: list[Any], table: Callable[[list[Any]], Any]) -> None:
     if args.json:
-        import msgspec
-
         sys.stdout.write(msgspec.json.encode(rows).decode() + "\n")
     else:
         _console().print(table(rows))
 
 
 async def _tail(args: argparse.Namespace) -> int:
-    import asyncio
-
-    from events.codec import to_json
-    from oms.client.render import event_line
-
-    client = await (_connect_nats(args.nats) if args.nats else _connect(args, follow=True))
+    client = await (_connect_nats(args.nats) if args.nats else connect(args, follow=True))
     done = asyncio.Event()
     shown = 0
 
@@ -382,8 +368,6 @@ async def _tail(args: argparse.Namespace) -> int:
 
 
 def _matches(args: argparse.Namespace, env: Envelope, changes: tuple[object, ...]) -> bool:
-    from events.schema import kind_of
-
     event = env.event
     if args.kind and kind_of(event) not in args.kind:
         return False

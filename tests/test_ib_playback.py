@@ -13,7 +13,7 @@ import pytest
 
 from adapters.ib.adapter import Backoff, IBAdapter
 from adapters.ib.clientlib import LIBRARIES
-from adapters.ib.wire import CaptureError, WireRecorder
+from adapters.ib.wire import FROM_TWS, CaptureError, WireRecorder, read_records
 from adapters.tws_sim import SimConfig, TwsSimulator, run_simulator_in_thread
 from adapters.tws_sim.playback import WirePlayback, conversations
 from adapters.tws_sim.server import serve_in_thread
@@ -77,6 +77,19 @@ async def fill_session(
     return sink
 
 
+def all_read(playback: WirePlayback, captures: Path) -> Callable[[], bool]:
+    """Whether the playback has played every connection to its end and the client has read every
+    message it sent (the client's own wire capture, under `captures`, holds them all)."""
+
+    def done() -> bool:
+        if playback.completed < len(playback.conversations):
+            return False
+        received = sum(1 for r in read_records(captures) if r.kind == FROM_TWS)
+        return received == playback.sent
+
+    return done
+
+
 async def record(ib: Cell, capture: Path, away: bool = False) -> FoldingSink:
     sim = TwsSimulator(ib.config())
     await sim.start(port=0)
@@ -96,8 +109,13 @@ def test_a_played_back_session_gives_the_recorded_events(ib: Cell, away: bool, t
         playback = WirePlayback(tmp_path / "cap", speed=4.0)
         await playback.start()
         try:
-            played = lambda: playback.completed == len(playback.conversations)  # noqa: E731
-            replayed = await fill_session(playback.port, ib, away=away, ended=played)
+            replayed = await fill_session(
+                playback.port,
+                ib,
+                WireRecorder(tmp_path / "again"),
+                away,
+                ended=all_read(playback, tmp_path / "again"),
+            )
         finally:
             await playback.stop()
         assert playback.server_version == ib.server_version
@@ -172,9 +190,7 @@ def test_oms_run_against_a_playback_journals_what_it_journaled_against_tws(
     (capture,) = (tmp_path / "a" / "wire").iterdir()
     playback, port, stop_playback = serve_in_thread(WirePlayback(capture, speed=4.0))
     try:
-        replayed = service_session(
-            tmp_path / "b", port, library, lambda: playback.completed == len(playback.conversations)
-        )
+        replayed = service_session(tmp_path / "b", port, library, all_read(playback, tmp_path / "b" / "wire"))
     finally:
         stop_playback()
     assert len(playback.conversations) == 2 and not playback.unmatched

@@ -167,6 +167,7 @@ class WirePlayback:
         self.host, self.port = "127.0.0.1", 0
         self.served = 0  # connections accepted
         self.completed = 0  # conversations played to their end
+        self.sent = 0  # messages sent, handshakes included
         self.unmatched: list[list[str]] = []  # client requests the recording has no counterpart for
         self.ids: dict[str, str] = {}  # recorded order / request id -> the client's, over all connections
         self._server: asyncio.Server | None = None
@@ -203,7 +204,7 @@ class WirePlayback:
                 log.warning("playback: connection %d has no recording left; closing it", self.served + 1)
                 return
             self.served += 1
-            replay = _Replay(self.conversations[self.served - 1], reader, writer, self.speed, self.ids)
+            replay = _Replay(self, self.conversations[self.served - 1], reader, writer)
             try:
                 await replay.run()
                 self.completed += 1
@@ -223,14 +224,13 @@ class _Replay:
 
     def __init__(
         self,
+        owner: WirePlayback,
         conv: Conversation,
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
-        speed: float,
-        ids: dict[str, str],
     ) -> None:
-        self.conv, self.reader, self.writer, self.speed = conv, reader, writer, speed
-        self.ids = ids
+        self.owner, self.conv, self.reader, self.writer = owner, conv, reader, writer
+        self.speed, self.ids = owner.speed, owner.ids
         self.inbox: list[tuple[float, list[str]]] = []
         self.arrived = asyncio.Event()
         self.gone = asyncio.Event()  # the client's side of the socket has closed
@@ -254,6 +254,7 @@ class _Replay:
                 f"{low}..{high}"
             )
         self.writer.write(self.conv.handshake)
+        self.owner.sent += 1
         anchor_live, anchor_rec = loop.time(), self.conv.handshake_ns
         now = loop.time()
         self.inbox += [(now, f) for f in pending]
@@ -266,6 +267,7 @@ class _Replay:
                     continue
                 await self._at(anchor_live, anchor_rec, step.time_ns)
                 self.writer.write(self._answer(step))
+                self.owner.sent += 1
                 await self.writer.drain()
             except ConnectionError:
                 if self.conv.closed_by_tws or any(s.to_tws for s in steps[i:]):

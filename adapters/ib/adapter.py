@@ -290,6 +290,8 @@ class IBAdapter:
         if link is None:
             return
         self._connection(link, f"{error.code}: {error.message}")
+        if link == "restored_data_lost" and self._ready:
+            self._spawn(self.reference.resubscribe())  # IB: market data must be requested again after 1101
         if link in ("restored", "restored_data_lost") and self._ready and self._sync_from is None:
             self._spawn(self.reconcile(link))  # (a connect in progress reconciles anyway)
 

@@ -1,0 +1,78 @@
+"""IB's day in the simulator, through the real client and the adapter: the nightly server reset (1100,
+then 1101 with the socket up, market data requested again) and the daily automatic restart (socket
+closed, reconnect with the same client id, the fill made meanwhile found once)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+
+from adapters.tws_sim import SimConfig, TwsSimulator
+from events.schema import ConnectionChanged, ExecutionReported, ReconciliationFinished
+from tests.ib_helpers import Cell, FoldingSink, matrix, request, session, until
+
+START = "2026-12-02T23:30-05:00"  # a Wednesday evening in New York
+
+
+def states(sink: FoldingSink) -> list[str]:
+    return [e.state for e in sink.of(ConnectionChanged)]
+
+
+def lines(sim: TwsSimulator) -> int:
+    """Market data lines the simulator is streaming to its clients."""
+    return sim._call(lambda: sum(len(peer.market_data) for peer in sim.engine.peers))
+
+
+@matrix
+def test_nightly_reset_keeps_the_socket_and_resubscribes_market_data(ib: Cell) -> None:
+    config = SimConfig(clock_start=START, reset_at="23:45", reset_minutes=10)
+
+    async def run() -> None:
+        async with session(ib, config) as (sim, adapter, sink):
+            assert await adapter.reference_price(request("x").contract) is not None
+            assert lines(sim) == 1
+            gtc = request("gtc-1", order_type="LMT", limit_price=1.0, tif="GTC")
+            sink(gtc)
+            await adapter.place(gtc)
+            await until(lambda: sink.state.orders["gtc-1"].status == "submitted", "working")
+            sim.advance(16 * 60)  # 23:46: the reset begins
+            await until(lambda: states(sink)[-1] == "lost", "1100")
+            assert lines(sim) == 1 and len(sim.connections) == 1  # the socket stays up
+            sim.advance(10 * 60)  # 23:56: back, data lost
+            await until(lambda: states(sink)[-1] == "restored_data_lost", "1101")
+            await until(lambda: lines(sim) == 1, "market data requested again")
+            await until(
+                lambda: not sink.state.reconciling and len(sink.of(ReconciliationFinished)) == 2, "sync"
+            )
+            assert states(sink) == ["connected", "lost", "restored_data_lost"]  # never disconnected
+            assert sink.state.orders["gtc-1"].status == "submitted"  # GTC works on
+            assert sim.connections[0].client_id == 7
+
+    asyncio.run(run())
+
+
+@matrix
+def test_daily_restart_closes_the_socket_and_the_adapter_comes_back_with_its_fill_once(ib: Cell) -> None:
+    config = SimConfig(clock_start="2026-12-02T10:00-05:00", restart_at="10:30", restart_minutes=2)
+
+    async def run() -> None:
+        async with session(ib, config) as (sim, adapter, sink):
+            price = sim.price("AAPL")
+            order = request("lmt-1", order_type="LMT", limit_price=price - 5)
+            sink(order)
+            await adapter.place(order)
+            await until(lambda: sink.state.orders["lmt-1"].status == "submitted", "working")
+            sim.advance(31 * 60)  # 10:31: TWS restarts, the socket closes
+            await until(lambda: "lost" in states(sink), "socket closed")
+            sim.set_price("AAPL", price - 6)  # the order fills while the adapter is away
+            assert not sim.connections
+            sim.advance(2 * 60)  # 10:33: back
+            await until(lambda: states(sink).count("connected") == 2, "reconnected")
+            await until(lambda: sink.state.orders["lmt-1"].status == "filled", "the fill found")
+            await until(lambda: sink.state.orders["lmt-1"].commission, "its commission")
+            assert [c.client_id for c in sim.connections] == [7]  # the same client id
+            executions = Counter(e.exec_id for e in sink.of(ExecutionReported))
+            assert len(executions) == 1 and len(sink.state.fills) == 1
+            assert [p.quantity for p in sink.state.positions.values()] == [10]
+
+    asyncio.run(run())

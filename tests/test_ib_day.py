@@ -76,3 +76,32 @@ def test_daily_restart_closes_the_socket_and_the_adapter_comes_back_with_its_fil
             assert [p.quantity for p in sink.state.positions.values()] == [10]
 
     asyncio.run(run())
+
+
+def test_the_schedule_goes_through_every_moment_crossed_in_order() -> None:
+    from datetime import datetime
+
+    from adapters.tws_sim.schedule import ZONE, Schedule
+
+    def at(text: str) -> float:
+        return datetime.fromisoformat(text).replace(tzinfo=ZONE).timestamp()
+
+    config = SimConfig(reset_at="23:45", reset_minutes=10, restart_at="00:30", restart_minutes=2)
+    schedule = Schedule(config, at("2026-12-02T23:00"))
+    assert schedule.crossed(at("2026-12-02T23:44")) == []
+    assert schedule.crossed(at("2026-12-02T23:50")) == ["reset_start"]
+    assert schedule.crossed(at("2026-12-03T00:31")) == ["reset_end", "restart_start"]  # across midnight
+    assert schedule.crossed(at("2026-12-05T00:00")) == [  # a jump of two days goes through both
+        "restart_end", "reset_start", "reset_end", "restart_start", "restart_end", "reset_start", "reset_end",
+    ]  # fmt: skip
+    assert schedule.crossed(at("2026-12-04T00:00")) == []  # a clock set back repeats nothing
+    assert not Schedule(SimConfig(), 0.0).active and Schedule(SimConfig(), 0.0).crossed(1e12) == []
+
+
+def test_a_bad_time_of_day_is_refused_by_name() -> None:
+    import pytest
+
+    with pytest.raises(ValueError, match="restart_at must be a time of day"):
+        SimConfig(restart_at="25:00")
+    with pytest.raises(ValueError, match="reset_at"):
+        SimConfig(reset_at="noon")

@@ -51,6 +51,13 @@ class SimConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             raise ValueError("partial_fills must be >= 1")
         if self.max_msg_rate < 0:
             raise ValueError("max_msg_rate must be >= 0 (0: no limit)")
+        for name in ("reset_at", "restart_at"):
+            text = getattr(self, name)
+            hh, _, mm = text.partition(":")
+            if text and not (hh.isdigit() and mm.isdigit() and int(hh) < 24 and int(mm) < 60):
+                raise ValueError(f"{name} must be a time of day HH:MM (New York) or empty, got {text!r}")
+        if self.reset_minutes <= 0 or self.restart_minutes <= 0:
+            raise ValueError("reset_minutes and restart_minutes must be > 0")
         try:
             ZoneInfo(self.tws_time_zone)
             start_epoch(self.clock_start)

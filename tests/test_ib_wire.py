@@ -49,9 +49,10 @@ def record_fill(
 
 @matrix
 def test_a_recorded_session_reads_back_as_ibs_messages_both_ways(ib: Cell, tmp_path: Path) -> None:
-    capture = tmp_path / "wire" / "one"
+    capture = tmp_path / "data" / "wire" / "one"
     record_fill(ib, capture)
-    assert stat.S_IMODE(capture.stat().st_mode) == 0o700
+    for folder in (capture, capture.parent, capture.parent.parent):  # none existed: all owner-only
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o700
     for segment in segment_files(capture):
         assert stat.S_IMODE(segment.stat().st_mode) == 0o600
     msgs = read_messages(capture)

@@ -180,8 +180,7 @@ class WireRecorder:
         """Start the next segment; it opens with every live connection (so it reads alone), and the
         oldest segments go once the capture passes `max_bytes`."""
         self.close()
-        if not self.directory.exists():
-            self.directory.mkdir(mode=0o700, parents=True)
+        _private_dir(self.directory)
         self._index += 1
         path = self.directory / f"{self._index:08d}{SEGMENT_SUFFIX}"
         self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
@@ -204,6 +203,13 @@ class WireRecorder:
                 break
             total -= old.stat().st_size
             old.unlink()
+
+
+def _private_dir(directory: Path) -> None:
+    """Create `directory` and each missing parent owner-only (mkdir's `parents` would make them 0755)."""
+    missing = [p for p in (directory, *directory.parents) if not p.exists()]
+    for path in reversed(missing):
+        path.mkdir(mode=0o700, exist_ok=True)
 
 
 def _handshake(message: bytes) -> tuple[int | None, str]:

@@ -7,26 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from adapters.ib.acceptance import STEPS
 from adapters.ib.wire import read_messages
 from adapters.tws_sim import FaultConfig, SimConfig, run_simulator_in_thread
 from oms.cli import main
-
-STEPS = [
-    "connect",
-    "server version",
-    "accounts",
-    "contract details (stock)",
-    "contract details (future)",
-    "contract details (forex)",
-    "LMT placed",
-    "LMT modified",
-    "LMT cancelled",
-    "bracket placed",
-    "bracket cancelled",
-    "reconciliation after disconnect",
-    "MKT buy 1 share",
-    "MKT sell 1 share",
-]
 
 
 def acceptance(tmp_path: Path, *flags: str, config: SimConfig | None = None) -> tuple[int, list[str]]:
@@ -49,7 +33,7 @@ def test_every_step_passes_against_the_simulator(
     code, statuses = acceptance(tmp_path, "--acceptance", *(["--allow-fills"] if fills else []))
     out = capsys.readouterr().out
     lines = step_lines(out)
-    assert list(lines) == STEPS, out  # one line per step, in order
+    assert list(lines) == list(STEPS), out  # one line per step, in order
     assert code == 0, out
     for name in STEPS[:-2]:
         assert lines[name].startswith("ok "), lines[name]
@@ -102,5 +86,20 @@ def test_a_failed_step_says_what_ib_answered_and_exits_1(
     assert lines["LMT placed"].startswith("FAILED ") and "IB 201" in lines["LMT placed"], lines["LMT placed"]
     assert lines["LMT modified"].startswith("skip ") and "LMT placed failed" in lines["LMT modified"]
     assert lines["bracket placed"].startswith("FAILED ") and lines["bracket cancelled"].startswith("skip ")
-    assert list(lines) == STEPS  # still one line per step
+    assert list(lines) == list(STEPS)  # still one line per step
     assert lines["reconciliation after disconnect"].startswith("ok ")  # the other steps still ran
+
+
+def test_nothing_listening_fails_the_connect_and_skips_the_rest(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    code = main(["check", "--port", str(port), "--timeout", "2", "--acceptance", "--data-dir", str(tmp_path)])
+    lines = step_lines(capsys.readouterr().out)
+    assert code == 1 and list(lines) == list(STEPS)
+    assert lines["connect"].startswith("FAILED ") and str(port) in lines["connect"]
+    assert all(lines[name].startswith("skip ") for name in STEPS[1:])

@@ -41,6 +41,22 @@ FUTURE = Contract(symbol="ES", sec_type="FUT", exchange="CME")
 FOREX = Contract(symbol="EUR", sec_type="CASH", exchange="IDEALPRO")
 FALLBACK_FAR_PRICE = Decimal("1.00")  # when IB gives no price: a limit buy no stock will fill at
 QUIET = ("information", "warning", "connectivity")
+STEPS = (
+    "connect",
+    "server version",
+    "accounts",
+    "contract details (stock)",
+    "contract details (future)",
+    "contract details (forex)",
+    "LMT placed",
+    "LMT modified",
+    "LMT cancelled",
+    "bracket placed",
+    "bracket cancelled",
+    "reconciliation after disconnect",
+    "MKT buy 1 share",
+    "MKT sell 1 share",
+)  # the report's lines, in order: every run prints each once
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +126,10 @@ class Acceptance:
         refuse_port(self.adapter.port)
         try:
             if not await self._connect():
+                reported = {s.name for s in self.steps}
+                for name in STEPS:
+                    if name not in reported:
+                        self._done(name, None, "not tried: connect failed")
                 return self.steps
             await self._contracts()
             await self._limit_order()

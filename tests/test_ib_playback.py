@@ -225,3 +225,38 @@ def test_oms_sim_playback_serves_a_capture(tmp_path: Path) -> None:
         text=True,
     )
     assert bad.returncode == 2 and "no wire capture" in bad.stdout
+
+
+@matrix
+def test_with_patience_a_capture_replays_to_a_client_without_the_recorded_strategy(
+    ib: Cell, tmp_path: Path
+) -> None:
+    """A user's capture, replayed to an adapter that places nothing: the placeOrder it waits for is
+    skipped after `patience`, and the fill TWS reported still reaches the fold, with its commission."""
+
+    async def run() -> None:
+        await record(ib, tmp_path / "cap")
+        playback = WirePlayback(tmp_path / "cap", speed=4.0, patience=0.2)
+        await playback.start()
+        sink = FoldingSink()
+        adapter = IBAdapter(
+            "127.0.0.1", playback.port, 7, sink=sink, state_provider=lambda: sink.state,
+            library=ib.library, wire=WireRecorder(tmp_path / "again"),
+        )  # fmt: skip
+        try:
+            await adapter.connect(timeout=5)
+            await until(all_read(playback, tmp_path / "again"), "played to the end")
+        finally:
+            await adapter.disconnect()
+            await playback.stop()
+        assert [f[0] for f in playback.skipped] == ["3"]  # the placeOrder nobody sent
+        (order,) = sink.state.orders.values()  # not requested here: IB's order, by its permId
+        assert (order.external, order.status, order.filled, order.commission) == (
+            True,
+            "filled",
+            10,
+            {"USD": 1},
+        )
+        assert [p.quantity for p in sink.state.positions.values()] == [10]
+
+    asyncio.run(run())

@@ -159,9 +159,10 @@ class WirePlayback:
     at their recorded offsets from it (`speed` > 1 plays faster), with the ids the client used in place of
     the recorded ones; TWS's own closes happen at their recorded offsets."""
 
-    def __init__(self, capture: Path, speed: float = 1.0) -> None:
-        if speed <= 0:
-            raise ValueError("speed must be positive")
+    def __init__(self, capture: Path, speed: float = 1.0, patience: float | None = None) -> None:
+        if speed <= 0 or (patience is not None and patience < 0):
+            raise ValueError("speed must be positive and patience not negative")
+        self.patience = patience  # seconds to wait for a recorded request; None: as long as it takes
         self.conversations = conversations(Path(capture))
         self.speed = speed
         self.host, self.port = "127.0.0.1", 0
@@ -169,6 +170,7 @@ class WirePlayback:
         self.completed = 0  # conversations played to their end
         self.sent = 0  # messages sent, handshakes included
         self.unmatched: list[list[str]] = []  # client requests the recording has no counterpart for
+        self.skipped: list[list[str]] = []  # recorded requests the client did not send within `patience`
         self.ids: dict[str, str] = {}  # recorded order / request id -> the client's, over all connections
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -311,8 +313,13 @@ class _Replay:
 
     async def _take(self, step: Step) -> float:
         """When the client's first pending request of the recorded request's kind arrived (its ids
-        learnt); ConnectionError once the client has gone without sending one."""
+        learnt); ConnectionError once the client has gone without sending one. With `patience`, a
+        request the client does not send in time is skipped: what TWS said after it follows anyway (a
+        capture replayed to a service without the recorded strategy)."""
         kind = str(step.msg_id)
+        loop = asyncio.get_running_loop()
+        patience = self.owner.patience
+        deadline = None if patience is None else loop.time() + patience
         while True:
             for i, (arrived, fields) in enumerate(self.inbox):
                 if fields and fields[0] == kind:
@@ -322,7 +329,14 @@ class _Replay:
             if self.gone.is_set():
                 raise ConnectionError("the client has gone")
             self.arrived.clear()
-            await self.arrived.wait()
+            if deadline is None:
+                await self.arrived.wait()
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.arrived.wait(), max(deadline - loop.time(), 0.0))
+            if not self.arrived.is_set():
+                self.owner.skipped.append(step.fields)
+                return loop.time()
 
     def _learn(self, step: Step, live: list[str]) -> None:
         for at in REQUEST_ID_AT.get(step.msg_id or 0, ()):

@@ -56,6 +56,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument(
         "--playback-speed", type=float, default=1.0, metavar="X", help="play recorded delays X times faster"
     )
+    p.add_argument(
+        "--playback-patience", type=float, metavar="S",
+        help="skip a recorded request the client has not sent within S seconds (default: wait for it)",
+    )  # fmt: skip
     p.add_argument("-v", "--verbose", action="store_true", help="log every client request")
     p.set_defaults(func=run)
 
@@ -111,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
 
 def playback(args: argparse.Namespace) -> int:
     try:
-        server = WirePlayback(args.playback, speed=args.playback_speed)
+        server = WirePlayback(args.playback, speed=args.playback_speed, patience=args.playback_patience)
     except (CaptureError, ValueError) as exc:
         print(f"oms sim: {exc}")
         return 2

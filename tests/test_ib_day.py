@@ -105,3 +105,13 @@ def test_a_bad_time_of_day_is_refused_by_name() -> None:
         SimConfig(restart_at="25:00")
     with pytest.raises(ValueError, match="reset_at"):
         SimConfig(reset_at="noon")
+
+
+def test_oms_sim_takes_the_schedule_from_its_flags() -> None:
+    from oms.cli import build_parser, main
+    from oms.cli.sim import build_config
+
+    args = build_parser().parse_args(["sim", "--reset-at", "23:45", "--restart-at", "01:00"])
+    config = build_config(args)
+    assert (config.reset_at, config.restart_at, config.reset_minutes) == ("23:45", "01:00", 5.0)
+    assert main(["sim", "--restart-at", "1am"]) == 2  # refused before anything listens

@@ -22,6 +22,7 @@ EPILOG = """examples:
   oms sim --master-client-id 0 --max-msg-rate 0  client 0 sees every order live; no message limit
   oms sim --fault reject=0.2 --fault duplicate_exec=1 --fault-seed 7
   oms sim --state-dir ~/.oms/sim --partial-fills 3 --tick-ms 250
+  oms sim --reset-at 23:45 --restart-at 23:50    IB's nightly reset and TWS's daily restart
   oms sim --playback oms-data/wire/20261206T203000.000000Z   answer as the recorded TWS did
 """
 
@@ -49,6 +50,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("--state-dir", help="persist the paper account here across restarts")
     p.add_argument("--partial-fills", type=int, help="split each fill into N executions")
     p.add_argument("--tick-ms", type=float, help="advance the price paths every MS milliseconds")
+    p.add_argument(
+        "--reset-at", metavar="HH:MM", help="IB's nightly reset at this New York time (1100, 1101)"
+    )
+    p.add_argument("--restart-at", metavar="HH:MM", help="TWS's daily restart at this New York time")
     p.add_argument(
         "--playback", metavar="CAPTURE",
         help="answer as the TWS of a wire capture did (`--record-wire`); client k gets connection k",
@@ -78,6 +83,8 @@ def build_config(args: argparse.Namespace) -> SimConfig:
         "tws_time_zone": args.tws_time_zone,
         "max_msg_rate": args.max_msg_rate,
         "master_client_id": args.master_client_id,
+        "reset_at": args.reset_at,
+        "restart_at": args.restart_at,
         "faults": parse_fault_args(args.fault, args.fault_seed) if args.fault else None,
     }
     merged = {**msgspec.structs.asdict(base), **{k: v for k, v in changes.items() if v is not None}}

@@ -39,6 +39,8 @@ ERROR_CODES: dict[str, str] = {
     "too_large": f"the request is larger than {MAX_MESSAGE_BYTES} bytes",
     "bad_frames": "the request had more than one frame after the routing envelope",
     "unknown_order": "no order has this client order id",
+    "unknown_contract": "IB knows no instrument by the contract given, or several (IB's error 200, \"No "
+    'security definition has been found for the request"); nothing was logged or sent',
     "risk_denied": "a risk check refused the order; `error.reason` names the check",
     "not_ready": "commands are not accepted right now: start-up reconciliation has not finished, the IB "
     "connection is lost or being reconciled, or the service is shutting down; retry",
@@ -67,6 +69,7 @@ ErrorCode = Literal[
     "too_large",
     "bad_frames",
     "unknown_order",
+    "unknown_contract",
     "risk_denied",
     "not_ready",
     "order_done",
@@ -310,6 +313,8 @@ class StatusResult(Struct, frozen=True):
     started_ts: int
     live_orders: int = 0  # working and finished not yet retired (docs/state.md, "History")
     retired_orders: int = 0  # finished orders moved to history since the journal began
+    time_zone: str = ""  # the IANA zone of the service's clock (its host's), for pages that show times
+    simulator: bool = False  # IB is the embedded TWS simulator: its execution times run on its own clock
 
 
 class SnapshotResult(Struct, frozen=True):

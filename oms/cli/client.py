@@ -1,7 +1,9 @@
-"""`oms order`, `oms cancel`, `oms orders`, `oms positions`, `oms tail`: a person's client of the service.
+"""`oms order`, `modify`, `cancel`, `kill`, `orders`, `positions`, `fills`, `account`, `tail`: a
+person's client of the service.
 
 Each finds the service through DATA_DIR/endpoints.json (or --router/--pub), and exits with 2 and a
-plain message when no service answers, 1 when the service refused the request (its error code shown).
+plain message when no service answers or the command line is wrong, 1 when the service refused the
+request (its error code shown). Every listing has `--json` (exact decimal text, oms.client.render).
 """
 
 from __future__ import annotations
@@ -9,11 +11,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import re
 import sys
 from collections.abc import Callable, Coroutine
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
-import msgspec
 from rich.console import Console
 from rich.live import Live
 
@@ -21,6 +24,7 @@ from events.codec import to_json
 from events.schema import KINDS, Envelope, kind_of
 from oms.client import (
     AsyncClient,
+    ContractSpec,
     CurveKeys,
     ServiceError,
     ServiceNotRunning,
@@ -29,13 +33,23 @@ from oms.client import (
 )
 from oms.client.jetstream import JetStreamClient
 from oms.client.jetstream_wire import NatsConfigError, redact_url, settings_from
-from oms.client.render import event_line, never_filled, orders_table, positions_table
+from oms.client.render import (
+    account_table,
+    event_line,
+    fills_table,
+    json_text,
+    orders_table,
+    positions_table,
+    price,
+)
 from oms.ids import new_client_order_id
+from oms.listing import listed_by_default
 from oms.readable import plain
 from oms.state.model import TERMINAL, Order
 
 EXIT_REFUSED = 1
 EXIT_NO_SERVICE = 2
+EXIT_USAGE = 2  # as argparse exits for a wrong command line
 
 
 def _positive(text: str) -> float:
@@ -43,6 +57,102 @@ def _positive(text: str) -> float:
     if not value > 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
     return value
+
+
+def _quantity(text: str) -> Decimal:
+    """An exact quantity (0.01 of EUR.USD is 0.01, never a float's neighbour)."""
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}") from None
+    if not value.is_finite() or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+SEC_TYPES = ("STK", "FUT", "OPT", "FOP", "CASH")
+DERIVATIVES = ("FUT", "OPT", "FOP")
+DEFAULT_EXCHANGE = {"STK": "SMART", "OPT": "SMART", "CASH": "IDEALPRO"}  # IB routes these; futures: name it
+PAIR = re.compile(r"^([A-Z]{3})\.([A-Z]{3})$")  # EUR.USD: a currency pair, IB's CASH on IDEALPRO
+
+
+def _expiry(text: str) -> str:
+    if not re.fullmatch(r"\d{6}(\d{2})?", text) or not 1 <= int(text[4:6]) <= 12:
+        raise argparse.ArgumentTypeError(f"expected YYYYMM or YYYYMMDD, got {text}")
+    return text
+
+
+def _right(text: str) -> str:
+    right = {"C": "C", "CALL": "C", "P": "P", "PUT": "P"}.get(text.upper())
+    if right is None:
+        raise argparse.ArgumentTypeError(f"expected C or P, got {text}")
+    return right
+
+
+def _con_id(text: str) -> int:
+    if not text.isdigit() or int(text) <= 0:
+        raise argparse.ArgumentTypeError(f"expected IB's conId, a positive whole number, got {text}")
+    return int(text)
+
+
+class ContractError(ValueError):
+    """The contract flags do not name an instrument IB could resolve (`oms order` exits 2)."""
+
+
+def contract_spec(args: argparse.Namespace) -> ContractSpec:
+    """The instrument `oms order` names, with IB's fields: `EUR.USD` alone is CASH on IDEALPRO; a future
+    or an option needs its expiry (and strike and right), or its conId or local symbol."""
+    symbol, sec_type = args.symbol.upper(), args.sec_type
+    currency = args.currency
+    pair = PAIR.fullmatch(symbol)
+    if pair and sec_type in (None, "CASH"):
+        symbol, sec_type = pair[1], "CASH"
+        if currency not in (None, pair[2]):
+            raise ContractError(f"{args.symbol} is quoted in {pair[2]}, not {currency}")
+        currency = pair[2]
+    sec_type = sec_type or "STK"
+    named = bool(args.con_id or args.local_symbol)
+    given = {"--expiry": args.expiry, "--strike": args.strike, "--right": args.right}
+    if sec_type not in DERIVATIVES and (extra := [flag for flag, value in given.items() if value]):
+        raise ContractError(f"{', '.join(extra)} only name a future or an option, not {sec_type}")
+    if sec_type == "FUT" and (args.strike is not None or args.right):
+        raise ContractError("a future has no --strike or --right (did you mean --sec-type FOP?)")
+    needed = ["--expiry"] + (["--strike", "--right"] if sec_type in ("OPT", "FOP") else [])
+    if sec_type in DERIVATIVES and not named and (missing := [f for f in needed if not given[f]]):
+        raise ContractError(f"{sec_type} {symbol} needs {', '.join(missing)} (or --con-id / --local-symbol)")
+    exchange = args.exchange or DEFAULT_EXCHANGE.get(sec_type)
+    if exchange is None:
+        raise ContractError(f"{sec_type} {symbol} needs --exchange: the exchange IB lists it on (CME for ES)")
+    return ContractSpec(
+        symbol=symbol,
+        sec_type=sec_type,
+        exchange=exchange.upper(),
+        currency=(currency or "USD").upper(),
+        con_id=args.con_id or 0,
+        last_trade_date=args.expiry or "",
+        strike=float(args.strike) if args.strike is not None else 0.0,
+        right=args.right or "",
+        multiplier=plain(args.multiplier) if args.multiplier is not None else "",
+        local_symbol=args.local_symbol or "",
+    )
+
+
+def _add_contract_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("the instrument (IB's contract fields; a stock needs none)")
+    group.add_argument(
+        "--sec-type", type=str.upper, choices=SEC_TYPES, help="security type (default STK; EUR.USD: CASH)"
+    )
+    group.add_argument(
+        "--exchange",
+        help="IB's exchange (default SMART for STK and OPT, IDEALPRO for CASH; FUT and FOP: required)",
+    )
+    group.add_argument("--currency", type=str.upper, help="the currency it trades in (default USD)")
+    group.add_argument("--expiry", type=_expiry, metavar="YYYYMM[DD]", help="a future's or option's expiry")
+    group.add_argument("--strike", type=_quantity, help="an option's strike")
+    group.add_argument("--right", type=_right, metavar="C|P", help="an option's right: C (call) or P (put)")
+    group.add_argument("--multiplier", type=_quantity, help="the contract multiplier (IB's wins for risk)")
+    group.add_argument("--con-id", type=_con_id, metavar="CONID", help="IB's contract id")
+    group.add_argument("--local-symbol", help="IB's local symbol, e.g. ESZ6")
 
 
 def _event_kinds() -> list[str]:
@@ -73,11 +183,14 @@ def add_service_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+JSON_HELP = "a JSON array instead of a table (decimals as exact text)"
+
+
 def _add_listing(parser: argparse.ArgumentParser, strategy_help: str, open_help: str) -> None:
     """`oms orders` and `oms positions`: the same flags over two parts of the state."""
     parser.add_argument("--strategy", help=strategy_help)
     parser.add_argument("--open", action="store_true", help=open_help)
-    parser.add_argument("--json", action="store_true", help="a JSON array instead of a table")
+    parser.add_argument("--json", action="store_true", help=JSON_HELP)
     parser.add_argument("--watch", action="store_true", help="a live table, kept current until Ctrl-C")
     add_service_arguments(parser)
     parser.set_defaults(func=lambda args: run_client(args, _list))
@@ -91,11 +204,15 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         formatter_class=formatter,
         epilog="examples:\n  oms order buy AAPL 10\n"
         "  oms order sell MSFT 5 --limit 420.5 --tif GTC --strategy mom\n"
-        "  oms order buy AAPL 10 --wait        # until filled, cancelled or rejected",
+        "  oms order buy AAPL 10 --wait        # until filled, cancelled or rejected\n"
+        "  oms order buy ES 1 --sec-type FUT --exchange CME --expiry 202612\n"
+        "  oms order buy AAPL 2 --sec-type OPT --expiry 20261218 --strike 200 --right C\n"
+        "  oms order buy EUR.USD 20000          # CASH on IDEALPRO\n"
+        "  oms order buy ES 1 --con-id 649180695 --sec-type FUT --exchange CME",
     )
     order.add_argument("side", type=str.upper, choices=["BUY", "SELL"], help="buy or sell")
-    order.add_argument("symbol", help="e.g. AAPL")
-    order.add_argument("quantity", type=_positive, help="number of shares")
+    order.add_argument("symbol", help="e.g. AAPL, ES, EUR.USD")
+    order.add_argument("quantity", type=_quantity, help="shares, contracts or units of the base currency")
     order.add_argument("--limit", type=_positive, help="limit price (a LMT order; STP LMT with --stop)")
     order.add_argument("--stop", type=_positive, help="stop price (a STP order; STP LMT with --limit)")
     order.add_argument(
@@ -111,18 +228,48 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     order.add_argument(
         "--wait-timeout", type=_positive, default=30.0, help="seconds --wait waits (default 30)"
     )
+    _add_contract_arguments(order)
     add_service_arguments(order)
     order.set_defaults(func=lambda args: run_client(args, _order))
 
-    cancel = subparsers.add_parser(
-        "cancel",
-        help="cancel an order",
-        epilog="example:\n  oms cancel cli-0190a1b2c3d-4e5f60718293",
+    modify = subparsers.add_parser(
+        "modify",
+        help="change a working order's limit, stop or quantity",
+        epilog="examples:\n  oms modify cli-0190a1b2c3d-4e5f60718293 --limit 189.5\n"
+        "  oms modify cli-0190a1b2c3d-4e5f60718293 --quantity 5 --stop 180",
         formatter_class=formatter,
     )
-    cancel.add_argument("client_order_id", metavar="ID", help="the client order id")
+    modify.add_argument("client_order_id", metavar="ID", help="the client order id")
+    modify.add_argument("--limit", type=_positive, help="new limit price")
+    modify.add_argument("--stop", type=_positive, help="new stop price")
+    modify.add_argument("--quantity", type=_quantity, help="new total quantity")
+    add_service_arguments(modify)
+    modify.set_defaults(func=lambda args: run_client(args, _modify))
+
+    cancel = subparsers.add_parser(
+        "cancel",
+        help="cancel an order, or every working order",
+        epilog="examples:\n  oms cancel cli-0190a1b2c3d-4e5f60718293\n"
+        "  oms cancel --all                 # every working order this service placed\n"
+        "  oms cancel --all --strategy mom  # ... of one strategy",
+        formatter_class=formatter,
+    )
+    cancel.add_argument("client_order_id", metavar="ID", nargs="?", help="the client order id")
+    cancel.add_argument("--all", action="store_true", help="every working order (not those placed in TWS)")
+    cancel.add_argument("--strategy", help="with --all: only this strategy's orders")
     add_service_arguments(cancel)
     cancel.set_defaults(func=lambda args: run_client(args, _cancel))
+
+    kill = subparsers.add_parser(
+        "kill",
+        help="the kill switch: cancel every working order and refuse new ones (--release: accept again)",
+        epilog="examples:\n  oms kill --reason 'runaway strategy'\n  oms kill --release",
+        formatter_class=formatter,
+    )
+    kill.add_argument("--release", action="store_true", help="disengage: accept new orders again")
+    kill.add_argument("--reason", default="", help="why, recorded in the journal")
+    add_service_arguments(kill)
+    kill.set_defaults(func=lambda args: run_client(args, _kill))
 
     _add_listing(
         subparsers.add_parser(
@@ -151,6 +298,30 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     _add_listing(
         positions, strategy_help="one strategy's view of the positions", open_help="hide closed positions"
     )
+
+    fills = subparsers.add_parser(
+        "fills",
+        help="list executions",
+        formatter_class=formatter,
+        epilog="examples:\n  oms fills\n  oms fills --strategy mom --json\n  oms fills --order c-42\n"
+        "finished orders leave the live state after a while: `oms replay --order` finds theirs",
+    )
+    fills.add_argument("--strategy", help="only this strategy's fills")
+    fills.add_argument("--order", help="only this client order id's fills")
+    fills.add_argument("--json", action="store_true", help=JSON_HELP)
+    add_service_arguments(fills)
+    fills.set_defaults(func=lambda args: run_client(args, _fills))
+
+    account = subparsers.add_parser(
+        "account",
+        help="account values per currency and in the base currency, and the money our fills made",
+        formatter_class=formatter,
+        epilog="examples:\n  oms account\n  oms account --json",
+    )
+    account.add_argument("--account", dest="only", metavar="ACCOUNT", help="only this IB account")
+    account.add_argument("--json", action="store_true", help=JSON_HELP)
+    add_service_arguments(account)
+    account.set_defaults(func=lambda args: run_client(args, _account))
 
     tail = subparsers.add_parser(
         "tail",
@@ -233,7 +404,16 @@ def _console() -> Any:
     return console
 
 
+def _usage(args: argparse.Namespace, message: str) -> int:
+    print(f"oms {args.command}: {message}", file=sys.stderr)
+    return EXIT_USAGE
+
+
 async def _order(args: argparse.Namespace) -> int:
+    try:
+        contract = contract_spec(args)
+    except ContractError as exc:
+        return _usage(args, str(exc))
     client = await connect(args, follow=args.wait)
     coid = args.client_order_id or new_client_order_id(args.strategy)
     seen: list[tuple[str, object]] = []
@@ -243,7 +423,7 @@ async def _order(args: argparse.Namespace) -> int:
         if order.client_order_id != coid or (seen and seen[-1] == (order.status, order.filled)):
             return
         seen.append((order.status, order.filled))
-        fill = f" {plain(order.filled)} @ {plain(order.avg_fill_price)}" if order.filled else ""
+        fill = f" {plain(order.filled)} @ {price(order.avg_fill_price)}" if order.filled else ""
         why = f" ({order.reason})" if order.reason and order.status in TERMINAL else ""
         print(f"{coid} {order.status}{fill}{why}", flush=True)
 
@@ -251,7 +431,7 @@ async def _order(args: argparse.Namespace) -> int:
         client.on_order(transition)
     try:
         await client.place(
-            args.symbol.upper(),
+            contract,
             args.side,
             args.quantity,
             limit_price=args.limit,
@@ -281,37 +461,125 @@ async def _order(args: argparse.Namespace) -> int:
         await client.close()
 
 
-async def _cancel(args: argparse.Namespace) -> int:
+async def _modify(args: argparse.Namespace) -> int:
+    if args.limit is None and args.stop is None and args.quantity is None:
+        return _usage(args, "give at least one of --limit, --stop, --quantity")
     client = await connect(args, follow=False)
     try:
-        print(f"cancel requested for {await client.cancel(args.client_order_id)}")
+        coid = await client.modify(
+            args.client_order_id, quantity=args.quantity, limit_price=args.limit, stop_price=args.stop
+        )
+        print(f"modify requested for {coid}")
         return 0
     finally:
         await client.close()
+
+
+async def _cancel(args: argparse.Namespace) -> int:
+    if args.all == bool(args.client_order_id):
+        return _usage(args, "give an order ID, or --all (not both)")
+    if args.strategy and not args.all:
+        return _usage(args, "--strategy goes with --all")
+    client = await connect(args, follow=False)
+    try:
+        if not args.all:
+            print(f"cancel requested for {await client.cancel(args.client_order_id)}")
+            return 0
+        cancelled = await client.cancel_all(args.strategy)
+        whose = f" of strategy {args.strategy}" if args.strategy else ""
+        print(f"cancel requested for {len(cancelled)} working order{'s' * (len(cancelled) != 1)}{whose}")
+        for coid in cancelled:
+            print(f"  {coid}")
+        return 0
+    finally:
+        await client.close()
+
+
+async def _kill(args: argparse.Namespace) -> int:
+    """Engage (cancel every working order, refuse new ones) or, with --release, disengage."""
+    client = await connect(args, follow=False)
+    try:
+        result = await client.kill_switch(not args.release, args.reason)
+    finally:
+        await client.close()
+    if not result.engaged:
+        print(f"kill switch released at seq {result.seq}: new orders are accepted")
+        return 0
+    print(
+        f"kill switch ENGAGED at seq {result.seq}: new orders are refused (`oms kill --release` to accept "
+        f"again); cancel requested for {len(result.cancelled)} working order"
+        f"{'s' * (len(result.cancelled) != 1)}"
+    )
+    for coid in result.cancelled:
+        print(f"  {coid}")
+    return 0
 
 
 async def _list(args: argparse.Namespace) -> int:
     """`oms orders` / `oms positions`: the service's answer once, or a live table from the followed state."""
     orders = args.command == "orders"
 
+    def listed(rows: list[Any]) -> list[Any]:
+        """Positions: by default those open, working or that had fills (`--all`: every lifecycle)."""
+        return rows if orders or args.all else [p for p in rows if listed_by_default(p)]
+
     def table(rows: list[Any]) -> Any:
-        if orders:
-            return orders_table(rows)
-        return positions_table(rows if args.all else [p for p in rows if not never_filled(p)])
+        return orders_table(rows) if orders else positions_table(rows)
 
     def followed(client: AsyncClient) -> Any:
-        rows = client.orders if orders else client.positions
-        return table(rows(args.strategy, args.open))
+        if orders:
+            return table(client.orders(args.strategy, args.open))
+        rows = listed(client.positions(args.strategy, args.open))
+        return positions_table(rows, client.state.instruments)  # IB's contracts: their multipliers
 
     if args.watch:
         return await _watch(args, followed)
+    if not orders and not args.json:  # the table's cost needs IB's multipliers: in a snapshot
+        client = await connect(args, follow=True)
+        try:
+            _console().print(followed(client))
+        finally:
+            await client.close()
+        return 0
     client = await connect(args, follow=False)
     try:
         fetch = client.fetch_orders if orders else client.fetch_positions
         rows: list[Any] = await fetch(args.strategy, args.open)
     finally:
         await client.close()
-    _show(args, rows, table)
+    _show(args, listed(rows), table)
+    return 0
+
+
+async def _fills(args: argparse.Namespace) -> int:
+    """The executions in the service's state (a snapshot: one request, nothing followed afterwards)."""
+    client = await connect(args, follow=True)
+    try:
+        fills = [
+            f
+            for f in client.state.fills.values()
+            if (not args.strategy or f.strategy_id == args.strategy)
+            and (not args.order or f.client_order_id == args.order)
+        ]
+    finally:
+        await client.close()
+    _show(args, sorted(fills, key=lambda f: (f.seq, f.exec_id)), fills_table)
+    return 0
+
+
+async def _account(args: argparse.Namespace) -> int:
+    client = await connect(args, follow=True)
+    try:
+        accounts = [a for name, a in sorted(client.state.accounts.items()) if args.only in (None, name)]
+    finally:
+        await client.close()
+    if args.json:
+        sys.stdout.write(json_text(accounts) + "\n")
+        return 0
+    if not accounts:
+        print(f"no account {args.only} has reported yet" if args.only else "no account has reported yet")
+    for account in accounts:
+        _console().print(account_table(account))
     return 0
 
 
@@ -334,7 +602,7 @@ async def _watch(args: argparse.Namespace, render: Callable[[AsyncClient], Any])
 
 def _show(args: argparse.Namespace, rows: list[Any], table: Callable[[list[Any]], Any]) -> None:
     if args.json:
-        sys.stdout.write(msgspec.json.encode(rows).decode() + "\n")
+        sys.stdout.write(json_text(rows) + "\n")
     else:
         _console().print(table(rows))
 

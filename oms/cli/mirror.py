@@ -26,7 +26,7 @@ EXIT_CONFIG = 2
 
 EPILOG = """\
 examples:
-  nats-server -js -sd /srv/nats                         a JetStream server (docs/scaling.md)
+  nats-server -js -a 127.0.0.1 -sd /srv/nats            a JetStream server on loopback (docs/scaling.md)
   oms mirror oms-data --nats nats://127.0.0.1:4222      mirror ./oms-data's journal into stream OMS
   oms mirror /srv/oms --nats tls://nats.example.com:4222 --stream OMS_DU123456 --config oms.toml
   OMS_NATS_USER=oms OMS_NATS_PASSWORD=... oms mirror oms-data

@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from events.journal_errors import JournalError
+from oms.client.jetstream_wire import redact_url
 from replay import queries, render, stepper
 from replay.document import state_document
 from replay.points import BadPoint, format_ts, resolve_point
@@ -180,7 +181,12 @@ def _replay_checked(args: argparse.Namespace) -> int:
     console = _console()
     if args.verify:
         if not isinstance(args.source, Path):
-            return _refuse("--verify compares a data directory's snapshots: give a data directory")
+            return _refuse(
+                f"--verify checks the snapshots a service wrote in its data directory against a refold of "
+                f"its journal; {redact_url(args.source)} holds the events but no snapshots, so there is "
+                "nothing to verify there: give the service's data directory (oms replay DATA_DIR "
+                "--verify); the mirror answers --at, --order, --diff and --step"
+            )
         report = verify(JournalSource(args.source).path)
         render.render_verify(console, report)
         return 0 if report.ok else EXIT_NO

@@ -29,6 +29,7 @@ from events.journal_errors import JournalLocked
 from oms.cli.logs import setup_logging
 from oms.cli.mirror import start_mirror
 from oms.cli.web import web_child
+from oms.client.jetstream_wire import redact_url
 from oms.protocol import Endpoints
 from oms.service.app import START_ERRORS, BrokerFactory, Service, Sink
 from oms.service.config import Config, ConfigError, load_config, parse_host_port
@@ -236,7 +237,7 @@ async def serve(
         await asyncio.wait([starting, stopping], return_when=asyncio.FIRST_COMPLETED)
         if starting.done():
             starting.result()  # raises what made start-up fail
-            print_endpoints(service)
+            print_ready(service, web, mirror)
             if web is not None:
                 web_process = web_child(str(service.data_dir), web)
             if mirror:
@@ -262,13 +263,24 @@ async def serve(
     return code
 
 
-def print_endpoints(service: Service) -> None:
+def print_ready(service: Service, web: str | None = None, mirror: str | None = None) -> None:
+    """One line once commands are accepted, with every address and the data directory (a script or a
+    person waits for `ready`)."""
     ep = service.endpoints
     assert ep is not None
-    lines = [f"PUB     {ep.pub}", f"ROUTER  {ep.router}", f"IB      {ep.ib}", f"data    {service.data_dir}"]
+    parts = [
+        f"PUB {ep.pub}",
+        f"ROUTER {ep.router}",
+        f"IB {ep.ib}",
+        f"data {Path(service.data_dir).resolve()}",
+    ]
+    if web is not None:  # a child process: it prints its own line (`web URL`, with its token) when up
+        parts.append("web (starting: its address follows)" if web.endswith(":0") else f"web http://{web}/")
+    if mirror:
+        parts.append(f"mirror {redact_url(mirror)}")
     if service.recovery:
-        lines.append(f"journal recovery: {service.recovery}")
-    print("\n".join(lines), flush=True)
+        print(f"journal recovery: {service.recovery}", flush=True)
+    print(f"ready: {'  '.join(parts)}", flush=True)
 
 
 async def show_status(service: Service, stop: asyncio.Event, interval: float) -> None:

@@ -19,6 +19,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import duckdb
+
+from events.journal_errors import NotAJournal
 from events.schema import Envelope
 from oms.cli.client import EXIT_NO_SERVICE, add_service_arguments, connect
 from oms.cli.logs import setup_logging
@@ -41,7 +44,8 @@ examples:
   oms web --session ./oms-data-yesterday    scrub through a recorded session (data dir or .duckdb archive)
   oms web --allow-commands                  cancel and kill switch from the page (URL printed with its token)
   oms web --intake intake.toml              HTTP order intake and alert webhooks (docs/web.md)
-  oms web --listen 0.0.0.0:8080 --token "$OMS_WEB_TOKEN"    beyond loopback a token is required
+  oms web --listen 0.0.0.0:8080 --token "$OMS_WEB_TOKEN" --allowed-host blotter.lan
+                                            beyond loopback a token, and the names it is reached by
 """
 
 
@@ -65,6 +69,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="a recorded session to open: a data directory or a DuckDB archive (repeatable)",
     )  # fmt: skip
     p.add_argument("--no-service", action="store_true", help="recorded sessions only; follow no service")
+    p.add_argument(
+        "--allowed-host", action="append", default=[], metavar="NAME",
+        help="a host name the pages may be reached by besides loopback's and --listen's (repeatable; "
+        "any other Host header is refused, against DNS rebinding)",
+    )  # fmt: skip
     add_service_arguments(p)
     p.set_defaults(func=run)
 
@@ -73,8 +82,15 @@ class ReplayRecording:
     """A recorded session read by `replay` (journal or archive), in the shape `oms.web.session` wants."""
 
     def __init__(self, path: Path) -> None:
+        if not path.exists():
+            raise ValueError(
+                f"--session {path}: no such file or directory (a data directory or a .duckdb archive)"
+            )
         self.name = str(path)
-        self._source = open_source(path)
+        try:
+            self._source = open_source(path)
+        except (NotAJournal, duckdb.Error) as exc:
+            raise ValueError(f"--session {path}: not a recorded session ({exc})") from None
 
     def last_seq(self) -> int:
         return self._source.last_seq()
@@ -108,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         host, port = split_listen(args.listen)
         guard = Guard(host, args.allow_commands, **({"token": args.token} if args.token else {}),
-                      token_given=bool(args.token))  # fmt: skip
+                      token_given=bool(args.token), allowed_hosts=frozenset(args.allowed_host))  # fmt: skip
         intake = load_intake(args.intake) if args.intake else None
         recordings = [ReplayRecording(Path(p)) for p in args.session]
     except (ValueError, IntakeConfigError, OSError) as exc:

@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 import msgspec
 
 from adapters.ib.adapter import IBAdapter
+from adapters.ib.wire import WireRecorder
 from adapters.tws_sim.config import SimConfig
 from adapters.tws_sim.embedded import start_embedded
 from adapters.tws_sim.server import TwsSimulator
@@ -43,6 +44,7 @@ examples:
   oms run --data-dir /srv/oms --ib 127.0.0.1:4002 --account DU123456
   oms run --config oms.toml --max-quantity 500 --allowed-symbols AAPL,MSFT
   oms run --ib 127.0.0.1:7496 --live       a LIVE port needs --live
+  oms run --ib 127.0.0.1:4002 --record-wire   every byte to and from IB Gateway into DATA_DIR/wire
   oms run --router tcp://0.0.0.0:5556 --curve-secret keys/server.key_secret --curve-clients keys/clients
 
 The bound endpoints are written to DATA_DIR/endpoints.json (other `oms` commands read it).
@@ -76,6 +78,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("--router", metavar="ENDPOINT", help="ROUTER endpoint (default tcp://127.0.0.1:5556)")
     p.add_argument("--durability", choices=["always", "group", "never"], help="journal fsync policy")
     p.add_argument("--library", choices=["ib_async", "ib_insync"], help="IB client library")
+    p.add_argument(
+        "--record-wire", action="store_true", default=None,
+        help="record every byte exchanged with TWS into DATA_DIR/wire (`oms wire show`)",
+    )  # fmt: skip
     p.add_argument("--snapshot-every", type=int, metavar="N", help="events between snapshots")
     p.add_argument("--max-quantity", type=float, help="risk: largest order quantity")
     p.add_argument("--max-notional", type=float, help="risk: largest quantity x price")
@@ -130,6 +136,7 @@ def overrides(args: argparse.Namespace) -> dict[str, Any]:
         "router": args.router,
         "durability": args.durability,
         "library": args.library,
+        "record_wire": args.record_wire,
         "snapshot_every": args.snapshot_every,
         "risk": {
             "max_quantity": args.max_quantity,
@@ -182,6 +189,7 @@ def broker_factory(config: Config, host: str, port: int) -> BrokerFactory:
             state_provider=state_provider,
             library=config.library,
             master_client=config.master_client,
+            wire=WireRecorder.in_data_dir(config.data_dir) if config.record_wire else None,
         )
 
     return build
@@ -321,7 +329,11 @@ class ServiceThread:
         self.loop = asyncio.new_event_loop()
         self.service: Service | None = None
         self.sim: TwsSimulator | None = None
-        self._thread = threading.Thread(target=self.loop.run_forever, name="oms-service", daemon=True)
+        self._thread = threading.Thread(target=self._run_loop, name="oms-service", daemon=True)
+
+    def _run_loop(self) -> None:
+        asyncio.set_event_loop(self.loop)  # ib_insync asks the policy for this thread's loop
+        self.loop.run_forever()
 
     def start(self, timeout: float = 30.0) -> ServiceThread:
         self._thread.start()

@@ -150,9 +150,7 @@ def test_intake_decisions() -> None:
     assert decide_place(_place(), state, OFF, "", "n3", None).code == "invalid"  # type: ignore[union-attr]
     orphan = decide_place(_place(parent_client_order_id="ghost"), state, OFF, "DU1", "n4", None)
     assert isinstance(orphan, ErrorInfo) and orphan.code == "unknown_order"
-    denied = decide_place(
-        _place(quantity=50), state, RiskLimits(max_quantity=Decimal(20)), "DU1", "n5", None
-    )
+    denied = decide_place(_place(quantity=50), state, RiskLimits(max_quantity=Decimal(20)), "DU1", "n5", None)
     assert isinstance(denied, OrderDenied) and denied.code == "max_quantity" and denied.request is not None
     assert decide_cancel(CancelRequest(client_order_id="zzz"), state).code == "unknown_order"  # type: ignore[union-attr]
     assert isinstance(decide_cancel(CancelRequest(client_order_id="c"), state), CancelRequested)

@@ -38,9 +38,10 @@ from oms.service.risk import (
 )
 from oms.state.accounts import in_base
 from oms.state.history import taken
+from oms.state.links import instrument_key, position_key
 from oms.state.model import TERMINAL, Account, Order, Position, State
 from oms.state.money import exact
-from oms.state.positions import instrument_key, multiplier, position_key
+from oms.state.positions import multiplier
 
 # IB's size increments where IB has not described the contract: whole units for stocks (IB refuses
 # fractional stock quantities from the API), futures and options; forex in cents of the base currency.

@@ -16,7 +16,7 @@ from events.schema import KillSwitchChanged, OrderRequested, OrderSent
 from oms.cli import main
 from oms.client import Client, ServiceError
 from oms.state.fold import step
-from oms.state.model import initial_state
+from oms.state.model import TERMINAL, State, initial_state
 from tests.client_helpers import ServiceProcess
 from tests.waiting import wait_until
 
@@ -80,21 +80,27 @@ def _nlv(client: Client) -> str | None:
 
 
 def _refused(client: Client, strategy: str, quantity: int, **fields: object) -> str:
-    """The risk code that refused the order; asserts nothing was sent or changed for it."""
+    """The risk code that refused the order; asserts nothing was sent for it and no position or working
+    order changed (the denial is on record: the order exists, rejected, never given to IB)."""
     before = client.state()
     with pytest.raises(ServiceError) as refused:
         client.place("AAPL", "BUY", quantity, strategy_id=strategy, **fields)
     error = refused.value
     assert error.code == "risk_denied" and error.reason and error.client_order_id
+    coid = error.client_order_id
+    wait_until(lambda: client.order(coid) is not None, timeout=5, what="the denial on PUB")
+    order = client.order(coid)
+    assert order is not None and order.status == "rejected" and order.order_id == 0 and order.reason
     after = client.state()
-    order = after.orders.get(error.client_order_id)
-    assert order is None or (order.status == "rejected" and order.order_id == 0 and order.reason)
-    assert after.positions == before.positions and after.strategy_positions == before.strategy_positions
-    working = {c for c, o in after.orders.items() if o.status not in ("rejected", "cancelled", "filled")}
-    assert working == {
-        c for c, o in before.orders.items() if o.status not in ("rejected", "cancelled", "filled")
-    }
+    for held in (lambda s: s.positions, lambda s: s.strategy_positions):
+        quantities = {k: p.quantity for k, p in held(after).items() if p.quantity}
+        assert quantities == {k: p.quantity for k, p in held(before).items() if p.quantity}
+    assert _working(after) == _working(before)
     return error.reason
+
+
+def _working(state: State) -> set[str]:
+    return {c for c, o in state.orders.items() if o.status not in TERMINAL}
 
 
 def test_each_limit_refuses_with_its_code_and_changes_nothing(client: Client) -> None:
@@ -125,7 +131,8 @@ def test_a_daily_loss_kills_the_strategy_until_an_operator_releases_it(
         if "strategy:loser" in client.status().kill_scopes:
             break
         client.wait_for_order(client.place("AAPL", "SELL", 1, strategy_id="loser"), "filled", timeout=10)
-        wait_until(lambda: not client.state().pending_commissions, timeout=5, what="commissions")
+        wait_until(lambda: all(f.commission for f in client.state().fills.values()), timeout=5, what="fees")
+    wait_until(lambda: "strategy:loser" in client.status().kill_scopes, timeout=5, what="the kill")
     status = client.status()
     assert status.kill_scopes["strategy:loser"].startswith("daily_loss_limit: daily P&L -")
     assert client.wait_for_order(resting, "cancelled", timeout=10).status == "cancelled"

@@ -133,6 +133,8 @@ def test_a_daily_loss_kills_the_strategy_until_an_operator_releases_it(
         client.wait_for_order(client.place("AAPL", "SELL", 1, strategy_id="loser"), "filled", timeout=10)
         wait_until(lambda: all(f.commission for f in client.state().fills.values()), timeout=5, what="fees")
     wait_until(lambda: "strategy:loser" in client.status().kill_scopes, timeout=5, what="the kill")
+    ib_daily = lambda: client.state().accounts["DU123456"].values.get("DailyPnL:BASE", "0")  # noqa: E731
+    wait_until(lambda: Decimal(ib_daily()) <= -3, timeout=5, what="IB's daily P&L (reqPnL) to show the loss")
     status = client.status()
     assert status.kill_scopes["strategy:loser"].startswith("daily_loss_limit: daily P&L -")
     assert client.wait_for_order(resting, "cancelled", timeout=10).status == "cancelled"

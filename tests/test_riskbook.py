@@ -122,3 +122,14 @@ def test_working_orders_and_orders_per_minute_are_counted_per_scope() -> None:
     assert book.recent("strategy:s1") == 1
     books.apply(execution("e1.01", 10))
     assert book.working("strategy:s1") == 0 and book.working("account:DU111") == 1
+
+
+def test_ibs_daily_pnl_counts_for_the_account_where_it_is_worse() -> None:
+    books = Books()
+    traded(books)
+    books.apply(AccountValueReported(account="DU111", key="UnrealizedPnL", value="-5.00", currency="BASE"))
+    assert books.book.daily_pnl(books.state, "account:DU111") == Decimal(-12)
+    books.apply(AccountValueReported(account="DU111", key="DailyPnL", value="-150.5", currency="BASE"))
+    assert books.book.daily_pnl(books.state, "account:DU111") == Decimal("-150.5")
+    books.apply(AccountValueReported(account="DU111", key="DailyPnL", value="3.0", currency="BASE"))
+    assert books.book.daily_pnl(books.state, "account:DU111") == Decimal(-12)

@@ -6,8 +6,10 @@ account's base currency (by IB's exchange rates). Realized: the fold's net reali
 was when the session began (the baseline, kept in `risk-sessions.json` so a restart within the session
 keeps the morning's losses). Unrealized: for a strategy, (mark - average price) x position x multiplier
 over its positions, the mark being IB's market data, else the last fill of that conId; for an account,
-IB's own figure (its `UnrealizedPnL` in BASE). A figure that is missing makes the P&L unknown, and an
-order for a scope whose loss limit is set is then refused (`no_pnl`): the check fails closed.
+IB's own figure (its `UnrealizedPnL` in BASE); and an account's P&L is IB's daily P&L from reqPnL where
+that is worse (IB's day may begin at another time than the session). A figure that is missing makes the
+P&L unknown, and an order for a scope whose loss limit is set is then refused (`no_pnl`): the check
+fails closed.
 """
 
 from __future__ import annotations
@@ -131,7 +133,9 @@ class RiskBook:
         unrealized = self._unrealized(state, kind, name)
         if isinstance(unrealized, str):
             return unrealized
-        return realized - self._baseline(scope, realized) + unrealized
+        ours = realized - self._baseline(scope, realized) + unrealized
+        ibs = _decimal(state.accounts[name].values.get("DailyPnL:BASE")) if kind == "account" else None
+        return ours if ibs is None else min(ours, ibs)  # IB's own figure where it is the worse one
 
     def _baseline(self, scope: str, realized: Decimal) -> Decimal:
         """The realized P&L when the scope's session began. Taken when the session is first seen: at
@@ -169,13 +173,8 @@ class RiskBook:
     def _unrealized(self, state: State, kind: str, name: str) -> Decimal | str:
         if kind == "account":
             acct = state.accounts.get(name)
-            text = acct.values.get("UnrealizedPnL:BASE") if acct is not None else None
-            if text is None:
-                return f"IB has not reported {name}'s UnrealizedPnL"
-            try:
-                return Decimal(text)
-            except InvalidOperation:
-                return f"IB's UnrealizedPnL for {name} is not a number ({text!r})"
+            found = _decimal(acct.values.get("UnrealizedPnL:BASE") if acct is not None else None)
+            return f"IB has not reported {name}'s UnrealizedPnL" if found is None else found
         total = Decimal(0)
         for key in self._positions.get(name, ()):
             pos = state.strategy_positions.get(key)
@@ -268,3 +267,14 @@ class RiskBook:
     def _save(self) -> None:
         if self._path is not None:
             write_private(self._path, msgspec.json.encode(self.sessions), fsync=True)
+
+
+def _decimal(text: str | None) -> Decimal | None:
+    """One of IB's account values as a number; None when absent or not a number."""
+    if text is None:
+        return None
+    try:
+        found = Decimal(text)
+    except InvalidOperation:
+        return None
+    return found if found.is_finite() else None

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -185,3 +186,39 @@ def _no_exposure_sent_while_killed(data_dir: Path, strategy: str) -> None:
             assert state.orders[event.client_order_id].strategy_id != strategy or checked
         state, _ = step(state, env)
     assert checked >= 1
+
+
+def test_a_loss_kill_ends_at_the_session_boundary(tmp_path: Path) -> None:
+    """The boundary is moved instead of waited for: the second run's session began after the kill."""
+    now = datetime.now(UTC)
+    config = tmp_path / "oms.toml"
+    data = tmp_path / "data"
+    for minutes in (2, -2):  # the first run's session began yesterday, the second's 2 minutes ago
+        reset = (now + timedelta(minutes=minutes)).strftime("%H:%M")
+        config.write_text(f'[risk.strategies.loser]\ndaily_loss_limit = 0.5\nsession_reset = "{reset} UTC"\n')
+        service = ServiceProcess(data, "--config", str(config))
+        service.start()
+        try:
+            with Client.connect(data) as client:
+                if minutes > 0:  # a fill's commission (1.00) crosses the limit
+                    client.wait_for_order(
+                        client.place("AAPL", "BUY", 1, strategy_id="loser"), "filled", timeout=10
+                    )
+                    wait_until(
+                        lambda: "strategy:loser" in client.status().kill_scopes, timeout=5, what="kill"
+                    )
+                else:
+                    wait_until(lambda: not client.status().kill_scopes, timeout=5, what="the session reset")
+                    client.wait_for_order(
+                        client.place("AAPL", "BUY", 1, strategy_id="loser"), "filled", timeout=10
+                    )
+        finally:
+            service.stop()
+    reader = JournalReader(data / "journal")
+    codes = [
+        (e.event.engaged, e.event.code)
+        for e in reader.read(1, reader.last_seq())
+        if type(e.event) is KillSwitchChanged
+    ]
+    # released by the new session; its own first fill's commission crosses the limit again
+    assert codes == [(True, "daily_loss_limit"), (False, "session_reset"), (True, "daily_loss_limit")]

@@ -15,7 +15,7 @@ import pytest
 from events.reader import JournalReader
 from events.schema import KillSwitchChanged, OrderRequested, OrderSent
 from oms.cli import main
-from oms.client import Client, ServiceError
+from oms.client import Client, ContractSpec, ServiceError
 from oms.state.fold import step
 from oms.state.model import TERMINAL, State, initial_state
 from tests.client_helpers import ServiceProcess
@@ -222,3 +222,24 @@ def test_a_loss_kill_ends_at_the_session_boundary(tmp_path: Path) -> None:
     ]
     # released by the new session; its own first fill's commission crosses the limit again
     assert codes == [(True, "daily_loss_limit"), (False, "session_reset"), (True, "daily_loss_limit")]
+
+
+def test_counts_and_forex_units_without_any_loss_limit(tmp_path: Path) -> None:
+    """Working orders are counted whatever else is configured; a standard 20,000 EUR.USD order (IB
+    counts forex in units of the base currency) passes the default limits."""
+    config = tmp_path / "oms.toml"
+    config.write_text("[risk.strategies.working]\nmax_working_orders = 1\n")
+    service = ServiceProcess(tmp_path / "data", "--config", str(config))
+    service.start()
+    try:
+        with Client.connect(service.data_dir) as client:
+            client.wait_for_order(
+                client.place("AAPL", "BUY", 1, strategy_id="working", limit_price=RESTING),
+                "submitted",
+                timeout=10,
+            )
+            assert _refused(client, "working", 1, limit_price=RESTING) == "max_working_orders"
+            eur = ContractSpec(symbol="EUR", sec_type="CASH", exchange="IDEALPRO", currency="USD")
+            client.wait_for_order(client.place(eur, "BUY", 20_000), "filled", timeout=10)
+    finally:
+        service.stop()

@@ -128,9 +128,8 @@ class Handlers:
         self._loss_limits = config.risk.daily_loss_limit is not None or any(
             lim.daily_loss_limit is not None for lim in config.risk.strategies.values()
         )
-        if self._loss_limits:
-            self.book.prime()
-            pipeline.observers.append(self.after_event)
+        self.book.prime()
+        pipeline.observers.append(self.after_event)
         self._table: dict[type[Request], Callable[[Any], Coroutine[Any, Any, Any]]] = {
             PingRequest: self.ping,
             SnapshotRequest: self.query,
@@ -320,7 +319,7 @@ class Handlers:
         """The pipeline's observer: a step that moved a scope's money past its loss limit engages that
         scope's kill switch and cancels its working orders before any other event or request."""
         self.book.observe(changes)
-        if type(env.event) is KillSwitchChanged:
+        if not self._loss_limits or type(env.event) is KillSwitchChanged:
             return
         scopes = set()
         for change in changes:

@@ -53,11 +53,11 @@ def test_a_strategys_daily_pnl_is_realized_net_plus_unrealized_at_ibs_price() ->
     traded(books)
     book = books.book
     assert book.loss_unknown("strategy:s1").startswith("no price for AAPL")  # fails closed
-    book.quotes[265598] = Decimal(98)
+    book.set_quote(265598, Decimal(98))
     assert book.daily_pnl(books.state, "strategy:s1") == Decimal(-7) + Decimal(-10)  # (98 - 100) x 5
     assert book.loss_unknown("strategy:s1") == ""
     assert book.crossed(books.state, ["strategy:s1"]) == [("strategy:s1", Decimal(-17), Decimal(10))]
-    book.quotes[265598] = Decimal(101)  # +5 unrealized: -2
+    book.set_quote(265598, Decimal(101))  # +5 unrealized: -2
     assert book.crossed(books.state, ["strategy:s1"]) == []
     assert book.working("strategy:s1") == 0 and book.working("account:DU111") == 0
 
@@ -74,15 +74,15 @@ def test_the_accounts_unrealized_pnl_is_ibs_own_figure() -> None:
 def test_the_sessions_baseline_survives_a_restart_and_starts_again_at_the_boundary(tmp_path: Path) -> None:
     books = Books(tmp_path)
     traded(books)
-    books.book.quotes[265598] = Decimal(100)
+    books.book.set_quote(265598, Decimal(100))
     assert books.book.daily_pnl(books.state, "strategy:s1") == Decimal(-7)
     path = tmp_path / SESSIONS_FILE
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     again = RiskBook(LIMITS, lambda: books.state, tmp_path, NOON + 3600 * 10**9)  # a restart, same session
-    again.quotes[265598] = Decimal(100)
+    again.set_quote(265598, Decimal(100))
     assert again.daily_pnl(books.state, "strategy:s1") == Decimal(-7)  # the morning's loss still counts
     tomorrow = RiskBook(LIMITS, lambda: books.state, tmp_path, NOON + DAY)
-    tomorrow.quotes[265598] = Decimal(100)
+    tomorrow.set_quote(265598, Decimal(100))
     assert tomorrow.daily_pnl(books.state, "strategy:s1") == Decimal(0)
     assert session_start(NOON + DAY, LIMITS.session_reset) == session_start(NOON, LIMITS.session_reset) + DAY
 
@@ -91,7 +91,7 @@ def test_a_loss_kill_ends_with_its_session_and_an_operators_release_holds_for_th
     books = Books()
     traded(books)
     book = books.book
-    book.quotes[265598] = Decimal(90)
+    book.set_quote(265598, Decimal(90))
     assert len(book.crossed(books.state, ["strategy:s1"])) == 1
     books.apply(KillSwitchChanged(engaged=True, strategy_id="s1", code="daily_loss_limit", reason="lost"))
     book.engaged("strategy:s1")

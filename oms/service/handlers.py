@@ -387,9 +387,8 @@ class Handlers:
             for pos in [p for p in state.strategy_positions.values() if p.quantity]:
                 price = await self._ask_ib(self._broker().reference_price(pos.contract), "market data",
                                            pos.contract)  # fmt: skip
-                con_id = pos.contract.con_id
-                if price is not None and con_id:
-                    book.quotes[con_id] = price
+                if price is not None and pos.contract.con_id:
+                    book.set_quote(pos.contract.con_id, price)
         self.check_losses(book.scopes(self.pipeline.state))
 
     def cancel_killed(self) -> None:

@@ -27,12 +27,14 @@ from oms.service.files import write_private
 from oms.service.risk import RiskLimits, strategy_limits
 from oms.service.sessions import session_start
 from oms.state.accounts import in_base
-from oms.state.model import TERMINAL, Changed, Order, Position, State
+from oms.state.model import TERMINAL, Account, Changed, Order, Position, State
+from oms.state.money import Money
 from oms.state.positions import multiplier
 
 log = logging.getLogger(__name__)
 
 MINUTE_NS = 60_000_000_000
+HOUR_NS = 60 * MINUTE_NS
 SESSIONS_FILE = "risk-sessions.json"
 
 
@@ -55,12 +57,15 @@ class RiskBook:
         self.limits = limits
         self.state_of = state_of  # the state the checks read (the pipeline's)
         self.now_ns = now_ns
-        self.quotes: dict[int, Decimal] = {}  # conId -> IB's latest market price
+        self.quotes: dict[int, Decimal] = {}  # conId -> IB's latest market price (set_quote)
+        self._pnl: dict[str, tuple[int, Decimal | str]] = {}  # scope -> (session, P&L): until it moves
         self.last_fills: Mapping[int, Decimal] = {}  # conId -> last fill price (the pipeline's)
         self._limits: dict[str, RiskLimits] = {}
+        self._bounds: dict[str, tuple[int, int]] = {}  # scope -> its session's start and end
         self._working: dict[str, set[str]] = {}
         self._recent: dict[str, deque[int]] = {}
         self._positions: dict[str, set[str]] = {}  # strategy -> its strategy position keys
+        self._money: dict[str, tuple[Decimal, Money]] = {}  # position key -> quantity, realized (by id)
         self._released: dict[str, int] = {}  # scope -> session in which an operator released it
         self._path = directory / SESSIONS_FILE if directory is not None else None
         self.sessions = self._load()
@@ -86,8 +91,15 @@ class RiskBook:
         for scope in (kill_scope(strategy_id), kill_scope(account=account)):
             self._recent.setdefault(scope, deque()).append(self.now_ns)
 
+    def set_quote(self, con_id: int, price: Decimal) -> None:
+        """IB's price of an instrument: every strategy's P&L may have moved."""
+        if self.quotes.get(con_id) != price:
+            self.quotes[con_id] = price
+            self._pnl.clear()
+
     def observe(self, changes: Iterable[Changed]) -> None:
-        """Working orders and strategy positions from the entities a step changed."""
+        """Working orders and strategy positions from the entities a step changed; the P&L of the
+        scopes whose money moved is computed again when next asked."""
         for change in changes:
             if type(change) is Order:
                 for scope in (kill_scope(change.strategy_id), kill_scope(account=change.account)):
@@ -95,8 +107,16 @@ class RiskBook:
                         self._working.get(scope, set()).discard(change.client_order_id)
                     else:
                         self._working.setdefault(scope, set()).add(change.client_order_id)
-            elif type(change) is Position and change.strategy_id:
-                self._positions.setdefault(change.strategy_id, set()).add(change.key)
+            elif type(change) is Position:
+                if change.strategy_id:
+                    self._positions.setdefault(change.strategy_id, set()).add(change.key)
+                money = (change.quantity, change.realized_pnl_net)
+                before = self._money.get(change.key)
+                if before is None or before[0] != money[0] or before[1] is not money[1]:
+                    self._money[change.key] = money  # a fill: its price is a mark of every strategy
+                    self._pnl.clear()  # holding the instrument (a working order moves no money)
+            elif type(change) is Account:  # an exchange rate moves every scope's P&L in its account
+                self._pnl.clear()
 
     # -- daily loss -----------------------------------------------------------------------------------
 
@@ -110,7 +130,14 @@ class RiskBook:
         return found
 
     def session(self, scope: str) -> int:
-        return session_start(self.now_ns, self.limits_of(scope).session_reset)
+        """When the scope's session began (its boundaries are kept: asked on every order)."""
+        start, end = self._bounds.get(scope, (0, 0))
+        if not start <= self.now_ns < end:
+            reset = self.limits_of(scope).session_reset
+            start = session_start(self.now_ns, reset)
+            end = session_start(start + 36 * HOUR_NS, reset)  # the next boundary (a day, DST or not)
+            self._bounds[scope] = (start, end)
+        return start
 
     def loss_unknown(self, scope: str) -> str:
         pnl = self.daily_pnl(self.state_of(), scope) if self.limits_of(scope).daily_loss_limit else 0
@@ -125,7 +152,17 @@ class RiskBook:
                 self.daily_pnl(state, scope)
 
     def daily_pnl(self, state: State, scope: str) -> Decimal | str:
-        """The scope's P&L since its session began, or why it cannot be told."""
+        """The scope's P&L since its session began, or why it cannot be told (kept until an event
+        moves the scope's money, IB's price moves, or the session ends)."""
+        session = self.session(scope)
+        cached = self._pnl.get(scope)
+        if cached is not None and cached[0] == session:
+            return cached[1]
+        pnl = self._daily_pnl(state, scope)
+        self._pnl[scope] = (session, pnl)
+        return pnl
+
+    def _daily_pnl(self, state: State, scope: str) -> Decimal | str:
         kind, _, name = scope.partition(":")
         realized = self._realized(state, kind, name)
         if isinstance(realized, str):

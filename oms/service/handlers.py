@@ -64,6 +64,7 @@ from oms.protocol import (
 from oms.readable import plain
 from oms.service import authz, intake, queries, riskview
 from oms.service.config import Config
+from oms.service.exposure import last_fill_reference
 from oms.service.pipeline import Pipeline
 from oms.service.risk import Described, Reference, RiskLimits, UnknownContract, strategy_limits
 from oms.service.riskbook import RiskBook
@@ -402,7 +403,7 @@ class Handlers:
         price = await self._ask_ib(self._broker().reference_price(contract), "market data", contract)
         if price is not None:
             return Reference(price, "market data")
-        return intake.last_fill_reference(self.pipeline.state, contract, self.pipeline.last_prices, described)
+        return last_fill_reference(self.pipeline.state, contract, self.pipeline.last_prices, described)
 
     async def _ask_ib(self, question: Coroutine[Any, Any, T], what: str, contract: Contract) -> T | None:
         """IB's answer, or None when it does not come in time (the checks then fail closed)."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from oms.protocol import LimitUse, ScopeRisk
-from oms.service.intake import exchange_rate, known_multiplier, net_liquidation, remaining
+from oms.service.exposure import exchange_rate, known_multiplier, net_liquidation, remaining
 from oms.service.risk import LIMIT_KEYS, RiskLimits
 from oms.service.riskbook import RiskBook
 from oms.state.model import Order, Position, State

@@ -67,22 +67,11 @@ from oms.service.config import Config
 from oms.service.exposure import last_fill_reference
 from oms.service.pipeline import Pipeline
 from oms.service.risk import Described, Reference, RiskLimits, UnknownContract, strategy_limits
-from oms.service.riskbook import RiskBook
+from oms.service.riskbook import RiskBook, scope_names, scope_switch
 from oms.state.model import Account, Changed, Order, Position
 from oms.state.queries import every_order
 
 log = logging.getLogger(__name__)
-
-
-def _prices(limits: RiskLimits, strategy_id: str) -> bool:
-    """Whether a market order needs a reference price: some limit values it."""
-    return any(
-        lim.max_notional is not None
-        or lim.max_position_value is not None
-        or lim.max_position_pct_nlv is not None
-        or lim.max_risk_per_trade_pct_nlv is not None
-        for lim in (limits, strategy_limits(limits, strategy_id))
-    )
 
 
 Reply = OkReply | ErrorReply
@@ -90,6 +79,13 @@ COMMANDS = (PlaceRequest, ModifyRequest, CancelRequest, CancelAllRequest, KillSw
 CONNECTED = frozenset({"connected", "restored", "restored_data_lost"})
 T = TypeVar("T")
 REFERENCE_TIMEOUT_S = 2.0  # how long a market order waits for IB's market data before the last fill
+VALUING = ("max_notional", "max_position_value", "max_position_pct_nlv", "max_risk_per_trade_pct_nlv")
+
+
+def _prices(limits: RiskLimits, strategy_id: str) -> bool:
+    """Whether a market order needs a reference price: some limit values it."""
+    own = strategy_limits(limits, strategy_id)
+    return any(getattr(lim, key) is not None for lim in (limits, own) for key in VALUING)
 
 
 class Broker(Protocol):
@@ -335,30 +331,16 @@ class Handlers:
     def check_losses(self, scopes: set[str] | list[str]) -> None:
         state = self.pipeline.state
         for scope, pnl, limit in self.book.crossed(state, scopes):
-            kind, _, name = scope.partition(":")
             reason = f"daily P&L {pnl:,.2f} reached the daily_loss_limit {plain(limit)}"
             log.warning("%s: %s: kill switch engaged", scope, reason)
-            self.pipeline.append(
-                KillSwitchChanged(
-                    engaged=True,
-                    reason=reason,
-                    strategy_id=name if kind == "strategy" else "",
-                    account=name if kind == "account" else "",
-                    code="daily_loss_limit",
-                )
-            )
+            self.pipeline.append(scope_switch(scope, True, reason, "daily_loss_limit"))
             self.book.engaged(scope)
             self.cancel_scope(scope, "daily_loss_limit")
 
     def cancel_scope(self, scope: str, reason: str) -> list[str]:
         """Log a cancel of each of the scope's working orders now; send them once durable."""
-        kind, _, name = scope.partition(":")
-        state = self.pipeline.state
-        orders = (
-            intake.cancellable(state, name, None)
-            if kind == "strategy"
-            else intake.cancellable(state, None, name)
-        )
+        strategy_id, account = scope_names(scope)
+        orders = intake.cancellable(self.pipeline.state, strategy_id or None, account or None)
         seq = self._log_cancels(orders, reason)
         if orders:
             self._send(self._send_cancels(orders, seq))
@@ -374,16 +356,7 @@ class Handlers:
         book.prime()
         state = self.pipeline.state
         for scope in book.expired(state):
-            kind, _, name = scope.partition(":")
-            self.pipeline.append(
-                KillSwitchChanged(
-                    engaged=False,
-                    reason="a new session began",
-                    strategy_id=name if kind == "strategy" else "",
-                    account=name if kind == "account" else "",
-                    code="session_reset",
-                )
-            )
+            self.pipeline.append(scope_switch(scope, False, "a new session began", "session_reset"))
         if self.broker is not None:
             for pos in [p for p in state.strategy_positions.values() if p.quantity]:
                 price = await self._ask_ib(self._broker().reference_price(pos.contract), "market data",

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import msgspec
 
-from events.schema import kill_scope
+from events.schema import KillSwitchChanged, kill_scope
 from oms.service.files import write_private
 from oms.service.risk import RiskLimits, strategy_limits
 from oms.service.sessions import session_start
@@ -44,10 +44,12 @@ class Baseline(msgspec.Struct, array_like=True):
 
 
 class Sessions(msgspec.Struct):
-    """`risk-sessions.json`: each scope's baseline, and the session in which its loss kill engaged."""
+    """`risk-sessions.json`: each scope's baseline, the session in which its loss kill engaged, and the
+    session in which an operator released it (its loss limit then waits for the next one)."""
 
     baselines: dict[str, Baseline] = {}
     kills: dict[str, int] = {}
+    released: dict[str, int] = {}
 
 
 class RiskBook:
@@ -66,7 +68,6 @@ class RiskBook:
         self._recent: dict[str, deque[int]] = {}
         self._positions: dict[str, set[str]] = {}  # strategy -> its strategy position keys
         self._money: dict[str, tuple[Decimal, Money]] = {}  # position key -> quantity, realized (by id)
-        self._released: dict[str, int] = {}  # scope -> session in which an operator released it
         self._path = directory / SESSIONS_FILE if directory is not None else None
         self.sessions = self._load()
         state = state_of()
@@ -258,7 +259,7 @@ class RiskBook:
         found = []
         for scope in scopes:
             limit = self.limits_of(scope).daily_loss_limit
-            released = self._released.get(scope) == self.session(scope)
+            released = self.sessions.released.get(scope) == self.session(scope)
             if limit is None or scope in state.kill_scopes or released:
                 continue
             pnl = self.daily_pnl(state, scope)
@@ -272,8 +273,9 @@ class RiskBook:
 
     def released(self, scope: str) -> None:
         """An operator released the scope: its loss limit does not engage again this session."""
-        self._released[scope] = self.session(scope)
+        self.sessions.released[scope] = self.session(scope)
         self.sessions.kills.pop(scope, None)
+        self._save()
 
     def expired(self, state: State) -> list[str]:
         """Loss kills engaged in an earlier session than the scope's current one: to be released."""
@@ -304,6 +306,19 @@ class RiskBook:
     def _save(self) -> None:
         if self._path is not None:
             write_private(self._path, msgspec.json.encode(self.sessions), fsync=True)
+
+
+def scope_names(scope: str) -> tuple[str, str]:
+    """(strategy_id, account) of a scope, as KillSwitchChanged names it ("" for the other)."""
+    kind, _, name = scope.partition(":")
+    return (name, "") if kind == "strategy" else ("", name)
+
+
+def scope_switch(scope: str, engaged: bool, reason: str, code: str) -> KillSwitchChanged:
+    strategy_id, account = scope_names(scope)
+    return KillSwitchChanged(
+        engaged=engaged, reason=reason, strategy_id=strategy_id, account=account, code=code
+    )
 
 
 def _decimal(text: str | None) -> Decimal | None:

@@ -154,8 +154,12 @@ def test_a_daily_loss_kills_the_strategy_until_an_operator_releases_it(
     assert scope["scope"] == "strategy:loser" and scope["kill"].startswith("daily_loss_limit")
     loss = next(limit for limit in scope["limits"] if limit["limit"] == "daily_loss_limit")
     assert Decimal(loss["use"]) >= Decimal("2.5") and Decimal(loss["headroom"]) <= 0
+    assert main(["risk", *data]) == 0
+    table = capsys.readouterr().out
+    assert "strategy:loser  daily P&L -" in table and "KILLED (daily_loss_limit" in table
+    assert "account:DU123456  daily P&L" in table and "max_working_orders" in table  # working's limit
     assert main(["status", *data]) == 0
-    assert "kill strategy:loser" in capsys.readouterr().out
+    assert "            strategy:loser: ENGAGED (daily_loss_limit: " in capsys.readouterr().out
 
     client.kill_switch(False, "reviewed", strategy_id="loser")
     wait_until(lambda: "strategy:loser" not in client.state().kill_scopes, timeout=5, what="the release")

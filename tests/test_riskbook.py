@@ -133,3 +133,16 @@ def test_ibs_daily_pnl_counts_for_the_account_where_it_is_worse() -> None:
     assert books.book.daily_pnl(books.state, "account:DU111") == Decimal("-150.5")
     books.apply(AccountValueReported(account="DU111", key="DailyPnL", value="3.0", currency="BASE"))
     assert books.book.daily_pnl(books.state, "account:DU111") == Decimal(-12)
+
+
+def test_an_account_holding_nothing_has_no_unrealized_pnl_and_ibs_summary_row_counts() -> None:
+    books = Books()
+    books.apply(RATE)
+    assert books.book.daily_pnl(books.state, "account:DU111") == Decimal(0)
+    traded(books)  # 5 shares held now: IB's figure is needed
+    assert isinstance(books.book.daily_pnl(books.state, "account:DU111"), str)
+    books.apply(
+        AccountValueReported(account="DU111", key="NetLiquidation", value="100000", currency="USD"),
+        AccountValueReported(account="DU111", key="UnrealizedPnL", value="-1.50", currency="USD"),
+    )
+    assert books.book.daily_pnl(books.state, "account:DU111") == Decimal("-8.50")

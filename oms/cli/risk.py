@@ -51,9 +51,11 @@ def render(scopes: list[ScopeRisk]) -> str:
             lines.append("  (no limits on)")
         for limit in rows:
             assert limit.value is not None
-            use = limit.unknown or _number(limit.use)
-            head = _number(limit.headroom)
-            lines.append(f"  {limit.limit:<28} {plain(limit.value):>14} {use:>16} {head:>16}")
+            line = f"  {limit.limit:<28} {plain(limit.value):>14}"
+            if limit.unknown:
+                lines.append(f"{line}  unknown: {limit.unknown}")
+            else:
+                lines.append(f"{line} {_number(limit.use):>16} {_number(limit.headroom):>16}")
         lines.append("")
     if not lines:
         return "no strategies or accounts yet\n"

@@ -210,9 +210,7 @@ class RiskBook:
 
     def _unrealized(self, state: State, kind: str, name: str) -> Decimal | str:
         if kind == "account":
-            acct = state.accounts.get(name)
-            found = _decimal(acct.values.get("UnrealizedPnL:BASE") if acct is not None else None)
-            return f"IB has not reported {name}'s UnrealizedPnL" if found is None else found
+            return self._account_unrealized(state, name)
         total = Decimal(0)
         for key in self._positions.get(name, ()):
             pos = state.strategy_positions.get(key)
@@ -223,6 +221,20 @@ class RiskBook:
                 return value
             total += value
         return total
+
+    @staticmethod
+    def _account_unrealized(state: State, name: str) -> Decimal | str:
+        """IB's UnrealizedPnL: in BASE, else in the currency IB gives NetLiquidation in (its summary
+        row); 0 while the account holds nothing."""
+        acct = state.accounts.get(name)
+        values = acct.values if acct is not None else {}
+        base = next((k.partition(":")[2] for k in values if k.startswith("NetLiquidation:")), "BASE")
+        found = _decimal(values.get("UnrealizedPnL:BASE") or values.get(f"UnrealizedPnL:{base}"))
+        if found is not None:
+            return found
+        if not any(p.quantity for p in state.positions.values() if p.account == name):
+            return Decimal(0)
+        return f"IB has not reported {name}'s UnrealizedPnL"
 
     def mark(self, pos: Position) -> Decimal | None:
         """The position's instrument's price: IB's market data, else its last fill."""

@@ -116,6 +116,12 @@ def test_each_limit_refuses_with_its_code_and_changes_nothing(client: Client) ->
         client.place("AAPL", "SELL", 100, strategy_id="stops", stop_price=50.0, parent_client_order_id=parent)
     assert risky.value.reason == "max_risk_per_trade_pct_nlv"
     client.place("AAPL", "SELL", 100, strategy_id="stops", stop_price=95.0, parent_client_order_id=parent)
+    market = client.place("AAPL", "BUY", 100, strategy_id="stops", transmit=False)  # entry: IB's price
+    with pytest.raises(ServiceError) as far:  # about |190 - 100| x 100 = 9,000: 0.9%
+        client.place(
+            "AAPL", "SELL", 100, strategy_id="stops", stop_price=100.0, parent_client_order_id=market
+        )
+    assert far.value.reason == "max_risk_per_trade_pct_nlv"
     client.place("AAPL", "BUY", 1, strategy_id="rate", limit_price=RESTING)
     assert _refused(client, "rate", 1, limit_price=RESTING) == "max_orders_per_minute"
     client.place("AAPL", "BUY", 1, strategy_id="working", limit_price=RESTING)

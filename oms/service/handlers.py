@@ -233,8 +233,10 @@ class Handlers:
             described = await self._ask_ib(self._broker().describe(contract), "contract details", contract)
         except UnknownContract as exc:
             return intake.unknown_contract(str(exc), coid)
-        reference = None
-        if req.order_type == "MKT" and _prices(self.config.risk, req.strategy_id):
+        reference = None  # a market order's price; a bracket child's too when its parent is one
+        parent = state.orders.get(req.parent_client_order_id or "")
+        at_market = req.order_type == "MKT" or (parent is not None and parent.order_type == "MKT")
+        if at_market and _prices(self.config.risk, req.strategy_id):
             reference = await self._reference(contract, described)
         self.book.now_ns = time.time_ns()
         decision = intake.decide_place(

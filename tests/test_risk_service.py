@@ -104,7 +104,9 @@ def _working(state: State) -> set[str]:
     return {c for c, o in state.orders.items() if o.status not in TERMINAL}
 
 
-def test_each_limit_refuses_with_its_code_and_changes_nothing(client: Client) -> None:
+def test_each_limit_refuses_with_its_code_and_changes_nothing(
+    client: Client, service: ServiceProcess, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert _refused(client, "qty", 6, limit_price=RESTING) == "max_quantity"
     assert _refused(client, "notional", 2, limit_price=RESTING) == "max_notional"  # 200 > 100.5
     assert _refused(client, "pos", 6, limit_price=RESTING) == "max_position"
@@ -126,6 +128,12 @@ def test_each_limit_refuses_with_its_code_and_changes_nothing(client: Client) ->
     assert _refused(client, "rate", 1, limit_price=RESTING) == "max_orders_per_minute"
     client.place("AAPL", "BUY", 1, strategy_id="working", limit_price=RESTING)
     assert _refused(client, "working", 1, limit_price=RESTING) == "max_working_orders"
+    assert main(["kill", "--strategy", "working", "--data-dir", str(service.data_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "strategy working's kill switch ENGAGED" in out and "cancel requested for 1 working order" in out
+    wait_until(lambda: "strategy:working" in client.state().kill_scopes, timeout=5, what="the scoped kill")
+    assert _refused(client, "working", 1, limit_price=RESTING) == "kill_switch"
+    client.place("AAPL", "BUY", 1, strategy_id="rate2", limit_price=RESTING)  # other strategies trade on
 
 
 def test_a_daily_loss_kills_the_strategy_until_an_operator_releases_it(
@@ -167,7 +175,8 @@ def test_a_daily_loss_kills_the_strategy_until_an_operator_releases_it(
     assert main(["status", *data]) == 0
     assert "            strategy:loser: ENGAGED (daily_loss_limit: " in capsys.readouterr().out
 
-    client.kill_switch(False, "reviewed", strategy_id="loser")
+    assert main(["kill", "--release", "--strategy", "loser", "--reason", "reviewed", *data]) == 0
+    assert "strategy loser's kill switch released" in capsys.readouterr().out
     wait_until(lambda: "strategy:loser" not in client.state().kill_scopes, timeout=5, what="the release")
     client.wait_for_order(client.place("AAPL", "BUY", 1, strategy_id="loser"), "filled", timeout=10)
     _no_exposure_sent_while_killed(service.data_dir, "loser")

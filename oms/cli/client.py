@@ -263,11 +263,19 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     kill = subparsers.add_parser(
         "kill",
         help="the kill switch: cancel every working order and refuse new ones (--release: accept again)",
-        epilog="examples:\n  oms kill --reason 'runaway strategy'\n  oms kill --release",
+        epilog="examples:\n  oms kill --reason 'runaway strategy'\n  oms kill --release\n"
+        "  oms kill --strategy mom --reason 'drawdown'\n  oms kill --release --strategy mom",
         formatter_class=formatter,
     )
     kill.add_argument("--release", action="store_true", help="disengage: accept new orders again")
     kill.add_argument("--reason", default="", help="why, recorded in the journal")
+    scope = kill.add_mutually_exclusive_group()
+    scope.add_argument(
+        "--strategy",
+        help="only this strategy: its working orders cancelled, its orders that add exposure refused "
+        "(--release also ends a daily loss limit's kill early)",
+    )
+    scope.add_argument("--account", help="only this account, likewise")
     add_service_arguments(kill)
     kill.set_defaults(func=lambda args: run_client(args, _kill))
 
@@ -496,17 +504,23 @@ async def _cancel(args: argparse.Namespace) -> int:
 
 
 async def _kill(args: argparse.Namespace) -> int:
-    """Engage (cancel every working order, refuse new ones) or, with --release, disengage."""
+    """Engage (cancel every working order, refuse new ones) or, with --release, disengage; for
+    everything, or for one strategy or account."""
     client = await connect(args, follow=False)
     try:
-        result = await client.kill_switch(not args.release, args.reason)
+        result = await client.kill_switch(not args.release, args.reason, args.strategy, args.account)
     finally:
         await client.close()
+    scope = (
+        f"strategy {args.strategy}" if args.strategy else f"account {args.account}" if args.account else ""
+    )
+    switch, flag = (f"{scope}'s kill switch", f" --{scope}") if scope else ("kill switch", "")
     if not result.engaged:
-        print(f"kill switch released at seq {result.seq}: new orders are accepted")
+        print(f"{switch} released at seq {result.seq}: new orders are accepted")
         return 0
+    refused = "its orders that add exposure are refused" if scope else "new orders are refused"
     print(
-        f"kill switch ENGAGED at seq {result.seq}: new orders are refused (`oms kill --release` to accept "
+        f"{switch} ENGAGED at seq {result.seq}: {refused} (`oms kill --release{flag}` to accept "
         f"again); cancel requested for {len(result.cancelled)} working order"
         f"{'s' * (len(result.cancelled) != 1)}"
     )

@@ -8,7 +8,15 @@ import msgspec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from events.schema import CancelRequested, Contract, Envelope, OrderDenied, OrderRequested
+from events.schema import (
+    CancelRequested,
+    Contract,
+    Envelope,
+    KillSwitchChanged,
+    ModifyRequested,
+    OrderDenied,
+    OrderRequested,
+)
 from oms.protocol import CancelRequest, ErrorInfo, ModifyRequest, PlaceRequest
 from oms.service.intake import Duplicate, decide_cancel, decide_modify, decide_place, unsent
 from oms.service.risk import (
@@ -23,6 +31,7 @@ from oms.service.risk import (
 )
 from oms.state.fold import fold
 from oms.state.model import State
+from tests.fold_strategies import execution, requested, sent
 
 OFF = RiskLimits(max_quantity=None, max_notional=None)
 
@@ -275,3 +284,23 @@ def test_no_order_that_adds_exposure_passes_a_loss_limit_kill(
         if standing.killed:
             after, now = projected(o, standing), standing.position
             assert 0 <= after < now if now > 0 else now < after <= 0
+
+
+def test_a_modify_may_not_add_exposure_to_a_killed_scope() -> None:
+    state = fold(
+        Envelope(i + 1, i + 1, e)  # type: ignore[arg-type]
+        for i, e in enumerate(
+            [
+                requested(),
+                sent(),
+                execution("e1.01", 10),  # strategy s1 holds 10 AAPL
+                KillSwitchChanged(engaged=True, strategy_id="s1", code="daily_loss_limit"),
+                requested("c2", "SELL", 5),
+                sent("c2", 102),
+            ]
+        )
+    )
+    assert isinstance(decide_modify(ModifyRequest(client_order_id="c2", quantity=Decimal(10)), state, OFF),
+                      ModifyRequested)  # fmt: skip
+    refused = decide_modify(ModifyRequest(client_order_id="c2", quantity=Decimal(11)), state, OFF)
+    assert isinstance(refused, ErrorInfo) and refused.reason == "daily_loss_limit"

@@ -44,17 +44,15 @@ def exposure(
 ) -> Exposure:
     """What the risk checks need: O(working orders on the instrument); what only a limit that is off
     would need (NetLiquidation, the bracket's stop) is not looked up."""
-    pkey = position_key(order.account, order.contract, state.con_ids)
-    strategy, account = kill_scope(order.strategy_id), kill_scope(account=order.account)
-    held = state.strategy_positions.get(f"{order.strategy_id}|{pkey}")
     own = strategy_limits(limits, order.strategy_id) if limits is not None else None
     per_trade = own is not None and own.max_risk_per_trade_pct_nlv is not None
     trade, stop_pending = _trade(state, order, reference) if per_trade else (None, False)
     acct = state.accounts.get(order.account) if limits is not None and _needs_nlv(limits, own) else None
     sums = bool(state.kill_scopes) or _needs_sums(limits, own)
+    strategy, account = standings(state, order.strategy_id, order.account, order.contract, tally, sums)
     return Exposure(
-        strategy=_standing(state, held, strategy, tally, sums),
-        account=_standing(state, state.positions.get(pkey), account, tally, sums),
+        strategy=strategy,
+        account=account,
         reference=reference,
         multiplier=described.multiplier if described is not None else known_multiplier(state, order.contract),
         kill_switch=state.kill_switch,
@@ -62,6 +60,23 @@ def exposure(
         rate=exchange_rate(acct, order.contract.currency),
         trade=trade,
         stop_pending=stop_pending,
+    )
+
+
+def standings(
+    state: State,
+    strategy_id: str,
+    account: str,
+    contract: Contract,
+    tally: Tally | None = None,
+    sums: bool = True,
+) -> tuple[Standing, Standing]:
+    """Where the strategy and the account stand on the instrument (working orders summed if `sums`)."""
+    pkey = position_key(account, contract, state.con_ids)
+    held = state.strategy_positions.get(f"{strategy_id}|{pkey}")
+    return (
+        _standing(state, held, kill_scope(strategy_id), tally, sums),
+        _standing(state, state.positions.get(pkey), kill_scope(account=account), tally, sums),
     )
 
 

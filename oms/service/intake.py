@@ -22,7 +22,7 @@ from events.schema import (
 )
 from oms.protocol import CancelRequest, ErrorInfo, ModifyRequest, PlaceRequest
 from oms.readable import plain
-from oms.service.exposure import Tally, exposure, known_multiplier
+from oms.service.exposure import Tally, exposure, known_multiplier, standings
 from oms.service.risk import (
     Denial,
     Described,
@@ -30,6 +30,7 @@ from oms.service.risk import (
     RiskLimits,
     check_order,
     check_size,
+    reduces,
     strategy_limits,
 )
 from oms.state.history import taken
@@ -271,6 +272,8 @@ def decide_modify(req: ModifyRequest, state: State, limits: RiskLimits) -> Modif
         strategy_limits(limits, order.strategy_id),
         order.contract.symbol,
     )
+    if denial is None and req.quantity is not None and req.quantity > order.quantity:
+        denial = _killed_more(state, order, req.quantity - order.quantity)
     if denial is not None:
         return denied(denial, req.client_order_id)
     return ModifyRequested(
@@ -279,6 +282,20 @@ def decide_modify(req: ModifyRequest, state: State, limits: RiskLimits) -> Modif
         limit_price=req.limit_price,
         stop_price=req.stop_price,
     )
+
+
+def _killed_more(state: State, order: Order, more: Decimal) -> Denial | None:
+    """A modify that raises an order's quantity adds `more`: while the order's strategy or account is
+    killed, only if it still just brings the position nearer to flat."""
+    if not state.kill_scopes:
+        return None
+    names = (f"strategy {order.strategy_id}", f"account {order.account}")
+    found = standings(state, order.strategy_id, order.account, order.contract)
+    for name, standing in zip(names, found, strict=True):
+        if standing.killed and not reduces(order.side, more, standing):
+            return Denial(standing.killed, f"{name}'s kill switch is engaged ({standing.killed}): the "
+                          "order may grow only as far as it reduces the position")  # fmt: skip
+    return None
 
 
 def decide_cancel(req: CancelRequest, state: State) -> CancelRequested | ErrorInfo:

@@ -53,6 +53,9 @@ class Sessions(msgspec.Struct):
 
 
 class RiskBook:
+    """Kept by the handlers beside the pipeline's state: it sees every step's changes (`observe`), and
+    the handlers ask it for counts and P&L (the `Tally` the intake reads) and for crossed loss limits."""
+
     def __init__(
         self, limits: RiskLimits, state_of: Callable[[], State], directory: Path | None, now_ns: int
     ) -> None:

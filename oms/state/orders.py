@@ -244,6 +244,15 @@ def requested(ev: OrderRequested, contract: Contract, seq: int, ts: int, strateg
         outside_rth=ev.outside_rth,
         parent=ev.parent_client_order_id,
         remaining=ev.quantity,
+        trailing_amount=ev.trailing_amount,
+        trailing_percent=ev.trailing_percent,
+        limit_offset=ev.limit_offset,
+        touch_price=ev.touch_price,
+        good_till=ev.good_till,
+        oca_group=ev.oca_group,
+        oca_type=ev.oca_type,
+        algo=ev.algo,
+        algo_priority=ev.algo_priority,
         created_seq=seq,
         created_ts=ts,
         updated_seq=seq,
@@ -356,6 +365,8 @@ def open_order_reported(order: Order, ev: OpenOrderReported, new: bool, seq: int
         order = replace(
             order, limit_price=ev.limit_price, stop_price=ev.stop_price, updated_seq=seq, updated_ts=ts
         )
+    if ev.trail_stop_price is not None and ev.trail_stop_price != order.trail_stop_price:
+        order = replace(order, trail_stop_price=ev.trail_stop_price, updated_seq=seq, updated_ts=ts)
     want = order.pending_modify
     if want is not None and modify_matches(want, ev.quantity, ev.limit_price, ev.stop_price):
         order = replace(order, pending_modify=None, updated_seq=seq, updated_ts=ts)

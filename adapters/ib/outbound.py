@@ -90,13 +90,19 @@ def modified(req: OrderRequested, change: ModifyRequested) -> OrderRequested:
         req,
         quantity=req.quantity if change.quantity is None else change.quantity,
         limit_price=req.limit_price if change.limit_price is None else change.limit_price,
-        stop_price=req.stop_price if change.stop_price is None else change.stop_price,
+        stop_price=_stop_after(req, change),  # a trailing stop: only a new one is sent (IB moved it)
         trailing_amount=_changed(req.trailing_amount, change.trailing_amount, change.trailing_percent),
         trailing_percent=_changed(req.trailing_percent, change.trailing_percent, change.trailing_amount),
         limit_offset=req.limit_offset if change.limit_offset is None else change.limit_offset,
         touch_price=req.touch_price if change.touch_price is None else change.touch_price,
         good_till=change.good_till or req.good_till,
     )
+
+
+def _stop_after(req: OrderRequested, change: ModifyRequested) -> float | None:
+    if req.order_type in TRAILING or change.stop_price is not None:
+        return change.stop_price
+    return req.stop_price
 
 
 def _changed(had: float | None, new: float | None, other: float | None) -> float | None:

@@ -1,7 +1,7 @@
 """reqHistoricalData answered from the price paths: bars that end at the path's current price, walked
 back deterministically (seeded by the instrument, the bar size and the end), so the same request gets
-the same bars. A bar size or duration TWS does not take is the historical data service's error 162; no more than
-`MAX_BARS` bars are sent (IB paces and caps large requests too).
+the same bars. A bar size or duration TWS does not take is the historical data service's error 162;
+no more than `MAX_BARS` bars are sent (IB paces and caps large requests too).
 
 historicalData (17) carries every bar in one message, then the start and end of the range; that is the
 layout through server version 178 (ib_async / ib_insync `decoder.historicalData`).

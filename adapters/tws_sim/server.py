@@ -16,6 +16,7 @@ from adapters.tws_sim import orders
 from adapters.tws_sim.account import ExecRecord, Position
 from adapters.tws_sim.catalog import BY_KEY, resolve
 from adapters.tws_sim.config import SimConfig
+from adapters.tws_sim.control import ControlServer
 from adapters.tws_sim.engine import Engine
 from adapters.tws_sim.hours import SimClock
 from adapters.tws_sim.matching import SimOrder
@@ -48,6 +49,7 @@ class TwsSimulator:
         self._sessions: set[Session] = set()
         self._ticker: asyncio.Task[None] | None = None
         self._stop_thread: Callable[[], None] | None = None  # set by run_simulator_in_thread
+        self._control: ControlServer | None = None
 
     # ---- lifecycle -------------------------------------------------------------------------------
 
@@ -57,6 +59,9 @@ class TwsSimulator:
         self.host, self.port = self._server.sockets[0].getsockname()[:2]
         if self.config.tick_interval_ms:
             self._ticker = asyncio.create_task(self._tick(self.config.tick_interval_ms / 1000.0))
+        if self.config.control_file:
+            self._control = ControlServer(self, Path(self.config.control_file))
+            await self._control.start()
         log.debug("TWS simulator listening on %s:%s", self.host, self.port)
 
     async def stop(self) -> None:
@@ -67,6 +72,8 @@ class TwsSimulator:
             return
         if self._ticker:
             self._ticker.cancel()
+        if self._control is not None:
+            await self._control.stop()
         if self._server:
             self._server.close()
         for session in list(self._sessions):

@@ -48,6 +48,7 @@ class Engine:
         self.dice = FaultDice(config.faults)
         self.peers = Peers(config.master_client_id)
         self.link_up = True
+        self.oca_done: set[tuple[str, str]] = set()  # (account, group) of OCA type 1 groups that executed
         state = (load_state(config.state_dir) if config.state_dir else None) or SavedState()
         self.accounts = {name: Account(name, cash={"USD": config.starting_cash}) for name in config.accounts}
         self.executions: list[ExecRecord] = []
@@ -342,6 +343,8 @@ class Engine:
         """IB's OCA types: 1 cancels the group's other orders at the first execution; 2 and 3 reduce each
         other order by the quantity executed (an order reduced to nothing is cancelled), as openOrder with
         the new total quantity and orderStatus (IB's OCA page; TWS API Order.ocaType)."""
+        if shares > 0 and order.oca_group and order.oca_type not in (2, 3):
+            self.oca_done.add((order.account, order.oca_group))
         for other in self.book.oca_group(order) if shares > 0 else []:
             left = other.quantity - shares
             if order.oca_type not in (2, 3) or left <= other.filled + 1e-9:

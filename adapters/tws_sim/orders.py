@@ -13,7 +13,8 @@
   ib_async's live tests place such orders to see it);
 - by time and instrument (`timing`): MOC / LOC only where the instrument has a closing auction (else
   387) and before the exchange's cut-off; OPG only before the opening auction;
-- IOC and FOK orders that cannot trade at once are cancelled; a GTD order ends at its time.
+- IOC and FOK orders that cannot trade at once are cancelled, and so is an order joining an OCA group
+  (type 1) that has executed already; a GTD order ends at its time.
 """
 
 from __future__ import annotations
@@ -166,7 +167,8 @@ def acknowledge(engine: Engine, order: SimOrder, faults: frozenset[str]) -> None
             engine.drop_peer(peer, 1100)
         engine.match(order.price_key, faults)
         return
-    if order.tif in ("IOC", "FOK") and not _fillable_now(engine, order):
+    late = bool(order.oca_group) and (order.account, order.oca_group) in engine.oca_done
+    if late or (order.tif in ("IOC", "FOK") and not _fillable_now(engine, order)):
         cancelled = engine.put(msgspec.structs.replace(order, status="Cancelled"))
         engine.deliver(order, apply_faults(items + engine.order_items(cancelled), faults))
         return

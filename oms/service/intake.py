@@ -18,7 +18,7 @@ from events.schema import CancelRequested, Contract, ModifyRequested, OrderDenie
 from oms.protocol import CancelRequest, ErrorInfo, ModifyRequest, PlaceRequest
 from oms.readable import plain
 from oms.service.risk import Denial, Described, Exposure, Reference, RiskLimits, check_order, check_size
-from oms.service.terms import Terms, modify_error, terms_error
+from oms.service.terms import OWN_PRICE, Terms, modify_error, terms_error
 from oms.state.history import taken
 from oms.state.model import TERMINAL, Order, Position, State
 from oms.state.money import exact
@@ -274,7 +274,11 @@ def decide_modify(req: ModifyRequest, state: State, limits: RiskLimits) -> Modif
     if req.quantity is not None and (problem := quantity_error(req.quantity, order.contract)):
         return invalid(problem, req.client_order_id)
     quantity = req.quantity if req.quantity is not None else order.quantity
+    touch = req.touch_price if req.touch_price is not None else order.touch_price
     price = limit if order.order_type in ("LMT", "STP LMT") else stop
+    # the other types by the price they have: a limit, a touch price, or where IB has the trailing stop
+    if order.order_type not in OWN_PRICE:
+        price = next((p for p in (limit, touch, stop, order.trail_stop_price) if p is not None), None)
     value = exact(price) if price is not None else None
     denial = check_size(
         quantity, value, known_multiplier(state, order.contract), limits, order.contract.symbol

@@ -27,6 +27,9 @@ REQUIRED: dict[str, tuple[frozenset[str], frozenset[str]]] = {
     "LOC": (frozenset({"limit_price"}), frozenset()),
 }
 ON_CLOSE = frozenset({"MOC", "LOC"})
+# the types the notional check values by their own price (risk.order_price); the others (MKT, TRAIL,
+# MIT, LIT, MOC, LOC, TRAIL LIMIT) by a reference price, as a market order
+OWN_PRICE = frozenset({"LMT", "STP", "STP LMT"})
 OPG_TYPES = frozenset({"MKT", "LMT"})
 ALGO_TYPES = frozenset({"MKT", "LMT"})
 # what a modify may change, per order type, beyond the quantity (IB's "Modifying orders": the order's

@@ -156,12 +156,19 @@ def test_market_and_limit_if_touched(ib: Cell, tmp_path: Path) -> None:
 @matrix
 def test_market_and_limit_on_close_trade_in_the_closing_auction(ib: Cell, tmp_path: Path) -> None:
     async def run() -> None:
-        async with harness(ib, tmp_path) as (_sim, adapter, sink, ctl):
+        async with harness(ib, tmp_path) as (sim, adapter, sink, ctl):
             await ctl.clock(ctl.new_york("15:40"))
             await ctl.price("IBM", 150.0)
-            await place(adapter, sink, request("moc-1", "IBM", order_type="MOC"))
-            await place(adapter, sink, request("loc-1", "IBM", order_type="LOC", limit_price=140.0))
+            moc = await place(adapter, sink, request("moc-1", "IBM", order_type="MOC"))
+            loc = await place(adapter, sink, request("loc-1", "IBM", order_type="LOC", limit_price=140.0))
             await until(lambda: sink.state.orders["loc-1"].status == "submitted", "acknowledged")
+            await ctl.clock(ctl.new_york("15:51"))  # from 15:50: no cancel, no modify
+            await adapter.cancel(moc)
+            change = ModifyRequested(client_order_id="loc-1", limit_price=139.0)
+            sink(change)
+            await adapter.modify("loc-1", loc, change)
+            await until(lambda: codes(sink, moc) == [161] and codes(sink, loc) == [201], "both refused")
+            assert [o.lmt_price for o in sim.orders if o.order_type == "LOC"] == [140.0]
             await ctl.price("IBM", 151.0)
             assert sink.state.orders["moc-1"].filled == 0  # nothing before the close
             await ctl.clock(ctl.new_york("16:00"))

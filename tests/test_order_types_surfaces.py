@@ -17,7 +17,7 @@ import pytest
 from adapters.tws_sim import control as channel
 from adapters.tws_sim.control import CONTROL_FILE
 from events.reader import JournalReader
-from events.schema import ModifyRequested
+from events.schema import ModifyRequested, OrderDenied, OrderRequested
 from oms.cli import main as oms_main
 from oms.client import Client, ServiceError
 from tests.client_helpers import ServiceProcess, running_service
@@ -87,6 +87,9 @@ def test_a_trailing_stop_from_the_command_line_follows_the_price_set_through_the
         code, out, _ = oms(capsys, "sim", "price", "AAPL", "103", *stack.data)
         assert code == 0 and out.startswith("AAPL 103 at ")
         wait_until(lambda: stop() == 102.0, what="the stop moved up")
+        code, table, _ = oms(capsys, "orders", "--strategy", "w", *stack.data)
+        (row,) = [line for line in table.splitlines() if "cli-tr" in line]
+        assert code == 0 and " TRAIL " in row and " 102 " in row  # the stop column: where IB has it
         oms(capsys, "sim", "price", "AAPL", "101.9", *stack.data)
         wait_until(lambda: status(client, "cli-tr") == "filled", what="triggered")
 
@@ -127,7 +130,7 @@ def test_the_flags_carry_every_term(stack: Stack, capsys: Capture) -> None:
 
 def test_what_ib_would_refuse_is_refused_before_anything_is_logged(stack: Stack, capsys: Capture) -> None:
     journal = stack.service.data_dir / "journal"
-    before = sum(1 for _ in JournalReader(journal).read())
+    before = max(env.seq for env in JournalReader(journal).read())
     refusals = [
         (["--type", "LIT", "--limit", "90"], "invalid: LIT order needs touch_price"),
         (["--type", "TRAIL", "--trail-amount", "1", "--trail-percent", "1"], "not both"),
@@ -146,7 +149,9 @@ def test_what_ib_would_refuse_is_refused_before_anything_is_logged(stack: Stack,
     with pytest.raises(SystemExit) as usage:
         oms_main(["order", "buy", "AAPL", "1", "--algo", "Fast", *stack.data])
     assert usage.value.code == 2 and "Adaptive:Patient|Normal|Urgent" in capsys.readouterr().err
-    assert sum(1 for _ in JournalReader(journal).read()) == before  # nothing logged, nothing sent
+    intents = (OrderRequested, OrderDenied, ModifyRequested)
+    logged = [env.event for env in JournalReader(journal).read() if env.seq > before]
+    assert not [e for e in logged if isinstance(e, intents)]  # nothing logged, so nothing sent
     with Client.connect(stack.service.data_dir, strategy_id="w") as client:
         client.place("AAPL", "BUY", 1, limit_price=10.0, client_order_id="cli-lmt")
         with pytest.raises(ServiceError, match="a LMT order has no trailing_amount or trailing_percent"):

@@ -20,9 +20,10 @@ from oms.readable import plain
 from oms.service.risk import Denial, Described, Exposure, Reference, RiskLimits, check_order, check_size
 from oms.service.terms import OWN_PRICE, Terms, modify_error, terms_error
 from oms.state.history import taken
+from oms.state.links import instrument_key, position_key
 from oms.state.model import TERMINAL, Order, Position, State
 from oms.state.money import exact
-from oms.state.positions import instrument_key, multiplier, position_key
+from oms.state.positions import multiplier
 
 # IB's size increments where IB has not described the contract: whole units for stocks (IB refuses
 # fractional stock quantities from the API), futures and options; forex in cents of the base currency.

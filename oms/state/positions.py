@@ -22,16 +22,17 @@ the step's plan.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 
 from msgspec.structs import replace
 
-from events.schema import Contract, PositionMismatch, PositionReported, symbol_key
+from events.schema import Contract, PositionMismatch, PositionReported
+from oms.state.links import position_key
 from oms.state.model import WORKING, Fill, Order, Position, PositionInput, PositionStatus, Removed, State
 from oms.state.money import ONE, ZERO, Money, add, net, plus, rounded
-from oms.state.plan import Plan, Seen
+from oms.state.plan import REMOVED, Plan, history, keys_after, set_history
 
 # What the working orders on a key are, as bits of a working entry. DEFERRED marks an entry that comes
 # with the fill after it (the order filled and left the working orders): the status moves once, with
@@ -41,20 +42,6 @@ _WORKING_BITS = 3  # bits for BUYING | SELLING | ACKED
 DEFERRED = 1 << 6
 _REASONS = ("", "cancelled", "rejected", "inactive", "filled", "pending_cancel")
 _REASON_CODE = {r: i for i, r in enumerate(_REASONS)}
-
-
-def instrument_key(c: Contract, con_ids: Mapping[str, int]) -> str:
-    """The conId when known (from the contract or learned for its symbol), else the symbol key."""
-    if c.con_id:
-        return str(c.con_id)
-    sym = symbol_key(c)
-    con_id = con_ids.get(sym)
-    return str(con_id) if con_id else sym
-
-
-def position_key(account: str, contract: Contract, con_ids: Mapping[str, int]) -> str:
-    """The account-wide key of a position: `account|conId`, or `account|symbol key` until IB names it."""
-    return f"{account}|{instrument_key(contract, con_ids)}"
 
 
 @lru_cache(maxsize=4096)
@@ -77,32 +64,21 @@ def views(key: str, strategy: str) -> tuple[tuple[bool, str, str], tuple[bool, s
     return (True, key, ""), (False, f"{strategy}|{key}", strategy)
 
 
-def table_of(state: State, account_wide: bool) -> dict[str, Position]:
-    return state.positions if account_wide else state.strategy_positions
-
-
-def keyed(plan: Plan, account: str, contract: Contract) -> str:
-    """`position_key` with the conIds this step has learned."""
-    if contract.con_id:
-        return f"{account}|{contract.con_id}"
-    return position_key(account, contract, Seen(plan, plan.state.con_ids))
-
-
-def key_of(plan: Plan, order: Order) -> str | None:
-    """The account-wide position key of `order`; None while its instrument is unknown (an external order
-    first seen by its status)."""
-    contract = order.contract
-    if not (contract.con_id or contract.symbol):
-        return None
-    return keyed(plan, order.account, contract)
+def _view(plan: Plan, account_wide: bool) -> tuple[str, dict[str, Position]]:
+    """A view's tag in the plan and its table in the state: account-wide, or the strategies'."""
+    return (
+        ("positions", plan.state.positions)
+        if account_wide
+        else ("strategy_positions", plan.state.strategy_positions)
+    )
 
 
 def working_bits(plan: Plan, members: Iterable[str]) -> int:
     """What the working orders on a key are: which sides, and whether IB has acknowledged any."""
     bits = 0
-    orders = plan.state.orders
+    w, orders = plan.w, plan.state.orders
     for coid in members:
-        order = plan.get(orders, coid)
+        order = w.get(("orders", coid), orders.get(coid))
         assert order is not None, coid
         bits |= BUYING if order.side == "BUY" else SELLING
         if order.status != "pending":
@@ -126,14 +102,14 @@ def apply(plan: Plan, account_wide: bool, pkey: str, strategy: str, order: Order
     by a report. A new fill and the move of its order out of the working orders are one input, as if
     they came together (`deferred`: that fill is on another key). Returns (before, after); after is
     before when nothing changed."""
-    state = plan.state
-    table = state.positions if account_wide else state.strategy_positions
-    before = pos = plan.get(table, pkey)
+    tag, table = _view(plan, account_wide)
+    w = plan.w
+    before = pos = w.get((tag, pkey), table.get(pkey))
     seq = plan.seq
     if fill is not None and replaces:
         if pos is not None:
-            fills = state.fills
-            again = replayed(pos, plan.history(pkey), lambda key: plan.get(fills, key))
+            fills = plan.state.fills
+            again = replayed(pos, history(plan, pkey), lambda key: w.get(("fills", key), fills.get(key)))
             if again != pos:
                 pos = replace(again, updated_seq=seq)
         fill = None
@@ -142,7 +118,7 @@ def apply(plan: Plan, account_wide: bool, pkey: str, strategy: str, order: Order
     if fill is not None:
         if pos is None:
             pos = opened(pkey, fill.account, fill.contract, strategy)
-        plan.append(pkey, base)
+        plan.appended.setdefault(pkey, []).append(base)
         pos = _filled(pos, fill, seq)
     if commission and pos is not None:
         pos = commission_moved(pos, commission, seq)
@@ -175,7 +151,7 @@ def _member(plan: Plan, pos: Position | None, pkey: str, strategy: str, order: O
     seq = order.updated_seq
     if not moved:
         return replace(pos, orders=members, updated_seq=seq)
-    plan.append(pkey, working_entry(seq, reason, bits, deferred))
+    plan.appended.setdefault(pkey, []).append(working_entry(seq, reason, bits, deferred))
     if deferred:
         return replace(pos, orders=members, working=bits, updated_seq=seq)
     return _working(pos, seq, reason, bits, members, seq)
@@ -183,8 +159,7 @@ def _member(plan: Plan, pos: Position | None, pkey: str, strategy: str, order: O
 
 def _store(plan: Plan, account_wide: bool, pkey: str, before: Position | None, pos: Position | None) -> None:
     if pos is not before and pos is not None:
-        plan.put(plan.state.positions if account_wide else plan.state.strategy_positions, pkey, pos)
-        plan.changes[("p" if account_wide else "s", pkey)] = pos
+        plan.w["positions" if account_wide else "strategy_positions", pkey] = pos
 
 
 def renamed(plan: Plan, sym: str, con_id: int) -> None:
@@ -193,9 +168,9 @@ def renamed(plan: Plan, sym: str, con_id: int) -> None:
     when the conId key already has a position, its working orders join that one."""
     suffix = "|" + sym
     for account_wide in (True, False):
-        table = table_of(plan.state, account_wide)
-        for key in [k for k in plan.keys(table) if k.endswith(suffix)]:
-            pos = plan.get(table, key)
+        tag, table = _view(plan, account_wide)
+        for key in [k for k in keys_after(plan, tag) if k.endswith(suffix)]:
+            pos = plan.w.get((tag, key), table.get(key))
             assert pos is not None
             contract = replace(pos.contract, con_id=con_id)
             _move(plan, account_wide, key, key[: -len(sym)] + str(con_id), pos, pos.account, contract)
@@ -209,7 +184,8 @@ def left(plan: Plan, old_key: str, new_key: str, order: Order) -> None:
     coid, strategy = order.client_order_id, order.strategy_id
     strategy_keys = (f"{strategy}|{old_key}", f"{strategy}|{new_key}") if strategy else (old_key, new_key)
     for account_wide, old_pkey, new_pkey in ((True, old_key, new_key), (False, *strategy_keys)):
-        pos = plan.get(table_of(plan.state, account_wide), old_pkey)
+        tag, table = _view(plan, account_wide)
+        pos = plan.w.get((tag, old_pkey), table.get(old_pkey))
         if pos is None:
             continue
         if pos.quantity or any(c != coid for c in pos.orders):
@@ -223,31 +199,31 @@ def _move(plan: Plan, account_wide: bool, key: str, new_key: str, pos: Position,
           contract: Contract) -> None:  # fmt: skip
     """Position `key` (no fills) goes to `new_key`: whole with its history, or its working orders join
     the position already there."""
-    state = plan.state
-    table = table_of(state, account_wide)
-    kind = "p" if account_wide else "s"
-    had_history = plan.get(state.position_inputs, key) is not None or key in plan.appended
-    inputs = plan.history(key)
-    plan.drop(table, key)
-    plan.set_history(key, None)
-    changes = plan.changes
-    changes.pop((kind, key), None)
-    for rkey, change in list(changes.items()):  # moved here earlier in this event: follow on
-        if isinstance(change, Removed) and change.moved_to == key:
-            changes[rkey] = Removed(change.key, new_key)
-    changes[("r", key)] = Removed(key, new_key)
-    target = plan.get(table, new_key)
+    tag, table = _view(plan, account_wide)
+    w = plan.w
+    had_history = (
+        w.get(("position_inputs", key), plan.state.position_inputs.get(key)) is not None
+        or key in plan.appended
+    )
+    inputs = history(plan, key)
+    w[tag, key] = None
+    set_history(plan, key, None)
+    for wkey, change in list(w.items()):  # moved here earlier in this event: follow on
+        if wkey[0] == REMOVED and change.moved_to == key:
+            w[wkey] = Removed(change.key, new_key)
+    w[REMOVED, key] = Removed(key, new_key)
+    target = w.get((tag, new_key), table.get(new_key))
     if target is None:
         moved = replace(
             pos, key=new_key, account=account, contract=contract if contract.con_id else pos.contract
         )
         _store(plan, account_wide, new_key, None, moved)
         if had_history:
-            plan.set_history(new_key, inputs)
+            set_history(plan, new_key, inputs)
         return
-    orders = state.orders
+    orders = plan.state.orders
     for coid in pos.orders:
-        order = plan.get(orders, coid)
+        order = w.get(("orders", coid), orders.get(coid))
         assert order is not None, coid
         joined = _member(plan, target, new_key, pos.strategy_id, order, False, working=True)
         _store(plan, account_wide, new_key, target, joined)

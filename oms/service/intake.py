@@ -66,7 +66,8 @@ def denied(denial: Denial, client_order_id: str) -> ErrorInfo:
 
 def place_terms(req: PlaceRequest) -> Terms:
     return Terms(
-        order_type=req.order_type, tif=req.tif, limit_price=req.limit_price, stop_price=req.stop_price,
+        order_type=req.order_type, tif=req.tif, sec_type=req.contract.sec_type,
+        limit_price=req.limit_price, stop_price=req.stop_price,
         trailing_amount=req.trailing_amount, trailing_percent=req.trailing_percent,
         limit_offset=req.limit_offset, touch_price=req.touch_price, good_till=req.good_till,
         oca_group=req.oca_group, oca_type=req.oca_type, algo=req.algo or "", algo_priority=req.algo_priority,

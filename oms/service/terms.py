@@ -31,6 +31,10 @@ ON_CLOSE = frozenset({"MOC", "LOC"})
 # MIT, LIT, MOC, LOC, TRAIL LIMIT) by a reference price, as a market order
 OWN_PRICE = frozenset({"LMT", "STP", "STP LMT"})
 OPG_TYPES = frozenset({"MKT", "LMT"})
+# no closing auction, so no MOC / LOC: forex, and options (IB rejects on-close option orders on paper
+# accounts: QuantConnect Lean PR #1126); IB answers 387
+NO_CLOSING_AUCTION = frozenset({"CASH", "OPT", "FOP"})
+UNSUPPORTED = "IB error 387: Unsupported order type for this exchange and security type."
 ALGO_TYPES = frozenset({"MKT", "LMT"})
 # what a modify may change, per order type, beyond the quantity (IB's "Modifying orders": the order's
 # type and side stay; its prices and the terms of its type change)
@@ -40,6 +44,7 @@ MODIFIABLE = {t: req | opt | {"good_till"} for t, (req, opt) in REQUIRED.items()
 class Terms(Struct, frozen=True, kw_only=True):
     order_type: str
     tif: str = "DAY"
+    sec_type: str = "STK"
     limit_price: float | None = None
     stop_price: float | None = None
     trailing_amount: float | None = None
@@ -90,6 +95,8 @@ def _tif_error(t: Terms) -> str | None:
         return f"good_till is for GTD orders, not {t.tif}"
     if t.order_type in ON_CLOSE and t.tif != "DAY":
         return f"{t.order_type} order is a DAY order (IB rejects it as {t.tif})"
+    if t.order_type in ON_CLOSE and t.sec_type in NO_CLOSING_AUCTION:
+        return f"{UNSUPPORTED} ({t.sec_type} has no closing auction for a {t.order_type} order)"
     if t.tif == "OPG" and t.order_type not in OPG_TYPES:
         return f"OPG (on the opening auction) is for MKT and LMT orders, not {t.order_type}"
     return None

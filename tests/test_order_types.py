@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 
 import ib_async
 import msgspec
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -171,7 +172,7 @@ def test_market_and_limit_on_close_trade_in_the_closing_auction(ib: Cell, tmp_pa
             assert [o.lmt_price for o in sim.orders if o.order_type == "LOC"] == [140.0]
             await ctl.price("IBM", 151.0)
             assert sink.state.orders["moc-1"].filled == 0  # nothing before the close
-            await ctl.clock(ctl.new_york("16:00"))
+            await ctl.clock("16:00")  # HH:MM: New York, the simulator's day
             await until(lambda: sink.state.orders["moc-1"].status == "filled", "MOC filled at the close")
             assert sink.state.orders["moc-1"].avg_fill_price == Decimal("151")
             await until(lambda: sink.state.orders["loc-1"].status == "cancelled", "LOC not crossed")
@@ -465,3 +466,14 @@ def test_property_oca_type_1_never_fills_more_than_one_order(
             )
 
     asyncio.run(run())
+
+
+def test_the_clock_takes_a_time_with_its_zone_a_new_york_time_or_a_duration() -> None:
+    now = datetime(2026, 12, 4, 10, 0, tzinfo=NEW_YORK).timestamp()
+    assert channel.parse_when("+1h30m", now) == now + 5400
+    assert channel.parse_when("+2d", now) == now + 2 * 86400
+    assert channel.parse_when("16:00", now) == now + 6 * 3600
+    assert channel.parse_when("2026-12-04T21:00:00+00:00", now) == now + 6 * 3600
+    for bad in ("+", "+5x", "tomorrow", "2026-12-04T16:00"):
+        with pytest.raises(ValueError):
+            channel.parse_when(bad, now)

@@ -216,7 +216,7 @@ def test_the_control_channel_is_the_owners_alone_and_refuses_a_wrong_token(
     code, _out, err = oms(capsys, "sim", "price", "AAPL", "-5", *stack.data)
     assert code == 1 and "bad request" in err
     code, _out, err = oms(capsys, "sim", "clock", "soon", *stack.data)
-    assert code == 1 and "neither +DURATION nor an ISO 8601 time" in err
+    assert code == 1 and "neither +DURATION, HH:MM (New York) nor an ISO 8601 time" in err
     elsewhere = stack.service.data_dir.parent / "nothing-here"
     code, _out, err = oms(capsys, "sim", "restart", "--data-dir", str(elsewhere))
     assert code == 1 and "no simulator is running" in err

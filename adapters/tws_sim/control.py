@@ -8,7 +8,8 @@ request without the file's token, or that does not decode, changes nothing and g
 
 - `price`: the path of SYMBOL (a stock symbol or a local symbol) moves to PRICE (on its tick grid) and
   every order on it is matched there (trailing stops move, stops trigger, limits fill).
-- `clock`: the simulator's clock is set to a time (ISO 8601 with its zone) or moved on by a duration;
+- `clock`: the simulator's clock is set to a time (ISO 8601 with its zone, or HH:MM in New York on the
+  simulator's day) or moved on by a duration;
   what is due by then happens: DAY orders end at their close, GTD orders at their time, MOC / LOC trade
   in the closing auction, OPG in the opening one.
 - `restart`: what IB's nightly restart does to an API client: TWS closes every API socket, without an
@@ -25,9 +26,10 @@ import logging
 import os
 import re
 import secrets
-from datetime import UTC, datetime
+from datetime import UTC, datetime, time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
+from zoneinfo import ZoneInfo
 
 import msgspec
 
@@ -38,6 +40,8 @@ log = logging.getLogger(__name__)
 
 CONTROL_FILE = "sim-control.json"
 MAX_LINE = 4096
+CLOCK_TIME = re.compile(r"\d{2}:\d{2}(?::\d{2})?")
+NEW_YORK = ZoneInfo("America/New_York")
 DURATION = re.compile(r"\+(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+(?:\.\d+)?)s)?")
 
 
@@ -75,8 +79,12 @@ class Reply(msgspec.Struct, frozen=True, omit_defaults=True):
 
 
 def parse_when(when: str, now: float) -> float:
-    """An epoch from `when`: `+DURATION` (`+90s`, `+15m`, `+1h30m`, `+2d`) after `now`, or an ISO 8601
-    date and time with its zone. ValueError otherwise."""
+    """An epoch from `when`: `+DURATION` (`+90s`, `+15m`, `+1h30m`, `+2d`) after `now`; `HH:MM[:SS]`,
+    that time of the simulator's day in New York (the US markets' clock: `15:59` is just before the
+    close); or an ISO 8601 date and time with its zone. ValueError otherwise."""
+    if CLOCK_TIME.fullmatch(when):
+        day = datetime.fromtimestamp(now, NEW_YORK).date()
+        return datetime.combine(day, time.fromisoformat(when), NEW_YORK).timestamp()
     if when.startswith("+"):
         match = DURATION.fullmatch(when)
         if not match or not any(match.groups()):
@@ -87,7 +95,8 @@ def parse_when(when: str, now: float) -> float:
         moment = datetime.fromisoformat(when)
     except ValueError:
         raise ValueError(
-            f"{when!r} is neither +DURATION nor an ISO 8601 time (2026-12-04T15:59:00-05:00)"
+            f"{when!r} is neither +DURATION, HH:MM (New York) nor an ISO 8601 time "
+            "(2026-12-04T15:59:00-05:00)"
         ) from None
     if moment.tzinfo is None:
         raise ValueError(f"{when!r} needs its zone (e.g. 2026-12-04T15:59:00-05:00)")

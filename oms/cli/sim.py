@@ -29,6 +29,7 @@ EPILOG = """examples:
   oms sim --state-dir ~/.oms/sim --partial-fills 3 --tick-ms 250
   oms sim price AAPL 191.25                 move AAPL's price (orders on it match there)
   oms sim clock 2026-12-04T15:59:00-05:00   set the simulator's clock (DAY, GTD, MOC... fall due)
+  oms sim clock 16:00                       the close, New York time, on the simulator's day
   oms sim clock +10m                        move it on (+90s, +1h30m, +2d)
   oms sim restart                           IB's nightly restart: every API socket closes
   oms sim --reset-at 23:45 --restart-at 23:50    IB's nightly reset and TWS's daily restart
@@ -84,8 +85,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     price = actions.add_parser("price", help="set or move a price: SYMBOL PRICE")
     price.add_argument("symbol", help="a stock symbol or a local symbol (ESZ6, EUR.USD)")
     price.add_argument("price", type=float, help="the new price (put on the instrument's tick grid)")
-    clock = actions.add_parser("clock", help="move the clock: TIME (ISO 8601 with zone) or +DURATION")
-    clock.add_argument("when", help="2026-12-04T15:59:00-05:00, or +90s, +10m, +1h30m, +2d")
+    clock = actions.add_parser(
+        "clock", help="move the clock: TIME (ISO 8601 with zone, or HH:MM New York) or +DURATION"
+    )
+    clock.add_argument("when", help="2026-12-04T15:59:00-05:00, 15:59 (New York), or +90s, +10m, +1h30m, +2d")
     restart = actions.add_parser("restart", help="what IB's nightly restart does: every API socket closes")
     for action in (price, clock, restart):
         action.add_argument(

@@ -228,13 +228,17 @@ def _contract_invalid(req: PlaceOrder) -> str | None:
 
 
 def _with_stop(engine: Engine, order: SimOrder) -> SimOrder:
-    """A trailing order's stop: where the client put it (trailStopPrice), else trailed from the price."""
+    """A trailing order's stop: where the client put it (trailStopPrice), else trailed from the price. A
+    TRAIL LIMIT given a limit price instead of an offset keeps the distance between them as its offset
+    (IB: the limit moves with the stop)."""
     if order.order_type not in TRAILING:
         return order
     tick = BY_CON_ID[order.contract.con_id].min_tick
     stop = order.trail_stop_price
     if stop is None:
         stop = trailed_stop(order, engine.prices.price(order.price_key), tick)
+    if order.order_type == "TRAIL LIMIT" and order.lmt_price_offset is None and order.lmt_price:
+        order = msgspec.structs.replace(order, lmt_price_offset=round(abs(stop - order.lmt_price), 10))
     return msgspec.structs.replace(order, **stop_terms(order, stop, tick))
 
 

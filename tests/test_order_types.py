@@ -204,19 +204,25 @@ def test_on_close_orders_refused_after_the_cutoff_and_without_an_auction(ib: Cel
 @matrix
 def test_good_till_date_ends_at_its_time(ib: Cell, tmp_path: Path) -> None:
     async def run() -> None:
-        async with harness(ib, tmp_path) as (_sim, adapter, sink, ctl):
+        async with harness(ib, tmp_path) as (sim, adapter, sink, ctl):
             await ctl.price("AAPL", 100.0)
             await ctl.clock(ctl.new_york("11:00"))
             till = ctl.new_york("11:30")
-            await place(
-                adapter, sink, request("gtd-1", order_type="LMT", limit_price=90.0, tif="GTD", good_till=till)
-            )
-            await until(lambda: sink.state.orders["gtd-1"].status == "submitted", "working")
+            gtd = request("gtd-1", order_type="LMT", limit_price=90.0, tif="GTD", good_till=till)
+            oid = await place(adapter, sink, gtd)
+            await place(adapter, sink, msgspec.structs.replace(gtd, client_order_id="gtd-2"))
+            await until(lambda: sink.state.orders["gtd-2"].status == "submitted", "working")
+            later = ModifyRequested(client_order_id="gtd-1", good_till=ctl.new_york("12:00"))
+            sink(later)
+            await adapter.modify("gtd-1", oid, later)  # a GTD order's time is what IB lets change
             await ctl.clock("+29m")
-            assert sink.state.orders["gtd-1"].status == "submitted"
+            assert sink.state.orders["gtd-2"].status == "submitted"
             await ctl.clock("+2m")
-            await until(lambda: sink.state.orders["gtd-1"].status == "cancelled", "ended at its time")
-            assert sink.state.orders["gtd-1"].good_till == till
+            await until(lambda: sink.state.orders["gtd-2"].status == "cancelled", "ended at its time")
+            assert sink.state.orders["gtd-2"].good_till == till
+            assert [o.status for o in sim.orders if o.order_id == oid] == ["Submitted"]  # its time: 12:00
+            await ctl.clock("12:00:01")
+            await until(lambda: sink.state.orders["gtd-1"].status == "cancelled", "ended at its new time")
 
     asyncio.run(run())
 

@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from events.schema import (
+    AccountValueReported,
     CancelRequested,
     Contract,
     Envelope,
@@ -304,3 +305,21 @@ def test_a_modify_may_not_add_exposure_to_a_killed_scope() -> None:
                       ModifyRequested)  # fmt: skip
     refused = decide_modify(ModifyRequest(client_order_id="c2", quantity=Decimal(11)), state, OFF)
     assert isinstance(refused, ErrorInfo) and refused.reason == "daily_loss_limit"
+
+
+def test_a_trailing_stop_child_risks_its_distance_from_the_parents_entry() -> None:
+    nlv = AccountValueReported(account="DU111", key="NetLiquidation", value="100000", currency="USD")
+    rate = AccountValueReported(account="DU111", key="ExchangeRate", value="1", currency="USD")
+    events = [nlv, rate, requested(quantity=100)]
+    state = fold(Envelope(i + 1, i + 1, e) for i, e in enumerate(events))  # type: ignore[arg-type]
+    limits = RiskLimits(max_quantity=None, max_notional=None, max_risk_per_trade_pct_nlv=Decimal(1))
+
+    def child(**terms: object) -> str | None:
+        req = _place(side="SELL", quantity=100, order_type="TRAIL", parent_client_order_id="c1", **terms)
+        decision = decide_place(req, state, limits, "DU111", "t", None)
+        return decision.code if isinstance(decision, OrderDenied) else None
+
+    assert child(trailing_amount=10.0) is None  # |100 - 90| x 100 = 1,000: 1% of 100,000
+    assert child(trailing_amount=10.5) == "max_risk_per_trade_pct_nlv"
+    assert child(trailing_percent=5.0) is None  # 5% of 100 = 5 a share
+    assert child(trailing_percent=11.0) == "max_risk_per_trade_pct_nlv"

@@ -20,7 +20,7 @@ from rich.table import Table
 
 from events.codec import to_builtins
 from events.schema import Contract, Envelope, kind_of
-from oms.listing import instrument_name
+from oms.listing import instrument_name, trigger_price
 from oms.readable import plain
 from oms.state.model import Account, Fill, Order, Position
 from oms.state.positions import multiplier
@@ -197,7 +197,7 @@ def orders_table(orders: Iterable[Order]) -> Table:
             instrument_name(o.contract),
             o.order_type,
             _num(o.limit_price),
-            _num(o.stop_price),
+            _num(trigger_price(o)),
             _status(o.status),
             _num(o.filled),
             price(o.avg_fill_price) if o.filled else "",

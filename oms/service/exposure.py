@@ -11,6 +11,7 @@ from typing import Protocol
 
 from events.schema import Contract, OrderRequested, kill_scope
 from oms.service.risk import Described, Exposure, Reference, RiskLimits, Standing, Trade, strategy_limits
+from oms.service.terms import OWN_PRICE
 from oms.state.accounts import in_base
 from oms.state.links import instrument_key, position_key
 from oms.state.model import TERMINAL, Account, Order, Position, State
@@ -118,19 +119,51 @@ def _standing(
 
 def _trade(state: State, order: OrderRequested, reference: Reference | None) -> tuple[Trade | None, bool]:
     """The order's risk per trade, and whether its check waits for a stop child. A bracket child with a
-    stop risks |parent's entry - stop| x its quantity; a bracket parent not yet transmitted waits for
-    its stop child; a transmitting child whose bracket has no stop has no trade (refused if opening)."""
+    stop (a stop price, or a trailing stop: its amount or percent from the entry) risks |parent's entry -
+    stop| x its quantity; a bracket parent not yet transmitted waits for its stop child; a transmitting
+    child whose bracket has no stop has no trade (refused if opening)."""
     parent = state.orders.get(order.parent_client_order_id or "")
     if parent is None:  # a stop order's own stop is where it enters, not a protective stop
         return None, not order.transmit
-    entry = exact(parent.limit_price) if parent.limit_price is not None else None
-    if entry is None and parent.order_type == "MKT" and reference is not None:
-        entry = reference.price
-    if order.stop_price is not None:
-        return Trade(entry, exact(order.stop_price), order.quantity), False
+    entry = _entry(parent, reference)
+    stop = _stop(order.order_type, order.stop_price, order.trailing_amount, order.trailing_percent, entry)
+    if stop is not None:
+        return Trade(entry, stop, order.quantity), False
     siblings = (o for o in state.orders.values() if o.parent == parent.client_order_id)
-    has_stop = any(o.stop_price is not None and o.status not in TERMINAL for o in siblings)
+    has_stop = any(
+        o.status not in TERMINAL and (o.stop_price is not None or o.order_type in TRAILS) for o in siblings
+    )
     return None, has_stop or not order.transmit
+
+
+TRAILS = frozenset({"TRAIL", "TRAIL LIMIT"})
+
+
+def _protects(order: Order) -> bool:
+    return order.stop_price is not None or order.order_type in TRAILS
+
+
+def _entry(parent: Order, reference: Reference | None) -> Decimal | None:
+    """Where a bracket's parent enters: its limit price, a stop entry's stop, else the market's price."""
+    if parent.limit_price is not None:
+        return exact(parent.limit_price)
+    if parent.order_type == "STP" and parent.stop_price is not None:
+        return exact(parent.stop_price)
+    return reference.price if reference is not None and parent.order_type not in OWN_PRICE else None
+
+
+def _stop(
+    kind: str, stop: float | None, amount: float | None, percent: float | None, entry: Decimal | None
+) -> Decimal | None:
+    """A protective order's stop: its stop price (a trailing stop's initial one), else a trailing stop's
+    distance from the entry (0 while the entry is unknown: the check then fails closed on the entry)."""
+    if stop is not None:
+        return exact(stop)
+    if kind not in TRAILS or (amount is None and percent is None):
+        return None
+    base = entry if entry is not None else Decimal(0)
+    distance = exact(amount) if amount is not None else base * exact(percent or 0) / 100
+    return base - distance
 
 
 def _needs_nlv(limits: RiskLimits, own: RiskLimits | None) -> bool:

@@ -68,6 +68,7 @@ from oms.service.exposure import last_fill_reference
 from oms.service.pipeline import Pipeline
 from oms.service.risk import Described, Reference, RiskLimits, UnknownContract, strategy_limits
 from oms.service.riskbook import RiskBook, scope_names, scope_switch
+from oms.service.terms import OWN_PRICE
 from oms.state.model import Account, Changed, Order, Position
 from oms.state.queries import every_order
 
@@ -233,9 +234,11 @@ class Handlers:
             described = await self._ask_ib(self._broker().describe(contract), "contract details", contract)
         except UnknownContract as exc:
             return intake.unknown_contract(str(exc), coid)
-        reference = None  # a market order's price; a bracket child's too when its parent is one
+        reference = None  # valued at the market (risk.order_price); a bracket child under such a parent too
         parent = state.orders.get(req.parent_client_order_id or "")
-        at_market = req.order_type == "MKT" or (parent is not None and parent.order_type == "MKT")
+        at_market = req.order_type not in OWN_PRICE or (
+            parent is not None and parent.order_type not in OWN_PRICE
+        )
         if at_market and _prices(self.config.risk, req.strategy_id):
             reference = await self._reference(contract, described)
         self.book.now_ns = time.time_ns()

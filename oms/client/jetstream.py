@@ -224,18 +224,23 @@ class JetStreamClient(StateViews):
         snapshot, and return once the state includes everything the stream held at the start (within
         `timeout`); then follow in the background."""
         client = cls(settings or settings_from(url, env=os.environ, stream=stream))
-        client._nc = await connect(
-            client.settings,
+        await client.follow(use_snapshot=use_snapshot, timeout=timeout)
+        return client
+
+    async def follow(self, *, use_snapshot: bool = True, timeout: float = 30.0) -> None:
+        """What `connect` does, for a client made with `JetStreamClient(settings)` whose callbacks must
+        hear every event from the first (the web blotter folds its charts from them); closed on failure."""
+        self._nc = await connect(
+            self.settings,
             "oms-jetstream-client",
-            disconnected_cb=client._disconnected,
-            reconnected_cb=client._reconnected,
+            disconnected_cb=self._disconnected,
+            reconnected_cb=self._reconnected,
         )
         try:
-            await client._follow(use_snapshot, timeout)
+            await self._follow(use_snapshot, timeout)
         except BaseException:
-            await client.close()
+            await self.close()
             raise
-        return client
 
     async def _disconnected(self) -> None:
         self._notifier.connection(False)

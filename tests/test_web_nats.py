@@ -1,15 +1,15 @@
 """`oms web --nats URL,URL,URL/STREAM`: the blotter following a JetStream mirror on a real three-node
-cluster (R3), fed by a real `oms run --mirror ... --replicas 3` while orders flow. The stream's leader
-is killed, then the node the web app is connected to (one kill when they are the same node); the web
-app's `/state.json` ends equal to the journal's fold, its pages stay read-only, and commands are refused.
+cluster (R3), fed by a real `oms run --mirror ... --replicas 3` while orders flow. The node the web app
+is connected to is killed, and the stream's leader changes (the same kill when that node led the
+stream, else the leader steps down); the web app's `/state.json` ends equal to the journal's fold, its
+pages stay read-only, and commands are refused.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
-import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +19,7 @@ import pytest
 
 from adapters.nats.local_server import LocalNatsCluster
 from events.reader import JournalReader
+from oms.cli import main
 from oms.client import AsyncClient
 from oms.client.jetstream import JetStreamClient
 from oms.client.jetstream_wire import settings_from
@@ -29,8 +30,9 @@ from oms.web.app import build_app
 from oms.web.intake import Intake
 from oms.web.live import LiveFeed
 from oms.web.security import Guard
-from tests.client_helpers import REPO, ServiceProcess
+from tests.client_helpers import ServiceProcess
 from tests.nats_helpers import new_stream, require_nats_server, stream_last_seq
+from tests.test_nats_cluster import step_down
 from tests.waiting import wait_until
 from tests.web_helpers import WebProcess, http
 
@@ -88,6 +90,12 @@ def web_state(web: WebProcess, strategy: str = "") -> dict[str, Any]:
     return body
 
 
+def following(web: WebProcess) -> None:
+    """The web app's seq moves on (orders are flowing)."""
+    seen = web_state(web)["seq"]
+    wait_until(lambda: web_state(web)["seq"] > seen, 20, 0.05, "the web app following on")
+
+
 def fold_as_json(journal: Path, seq: int, strategy: str | None = None) -> dict[str, Any]:
     """What `/state.json` must say at `seq`, from the journal's own fold (not the code under test)."""
     state = fold(JournalReader(journal).read(1, seq))
@@ -118,18 +126,25 @@ def test_the_web_blotter_follows_a_mirror_through_a_leader_kill_and_the_loss_of_
         leader = cluster.index_of(cluster.leader_of(stream) or "")
         connected = cluster.connected_to(WEB_CLIENT)
         assert connected is not None
-        cluster.kill(leader)  # kill -9 while orders flow
-        flow.more(10)
-        wait_until(lambda: cluster.leader_of(stream) not in (None, cluster.node_name(leader)), 30, 0.05,
-                   "a new stream leader")  # fmt: skip
-        seen = web_state(web)["seq"]
-        wait_until(lambda: web_state(web)["seq"] > seen, 20, 0.05, "the web app following the new leader")
-        if connected != leader:  # its node survived: lose it too, the cluster whole again first
-            cluster.start(leader)
-            cluster.kill(connected)
-            flow.more(10)
-            wait_until(lambda: cluster.connected_to(WEB_CLIENT) not in (None, connected), 20, 0.05,
-                       "the web app on another node")  # fmt: skip
+        cluster.kill(connected)  # kill -9 of the web app's node while orders flow (the leader, if it led)
+        flow.more(3)
+        wait_until(lambda: cluster.connected_to(WEB_CLIENT) not in (None, connected), 20, 0.05,
+                   "the web app on another node")  # fmt: skip
+        old = cluster.node_name(leader)
+        import nats.errors  # installed: the cluster fixture skips the test otherwise
+
+        def another_leader() -> bool:
+            """A leader that survived (the web app's node was another) is asked to hand over (the
+            JetStream API, not the code under test), again if the vote gives it back."""
+            now = cluster.leader_of(stream)
+            if now == old and connected != leader:
+                with contextlib.suppress(nats.errors.Error):  # no answer while electing: asked again
+                    asyncio.run(step_down(",".join(n.url for n in cluster.nodes if n.alive), stream))
+            return now not in (None, old)
+
+        wait_until(another_leader, 30, 0.5, "a new stream leader")
+        following(web)
+        flow.more(3)
         flow.stop()
         assert flow.error is None, flow.error
 
@@ -139,7 +154,7 @@ def test_the_web_blotter_follows_a_mirror_through_a_leader_kill_and_the_loss_of_
         shown = web_state(web)
         assert shown == fold_as_json(journal, shown["seq"])
         assert web_state(web, "webn") == fold_as_json(journal, shown["seq"], "webn")
-        assert len(shown["orders"]) >= flow.placed > 20 and shown["positions"]
+        assert len(shown["orders"]) >= flow.placed >= 6 and shown["positions"]
 
         # read-only: no command buttons, and a command is refused and changes nothing
         status, page = http("GET", web.base)
@@ -185,15 +200,12 @@ def test_a_web_app_following_a_mirror_refuses_commands_even_when_its_guard_allow
         thread.join(10)
 
 
-def test_oms_web_with_nats_refuses_commands_intake_and_bad_urls(tmp_path: Path) -> None:
+def test_oms_web_with_nats_refuses_commands_intake_and_bad_urls(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    web = ["web", "--listen", "127.0.0.1:0", "--nats"]
     for extra in (["--allow-commands"], ["--intake", str(tmp_path / "intake.toml")], ["--no-service"]):
-        run = subprocess.run(
-            [sys.executable, "-m", "oms", "web", "--listen", "127.0.0.1:0", "--nats", "nats://127.0.0.1:1/S",
-             *extra], cwd=REPO, capture_output=True, text=True, timeout=30,
-        )  # fmt: skip
-        assert run.returncode == 2 and "--nats follows a mirror, which takes no commands" in run.stderr
-    bad = subprocess.run(
-        [sys.executable, "-m", "oms", "web", "--listen", "127.0.0.1:0", "--nats", "nats://a:1,http://b:2/S"],
-        cwd=REPO, capture_output=True, text=True, timeout=30,
-    )  # fmt: skip
-    assert bad.returncode == 2 and "must start with nats://" in bad.stderr and "Traceback" not in bad.stderr
+        assert main([*web, "nats://127.0.0.1:1/S", *extra]) == 2
+        assert "--nats follows a mirror, which takes no commands" in capsys.readouterr().err
+    assert main([*web, "nats://a:1,http://b:2/S"]) == 2
+    assert "must start with nats://" in capsys.readouterr().err

@@ -53,6 +53,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# A JetStream API request (stream info, a new consumer) not answered in this time is asked again: one
+# sent as the client's node died is lost, and nats-py's default (5 s) would stall following that long.
+API_TIMEOUT = 2.0
+
 
 async def fetch_snapshot(
     js: JetStreamContext, stream: str, timeout: float = 5.0, attempts: int = 3
@@ -253,7 +257,7 @@ class JetStreamClient(StateViews):
     async def _follow(self, use_snapshot: bool, timeout: float) -> None:
         assert self._nc is not None
         self._follower = JetStreamFollower(
-            self._nc.jetstream(),
+            self._nc.jetstream(timeout=API_TIMEOUT),
             self.settings.stream,
             on_applied=self._notifier.applied,
             on_resync=self._notifier.resynced,

@@ -13,6 +13,7 @@ from typing import Protocol
 import msgspec
 
 from events.schema import AnyEvent, Envelope, UnknownEvent
+from oms.state.model import State
 
 ARCHIVE_SUFFIXES = (".duckdb", ".ddb", ".db")
 
@@ -63,9 +64,16 @@ class JournalSource:
         return self._reader.last_seq()
 
     def snapshot(self, max_seq: int | None = None) -> tuple[int, bytes] | None:
-        from events.snapshots import latest_snapshot
+        """The service's newest snapshot at or below `max_seq`, or replay's own checkpoint if nearer."""
+        from replay import checkpoints
 
-        return latest_snapshot(self.path, max_seq)
+        return checkpoints.start(self.path, max_seq)
+
+    def keep(self, seq: int, state: State) -> None:
+        """Cache the state after `seq` for the next replay near it (replay.checkpoints)."""
+        from replay import checkpoints
+
+        checkpoints.keep(self.path, seq, state)
 
     def tail_damage(self) -> str | None:
         """Why the last segment ends before its last byte (a torn tail, or a frame being written now)."""

@@ -14,6 +14,7 @@ import msgspec
 from oms.state.codec import decode_state
 from oms.state.fold import copy_state, fold
 from oms.state.model import State, initial_state
+from replay import checkpoints
 from replay.source import Source
 
 # What a person compares by default; the id indexes (order_ids, perm_ids, ...) follow from these.
@@ -45,10 +46,20 @@ def state_at(source: Source, seq: int, *, use_snapshots: bool = True) -> State:
 
 
 def states_at(source: Source, seqs: Sequence[int], *, use_snapshots: bool = True) -> Iterator[State]:
-    """The state after each of `seqs` (ascending), folding the log once; each is a version to keep."""
+    """The state after each of `seqs` (ascending), folding the log once; each is a version to keep.
+
+    A source that caches states (a journal: replay.checkpoints) keeps the one at the last multiple of
+    `checkpoints.EVERY` on a long way to a point, so the next point near it folds a short tail."""
     start = source.snapshot(seqs[0]) if use_snapshots and seqs else None
     state, done = (decode_state(start[1]), start[0]) if start else (initial_state(), 0)
+    keep = getattr(source, "keep", None) if use_snapshots else None
     for seq in seqs:
+        mark = seq - seq % checkpoints.EVERY
+        if keep is not None and mark - done >= checkpoints.EVERY:
+            state = fold(source.read(done + 1, mark), state)
+            done = mark
+            if state.seq == mark:  # not past the log's end
+                keep(mark, state)
         if seq > done:
             state = fold(source.read(done + 1, seq), state)
             done = seq

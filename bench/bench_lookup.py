@@ -30,6 +30,7 @@ from events.lookup import seq_at
 from events.reader import JournalReader
 from events.segments import list_segments
 from oms.state.codec import decode_state
+from replay import checkpoints
 from replay.points import seq_at_time
 from replay.source import JournalSource
 from replay.states import state_at
@@ -93,6 +94,16 @@ def _run(folder: Path, n: int, short: bool) -> None:
     rows.append(("--at: seq of a time, baseline scan", _ms(baseline_at), "reads + decodes up to it"))
     note = f"seq, then the snapshot at or below it + the tail (snapshots every {every:,})"
     rows.append(("--at: state at a time, end to end", _ms(whole_at), note))
+    # a time between two snapshots: the first query keeps a checkpoint on its way, a later one near it
+    # starts from that checkpoint (replay.checkpoints)
+    t_between = t_mid + every * 3 // 4 * 1_000_000
+    t_near = t_between + checkpoints.EVERY // 4 * 1_000_000
+    between = _time(lambda: state_at(source, seq_at(journal, t_between)))
+    near = _time(lambda: state_at(source, seq_at(journal, t_near)))
+    note = f"{every * 3 // 4:,} events past a snapshot; keeps a checkpoint on the way"
+    rows.append(("--at: a time between snapshots, first time", _ms(between), note))
+    note = f"{checkpoints.EVERY // 4:,} events later: from the checkpoint the first one kept"
+    rows.append(("--at: state at a time, end to end, near a kept one", _ms(near), note))
     start = source.snapshot(seq_at(journal, t_mid))
     if start is not None:
         decoding = _time(lambda: decode_state(start[1]))

@@ -78,11 +78,13 @@ def write_snapshot(
     frame_crc: int | None = None,
     *,
     folder: Path | None = None,
+    durable: bool = True,
 ) -> Path:
     """Store `payload` as the state at `seq` of the journal in `directory`, atomically: a reader sees the
     whole file or none. `frame_crc` is the CRC of the journal's frame at `seq` (the writer knows it even
     before the frame reaches the file); by default it is read from the journal. `folder`: where to keep
-    it instead of the journal's snapshot directory (a reader's own cache of states)."""
+    it instead of the journal's snapshot directory (a reader's own cache of states); such a cache need
+    not be `durable` (no fsync: a file torn by a crash fails its CRC and is dropped)."""
     if seq < 0:
         raise ValueError(f"snapshot seq must be >= 0, not {seq}")
     if frame_crc is None:
@@ -100,12 +102,14 @@ def write_snapshot(
             f.write(header)
             f.write(payload)
             f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                os.fsync(f.fileno())
         os.replace(temp, final)
     except BaseException:
         temp.unlink(missing_ok=True)
         raise
-    fsync_dir(folder)
+    if durable:
+        fsync_dir(folder)
     return final
 
 

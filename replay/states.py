@@ -49,13 +49,15 @@ def states_at(source: Source, seqs: Sequence[int], *, use_snapshots: bool = True
     """The state after each of `seqs` (ascending), folding the log once; each is a version to keep.
 
     A source that caches states (a journal: replay.checkpoints) keeps the one at the last multiple of
-    `checkpoints.EVERY` on a long way to a point, so the next point near it folds a short tail."""
+    `checkpoints.EVERY` on a way long enough to be worth it, so the next point near it folds a short
+    tail."""
     start = source.snapshot(seqs[0]) if use_snapshots and seqs else None
     state, done = (decode_state(start[1]), start[0]) if start else (initial_state(), 0)
     keep = getattr(source, "keep", None) if use_snapshots else None
+    start_bytes = len(start[1]) if start else 0
     for seq in seqs:
         mark = seq - seq % checkpoints.EVERY
-        if keep is not None and mark - done >= checkpoints.EVERY:
+        if keep is not None and checkpoints.worth_keeping(mark - done, start_bytes):
             state = fold(source.read(done + 1, mark), state)
             done = mark
             if state.seq == mark:  # not past the log's end

@@ -133,3 +133,22 @@ def test_the_cache_keeps_to_its_budget_dropping_the_least_recently_used(
     assert _kept(journal) == [40, 120]  # 80 was used least recently
     start = source.snapshot(125)
     assert start is not None and start[0] == 120
+
+
+def test_a_short_way_from_a_large_stored_state_keeps_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Writing a checkpoint costs about what decoding it does: not worth it after a short fold from a
+    large state (here: every byte of the service's snapshot counts as an event of tail)."""
+    from events.snapshots import write_snapshot
+    from oms.state.codec import encode_state
+
+    journal = write_journal(tmp_path / "journal", _session(130))
+    source = JournalSource(tmp_path)
+    write_snapshot(journal, 10, encode_state(fold(source.read(1, 10))))
+    monkeypatch.setattr(checkpoints, "BYTES_PER_EVENT", 1)
+    assert state_at(source, 125) == fold(source.read(1, 125))
+    assert _kept(journal) == []
+    monkeypatch.setattr(checkpoints, "BYTES_PER_EVENT", 1_000)
+    assert state_at(source, 125) == fold(source.read(1, 125))
+    assert _kept(journal) == [120]

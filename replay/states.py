@@ -65,7 +65,7 @@ def states_at(source: Source, seqs: Sequence[int], *, use_snapshots: bool = True
         if seq > done:
             state = fold(source.read(done + 1, seq), state)
             done = seq
-        yield copy_state(state)
+        yield state if seq is seqs[-1] else copy_state(state)  # the last one is not folded on: no copy
 
 
 def diff_states(before: State, after: State, *, everything: bool = False) -> list[FieldChange]:

@@ -122,7 +122,7 @@ async def run(short: bool) -> None:
         url = out.read_text().split()[1]
         async with async_playwright() as playwright:
             browser = await playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
-            page = await browser.new_page()
+            page = await browser.new_page(bypass_csp=True)  # wait_for_function evaluates strings
             await page.goto(url)
             await feed.publish(6, 100)  # warm-up: one order
             await page.wait_for_function(f"Number(document.body.dataset.seq || 0) >= {feed.seq}")

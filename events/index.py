@@ -12,7 +12,10 @@ segment is shorter than what was indexed, or holds another frame where the last 
 segment that grew past what was indexed is indexed on from there: so the last segment, which the
 writer is still appending to, is never taken as complete from its stored index, only as far as that
 index goes. The writer has `SegmentIndexer` write the index of each segment it closes, on a thread of
-its own, so the append and fsync path never waits for it; readers store what they index.
+its own, so the append and fsync path never waits for it; readers store what they index. An index that
+cannot be read (not a regular file, unreadable, malformed) is rebuilt with a warning on the
+`events.index` logger; one whose frames are not what it says (damaged, or forged with a valid CRC:
+`IndexMismatch`, found by events.lookup as it reads them) is rebuilt by a scan (`rebuild`).
 Layout and rules: docs/journal.md.
 """
 
@@ -20,19 +23,22 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import logging
 import os
 import queue
+import stat
 import struct
 import threading
 import zlib
 from array import array
 from collections.abc import Iterator
+from itertools import pairwise
 from pathlib import Path
 
 import msgspec
 
 from events.codec import CodecError
-from events.frames import HEADER_SIZE, diagnose, iter_frames
+from events.frames import HEADER, HEADER_SIZE, diagnose, iter_frames
 from events.journal_errors import CorruptJournal, JournalError
 from events.schema import exec_base
 from events.segments import SEGMENT_HEADER_SIZE, check_segment_header, fsync_dir, list_segments
@@ -44,6 +50,12 @@ SAMPLE_EVERY = 256  # one time sample per this many frames: `--at` decodes at mo
 GLOBAL = "@"  # the key of frames every order's fold needs: the session's clientId, reconciliations
 _FILE_HEADER = struct.Struct("<8sII")
 _GLOBAL_KINDS = frozenset({"connection", "reconciliation_started", "reconciliation_finished"})
+
+log = logging.getLogger(__name__)
+
+
+class IndexMismatch(Exception):
+    """An index disagrees with its segment (damaged, or forged with a valid CRC): rebuild it by a scan."""
 
 
 class _Instrument(msgspec.Struct):
@@ -156,9 +168,15 @@ class SegmentIndex(msgspec.Struct, array_like=True):
         return list(memoryview(self.postings).cast("I")[starts[i] : starts[i + 1]])
 
     def span(self, lo: int, hi: int) -> tuple[int, int]:
-        """Byte range of frames `lo` to `hi` (inclusive)."""
+        """Byte range of frames `lo` to `hi` (inclusive); `IndexMismatch` if the index has no such frames
+        or no such bytes (so a forged one never asks for a read before the segment or past its end)."""
         offsets = memoryview(self.offsets).cast("Q")
-        return offsets[lo], offsets[hi + 1] if hi + 1 < len(offsets) else self.length
+        if not 0 <= lo <= hi < len(offsets):
+            raise IndexMismatch(f"frames {lo} to {hi} of an index of {len(offsets)} frames")
+        start, stop = offsets[lo], offsets[hi + 1] if hi + 1 < len(offsets) else self.length
+        if not SEGMENT_HEADER_SIZE <= start < stop <= self.length:
+            raise IndexMismatch(f"frames {lo} to {hi} at bytes {start} to {stop} of {self.length}")
+        return start, stop
 
     def after(self, ts: int) -> tuple[int, int] | None:
         """Frames `lo` to `hi` that hold the first frame received after `ts`; None if none here."""
@@ -281,23 +299,80 @@ _encoder = msgspec.msgpack.Encoder()
 
 
 def load(segment: Path, first_seq: int) -> SegmentIndex | None:
-    """The stored index of `segment` if it is intact (None: missing or corrupt; it is not checked
-    against the segment here)."""
+    """The stored index of `segment` if it is intact and well formed (None: missing, or unreadable or
+    corrupt, with a warning; it is not checked against the segment here)."""
+    path = index_path(segment)
     try:
-        data = index_path(segment).read_bytes()
+        data = _read_regular(path)
     except FileNotFoundError:
         return None
-    if len(data) < _FILE_HEADER.size:
+    except OSError as exc:
+        log.warning("journal index %s cannot be read (%s); rebuilding it from its segment", path, exc)
         return None
+    problem, index = _parse(data, first_seq)
+    if problem:
+        log.warning("journal index %s is %s; rebuilding it from its segment", path, problem)
+    return index
+
+
+def _read_regular(path: Path) -> bytes:
+    """The bytes of the regular file at `path`: a directory, a FIFO (which would block), a device or a
+    symlink in its place is an OSError."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    with os.fdopen(fd, "rb") as file:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise IsADirectoryError(f"not a regular file (mode {mode:o})")
+        return file.read()
+
+
+def _parse(data: bytes, first_seq: int) -> tuple[str, SegmentIndex | None]:
+    """(what is wrong, "" if nothing; the index if nothing is)."""
+    if len(data) < _FILE_HEADER.size:
+        return f"{len(data)} bytes long, shorter than its header", None
     magic, version, crc = _FILE_HEADER.unpack_from(data)
     body = memoryview(data)[_FILE_HEADER.size :]
-    if magic != MAGIC or version != FORMAT_VERSION or zlib.crc32(body) != crc:
-        return None
+    if magic != MAGIC or version != FORMAT_VERSION:
+        return f"not an index of format {FORMAT_VERSION} (magic {magic!r}, version {version})", None
+    if zlib.crc32(body) != crc:
+        return "corrupt (bad CRC)", None
     try:
         index = _decoder.decode(body)
-    except (msgspec.DecodeError, msgspec.ValidationError):
-        return None
-    return index if index.first_seq == first_seq else None
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        return f"undecodable ({exc})", None
+    if index.first_seq != first_seq:
+        return f"the index of the segment starting at seq {index.first_seq}", None
+    problem = _malformed(index)
+    return (f"malformed ({problem})", None) if problem else ("", index)
+
+
+def _malformed(index: SegmentIndex) -> str:
+    """What makes `index` inconsistent in itself, "" if nothing: checks of its sizes and ends only, so
+    that loading stays O(1) in its frames; each frame it points to is checked when it is read."""
+    sizes = (len(index.hashes), len(index.starts), len(index.postings), len(index.offsets))
+    if sizes[0] % 8 or sizes[1] != sizes[0] // 2 + 4 or sizes[2] % 4 or sizes[3] % 8:
+        return f"array sizes {sizes}"
+    frames = index.frames
+    sampled = array("I", range(0, frames, SAMPLE_EVERY))
+    if frames and sampled[-1] != frames - 1:
+        sampled.append(frames - 1)
+    if index.sample_frames != sampled.tobytes() or len(index.sample_ts) != 8 * len(sampled):
+        return f"its time samples are not of every {SAMPLE_EVERY}th of its {frames} frames and the last"
+    latest = memoryview(index.sample_ts).cast("Q")
+    if any(a > b for a, b in pairwise(latest)):
+        return "its time samples go back in time"
+    starts = memoryview(index.starts).cast("I")
+    if starts[0] != 0 or starts[-1] != sizes[2] // 4:
+        return "its postings do not add up"
+    if not frames:
+        return "" if index.length == SEGMENT_HEADER_SIZE and not index.tail else "no frames, yet a length"
+    offsets = memoryview(index.offsets).cast("Q")
+    if offsets[0] != SEGMENT_HEADER_SIZE or len(index.tail) != HEADER_SIZE:
+        return "its first frame or its last frame's header is not where a frame is"
+    length, _, seq = HEADER.unpack(index.tail)
+    if seq != index.next_seq - 1 or offsets[-1] + HEADER_SIZE + length != index.length:
+        return f"its last frame (seq {seq}, at byte {offsets[-1]}) does not end at its length {index.length}"
+    return ""
 
 
 def store(segment: Path, index: SegmentIndex) -> Path:
@@ -311,7 +386,11 @@ def store(segment: Path, index: SegmentIndex) -> Path:
         os.fsync(fd)
     finally:
         os.close(fd)
-    os.rename(temp, final)
+    try:
+        os.rename(temp, final)
+    except OSError:  # a directory in its place, say: leave no temp file behind
+        temp.unlink(missing_ok=True)
+        raise
     fsync_dir(final.parent)
     return final
 
@@ -340,10 +419,26 @@ def segment_index(segment: Path, first_seq: int, *, closed: bool) -> SegmentInde
     if known is None or known.length < size:
         grown = build(segment, first_seq, closed=closed, start=known)
         if grown != known:
-            with contextlib.suppress(OSError):  # a cache: a read-only directory still answers
-                store(segment, grown)
+            _keep(segment, grown)
         known = grown
     return known
+
+
+def rebuild(segment: Path, first_seq: int, *, why: str) -> SegmentIndex:
+    """The index of `segment` built anew by a scan, stored in place of one that turned out wrong (a rare
+    path: so it looks for a later segment to know whether this one is closed)."""
+    log.warning("journal index %s: %s; rebuilding it from its segment", index_path(segment), why)
+    closed = any(first > first_seq for first, _ in list_segments(segment.parent))
+    index = build(segment, first_seq, closed=closed)
+    _keep(segment, index)
+    return index
+
+
+def _keep(segment: Path, index: SegmentIndex) -> None:
+    """Store `index` if the directory lets us: it is a cache, so a read-only directory (or a directory
+    in the index's place) still answers, from the index built in memory."""
+    with contextlib.suppress(OSError):
+        store(segment, index)
 
 
 def indexes(directory: Path) -> Iterator[tuple[Path, SegmentIndex]]:

@@ -7,27 +7,81 @@ new frame turns up. Frames that every order's fold needs come with them: the ses
 an error's orderId is read against), reconciliations (which infer fills), and for an order requested by
 symbol the latest event that named that symbol's conId (which the request takes). Folding just these from
 the initial state gives the order exactly as a fold of the whole log does (tests/test_lookup.py).
+
+An index is a cache, never the truth: every frame it points to is checked before use (its CRC, that it
+is the seq the index says and where it says, and that it names the identifier looked up, or for a time
+that the block holds the time the index says), and a mismatch rebuilds that segment's index by a scan
+(events.index.rebuild) and starts the lookup again, so a damaged or forged index gives what a scan gives.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from functools import partial
 from pathlib import Path
+from typing import TypeVar
 
 from events.codec import decode
-from events.frames import diagnose, iter_frames
-from events.index import GLOBAL, SegmentIndex, frame_names, indexes
+from events.frames import iter_frames
+from events.index import GLOBAL, IndexMismatch, SegmentIndex, frame_names, indexes, rebuild
 from events.journal_errors import CorruptJournal
 from events.schema import Contract, Envelope, OrderRequested, symbol_key
 
-_Segments = list[tuple[Path, SegmentIndex]]
+_T = TypeVar("_T")
+
+
+class _Segments(list[tuple[Path, SegmentIndex]]):
+    """(segment, index) oldest first, and which indexes were rebuilt by a scan during this lookup: a
+    frame such an index points to that does not name the key is a hash collision, not a lie."""
+
+    rebuilt: set[Path]
+
+
+class _Mismatch(Exception):
+    def __init__(self, segment: Path, why: str) -> None:
+        super().__init__(why)
+        self.segment, self.why = segment, why
+
+    def corrupt(self) -> CorruptJournal:
+        """A mismatch against an index just built from the segment: the segment changed under us, or
+        is damaged."""
+        return CorruptJournal(self.segment, 0, f"{self.why} (by the index just built from it)")
+
+
+def _checked(journal_dir: Path, lookup: Callable[[_Segments], _T]) -> _T:
+    """`lookup` over the indexes of `journal_dir`; each time a frame an index points to is not what it
+    says, that index is rebuilt by a scan and the lookup starts again (at most once per segment)."""
+    segments = _Segments(indexes(journal_dir))
+    segments.rebuilt = set()
+    while True:
+        try:
+            return lookup(segments)
+        except _Mismatch as exc:
+            if exc.segment in segments.rebuilt:
+                raise exc.corrupt() from exc
+            i = next(i for i, (path, _) in enumerate(segments) if path == exc.segment)
+            segments[i] = (exc.segment, rebuild(exc.segment, segments[i][1].first_seq, why=exc.why))
+            segments.rebuilt.add(exc.segment)
+
+
+def _names(segments: _Segments, path: Path, seq: int, keys: set[str], names: list[str]) -> bool:
+    """Whether the frame at `seq`, which the index of `path` says names one of `keys`, does; one that
+    does not is a lie of a stored index (`_Mismatch`), or a hash collision of one just rebuilt (False)."""
+    if keys.intersection(names):
+        return True
+    if path in segments.rebuilt:
+        return False
+    raise _Mismatch(path, f"its frame at seq {seq} names none of {sorted(keys)}")
 
 
 def order_events(journal_dir: Path, ident: str) -> list[Envelope]:
     """The events of the orders named `ident` (client order id, orderId or permId) and what their fold
     needs besides, in seq order; empty when no frame names `ident`."""
-    segments = list(indexes(journal_dir))
+    return _checked(journal_dir, partial(_order_events, ident=ident))
+
+
+def _order_events(segments: _Segments, ident: str) -> list[Envelope]:
     found: dict[int, bytes] = {}
     followed: set[str] = set()
     frontier = _entry_keys(ident, segments)
@@ -48,10 +102,12 @@ def _add_instrument_teacher(
 ) -> None:
     """An order requested by symbol takes the conId the fold last learned for that symbol, from any
     event before it that carried the instrument with its conId: add the latest such frame."""
-    wanted = symbol_key(contract)
+    wanted, key = symbol_key(contract), "s:" + contract.symbol
     for path, index in reversed(segments):
-        frames = [f for f in reversed(index.lookup("s:" + contract.symbol)) if index.first_seq + f < before]
+        frames = [f for f in reversed(index.lookup(key)) if index.first_seq + f < before]
         for seq, payload in _read_frames(path, index, [(f, f) for f in frames]):
+            if not _names(segments, path, seq, {key}, frame_names(payload)[1]):
+                continue
             taught = getattr(decode(payload).event, "contract", None)
             if isinstance(taught, Contract) and taught.con_id and symbol_key(taught) == wanted:
                 found[seq] = bytes(payload)
@@ -89,7 +145,7 @@ def _read_named(segments: _Segments, keys: set[str], found: dict[int, bytes]) ->
         wanted = [f for f in frames if index.first_seq + f not in found]
         for seq, payload in _read_frames(path, index, [(f, f) for f in wanted]):
             names = frame_names(payload)[1]
-            if keys.intersection(names):  # else a hash collision in the index
+            if _names(segments, path, seq, keys, names):
                 found[seq] = bytes(payload)
                 new[seq] = names
     return new
@@ -98,35 +154,56 @@ def _read_named(segments: _Segments, keys: set[str], found: dict[int, bytes]) ->
 def _read_frames(
     path: Path, index: SegmentIndex, ranges: Iterable[tuple[int, int]]
 ) -> Iterator[tuple[int, memoryview]]:
-    """(seq, payload) of frames `lo` to `hi` of each range, read where the index says they are."""
+    """(seq, payload) of frames `lo` to `hi` of each range, read where the index says they are; each
+    checked before it is yielded to be whole (its CRC), the seq the index says and where it says (right
+    after the one before), and the range to end where the index says, else `_Mismatch`."""
     fd = os.open(path, os.O_RDONLY)
     try:
         for lo, hi in ranges:
-            start, stop = index.span(lo, hi)
+            try:
+                start, stop = index.span(lo, hi)
+            except IndexMismatch as exc:
+                raise _Mismatch(path, str(exc)) from exc
             data = os.pread(fd, stop - start, start)
             pos, seq = 0, index.first_seq + lo
             view = memoryview(data)
             for seq_, begin, end in iter_frames(data, 0, seq):
+                if seq_ > index.first_seq + hi:
+                    break
                 yield seq_, view[begin:end]
                 pos, seq = end, seq_ + 1
-            if seq != index.first_seq + hi + 1:
-                damage = diagnose(data, pos, seq)
-                reason = damage.reason if damage else f"the file ends before seq {seq}"
-                raise CorruptJournal(path, start + pos, f"{reason} (where its index has a frame)")
+            if seq != index.first_seq + hi + 1 or pos != len(data):
+                raise _Mismatch(path, f"no frame with seq {seq} at byte {start + pos}, or frames past {stop}")
     finally:
         os.close(fd)
 
 
 def seq_at(journal_dir: Path, ts_ns: int) -> int:
     """The last seq received at or before `ts_ns` (0: before the session): the seq before the first frame
-    with a later ts, found by the time samples of the indexes and at most SAMPLE_EVERY decoded frames."""
+    with a later ts, found by the time samples of the indexes and at most SAMPLE_EVERY decoded frames;
+    the indexes after that segment are not even read. A segment whose index is found lying is looked up
+    again through an index rebuilt by a scan."""
     last = 0
     for path, index in indexes(journal_dir):
-        block = index.after(ts_ns)
-        if block is None:
-            last = index.next_seq - 1
-            continue
-        for seq, payload in _read_frames(path, index, [block]):
-            if frame_names(payload)[0] > ts_ns:
-                return seq - 1
+        try:
+            found = _seq_in(path, index, ts_ns)
+        except _Mismatch as exc:
+            try:
+                found = _seq_in(path, rebuild(path, index.first_seq, why=exc.why), ts_ns)
+            except _Mismatch as again:
+                raise again.corrupt() from again
+        if found is not None:
+            return found
+        last = index.next_seq - 1
     return last
+
+
+def _seq_in(path: Path, index: SegmentIndex, ts_ns: int) -> int | None:
+    """The seq before the first frame of the segment received after `ts_ns`; None: none was."""
+    block = index.after(ts_ns)
+    if block is None:
+        return None
+    for seq, payload in _read_frames(path, index, [block]):
+        if frame_names(payload)[0] > ts_ns:
+            return seq - 1
+    raise _Mismatch(path, f"no frame of its block {block} was received after {ts_ns}, as it says")

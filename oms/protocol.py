@@ -13,6 +13,7 @@ PUB: multipart `[topic, payload]`; payload is a `Published` map (`type`, `seq`, 
 
 from __future__ import annotations
 
+import math
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
@@ -20,6 +21,7 @@ import msgspec
 from msgspec import Meta, Struct
 
 from events.schema import Contract, OrderType, Side, TimeInForce
+from oms.readable import plain
 
 PROTOCOL_VERSION = 1
 MAX_MESSAGE_BYTES = 64 * 1024  # larger requests get `too_large` (and ZMQ_MAXMSGSIZE is set a bit above)
@@ -31,12 +33,14 @@ HEARTBEAT_INTERVAL_S = 0.5  # the service publishes a heartbeat at least this of
 
 ERROR_CODES: dict[str, str] = {
     "malformed": "the frame is not msgpack, or not a msgpack map",
-    "invalid": "a field has the wrong type or value (NaN, inf, negative or zero quantity/price, "
-    "unknown field, missing field, inconsistent order type and prices)",
+    "invalid": "a field has the wrong type or value (NaN, inf, negative or zero quantity/price, a "
+    "quantity or price beyond its bound, unknown field, missing field, inconsistent order type and prices)",
     "unknown_op": "`op` names no known request",
     "too_large": f"the request is larger than {MAX_MESSAGE_BYTES} bytes",
     "bad_frames": "the request had more than one frame after the routing envelope",
     "unknown_order": "no order has this client order id",
+    "unknown_contract": "IB knows no instrument by the contract given, or several (IB's error 200, \"No "
+    'security definition has been found for the request"); nothing was logged or sent',
     "risk_denied": "a risk check refused the order; `error.reason` names the check",
     "not_ready": "commands are not accepted right now: start-up reconciliation has not finished, the IB "
     "connection is lost or being reconciled, or the service is shutting down; retry",
@@ -65,6 +69,7 @@ ErrorCode = Literal[
     "too_large",
     "bad_frames",
     "unknown_order",
+    "unknown_contract",
     "risk_denied",
     "not_ready",
     "order_done",
@@ -74,12 +79,57 @@ ErrorCode = Literal[
 ]
 
 # ---------------------------------------------------------------------------------------------------
-# Field constraints: quantities and prices finite and > 0 (NaN fails `gt`, inf fails `le`).
+# Field constraints. Quantities and prices: bounded by what IB takes (docs/protocol.md, "Constraints
+# shared by the ops"), checked by `check_bounds` when a `place` or `modify` request is made or decoded,
+# before anything computes with, rounds or shows them: so the ROUTER, the client library, the web intake
+# and the command line refuse the same values, as `invalid`, naming the bound. (msgspec has no bounds
+# for Decimal; a Struct's `__post_init__` runs on decoding and on construction alike.)
 
-# Quantities are exact decimals (a msgpack number or a decimal string); intake checks them (finite, > 0,
-# at most 1e9, a multiple of the instrument's size increment): msgspec has no bounds for Decimal.
-Quantity = Decimal
-Price = Annotated[float, Meta(gt=0, le=1e12)]
+MAX_QUANTITY = Decimal(10) ** 9  # a sane maximum: IB's own size limits (precautionary settings) are lower
+QUANTITY_DIGITS = 16  # IB's decimal quantities carry 16 significant digits (its Java client: DECIMAL64)
+MAX_PRICE = 1e12  # a sane maximum; IB's prices are doubles, and Double.MAX_VALUE means "unset" to it
+Quantity = Decimal  # exact: a msgpack number or a decimal string
+Price = float
+
+
+def quantity_problem(quantity: Decimal) -> str | None:
+    """Why `quantity` is beyond what IB takes (None: it is not): finite, > 0, at most MAX_QUANTITY, at
+    most QUANTITY_DIGITS significant digits. Compares and counts digits only, so no decimal context can
+    overflow on any value (1e28, 1e999999)."""
+    if not quantity.is_finite() or quantity <= 0:
+        return f"quantity must be a positive number, not {plain(quantity)}"
+    if quantity > MAX_QUANTITY:
+        return f"quantity {plain(quantity)} is above {plain(MAX_QUANTITY)}, the most an order may have"
+    significant = len(bytes(quantity.as_tuple().digits).rstrip(b"\0"))  # 1000 has 1, 1.05 has 3
+    if significant > QUANTITY_DIGITS:
+        return (
+            f"quantity {plain(quantity)} has {significant} significant digits; IB takes at most "
+            f"{QUANTITY_DIGITS}"
+        )
+    return None
+
+
+def price_problem(field: str, price: float) -> str | None:
+    """Why a price is beyond what IB takes (None: it is not): finite, > 0, at most MAX_PRICE."""
+    if not math.isfinite(price) or price <= 0:
+        return f"{field} must be a positive number, not {plain(price)}"
+    if price > MAX_PRICE:
+        return f"{field} {plain(price)} is above {plain(MAX_PRICE)}, the most a price may be"
+    return None
+
+
+def check_bounds(quantity: Decimal | None, limit_price: float | None, stop_price: float | None) -> None:
+    """ValueError naming the first quantity or price beyond its bound (msgspec makes it a validation
+    error when decoding)."""
+    problem = (
+        (quantity_problem(quantity) if quantity is not None else None)
+        or (price_problem("limit_price", limit_price) if limit_price is not None else None)
+        or (price_problem("stop_price", stop_price) if stop_price is not None else None)
+    )
+    if problem:
+        raise ValueError(problem)
+
+
 ClientOrderId = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:\-]+$")]
 StrategyId = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_\-]+$")]
 Account = Annotated[str, Meta(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9_\-]+$")]
@@ -140,6 +190,9 @@ class PlaceRequest(Request, frozen=True, tag="place"):
     parent_client_order_id: ClientOrderId | None = None
     transmit: bool = True
 
+    def __post_init__(self) -> None:
+        check_bounds(self.quantity, self.limit_price, self.stop_price)
+
 
 class ModifyRequest(Request, frozen=True, tag="modify"):
     """New quantity and/or prices for a working order; fields left out keep their value."""
@@ -148,6 +201,9 @@ class ModifyRequest(Request, frozen=True, tag="modify"):
     quantity: Quantity | None = None
     limit_price: Price | None = None
     stop_price: Price | None = None
+
+    def __post_init__(self) -> None:
+        check_bounds(self.quantity, self.limit_price, self.stop_price)
 
 
 class CancelRequest(Request, frozen=True, tag="cancel"):
@@ -257,6 +313,8 @@ class StatusResult(Struct, frozen=True):
     started_ts: int
     live_orders: int = 0  # working and finished not yet retired (docs/state.md, "History")
     retired_orders: int = 0  # finished orders moved to history since the journal began
+    time_zone: str = ""  # the IANA zone of the service's clock (its host's), for pages that show times
+    simulator: bool = False  # IB is the embedded TWS simulator: its execution times run on its own clock
 
 
 class SnapshotResult(Struct, frozen=True):

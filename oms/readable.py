@@ -30,14 +30,28 @@ _PATTERNS = {
 _AT = re.compile(r"^(?P<what>.*?) - at `\$(?P<path>[^`]*)`$", re.S)
 
 
+PLAIN_DIGITS = 40  # a number with more digits than this before or after the point is shown as 1E+50
+
+
 def plain(value: float | int | Decimal) -> str:
-    """A number as a person writes it: 1000000000, 0.25, 1234.5 (never 1e+09, never 10.0)."""
+    """A number as a person writes it: 1000000000, 0.25, 1234.5 (never 1e+09, never 10.0). Exact for any
+    size (no decimal context rounds it); NaN and Infinity as such, and a number too long to write out
+    (`PLAIN_DIGITS`, as 1e999999 from a request would be) in scientific notation."""
     if isinstance(value, bool):
         return str(value)
     number = Decimal(str(value)) if isinstance(value, float) else Decimal(value)
-    if number == number.to_integral_value():
-        return f"{number.quantize(Decimal(1)):f}"
-    return f"{number.normalize():f}"
+    if not number.is_finite():
+        return str(number)
+    sign, digits, exponent = number.as_tuple()
+    assert isinstance(exponent, int)
+    while exponent < 0 and len(digits) > 1 and digits[-1] == 0:  # 10.0 is 10, 0.250 is 0.25
+        digits, exponent = digits[:-1], exponent + 1
+    if exponent < 0 and digits == (0,):
+        exponent = 0  # 0E-10 is 0
+    trimmed = Decimal((sign, digits, exponent))
+    if abs(trimmed.adjusted()) > PLAIN_DIGITS:
+        return str(trimmed)
+    return f"{trimmed:f}"
 
 
 def _types(text: str) -> str:

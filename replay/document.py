@@ -1,12 +1,14 @@
 """The folded state as one JSON document, for scripts and people debugging a session (`oms replay
 --json`): `{"seq", "ts", "orders", "positions", "strategy_positions", "accounts", "fills"}`, each a
-list of entities with every field. Quantities, prices and money are exact decimal strings; money is a
-`{currency: amount}` map (docs/state.md, "The JSON document")."""
+list of entities with every field. Quantities, prices and money are exact decimal strings (`"1.08005"`,
+`"0"`: oms.client.render's exact text); money is a `{currency: amount}` map (docs/state.md, "The JSON
+document")."""
 
 from __future__ import annotations
 
 import msgspec
 
+from oms.client.render import json_text
 from oms.state.model import Account, Fill, Order, Position, State
 
 
@@ -20,11 +22,8 @@ class StateDocument(msgspec.Struct, frozen=True):
     fills: list[Fill]
 
 
-_encoder = msgspec.json.Encoder()
-
-
 def state_document(state: State) -> bytes:
-    return _encoder.encode(
+    return json_text(
         StateDocument(
             seq=state.seq,
             ts=state.ts,
@@ -34,4 +33,4 @@ def state_document(state: State) -> bytes:
             accounts=list(state.accounts.values()),
             fills=list(state.fills.values()),
         )
-    )
+    ).encode()

@@ -16,6 +16,7 @@ from typing import Any
 import msgspec
 
 from oms.protocol import HEARTBEAT_INTERVAL_S
+from oms.service.curve import is_loopback
 from oms.service.publisher import Publisher
 from oms.state.codec import decode_state
 from oms.state.fold import fold, step
@@ -39,8 +40,6 @@ class PublishReport(msgspec.Struct, frozen=True):
 
 def require_loopback(endpoint: str) -> str:
     """A replay binds to loopback only: it has no CURVE keys to offer."""
-    from oms.service.curve import is_loopback
-
     if not is_loopback(endpoint):
         raise NotLoopback(
             f"refusing to serve a replay on {endpoint}: only loopback (127.0.0.1, ipc://) is allowed"

@@ -12,6 +12,7 @@ from typing import Any
 
 import msgspec
 
+from oms.client.render import json_text, tidy
 from replay.private import make_private, private_umask
 from replay.schema_sql import FIND_ORDERS
 
@@ -84,20 +85,20 @@ def export_all(con: Any, folder: Path) -> list[Path]:
 
 
 def to_csv(result: Result) -> str:
+    """Exact decimal text (never `0E-10`), a money map as one column per currency (`commission.USD`)."""
+    columns, rows = tidy(result.columns, result.rows)
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(result.columns)
-    writer.writerows(result.rows)
+    writer.writerow(columns)
+    writer.writerows(rows)
     return out.getvalue()
 
 
 def to_json_lines(result: Result) -> str:
-    """One JSON object per row; JSON columns stay nested, times become ISO strings."""
-    encoder = msgspec.json.Encoder()
+    """One JSON object per row; JSON columns stay nested, times become ISO strings, decimals exact text
+    (money maps as `{currency: amount}`)."""
     lines = [
-        encoder.encode(
-            {name: _plain(value) for name, value in zip(result.columns, row, strict=True)}
-        ).decode()
+        json_text({name: _plain(value) for name, value in zip(result.columns, row, strict=True)})
         for row in result.rows
     ]
     return "".join(line + "\n" for line in lines)

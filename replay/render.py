@@ -12,8 +12,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from events.codec import to_builtins
-from events.schema import Envelope, kind_of
-from oms.client.render import money
+from events.schema import Contract, Envelope, kind_of
+from oms.client.render import money, price
+from oms.listing import instrument_name
 from oms.readable import plain
 from oms.state.model import Order, State
 from replay.points import format_ts
@@ -38,6 +39,9 @@ _POSITION_COLUMNS = (
 )
 
 
+CONTRACT_FIELDS = frozenset(Contract.__struct_fields__)
+
+
 def cell(value: Any) -> str:
     """Plain text for a table cell (escaped: IB's messages may hold [brackets] rich would eat)."""
     return escape(_text(value))
@@ -46,12 +50,18 @@ def cell(value: Any) -> str:
 def _text(value: Any) -> str:
     if value is None:
         return ""
-    if isinstance(value, float | Decimal) and math.isfinite(value):
+    if isinstance(value, Decimal) and value.is_finite():
+        return price(value)  # a table: no division noise past 6 places (CSV and JSON stay exact)
+    if isinstance(value, float) and math.isfinite(value):
         return plain(value)
     if isinstance(value, msgspec.Struct):
         return msgspec.json.encode(value).decode()
     if isinstance(value, tuple | list):
         return ", ".join(_text(item) for item in value)
+    if isinstance(value, dict) and "symbol" in value and value.keys() <= CONTRACT_FIELDS:
+        return instrument_name(msgspec.convert(value, Contract))  # an event's contract, as IB names it
+    if isinstance(value, dict) and value and all(isinstance(v, Decimal) for v in value.values()):
+        return money(value)  # a money map: each amount to its currency's precision
     if isinstance(value, dict):
         return ", ".join(f"{k}={_text(v)}" for k, v in value.items())
     return str(value)
@@ -88,11 +98,14 @@ def _show(console: Console, title: str, columns: tuple[str, ...] | list[str], ro
 def render_state(console: Console, state: State) -> None:
     when = f"{format_ts(state.ts)} UTC" if state.ts else "before the first event"
     console.print(f"[bold]state at seq {state.seq}[/] ({when})")
-    orders = [[getattr(o, c) for c in _ORDER_COLUMNS] for o in state.orders.values()]
-    _show(console, f"orders ({len(orders)})", _ORDER_COLUMNS, orders)
+    orders = [
+        [*(getattr(o, c) for c in _ORDER_COLUMNS), _name(state, o.contract)] for o in state.orders.values()
+    ]
+    _show(console, f"orders ({len(orders)})", (*_ORDER_COLUMNS, "instrument"), orders)
     for name in ("positions", "strategy_positions"):
         held = getattr(state, name).values()
-        _show(console, name, _POSITION_COLUMNS, [[getattr(p, c) for c in _POSITION_COLUMNS] for p in held])
+        rows = [[*(getattr(p, c) for c in _POSITION_COLUMNS), _name(state, p.contract)] for p in held]
+        _show(console, name, (*_POSITION_COLUMNS, "instrument"), rows)
     accounts = [
         [a.account, *(money(m) for m in (a.commission, a.realized_pnl_gross, a.realized_pnl_net)), a.values]
         for a in state.accounts.values()
@@ -100,6 +113,11 @@ def render_state(console: Console, state: State) -> None:
     _show(
         console, "accounts", ("account", "commission", "realized gross", "realized net", "values"), accounts
     )
+
+
+def _name(state: State, contract: Contract) -> str:
+    """As IB names it (`ESZ6`, `AAPL 20261218 200 C`), from IB's own description once it gave one."""
+    return instrument_name(state.instruments.get(contract.con_id, contract))
 
 
 def render_diff(console: Console, title: str, changes: list[FieldChange]) -> None:

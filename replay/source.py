@@ -12,8 +12,12 @@ from typing import Protocol
 
 import msgspec
 
+from events.frames import diagnose, iter_frames
+from events.reader import JournalReader
 from events.schema import AnyEvent, Envelope, UnknownEvent
+from events.segments import SEGMENT_HEADER_SIZE
 from oms.state.model import State
+from replay import checkpoints
 
 ARCHIVE_SUFFIXES = (".duckdb", ".ddb", ".db")
 
@@ -38,7 +42,7 @@ class LogSource(Source, Protocol):
 
 
 # URL scheme -> opener of a source at that URL; the command line registers them (nats:// is added by
-# oms.commands.mirror), so replay never imports the adapters that read remote logs.
+# oms.cli.mirror), so replay never imports the adapters that read remote logs.
 URL_SOURCES: dict[str, Callable[[str], LogSource]] = {}
 
 
@@ -52,8 +56,6 @@ class JournalSource:
     """A data directory's journal, and its snapshots to start folding from."""
 
     def __init__(self, data_dir: Path) -> None:
-        from events.reader import JournalReader
-
         self.path = journal_dir(data_dir)
         self._reader = JournalReader(self.path)
 
@@ -65,21 +67,14 @@ class JournalSource:
 
     def snapshot(self, max_seq: int | None = None) -> tuple[int, bytes] | None:
         """The service's newest snapshot at or below `max_seq`, or replay's own checkpoint if nearer."""
-        from replay import checkpoints
-
         return checkpoints.start(self.path, max_seq)
 
     def keep(self, seq: int, state: State) -> None:
         """Cache the state after `seq` for the next replay near it (replay.checkpoints)."""
-        from replay import checkpoints
-
         checkpoints.keep(self.path, seq, state)
 
     def tail_damage(self) -> str | None:
         """Why the last segment ends before its last byte (a torn tail, or a frame being written now)."""
-        from events.frames import diagnose, iter_frames
-        from events.segments import SEGMENT_HEADER_SIZE
-
         segments = self._reader.segments()
         if not segments:
             return None

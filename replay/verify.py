@@ -14,7 +14,9 @@ from pathlib import Path
 
 import msgspec
 
+from events.journal_errors import CorruptSnapshot
 from events.schema import Envelope
+from events.snapshots import list_snapshots, read_snapshot
 from oms.state.codec import SnapshotError, decode_state
 from oms.state.fold import step
 from oms.state.model import Account, Order, Position, State, initial_state
@@ -42,9 +44,6 @@ class VerifyReport(msgspec.Struct, frozen=True):
 
 
 def verify(data_dir: Path) -> VerifyReport:
-    from events.journal_errors import CorruptSnapshot
-    from events.snapshots import list_snapshots, read_snapshot
-
     source = JournalSource(data_dir)
     last = source.last_seq()
     snapshots = list_snapshots(source.path)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import ssl
 import subprocess
 import sys
 from collections.abc import Iterator, Mapping
@@ -58,14 +59,14 @@ def journal_payloads(directory: Path) -> list[tuple[int, bytes]]:
     return list(JournalReader(directory).read_payloads())
 
 
-def stream_payloads(url: str, stream: str) -> list[tuple[int, bytes]]:
+def stream_payloads(url: str, stream: str, tls: ssl.SSLContext | None = None) -> list[tuple[int, bytes]]:
     """(stream sequence, data) of every message, read with a plain nats-py pull consumer."""
 
     async def read() -> list[tuple[int, bytes]]:
         import nats
         from nats.js.api import AckPolicy, ConsumerConfig
 
-        nc = await nats.connect(url)
+        nc = await nats.connect(url, tls=tls)
         try:
             js = nc.jetstream()
             last = (await js.stream_info(stream)).state.last_seq

@@ -56,8 +56,8 @@ def test_tail_refuses_an_unknown_kind_listing_the_kinds(capsys: Capture) -> None
 
 
 def test_status_shows_the_mirrors_lag_and_a_stopped_mirror() -> None:
+    from oms.cli.status import mirror_lag, render
     from oms.client.jetstream_wire import MirrorStatus
-    from oms.commands.status import mirror_lag, render
     from oms.protocol import StatusResult
 
     now = 10_000_000_000_000

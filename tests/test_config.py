@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from oms.cli import build_parser
-from oms.commands.run import overrides
+from oms.cli.run import overrides
 from oms.service.config import ConfigError, load_config, parse_host_port
 
 

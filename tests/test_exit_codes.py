@@ -8,9 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from oms.cli import main
-from oms.commands import client
-from replay import commands as replay_commands
+from oms.cli import client, main
+from oms.cli import replay as replay_commands
 
 REPO = Path(__file__).resolve().parents[1]
 

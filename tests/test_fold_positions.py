@@ -20,6 +20,7 @@ from events.schema import (
     ReconciliationStarted,
     UnknownEvent,
 )
+from oms.state.codec import decode_state, encode_state
 from oms.state.fold import copy_state, fold, step
 from oms.state.model import Position, Removed, State
 from oms.state.positions import reported_mismatch
@@ -113,6 +114,8 @@ def test_order_by_symbol_and_its_fills_land_on_one_conid_key() -> None:
     assert Removed("DU111|STK:AAPL:USD", KEY) in changes
     assert list(state.positions) == [KEY] and position(state).orders == ("c1",)
     assert state.orders["c1"].contract.con_id == 265598
+    assert set(state.position_inputs) == {KEY, "s1|" + KEY}  # the histories moved with their positions
+    assert decode_state(encode_state(state)) == state
     state = fold(
         log(execution("e1.01", 10), requested("c2", contract=AAPL), sent("c2", order_id=102))[1:], state
     )

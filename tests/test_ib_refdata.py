@@ -63,9 +63,9 @@ def test_contract_info_from_contract_details_is_cached_per_con_id(ib: Cell) -> N
 def test_unknown_contract_and_no_connection_are_refused_with_a_code(ib: Cell) -> None:
     async def run() -> None:
         async with session(ib) as (_sim, adapter, _sink):
-            with pytest.raises(ReferenceDataError, match="IB refused contract details for BOND ZZZZ") as err:
+            with pytest.raises(ReferenceDataError, match="IB has no contract details for BOND ZZZZ") as err:
                 await adapter.reference.contract_info(Contract(symbol="ZZZZ", sec_type="BOND"))
-            assert err.value.code == "refused"  # IB's 200: no security definition
+            assert err.value.code == "no_contract"  # IB's 200: no security definition
         offline = IBAdapter("127.0.0.1", 1, 9, library=ib.library)
         with pytest.raises(ReferenceDataError, match="not connected") as err:
             await offline.reference.reference_price(AAPL)

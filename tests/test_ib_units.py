@@ -318,7 +318,7 @@ def test_an_unknown_tws_time_zone_setting_is_refused_at_once() -> None:
 
 
 def test_master_client_in_the_configuration_makes_the_adapter_client_zero(tmp_path: Path) -> None:
-    from oms.commands.run import broker_factory
+    from oms.cli.run import broker_factory
     from oms.service.config import load_config
 
     path = tmp_path / "oms.toml"

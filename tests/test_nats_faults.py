@@ -156,6 +156,9 @@ def test_the_lag_grows_in_the_status_file_while_nats_server_is_down(cluster: Clu
         return status is not None and status.lag >= 500 and not status.connected
 
     wait_until(lagging, 20, 0.05, "mirror.json to show the lag")
+    status = read_status(cluster.root / "data")
+    assert status is not None and not status.connected
+    assert status.lag == status.journal_seq - status.mirrored_seq >= 500
     cluster.server.start()
     cluster.caught_up()
     settled_equal(cluster)

@@ -108,4 +108,4 @@ def test_a_missing_stream_or_server_is_refused_plainly(
     code, _, err = oms(capsys, "archive", "nats://127.0.0.1:1/OMS", tmp_path / "a.duckdb")
     assert code == 2 and "no NATS server answers" in err
     code, _, err = oms(capsys, "replay", f"{server.url}/{STREAM}", "--verify")
-    assert code == 2 and "give a data directory" in err
+    assert code == 2 and "no snapshots" in err and "oms replay DATA_DIR --verify" in err

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import ssl
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from adapters.nats.connect import mirror_config, mirror_table
-from oms.client.jetstream_wire import NatsConfigError, redact_url, settings_from, tls_context
+from oms.client.jetstream_wire import NatsConfigError, read_status, redact_url, settings_from, tls_context
 from tests.nats_helpers import (
     REPO,
     journal_payloads,
@@ -107,5 +108,12 @@ def test_the_mirror_speaks_tls_to_a_server_it_verifies(tmp_path: Path) -> None:
         try:
             status = tmp_path / "data" / "mirror.json"
             wait_until(lambda: status.exists() and b'"mirrored_seq":25' in status.read_bytes(), 20, 0.05)
+            reported = read_status(tmp_path / "data")
+            assert reported is not None and reported.connected and not reported.error
+            assert reported.url.startswith("tls://")
+            verifying = ssl.create_default_context(cafile=str(cert))  # the server's certificate checks out
+            assert stream_payloads(url, "TLS", tls=verifying) == journal_payloads(
+                tmp_path / "data" / "journal"
+            )
         finally:
             mirror.stop()

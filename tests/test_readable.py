@@ -46,5 +46,5 @@ def test_money_maps_are_shown_per_currency_never_summed() -> None:
     from oms.client.render import money
 
     assert money({"USD": Decimal("-7.6"), "JPY": Decimal("120")}) == "-7.60 USD, 120 JPY"
-    assert money({"USD": Decimal("0.005"), "EUR": Decimal("0")}) == "0.005 USD"  # zero amounts left out
+    assert money({"USD": Decimal("0.005"), "EUR": Decimal("0")}) == "0.01 USD"  # the currency's cents
     assert money(-7.6) == "-7.60" and money(None) == "" and money({}) == ""

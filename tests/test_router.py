@@ -36,6 +36,9 @@ BAD_REQUESTS: list[tuple[str, bytes, str]] = [
     ("quantity -inf", enc(place(quantity=-math.inf)), "invalid"),
     ("quantity negative", enc(place(quantity=-5)), "invalid"),
     ("quantity zero", enc(place(quantity=0)), "invalid"),
+    ("quantity 1e28", enc(place(quantity="1e28")), "invalid"),
+    ("quantity of 17 digits", enc(place(quantity="1.0000000000000001")), "invalid"),
+    ("limit above the bound", enc(place(order_type="LMT", limit_price=1e13)), "invalid"),
     ("limit NaN", enc(place(order_type="LMT", limit_price=math.nan)), "invalid"),
     ("limit negative", enc(place(order_type="LMT", limit_price=-1.0)), "invalid"),
     ("limit zero", enc(place(order_type="LMT", limit_price=0.0)), "invalid"),
@@ -124,7 +127,7 @@ def test_every_bad_request_gets_its_error_code_and_changes_nothing(service: Any)
     empty_symbol = wire.request(enc({**place(), "contract": {"symbol": ""}}))["error"]["message"]
     assert empty_symbol == "contract.symbol: expected text of at least 1 character"
     huge = wire.request(enc(place(quantity=2e9)))["error"]["message"]
-    assert huge == "quantity 2000000000 is above 1000000000"
+    assert huge == "quantity 2000000000 is above 1000000000, the most an order may have"
     assert last_seq(service) == before
     assert wire.ok({"op": "ping"})["ready"] is True
     wire.close()

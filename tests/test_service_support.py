@@ -13,7 +13,7 @@ import msgspec
 import zmq
 
 from adapters.tws_sim.config import SimConfig
-from oms.commands.run import ServiceThread
+from oms.cli.run import ServiceThread
 from oms.service.config import Config, load_config
 
 EPHEMERAL = {"pub": "tcp://127.0.0.1:0", "router": "tcp://127.0.0.1:0"}

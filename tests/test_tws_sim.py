@@ -115,7 +115,7 @@ def test_cancel_sends_cancelled_then_202(lib_name: str) -> None:
 
 def test_cancel_unknown_or_filled_and_duplicate_id(lib_name: str) -> None:
     async def body() -> None:
-        async with sim_client(lib_name) as (_sim, ib, lib):
+        async with sim_client(lib_name) as (sim, ib, lib):
             errors: list[int] = []
             ib.errorEvent += lambda req_id, code, *rest: errors.append(code)
             trade = ib.placeOrder(_aapl(lib), lib.MarketOrder("BUY", 1))
@@ -126,6 +126,10 @@ def test_cancel_unknown_or_filled_and_duplicate_id(lib_name: str) -> None:
             await wait_for(lambda: 10147 in errors, "error 10147")
             ib.client.placeOrder(trade.order.orderId, trade.contract, trade.order)
             await wait_for(lambda: 103 in errors, "error 103")
+            assert [code for code in errors if code in (10147, 10148, 103)] == [10148, 10147, 103]
+            assert trade.orderStatus.status == "Filled"  # the refused cancel left the fill alone
+            # ... and the duplicate id placed nothing: the simulator holds the one filled order
+            assert [(o.order_id, o.status) for o in sim.orders] == [(trade.order.orderId, "Filled")]
 
     run(body)
 
@@ -186,11 +190,13 @@ def test_bracket_children_wait_for_parent_then_oca(lib_name: str) -> None:
 
 def test_global_cancel_cancels_every_working_order(lib_name: str) -> None:
     async def body() -> None:
-        async with sim_client(lib_name) as (_sim, ib, lib):
+        async with sim_client(lib_name) as (sim, ib, lib):
             trades = [ib.placeOrder(_aapl(lib), lib.LimitOrder("BUY", 1, 1.0 + i)) for i in range(3)]
             await wait_for(lambda: all(t.orderStatus.status == "Submitted" for t in trades))
             ib.reqGlobalCancel()
             await wait_for(lambda: all(t.orderStatus.status == "Cancelled" for t in trades))
+            assert [(o.status, o.filled) for o in sim.orders] == [("Cancelled", 0.0)] * 3  # the book too
+            assert ib.openTrades() == []
 
     run(body)
 

@@ -131,3 +131,10 @@ def test_state_is_appended_per_change_and_folded_on_start(tmp_path: Path) -> Non
     saved = json.loads((tmp_path / STATE_FILE).read_bytes())
     assert len(saved["orders"]) == 3 and len(saved["executions"]) == 1
     assert (tmp_path / STATE_FILE).stat().st_mode & 0o777 == 0o600
+
+
+def test_a_local_symbol_narrows_the_match_as_at_ib() -> None:
+    h7 = resolve(Contract(symbol="ES", sec_type="FUT", exchange="CME", local_symbol="ESH7"))
+    assert h7 is not None and h7.con_id == 649180702  # the symbol alone lists two expiries
+    assert resolve(Contract(symbol="ES", sec_type="FUT", local_symbol="ESZ9")) is None  # no such contract
+    assert resolve(Contract(symbol="AAPL", local_symbol="AAPL")) == BY_KEY["AAPL"]  # IB's own description

@@ -192,6 +192,9 @@ def test_drop_connections_then_reconnect_gets_1102(lib_name: str) -> None:
             again.errorEvent += lambda req_id, code, *rest: errors.append(code)
             await again.connectAsync("127.0.0.1", sim.port, clientId=7, timeout=5)
             await wait_for(lambda: 1102 in errors, "restored, data maintained")
+            assert 1101 not in errors  # "data maintained", never "data lost": the account is still there
+            assert not ib.isConnected()  # the dropped client stays dropped
+            assert [c.client_id for c in sim.connections] == [7]
             again.disconnect()
 
     run(body)

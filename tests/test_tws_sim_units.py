@@ -210,10 +210,18 @@ def test_timer_ticks_move_prices() -> None:
 
     async def body() -> None:
         sim = TwsSimulator(SimConfig(tick_interval_ms=1.0))
-        start = sim.price("SPY")
+        prices = [sim.price("SPY")]
         await sim.start()
+
+        def ticked() -> bool:
+            if sim.price("SPY") != prices[-1]:
+                prices.append(sim.price("SPY"))
+            return len(prices) >= 3
+
         try:
-            await wait_for(lambda: sim.price("SPY") != start, "a tick moved SPY")
+            await wait_for(ticked, "two ticks moved SPY")
+            assert prices[0] != prices[1] != prices[2]  # no client asked: only the timer moves it
+            assert all(price > 0 for price in prices)
         finally:
             await sim.stop()
 

@@ -6,17 +6,21 @@ one web app and one browser for the whole module. Screenshots go to the module's
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
 from events.reader import JournalReader
 from events.schema import OrderRequested
 from oms.client import Client
+from oms.protocol import ContractSpec
 from tests.client_helpers import ServiceProcess, running_service
 from tests.waiting import wait_until
 from tests.web_helpers import WebProcess, chromium_path, http
@@ -60,7 +64,9 @@ class Stack:
     shots: Path
 
     def page(self, path: str = "") -> Any:
-        page = self.browser.new_page(viewport={"width": 1400, "height": 1000})
+        # bypass_csp: Playwright's wait_for_function evaluates a string, which the page's CSP forbids
+        # (test_the_page_works_under_its_content_security_policy runs without it)
+        page = self.browser.new_page(viewport={"width": 1400, "height": 1000}, bypass_csp=True)
         page.on("dialog", lambda dialog: dialog.accept())
         page.goto(self.web.url if not path else self.web.base + path.lstrip("/"))
         return page
@@ -119,7 +125,7 @@ def test_an_order_from_a_client_is_on_the_page_within_a_second(stack: Stack) -> 
     seen = time.monotonic() - placed
     page.wait_for_selector(f'{row(coid)}[data-status="filled"]', timeout=10_000)
     assert seen < 1.0
-    assert page.locator(f"{row(coid)} td").nth(10).inner_text() == "10"  # filled
+    assert page.locator(f"{row(coid)} td").nth(8).inner_text() == "10"  # filled
     positions = page.locator("table.positions").first
     assert positions.locator('tr[data-symbol="AAPL"] td.qty').inner_text() == "10"
     assert "USD" in page.locator("#sec-fills").inner_text()  # the fill's commission, with its currency
@@ -145,15 +151,18 @@ def test_the_charts_draw(stack: Stack) -> None:
 
 def test_a_late_web_app_charts_the_history_before_it_started(stack: Stack) -> None:
     """Its client starts from a snapshot; the chart history before it is refolded from `events` replies."""
+    started = time.time()
     late = WebProcess(stack.shots, "--data-dir", str(stack.service.data_dir), name="late").start()
     try:
-        page = stack.browser.new_page()
+        page = stack.browser.new_page(bypass_csp=True)
         page.goto(late.url)
         page.wait_for_function(
             "omsCharts.positions && omsCharts.positions.series.length > 1 &&"
             " omsCharts.positions.data[1].some(q => q === 10)",  # the first order's fill, before it started
             timeout=5000,
         )
+        times, quantities = page.evaluate("omsCharts.positions.data.slice(0, 2)")
+        assert times[quantities.index(10)] < started  # charted at the fill's own time, from before the app
         page.close()
     finally:
         late.stop()
@@ -292,4 +301,171 @@ def test_the_kill_switch_from_the_page(stack: Stack) -> None:
     page.locator("button", has_text="release kill switch").click()
     page.wait_for_function("!document.querySelector('#kill-state').classList.contains('bad')", timeout=5000)
     wait_until(lambda: not stack.client.state().kill_switch, what="the kill switch to be released")
+    page.close()
+
+
+def test_a_recorded_view_beside_a_live_service_never_acts(stack: Stack) -> None:
+    """`oms web --session DATA --allow-commands` beside the running service: the recorded page shows
+    no command at all and holds no token, though its working order is working on the live service."""
+    working = stack.client.place("MSFT", "BUY", 1, limit_price=1.0)
+    stack.client.wait_for_order(working, "submitted", timeout=10)
+    data = str(stack.service.data_dir)
+    recorded = WebProcess(stack.shots, "--data-dir", data, "--allow-commands", "--session", data, name="rec")
+    recorded.start()
+    try:
+        page = stack.browser.new_page(viewport={"width": 1280, "height": 900}, bypass_csp=True)
+        page.goto(recorded.url)  # takes the token cookie, as a person following the printed address does
+        page.goto(recorded.base + "sessions/0")
+        page.wait_for_selector(f'{row(working)}[data-status="submitted"]', timeout=10_000)
+        assert page.locator("button").count() == 0
+        assert page.locator("[hx-post]").count() == 0
+        assert page.evaluate("document.body.getAttribute('hx-headers')") is None  # no token on the page
+        stack.shot(page, "recorded-view")
+        page.close()
+    finally:
+        recorded.stop()
+    assert stack.client.order(working).status == "submitted"  # type: ignore[union-attr]
+    stack.client.cancel(working)
+
+
+def test_a_live_command_asks_names_its_target_and_shows_the_answer(stack: Stack) -> None:
+    page = stack.browser.new_page(viewport={"width": 1280, "height": 900}, bypass_csp=True)
+    page.goto(stack.web.url)
+    following(page)
+    working = stack.client.place("MSFT", "BUY", 1, limit_price=1.0)
+    order = stack.client.wait_for_order(working, "submitted", timeout=10)
+    page.wait_for_selector(f'{row(working)}[data-status="submitted"]', timeout=5000)
+    router = _router(stack)
+    asked: list[str] = []
+
+    def dismiss(dialog: Any) -> None:
+        asked.append(dialog.message)
+        dialog.dismiss()
+
+    page.once("dialog", dismiss)
+    page.locator(f"{row(working)} button", has_text="cancel").click()
+    wait_until(lambda: bool(asked), what="the confirmation")
+    assert working in asked[0] and order.account in asked[0] and router in asked[0]
+    assert stack.client.order(working).status == "submitted"  # type: ignore[union-attr]  # declined
+
+    button = page.locator(f"{row(working)} button", has_text="cancel")
+    stale = button.get_attribute("hx-post").replace(order.account, "DU-OTHER")  # type: ignore[union-attr]
+    button.evaluate("(b, url) => { b.setAttribute('hx-post', url); htmx.process(b); }", stale)
+    page.once("dialog", lambda dialog: dialog.accept())
+    button.click()
+    page.wait_for_selector("#command-result.bad", timeout=5000)
+    denied = page.locator("#command-result").inner_text()
+    assert "denied" in denied and "wrong_target" in denied and "DU-OTHER" in denied
+    assert stack.client.order(working).status == "submitted"  # type: ignore[union-attr]
+
+    page.reload()
+    following(page)  # the first update redraws the tables: click the button it drew
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.locator(f"{row(working)} button", has_text="cancel").click()
+    page.wait_for_selector("#command-result.ok", timeout=5000)
+    answer = page.locator("#command-result").inner_text()
+    assert "accepted" in answer and router in answer and order.account in answer
+    page.wait_for_selector(f'{row(working)}[data-status="cancelled"]', timeout=5000)
+    stack.shot(page, "command-answer")
+    page.close()
+
+
+def _router(stack: Stack) -> str:
+    router: str = json.loads((stack.service.data_dir / "endpoints.json").read_text())["router"]
+    return router
+
+
+def test_a_rejected_order_leaves_no_position_and_derivatives_are_named_as_ib_names_them(stack: Stack) -> None:
+    rejected = stack.client.place("AMZN", "BUY", 1, limit_price=1.001)  # off the tick: IB refuses it
+    stack.client.wait_for_order(rejected, "rejected", timeout=10)
+    option = ContractSpec(symbol="AAPL", sec_type="OPT", last_trade_date="20261218", strike=200.0, right="C",
+                          multiplier="100")  # fmt: skip
+    future = ContractSpec(symbol="ES", sec_type="FUT", exchange="CME", last_trade_date="20261218")
+    for contract in (option, future):
+        stack.client.wait_for_order(stack.client.place(contract, "BUY", 1), "filled", timeout=10)
+    page = stack.browser.new_page(viewport={"width": 1280, "height": 900}, bypass_csp=True)
+    page.goto(stack.web.url)
+    page.wait_for_function("omsCharts.positions && omsCharts.positions.series.length > 1", timeout=5000)
+    shown = page.locator("#sec-positions").inner_text()
+    assert "AMZN" not in shown  # its lifecycle (pending, then closed as rejected) is not listed
+    assert "AAPL 20261218 200 C" in shown and "ESZ6" in shown
+    legend = page.evaluate("omsCharts.positions.series.slice(1).map(s => s.label)")
+    assert not any("AMZN" in label for label in legend)
+    assert any(label.endswith("AAPL 20261218 200 C") for label in legend) and any("ESZ6" in x for x in legend)
+    assert "AAPL 20261218 200 C" in page.locator("#sec-fills").inner_text()
+    stack.shot(page, "positions-named")
+    page.locator("form.filters input[name=all]").check()  # "all positions": the rejected lifecycle too
+    page.wait_for_url("**all=1**")
+    assert "closed (rejected)" in page.locator("#sec-positions").inner_text()
+    page.close()
+
+
+def test_the_live_page_fits_1280_pixels_and_keeps_each_instrument_s_colour(stack: Stack) -> None:
+    page = stack.browser.new_page(viewport={"width": 1280, "height": 900}, bypass_csp=True)
+    page.goto(stack.web.url)
+    page.wait_for_function("omsCharts.positions && omsCharts.positions.series.length > 1", timeout=5000)
+    colours = (
+        "Object.fromEntries(omsCharts.positions.series.slice(1).map(s => [s.label, s._stroke || s.stroke]))"
+    )
+    before = page.evaluate(colours)
+    stack.client.wait_for_order(
+        stack.client.place("NVDA", "BUY", 1), "filled", timeout=10
+    )  # a new instrument
+    page.wait_for_function(
+        "omsCharts.positions.series.some(s => (s.label || '').endsWith('NVDA'))", timeout=5000
+    )
+    after = page.evaluate(colours)
+    assert all(after[label] == colour for label, colour in before.items() if label in after)
+    fresh = stack.browser.new_page(viewport={"width": 1280, "height": 900}, bypass_csp=True)
+    fresh.goto(stack.web.url)
+    fresh.wait_for_function("omsCharts.positions && omsCharts.positions.series.length > 1", timeout=5000)
+    assert fresh.evaluate(colours) == after  # the same colours on another page
+    width = page.evaluate("document.documentElement.scrollWidth")
+    shot = stack.shot(page, "live-1280")
+    assert width <= 1280, f"the page is {width}px wide at a 1280px window ({shot})"
+    page.close()
+    fresh.close()
+
+
+def test_the_page_works_under_its_content_security_policy(stack: Stack) -> None:
+    """Without bypass_csp: nothing the page needs is blocked, and the live stream runs."""
+    page = stack.browser.new_page(viewport={"width": 1280, "height": 900})
+    blocked: list[str] = []
+    page.on(
+        "console", lambda msg: blocked.append(msg.text) if "Content Security Policy" in msg.text else None
+    )
+    page.goto(stack.web.url)
+    wait_until(lambda: page.evaluate("window.omsUpdates.length > 0"), what="the live stream under the CSP")
+    assert page.evaluate("omsCharts.positions !== null")
+    assert blocked == []
+    page.close()
+
+
+def test_the_sessions_list_says_what_each_session_is(stack: Stack) -> None:
+    page = stack.page("sessions")
+    cells = page.locator("table.sessions tbody tr").first.locator("td").all_inner_texts()
+    name, date, span, orders, fills, size = cells
+    assert name == str(stack.service.data_dir)
+    assert len(date) == 10 and date[:2] == "20" and span.endswith("UTC") and " - " in span
+    assert int(orders) > 0 and int(fills) > 0 and size.split()[1] in ("kB", "MB", "GB")
+    page.close()
+
+
+def test_one_clock_in_the_service_s_zone_labelled_and_the_simulator_s_clock_named(stack: Stack) -> None:
+    status = stack.client.status()
+    assert status.simulator and status.time_zone
+    coid = stack.client.place("AAPL", "BUY", 1)
+    stack.client.wait_for_order(coid, "filled", timeout=10)
+    page = stack.page()
+    following(page)
+    clock = page.locator("#clock")
+    assert clock.count() == 1 and clock.inner_text().endswith(status.time_zone)
+    assert page.locator("#ib-simulator").inner_text() == "IB simulator"
+    zone = ZoneInfo(status.time_zone)
+    fill = page.locator("#sec-fills tbody tr").first.locator("td").first
+    shown = datetime.strptime(fill.inner_text(), "%H:%M:%S").time()
+    now = datetime.now(zone)
+    gap = abs((now - now.replace(hour=shown.hour, minute=shown.minute, second=shown.second)).total_seconds())
+    assert gap < 120 or gap > 86_280  # the service's time of the fill, not the simulator's market clock
+    assert "the simulator's clock" in (fill.get_attribute("title") or "")
     page.close()

@@ -17,7 +17,7 @@ import msgspec
 import pytest
 
 from events.schema import Contract, Envelope, ExecutionReported, OrderRequested, OrderSent
-from oms.commands.web import ReplayRecording, split_listen
+from oms.cli.web import ReplayRecording, split_listen
 from oms.protocol import PlaceRequest
 from oms.state.fold import fold, step
 from oms.state.model import Position, Removed, initial_state

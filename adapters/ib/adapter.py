@@ -39,6 +39,7 @@ from events.schema import (
     ReconciliationFinished,
     ReconciliationStarted,
 )
+from oms.service.risk import UnknownContract
 from oms.state.model import State, initial_state
 
 log = logging.getLogger(__name__)
@@ -401,10 +402,13 @@ class IBAdapter:
 
     async def describe(self, contract: Contract) -> ContractInfo | None:
         """IB's contract details (conId, multiplier, size increment), for intake and risk; None when IB
-        cannot say (not connected, unknown or ambiguous contract, no answer in time)."""
+        cannot say (not connected, no answer in time). Raises `UnknownContract` when IB says the contract
+        names no instrument, or several: the order would get IB's error 200."""
         try:
             return await self.reference.contract_info(contract)
         except ReferenceDataError as exc:
+            if exc.code in ("no_contract", "ambiguous_contract"):
+                raise UnknownContract(str(exc)) from None
             log.info("no contract details for %s: %s", contract.symbol, exc)
             return None
 

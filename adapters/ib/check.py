@@ -1,99 +1,47 @@
-"""`oms check`: connect to a TWS / IB Gateway as the service would, and say what works and what does not."""
+"""What `oms check` finds: connect to a TWS / IB Gateway as the service would, and say what works."""
 
 from __future__ import annotations
 
-import argparse
-import os
-import sys
+import asyncio
+import logging
 from collections.abc import Sequence
 
+from adapters.ib.adapter import Backoff, IBAdapter
 from events.schema import BrokerError, ConnectionChanged, Event, ReconciliationFinished
 
-EPILOG = """examples:
-  oms check                                  127.0.0.1:7497 (TWS paper), client id 1, ib_async
-  oms check --port 4002 --client-id 9        IB Gateway paper
-  oms check --library ib_insync --timeout 20
-environment: IBKR_HOST, IBKR_PORT, IBKR_CLIENT_ID give the defaults (flags win).
-exit status: 0 when connected and synchronized, 1 otherwise, 2 for a bad IBKR_* variable.
-"""
+Row = tuple[str, bool | None, str]  # (check, passed (None: information only), detail)
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = subparsers.add_parser(
-        "check",
-        help="test the connection to TWS / IB Gateway (server version, accounts, sync)",
-        description="Connect to TWS or IB Gateway, synchronize, report what worked and what failed.",
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("--host", default=os.environ.get("IBKR_HOST", "127.0.0.1"), help="TWS / Gateway host")
-    p.add_argument("--port", type=int, help="API port (default: $IBKR_PORT or 7497)")
-    p.add_argument("--client-id", type=int, help="API client id (default: $IBKR_CLIENT_ID or 1)")
-    p.add_argument(
-        "--library", choices=("ib_async", "ib_insync"), default="ib_async", help="IB client library"
-    )
-    p.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for each step")
-    p.set_defaults(func=run)
-
-
-def run(args: argparse.Namespace) -> int:
-    import asyncio
-    import logging
-
-    from rich.console import Console
-    from rich.table import Table
-
-    from adapters.ib.adapter import Backoff, IBAdapter
-    from oms.service.config import ConfigError, env_int
-
-    try:  # read here, not when the parser is built: a bad variable must not break every command
-        args.port = args.port if args.port is not None else env_int(os.environ, "IBKR_PORT", 7497)
-        args.client_id = (
-            args.client_id if args.client_id is not None else env_int(os.environ, "IBKR_CLIENT_ID", 1)
-        )
-    except ConfigError as exc:
-        print(f"oms check: {exc}", file=sys.stderr)
-        return 2
-    logging.getLogger(args.library).setLevel(logging.CRITICAL)  # the table says it all, once
+def check(host: str, port: int, client_id: int, library: str, timeout: float) -> list[Row]:
+    """Connect once (no retries), synchronize, disconnect; the report of what the adapter logged."""
+    logging.getLogger(library).setLevel(logging.CRITICAL)  # the report says it all, once
     events: list[Event] = []
     adapter = IBAdapter(
-        args.host,
-        args.port,
-        args.client_id,
+        host,
+        port,
+        client_id,
         sink=events.append,
-        library=args.library,
+        library=library,
         backoff=Backoff(attempts=1),
-        request_timeout=args.timeout,
+        request_timeout=timeout,
     )
 
     async def attempt() -> BaseException | None:
         try:
-            await adapter.connect(timeout=args.timeout)
+            await adapter.connect(timeout=timeout)
             return None
         except Exception as exc:
             return exc
         finally:
             await adapter.disconnect()
 
-    failure = asyncio.run(attempt())
-    table = Table(
-        title=f"IB connection check: {args.host}:{args.port} client id {args.client_id} ({args.library})"
-    )
-    for column in ("check", "result", "detail"):
-        table.add_column(column)
-    ok = True
-    for check, passed, detail in report(events, failure):
-        ok = ok and passed is not False
-        result = "ok" if passed else ("FAILED" if passed is False else "-")
-        table.add_row(check, f"[green]{result}[/]" if passed else f"[red]{result}[/]", detail)
-    Console().print(table)
-    return 0 if ok else 1
+    return report(events, asyncio.run(attempt()))
 
 
-def report(events: Sequence[Event], failure: BaseException | None) -> list[tuple[str, bool | None, str]]:
-    """(check, passed (None: information only), detail) rows from what the adapter logged."""
+def report(events: Sequence[Event], failure: BaseException | None) -> list[Row]:
+    """The rows from what the adapter logged."""
     connected = [e for e in events if isinstance(e, ConnectionChanged) and e.state == "connected"]
-    rows: list[tuple[str, bool | None, str]] = [
+    rows: list[Row] = [
         ("connect", bool(connected) and failure is None, str(failure) if failure else "connected")
     ]
     if connected:

@@ -25,6 +25,7 @@ from adapters.ib.pacing import TokenBucket
 from events.schema import Contract
 from oms.state.money import exact
 
+NO_SECURITY_DEFINITION = 200  # IB's error for a contract it cannot resolve (unknown or ambiguous)
 MAX_STREAMS = 50  # instruments kept subscribed for reference prices (IB allows 100 lines by default)
 PriceSource = Literal["last", "midpoint", "close"]
 RefDataCode = Literal["not_connected", "no_contract", "ambiguous_contract", "timeout", "no_price", "refused"]
@@ -195,6 +196,8 @@ class IBReferenceData:
         except ConnectionError as exc:
             raise ReferenceDataError("not_connected", f"cannot ask IB for {what}: {exc}") from None
         except Exception as exc:  # the library's RequestError: IB answered with an error code
+            if getattr(exc, "code", None) == NO_SECURITY_DEFINITION:
+                raise ReferenceDataError("no_contract", f"IB has no {what}") from None
             raise ReferenceDataError("refused", f"IB refused {what}: {exc}") from None
 
 

@@ -3,8 +3,8 @@
 Layered like ib_insync: framing (bytes <-> fields), messages / requests (fields <-> meaning, per server
 version), prices / matching / account / faults (the simulated paper account, pure where possible),
 engine (orders and the message sequences they cause), session (one client connection), server
-(`TwsSimulator`), playback (recorded frames), command (`oms sim`). Exports load lazily so `oms --help`
-stays light.
+(`TwsSimulator`), playback (recorded frames); `oms sim` runs it (oms/cli/sim.py). Exports load lazily,
+so importing one part does not load the rest.
 """
 
 from __future__ import annotations

@@ -157,7 +157,8 @@ def _norm(symbol: str) -> str:
 
 def matches(contract: Contract) -> list[Instrument]:
     """The instruments a request names, matched as IB matches: by conId, else by the fields given
-    (symbol, type, expiry, strike, right, currency, exchange; empty fields match anything)."""
+    (symbol or local symbol, type, expiry, strike, right, currency, exchange; empty fields match
+    anything; a local symbol given must be the instrument's: `ES` + `ESH7` is one contract)."""
     if contract.con_id:
         known = BY_CON_ID.get(contract.con_id)
         return [known] if known else []
@@ -165,7 +166,8 @@ def matches(contract: Contract) -> list[Instrument]:
     hits = [
         i
         for i in INSTRUMENTS
-        if (i.symbol == symbol or (contract.local_symbol and i.local_symbol == contract.local_symbol))
+        if (i.symbol == symbol or (i.local_symbol or i.symbol) == contract.local_symbol)
+        and (not contract.local_symbol or (i.local_symbol or i.symbol) == contract.local_symbol)  # as at IB
         and i.sec_type == sec_type
         and (not contract.last_trade_date or i.last_trade_date.startswith(contract.last_trade_date))
         and (not contract.strike or i.strike == contract.strike)

@@ -19,6 +19,7 @@ from adapters.tws_sim.config import SimConfig
 from adapters.tws_sim.engine import Engine
 from adapters.tws_sim.hours import SimClock
 from adapters.tws_sim.matching import SimOrder
+from adapters.tws_sim.playback import read_capture
 from adapters.tws_sim.requests import PlaceOrder
 from adapters.tws_sim.session import Session
 from events.schema import Contract
@@ -225,8 +226,6 @@ class TwsSimulator:
 
     async def play_capture(self, path: Path, client_id: int | None = None) -> int:
         """Send a recorded capture's frames to connected clients (all, or those with `client_id`)."""
-        from adapters.tws_sim.playback import read_capture
-
         frames = read_capture(Path(path))
         peers = [p for p in self.engine.peers if client_id is None or p.client_id == client_id]
         for peer in peers:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,7 @@ from oms.client.follower import Follower
 from oms.client.notify import Notifier
 from oms.client.transport import CurveKeys, RequestChannel, read_endpoints
 from oms.client.views import StateViews
-from oms.client.wire import ServiceUnavailable, decode_events
+from oms.client.wire import ServiceError, ServiceUnavailable, decode_events
 from oms.ids import new_client_order_id
 from oms.protocol import (
     MAX_EVENTS_BATCH,
@@ -202,21 +203,22 @@ class AsyncClient(StateViews):
         (MKT, LMT, STP, STP LMT) unless named."""
         strategy = strategy_id or self.strategy_id
         coid = client_order_id or new_client_order_id(strategy)
-        request = PlaceRequest(
-            contract=_contract_spec(contract),
-            side=side,
-            quantity=exact(quantity),
-            strategy_id=strategy,
-            client_order_id=coid,
-            account=account or self.account,
-            order_type=order_type or _order_type(limit_price, stop_price),
-            limit_price=limit_price,
-            stop_price=stop_price,
-            tif=tif,
-            outside_rth=outside_rth,
-            parent_client_order_id=parent_client_order_id,
-            transmit=transmit,
-        )
+        with _invalid(coid):
+            request = PlaceRequest(
+                contract=_contract_spec(contract),
+                side=side,
+                quantity=exact(quantity),
+                strategy_id=strategy,
+                client_order_id=coid,
+                account=account or self.account,
+                order_type=order_type or _order_type(limit_price, stop_price),
+                limit_price=limit_price,
+                stop_price=stop_price,
+                tif=tif,
+                outside_rth=outside_rth,
+                parent_client_order_id=parent_client_order_id,
+                transmit=transmit,
+            )
         try:
             reply = await self._channel.request(request)
         except ServiceUnavailable as exc:
@@ -233,12 +235,13 @@ class AsyncClient(StateViews):
         limit_price: float | None = None,
         stop_price: float | None = None,
     ) -> str:
-        request = ModifyRequest(
-            client_order_id=client_order_id,
-            quantity=exact(quantity) if quantity is not None else None,
-            limit_price=limit_price,
-            stop_price=stop_price,
-        )
+        with _invalid(client_order_id):
+            request = ModifyRequest(
+                client_order_id=client_order_id,
+                quantity=exact(quantity) if quantity is not None else None,
+                limit_price=limit_price,
+                stop_price=stop_price,
+            )
         result = (await self._channel.request(request)).result_as(CommandResult)
         await self._caught_up(result.seq)
         return result.client_order_id
@@ -308,6 +311,16 @@ class AsyncClient(StateViews):
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+
+@contextlib.contextmanager
+def _invalid(client_order_id: str) -> Iterator[None]:
+    """A request this library cannot even make (a quantity or price beyond its bound: the request's own
+    check, oms.protocol.check_bounds) is refused here as the service refuses it: ServiceError `invalid`."""
+    try:
+        yield
+    except ValueError as exc:
+        raise ServiceError("invalid", str(exc), client_order_id=client_order_id) from None
 
 
 def _contract_spec(contract: str | Contract | ContractSpec) -> ContractSpec:

@@ -6,8 +6,8 @@ SessionStarted, connect to IB (the adapter reconciles open orders, executions an
 then accept commands. Shutdown: stop taking commands, let broker calls in flight finish, disconnect,
 fsync the journal, write a snapshot, close the sockets.
 
-The broker is built by a factory from the composition root (`oms.commands.run`): `oms` never imports
-`adapters`.
+The broker is built by a factory from the composition root (`oms.cli.run`): nothing in `oms` but the
+command line imports `adapters`.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
 import zmq
@@ -88,6 +89,26 @@ def write_private(path: Path, data: bytes) -> None:
     with os.fdopen(fd, "wb") as f:
         f.write(data)
     os.replace(temp, path)
+
+
+def local_time_zone() -> str:
+    """The IANA name of this host's zone: $TZ, else the /etc/localtime link, else UTC."""
+    for name in (os.environ.get("TZ", "").lstrip(":"), _zone_of_link(Path("/etc/localtime"))):
+        if name:
+            try:
+                ZoneInfo(name)
+            except (ZoneInfoNotFoundError, ValueError):
+                continue
+            return name
+    return "UTC"
+
+
+def _zone_of_link(path: Path) -> str:
+    try:
+        target = str(path.resolve(strict=True))
+    except OSError:
+        return ""
+    return target.partition("/zoneinfo/")[2]
 
 
 class Service:
@@ -289,6 +310,8 @@ class Service:
             started_ts=self.started_ts,
             live_orders=len(state.orders),
             retired_orders=state.history.orders,
+            time_zone=local_time_zone(),
+            simulator=self.config.embedded_sim,
         )
 
     def status(self) -> dict[str, Any]:

@@ -60,7 +60,7 @@ from oms.protocol import (
 from oms.service import authz, intake, queries
 from oms.service.config import Config
 from oms.service.pipeline import Pipeline
-from oms.service.risk import Described, Reference
+from oms.service.risk import Described, Reference, UnknownContract
 from oms.state.model import Order
 from oms.state.queries import every_order
 
@@ -202,7 +202,10 @@ class Handlers:
         state = self.pipeline.state
         coid = req.client_order_id or new_client_order_id(req.strategy_id)
         contract = req.contract.to_contract()
-        described = await self._ask_ib(self._broker().describe(contract), "contract details", contract)
+        try:
+            described = await self._ask_ib(self._broker().describe(contract), "contract details", contract)
+        except UnknownContract as exc:
+            return intake.unknown_contract(str(exc), coid)
         reference = None
         if req.order_type == "MKT" and self.config.risk.max_notional is not None:
             reference = await self._reference(contract, described)

@@ -19,11 +19,11 @@ from oms.protocol import CancelRequest, ErrorInfo, ModifyRequest, PlaceRequest
 from oms.readable import plain
 from oms.service.risk import Denial, Described, Exposure, Reference, RiskLimits, check_order, check_size
 from oms.state.history import taken
+from oms.state.links import instrument_key, position_key
 from oms.state.model import TERMINAL, Order, Position, State
 from oms.state.money import exact
-from oms.state.positions import instrument_key, multiplier, position_key
+from oms.state.positions import multiplier
 
-MAX_QUANTITY = Decimal(10) ** 9
 # IB's size increments where IB has not described the contract: whole units for stocks (IB refuses
 # fractional stock quantities from the API), futures and options; forex in cents of the base currency.
 DEFAULT_INCREMENTS = {"CASH": Decimal("0.01"), "CRYPTO": Decimal("0.00000001")}
@@ -41,6 +41,16 @@ class Duplicate(Struct, frozen=True):
 
 def invalid(message: str, client_order_id: str | None = None) -> ErrorInfo:
     return ErrorInfo(code="invalid", message=message, client_order_id=client_order_id)
+
+
+def unknown_contract(detail: str, client_order_id: str) -> ErrorInfo:
+    """IB's error 200 for the order's contract, as IB words it, before anything is logged or sent."""
+    return ErrorInfo(
+        code="unknown_contract",
+        message=f"No security definition has been found for the request (IB error 200): {detail}; "
+        "nothing was sent",
+        client_order_id=client_order_id,
+    )
 
 
 def denied(denial: Denial, client_order_id: str) -> ErrorInfo:
@@ -66,11 +76,8 @@ def size_increment(contract: Contract, described: Described | None = None) -> De
 
 
 def quantity_error(quantity: Decimal, contract: Contract, described: Described | None = None) -> str | None:
-    """Why `quantity` cannot be ordered (finite, > 0, at most 1e9, a multiple of the size increment)."""
-    if not quantity.is_finite() or quantity <= 0:
-        return f"quantity must be a positive number, not {quantity}"
-    if quantity > MAX_QUANTITY:
-        return f"quantity {plain(quantity)} is above {plain(MAX_QUANTITY)}"
+    """Why `quantity` cannot be ordered for this instrument: not a multiple of its size increment. (Its
+    bounds, whatever the instrument, were checked as the request was made: oms.protocol.check_bounds.)"""
     step = size_increment(contract, described)
     if quantity % step:
         return (

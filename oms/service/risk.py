@@ -44,6 +44,11 @@ class Described(Protocol):
     def size_increment(self) -> Decimal: ...
 
 
+class UnknownContract(LookupError):
+    """IB says the contract names no instrument, or several (its error 200, "No security definition has
+    been found for the request"): the order is refused before anything is logged or sent."""
+
+
 class Reference(Struct, frozen=True):
     """The price a market order is valued at, and where it came from (logged with the decision)."""
 

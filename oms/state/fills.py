@@ -8,6 +8,7 @@ source of filled quantities and positions. This module owns `State.fills` and
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import NamedTuple
 
 from msgspec.structs import replace
 
@@ -16,9 +17,10 @@ from events.schema import Contract
 from oms.state import history
 from oms.state.model import Commission, Fill, FillSide, Order, State
 from oms.state.money import ZERO, Money, add, exact, rounded
-from oms.state.plan import Plan
+from oms.state.plan import Plan, keys_after
 
 INFERRED = "inferred:"  # the key of an order's inferred fill is INFERRED + its client order id
+_NONE: Money = {}
 
 
 def later(exec_id: str, than: str) -> bool:
@@ -50,22 +52,33 @@ def of_retired(state: State, ev: ev_.ExecutionReported) -> bool:
     return False
 
 
-def repeated(plan: Plan, exec_id: str) -> None:
-    """An execution seen before, or one a correction superseded: a report waiting for it is moot."""
-    plan.drop(plan.state.pending_commissions, exec_id)
+class Executed(NamedTuple):
+    """What an execution did to its fill: the fill's key, the fill it replaced (a correction) and the
+    fill now, with how the order's commission and IB's realized P&L moved."""
+
+    base: str
+    before: Fill | None
+    fill: Fill
+    commission: Money
+    broker: Money
 
 
-def execution(plan: Plan, ev: ev_.ExecutionReported, order: Order, prev: Fill | None, contract: Contract,
-              pkey: str, side: FillSide) -> Fill:  # fmt: skip
-    """The fill `ev` makes (new, or replacing `prev`, the fill it corrects), with its commission if the
-    report came first; reports waiting for executions it supersedes are dropped."""
-    state = plan.state
+def execution(plan: Plan, ev: ev_.ExecutionReported, order: Order, contract: Contract, pkey: str,
+              side: FillSide) -> Executed | None:  # fmt: skip
+    """The fill `ev` makes (new, or replacing the fill it corrects), with its commission if the report
+    came first; reports waiting for executions it supersedes are dropped. None for an execution seen
+    before, or one a correction superseded (a report waiting for it is moot)."""
+    w = plan.w
     base = base_of(ev.exec_id)
+    prev = plan.state.fills.get(base)
+    if prev is not None and not later(ev.exec_id, prev.exec_id):
+        w["c", ev.exec_id] = None
+        return None
     seq = plan.seq
-    waiting = state.pending_commissions
+    waiting = plan.state.pending_commissions
     if waiting:
-        for key in [k for k in plan.keys(waiting) if base_of(k) == base and later(ev.exec_id, k)]:
-            plan.drop(waiting, key)  # reports for the executions this one corrects: never joined
+        for key in [k for k in keys_after(plan, "c") if base_of(k) == base and later(ev.exec_id, k)]:
+            w["c", key] = None  # reports for the executions this one corrects: never joined
     fill = Fill(
         exec_id=ev.exec_id,
         client_order_id=order.client_order_id,
@@ -82,12 +95,18 @@ def execution(plan: Plan, ev: ev_.ExecutionReported, order: Order, prev: Fill | 
         updated_seq=seq,
         corrects=prev.exec_id if prev is not None else "",
     )
-    report = plan.get(waiting, ev.exec_id) if waiting else None
+    report = w.get(("c", ev.exec_id), waiting.get(ev.exec_id)) if waiting else None
     if report is not None:  # its commission report came first
-        plan.drop(waiting, ev.exec_id)
+        w["c", ev.exec_id] = None
         fill = _with_commission(fill, report)
-    plan.put(state.fills, base, fill)
-    return fill
+    w["F", base] = fill
+    if prev is None:
+        return Executed(base, None, fill, fill.commission, fill.broker_realized_pnl)
+    commission = add(fill.commission, prev.commission, -1) if fill.commission or prev.commission else _NONE
+    broker = fill.broker_realized_pnl
+    if prev.broker_realized_pnl:
+        broker = add(broker, prev.broker_realized_pnl, -1)
+    return Executed(base, prev, fill, commission, broker)
 
 
 def commission(plan: Plan, ev: ev_.CommissionReported) -> tuple[Fill, Money, Money] | None:
@@ -96,7 +115,7 @@ def commission(plan: Plan, ev: ev_.CommissionReported) -> tuple[Fill, Money, Mon
     how its commission and IB's realized P&L moved; None when no fill changed."""
     state = plan.state
     base = base_of(ev.exec_id)
-    fill = plan.get(state.fills, base)
+    fill = plan.w.get(("F", base), state.fills.get(base))
     report = Commission(
         exec_id=ev.exec_id,
         commission=exact(ev.commission),
@@ -112,12 +131,12 @@ def commission(plan: Plan, ev: ev_.CommissionReported) -> tuple[Fill, Money, Mon
                 f"commission for {ev.exec_id}, a fill retired to history without one: not applied"
             )
         if fill is None or later(ev.exec_id, fill.exec_id):  # its execution has not come yet
-            plan.put(state.pending_commissions, ev.exec_id, report)
+            plan.w["c", ev.exec_id] = report
         return None  # otherwise it is for an execution a correction replaced
     new = replace(_with_commission(fill, report), updated_seq=plan.seq)
     if new.commission == fill.commission and new.broker_realized_pnl == fill.broker_realized_pnl:
         return None
-    plan.put(state.fills, base, new)
+    plan.w["F", base] = new
     return (
         new,
         add(new.commission, fill.commission, -1),
@@ -161,9 +180,9 @@ def order_totals(plan: Plan, coid: str) -> tuple[Decimal, Decimal, Decimal]:
     """An order's executed quantity, value and inferred part, summed over its fills as this step leaves
     them (after a fill was replaced: a correction, an inferred fill resized or removed)."""
     qty = value = inferred = ZERO
-    fills = plan.state.fills
-    for key in plan.keys(fills):  # rare: corrections and inferred fills only
-        f = plan.get(fills, key)
+    w, fills = plan.w, plan.state.fills
+    for key in keys_after(plan, "F"):  # rare: corrections and inferred fills only
+        f = w.get(("F", key), fills.get(key))
         if f is not None and f.client_order_id == coid:
             qty += f.shares
             value += f.shares * f.price
@@ -178,14 +197,14 @@ def inferred(plan: Plan, order: Order, pkey: str | None) -> tuple[str, Fill | No
     shrinks it or removes it, never adds to it. Returns (key, the fill before, the fill after; None when
     removed), or None when nothing changes."""
     key = INFERRED + order.client_order_id
-    fills = plan.state.fills
-    current = plan.get(fills, key)
+    w = plan.w
+    current = w.get(("F", key), plan.state.fills.get(key))
     real = order.filled + order.overfill - order.inferred
     want = order.broker_filled - real
     if want <= 0:
         if current is None:
             return None
-        plan.drop(fills, key)
+        w["F", key] = None
         return key, current, None
     price = _inferred_price(order, current, want)
     if current is not None and (current.shares, current.price) == (want, price):
@@ -207,7 +226,7 @@ def inferred(plan: Plan, order: Order, pkey: str | None) -> tuple[str, Fill | No
         updated_seq=plan.seq,
         inferred=True,
     )
-    plan.put(fills, key, fill)
+    w["F", key] = fill
     return key, current, fill
 
 

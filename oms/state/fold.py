@@ -29,7 +29,7 @@ from events.schema import Contract, Envelope, kind_of, symbol_key
 from oms.state import accounts, fills, history, interning, links, orders, positions
 from oms.state.model import BrokerPosition, Changed, Fill, FoldError, Mismatch, Order, State, initial_state
 from oms.state.money import ZERO, Money, add
-from oms.state.plan import Plan, Seen, commit
+from oms.state.plan import Plan, commit
 
 _NONE: Money = {}
 
@@ -50,18 +50,16 @@ def _step(state: State, env: Envelope) -> tuple[Changed, ...]:
     except Exception as exc:  # a fold bug or an event it cannot apply: nothing written, recorded, skipped
         error = FoldError(seq=env.seq, kind=kind_of(event), error=f"{type(exc).__name__}: {exc}")
         plan = Plan(state, env.seq, env.ts)
-        plan.put(state.fold_errors, env.seq, error)
-        plan.changes[("e", str(env.seq))] = error
+        plan.w["e", env.seq] = error
     changes = commit(plan)
-    if history.sweep_due(state, env.ts):
+    if env.ts - state.history.swept_ts >= history.SWEEP_EVERY_NS and history.sweep_due(state, env.ts):
         sweep = Plan(state, env.seq, env.ts)
         try:
             history.sweep(sweep)
         except Exception as exc:  # a sweep bug: this sweep is skipped, the event stands
             error = FoldError(seq=env.seq, kind="Sweep", error=f"{type(exc).__name__}: {exc}")
             sweep = Plan(state, env.seq, env.ts)
-            sweep.put(state.fold_errors, env.seq, error)
-            sweep.changes[("e", str(env.seq))] = error
+            sweep.w["e", env.seq] = error
         changes += commit(sweep)
     return changes
 
@@ -111,20 +109,19 @@ def _order(plan: Plan, old: Order | None, order: Order, base: str = "", fill: Fi
     place among the working orders of its key (moving it when its key changed) when its status, side or
     key changed, and `fill` (under `base`), new or replacing an earlier one, with IB's realized P&L
     `broker` for it."""
-    state = plan.state
     if order is not old:
         coid = order.client_order_id
-        plan.put(state.orders, coid, order)
-        plan.changes[("o", coid)] = order
+        plan.w["o", coid] = order
+    moved = old is not None and not (old.contract is order.contract and old.account == order.account)
     member = order is not old and (
-        old is None or old.status != order.status or old.side != order.side or not _same_key(old, order)
+        old is None or old.status != order.status or old.side != order.side or moved
     )
     order_key = None
     if member:
-        con_ids = Seen(plan, state.con_ids)
-        order_key = positions.key_of(order, con_ids)
-        if old is not None and not _same_key(old, order):
-            old_key = positions.key_of(old, con_ids)
+        order_key = links.key_of(plan, order)
+        if moved:
+            assert old is not None
+            old_key = links.key_of(plan, old)
             if old_key is not None and order_key is not None and old_key != order_key:
                 positions.left(plan, old_key, order_key, order)
     fill_key = fill.position_key if fill is not None else None
@@ -143,10 +140,6 @@ def _order(plan: Plan, old: Order | None, order: Order, base: str = "", fill: Fi
                 accounts.position_moved(plan, fill.account, before, after, broker)
     elif broker:
         accounts.apply(plan, order.account, _NONE, _NONE, broker)
-
-
-def _same_key(a: Order, b: Order) -> bool:
-    return a.contract is b.contract and a.account == b.account
 
 
 def _learn(plan: Plan, order: Order, contract: Contract, new: bool) -> Order:
@@ -184,7 +177,7 @@ def _fill(plan: Plan, old: Order | None, order: Order, base: str, fill: Fill, re
 
 def _infer(plan: Plan, order: Order) -> None:
     """IB's filled quantity beyond the executions as an inferred fill (`fills.inferred`)."""
-    change = fills.inferred(plan, order, positions.key_of(order, Seen(plan, plan.state.con_ids)))
+    change = fills.inferred(plan, order, links.key_of(plan, order))
     if change is None:
         return
     key, before, after = change
@@ -311,33 +304,20 @@ def _on_execution(plan: Plan, ev: ev_.ExecutionReported) -> None:
     if old is None and fills.of_retired(state, ev):
         return
     side = orders.ib_side(ev.side)
-    if old is None:
-        ids = (ev.client_id, ev.order_id, ev.perm_id)
-        order = orders.external(ids, ev.account, ev.contract, side, ZERO, plan.seq, plan.ts)
-    else:
-        order = links.placed(old, ev.account, side)
-    order = links.bind(plan, order, ev.order_id, ev.perm_id, ev.client_id)
-    order = _learn(plan, order, ev.contract, old is None)
-    base = fills.base_of(ev.exec_id)
-    prev = state.fills.get(base)
-    if prev is not None and not fills.later(ev.exec_id, prev.exec_id):
-        fills.repeated(plan, ev.exec_id)
+    ids = (ev.client_id, ev.order_id, ev.perm_id)
+    order = old or orders.external(ids, ev.account, ev.contract, side, ZERO, plan.seq, plan.ts)
+    order, named, contract, pkey = links.execution(plan, order, ev, side, old is None)
+    for sym in named:  # the order was keyed by its symbol: its positions move to the conId
+        positions.renamed(plan, sym, ev.contract.con_id)
+    done = fills.execution(plan, ev, order, contract, pkey, side)
+    if done is None:  # seen before, or superseded
         _order(plan, old, order)
         return
-    contract = links.instrument(plan, ev.contract)
-    pkey = positions.position_key(ev.account, contract, Seen(plan, state.con_ids))
-    fill = fills.execution(plan, ev, order, prev, contract, pkey, side)
-    before_commission = prev.commission if prev is not None else _NONE
-    if fill.commission or before_commission:
-        moved = add(fill.commission, before_commission, -1)
-        if moved:
-            order = replace(order, commission=add(order.commission, moved))
-    broker = fill.broker_realized_pnl
-    if prev is not None and prev.broker_realized_pnl:
-        broker = add(broker, prev.broker_realized_pnl, -1)
-    _fill(plan, old, order, base, fill, prev is not None, broker)
+    if done.commission:
+        order = replace(order, commission=add(order.commission, done.commission))
+    _fill(plan, old, order, done.base, done.fill, done.before is not None, done.broker)
     if order.inferred:  # a real execution for what was inferred: it replaces, never adds
-        now = plan.get(state.orders, order.client_order_id)
+        now = plan.w.get(("o", order.client_order_id), state.orders.get(order.client_order_id))
         assert now is not None
         _infer(plan, now)
 
@@ -352,8 +332,7 @@ def _on_commission(plan: Plan, ev: ev_.CommissionReported) -> None:
         order = state.orders.get(fill.client_order_id)
         if order is not None:
             new = replace(order, commission=add(order.commission, moved), updated_seq=plan.seq)
-            plan.put(state.orders, order.client_order_id, new)
-            plan.changes[("o", order.client_order_id)] = new
+            plan.w["o", order.client_order_id] = new
         for account_wide, pkey, strategy in positions.views(fill.position_key, fill.strategy_id):
             before, after = positions.apply(plan, account_wide, pkey, strategy, None, commission=moved)
             if account_wide:
@@ -365,15 +344,15 @@ def _on_commission(plan: Plan, ev: ev_.CommissionReported) -> None:
 def _on_position(plan: Plan, ev: ev_.PositionReported) -> None:
     """Kept beside the folded position as a cross-check; never changes the folded quantity."""
     _name(plan, ev.contract)
-    key = positions.position_key(ev.account, ev.contract, Seen(plan, plan.state.con_ids))
+    key = links.keyed(plan, ev.account, ev.contract)
     report = BrokerPosition(
         account=ev.account, contract=ev.contract, position=ev.position, avg_cost=ev.avg_cost, seq=plan.seq
     )
-    plan.put(plan.state.broker_positions, key, report)
+    plan.w["bp", key] = report
 
 
 def _on_mismatch(plan: Plan, ev: ev_.PositionMismatch) -> None:
-    key = positions.position_key(ev.account, ev.contract, plan.state.con_ids)
+    key = links.position_key(ev.account, ev.contract, plan.state.con_ids)
     mismatch = Mismatch(
         position_key=key,
         broker_position=ev.broker_position,
@@ -382,15 +361,14 @@ def _on_mismatch(plan: Plan, ev: ev_.PositionMismatch) -> None:
         seq=plan.seq,
         ts=plan.ts,
     )
-    plan.put(plan.state.mismatches, key, mismatch)
+    plan.w["mm", key] = mismatch
 
 
 def _on_account_value(plan: Plan, ev: ev_.AccountValueReported) -> None:
     old = plan.state.accounts.get(ev.account)
     new = accounts.with_value(old, ev, plan.seq)
     if new is not old:
-        plan.put(plan.state.accounts, ev.account, new)
-        plan.changes[("a", ev.account)] = new
+        plan.w["a", ev.account] = new
 
 
 def _on_error(plan: Plan, ev: ev_.BrokerError) -> None:

@@ -26,7 +26,7 @@ from collections.abc import Iterable
 
 from oms.state.model import TERMINAL, Fill, History, Order, Position, Sealed, State
 from oms.state.money import Money
-from oms.state.plan import Plan
+from oms.state.plan import Plan, set_history
 from oms.state.positions import replayed
 
 MINUTE_NS = 60 * 10**9
@@ -109,17 +109,17 @@ def sweep(plan: Plan) -> None:
     names = set(going)
     for key in [k for k, coid in state.order_ids.items() if coid in names]:
         buried[ident("o", key)] = ts
-        plan.drop(state.order_ids, key)
+        plan.w["oid", key] = None
     for order in going.values():
         buried[ident("c", order.client_order_id)] = ts
         for perm_id in order.perm_ids:
             buried[ident("p", perm_id)] = ts
             if state.perm_ids.get(perm_id) == order.client_order_id:
-                plan.drop(state.perm_ids, perm_id)
-        plan.drop(state.orders, order.client_order_id)
+                plan.w["pid", perm_id] = None
+        plan.w["o", order.client_order_id] = None
     for base in bases:
         fill = state.fills[base]
-        plan.drop(state.fills, base)
+        plan.w["F", base] = None
         buried[ident("b" if fill.commission or fill.inferred else "n", base)] = ts
         buried[ident("e", fill.exec_id)] = ts
         if fill.commission or fill.broker_realized_pnl:
@@ -206,4 +206,4 @@ def _checkpoint(state: State, plan: Plan, table: dict[str, Position], pkey: str,
     if not inputs or pos is None or cut == 0 or (cut == 1 and isinstance(inputs[0], Position)):
         return
     base = replayed(pos, inputs[:cut], state.fills.get)
-    plan.set_history(pkey, [base, *inputs[cut:]])
+    set_history(plan, pkey, [base, *inputs[cut:]])

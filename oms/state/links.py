@@ -2,15 +2,18 @@
 
 An IB callback names an order by permId first (stable across sessions), then by our orderRef, then by
 this session's (clientId, orderId); IB's conId is learned per symbol, and one Contract is kept per conId
-(docs/state.md, "Identifiers"). This module owns every identifier map (`order_ids`, `perm_ids`,
-`con_ids`, `instruments`) and writes them only into the step's plan.
+(docs/state.md, "Identifiers"); a position is keyed by its account and instrument (`position_key`).
+This module owns every identifier map (`order_ids`, `perm_ids`, `con_ids`, `instruments`) and writes
+them only into the step's plan.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from msgspec.structs import replace
 
-from events.schema import Contract, symbol_key
+from events.schema import Contract, ExecutionReported, symbol_key
 from oms.state.model import Order, OrderSide, State
 from oms.state.plan import Plan
 
@@ -34,24 +37,69 @@ def known(state: State, order_id: int, perm_id: int, client_id: int, order_ref: 
     return state.orders[coid] if coid is not None else None
 
 
+def instrument_key(c: Contract, con_ids: Mapping[str, int]) -> str:
+    """The conId when known (from the contract or learned for its symbol), else the symbol key."""
+    if c.con_id:
+        return str(c.con_id)
+    sym = symbol_key(c)
+    con_id = con_ids.get(sym)
+    return str(con_id) if con_id else sym
+
+
+def position_key(account: str, contract: Contract, con_ids: Mapping[str, int]) -> str:
+    """The account-wide key of a position: `account|conId`, or `account|symbol key` until IB names it."""
+    return f"{account}|{instrument_key(contract, con_ids)}"
+
+
+def keyed(plan: Plan, account: str, contract: Contract) -> str:
+    """`position_key` with the conIds this step has learned."""
+    if contract.con_id:
+        return f"{account}|{contract.con_id}"
+    sym = symbol_key(contract)
+    learned = plan.w.get(("cid", sym), plan.state.con_ids.get(sym))
+    return f"{account}|{learned or sym}"
+
+
+def key_of(plan: Plan, order: Order) -> str | None:
+    """The account-wide position key of `order`; None while its instrument is unknown (an external order
+    first seen by its status)."""
+    contract = order.contract
+    if not (contract.con_id or contract.symbol):
+        return None
+    return keyed(plan, order.account, contract)
+
+
+def execution(plan: Plan, order: Order, ev: ExecutionReported, side: OrderSide, new: bool
+              ) -> tuple[Order, list[str], Contract, str]:  # fmt: skip
+    """What an execution teaches about its order's identity: IB's ids, its account and side (an order
+    first seen by its status), its instrument's conId (and the symbol keys that names), the shared
+    Contract of that conId, and the fill's position key."""
+    if not new:
+        order = placed(order, ev.account, side)
+    order = bind(plan, order, ev.order_id, ev.perm_id, ev.client_id)
+    order, named = learn(plan, order, ev.contract, new)
+    contract = instrument(plan, ev.contract)
+    return order, named, contract, keyed(plan, ev.account, contract)
+
+
 def bind(plan: Plan, order: Order, order_id: int, perm_id: int, client_id: int) -> Order:
     """Index IB's ids for `order`; one client order may acquire several permIds."""
     coid = order.client_order_id
     if order_id > 0 and (order_id != order.order_id or client_id != order.client_id):  # else indexed
         key = f"{client_id}:{order_id}"
-        if plan.get(plan.state.order_ids, key) is None:
-            plan.put(plan.state.order_ids, key, coid)
+        if plan.w.get(("oid", key), plan.state.order_ids.get(key)) is None:
+            plan.w["oid", key] = coid
         if not order.order_id:
             order = replace(order, order_id=order_id, client_id=client_id)
     if perm_id and perm_id not in order.perm_ids:
-        plan.put(plan.state.perm_ids, perm_id, coid)
+        plan.w["pid", perm_id] = coid
         order = replace(order, perm_ids=(*order.perm_ids, perm_id))
     return order
 
 
 def sent(plan: Plan, order: Order, order_id: int, client_id: int) -> None:
     """OrderSent: this session's orderId is the order's, whatever it named before (this session wins)."""
-    plan.put(plan.state.order_ids, f"{client_id}:{order_id}", order.client_order_id)
+    plan.w["oid", f"{client_id}:{order_id}"] = order.client_order_id
 
 
 def placed(order: Order, account: str, side: OrderSide) -> Order:
@@ -88,10 +136,9 @@ def name(plan: Plan, contract: Contract) -> str | None:
 
 
 def _name(plan: Plan, sym: str, con_id: int) -> bool:
-    con_ids = plan.state.con_ids
-    if plan.get(con_ids, sym) == con_id:
+    if plan.w.get(("cid", sym), plan.state.con_ids.get(sym)) == con_id:
         return False
-    plan.put(con_ids, sym, con_id)
+    plan.w["cid", sym] = con_id
     return True
 
 
@@ -99,9 +146,9 @@ def instrument(plan: Plan, contract: Contract) -> Contract:
     """One shared Contract per conId (the first IB gave): fills hold it instead of one copy each."""
     if not contract.con_id:
         return contract
-    instruments = plan.state.instruments
-    known_one = plan.get(instruments, contract.con_id)
+    con_id = contract.con_id
+    known_one = plan.w.get(("ins", con_id), plan.state.instruments.get(con_id))
     if known_one is None:
-        plan.put(instruments, contract.con_id, contract)
+        plan.w["ins", con_id] = contract
         return contract
     return known_one

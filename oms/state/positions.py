@@ -22,16 +22,17 @@ the step's plan.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 
 from msgspec.structs import replace
 
-from events.schema import Contract, PositionMismatch, PositionReported, symbol_key
+from events.schema import Contract, PositionMismatch, PositionReported
+from oms.state.links import position_key
 from oms.state.model import WORKING, Fill, Order, Position, PositionInput, PositionStatus, Removed, State
 from oms.state.money import ONE, ZERO, Money, add, net, plus, rounded
-from oms.state.plan import Plan
+from oms.state.plan import REMOVED, Plan, history, keys_after, set_history
 
 # What the working orders on a key are, as bits of a working entry. DEFERRED marks an entry that comes
 # with the fill after it (the order filled and left the working orders): the status moves once, with
@@ -41,20 +42,6 @@ _WORKING_BITS = 3  # bits for BUYING | SELLING | ACKED
 DEFERRED = 1 << 6
 _REASONS = ("", "cancelled", "rejected", "inactive", "filled", "pending_cancel")
 _REASON_CODE = {r: i for i, r in enumerate(_REASONS)}
-
-
-def instrument_key(c: Contract, con_ids: Mapping[str, int]) -> str:
-    """The conId when known (from the contract or learned for its symbol), else the symbol key."""
-    if c.con_id:
-        return str(c.con_id)
-    sym = symbol_key(c)
-    con_id = con_ids.get(sym)
-    return str(con_id) if con_id else sym
-
-
-def position_key(account: str, contract: Contract, con_ids: Mapping[str, int]) -> str:
-    """The account-wide key of a position: `account|conId`, or `account|symbol key` until IB names it."""
-    return f"{account}|{instrument_key(contract, con_ids)}"
 
 
 @lru_cache(maxsize=4096)
@@ -77,24 +64,17 @@ def views(key: str, strategy: str) -> tuple[tuple[bool, str, str], tuple[bool, s
     return (True, key, ""), (False, f"{strategy}|{key}", strategy)
 
 
-def table_of(state: State, account_wide: bool) -> dict[str, Position]:
-    return state.positions if account_wide else state.strategy_positions
+def _view(plan: Plan, account_wide: bool) -> tuple[str, dict[str, Position]]:
+    """A view's tag in the plan and its table in the state: account-wide, or the strategies'."""
+    return ("p", plan.state.positions) if account_wide else ("s", plan.state.strategy_positions)
 
 
-def key_of(order: Order, con_ids: Mapping[str, int]) -> str | None:
-    """The account-wide position key of `order`; None while its instrument is unknown (an external order
-    first seen by its status)."""
-    contract = order.contract
-    if not (contract.con_id or contract.symbol):
-        return None
-    return position_key(order.account, contract, con_ids)
-
-
-def working_bits(members: Iterable[str], order_of: Callable[[str], Order | None]) -> int:
+def working_bits(plan: Plan, members: Iterable[str]) -> int:
     """What the working orders on a key are: which sides, and whether IB has acknowledged any."""
     bits = 0
+    w, orders = plan.w, plan.state.orders
     for coid in members:
-        order = order_of(coid)
+        order = w.get(("o", coid), orders.get(coid))
         assert order is not None, coid
         bits |= BUYING if order.side == "BUY" else SELLING
         if order.status != "pending":
@@ -118,14 +98,14 @@ def apply(plan: Plan, account_wide: bool, pkey: str, strategy: str, order: Order
     by a report. A new fill and the move of its order out of the working orders are one input, as if
     they came together (`deferred`: that fill is on another key). Returns (before, after); after is
     before when nothing changed."""
-    state = plan.state
-    table = state.positions if account_wide else state.strategy_positions
-    before = pos = plan.get(table, pkey)
+    tag, table = _view(plan, account_wide)
+    w = plan.w
+    before = pos = w.get((tag, pkey), table.get(pkey))
     seq = plan.seq
     if fill is not None and replaces:
         if pos is not None:
-            fills = state.fills
-            again = replayed(pos, plan.history(pkey), lambda key: plan.get(fills, key))
+            fills = plan.state.fills
+            again = replayed(pos, history(plan, pkey), lambda key: w.get(("F", key), fills.get(key)))
             if again != pos:
                 pos = replace(again, updated_seq=seq)
         fill = None
@@ -134,10 +114,10 @@ def apply(plan: Plan, account_wide: bool, pkey: str, strategy: str, order: Order
     if fill is not None:
         if pos is None:
             pos = opened(pkey, fill.account, fill.contract, strategy)
-        plan.append(pkey, base)
-        pos = replace(_filled(pos, fill), updated_seq=seq)
+        plan.appended.setdefault(pkey, []).append(base)
+        pos = _filled(pos, fill, seq)
     if commission and pos is not None:
-        pos = replace(commission_moved(pos, commission), updated_seq=seq)
+        pos = commission_moved(pos, commission, seq)
     _store(plan, account_wide, pkey, before, pos)
     return before, pos
 
@@ -160,24 +140,22 @@ def _member(plan: Plan, pos: Position | None, pkey: str, strategy: str, order: O
     members = pos.orders
     if (coid in members) != working:
         members = (*members, coid) if working else tuple(c for c in members if c != coid)
-    orders = plan.state.orders
-    bits = working_bits(members, lambda c: plan.get(orders, c))
+    bits = working_bits(plan, members)
     moved = bits != pos.working or created
     if not moved and members is pos.orders:
         return pos
     seq = order.updated_seq
-    pos = replace(pos, orders=members, updated_seq=seq)
-    if moved:
-        entry = working_entry(seq, reason, bits, deferred)
-        plan.append(pkey, entry)
-        pos = advance(pos, entry, None)
-    return pos
+    if not moved:
+        return replace(pos, orders=members, updated_seq=seq)
+    plan.appended.setdefault(pkey, []).append(working_entry(seq, reason, bits, deferred))
+    if deferred:
+        return replace(pos, orders=members, working=bits, updated_seq=seq)
+    return _working(pos, seq, reason, bits, members, seq)
 
 
 def _store(plan: Plan, account_wide: bool, pkey: str, before: Position | None, pos: Position | None) -> None:
     if pos is not before and pos is not None:
-        plan.put(table_of(plan.state, account_wide), pkey, pos)
-        plan.changes[("p" if account_wide else "s", pkey)] = pos
+        plan.w["p" if account_wide else "s", pkey] = pos
 
 
 def renamed(plan: Plan, sym: str, con_id: int) -> None:
@@ -186,9 +164,9 @@ def renamed(plan: Plan, sym: str, con_id: int) -> None:
     when the conId key already has a position, its working orders join that one."""
     suffix = "|" + sym
     for account_wide in (True, False):
-        table = table_of(plan.state, account_wide)
-        for key in [k for k in plan.keys(table) if k.endswith(suffix)]:
-            pos = plan.get(table, key)
+        tag, table = _view(plan, account_wide)
+        for key in [k for k in keys_after(plan, tag) if k.endswith(suffix)]:
+            pos = plan.w.get((tag, key), table.get(key))
             assert pos is not None
             contract = replace(pos.contract, con_id=con_id)
             _move(plan, account_wide, key, key[: -len(sym)] + str(con_id), pos, pos.account, contract)
@@ -202,7 +180,8 @@ def left(plan: Plan, old_key: str, new_key: str, order: Order) -> None:
     coid, strategy = order.client_order_id, order.strategy_id
     strategy_keys = (f"{strategy}|{old_key}", f"{strategy}|{new_key}") if strategy else (old_key, new_key)
     for account_wide, old_pkey, new_pkey in ((True, old_key, new_key), (False, *strategy_keys)):
-        pos = plan.get(table_of(plan.state, account_wide), old_pkey)
+        tag, table = _view(plan, account_wide)
+        pos = plan.w.get((tag, old_pkey), table.get(old_pkey))
         if pos is None:
             continue
         if pos.quantity or any(c != coid for c in pos.orders):
@@ -216,31 +195,28 @@ def _move(plan: Plan, account_wide: bool, key: str, new_key: str, pos: Position,
           contract: Contract) -> None:  # fmt: skip
     """Position `key` (no fills) goes to `new_key`: whole with its history, or its working orders join
     the position already there."""
-    state = plan.state
-    table = table_of(state, account_wide)
-    kind = "p" if account_wide else "s"
-    had_history = plan.get(state.position_inputs, key) is not None or key in plan.appended
-    inputs = plan.history(key)
-    plan.drop(table, key)
-    plan.set_history(key, None)
-    changes = plan.changes
-    changes.pop((kind, key), None)
-    for rkey, change in list(changes.items()):  # moved here earlier in this event: follow on
-        if isinstance(change, Removed) and change.moved_to == key:
-            changes[rkey] = Removed(change.key, new_key)
-    changes[("r", key)] = Removed(key, new_key)
-    target = plan.get(table, new_key)
+    tag, table = _view(plan, account_wide)
+    w = plan.w
+    had_history = w.get(("h", key), plan.state.position_inputs.get(key)) is not None or key in plan.appended
+    inputs = history(plan, key)
+    w[tag, key] = None
+    set_history(plan, key, None)
+    for wkey, change in list(w.items()):  # moved here earlier in this event: follow on
+        if wkey[0] == REMOVED and change.moved_to == key:
+            w[wkey] = Removed(change.key, new_key)
+    w[REMOVED, key] = Removed(key, new_key)
+    target = w.get((tag, new_key), table.get(new_key))
     if target is None:
         moved = replace(
             pos, key=new_key, account=account, contract=contract if contract.con_id else pos.contract
         )
         _store(plan, account_wide, new_key, None, moved)
         if had_history:
-            plan.set_history(new_key, inputs)
+            set_history(plan, new_key, inputs)
         return
-    orders = state.orders
+    orders = plan.state.orders
     for coid in pos.orders:
-        order = plan.get(orders, coid)
+        order = w.get(("o", coid), orders.get(coid))
         assert order is not None, coid
         joined = _member(plan, target, new_key, pos.strategy_id, order, False, working=True)
         _store(plan, account_wide, new_key, target, joined)
@@ -267,20 +243,32 @@ def advance(pos: Position, entry: PositionInput, fill: Fill | None) -> Position:
     return _filled(pos, fill)
 
 
-def _working(pos: Position, seq: int, reason: str, bits: int) -> Position:
+def _working(pos: Position, seq: int, reason: str, bits: int, orders: tuple[str, ...] | None = None,
+             updated_seq: int = 0) -> Position:  # fmt: skip
+    """A working entry: the status from the quantity and what works now, a lifecycle closed or opened.
+    `orders` and `updated_seq` come along when the entry is new (not replayed), in the same replace."""
+    if orders is None:
+        orders, updated_seq = pos.orders, pos.updated_seq
     status = status_of(pos.quantity, bits)
     if status == pos.status:
-        return pos if bits == pos.working else replace(pos, working=bits)
+        if bits == pos.working and orders is pos.orders and updated_seq == pos.updated_seq:
+            return pos
+        return replace(pos, working=bits, orders=orders, updated_seq=updated_seq)
     if status == "closed":
-        return replace(pos, status=status, working=bits, close_reason=reason, closed_seq=seq)
+        return replace(
+            pos, status=status, working=bits, close_reason=reason, closed_seq=seq, orders=orders,
+            updated_seq=updated_seq,
+        )  # fmt: skip
     if pos.status == "closed":  # a new lifecycle: the last one's close reason no longer describes it
         return replace(
-            pos, status=status, working=bits, close_reason="", lifecycle=pos.lifecycle + 1, opened_seq=seq
-        )
-    return replace(pos, status=status, working=bits)
+            pos, status=status, working=bits, close_reason="", lifecycle=pos.lifecycle + 1, opened_seq=seq,
+            orders=orders, updated_seq=updated_seq,
+        )  # fmt: skip
+    return replace(pos, status=status, working=bits, orders=orders, updated_seq=updated_seq)
 
 
-def _filled(pos: Position, fill: Fill) -> Position:
+def _filled(pos: Position, fill: Fill, updated_seq: int | None = None) -> Position:
+    """A fill: quantity, average, realized P&L in the instrument's currency, commission, lifecycle."""
     old = pos.quantity
     signed = fill.shares if fill.side == "BUY" else -fill.shares
     qty = old + signed
@@ -315,6 +303,7 @@ def _filled(pos: Position, fill: Fill) -> Position:
         pos, quantity=qty, avg_price=avg, realized_pnl_gross=gross, commission=commission,
         realized_pnl_net=net(gross, commission), status=status, close_reason=close_reason,
         closed_seq=closed_seq, lifecycle=lifecycle, opened_seq=opened_seq,
+        updated_seq=pos.updated_seq if updated_seq is None else updated_seq,
     )  # fmt: skip
 
 
@@ -336,10 +325,12 @@ def replayed(pos: Position, inputs: Iterable[PositionInput], fill_of: Callable[[
     return replace(current, orders=pos.orders, updated_seq=pos.updated_seq)
 
 
-def commission_moved(pos: Position, commission: Money) -> Position:
+def commission_moved(pos: Position, commission: Money, seq: int) -> Position:
     """`pos` after a commission report changed its fills' commissions by `commission` (a delta)."""
     total = add(pos.commission, commission)
-    return replace(pos, commission=total, realized_pnl_net=net(pos.realized_pnl_gross, total))
+    return replace(
+        pos, commission=total, realized_pnl_net=net(pos.realized_pnl_gross, total), updated_seq=seq
+    )
 
 
 def reported_mismatch(state: State, ev: PositionReported) -> PositionMismatch | None:

@@ -29,14 +29,15 @@ from oms.client import ServiceError, ServiceUnavailable
 from oms.client.render import event_line
 from oms.state.model import State
 from oms.web import views
+from oms.web.finished import Finished
 from oms.web.intake import Intake, service_error
 from oms.web.live import LiveFeed
-from oms.web.security import COOKIE, Guard, error, log_refusal, same_secret
+from oms.web.security import COOKIE, Guard, Shield, error, log_refusal, same_secret
 from oms.web.session import Session
 
 log = logging.getLogger(__name__)
 HERE = Path(__file__).parent
-LIMIT = 100  # completed orders and fills shown (the newest)
+LIMIT = views.LIMIT
 OPEN_PATHS = ("/static/", "/api/", "/hooks/")  # intake has its own tokens; static files are public
 
 
@@ -57,15 +58,31 @@ class Web:
 
     # --- rendering ------------------------------------------------------------------------------------
 
-    def page(self, request: Request, template: str, **context: Any) -> HTMLResponse:
-        token = self.guard.token if self.guard.allow_commands and self.guard.has_token(request) else ""
+    def page(
+        self, request: Request, template: str, *, live_view: bool = False, **context: Any
+    ) -> HTMLResponse:
+        """A recorded view (`live_view` false) is never given the token: no button there can act."""
+        commands = live_view and self.guard.allow_commands and self.guard.has_token(request)
         html = self.templates.get_template(template).render(
-            live=self.feed is not None, token=token, commands=bool(token), **context
+            live=self.feed is not None,
+            token=self.guard.token if commands else "",
+            commands=commands,
+            service=self.feed.client.router if self.feed is not None else "",
+            **context,
         )
         return HTMLResponse(html)
 
-    def body(self, state: State, flt: views.Filter, charts: dict[str, Any], link: str) -> dict[str, Any]:
-        working, done = views.order_rows(state, flt, LIMIT)
+    def body(
+        self,
+        state: State,
+        flt: views.Filter,
+        charts: dict[str, Any],
+        link: str,
+        finished: Finished | None = None,
+        clock: views.Clock = views.UTC_CLOCK,
+    ) -> dict[str, Any]:
+        """What the live page and a recorded session's page show (`finished`, `clock`: live only)."""
+        working, done = views.order_rows(state, flt, LIMIT, finished, clock)
         return {
             "flt": flt,
             "working": working,
@@ -74,7 +91,7 @@ class Web:
             "limit": LIMIT,
             "positions": views.position_rows(state, flt, per_strategy=False),
             "strategy_positions": views.position_rows(state, flt, per_strategy=True),
-            "fills": views.fill_rows(state, flt, LIMIT),
+            "fills": views.fill_rows(state, flt, LIMIT, finished, clock),
             "accounts": views.account_rows(state, flt),
             "account_keys": views.ACCOUNT_KEYS,
             "chart_json": _json_for_script(charts),
@@ -87,10 +104,11 @@ class Web:
         assert feed is not None
         state = feed.state
         if name == "status":
-            return str(self.sections.status(views.status_of(state, feed.seq, _followed(feed)), commands))
+            status = views.status_of(state, feed.seq, _followed(feed), feed.clock)
+            return str(self.sections.status(status, commands, feed.client.router))
         if name == "orders":
-            working, done = views.order_rows(state, flt, LIMIT)
-            return str(self.sections.orders(working, done, commands, "", LIMIT))
+            working, done = views.order_rows(state, flt, LIMIT, feed.finished, feed.clock)
+            return str(self.sections.orders(working, done, commands, "", LIMIT, feed.client.router))
         if name == "positions":
             return str(
                 self.sections.positions(
@@ -99,10 +117,10 @@ class Web:
                 )
             )
         if name == "fills":
-            return str(self.sections.fills(views.fill_rows(state, flt, LIMIT)))
+            return str(self.sections.fills(views.fill_rows(state, flt, LIMIT, feed.finished, feed.clock)))
         if name == "accounts":
             return str(self.sections.accounts(views.account_rows(state, flt), views.ACCOUNT_KEYS))
-        return msgspec.json.encode(feed.charts.data(flt)).decode()
+        return msgspec.json.encode(feed.charts.data(flt, zone=feed.clock.zone)).decode()
 
     # --- live -----------------------------------------------------------------------------------------
 
@@ -111,10 +129,13 @@ class Web:
             return RedirectResponse("/sessions")
         flt = views.Filter.of(request.query_params)
         state = self.feed.state
-        context = self.body(state, flt, self.feed.charts.data(flt), "")
-        context["status"] = views.status_of(state, self.feed.seq, _followed(self.feed))
+        feed = self.feed
+        context = self.body(
+            state, flt, feed.charts.data(flt, zone=feed.clock.zone), "", feed.finished, feed.clock
+        )
+        context["status"] = views.status_of(state, feed.seq, _followed(feed), feed.clock)
         context["keep"] = {}
-        return self.page(request, "live.html", title="live", **context)
+        return self.page(request, "live.html", live_view=True, title="live", **context)
 
     async def events(self, request: Request) -> Response:
         """The live page's stream: changed sections, coalesced, then `seq` ([seq, event ts in ms])."""
@@ -151,9 +172,11 @@ class Web:
             order = self.feed.state.orders.get(coid)
             if order is None or not flt.matches(order):
                 continue
-            row = views.order_row(order)
+            row = views.order_row(order, self.feed.clock)
             table = "working" if row["working"] else "done"
-            html = str(self.sections.order_row(row, commands and table == "working", ""))
+            html = str(
+                self.sections.order_row(row, commands and table == "working", "", self.feed.client.router)
+            )
             rows.append({"id": coid, "table": table, "seq": order.updated_seq, "html": html})
         rows.sort(key=lambda r: r["seq"])  # prepended in this order: the newest ends on top
         return msgspec.json.encode(rows).decode()
@@ -187,35 +210,61 @@ class Web:
     # --- page commands --------------------------------------------------------------------------------
 
     async def cancel(self, request: Request) -> Response:
-        if (refused := self.guard.command(request)) is not None:
+        """Cancel one order: the request names the service and the account it means to act on (the
+        page's confirmation said them); anything else is refused before the service is asked."""
+        if (refused := self._command(request)) is not None:
             return refused
-        if self.feed is None:
-            return error(404, "no_service", "this web app follows no service")
+        assert self.feed is not None
         coid = request.path_params["client_order_id"]
+        order = self.feed.state.orders.get(coid)
+        if order is None:
+            return error(
+                404, "unknown_order", f"the service at {self.feed.client.router} has no order {coid!r}"
+            )
+        account = request.query_params.get("account")
+        if account != order.account:
+            return log_refusal(request, error(409, "wrong_target", f"order {coid!r} is in account "
+                                              f"{order.account!r}, not {account!r}"))  # fmt: skip
         try:
             await self.feed.client.cancel(coid)
         except (ServiceError, ServiceUnavailable) as exc:
             return service_error(exc)
-        log.info("cancel %s requested from the web page", coid)
-        return JSONResponse({"ok": True, "client_order_id": coid}, status_code=202)
+        log.info("cancel %s (account %s) requested from the web page", coid, account)
+        body = {"ok": True, "answer": "accepted", "client_order_id": coid, "account": account,
+                "service": self.feed.client.router}  # fmt: skip
+        return JSONResponse(body, status_code=202)
 
     async def kill_switch(self, request: Request) -> Response:
-        if (refused := self.guard.command(request)) is not None:
+        if (refused := self._command(request)) is not None:
             return refused
-        if self.feed is None:
-            return error(404, "no_service", "this web app follows no service")
+        assert self.feed is not None
         engaged = request.query_params.get("engaged", "1") not in ("0", "false", "")
         try:
             result = await self.feed.client.kill_switch(engaged, "from the web page")
         except (ServiceError, ServiceUnavailable) as exc:
             return service_error(exc)
         log.warning("kill switch %s from the web page", "engaged" if engaged else "released")
-        return JSONResponse({"ok": True, "engaged": result.engaged, "cancelled": result.cancelled})
+        return JSONResponse({"ok": True, "answer": "accepted", "engaged": result.engaged,
+                             "cancelled": result.cancelled, "service": self.feed.client.router})  # fmt: skip
+
+    def _command(self, request: Request) -> Response | None:
+        """The refusal of a page command, if any: the guard's, no service, or another service named."""
+        if (refused := self.guard.command(request)) is not None:
+            return refused
+        if self.feed is None:
+            return error(404, "no_service", "this web app follows no service")
+        service = request.query_params.get("service")
+        if service != self.feed.client.router:
+            return log_refusal(request, error(409, "wrong_target", f"this web app follows the service at "
+                                              f"{self.feed.client.router}, not {service!r}"))  # fmt: skip
+        return None
 
     # --- recorded sessions ----------------------------------------------------------------------------
 
     async def session_list(self, request: Request) -> Response:
-        return self.page(request, "sessions.html", title="recorded sessions", sessions=self.sessions)
+        """Each session with its date, time span, orders, fills and size (each folded once, in a thread)."""
+        summaries = [await asyncio.to_thread(session.summary) for session in self.sessions]
+        return self.page(request, "sessions.html", title="recorded sessions", sessions=summaries)
 
     async def _session(self, request: Request) -> tuple[int, Session] | Response:
         index = int(request.path_params["index"])
@@ -244,9 +293,8 @@ class Web:
             last=session.last,
             status=views.status_of(state, at, "recorded"),
             events=[event_line(env) for env in session.events_before(at)],
-            filter_fields={k: v for k, v in (("strategy", flt.strategy), ("symbol", flt.symbol),
-                                               ("account", flt.account)) if v},
-        )  # fmt: skip
+            filter_fields=flt.fields(),
+        )
         context["keep"] = {"at": at}
         return context
 
@@ -261,7 +309,7 @@ class Web:
         context = await self._session_context(request)
         if isinstance(context, Response):
             return context
-        html = self.templates.get_template("session_state.html").render(commands=False, **context)
+        html = self.templates.get_template("session_state.html").render(commands=False, service="", **context)
         return HTMLResponse(html)
 
     async def order_page(self, request: Request) -> Response:
@@ -280,7 +328,7 @@ class Web:
                 "entries": [
                     {
                         "seq": e.env.seq,
-                        "time": views.format_ts(e.env.ts),
+                        "time": views.UTC_CLOCK.precise(e.env.ts),
                         "event": event_line(e.env).split(None, 2)[-1],
                         "changed": e.changed,
                         "order": views.order_row(e.order) if e.order is not None else None,
@@ -340,7 +388,8 @@ def build_app(feed: LiveFeed | None, sessions: list[Session], guard: Guard, inta
         Route("/hooks/{name}", intake.webhook, methods=["POST"]),
         Mount("/static", app=StaticFiles(directory=HERE / "static"), name="static"),
     ]
-    return Starlette(routes=routes, middleware=[Middleware(_ViewerGuard, guard=guard)])
+    middleware = [Middleware(Shield, guard=guard), Middleware(_ViewerGuard, guard=guard)]  # outermost first
+    return Starlette(routes=routes, middleware=middleware)
 
 
 def _sse(event: str, data: str) -> str:

@@ -15,6 +15,7 @@ from decimal import Decimal
 from typing import Any
 
 from events.schema import Envelope, ExecutionReported
+from oms.listing import instrument_name
 from oms.state.model import Position, Removed
 from oms.web import views
 
@@ -86,23 +87,32 @@ class Charts:
             ][-self.max_points :]
 
     def _chosen(self, flt: views.Filter) -> list[_Series]:
-        """Strategy positions when filtering by strategy, account positions otherwise."""
+        """Strategy positions when filtering by strategy, account positions otherwise; a lifecycle that
+        never filled (a rejected order's) is left out, as from the tables."""
         return [
             s
             for s in self._series.values()
-            if bool(s.position.strategy_id) == bool(flt.strategy) and flt.matches(s.position)
+            if bool(s.position.strategy_id) == bool(flt.strategy) and flt.lists(s.position)
         ]
 
-    def data(self, flt: views.Filter, cursor_ns: int | None = None, limit: int = 8) -> dict[str, Any]:
-        """`pnl`: {x, series: {CUR: [...]}}; `positions`: per instrument {label, x, qty, fills}."""
+    def data(
+        self, flt: views.Filter, cursor_ns: int | None = None, limit: int = 8, zone: str = "UTC"
+    ) -> dict[str, Any]:
+        """`pnl`: {x, series: {CUR: [...]}}; `positions`: per instrument {label, instrument, x, qty, fills}
+        (`instrument` picks its colour: the same on every page and whatever else is drawn)."""
         chosen = sorted(self._chosen(flt), key=lambda s: -len(s.points))[:limit]
         positions = [
             {
                 "label": " ".join(
                     part
-                    for part in (s.position.account, s.position.strategy_id, s.position.contract.symbol)
+                    for part in (
+                        s.position.account,
+                        s.position.strategy_id,
+                        instrument_name(s.position.contract),
+                    )
                     if part
                 ),
+                "instrument": instrument_name(s.position.contract),
                 "x": [p.t for p in s.points],
                 "qty": [p.qty for p in s.points],
                 "fills": [p.qty if p.fill is not None else None for p in s.points],
@@ -113,6 +123,7 @@ class Charts:
             "pnl": _sum_pnl(self._chosen(flt)),
             "positions": positions,
             "cursor": None if cursor_ns is None else cursor_ns / 1e9,
+            "zone": zone,  # the time axis reads in the page's one clock
         }
 
 

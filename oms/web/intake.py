@@ -24,7 +24,7 @@ from starlette.responses import JSONResponse
 
 from oms.client import AsyncClient, ServiceError, ServiceUnavailable
 from oms.protocol import PlaceRequest, StrategyId
-from oms.web.security import bearer, error, log_refusal, same_secret
+from oms.web.security import MAX_DEPTH, bearer, error, log_refusal, read_body, same_secret
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +35,9 @@ STATUS_OF: dict[str, int] = {
     "risk_denied": 422,
     "unknown_order": 404,
     "order_done": 409,
+    "duplicate_client_order_id": 409,  # a repeated alert with other parameters: the message names them
+    "not_authorized": 403,
+    "too_large": 413,
     "not_ready": 503,
 }
 
@@ -106,10 +109,9 @@ class Intake:
         token = self._token(request)
         if isinstance(token, JSONResponse):
             return token
-        try:
-            raw = msgspec.json.decode(await request.body())
-        except msgspec.DecodeError as exc:
-            return error(400, "invalid", f"the body is not JSON: {exc}")
+        raw = await _json_body(request)
+        if isinstance(raw, JSONResponse):
+            return raw
         if not isinstance(raw, dict):
             return error(400, "invalid", "the body must be a JSON object (a `place` request without `op`)")
         raw.setdefault("strategy_id", token.strategies[0] if token.strategies else "default")
@@ -142,17 +144,16 @@ class Intake:
         hook = self.config.webhooks.get(name)
         if hook is None:
             return log_refusal(request, error(404, "unknown_webhook", f"no webhook {name!r}"))
-        try:
-            alert = msgspec.json.decode(await request.body())
-        except msgspec.DecodeError:
-            alert = None
-        secret = request.query_params.get("secret") or (
-            alert.get("secret") if isinstance(alert, dict) else None
-        )
-        if not same_secret(secret if isinstance(secret, str) else None, hook.secret):
-            return log_refusal(
-                request, error(401, "bad_secret", f"webhook {name!r}: missing or wrong secret")
-            )
+        given = request.query_params.get("secret")
+        if given is not None and not same_secret(given, hook.secret):  # refused before the body is read
+            return _bad_secret(request, name)
+        alert = await _json_body(request)
+        if isinstance(alert, JSONResponse):
+            return alert if given is not None else _bad_secret(request, name)  # no secret: who asks?
+        if given is None:
+            secret = alert.get("secret") if isinstance(alert, dict) else None
+            if not same_secret(secret if isinstance(secret, str) else None, hook.secret):
+                return _bad_secret(request, name)
         if not isinstance(alert, dict):
             return error(400, "invalid", "the alert must be a JSON object")
         try:
@@ -191,6 +192,43 @@ class Intake:
         return JSONResponse(body, status_code=200 if existed else 201)
 
 
+async def _json_body(request: Request) -> Any | JSONResponse:
+    """The body decoded, or the refusal: too large (413, never read past the limit), not JSON, or
+    nested deeper than `MAX_DEPTH` (400, never a RecursionError)."""
+    body = await read_body(request)
+    if isinstance(body, JSONResponse):
+        return body
+    try:
+        value = msgspec.json.decode(body)
+    except msgspec.DecodeError as exc:
+        return error(400, "invalid", f"the body is not JSON: {exc}")
+    except RecursionError:
+        value = None
+        depth = MAX_DEPTH + 1
+    else:
+        depth = _depth(value)
+    if depth > MAX_DEPTH:
+        return error(400, "too_deep", f"the JSON body nests deeper than {MAX_DEPTH} levels")
+    return value
+
+
+def _depth(value: Any) -> int:
+    """How deep `value` nests (a scalar: 0), walked without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        if children is not None:
+            deepest = max(deepest, level)
+            if level <= MAX_DEPTH:
+                stack.extend((child, level + 1) for child in children)
+    return deepest
+
+
+def _bad_secret(request: Request, name: str) -> JSONResponse:
+    return log_refusal(request, error(401, "bad_secret", f"webhook {name!r}: missing or wrong secret"))
+
+
 def _not_for(request: Request, token: TokenConfig, strategy_id: object) -> JSONResponse | None:
     """The refusal when `token` may not act for `strategy_id`."""
     if strategy_id in token.strategies:
@@ -224,4 +262,4 @@ def service_error(exc: ServiceError | ServiceUnavailable) -> JSONResponse:
     if isinstance(exc, ServiceUnavailable):
         return error(503, "unavailable", str(exc))
     more = {"reason": exc.reason} if exc.reason else {}
-    return error(STATUS_OF.get(exc.code, 500), exc.code, exc.message, **more)
+    return error(STATUS_OF.get(exc.code, 502), exc.code, exc.message, **more)  # 502: the service failed

@@ -9,7 +9,9 @@ per (section, filter, version), so many pages cost one render. Orders are also l
 page can be sent just the rows of the few orders that changed since its last update (`orders_since`).
 
 Chart history before the snapshot the client started from is refolded from the service's `events`
-replies (seq 1 up to the snapshot, at most `backfill_limit` events) while live events queue behind it.
+replies (seq 1 up to the snapshot, at most `backfill_limit` events) while live events queue behind it;
+the same refold keeps the session's newest finished orders and fills (`Finished`), which the live state
+lets go of.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ from oms.protocol import MAX_EVENTS_BATCH
 from oms.state.fold import step
 from oms.state.model import Account, Order, Position, State, initial_state
 from oms.web.charts import Charts
+from oms.web.finished import Finished
+from oms.web.views import LIMIT, Clock
 
 log = logging.getLogger(__name__)
 
@@ -44,12 +48,16 @@ class LiveFeed:
         interval: float = 0.1,
         chart_interval: float = 1.0,
         backfill_limit: int = 200_000,
+        finished_limit: int = LIMIT,
     ) -> None:
         self.client = client
         self.interval = interval
         self.chart_interval = chart_interval
         self.backfill_limit = backfill_limit
         self.charts = Charts()
+        self.finished = Finished(finished_limit)  # the session's latest completed orders and fills
+        self.clock = Clock()  # the service's, once its `status` has said which zone and whether simulated
+        self._clock_task: asyncio.Task[None] | None = None
         self.versions = dict.fromkeys(SECTIONS, 1)
         self.last_event_ts = 0  # ts of the newest applied event (for the page's lag figure)
         self._pulse = asyncio.Event()
@@ -65,13 +73,29 @@ class LiveFeed:
 
     def start(self) -> None:
         self._backfill = asyncio.get_running_loop().create_task(self._fill_history(self.client.seq))
+        self._read_clock()
+
+    def _read_clock(self) -> None:
+        """Ask the service for its zone (again after a restart: it may run elsewhere now)."""
+        if self._clock_task is None or self._clock_task.done():
+            self._clock_task = asyncio.get_running_loop().create_task(self._fetch_clock())
+
+    async def _fetch_clock(self) -> None:
+        try:
+            status = await self.client.status()
+        except Exception:  # ServiceUnavailable; asked again when the service is back
+            log.warning("could not read the service's time zone; times show in UTC until it answers")
+            return
+        self.clock = Clock(status.time_zone, status.simulator)
+        self._mark(SECTIONS)
 
     async def close(self) -> None:
-        """Ends every page stream (so the server can shut down) and the history fetch."""
+        """Ends every page stream (so the server can shut down), the history and the clock fetch."""
         self.closed = True
-        if self._backfill is not None:
-            self._backfill.cancel()
-            await asyncio.gather(self._backfill, return_exceptions=True)
+        for task in (self._backfill, self._clock_task):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         self._wake()
 
     @property
@@ -106,6 +130,7 @@ class LiveFeed:
             del self._order_log[:half]
         if isinstance(env.event, ExecutionReported | CommissionReported):
             touched.update(("fills", "positions", "charts"))
+        self.finished.record(self.client.state, env, changes)
         if self._queued is not None:
             self._queued.append((env, changes))
         else:
@@ -115,6 +140,8 @@ class LiveFeed:
     def _connection(self, connected: bool) -> None:
         """Back after silence (a new snapshot may differ in anything): everything is redrawn."""
         self._order_floor = self.order_changes
+        if connected:
+            self._read_clock()
         self._mark(SECTIONS)
 
     def _mark(self, sections: tuple[str, ...] | set[str]) -> None:
@@ -127,7 +154,8 @@ class LiveFeed:
         pulse.set()
 
     async def _fill_history(self, upto: int) -> None:
-        """Refold seq 1..`upto` for the charts, then apply what arrived meanwhile."""
+        """Refold seq 1..`upto` for the charts and the session's finished orders and fills, then apply
+        what arrived meanwhile."""
         try:
             if upto <= self.backfill_limit:
                 state, seq = initial_state(), 0
@@ -140,6 +168,7 @@ class LiveFeed:
                             break
                         state, changes = step(state, env)
                         self.charts.record(env, changes)
+                        self.finished.record(state, env, changes)
                         seq = env.seq
                     await asyncio.sleep(0)  # let pages and the follower run between batches
         except Exception:  # ServiceUnavailable, or a log this version cannot fold: no history, live goes on

@@ -12,9 +12,12 @@ from __future__ import annotations
 import threading
 from array import array
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Protocol
 
-from events.schema import Envelope
+from events.schema import Envelope, ExecutionReported, OrderRequested
 from oms.state.fold import fold, step
 from oms.state.model import Order, State, initial_state
 from oms.web.charts import Charts
@@ -40,7 +43,8 @@ class Timeline(Protocol):
 
 
 class Recording(Protocol):
-    """A recorded session, as `replay` reads it (see oms/commands/web.py)."""
+    """A recorded session, as `replay` reads it (see oms/cli/web.py); `name` is the path it was opened
+    from (a data directory or an archive file)."""
 
     name: str
 
@@ -55,6 +59,18 @@ class Recording(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class Summary:
+    """What the sessions list shows of one session (times in UTC)."""
+
+    name: str
+    date: str
+    span: str
+    orders: int
+    fills: int
+    size: str
+
+
 class Session:
     """One recording opened for viewing; `load()` folds it once (charts, times of every seq)."""
 
@@ -63,6 +79,8 @@ class Session:
         self.charts = Charts()
         self.last = 0
         self._ts = array("q")  # ts of seq i+1
+        self._orders = 0  # orders requested in the session
+        self._fills = 0  # executions reported (corrections included)
         self._loaded = False
         self._lock = threading.Lock()
         self._cursor: State | None = None  # the last state shown: the slider folds on from it
@@ -81,8 +99,19 @@ class Session:
                 state, changes = step(state, env)
                 self.charts.record(env, changes)
                 self._ts.append(env.ts)
+                self._orders += isinstance(env.event, OrderRequested)
+                self._fills += isinstance(env.event, ExecutionReported)
             self.last = state.seq
             self._loaded = True
+
+    def summary(self) -> Summary:
+        """Date, time span, orders, fills and size on disk (folds the session once: blocking)."""
+        self.load()
+        first, last = self.ts_of(1), self.ts_of(self.last)
+        when = [datetime.fromtimestamp(ts / 1e9, UTC) for ts in (first, last) if ts]
+        date = " to ".join(sorted({w.strftime("%Y-%m-%d") for w in when}))
+        span = " - ".join(w.strftime("%H:%M:%S") for w in when) + (" UTC" if when else "")
+        return Summary(self.name, date or "empty", span, self._orders, self._fills, _size(Path(self.name)))
 
     def ts_of(self, seq: int) -> int:
         return self._ts[seq - 1] if 1 <= seq <= len(self._ts) else 0
@@ -103,3 +132,16 @@ class Session:
         """The last `count` events up to and including `seq`, newest first."""
         first = max(1, seq - count + 1)
         return list(self.recording.read(first, seq))[::-1] if seq else []
+
+
+def _size(path: Path) -> str:
+    """Bytes on disk of a data directory or an archive, as a person reads them ("12.3 MB")."""
+    try:
+        files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
+        total = float(sum(f.stat().st_size for f in files))
+    except OSError:
+        return "?"
+    units, power = ("B", "kB", "MB", "GB"), 0
+    while total >= 1000 and power < len(units) - 1:
+        total, power = total / 1000, power + 1
+    return f"{total:.0f} B" if power == 0 else f"{total:.1f} {units[power]}"

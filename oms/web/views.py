@@ -12,15 +12,19 @@ from __future__ import annotations
 import heapq
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from oms.listing import instrument_name, listed_by_default
 from oms.state.model import TERMINAL, Fill, Order, Position, State
 from oms.state.money import exact
+from oms.web.finished import Finished
 
 Money = dict[str, Decimal]
 ZERO = Decimal(0)
+LIMIT = 100  # completed orders and fills shown (the newest)
 
 
 # --- numbers ----------------------------------------------------------------------------------------
@@ -67,10 +71,37 @@ def add_money(total: Money, more: Mapping[str, Decimal]) -> None:
         total[cur] = total.get(cur, ZERO) + value
 
 
-def format_ts(ts_ns: int) -> str:
-    if not ts_ns:
-        return ""
-    return datetime.fromtimestamp(ts_ns / 1e9, UTC).strftime("%H:%M:%S.%f")[:-3]
+class Clock:
+    """The one clock every time on a page is read on: the service's (when the journal logged each
+    event), in the service's time zone, labelled with it. IB's own execution times are on TWS's clock,
+    the simulator's own when IB is the simulator: they appear only in tooltips, labelled so."""
+
+    def __init__(self, zone: str = "UTC", simulator: bool = False) -> None:
+        try:
+            self.tz = ZoneInfo(zone or "UTC")
+            self.zone = zone or "UTC"
+        except (ZoneInfoNotFoundError, ValueError):
+            self.tz, self.zone = ZoneInfo("UTC"), "UTC"
+        self.simulator = simulator
+
+    def time(self, ts_ns: int) -> str:
+        """`14:03:07` in the zone (the table cells); "" for none."""
+        return datetime.fromtimestamp(ts_ns / 1e9, self.tz).strftime("%H:%M:%S") if ts_ns else ""
+
+    def precise(self, ts_ns: int) -> str:
+        """`2026-12-06 14:03:07.123 America/New_York` (tooltips, an order's timeline)."""
+        if not ts_ns:
+            return ""
+        shown = datetime.fromtimestamp(ts_ns / 1e9, self.tz).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+        return f"{shown} {self.zone}"
+
+    def ib_time(self, ts_ns: int) -> str:
+        """IB's execution time, labelled with whose clock it is."""
+        whose = "the simulator's clock" if self.simulator else "TWS's clock"
+        return f"IB's execution time {self.precise(ts_ns)} ({whose})" if ts_ns else ""
+
+
+UTC_CLOCK = Clock()
 
 
 def _currency(entity: Any) -> str:
@@ -108,9 +139,12 @@ def instrument_of(position: Position) -> str:
 
 @dataclass(frozen=True)
 class Filter:
+    """`everything`: also positions whose lifecycle never filled (`?all=1`; `oms.listing`)."""
+
     strategy: str = ""
     symbol: str = ""
     account: str = ""
+    everything: bool = False
 
     @classmethod
     def of(cls, params: Mapping[str, str]) -> Filter:
@@ -118,7 +152,12 @@ class Filter:
             params.get("strategy", "").strip(),
             params.get("symbol", "").strip().upper(),
             params.get("account", "").strip(),
+            params.get("all", "") not in ("", "0"),
         )
+
+    def lists(self, position: Position) -> bool:
+        """Whether a position is shown: it matches, and is open, working or had fills (unless `all`)."""
+        return self.matches(position) and (self.everything or listed_by_default(position))
 
     def matches(self, entity: Order | Position | Fill) -> bool:
         strategy = getattr(entity, "strategy_id", "")
@@ -128,25 +167,31 @@ class Filter:
             and (not self.account or entity.account == self.account)
         )
 
+    def fields(self) -> dict[str, str]:
+        """The filter as query parameters (those set)."""
+        every = {"strategy": self.strategy, "symbol": self.symbol, "account": self.account,
+                 "all": "1" if self.everything else ""}  # fmt: skip
+        return {k: v for k, v in every.items() if v}
+
     def query(self) -> str:
-        parts = [f"{k}={v}" for k, v in (("strategy", self.strategy), ("symbol", self.symbol)) if v]
-        return "&".join([*parts, *([f"account={self.account}"] if self.account else [])])
+        return "&".join(f"{k}={v}" for k, v in self.fields().items())
 
 
 # --- rows -------------------------------------------------------------------------------------------
 
 
-def order_row(order: Order) -> dict[str, str]:
+def order_row(order: Order, clock: Clock = UTC_CLOCK) -> dict[str, str]:
     return {
         "id": order.client_order_id,
         "strategy": order.strategy_id,
         "account": order.account,
         "side": order.side,
-        "symbol": order.contract.symbol,
+        "symbol": instrument_name(order.contract),
         "qty": num(order.quantity),
         "type": order.order_type,
         "limit": num(order.limit_price),
         "stop": num(order.stop_price),
+        "terms": terms(order.order_type, num(order.limit_price), num(order.stop_price)),
         "status": order.status,
         "filled": num(order.filled),
         "remaining": num(order.remaining if order.status not in TERMINAL else 0),
@@ -157,21 +202,34 @@ def order_row(order: Order) -> dict[str, str]:
         if order.last_error_code
         else order.reason,
         "modify_rejected": order.modify_rejected,
-        "time": format_ts(order.updated_ts or order.created_ts),
+        "time": clock.time(order.updated_ts or order.created_ts),
+        "time_title": clock.precise(order.updated_ts or order.created_ts),
         "working": "1" if order.status not in TERMINAL else "",
     }
 
 
-def order_rows(state: State, flt: Filter, limit: int) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
-    """(working orders, the latest `limit` completed ones), newest first."""
+def terms(order_type: str, limit: str, stop: str) -> str:
+    """`MKT`, `LMT 1.5`, `STP 5`, `STP LMT 4.9 (stop 5)`: one narrow column for type and prices."""
+    if limit and stop:
+        return f"{order_type} {limit} (stop {stop})"
+    return " ".join(part for part in (order_type, limit or stop) if part)
+
+
+def order_rows(
+    state: State, flt: Filter, limit: int, finished: Finished | None = None, clock: Clock = UTC_CLOCK
+) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
+    """(working orders, the latest `limit` completed ones), newest first; `finished` adds the session's
+    completed orders the live state no longer holds (retired, or before a restart)."""
     working: list[Order] = []
     done: list[Order] = []
     for order in state.orders.values():
         if flt.matches(order):
             (done if order.status in TERMINAL else working).append(order)
+    if finished is not None:
+        done.extend(o for c, o in finished.orders.items() if c not in state.orders and flt.matches(o))
     working.sort(key=lambda o: o.created_seq, reverse=True)
     latest = heapq.nlargest(limit, done, key=lambda o: o.updated_seq)
-    return [order_row(o) for o in working], [order_row(o) for o in latest]
+    return [order_row(o, clock) for o in working], [order_row(o, clock) for o in latest]
 
 
 def position_row(position: Position, prices: Mapping[str, Decimal]) -> dict[str, str]:
@@ -182,7 +240,7 @@ def position_row(position: Position, prices: Mapping[str, Decimal]) -> dict[str,
     return {
         "account": position.account,
         "strategy": position.strategy_id,
-        "symbol": position.contract.symbol,
+        "symbol": instrument_name(position.contract),
         "con_id": str(position.contract.con_id or ""),
         "qty": num(position.quantity),
         "avg": num(position.avg_price) if dec(position.quantity) else "",
@@ -201,25 +259,31 @@ def position_rows(state: State, flt: Filter, per_strategy: bool) -> list[dict[st
     source: Iterable[Position] = (
         state.strategy_positions.values() if per_strategy else state.positions.values()
     )
-    chosen = [p for p in source if flt.matches(p)] if per_strategy or not flt.strategy else []
-    chosen.sort(key=lambda p: (p.account, p.contract.symbol, p.strategy_id))
+    chosen = [p for p in source if flt.lists(p)] if per_strategy or not flt.strategy else []
+    chosen.sort(key=lambda p: (p.account, instrument_name(p.contract), p.strategy_id))
     return [position_row(p, prices) for p in chosen]
 
 
-def fill_rows(state: State, flt: Filter, limit: int) -> list[dict[str, str]]:
-    fills = heapq.nlargest(limit, (f for f in state.fills.values() if flt.matches(f)), key=lambda f: f.seq)
+def fill_rows(
+    state: State, flt: Filter, limit: int, finished: Finished | None = None, clock: Clock = UTC_CLOCK
+) -> list[dict[str, str]]:
+    """The latest `limit` fills, newest first, with the session's fills the live state let go."""
+    kept = finished.fills.items() if finished is not None else ()
+    every = [*state.fills.values(), *(f for key, f in kept if key not in state.fills)]
+    fills = heapq.nlargest(limit, (f for f in every if flt.matches(f)), key=lambda f: f.seq)
     return [
         {
             "exec_id": f.exec_id,
             "order": f.client_order_id,
             "strategy": f.strategy_id,
             "account": f.account,
-            "symbol": f.contract.symbol,
+            "symbol": instrument_name(f.contract),
             "side": f.side,
             "shares": num(f.shares),
             "price": num(f.price),
             "commission": money_text(f.commission),
-            "time": format_ts(f.time_ns or f.ts),
+            "time": clock.time(f.ts),
+            "ib_time": clock.ib_time(f.time_ns),
             "inferred": "inferred" if f.inferred else "",
         }
         for f in fills
@@ -257,14 +321,17 @@ def account_rows(state: State, flt: Filter) -> list[dict[str, str]]:
     return rows
 
 
-def status_of(state: State, seq: int, followed: str) -> dict[str, str]:
+def status_of(state: State, seq: int, followed: str, clock: Clock = UTC_CLOCK) -> dict[str, str]:
     """The header: IB's connection, how the state is followed ("following", "service silent",
     "recorded"), the seq, the kill switch."""
     return {
         "connection": state.connection,
         "followed": followed,
         "seq": str(seq),
-        "ts": format_ts(state.ts),
+        "ts": clock.time(state.ts),
+        "ts_title": clock.precise(state.ts),
+        "zone": clock.zone,
+        "simulator": "simulator" if clock.simulator else "",
         "kill_switch": "ENGAGED" + (f": {state.kill_reason}" if state.kill_reason else "")
         if state.kill_switch
         else "off",

@@ -5,7 +5,15 @@
   "use strict";
   window.omsUpdates = [];
   window.omsCharts = { pnl: null, positions: null };
-  const palette = ["#1f5fa8", "#b3261e", "#1b7f3b", "#9a6700", "#6f42c1", "#0f766e", "#c2410c", "#4b5563"];
+  const palette = ["#1f5fa8", "#b3261e", "#1b7f3b", "#9a6700", "#6f42c1", "#0f766e", "#c2410c", "#4b5563",
+                   "#be185d", "#0369a1", "#65a30d", "#7c2d12", "#a21caf", "#0e7490", "#ca8a04", "#334155"];
+
+  // One colour per instrument (or currency), whatever else is drawn and on every page: from its name.
+  function colour(name) {
+    let h = 0;
+    for (const c of name) h = (h * 31 + c.codePointAt(0)) >>> 0;
+    return palette[h % palette.length];
+  }
 
   function cursorPlugin(cursor) {
     return { hooks: { draw: [(u) => {
@@ -22,14 +30,41 @@
     const shape = series.map((s) => s.label).join("|");
     if (old && old._shape === shape && old._cursor === cursor) { old.setData(data); return; }
     if (old) old.destroy();
-    const width = Math.max(320, el.clientWidth || 600);
+    const width = Math.max(320, Math.floor(el.getBoundingClientRect().width) || 600);
     const chart = new uPlot({ width, height: 220, series: [{}, ...series], plugins: [cursorPlugin(cursor)],
-                              scales: { x: { time: true } }, legend: { live: false } }, data, el);
+                              scales: { x: { time: true } }, legend: { live: false }, tzDate: zoned }, data, el);
     chart._shape = shape; chart._cursor = cursor;
     window.omsCharts[key] = chart;
   }
 
+  // The page's one clock: the service's zone (the charts' time axis too).
+  let zone = "UTC";
+  const zoned = (ts) => uPlot.tzDate(new Date(ts * 1e3), zone);
+
+  function tick() {
+    const el = document.querySelector("#clock .now");
+    if (!el) return;
+    const clockZone = document.getElementById("clock").dataset.zone || "UTC";
+    el.textContent = new Intl.DateTimeFormat("en-GB", { timeZone: clockZone, hour: "2-digit", minute: "2-digit",
+                                                         second: "2-digit", hourCycle: "h23" }).format(new Date());
+  }
+
+  // The window (or the grid) resized: each chart takes its box's width again, never its own.
+  const resized = new ResizeObserver((entries) => {
+    for (const entry of entries) {
+      const chart = Object.values(window.omsCharts).find((c) => c && c.root.parentNode === entry.target);
+      const width = Math.max(320, Math.floor(entry.contentRect.width));
+      if (chart && chart.width !== width) chart.setSize({ width, height: chart.height });
+    }
+  });
+  for (const el of document.querySelectorAll(".chart")) resized.observe(el);
+
   function draw(d) {
+    if (d.zone && d.zone !== zone) {  // the axis is laid out for a zone: a new one redraws
+      zone = d.zone;
+      for (const chart of Object.values(window.omsCharts)) if (chart) chart.destroy();
+      window.omsCharts = { pnl: null, positions: null };
+    }
     const pnlEl = document.getElementById("chart-pnl"), posEl = document.getElementById("chart-positions");
     if (!pnlEl || !posEl || typeof uPlot === "undefined") return;
     if (!d.pnl.x.length && !d.positions.length) {  // nothing filled yet: say so instead of empty axes
@@ -40,12 +75,12 @@
     }
     for (const el of [pnlEl, posEl]) el.querySelector("p.empty")?.remove();
     const curs = Object.keys(d.pnl.series);
-    plot("pnl", pnlEl, curs.map((c, i) => ({ label: c, stroke: palette[i % palette.length], width: 2 })),
+    plot("pnl", pnlEl, curs.map((c) => ({ label: c, stroke: colour(c), width: 2 })),
          [d.pnl.x, ...curs.map((c) => d.pnl.series[c])], d.cursor);
     // positions: every instrument on one time axis, carried forward; fills as dots on the line
     const xs = [...new Set(d.positions.flatMap((p) => p.x))].sort((a, b) => a - b);
     const series = [], data = [xs];
-    d.positions.forEach((p, i) => {
+    d.positions.forEach((p) => {
       const qty = [], fillAt = [];
       let j = 0, last = null;
       xs.forEach((x, k) => {
@@ -54,7 +89,7 @@
         qty.push(last);
         if (filled) fillAt.push(k);
       });
-      const color = palette[i % palette.length];
+      const color = colour(p.instrument);
       series.push({ label: p.label, stroke: color, width: 2, paths: uPlot.paths.stepped({ align: 1 }),
                     points: { show: true, size: 8, fill: color, filter: () => fillAt } });
       data.push(qty);
@@ -86,7 +121,7 @@
       if (limit && rows.length > limit) { rows.slice(limit).forEach((r) => r.remove()); rows = rows.slice(0, limit); }
       const empty = body.querySelector(".empty-row");
       if (rows.length && empty) empty.remove();
-      if (!rows.length && !empty) body.innerHTML = '<tr class="empty-row"><td colspan="18" class="empty">none</td></tr>';
+      if (!rows.length && !empty) body.innerHTML = '<tr class="empty-row"><td colspan="14" class="empty">none</td></tr>';
       table.querySelector("caption .count").textContent = "(" + rows.length + ")";
     }
   }
@@ -110,6 +145,30 @@
     window.omsSource = source;
   }
 
+  // A command's answer, as the service gave it: accepted, or denied with its code, message and reason.
+  // Read from the request itself: the button may be gone by then (its row moved on a live update).
+  document.body.addEventListener("htmx:beforeRequest", (e) => {
+    const what = e.detail.elt && e.detail.elt.dataset ? e.detail.elt.dataset.command : null;
+    const out = document.getElementById("command-result");
+    if (!what || !out) return;
+    const xhr = e.detail.xhr;
+    xhr.addEventListener("loadend", () => {
+      let body = {};
+      try { body = JSON.parse(xhr.responseText || "{}"); } catch (_) { body = {}; }
+      const err = body.error || {};
+      out.className = body.ok ? "ok" : "bad";
+      out.textContent = body.ok
+        ? `${what} on ${body.service}${body.account ? " for account " + body.account : ""}: accepted`
+        : `${what}: denied (${err.code || xhr.status || "no answer"}) ${err.message || ""}${err.reason ? " - " + err.reason : ""}`;
+    });
+  });
+
+  // The filters apply as soon as one is picked (no inline handler: the page's CSP allows none).
+  for (const select of document.querySelectorAll("form.filters select, form.filters input[type=checkbox]")) {
+    select.addEventListener("change", () => select.form.submit());
+  }
+
+  if (document.getElementById("live")) { tick(); setInterval(tick, 1000); }  // recorded pages: no "now"
   drawFrom(document);
   document.body.addEventListener("htmx:afterSwap", (e) => drawFrom(e.detail.target));
   const live = document.getElementById("live");

@@ -8,18 +8,19 @@ its pid is gone) or not answering within --timeout.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import sys
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from oms.client.jetstream_wire import MirrorStatus
-    from oms.protocol import StatusResult
+import msgspec
+
+from oms.cli.client import add_service_arguments, connect, run_client
+from oms.client.jetstream_wire import MirrorStatus, read_status
+from oms.protocol import StatusResult
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from oms.commands.client import _add_service_arguments, _run
-
     status = subparsers.add_parser(
         "status",
         help="is the service running: pid, endpoints, IB connection, journal seqs, subscribers",
@@ -28,24 +29,18 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "exit status: 0 running, 2 not running or not answering",
     )
     status.add_argument("--json", action="store_true", help="the status as one JSON object")
-    _add_service_arguments(status)
-    status.set_defaults(func=lambda args: _run(args, _status))
+    add_service_arguments(status)
+    status.set_defaults(func=lambda args: run_client(args, _status))
 
 
 async def _status(args: argparse.Namespace) -> int:
-    from oms.commands.client import _connect
-
-    client = await _connect(args, follow=False)
+    client = await connect(args, follow=False)
     try:
         result = await client.status()
     finally:
         await client.close()
-    from oms.client.jetstream_wire import read_status
-
     mirror = read_status(args.data_dir)
     if args.json:
-        import msgspec
-
         lag = mirror_lag(result.journal_seq, mirror)
         doc = {**msgspec.to_builtins(result), "pub": client.pub, "router": client.router, "mirror": lag}
         sys.stdout.write(msgspec.json.encode(doc).decode() + "\n")
@@ -76,8 +71,6 @@ def mirror_lag(
 
 
 def _when(ts: int) -> str:
-    import datetime as dt
-
     return dt.datetime.fromtimestamp(ts / 1e9, tz=dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 

@@ -1,4 +1,4 @@
-"""Subcommands of the `oms` command line, one module per owner (see oms/cli.py)."""
+"""Logging for the long-running commands (`oms run`, `oms mirror`, `oms web`)."""
 
 import logging
 import sys

@@ -1,24 +1,39 @@
 """`oms run` (the service, by default against the embedded TWS simulator) and `oms keys` (CURVE keys).
 
 The composition root of the service: the only place that joins `oms.service.app` to `adapters.ib` and
-`adapters.tws_sim`. Heavy imports happen inside the command functions.
+`adapters.tws_sim`.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import os
+import signal
 import sys
+import threading
+import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from pathlib import Path
+from typing import Any, TypeVar
 
-if TYPE_CHECKING:
-    from adapters.tws_sim.config import SimConfig
-    from adapters.tws_sim.server import TwsSimulator
-    from oms.protocol import Endpoints
-    from oms.service.app import BrokerFactory, Service, Sink
-    from oms.service.config import Config
-    from oms.state.model import State
+import msgspec
+
+from adapters.ib.adapter import IBAdapter
+from adapters.tws_sim.config import SimConfig
+from adapters.tws_sim.embedded import start_embedded
+from adapters.tws_sim.server import TwsSimulator
+from events.journal_errors import JournalLocked
+from oms.cli.logs import setup_logging
+from oms.cli.mirror import start_mirror
+from oms.cli.web import web_child
+from oms.client.jetstream_wire import redact_url
+from oms.protocol import Endpoints
+from oms.service.app import START_ERRORS, BrokerFactory, Service, Sink
+from oms.service.config import Config, ConfigError, load_config, parse_host_port
+from oms.service.curve import check_binds, write_keypair
+from oms.state.model import State
 
 T = TypeVar("T")
 
@@ -93,8 +108,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 def overrides(args: argparse.Namespace) -> dict[str, Any]:
     """Flags as config keys; None means "not given" (the TOML file or the environment decide)."""
-    from oms.service.config import parse_host_port
-
     host, port = parse_host_port(args.ib) if args.ib else (None, None)
     symbols = (
         tuple(s.strip() for s in args.allowed_symbols.split(",") if s.strip())
@@ -125,12 +138,6 @@ def overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    import os
-
-    from oms.commands import setup_logging
-    from oms.service.config import ConfigError, load_config
-    from oms.service.curve import check_binds
-
     setup_logging(args.verbose)
     try:
         config = load_config(args.config, os.environ, overrides(args))
@@ -144,8 +151,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def keys(args: argparse.Namespace) -> int:
-    from oms.service.curve import write_keypair
-
     try:
         public, secret = write_keypair(args.directory, args.name)
     except FileExistsError as exc:
@@ -156,8 +161,6 @@ def keys(args: argparse.Namespace) -> int:
 
 
 def broker_factory(config: Config, host: str, port: int) -> BrokerFactory:
-    from adapters.ib.adapter import IBAdapter
-
     def build(sink: Sink, state_provider: Callable[[], State]) -> IBAdapter:
         return IBAdapter(
             host,
@@ -175,19 +178,10 @@ def broker_factory(config: Config, host: str, port: int) -> BrokerFactory:
 async def build(config: Config, sim_config: SimConfig | None = None) -> tuple[Service, TwsSimulator | None]:
     """The service with its journal open, and the embedded simulator (started; state in DATA_DIR/sim)
     when no IB port is set. The journal's lock comes first: a refused start writes nothing anywhere."""
-    from pathlib import Path
-
-    import msgspec
-
-    from oms.service.app import Service
-
     service = Service(config, broker_factory(config, config.ib_host, config.ib_port or 0))
     service.open()  # the journal lock first: a refused second service writes nothing, starts no simulator
     if not config.embedded_sim:
         return service, None
-    from adapters.tws_sim.config import SimConfig
-    from adapters.tws_sim.embedded import start_embedded
-
     sim_dir = Path(config.data_dir) / "sim"
     sim_dir.mkdir(mode=0o700, exist_ok=True)  # not via sim's parents=True: that is 0755
     sim_config = msgspec.structs.replace(sim_config or SimConfig(), state_dir=str(sim_dir))
@@ -210,12 +204,6 @@ async def serve(
     """Run until SIGINT/SIGTERM; 0 after a clean shutdown, 1 if start-up failed (the reason printed).
     With `web` (HOST:PORT), `oms web` runs as a child process following this service; with `mirror` (a
     NATS URL), the JetStream mirror follows the journal on its own thread."""
-    import signal
-
-    from adapters.tws_sim.config import SimConfig
-    from events.journal_errors import JournalLocked
-    from oms.service.app import START_ERRORS
-
     try:
         service, sim = await build(config, SimConfig(tick_interval_ms=sim_tick_ms or None))
     except JournalLocked as exc:
@@ -241,14 +229,10 @@ async def serve(
         await asyncio.wait([starting, stopping], return_when=asyncio.FIRST_COMPLETED)
         if starting.done():
             starting.result()  # raises what made start-up fail
-            print_endpoints(service)
+            print_ready(service, web, mirror)
             if web is not None:
-                from oms.commands.web import web_child
-
                 web_process = web_child(str(service.data_dir), web)
             if mirror:
-                from oms.commands.mirror import start_mirror
-
                 follower = start_mirror(service.data_dir, mirror, config_file)
             await show_status(service, stop, config.status_interval_s)
         else:
@@ -271,20 +255,28 @@ async def serve(
     return code
 
 
-def print_endpoints(service: Service) -> None:
+def print_ready(service: Service, web: str | None = None, mirror: str | None = None) -> None:
+    """One line once commands are accepted, with every address and the data directory (a script or a
+    person waits for `ready`)."""
     ep = service.endpoints
     assert ep is not None
-    lines = [f"PUB     {ep.pub}", f"ROUTER  {ep.router}", f"IB      {ep.ib}", f"data    {service.data_dir}"]
+    parts = [
+        f"PUB {ep.pub}",
+        f"ROUTER {ep.router}",
+        f"IB {ep.ib}",
+        f"data {Path(service.data_dir).resolve()}",
+    ]
+    if web is not None:  # a child process: it prints its own line (`web URL`, with its token) when up
+        parts.append("web (starting: its address follows)" if web.endswith(":0") else f"web http://{web}/")
+    if mirror:
+        parts.append(f"mirror {redact_url(mirror)}")
     if service.recovery:
-        lines.append(f"journal recovery: {service.recovery}")
-    print("\n".join(lines), flush=True)
+        print(f"journal recovery: {service.recovery}", flush=True)
+    print(f"ready: {'  '.join(parts)}", flush=True)
 
 
 async def show_status(service: Service, stop: asyncio.Event, interval: float) -> None:
     """One status line, rewritten in place on a terminal (nothing extra when stdout is not one)."""
-    import contextlib
-    import time
-
     tty = sys.stdout.isatty()
     last_count, last_time = service.pipeline.appended, time.monotonic()
     while not stop.is_set():
@@ -311,8 +303,6 @@ class ServiceThread:
     (the only safe way to read `service.pipeline.state` from another thread)."""
 
     def __init__(self, config: Config, sim_config: SimConfig | None = None) -> None:
-        import threading
-
         self.config = config
         self.sim_config = sim_config
         self.loop = asyncio.new_event_loop()

@@ -4,21 +4,29 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import signal
 import sys
+import threading
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from adapters.nats.connect import MirrorConfig
-    from adapters.nats.mirror import Mirror
-    from replay.source import LogSource
+from adapters.nats.connect import MirrorConfig, mirror_config, mirror_table
+from adapters.nats.mirror import Mirror, MirrorDiverged
+from adapters.nats.source import NatsSource
+from events.journal_errors import JournalError
+from oms.cli.logs import setup_logging
+from oms.client.jetstream_wire import STATUS_FILE, NatsConfigError
+from replay.source import URL_SOURCES, LogSource, journal_dir
 
 EXIT_DIVERGED = 1
 EXIT_CONFIG = 2
 
 EPILOG = """\
 examples:
-  nats-server -js -sd /srv/nats                         a JetStream server (docs/scaling.md)
+  nats-server -js -a 127.0.0.1 -sd /srv/nats            a JetStream server on loopback (docs/scaling.md)
   oms mirror oms-data --nats nats://127.0.0.1:4222      mirror ./oms-data's journal into stream OMS
   oms mirror /srv/oms --nats tls://nats.example.com:4222 --stream OMS_DU123456 --config oms.toml
   OMS_NATS_USER=oms OMS_NATS_PASSWORD=... oms mirror oms-data
@@ -30,8 +38,6 @@ oms.STREAM.mirror once a second. Exit 1 when the stream and the journal disagree
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    from replay.source import URL_SOURCES
-
     URL_SOURCES["nats"] = _open_nats
     URL_SOURCES["tls"] = _open_nats
     p = subparsers.add_parser(
@@ -50,36 +56,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 
 def _open_nats(url: str) -> LogSource:
-    from adapters.nats.source import NatsSource
-
     return NatsSource(url)
 
 
 def load_config(url: str | None, stream: str | None, config_file: str | None) -> MirrorConfig:
-    import os
-
-    from adapters.nats.connect import mirror_config, mirror_table
-
     return mirror_config(mirror_table(config_file), os.environ, url, stream)
 
 
 def build_mirror(data_dir: Path, config: MirrorConfig) -> Mirror:
     """The mirror of DATA_DIR's journal, reporting to DATA_DIR/mirror.json."""
-    from adapters.nats.mirror import Mirror
-    from oms.client.jetstream_wire import STATUS_FILE
-    from replay.source import journal_dir
-
     return Mirror(journal_dir(data_dir), config, data_dir / STATUS_FILE)
 
 
 def mirror_command(args: argparse.Namespace) -> int:
-    import asyncio
-
-    from adapters.nats.mirror import MirrorDiverged
-    from events.journal_errors import JournalError
-    from oms.client.jetstream_wire import NatsConfigError
-    from oms.commands import setup_logging
-
     setup_logging(args.verbose)
     try:
         config = load_config(args.nats, args.stream, args.config)
@@ -99,9 +88,6 @@ def mirror_command(args: argparse.Namespace) -> int:
 async def _until_signal(mirror: Mirror) -> None:
     """Run the mirror until SIGINT/SIGTERM (then in-flight acks are awaited briefly and the status
     written) or until it stops on a divergence."""
-    import asyncio
-    import signal
-
     task = asyncio.create_task(mirror.run())
     loop = asyncio.get_running_loop()
 
@@ -123,9 +109,6 @@ class MirrorThread:
     waits for NATS (the mirror reads the journal files; it is never on the append path)."""
 
     def __init__(self, mirror: Mirror) -> None:
-        import asyncio
-        import threading
-
         self.mirror = mirror
         self.loop = asyncio.new_event_loop()
         self._task: asyncio.Task[None] | None = None
@@ -136,11 +119,6 @@ class MirrorThread:
         return self
 
     def _run(self) -> None:
-        import asyncio
-        import logging
-
-        from adapters.nats.mirror import MirrorDiverged
-
         asyncio.set_event_loop(self.loop)
         self._task = self.loop.create_task(self.mirror.run())
         try:
@@ -155,9 +133,6 @@ class MirrorThread:
 
     def stop(self, timeout: float = 5.0) -> None:
         """After the service stopped: let the mirror publish its last events (bounded), then stop it."""
-        import asyncio
-        import contextlib
-
         with contextlib.suppress(RuntimeError, TimeoutError):  # RuntimeError: the mirror had stopped
             asyncio.run_coroutine_threadsafe(self.mirror.caught_up(timeout), self.loop).result(timeout + 1)
         task = self._task

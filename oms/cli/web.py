@@ -2,13 +2,15 @@
 
 The composition root of the web app: it finds the service like every client command (DATA_DIR's
 endpoints.json, or --router/--pub), opens recorded sessions with `replay`, and serves `oms.web` with
-uvicorn. `oms run --web` starts this command as a child process beside the service, so rendering pages
-never shares the service's event loop or interpreter.
+uvicorn (the web extra, imported when the command runs: `oms` works without it). `oms run --web`
+starts this command as a child process beside the service, so rendering pages never shares the
+service's event loop or interpreter.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import socket
 import subprocess
@@ -17,11 +19,19 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from oms.commands.client import EXIT_NO_SERVICE, _add_service_arguments, _connect
+import duckdb
+
+from events.journal_errors import NotAJournal
+from events.schema import Envelope
+from oms.cli.client import EXIT_NO_SERVICE, add_service_arguments, connect
+from oms.cli.logs import setup_logging
+from oms.client import ServiceUnavailable
+from oms.state.model import State
+from replay.source import open_source
+from replay.states import state_at
+from replay.timeline import order_timelines
 
 if TYPE_CHECKING:
-    from events.schema import Envelope
-    from oms.state.model import State
     from oms.web.intake import IntakeConfig
     from oms.web.security import Guard
     from oms.web.session import Timeline
@@ -34,7 +44,8 @@ examples:
   oms web --session ./oms-data-yesterday    scrub through a recorded session (data dir or .duckdb archive)
   oms web --allow-commands                  cancel and kill switch from the page (URL printed with its token)
   oms web --intake intake.toml              HTTP order intake and alert webhooks (docs/web.md)
-  oms web --listen 0.0.0.0:8080 --token "$OMS_WEB_TOKEN"    beyond loopback a token is required
+  oms web --listen 0.0.0.0:8080 --token "$OMS_WEB_TOKEN" --allowed-host blotter.lan
+                                            beyond loopback a token, and the names it is reached by
 """
 
 
@@ -58,7 +69,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="a recorded session to open: a data directory or a DuckDB archive (repeatable)",
     )  # fmt: skip
     p.add_argument("--no-service", action="store_true", help="recorded sessions only; follow no service")
-    _add_service_arguments(p)
+    p.add_argument(
+        "--allowed-host", action="append", default=[], metavar="NAME",
+        help="a host name the pages may be reached by besides loopback's and --listen's (repeatable; "
+        "any other Host header is refused, against DNS rebinding)",
+    )  # fmt: skip
+    add_service_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -66,10 +82,15 @@ class ReplayRecording:
     """A recorded session read by `replay` (journal or archive), in the shape `oms.web.session` wants."""
 
     def __init__(self, path: Path) -> None:
-        from replay.source import open_source
-
+        if not path.exists():
+            raise ValueError(
+                f"--session {path}: no such file or directory (a data directory or a .duckdb archive)"
+            )
         self.name = str(path)
-        self._source = open_source(path)
+        try:
+            self._source = open_source(path)
+        except (NotAJournal, duckdb.Error) as exc:
+            raise ValueError(f"--session {path}: not a recorded session ({exc})") from None
 
     def last_seq(self) -> int:
         return self._source.last_seq()
@@ -78,13 +99,9 @@ class ReplayRecording:
         return self._source.read(from_seq, to_seq)
 
     def state_at(self, seq: int) -> State:
-        from replay.states import state_at
-
         return state_at(self._source, seq)
 
     def timelines(self, ident: str) -> list[Timeline]:
-        from replay.timeline import order_timelines
-
         return list(order_timelines(self._source, ident))  # UnknownOrder is a LookupError
 
 
@@ -96,10 +113,6 @@ def split_listen(listen: str) -> tuple[str, int]:
 
 
 def run(args: argparse.Namespace) -> int:
-    import asyncio
-
-    from oms.commands import setup_logging
-
     setup_logging()
     try:
         from oms.web.intake import IntakeConfigError, load_intake
@@ -111,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         host, port = split_listen(args.listen)
         guard = Guard(host, args.allow_commands, **({"token": args.token} if args.token else {}),
-                      token_given=bool(args.token))  # fmt: skip
+                      token_given=bool(args.token), allowed_hosts=frozenset(args.allowed_host))  # fmt: skip
         intake = load_intake(args.intake) if args.intake else None
         recordings = [ReplayRecording(Path(p)) for p in args.session]
     except (ValueError, IntakeConfigError, OSError) as exc:
@@ -149,7 +162,6 @@ async def _serve(
 ) -> int:
     import uvicorn
 
-    from oms.client import ServiceUnavailable
     from oms.web.app import build_app
     from oms.web.intake import Intake
     from oms.web.live import LiveFeed
@@ -158,7 +170,7 @@ async def _serve(
     client = feed = None
     if not args.no_service:
         try:
-            client = await _connect(args, follow=True)
+            client = await connect(args, follow=True)
         except ServiceUnavailable as exc:
             if not recordings:
                 print(f"oms web: the service is not running or not answering: {exc}", file=sys.stderr)

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import argparse
-from typing import TYPE_CHECKING
+import asyncio
+import logging
+from pathlib import Path
 
-if TYPE_CHECKING:
-    from adapters.tws_sim.config import SimConfig
+import msgspec
+
+from adapters.tws_sim.config import SimConfig, load_config
+from adapters.tws_sim.faults import parse_fault_args
+from adapters.tws_sim.server import TwsSimulator
 
 EPILOG = """examples:
   oms sim                                   paper port 7497 on 127.0.0.1, seed 1, server version 178
@@ -47,13 +52,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 def build_config(args: argparse.Namespace) -> SimConfig:
     """SimConfig from the TOML file (if any) with the flags given on top."""
-    from pathlib import Path
-
-    import msgspec
-
-    from adapters.tws_sim.config import SimConfig, load_config
-    from adapters.tws_sim.faults import parse_fault_args
-
     base = load_config(Path(args.config)) if args.config else SimConfig()
     changes = {
         "seed": args.seed,
@@ -73,11 +71,6 @@ def build_config(args: argparse.Namespace) -> SimConfig:
 
 
 def run(args: argparse.Namespace) -> int:
-    import asyncio
-    import logging
-
-    from adapters.tws_sim.server import TwsSimulator
-
     level = logging.DEBUG if args.verbose else logging.INFO
     logging.basicConfig(level=level, format="%(asctime)s %(message)s")
     try:

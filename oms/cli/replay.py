@@ -2,14 +2,33 @@
 
 Exit codes: 0 done; 1 the answer is "no" (verify found a difference, no such order, a failed query);
 2 the input was refused (not a journal, not an archive, a bad seq or time).
+
+What replay computes lives in `replay`; DuckDB (and `replay.archive`, which loads it with pyarrow) is
+imported when a command needs it, so the other commands start without it.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from events.journal_errors import JournalError
+from oms.client.jetstream_wire import redact_url
+from replay import queries, render, stepper
+from replay.document import state_document
+from replay.points import BadPoint, format_ts, resolve_point
+from replay.publish import NotLoopback, open_publisher, replay_to, require_loopback
+from replay.serve import ReplayRouter
+from replay.source import JournalSource, close_source, location, open_source
+from replay.states import diff_states, state_at, states_at
+from replay.timeline import UnknownOrder, order_timelines
+from replay.verify import verify
 
 EXIT_NO = 1
 EXIT_REFUSED = 2
@@ -134,14 +153,10 @@ def register(subparsers: Any) -> None:
 
 
 def _console() -> Any:
-    from rich.console import Console
-
     return Console()
 
 
 def _location(text: str) -> Path | str:
-    from replay.source import location
-
     return location(text)
 
 
@@ -153,10 +168,6 @@ def _refuse(message: str) -> int:
 def _replay(args: argparse.Namespace) -> int:
     import duckdb
 
-    from events.journal_errors import JournalError
-    from replay.points import BadPoint
-    from replay.timeline import UnknownOrder
-
     try:
         return _replay_checked(args)
     except (JournalError, BadPoint, FileNotFoundError, duckdb.Error) as exc:
@@ -167,15 +178,15 @@ def _replay(args: argparse.Namespace) -> int:
 
 
 def _replay_checked(args: argparse.Namespace) -> int:
-    from replay import render
-    from replay.source import JournalSource, close_source, open_source
-
     console = _console()
     if args.verify:
-        from replay.verify import verify
-
         if not isinstance(args.source, Path):
-            return _refuse("--verify compares a data directory's snapshots: give a data directory")
+            return _refuse(
+                f"--verify checks the snapshots a service wrote in its data directory against a refold of "
+                f"its journal; {redact_url(args.source)} holds the events but no snapshots, so there is "
+                "nothing to verify there: give the service's data directory (oms replay DATA_DIR "
+                "--verify); the mirror answers --at, --order, --diff and --step"
+            )
         report = verify(JournalSource(args.source).path)
         render.render_verify(console, report)
         return 0 if report.ok else EXIT_NO
@@ -187,15 +198,9 @@ def _replay_checked(args: argparse.Namespace) -> int:
 
 
 def _replay_from(args: argparse.Namespace, source: Any, console: Any) -> int:
-    from replay import render
-    from replay.points import resolve_point
-    from replay.states import diff_states, state_at, states_at
-
     if args.json and (args.order or args.diff or args.step or args.publish):
         return _refuse("--json prints the state at a point: use it alone or with --at SEQ|TIME")
     if args.order:
-        from replay.timeline import order_timelines
-
         for timeline in order_timelines(source, args.order):
             render.render_timeline(console, timeline)
         return 0
@@ -205,22 +210,16 @@ def _replay_from(args: argparse.Namespace, source: Any, console: Any) -> int:
         render.render_diff(console, f"from seq {a} to seq {b}", diff_states(before, after))
         return 0
     if args.step:
-        from replay.stepper import run
-
-        return run(source, sys.stdin, console, args.from_seq if args.from_seq > 1 else None)
+        return stepper.run(source, sys.stdin, console, args.from_seq if args.from_seq > 1 else None)
     if args.publish:
         return _publish(args, source, console)
     seq = resolve_point(source, args.at) if args.at else source.last_seq()
     if seq == 0 and args.at and not args.at.isdigit():
-        from replay.points import format_ts
-
         first = next(iter(source.read(1, 1)), None)
         when = f"was received at {format_ts(first.ts)} UTC" if first else "does not exist: the log is empty"
         return _refuse(f"{args.at} is before the session: its first event (seq 1) {when}; give a later time")
     state = state_at(source, seq)
     if args.json:
-        from replay.document import state_document
-
         sys.stdout.write(state_document(state).decode() + "\n")
         return 0
     render.render_state(console, state)
@@ -228,11 +227,6 @@ def _replay_from(args: argparse.Namespace, source: Any, console: Any) -> int:
 
 
 def _publish(args: argparse.Namespace, source: Any, console: Any) -> int:
-    import time
-
-    from replay.publish import NotLoopback, open_publisher, replay_to, require_loopback
-    from replay.serve import ReplayRouter
-
     try:
         router = ReplayRouter(require_loopback(args.router), source) if args.router else None
         publisher = open_publisher(args.publish)
@@ -260,9 +254,7 @@ def _publish(args: argparse.Namespace, source: Any, console: Any) -> int:
 
 def _archive(args: argparse.Namespace) -> int:
     import duckdb
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from events.journal_errors import JournalError
     from replay.archive import ArchiveMismatch, archive_journal
 
     folder = args.archive.parent
@@ -291,11 +283,9 @@ def _archive(args: argparse.Namespace) -> int:
     if report.note:
         console.print(f"[yellow]{report.note}[/]")
     if args.export_parquet:
-        from replay.queries import connect, export_all
-
-        con = connect(args.archive)
+        con = queries.connect(args.archive)
         try:
-            written = export_all(con, args.export_parquet)
+            written = queries.export_all(con, args.export_parquet)
         finally:
             con.close()
         console.print(f"wrote {len(written)} Parquet files to {args.export_parquet}")
@@ -304,8 +294,6 @@ def _archive(args: argparse.Namespace) -> int:
 
 def _query(args: argparse.Namespace) -> int:
     import duckdb
-
-    from replay import queries, render
 
     if not args.sql and not args.order:
         return _refuse("give SQL to run, or --order ID")

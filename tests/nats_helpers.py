@@ -12,6 +12,7 @@ import itertools
 import ssl
 import subprocess
 import sys
+import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
@@ -60,13 +61,17 @@ def journal_payloads(directory: Path) -> list[tuple[int, bytes]]:
 
 
 def stream_payloads(url: str, stream: str, tls: ssl.SSLContext | None = None) -> list[tuple[int, bytes]]:
-    """(stream sequence, data) of every message, read with a plain nats-py pull consumer."""
+    """(stream sequence, data) of every message, read with a plain nats-py pull consumer (`url`: one
+    server or a cluster's comma-separated list)."""
 
     async def read() -> list[tuple[int, bytes]]:
         import nats
         from nats.js.api import AckPolicy, ConsumerConfig
 
-        nc = await nats.connect(url, tls=tls)
+        async def quiet(exc: Exception) -> None:
+            pass  # a node of the list that is down
+
+        nc = await nats.connect(url.split(","), tls=tls, error_cb=quiet)
         try:
             js = nc.jetstream()
             last = (await js.stream_info(stream)).state.last_seq
@@ -83,7 +88,13 @@ def stream_payloads(url: str, stream: str, tls: ssl.SSLContext | None = None) ->
         finally:
             await nc.close()
 
-    return asyncio.run(read())
+    deadline = time.monotonic() + 30  # a cluster that just regained a majority may still elect leaders
+    while True:
+        try:
+            return asyncio.run(read())
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
 
 
 def stream_last_seq(url: str, stream: str) -> int:
@@ -94,7 +105,11 @@ def stream_last_seq(url: str, stream: str) -> int:
             pass
 
         nc = await nats.connect(
-            url, connect_timeout=1, max_reconnect_attempts=1, reconnect_time_wait=0.05, error_cb=quiet
+            url.split(","),
+            connect_timeout=1,
+            max_reconnect_attempts=1,
+            reconnect_time_wait=0.05,
+            error_cb=quiet,
         )
         try:
             return int((await nc.jetstream().stream_info(stream)).state.last_seq)

@@ -57,7 +57,7 @@ def test_tail_refuses_an_unknown_kind_listing_the_kinds(capsys: Capture) -> None
 
 def test_status_shows_the_mirrors_lag_and_a_stopped_mirror() -> None:
     from oms.cli.status import mirror_lag, render
-    from oms.client.jetstream_wire import MirrorStatus
+    from oms.client.jetstream_wire import MirrorStatus, ReplicaStatus
     from oms.protocol import StatusResult
 
     now = 10_000_000_000_000
@@ -66,7 +66,8 @@ def test_status_shows_the_mirrors_lag_and_a_stopped_mirror() -> None:
         connected=True, ts_ns=now - 1_000_000_000,
     )  # fmt: skip
     assert mirror_lag(120, mirror, now) == {
-        "stream": "OMS", "mirrored_seq": 90, "lag": 30, "running": True, "error": ""
+        "stream": "OMS", "mirrored_seq": 90, "lag": 30, "running": True, "error": "",
+        "server": "", "cluster": "", "leader": "", "replicas": [],
     }  # fmt: skip
     stale = mirror_lag(120, mirror, now + 60_000_000_000)
     assert stale is not None and stale["running"] is False
@@ -81,3 +82,12 @@ def test_status_shows_the_mirrors_lag_and_a_stopped_mirror() -> None:
     text = render(status, "tcp://r", "tcp://p", failed)
     assert "mirror      stream OMS: lag 30 events, seq 90 (NOT RUNNING: the stream holds different" in text
     assert mirror_lag(120, None) is None and "mirror" not in render(status, "tcp://r", "tcp://p")
+    replicas = (ReplicaStatus(name="n2", current=True), ReplicaStatus(name="n3", current=False, lag=12))
+    clustered = msgspec.structs.replace(
+        mirror, server="h1:4222", cluster="oms", leader="n1", replicas=replicas
+    )
+    line = "cluster oms: leader n1, replicas n2 (current), n3 (NOT CURRENT, 12 behind); connected to h1:4222"
+    assert line in render(status, "tcp://r", "tcp://p", clustered)
+    shown = mirror_lag(120, clustered)
+    assert shown is not None
+    assert shown["replicas"][1] == {"name": "n3", "current": False, "offline": False, "lag": 12}

@@ -44,6 +44,28 @@ def decode(library: str, path: Path, sink: FoldingSink | None = None, **adapter_
     return sink
 
 
+def played(library: str, path: Path, **adapter_kw: Any) -> FoldingSink:
+    """Send a capture's frames over the socket from a simulator at the capture's server version to a
+    connected adapter; the sink keeps what came after the connection's own start-up."""
+    from adapters.tws_sim.playback import read_capture
+    from tests.ib_helpers import Cell, session
+
+    async def run() -> FoldingSink:
+        async with session(Cell(library, server_version_of(path)), **adapter_kw) as (sim, adapter, sink):
+            sink.events.clear()
+            for req_id in {int(f[1]) for f in read_capture(path) if f[0] == "11" and int(f[1]) > 0}:
+                adapter.ib.wrapper.startReq(req_id)  # the reply to a reqExecutions the adapter did not send
+            await sim.play_capture(path, client_id=7)
+            await adapter.ib.reqCurrentTimeAsync()  # a round trip: every frame before it was decoded
+            return sink
+
+    return asyncio.run(run())
+
+
+FEEDS = pytest.mark.parametrize("feed", [decode, played], ids=["decoder", "socket"])
+Feed = Callable[..., FoldingSink]
+
+
 def all_captures(root: Path) -> list[Path]:
     return sorted(p for p in root.rglob("*.txt"))
 
@@ -69,10 +91,11 @@ def test_every_capture_decodes_into_one_event_per_hooked_callback(
 
 
 @pytest.mark.parametrize("library", LIBRARIES)
+@FEEDS
 def test_tsla_market_buy_capture_is_one_filled_buy_with_commission_and_position(
-    library: str, captures_dir: Path
+    library: str, feed: Feed, captures_dir: Path
 ) -> None:
-    sink = decode(library, captures_dir / "rust-ibapi" / "tsla_mkt_buy_fill_v163.txt")
+    sink = feed(library, captures_dir / "rust-ibapi" / "tsla_mkt_buy_fill_v163.txt")
     (order,) = sink.state.orders.values()
     assert (order.side, order.status, order.filled, order.avg_fill_price) == (
         "BUY",
@@ -84,7 +107,7 @@ def test_tsla_market_buy_capture_is_one_filled_buy_with_commission_and_position(
     (execution,) = sink.of(ExecutionReported)
     assert execution.time == "20230224  12:04:56"  # raw text kept (two spaces: TWS local time)
     assert execution.time_ns == 1677240296 * 10**9  # read as UTC, the adapter's default TWS zone
-    in_new_york = decode(
+    in_new_york = feed(
         library, captures_dir / "rust-ibapi" / "tsla_mkt_buy_fill_v163.txt", tws_timezone="EST"
     )
     assert in_new_york.of(ExecutionReported)[0].time_ns == 1677258296 * 10**9  # 17:04:56 UTC
@@ -98,8 +121,9 @@ def test_tsla_market_buy_capture_is_one_filled_buy_with_commission_and_position(
 
 
 @pytest.mark.parametrize("library", LIBRARIES)
-def test_es_future_limit_fill_capture(library: str, captures_dir: Path) -> None:
-    sink = decode(library, captures_dir / "rust-ibapi" / "es_fut_lmt_fill_v176.txt")
+@FEEDS
+def test_es_future_limit_fill_capture(library: str, feed: Feed, captures_dir: Path) -> None:
+    sink = feed(library, captures_dir / "rust-ibapi" / "es_fut_lmt_fill_v176.txt")
     (order,) = sink.state.orders.values()
     assert (order.status, order.order_type, order.limit_price, order.filled) == ("filled", "LMT", 5800.0, 1.0)
     (opened,) = sink.of(OpenOrderReported)
@@ -109,8 +133,9 @@ def test_es_future_limit_fill_capture(library: str, captures_dir: Path) -> None:
 
 
 @pytest.mark.parametrize("library", LIBRARIES)
-def test_es_reqexecutions_reply_keeps_its_request_id(library: str, captures_dir: Path) -> None:
-    sink = decode(library, captures_dir / "rust-ibapi" / "es_fut_executions_v176.txt")
+@FEEDS
+def test_es_reqexecutions_reply_keeps_its_request_id(library: str, feed: Feed, captures_dir: Path) -> None:
+    sink = feed(library, captures_dir / "rust-ibapi" / "es_fut_executions_v176.txt")
     (execution,) = sink.of(ExecutionReported)
     assert execution.req_id == 9000 and execution.time == "20250708 02:35:00 America/New_York"
     assert execution.time_ns == 1751956500 * 10**9  # 06:35 UTC (EDT is UTC-4)
@@ -118,15 +143,19 @@ def test_es_reqexecutions_reply_keeps_its_request_id(library: str, captures_dir:
 
 
 @pytest.mark.parametrize("library", LIBRARIES)
-def test_es_open_orders_reply_is_a_working_external_order(library: str, captures_dir: Path) -> None:
-    sink = decode(library, captures_dir / "rust-ibapi" / "es_fut_open_orders_v176.txt")
+@FEEDS
+def test_es_open_orders_reply_is_a_working_external_order(
+    library: str, feed: Feed, captures_dir: Path
+) -> None:
+    sink = feed(library, captures_dir / "rust-ibapi" / "es_fut_open_orders_v176.txt")
     (order,) = sink.state.orders.values()
     assert (order.status, order.external, order.quantity, order.filled) == ("submitted", True, 1.0, 0.0)
 
 
 @pytest.mark.parametrize("library", LIBRARIES)
-def test_cancel_capture_cancels_the_order(library: str, captures_dir: Path) -> None:
-    sink = decode(library, captures_dir / "rust-ibapi" / "cancel_v163.txt")
+@FEEDS
+def test_cancel_capture_cancels_the_order(library: str, feed: Feed, captures_dir: Path) -> None:
+    sink = feed(library, captures_dir / "rust-ibapi" / "cancel_v163.txt")
     (error,) = sink.of(BrokerError)
     assert (error.req_id, error.code, error.error_class) == (41, 202, "cancel")
     assert [o.status for o in sink.state.orders.values()] == ["cancelled"]

@@ -74,7 +74,8 @@ def test_after_a_restart_the_charts_keep_their_size_and_the_session_s_orders_sta
             after = client.place("MSFT", "BUY", 1)  # its position sorts between the other two
             client.wait_for_order(after, "filled", timeout=10)
         page.wait_for_function(
-            "omsCharts.positions.series.some(s => (s.label || '').endsWith('MSFT'))", timeout=30_000
+            "omsCharts.positions && omsCharts.positions.series.some(s => (s.label || '').endsWith('MSFT'))",
+            timeout=30_000,
         )
         page.screenshot(path=str(tmp_path / "after-restart.png"), full_page=True)
         print(f"screenshots: {tmp_path}")

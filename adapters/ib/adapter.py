@@ -27,6 +27,7 @@ from adapters.ib.pacing import Pacing, TokenBucket
 from adapters.ib.reconcile import LogView, NewFacts, position_mismatches
 from adapters.ib.refdata import ContractInfo, IBReferenceData, ReferenceDataError
 from adapters.ib.retention import Release, Retention, release
+from adapters.ib.wire import WireRecorder
 from events.schema import (
     BrokerError,
     ConnectionChanged,
@@ -68,6 +69,7 @@ class IBAdapter:
         all_open_orders: bool = True,
         tws_timezone: str | None = None,
         master_client: bool = False,
+        wire: WireRecorder | None = None,
     ) -> None:
         if tws_timezone is not None and timezones.zone(tws_timezone) is None:
             raise ValueError(f"unknown time zone {tws_timezone!r}; name it as IANA does: 'America/New_York'")
@@ -107,6 +109,10 @@ class IBAdapter:
         self._hooks.install(self.ib.wrapper, self.ib.client.decoder)
         self._handshake = timezones.HandshakeReader()
         self.ib.client.conn.hasData += self._handshake.feed
+        self.wire = wire
+        if wire is not None:
+            meta = {"host": host, "port": port, "client_id": self.client_id, "library": library}
+            wire.tap(self.ib.client.conn, meta | {"library_version": self.lib.version})
         self.reference = IBReferenceData(self.ib, self.lib, self.pacer, request_timeout)
         self.ib.client.apiStart += self._on_api_start
         self.ib.client.apiError += self._on_api_error
@@ -137,6 +143,8 @@ class IBAdapter:
         self.ib.disconnect()
         if was_ready:
             self._connection("disconnected", "closed by the service")
+        if self.wire is not None:
+            self.wire.close()  # fsynced; a later connect opens a new segment
 
     async def _connect_with(self, backoff: Backoff, reason: str, retry_refused: bool) -> None:
         self._reason = reason
@@ -283,6 +291,8 @@ class IBAdapter:
         if link is None:
             return
         self._connection(link, f"{error.code}: {error.message}")
+        if link == "restored_data_lost" and self._ready:
+            self._spawn(self.reference.resubscribe())  # IB: market data must be requested again after 1101
         if link in ("restored", "restored_data_lost") and self._ready and self._sync_from is None:
             self._spawn(self.reconcile(link))  # (a connect in progress reconciles anyway)
 

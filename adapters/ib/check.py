@@ -7,13 +7,17 @@ import logging
 from collections.abc import Sequence
 
 from adapters.ib.adapter import Backoff, IBAdapter
+from adapters.ib.wire import WireRecorder
 from events.schema import BrokerError, ConnectionChanged, Event, ReconciliationFinished
 
 Row = tuple[str, bool | None, str]  # (check, passed (None: information only), detail)
 
 
-def check(host: str, port: int, client_id: int, library: str, timeout: float) -> list[Row]:
-    """Connect once (no retries), synchronize, disconnect; the report of what the adapter logged."""
+def check(
+    host: str, port: int, client_id: int, library: str, timeout: float, wire: WireRecorder | None = None
+) -> list[Row]:
+    """Connect once (no retries), synchronize, disconnect; the report of what the adapter logged (and,
+    with `wire`, every byte exchanged)."""
     logging.getLogger(library).setLevel(logging.CRITICAL)  # the report says it all, once
     events: list[Event] = []
     adapter = IBAdapter(
@@ -24,6 +28,7 @@ def check(host: str, port: int, client_id: int, library: str, timeout: float) ->
         library=library,
         backoff=Backoff(attempts=1),
         request_timeout=timeout,
+        wire=wire,
     )
 
     async def attempt() -> BaseException | None:

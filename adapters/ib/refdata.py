@@ -126,6 +126,20 @@ class IBReferenceData:
         """The connection dropped: the library forgot its tickers, so streams are asked for again."""
         self._streams.clear()
 
+    async def resubscribe(self) -> int:
+        """After 1101 ("restored - data lost") IB has dropped every market data line: ask for each stream
+        again (the library's old request cancelled first, so one line stays one line). Returns how many."""
+        count = 0
+        for con_id, ticker in list(self._streams.items()):
+            if not self._ib.isConnected():
+                break
+            await self._pacer.acquire()
+            self._ib.cancelMktData(ticker.contract)
+            await self._pacer.acquire()
+            self._streams[con_id] = self._ib.reqMktData(ticker.contract, "", False, False)
+            count += 1
+        return count
+
     async def contract_info(self, contract: Contract) -> ContractInfo:
         con_id = contract.con_id or self._con_ids.get(contract, 0)
         if con_id in self._by_con_id:

@@ -3,7 +3,7 @@ the mirror runs. Read from the `[mirror]` table of the service's TOML file, OMS_
 flags, in that order of precedence (last wins):
 
     [mirror]
-    url = "tls://nats.example.com:4222"
+    url = "tls://nats1.example.com:4222,tls://nats2.example.com:4222,tls://nats3.example.com:4222"
     stream = "OMS_DU123456"
     user = "oms"                   # the password comes from OMS_NATS_PASSWORD, not the file
     tls_ca = "/etc/oms/nats-ca.pem"
@@ -28,7 +28,7 @@ class MirrorConfig(msgspec.Struct, frozen=True, kw_only=True):
     """`nats`: connection and stream; the rest tunes the mirror (the defaults suit one machine)."""
 
     nats: NatsSettings = msgspec.field(default_factory=NatsSettings)
-    replicas: int = 1  # 3 in production (docs/scaling.md); one server can only hold R1
+    replicas: int = 1  # of the stream and the snapshot store: 3 in production (docs/scaling.md)
     max_in_flight: int = 4096  # publishes awaiting their ack
     batch: int = 4096  # envelopes read from the journal per turn
     poll_s: float = 0.005  # how often a caught-up mirror looks for new journal frames
@@ -47,10 +47,13 @@ def mirror_config(
     env: Mapping[str, str] | None = None,
     url: str | None = None,
     stream: str | None = None,
+    replicas: int | None = None,
 ) -> MirrorConfig:
     """The `[mirror]` table (connection keys and the mirror's own), the environment, then flags."""
     table = dict(table or {})
     own = {key: table.pop(key) for key in _MIRROR_KEYS if key in table}
+    if replicas is not None:
+        own["replicas"] = replicas
     settings = settings_from(url, table, env, stream)
     try:
         tuned = msgspec.convert(own, MirrorConfig, strict=False)

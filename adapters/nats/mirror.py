@@ -35,6 +35,7 @@ from events.snapshots import latest_snapshot, list_snapshots
 from oms.client.jetstream_wire import (
     SNAPSHOT_OBJECT,
     MirrorStatus,
+    ReplicaStatus,
     SnapshotRecord,
     connect,
     events_subject,
@@ -58,6 +59,12 @@ class MirrorDiverged(RuntimeError):
     code = "mirror_diverged"
 
 
+class StreamRefused(MirrorDiverged):
+    """The server will not create the stream as configured (say, 3 replicas on a lone server)."""
+
+    code = "stream_refused"
+
+
 class _Resync(Exception):
     """Something in flight failed: re-read the stream's last sequence and resume after it."""
 
@@ -78,7 +85,12 @@ class Mirror:
         self.connected = False
         self.error = ""
         self.resyncs = 0
+        self._told_replicas = False
         self._reconnects = 0  # a reconnect loses what was in flight: the session resynchronizes at once
+        self.server = ""  # the node connected to
+        self.cluster = ""  # on a cluster: its name, the stream's leader and the other replicas
+        self.leader = ""
+        self.replicas: tuple[ReplicaStatus, ...] = ()
         self._following = False  # reading the journal now (else the report reads its last seq itself)
         self._stopping = False
         self._nc: NatsClient | None = None
@@ -94,6 +106,10 @@ class Mirror:
             connected=self.connected,
             ts_ns=time.time_ns(),
             error=self.error,
+            server=self.server,
+            cluster=self.cluster,
+            leader=self.leader,
+            replicas=self.replicas,
         )
 
     def stop(self) -> None:
@@ -111,7 +127,9 @@ class Mirror:
         reporter = asyncio.create_task(self._report_forever())
         try:
             self._nc = await self._connect()
-            js = self._nc.jetstream()
+            # API requests bounded as acks are: one sent while a cluster elects a leader is never
+            # answered, and the default 5 s would hold the mirror up after the election is over
+            js = self._nc.jetstream(timeout=self.config.ack_timeout_s)
             streak = 0  # resyncs in a row without progress
             while not self._ending():
                 before = self.mirrored_seq
@@ -185,12 +203,31 @@ class Mirror:
     async def _ensure_stream(self, js: JetStreamContext) -> None:
         """File storage, dedupe by Msg-Id, nothing ever deleted or purged through the API."""
         import nats.errors
-        from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
         from nats.js.errors import NotFoundError
 
         try:
             info = await js.stream_info(self.stream)
         except NotFoundError:
+            await self._add_stream(js)
+            return
+        except (TimeoutError, nats.errors.Error) as exc:
+            raise _Resync(f"stream info failed: {type(exc).__name__}") from None
+        if self.subject not in (info.config.subjects or []):
+            raise MirrorDiverged(f"stream {self.stream} exists without subject {self.subject}: not ours")
+        if info.config.num_replicas != self.config.replicas and not self._told_replicas:
+            self._told_replicas = True  # an operator's choice once it exists: said once, left as it is
+            log.warning(
+                "stream %s has %s replicas, not the %d configured: left as it is",
+                self.stream, info.config.num_replicas, self.config.replicas,
+            )  # fmt: skip
+
+    async def _add_stream(self, js: JetStreamContext) -> None:
+        """Created once; a cluster without a leader yet is waited for, a refusal stops the mirror."""
+        import nats.errors
+        from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
+        from nats.js.errors import APIError, ServiceUnavailableError
+
+        try:
             await js.add_stream(
                 StreamConfig(
                     name=self.stream,
@@ -206,11 +243,15 @@ class Mirror:
                     description="ib-oms journal mirror: stream sequence = journal seq",
                 )
             )
-            return
+        except APIError as exc:
+            if isinstance(exc, ServiceUnavailableError):
+                raise _Resync("creating the stream: no JetStream leader answers") from None
+            raise StreamRefused(
+                f"the server refused to create stream {self.stream} with {self.config.replicas} "
+                f"replicas: {exc.description} (JetStream {exc.err_code})"
+            ) from None
         except (TimeoutError, nats.errors.Error) as exc:
-            raise _Resync(f"stream info failed: {type(exc).__name__}") from None
-        if self.subject not in (info.config.subjects or []):
-            raise MirrorDiverged(f"stream {self.stream} exists without subject {self.subject}: not ours")
+            raise _Resync(f"creating the stream failed: {type(exc).__name__}") from None
 
     async def _resume_point(self, js: JetStreamContext) -> int:
         """The stream's last sequence, after checking it against the journal."""
@@ -298,11 +339,42 @@ class Mirror:
             try:
                 if not self._following:  # NATS is away: the lag still grows with the journal
                     self.journal_seq = max(self.journal_seq, self.reader.last_seq())
+                await self._read_cluster()
                 await self._upload_snapshot()
                 await self._publish_status()
             except Exception as exc:  # a report that fails is retried next interval, never fatal
                 log.warning("mirror status/snapshot: %s: %s", type(exc).__name__, exc)
             self._write_status()
+
+    async def _read_cluster(self) -> None:
+        """Which node the mirror talks to, and the stream's leader and replicas (what `oms status`
+        shows); no leader while none answers."""
+        nc = self._nc
+        if nc is None or not nc.is_connected:
+            return
+        url = nc.connected_url
+        self.server = f"{url.hostname}:{url.port}" if url is not None else ""
+        import nats.errors
+
+        try:
+            info = await nc.jetstream(timeout=self.config.ack_timeout_s).stream_info(self.stream)
+        except (TimeoutError, nats.errors.Error) as exc:  # electing a leader, or no majority
+            log.debug("stream info for the status: %s", type(exc).__name__)
+            self.leader = ""  # none answers; the replicas stay as last seen
+            return
+        if info.cluster is None:
+            return
+        self.cluster = info.cluster.name or ""
+        self.leader = info.cluster.leader or ""
+        self.replicas = tuple(
+            ReplicaStatus(
+                name=peer.name or "",
+                current=bool(peer.current),
+                offline=bool(peer.offline),
+                lag=peer.lag or 0,
+            )
+            for peer in info.cluster.replicas or []
+        )
 
     async def _upload_snapshot(self) -> None:
         """The newest journal snapshot the stream already covers, into the object store (once each)."""

@@ -4,15 +4,19 @@ nats://HOST:PORT/STREAM` and `oms archive nats://...` work on it unchanged.
 The replay tools are synchronous; nats-py is asyncio. The source runs its own event loop in a daemon
 thread and hands envelopes over in batches (one round trip per batch, not per event). Every envelope is
 checked against the stream sequence it came at: a stream whose messages are not the seq chain is refused.
+On a cluster, a read goes on through a leader change or a lost node: a failed fetch makes a new
+consumer from the first seq not yet handed over, for up to TIMEOUT seconds.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import threading
-from collections.abc import Coroutine, Iterator
+import time
+from collections.abc import Callable, Coroutine, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from events import codec
@@ -25,6 +29,8 @@ if TYPE_CHECKING:
     from nats.aio.client import Client as NatsClient
 
 T = TypeVar("T")
+
+log = logging.getLogger(__name__)
 
 
 class SourceUnavailable(JournalError):
@@ -64,13 +70,35 @@ class NatsSource:
     def _call(self, coro: Coroutine[Any, Any, T]) -> T:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(self.TIMEOUT)
 
+    def _retrying(self, what: str, attempt: Callable[[], T]) -> T:
+        """`attempt()`, again while the cluster elects a leader or the client finds another node."""
+        import nats.errors
+        from nats.js.errors import NotFoundError
+
+        deadline = time.monotonic() + self.TIMEOUT
+        while True:
+            try:
+                return attempt()
+            except NotFoundError:
+                raise
+            except (TimeoutError, nats.errors.Error) as exc:
+                if time.monotonic() > deadline:
+                    raise SourceUnavailable(
+                        f"{self.path}: {what} failed for {self.TIMEOUT}s: {exc!r}"
+                    ) from None
+                log.info("%s: %s failed (%s); again", self.path, what, type(exc).__name__)
+                time.sleep(0.1)  # pacing the retries of a fault that lasts, not synchronization
+
     def last_seq(self) -> int:
         from nats.js.errors import NotFoundError
 
         try:
-            return int(self._call(self._js.stream_info(self.settings.stream)).state.last_seq)
+            info = self._retrying(
+                "stream info", lambda: self._call(self._js.stream_info(self.settings.stream))
+            )
         except NotFoundError:
             raise SourceUnavailable(f"{self.path}: no stream {self.settings.stream} on that server") from None
+        return int(info.state.last_seq)
 
     def snapshot(self, max_seq: int | None = None) -> tuple[int, bytes] | None:
         record = self._call(fetch_snapshot(self._js, self.settings.stream))
@@ -86,12 +114,23 @@ class NatsSource:
         last = self.last_seq() if to_seq is None else min(to_seq, self.last_seq())
         if from_seq > last:
             return
-        subscription = self._call(self._subscribe(max(from_seq, 1)))
         expected = max(from_seq, 1)
+        subscription: Any = None
+
+        def fetch() -> list[Any]:
+            nonlocal subscription
+            try:
+                if subscription is None:
+                    subscription = self._call(self._subscribe(expected))
+                return list(self._call(subscription.fetch(min(self.BATCH, last - expected + 1), timeout=5)))
+            except BaseException:
+                self._drop(subscription)  # a consumer on a lost node, or a half-made one: a new one
+                subscription = None
+                raise
+
         try:
             while expected <= last:
-                messages = self._call(subscription.fetch(min(self.BATCH, last - expected + 1), timeout=5))
-                for message in messages:
+                for message in self._retrying(f"reading from seq {expected}", fetch):
                     env = codec.decode(message.data)
                     if env.seq != expected or message.metadata.sequence.stream != expected:
                         raise StreamMismatch(
@@ -101,7 +140,12 @@ class NatsSource:
                     yield env
                     expected += 1
         finally:
-            self._call(subscription.unsubscribe())
+            self._drop(subscription)
+
+    def _drop(self, subscription: Any) -> None:
+        if subscription is not None:
+            with contextlib.suppress(Exception):
+                self._call(asyncio.wait_for(subscription.unsubscribe(), 2))
 
     async def _subscribe(self, from_seq: int) -> Any:
         from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy

@@ -31,6 +31,13 @@ class SimConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     tws_time_zone: str = "UTC"  # TWS's zone: execution times, and the midnight reqExecutions counts from
     max_msg_rate: int = 50  # requests per second per client before error 100 (0: no limit)
     master_client_id: int | None = None  # TWS's "Master API client ID": sees every order live
+    # IB's day (schedule.py), in New York time, "" = off: the nightly server reset (1100, then 1101 or
+    # 1102, sockets up) and TWS / IB Gateway's daily automatic restart (sockets closed, then back)
+    reset_at: str = ""  # "HH:MM"
+    reset_minutes: float = 5.0
+    reset_data_lost: bool = True  # 1101 after the reset (market data must be requested again), else 1102
+    restart_at: str = ""  # "HH:MM"
+    restart_minutes: float = 1.0
 
     def __post_init__(self) -> None:
         if not MIN_SERVER_VERSION <= self.max_server_version <= MAX_SERVER_VERSION:
@@ -44,6 +51,13 @@ class SimConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             raise ValueError("partial_fills must be >= 1")
         if self.max_msg_rate < 0:
             raise ValueError("max_msg_rate must be >= 0 (0: no limit)")
+        for name in ("reset_at", "restart_at"):
+            text = getattr(self, name)
+            hh, _, mm = text.partition(":")
+            if text and not (hh.isdigit() and mm.isdigit() and int(hh) < 24 and int(mm) < 60):
+                raise ValueError(f"{name} must be a time of day HH:MM (New York) or empty, got {text!r}")
+        if self.reset_minutes <= 0 or self.restart_minutes <= 0:
+            raise ValueError("reset_minutes and restart_minutes must be > 0")
         try:
             ZoneInfo(self.tws_time_zone)
             start_epoch(self.clock_start)

@@ -182,6 +182,9 @@ class Engine:
             self.peers.broadcast_error(1100, "Connectivity between IB and Trader Workstation has been lost.")
             return
         code, kept = (1101, "data lost") if data_lost else (1102, "data maintained")
+        if data_lost:  # IB (message codes, 1101): market and account data subscriptions must be resubmitted
+            for peer in self.peers:
+                peer.market_data.clear()
         self.peers.broadcast_error(
             code, f"Connectivity between IB and Trader Workstation has been restored - {kept}."
         )

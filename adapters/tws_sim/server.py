@@ -8,7 +8,7 @@ import logging
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import msgspec
 
@@ -21,6 +21,7 @@ from adapters.tws_sim.hours import SimClock
 from adapters.tws_sim.matching import SimOrder
 from adapters.tws_sim.playback import read_capture
 from adapters.tws_sim.requests import PlaceOrder
+from adapters.tws_sim.schedule import RESET_END, RESET_START, RESTART_END, RESTART_START, Schedule
 from adapters.tws_sim.session import Session
 from events.schema import Contract
 
@@ -48,6 +49,9 @@ class TwsSimulator:
         self._sessions: set[Session] = set()
         self._ticker: asyncio.Task[None] | None = None
         self._stop_thread: Callable[[], None] | None = None  # set by run_simulator_in_thread
+        self.schedule = Schedule(self.config, self.engine.clock())
+        self.restarting = False  # TWS's daily restart: sockets closed, new ones refused until it ends
+        self._watch: asyncio.Task[None] | None = None
 
     # ---- lifecycle -------------------------------------------------------------------------------
 
@@ -57,6 +61,8 @@ class TwsSimulator:
         self.host, self.port = self._server.sockets[0].getsockname()[:2]
         if self.config.tick_interval_ms:
             self._ticker = asyncio.create_task(self._tick(self.config.tick_interval_ms / 1000.0))
+        elif self.schedule.active:  # IB's day follows the clock even when no price moves
+            self._watch = asyncio.create_task(self._follow_schedule())
         log.debug("TWS simulator listening on %s:%s", self.host, self.port)
 
     async def stop(self) -> None:
@@ -65,8 +71,9 @@ class TwsSimulator:
         if self._stop_thread is not None and self._loop is not None and _running_loop() is not self._loop:
             await asyncio.to_thread(self._stop_thread)
             return
-        if self._ticker:
-            self._ticker.cancel()
+        for task in (self._ticker, self._watch):
+            if task:
+                task.cancel()
         if self._server:
             self._server.close()
         for session in list(self._sessions):
@@ -81,6 +88,9 @@ class TwsSimulator:
         self.engine.close()
 
     async def _on_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.restarting:  # not listening yet: the client sees its connection closed and retries
+            writer.close()
+            return
         session = Session(self.engine, reader, writer)
         task = asyncio.current_task()
         assert task is not None
@@ -95,8 +105,29 @@ class TwsSimulator:
     async def _tick(self, interval: float) -> None:
         while True:
             await asyncio.sleep(interval)
+            self._scheduled()
             self.engine.expire()
             self._step(1)
+
+    async def _follow_schedule(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            self._scheduled()
+
+    def _scheduled(self) -> None:
+        """Go through the moments of IB's day the clock has passed (schedule.py), in order."""
+        for moment in self.schedule.crossed(self.engine.clock()):
+            log.info("IB's day: %s", moment)
+            if moment == RESET_START:
+                self.engine.set_link(False)
+            elif moment == RESET_END:
+                self.engine.set_link(True, self.config.reset_data_lost)
+            elif moment == RESTART_START:
+                self.restarting = True
+                for peer in list(self.engine.peers):
+                    self.engine.drop_peer(peer, None)
+            elif moment == RESTART_END:
+                self.restarting = False
 
     def _call(self, fn: Callable[[], T]) -> T:
         """Run `fn` on the simulator's loop (now if already there), so the engine has one thread."""
@@ -154,6 +185,7 @@ class TwsSimulator:
         if not isinstance(clock, SimClock):
             raise TypeError("this simulator runs on an external clock")
         move(clock)
+        self._scheduled()
         self.engine.expire()
         self.engine.match_all()
 
@@ -274,11 +306,21 @@ def _running_loop() -> asyncio.AbstractEventLoop | None:
         return None
 
 
-def run_simulator_in_thread(
-    config: SimConfig | None = None, host: str = "127.0.0.1", port: int = 0
-) -> tuple[TwsSimulator, int, Callable[[], None]]:
-    """Start a simulator on its own event loop in a daemon thread; returns (simulator, port, stop)."""
-    sim = TwsSimulator(config)
+class Served(Protocol):
+    """A server with the simulator's lifecycle (the simulator, a playback)."""
+
+    port: int
+
+    async def start(self, host: str = ..., port: int = ...) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+S = TypeVar("S", bound=Served)
+
+
+def serve_in_thread(server: S, host: str = "127.0.0.1", port: int = 0) -> tuple[S, int, Callable[[], None]]:
+    """Start `server` on its own event loop in a daemon thread; returns (server, port, stop)."""
     loop = asyncio.new_event_loop()
     started: concurrent.futures.Future[None] = concurrent.futures.Future()
 
@@ -287,7 +329,7 @@ def run_simulator_in_thread(
 
         async def boot() -> None:
             try:
-                await sim.start(host, port)
+                await server.start(host, port)
             except BaseException as exc:
                 started.set_exception(exc)
                 raise
@@ -303,13 +345,20 @@ def run_simulator_in_thread(
     def stop() -> None:
         if not loop.is_running():
             return
-        asyncio.run_coroutine_threadsafe(sim.stop(), loop).result(timeout=10)
+        asyncio.run_coroutine_threadsafe(server.stop(), loop).result(timeout=10)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(timeout=10)
 
+    return server, server.port, stop
+
+
+def run_simulator_in_thread(
+    config: SimConfig | None = None, host: str = "127.0.0.1", port: int = 0
+) -> tuple[TwsSimulator, int, Callable[[], None]]:
+    """Start a simulator on its own event loop in a daemon thread; returns (simulator, port, stop)."""
+    sim, port, stop = serve_in_thread(TwsSimulator(config), host, port)
     sim._stop_thread = stop
+    return sim, port, stop
 
-    return sim, sim.port, stop
 
-
-__all__: list[Any] = ["TwsSimulator", "run_simulator_in_thread"]
+__all__: list[Any] = ["TwsSimulator", "run_simulator_in_thread", "serve_in_thread"]

@@ -29,6 +29,7 @@ examples:
   nats-server -js -a 127.0.0.1 -sd /srv/nats            a JetStream server on loopback (docs/scaling.md)
   oms mirror oms-data --nats nats://127.0.0.1:4222      mirror ./oms-data's journal into stream OMS
   oms mirror /srv/oms --nats tls://nats.example.com:4222 --stream OMS_DU123456 --config oms.toml
+  oms mirror oms-data --nats nats://n1:4222,nats://n2:4222,nats://n3:4222 --replicas 3   a cluster, R3
   OMS_NATS_USER=oms OMS_NATS_PASSWORD=... oms mirror oms-data
 
 Credentials and TLS: the [mirror] table of --config, then OMS_NATS_* variables (docs/scaling.md).
@@ -48,8 +49,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("data_dir", type=Path, metavar="DATA_DIR", help="the service's data dir")
-    p.add_argument("--nats", metavar="URL", help="NATS server (default nats://127.0.0.1:4222)")
+    p.add_argument(
+        "--nats",
+        metavar="URL[,URL...]",
+        help="NATS server, or a cluster's servers comma-separated (default nats://127.0.0.1:4222)",
+    )
     p.add_argument("--stream", metavar="NAME", help="stream name, one per service (default OMS)")
+    p.add_argument(
+        "--replicas",
+        type=int,
+        choices=(1, 3, 5),
+        help="replicas of a new stream and snapshot store (def. 1)",
+    )
     p.add_argument("--config", metavar="FILE.toml", help="the [mirror] table: credentials, TLS, replicas")
     p.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     p.set_defaults(func=mirror_command)
@@ -59,8 +70,10 @@ def _open_nats(url: str) -> LogSource:
     return NatsSource(url)
 
 
-def load_config(url: str | None, stream: str | None, config_file: str | None) -> MirrorConfig:
-    return mirror_config(mirror_table(config_file), os.environ, url, stream)
+def load_config(
+    url: str | None, stream: str | None, config_file: str | None, replicas: int | None = None
+) -> MirrorConfig:
+    return mirror_config(mirror_table(config_file), os.environ, url, stream, replicas)
 
 
 def build_mirror(data_dir: Path, config: MirrorConfig) -> Mirror:
@@ -71,7 +84,7 @@ def build_mirror(data_dir: Path, config: MirrorConfig) -> Mirror:
 def mirror_command(args: argparse.Namespace) -> int:
     setup_logging(args.verbose)
     try:
-        config = load_config(args.nats, args.stream, args.config)
+        config = load_config(args.nats, args.stream, args.config, args.replicas)
         mirror = build_mirror(args.data_dir, config)
     except (NatsConfigError, JournalError) as exc:
         print(f"oms mirror: {exc}", file=sys.stderr)
@@ -143,6 +156,9 @@ class MirrorThread:
         self._thread.join(timeout)
 
 
-def start_mirror(data_dir: Path, url: str, config_file: str | None) -> MirrorThread:
-    """What `oms run --mirror URL` starts beside the service."""
-    return MirrorThread(build_mirror(Path(data_dir), load_config(url, None, config_file))).start()
+def start_mirror(
+    data_dir: Path, url: str, config_file: str | None, replicas: int | None = None
+) -> MirrorThread:
+    """What `oms run --mirror URL[,URL...] [--replicas N]` starts beside the service."""
+    config = load_config(url, None, config_file, replicas)
+    return MirrorThread(build_mirror(Path(data_dir), config)).start()

@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 import msgspec
 
 from adapters.ib.adapter import IBAdapter
+from adapters.ib.wire import WireRecorder
 from adapters.tws_sim.config import SimConfig
 from adapters.tws_sim.embedded import start_embedded
 from adapters.tws_sim.server import TwsSimulator
@@ -43,6 +44,7 @@ examples:
   oms run --data-dir /srv/oms --ib 127.0.0.1:4002 --account DU123456
   oms run --config oms.toml --max-quantity 500 --allowed-symbols AAPL,MSFT
   oms run --ib 127.0.0.1:7496 --live       a LIVE port needs --live
+  oms run --ib 127.0.0.1:4002 --record-wire   every byte to and from IB Gateway into DATA_DIR/wire
   oms run --router tcp://0.0.0.0:5556 --curve-secret keys/server.key_secret --curve-clients keys/clients
 
 The bound endpoints are written to DATA_DIR/endpoints.json (other `oms` commands read it).
@@ -76,6 +78,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("--router", metavar="ENDPOINT", help="ROUTER endpoint (default tcp://127.0.0.1:5556)")
     p.add_argument("--durability", choices=["always", "group", "never"], help="journal fsync policy")
     p.add_argument("--library", choices=["ib_async", "ib_insync"], help="IB client library")
+    p.add_argument(
+        "--record-wire", action="store_true", default=None,
+        help="record every byte exchanged with TWS into DATA_DIR/wire (`oms wire show`)",
+    )  # fmt: skip
     p.add_argument("--snapshot-every", type=int, metavar="N", help="events between snapshots")
     p.add_argument("--max-quantity", type=float, help="risk: largest order quantity")
     p.add_argument("--max-notional", type=float, help="risk: largest quantity x price")
@@ -85,7 +91,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("--curve-secret", metavar="FILE", help="server .key_secret (CURVE)")
     p.add_argument("--curve-clients", metavar="DIR", help="folder of allowed client .key files (CURVE)")
     p.add_argument(
-        "--mirror", metavar="URL", help="also mirror the journal into NATS JetStream (docs/scaling.md)"
+        "--mirror",
+        metavar="URL[,URL...]",
+        help="also mirror the journal into NATS JetStream: a server or a cluster's servers (docs/scaling.md)",
+    )
+    p.add_argument(
+        "--replicas", type=int, choices=(1, 3, 5), help="with --mirror: replicas of a new stream (default 1)"
     )
     p.add_argument("--sim-tick-ms", type=float, default=1000.0, help="embedded simulator price tick (ms)")
     p.add_argument(
@@ -125,6 +136,7 @@ def overrides(args: argparse.Namespace) -> dict[str, Any]:
         "router": args.router,
         "durability": args.durability,
         "library": args.library,
+        "record_wire": args.record_wire,
         "snapshot_every": args.snapshot_every,
         "risk": {
             "max_quantity": args.max_quantity,
@@ -146,7 +158,14 @@ def run(args: argparse.Namespace) -> int:
         print(f"oms run: {exc}", file=sys.stderr)
         return 2
     return asyncio.run(
-        serve(config, args.sim_tick_ms, web=args.web, mirror=args.mirror, config_file=args.config)
+        serve(
+            config,
+            args.sim_tick_ms,
+            web=args.web,
+            mirror=args.mirror,
+            config_file=args.config,
+            replicas=args.replicas,
+        )
     )
 
 
@@ -170,6 +189,7 @@ def broker_factory(config: Config, host: str, port: int) -> BrokerFactory:
             state_provider=state_provider,
             library=config.library,
             master_client=config.master_client,
+            wire=WireRecorder.in_data_dir(config.data_dir) if config.record_wire else None,
         )
 
     return build
@@ -200,10 +220,11 @@ async def serve(
     web: str | None = None,
     mirror: str | None = None,
     config_file: str | None = None,
+    replicas: int | None = None,
 ) -> int:
     """Run until SIGINT/SIGTERM; 0 after a clean shutdown, 1 if start-up failed (the reason printed).
     With `web` (HOST:PORT), `oms web` runs as a child process following this service; with `mirror` (a
-    NATS URL), the JetStream mirror follows the journal on its own thread."""
+    NATS URL or a comma-separated list), the JetStream mirror follows the journal on its own thread."""
     try:
         service, sim = await build(config, SimConfig(tick_interval_ms=sim_tick_ms or None))
     except JournalLocked as exc:
@@ -233,7 +254,7 @@ async def serve(
             if web is not None:
                 web_process = web_child(str(service.data_dir), web)
             if mirror:
-                follower = start_mirror(service.data_dir, mirror, config_file)
+                follower = start_mirror(service.data_dir, mirror, config_file, replicas)
             await show_status(service, stop, config.status_interval_s)
         else:
             starting.cancel()
@@ -308,7 +329,11 @@ class ServiceThread:
         self.loop = asyncio.new_event_loop()
         self.service: Service | None = None
         self.sim: TwsSimulator | None = None
-        self._thread = threading.Thread(target=self.loop.run_forever, name="oms-service", daemon=True)
+        self._thread = threading.Thread(target=self._run_loop, name="oms-service", daemon=True)
+
+    def _run_loop(self) -> None:
+        asyncio.set_event_loop(self.loop)  # ib_insync asks the policy for this thread's loop
+        self.loop.run_forever()
 
     def start(self, timeout: float = 30.0) -> ServiceThread:
         self._thread.start()

@@ -9,8 +9,10 @@ from pathlib import Path
 
 import msgspec
 
+from adapters.ib.wire import CaptureError
 from adapters.tws_sim.config import SimConfig, load_config
 from adapters.tws_sim.faults import parse_fault_args
+from adapters.tws_sim.playback import WirePlayback
 from adapters.tws_sim.server import TwsSimulator
 
 EPILOG = """examples:
@@ -20,6 +22,8 @@ EPILOG = """examples:
   oms sim --master-client-id 0 --max-msg-rate 0  client 0 sees every order live; no message limit
   oms sim --fault reject=0.2 --fault duplicate_exec=1 --fault-seed 7
   oms sim --state-dir ~/.oms/sim --partial-fills 3 --tick-ms 250
+  oms sim --reset-at 23:45 --restart-at 23:50    IB's nightly reset and TWS's daily restart
+  oms sim --playback oms-data/wire/20261206T203000.000000Z   answer as the recorded TWS did
 """
 
 
@@ -46,6 +50,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("--state-dir", help="persist the paper account here across restarts")
     p.add_argument("--partial-fills", type=int, help="split each fill into N executions")
     p.add_argument("--tick-ms", type=float, help="advance the price paths every MS milliseconds")
+    p.add_argument(
+        "--reset-at", metavar="HH:MM", help="IB's nightly reset at this New York time (1100, 1101)"
+    )
+    p.add_argument("--restart-at", metavar="HH:MM", help="TWS's daily restart at this New York time")
+    p.add_argument(
+        "--playback", metavar="CAPTURE",
+        help="answer as the TWS of a wire capture did (`--record-wire`); client k gets connection k",
+    )  # fmt: skip
+    p.add_argument(
+        "--playback-speed", type=float, default=1.0, metavar="X", help="play recorded delays X times faster"
+    )
+    p.add_argument(
+        "--playback-patience", type=float, metavar="S",
+        help="skip a recorded request the client has not sent within S seconds (default: wait for it)",
+    )  # fmt: skip
     p.add_argument("-v", "--verbose", action="store_true", help="log every client request")
     p.set_defaults(func=run)
 
@@ -64,6 +83,8 @@ def build_config(args: argparse.Namespace) -> SimConfig:
         "tws_time_zone": args.tws_time_zone,
         "max_msg_rate": args.max_msg_rate,
         "master_client_id": args.master_client_id,
+        "reset_at": args.reset_at,
+        "restart_at": args.restart_at,
         "faults": parse_fault_args(args.fault, args.fault_seed) if args.fault else None,
     }
     merged = {**msgspec.structs.asdict(base), **{k: v for k, v in changes.items() if v is not None}}
@@ -78,6 +99,8 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, TypeError) as exc:
         print(f"oms sim: {exc}")
         return 2
+    if args.playback:
+        return playback(args)
 
     async def serve() -> None:
         sim = TwsSimulator(config)
@@ -89,6 +112,32 @@ def run(args: argparse.Namespace) -> int:
             await asyncio.Event().wait()
         finally:
             await sim.stop()
+
+    try:
+        asyncio.run(serve())
+    except KeyboardInterrupt:
+        print("stopped")
+    return 0
+
+
+def playback(args: argparse.Namespace) -> int:
+    try:
+        server = WirePlayback(args.playback, speed=args.playback_speed, patience=args.playback_patience)
+    except (CaptureError, ValueError) as exc:
+        print(f"oms sim: {exc}")
+        return 2
+
+    async def serve() -> None:
+        await server.start(args.host, args.port)
+        print(
+            f"TWS playback of {args.playback} listening on {server.host}:{server.port} "
+            f"(server version {server.server_version}, {len(server.conversations)} connection(s))"
+        )
+        print("Ctrl-C stops it.", flush=True)
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await server.stop()
 
     try:
         asyncio.run(serve())

@@ -56,7 +56,8 @@ def mirror_lag(
     journal_seq: int, mirror: MirrorStatus | None, now_ns: int | None = None
 ) -> dict[str, Any] | None:
     """The JetStream mirror as the status shows it: lag = the service's journal seq minus what the
-    stream holds; `running` false when its status file is stale or it stopped on an error."""
+    stream holds; `running` false when its status file is stale or it stopped on an error; on a
+    cluster, the node it is connected to, the stream's leader and its other replicas."""
     if mirror is None:
         return None
     now_ns = time.time_ns() if now_ns is None else now_ns
@@ -67,7 +68,23 @@ def mirror_lag(
         "lag": max(journal_seq - mirror.mirrored_seq, 0),
         "running": running,
         "error": mirror.error,
+        "server": mirror.server,
+        "cluster": mirror.cluster,
+        "leader": mirror.leader,
+        "replicas": [
+            {"name": r.name, "current": r.current, "offline": r.offline, "lag": r.lag}
+            for r in mirror.replicas
+        ],
     }
+
+
+def _cluster_line(mirror: MirrorStatus) -> str:
+    """`cluster C: leader n1, replicas n2 (current), n3 (offline)`, via the node the mirror talks to."""
+    replicas = ", ".join(
+        f"{r.name} ({'offline' if r.offline else 'current' if r.current else f'NOT CURRENT, {r.lag} behind'})"
+        for r in mirror.replicas
+    )
+    return f"cluster {mirror.cluster}: leader {mirror.leader or 'NONE'}, replicas {replicas or 'none'}"
 
 
 def _when(ts: int) -> str:
@@ -109,4 +126,6 @@ def render(status: StatusResult, router: str, pub: str, mirror: MirrorStatus | N
                 f"stream {lag['stream']}: lag {lag['lag']} events, seq {lag['mirrored_seq']} ({state})",
             )
         )
+        if mirror is not None and mirror.cluster:
+            rows.append(("", f"{_cluster_line(mirror)}; connected to {mirror.server or 'none'}"))
     return "\n".join(f"{name:<12}{value}" for name, value in rows)

@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -106,15 +107,25 @@ class JetStreamFollower:
     def seq(self) -> int:
         return self._sequencer.applied
 
-    async def start(self) -> None:
+    async def start(self, timeout: float = 30.0) -> None:
         """Snapshot (if any), then an ordered consumer from the seq after it. `ServiceUnavailable` when
-        there is no such stream (no mirror has run yet)."""
+        there is no such stream (no mirror has run yet), or when the stream does not answer within
+        `timeout` (a cluster electing a leader answers within seconds: asked again until then)."""
+        import nats.errors
         from nats.js.errors import NotFoundError
 
-        try:
-            self.last_at_start = (await self._js.stream_info(self._stream)).state.last_seq
-        except NotFoundError:
-            raise ServiceUnavailable(f"no stream {self._stream}: is the mirror running?") from None
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self.last_at_start = (await self._js.stream_info(self._stream)).state.last_seq
+                break
+            except NotFoundError:
+                raise ServiceUnavailable(f"no stream {self._stream}: is the mirror running?") from None
+            except (TimeoutError, nats.errors.Error) as exc:
+                if time.monotonic() > deadline:
+                    raise ServiceUnavailable(f"stream {self._stream} does not answer: {exc!r}") from None
+                log.info("stream %s does not answer yet (%s); again", self._stream, type(exc).__name__)
+                await asyncio.sleep(0.1)
         record = await fetch_snapshot(self._js, self._stream) if self._use_snapshot else None
         old, self.state = self.state, decode_state(record.state) if record else fold([])
         self.snapshot_seq = record.seq if record else 0
@@ -150,15 +161,25 @@ class JetStreamFollower:
         message does not fit the seq chain (never a silent skip) or after a reconnect. A cancellation the
         NATS client swallowed inside an await still ends it (`cancelling()` stays up)."""
         task = asyncio.current_task()
+        failures = 0  # in a row: a cluster electing a leader or without a majority refuses for a while
         while task is None or not task.cancelling():
             await self._restart.wait()
             self._restart.clear()
             try:
                 await self._subscribe()
             except Exception as exc:
-                log.warning("JetStream subscription failed (%s); again", type(exc).__name__)
+                failures += 1
+                level = logging.WARNING if failures in (1, 40) else logging.DEBUG  # once, and at ~10 s
+                log.log(
+                    level,
+                    "JetStream subscription failed (%s, %d in a row); again",
+                    type(exc).__name__,
+                    failures,
+                )
                 await asyncio.sleep(0.25)
                 self._restart.set()
+            else:
+                failures = 0
 
     async def _on_message(self, message: Msg) -> None:
         env = codec.decode(message.data)
@@ -233,7 +254,7 @@ class JetStreamClient(StateViews):
             on_resync=self._notifier.resynced,
             use_snapshot=use_snapshot,
         )
-        await self._follower.start()
+        await self._follower.start(timeout)
         self._task = asyncio.get_running_loop().create_task(self._follower.run())
         await self.wait_for_seq(self._follower.last_at_start, timeout)
 

@@ -60,9 +60,21 @@ class SnapshotRecord(msgspec.Struct, frozen=True):
     state: bytes
 
 
+class ReplicaStatus(msgspec.Struct, frozen=True, kw_only=True):
+    """One non-leader copy of the stream, as its leader sees it: `current` when it has everything,
+    `offline` when it does not answer, `lag` in operations behind the leader."""
+
+    name: str
+    current: bool
+    offline: bool = False
+    lag: int = 0
+
+
 class MirrorStatus(msgspec.Struct, frozen=True, kw_only=True):
     """What the mirror publishes once a second and writes to DATA_DIR/mirror.json: lag = journal seq
-    minus mirrored seq. `error` is set when the mirror stopped on a fault it must not paper over."""
+    minus mirrored seq. `error` is set when the mirror stopped on a fault it must not paper over. On a
+    cluster: its name, the stream's leader and the other replicas (empty on a lone server), as of the
+    last status interval; `server` is the node the mirror is connected to."""
 
     stream: str
     url: str
@@ -73,6 +85,10 @@ class MirrorStatus(msgspec.Struct, frozen=True, kw_only=True):
     connected: bool
     ts_ns: int
     error: str = ""
+    server: str = ""
+    cluster: str = ""
+    leader: str = ""
+    replicas: tuple[ReplicaStatus, ...] = ()
 
 
 def read_status(data_dir: str | os.PathLike[str]) -> MirrorStatus | None:
@@ -87,7 +103,7 @@ class NatsSettings(msgspec.Struct, frozen=True, kw_only=True):
     """Where the stream is and how to log in. `password` and `token` are secrets: `repr`, `str` and
     `describe()` never show them, and neither does anything this project logs."""
 
-    url: str = DEFAULT_URL
+    url: str = DEFAULT_URL  # one server, or a comma-separated list (the nodes of a cluster)
     stream: str = DEFAULT_STREAM
     user: str | None = None
     password: str | None = None
@@ -102,8 +118,14 @@ class NatsSettings(msgspec.Struct, frozen=True, kw_only=True):
     def __post_init__(self) -> None:
         if not _STREAM_NAME.match(self.stream):
             raise NatsConfigError(f"stream name {self.stream!r}: use letters, digits, '_' or '-'")
-        if not self.url.startswith(("nats://", "tls://", "ws://", "wss://")):
-            raise NatsConfigError(f"NATS URL {redact_url(self.url)!r} must start with nats:// or tls://")
+        for server in self.servers:
+            if not server.startswith(("nats://", "tls://", "ws://", "wss://")):
+                raise NatsConfigError(f"NATS URL {redact_url(server)!r} must start with nats:// or tls://")
+
+    @property
+    def servers(self) -> list[str]:
+        """The URLs in `url`, in order (the client tries them all and reconnects to any of them)."""
+        return [part.strip() for part in self.url.split(",") if part.strip()] or [""]
 
     def __repr__(self) -> str:
         return f"NatsSettings({self.describe()})"
@@ -124,7 +146,10 @@ class NatsSettings(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def redact_url(url: str) -> str:
-    """The URL without a password (nats://user:secret@host -> nats://user:***@host)."""
+    """The URL (or each of a comma-separated list) without a password (nats://user:secret@host ->
+    nats://user:***@host)."""
+    if "," in url:
+        return ",".join(redact_url(part.strip()) for part in url.split(","))
     parts = urlsplit(url)
     if parts.password is None and "@" not in parts.netloc:
         return url
@@ -140,22 +165,31 @@ def settings_from(
     stream: str | None = None,
 ) -> NatsSettings:
     """Settings from a TOML table (`[mirror]`), then OMS_NATS_* environment variables, then the URL and
-    stream given on the command line. A URL may carry `user:password@` and a `/STREAM` path; both are
-    taken out of it (the URL kept is clean), though the environment is the better place for a secret."""
+    stream given on the command line. A URL may be a comma-separated list of servers (the nodes of one
+    cluster; in the table also a TOML array). Any of them may carry `user:password@` and a `/STREAM`
+    path; both are taken out (the URLs kept are clean), though the environment is the better place for
+    a secret."""
     values: dict[str, Any] = dict(table or {})
+    if isinstance(values.get("url"), list):
+        values["url"] = ",".join(str(server) for server in values["url"])
     for name in NatsSettings.__struct_fields__:
         key = ENV_PREFIX + name.upper()
         if env and env.get(key):
             values[name] = env[key]
     if url:
-        parts = urlsplit(url)
-        if parts.username:
-            values["user"] = parts.username
-        if parts.password:
-            values["password"] = parts.password
-        if parts.path.strip("/"):
-            values["stream"] = parts.path.strip("/")
-        values["url"] = urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], "", "", ""))
+        clean = []
+        for server in (part.strip() for part in url.split(",")):
+            if not server:
+                continue
+            parts = urlsplit(server)
+            if parts.username:
+                values["user"] = parts.username
+            if parts.password:
+                values["password"] = parts.password
+            if parts.path.strip("/"):
+                values["stream"] = parts.path.strip("/")
+            clean.append(urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], "", "", "")))
+        values["url"] = ",".join(clean)
     if stream:
         values["stream"] = stream
     try:
@@ -166,7 +200,8 @@ def settings_from(
 
 def tls_context(settings: NatsSettings) -> ssl.SSLContext | None:
     """A verifying TLS context when the URL is tls:// or a CA/certificate is configured."""
-    if not (settings.url.startswith("tls://") or settings.tls_ca or settings.tls_cert):
+    tls_urls = any(server.startswith("tls://") for server in settings.servers)
+    if not (tls_urls or settings.tls_ca or settings.tls_cert):
         return None
     try:
         context = ssl.create_default_context(cafile=settings.tls_ca)
@@ -178,9 +213,10 @@ def tls_context(settings: NatsSettings) -> ssl.SSLContext | None:
 
 
 def connect_options(settings: NatsSettings) -> dict[str, Any]:
-    """nats.connect() keyword arguments: credentials and TLS, reconnecting for ever."""
+    """nats.connect() keyword arguments: credentials and TLS, every server of the list (and those a
+    cluster announces), reconnecting for ever."""
     options: dict[str, Any] = {
-        "servers": [settings.url],
+        "servers": settings.servers,
         "connect_timeout": settings.connect_timeout,
         "max_reconnect_attempts": -1,
         "reconnect_time_wait": 0.25,

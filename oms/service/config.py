@@ -73,6 +73,7 @@ class Config(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     account: str = ""  # default account for orders; "" = the first account IB reports
     live: bool = False  # required to connect to a live-trading port (7496, 4001)
     library: Library = "ib_async"
+    record_wire: bool = False  # every byte to and from TWS into DATA_DIR/wire (operations.md)
     connect_timeout_s: float = 10.0
     pub: str = "tcp://127.0.0.1:5555"
     router: str = "tcp://127.0.0.1:5556"

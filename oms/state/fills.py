@@ -72,13 +72,15 @@ def execution(plan: Plan, ev: ev_.ExecutionReported, order: Order, contract: Con
     base = base_of(ev.exec_id)
     prev = plan.state.fills.get(base)
     if prev is not None and not later(ev.exec_id, prev.exec_id):
-        w["c", ev.exec_id] = None
+        w["pending_commissions", ev.exec_id] = None
         return None
     seq = plan.seq
     waiting = plan.state.pending_commissions
     if waiting:
-        for key in [k for k in keys_after(plan, "c") if base_of(k) == base and later(ev.exec_id, k)]:
-            w["c", key] = None  # reports for the executions this one corrects: never joined
+        for key in [
+            k for k in keys_after(plan, "pending_commissions") if base_of(k) == base and later(ev.exec_id, k)
+        ]:
+            w["pending_commissions", key] = None  # reports for the executions this one corrects: never joined
     fill = Fill(
         exec_id=ev.exec_id,
         client_order_id=order.client_order_id,
@@ -95,11 +97,11 @@ def execution(plan: Plan, ev: ev_.ExecutionReported, order: Order, contract: Con
         updated_seq=seq,
         corrects=prev.exec_id if prev is not None else "",
     )
-    report = w.get(("c", ev.exec_id), waiting.get(ev.exec_id)) if waiting else None
+    report = w.get(("pending_commissions", ev.exec_id), waiting.get(ev.exec_id)) if waiting else None
     if report is not None:  # its commission report came first
-        w["c", ev.exec_id] = None
+        w["pending_commissions", ev.exec_id] = None
         fill = _with_commission(fill, report)
-    w["F", base] = fill
+    w["fills", base] = fill
     if prev is None:
         return Executed(base, None, fill, fill.commission, fill.broker_realized_pnl)
     commission = add(fill.commission, prev.commission, -1) if fill.commission or prev.commission else _NONE
@@ -115,7 +117,7 @@ def commission(plan: Plan, ev: ev_.CommissionReported) -> tuple[Fill, Money, Mon
     how its commission and IB's realized P&L moved; None when no fill changed."""
     state = plan.state
     base = base_of(ev.exec_id)
-    fill = plan.w.get(("F", base), state.fills.get(base))
+    fill = plan.w.get(("fills", base), state.fills.get(base))
     report = Commission(
         exec_id=ev.exec_id,
         commission=exact(ev.commission),
@@ -131,12 +133,12 @@ def commission(plan: Plan, ev: ev_.CommissionReported) -> tuple[Fill, Money, Mon
                 f"commission for {ev.exec_id}, a fill retired to history without one: not applied"
             )
         if fill is None or later(ev.exec_id, fill.exec_id):  # its execution has not come yet
-            plan.w["c", ev.exec_id] = report
+            plan.w["pending_commissions", ev.exec_id] = report
         return None  # otherwise it is for an execution a correction replaced
     new = replace(_with_commission(fill, report), updated_seq=plan.seq)
     if new.commission == fill.commission and new.broker_realized_pnl == fill.broker_realized_pnl:
         return None
-    plan.w["F", base] = new
+    plan.w["fills", base] = new
     return (
         new,
         add(new.commission, fill.commission, -1),
@@ -181,8 +183,8 @@ def order_totals(plan: Plan, coid: str) -> tuple[Decimal, Decimal, Decimal]:
     them (after a fill was replaced: a correction, an inferred fill resized or removed)."""
     qty = value = inferred = ZERO
     w, fills = plan.w, plan.state.fills
-    for key in keys_after(plan, "F"):  # rare: corrections and inferred fills only
-        f = w.get(("F", key), fills.get(key))
+    for key in keys_after(plan, "fills"):  # rare: corrections and inferred fills only
+        f = w.get(("fills", key), fills.get(key))
         if f is not None and f.client_order_id == coid:
             qty += f.shares
             value += f.shares * f.price
@@ -198,13 +200,13 @@ def inferred(plan: Plan, order: Order, pkey: str | None) -> tuple[str, Fill | No
     removed), or None when nothing changes."""
     key = INFERRED + order.client_order_id
     w = plan.w
-    current = w.get(("F", key), plan.state.fills.get(key))
+    current = w.get(("fills", key), plan.state.fills.get(key))
     real = order.filled + order.overfill - order.inferred
     want = order.broker_filled - real
     if want <= 0:
         if current is None:
             return None
-        w["F", key] = None
+        w["fills", key] = None
         return key, current, None
     price = _inferred_price(order, current, want)
     if current is not None and (current.shares, current.price) == (want, price):
@@ -226,7 +228,7 @@ def inferred(plan: Plan, order: Order, pkey: str | None) -> tuple[str, Fill | No
         updated_seq=plan.seq,
         inferred=True,
     )
-    w["F", key] = fill
+    w["fills", key] = fill
     return key, current, fill
 
 

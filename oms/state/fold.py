@@ -50,7 +50,7 @@ def _step(state: State, env: Envelope) -> tuple[Changed, ...]:
     except Exception as exc:  # a fold bug or an event it cannot apply: nothing written, recorded, skipped
         error = FoldError(seq=env.seq, kind=kind_of(event), error=f"{type(exc).__name__}: {exc}")
         plan = Plan(state, env.seq, env.ts)
-        plan.w["e", env.seq] = error
+        plan.w["fold_errors", env.seq] = error
     changes = commit(plan)
     if env.ts - state.history.swept_ts >= history.SWEEP_EVERY_NS and history.sweep_due(state, env.ts):
         sweep = Plan(state, env.seq, env.ts)
@@ -59,7 +59,7 @@ def _step(state: State, env: Envelope) -> tuple[Changed, ...]:
         except Exception as exc:  # a sweep bug: this sweep is skipped, the event stands
             error = FoldError(seq=env.seq, kind="Sweep", error=f"{type(exc).__name__}: {exc}")
             sweep = Plan(state, env.seq, env.ts)
-            sweep.w["e", env.seq] = error
+            sweep.w["fold_errors", env.seq] = error
         changes += commit(sweep)
     return changes
 
@@ -111,7 +111,7 @@ def _order(plan: Plan, old: Order | None, order: Order, base: str = "", fill: Fi
     `broker` for it."""
     if order is not old:
         coid = order.client_order_id
-        plan.w["o", coid] = order
+        plan.w["orders", coid] = order
     moved = old is not None and not (old.contract is order.contract and old.account == order.account)
     member = order is not old and (
         old is None or old.status != order.status or old.side != order.side or moved
@@ -317,7 +317,7 @@ def _on_execution(plan: Plan, ev: ev_.ExecutionReported) -> None:
         order = replace(order, commission=add(order.commission, done.commission))
     _fill(plan, old, order, done.base, done.fill, done.before is not None, done.broker)
     if order.inferred:  # a real execution for what was inferred: it replaces, never adds
-        now = plan.w.get(("o", order.client_order_id), state.orders.get(order.client_order_id))
+        now = plan.w.get(("orders", order.client_order_id), state.orders.get(order.client_order_id))
         assert now is not None
         _infer(plan, now)
 
@@ -332,7 +332,7 @@ def _on_commission(plan: Plan, ev: ev_.CommissionReported) -> None:
         order = state.orders.get(fill.client_order_id)
         if order is not None:
             new = replace(order, commission=add(order.commission, moved), updated_seq=plan.seq)
-            plan.w["o", order.client_order_id] = new
+            plan.w["orders", order.client_order_id] = new
         for account_wide, pkey, strategy in positions.views(fill.position_key, fill.strategy_id):
             before, after = positions.apply(plan, account_wide, pkey, strategy, None, commission=moved)
             if account_wide:
@@ -348,7 +348,7 @@ def _on_position(plan: Plan, ev: ev_.PositionReported) -> None:
     report = BrokerPosition(
         account=ev.account, contract=ev.contract, position=ev.position, avg_cost=ev.avg_cost, seq=plan.seq
     )
-    plan.w["bp", key] = report
+    plan.w["broker_positions", key] = report
 
 
 def _on_mismatch(plan: Plan, ev: ev_.PositionMismatch) -> None:
@@ -361,14 +361,14 @@ def _on_mismatch(plan: Plan, ev: ev_.PositionMismatch) -> None:
         seq=plan.seq,
         ts=plan.ts,
     )
-    plan.w["mm", key] = mismatch
+    plan.w["mismatches", key] = mismatch
 
 
 def _on_account_value(plan: Plan, ev: ev_.AccountValueReported) -> None:
     old = plan.state.accounts.get(ev.account)
     new = accounts.with_value(old, ev, plan.seq)
     if new is not old:
-        plan.w["a", ev.account] = new
+        plan.w["accounts", ev.account] = new
 
 
 def _on_error(plan: Plan, ev: ev_.BrokerError) -> None:

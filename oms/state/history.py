@@ -109,17 +109,17 @@ def sweep(plan: Plan) -> None:
     names = set(going)
     for key in [k for k, coid in state.order_ids.items() if coid in names]:
         buried[ident("o", key)] = ts
-        plan.w["oid", key] = None
+        plan.w["order_ids", key] = None
     for order in going.values():
         buried[ident("c", order.client_order_id)] = ts
         for perm_id in order.perm_ids:
             buried[ident("p", perm_id)] = ts
             if state.perm_ids.get(perm_id) == order.client_order_id:
-                plan.w["pid", perm_id] = None
-        plan.w["o", order.client_order_id] = None
+                plan.w["perm_ids", perm_id] = None
+        plan.w["orders", order.client_order_id] = None
     for base in bases:
         fill = state.fills[base]
-        plan.w["F", base] = None
+        plan.w["fills", base] = None
         buried[ident("b" if fill.commission or fill.inferred else "n", base)] = ts
         buried[ident("e", fill.exec_id)] = ts
         if fill.commission or fill.broker_realized_pnl:

@@ -56,7 +56,7 @@ def keyed(plan: Plan, account: str, contract: Contract) -> str:
     if contract.con_id:
         return f"{account}|{contract.con_id}"
     sym = symbol_key(contract)
-    learned = plan.w.get(("cid", sym), plan.state.con_ids.get(sym))
+    learned = plan.w.get(("con_ids", sym), plan.state.con_ids.get(sym))
     return f"{account}|{learned or sym}"
 
 
@@ -87,19 +87,19 @@ def bind(plan: Plan, order: Order, order_id: int, perm_id: int, client_id: int) 
     coid = order.client_order_id
     if order_id > 0 and (order_id != order.order_id or client_id != order.client_id):  # else indexed
         key = f"{client_id}:{order_id}"
-        if plan.w.get(("oid", key), plan.state.order_ids.get(key)) is None:
-            plan.w["oid", key] = coid
+        if plan.w.get(("order_ids", key), plan.state.order_ids.get(key)) is None:
+            plan.w["order_ids", key] = coid
         if not order.order_id:
             order = replace(order, order_id=order_id, client_id=client_id)
     if perm_id and perm_id not in order.perm_ids:
-        plan.w["pid", perm_id] = coid
+        plan.w["perm_ids", perm_id] = coid
         order = replace(order, perm_ids=(*order.perm_ids, perm_id))
     return order
 
 
 def sent(plan: Plan, order: Order, order_id: int, client_id: int) -> None:
     """OrderSent: this session's orderId is the order's, whatever it named before (this session wins)."""
-    plan.w["oid", f"{client_id}:{order_id}"] = order.client_order_id
+    plan.w["order_ids", f"{client_id}:{order_id}"] = order.client_order_id
 
 
 def placed(order: Order, account: str, side: OrderSide) -> Order:
@@ -136,9 +136,9 @@ def name(plan: Plan, contract: Contract) -> str | None:
 
 
 def _name(plan: Plan, sym: str, con_id: int) -> bool:
-    if plan.w.get(("cid", sym), plan.state.con_ids.get(sym)) == con_id:
+    if plan.w.get(("con_ids", sym), plan.state.con_ids.get(sym)) == con_id:
         return False
-    plan.w["cid", sym] = con_id
+    plan.w["con_ids", sym] = con_id
     return True
 
 
@@ -147,8 +147,8 @@ def instrument(plan: Plan, contract: Contract) -> Contract:
     if not contract.con_id:
         return contract
     con_id = contract.con_id
-    known_one = plan.w.get(("ins", con_id), plan.state.instruments.get(con_id))
+    known_one = plan.w.get(("instruments", con_id), plan.state.instruments.get(con_id))
     if known_one is None:
-        plan.w["ins", con_id] = contract
+        plan.w["instruments", con_id] = contract
         return contract
     return known_one

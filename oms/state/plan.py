@@ -2,12 +2,12 @@
 
 `oms.state.fold.step` hands the plan to the owners (orders, fills, positions, accounts, links); each
 computes the new values of its own tables and writes them into the plan, never into the state:
-`plan.w["o", coid] = order`, `None` for a removal. A read through the plan sees this event's earlier
-decisions over the state: `plan.w.get(("o", coid), state.orders.get(coid))`. `commit` then assigns
-the plan into the state, so nothing is written before it: an event that raises leaves the state
-exactly as it was, with nothing to undo. The entities the plan writes (orders, positions, accounts,
-fold errors, and `Removed` for a position key that moved) are the step's changes, in the order they
-were first written.
+`plan.w["orders", coid] = order`, `None` for a removal. A read through the plan sees this event's
+earlier decisions over the state: `plan.w.get(("orders", coid), state.orders.get(coid))`. `commit`
+then assigns the plan into the state, so nothing is written before it: an event that raises leaves
+the state exactly as it was, with nothing to undo. The entities the plan writes (orders, positions,
+accounts, fold errors, and `Removed` for a position key that moved) are the step's changes, in the
+order they were first written.
 """
 
 from __future__ import annotations
@@ -16,29 +16,13 @@ from typing import Any
 
 from oms.state.model import Changed, PositionInput, State
 
-# A plan's table tags -> the State field each writes.
-TABLES = {
-    "o": "orders",
-    "p": "positions",
-    "s": "strategy_positions",
-    "a": "accounts",
-    "e": "fold_errors",
-    "F": "fills",
-    "c": "pending_commissions",
-    "oid": "order_ids",
-    "pid": "perm_ids",
-    "cid": "con_ids",
-    "ins": "instruments",
-    "bp": "broker_positions",
-    "mm": "mismatches",
-    "h": "position_inputs",  # a whole new history (a checkpoint, a moved key); entries added: `appended`
-}
-_CHANGES = frozenset({"o", "p", "s", "a", "e"})
-REMOVED = "r"  # a change only: the position key that moved, with its `Removed`
+# A plan's writes are keyed (State field, key); these fields' values are the step's changes.
+_CHANGES = frozenset({"orders", "positions", "strategy_positions", "accounts", "fold_errors"})
+REMOVED = "removed"  # a change only, no field: the position key that moved, with its `Removed`
 
 
 class Plan:
-    """The writes of one step: `w` by (table tag, key), history entries added per position key, and
+    """The writes of one step: `w` by (State field, key), history entries added per position key, and
     State's scalar fields."""
 
     __slots__ = ("appended", "fields", "seq", "state", "ts", "w")
@@ -55,20 +39,20 @@ class Plan:
 def keys_after(plan: Plan, tag: str) -> list[Any]:
     """Every key a table holds after this step (for the rare scans: renames, superseded reports)."""
     w = plan.w
-    kept = [k for k in getattr(plan.state, TABLES[tag]) if (tag, k) not in w]
+    kept = [k for k in getattr(plan.state, tag) if (tag, k) not in w]
     return kept + [k for (t, k), v in w.items() if t == tag and v is not None]
 
 
 def history(plan: Plan, key: str) -> list[PositionInput]:
     """A position's history as it will stand after this step (a fresh list: read, never kept)."""
-    base = plan.w.get(("h", key), plan.state.position_inputs.get(key)) or ()
+    base = plan.w.get(("position_inputs", key), plan.state.position_inputs.get(key)) or ()
     return [*base, *plan.appended.get(key, ())]
 
 
 def set_history(plan: Plan, key: str, inputs: list[PositionInput] | None) -> None:
     """Replace a position's whole history (a checkpoint, a moved key); None removes it."""
     plan.appended.pop(key, None)
-    plan.w["h", key] = inputs
+    plan.w["position_inputs", key] = inputs
 
 
 def commit(plan: Plan) -> tuple[Changed, ...]:
@@ -79,7 +63,7 @@ def commit(plan: Plan) -> tuple[Changed, ...]:
         if tag == REMOVED:
             changes.append(value)
             continue
-        table = getattr(state, TABLES[tag])
+        table = getattr(state, tag)
         if value is None:
             table.pop(key, None)
             continue

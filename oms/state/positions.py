@@ -66,7 +66,11 @@ def views(key: str, strategy: str) -> tuple[tuple[bool, str, str], tuple[bool, s
 
 def _view(plan: Plan, account_wide: bool) -> tuple[str, dict[str, Position]]:
     """A view's tag in the plan and its table in the state: account-wide, or the strategies'."""
-    return ("p", plan.state.positions) if account_wide else ("s", plan.state.strategy_positions)
+    return (
+        ("positions", plan.state.positions)
+        if account_wide
+        else ("strategy_positions", plan.state.strategy_positions)
+    )
 
 
 def working_bits(plan: Plan, members: Iterable[str]) -> int:
@@ -74,7 +78,7 @@ def working_bits(plan: Plan, members: Iterable[str]) -> int:
     bits = 0
     w, orders = plan.w, plan.state.orders
     for coid in members:
-        order = w.get(("o", coid), orders.get(coid))
+        order = w.get(("orders", coid), orders.get(coid))
         assert order is not None, coid
         bits |= BUYING if order.side == "BUY" else SELLING
         if order.status != "pending":
@@ -105,7 +109,7 @@ def apply(plan: Plan, account_wide: bool, pkey: str, strategy: str, order: Order
     if fill is not None and replaces:
         if pos is not None:
             fills = plan.state.fills
-            again = replayed(pos, history(plan, pkey), lambda key: w.get(("F", key), fills.get(key)))
+            again = replayed(pos, history(plan, pkey), lambda key: w.get(("fills", key), fills.get(key)))
             if again != pos:
                 pos = replace(again, updated_seq=seq)
         fill = None
@@ -155,7 +159,7 @@ def _member(plan: Plan, pos: Position | None, pkey: str, strategy: str, order: O
 
 def _store(plan: Plan, account_wide: bool, pkey: str, before: Position | None, pos: Position | None) -> None:
     if pos is not before and pos is not None:
-        plan.w["p" if account_wide else "s", pkey] = pos
+        plan.w["positions" if account_wide else "strategy_positions", pkey] = pos
 
 
 def renamed(plan: Plan, sym: str, con_id: int) -> None:
@@ -197,7 +201,10 @@ def _move(plan: Plan, account_wide: bool, key: str, new_key: str, pos: Position,
     the position already there."""
     tag, table = _view(plan, account_wide)
     w = plan.w
-    had_history = w.get(("h", key), plan.state.position_inputs.get(key)) is not None or key in plan.appended
+    had_history = (
+        w.get(("position_inputs", key), plan.state.position_inputs.get(key)) is not None
+        or key in plan.appended
+    )
     inputs = history(plan, key)
     w[tag, key] = None
     set_history(plan, key, None)
@@ -216,7 +223,7 @@ def _move(plan: Plan, account_wide: bool, key: str, new_key: str, pos: Position,
         return
     orders = plan.state.orders
     for coid in pos.orders:
-        order = w.get(("o", coid), orders.get(coid))
+        order = w.get(("orders", coid), orders.get(coid))
         assert order is not None, coid
         joined = _member(plan, target, new_key, pos.strategy_id, order, False, working=True)
         _store(plan, account_wide, new_key, target, joined)

@@ -600,20 +600,13 @@ async def _list(args: argparse.Namespace) -> int:
         return orders_table(rows) if orders else positions_table(rows)
 
     def followed(client: AsyncClient) -> Any:
-        if orders:
-            return table(client.orders(args.strategy, args.open))
-        rows = listed(client.positions(args.strategy, args.open))
-        return positions_table(rows, client.state.instruments)  # IB's contracts: their multipliers
+        rows = (
+            client.orders(args.strategy, args.open) if orders else client.positions(args.strategy, args.open)
+        )
+        return table(listed(rows))
 
     if args.watch:
         return await _watch(args, followed)
-    if not orders and not args.json:  # the table's cost needs IB's multipliers: in a snapshot
-        client = await connect(args, follow=True)
-        try:
-            _console().print(followed(client))
-        finally:
-            await client.close()
-        return 0
     client = await connect(args, follow=False)
     try:
         fetch = client.fetch_orders if orders else client.fetch_positions

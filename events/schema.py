@@ -17,11 +17,14 @@ from typing import Literal
 
 from msgspec import Struct
 
-SCHEMA_VERSION = 2  # 2: quantities are exact decimals (version 1 wrote floats; they decode exactly)
+SCHEMA_VERSION = 3  # 3: trailing, touch, on-close, GTD/FOK/OPG, OCA and algo order fields (defaults)
+# 2: quantities are exact decimals (version 1 wrote floats; they decode exactly)
 
 Side = Literal["BUY", "SELL"]
-OrderType = Literal["MKT", "LMT", "STP", "STP LMT"]
-TimeInForce = Literal["DAY", "GTC", "IOC"]
+OrderType = Literal["MKT", "LMT", "STP", "STP LMT", "TRAIL", "TRAIL LIMIT", "MIT", "LIT", "MOC", "LOC"]
+TimeInForce = Literal["DAY", "GTC", "IOC", "GTD", "FOK", "OPG"]
+OcaType = Literal[0, 1, 2, 3]  # 0: no OCA group; 1 cancel with block, 2 reduce with block, 3 reduce without
+AlgoPriority = Literal["", "Patient", "Normal", "Urgent"]
 ErrorClass = Literal[
     "rejection", "cancel", "cancel_failed", "warning", "connectivity", "information", "error"
 ]
@@ -77,6 +80,15 @@ class OrderRequested(Event, frozen=True, tag="order_requested"):
     transmit: bool = True
     reference_price: float | None = None  # what the notional check valued a market order at
     reference_source: str = ""  # where that price came from ("market data", "last fill", ...)
+    trailing_amount: float | None = None  # TRAIL / TRAIL LIMIT: the stop trails the price by this much
+    trailing_percent: float | None = None  # ... or by this percentage of it
+    limit_offset: float | None = None  # TRAIL LIMIT: the limit is the stop minus (buy: plus) this
+    touch_price: float | None = None  # MIT / LIT: the price that triggers it
+    good_till: str = ""  # GTD: when it ends, ISO 8601 with its offset (or IB's "YYYYMMDD HH:MM:SS Zone")
+    oca_group: str = ""
+    oca_type: OcaType = 0
+    algo: Literal["", "Adaptive"] = ""
+    algo_priority: AlgoPriority = ""
 
 
 class ModifyRequested(Event, frozen=True, tag="modify_requested"):
@@ -84,6 +96,11 @@ class ModifyRequested(Event, frozen=True, tag="modify_requested"):
     quantity: Decimal | None = None
     limit_price: float | None = None
     stop_price: float | None = None
+    trailing_amount: float | None = None
+    trailing_percent: float | None = None
+    limit_offset: float | None = None
+    touch_price: float | None = None
+    good_till: str = ""
 
 
 class CancelRequested(Event, frozen=True, tag="cancel_requested"):
@@ -152,6 +169,14 @@ class OpenOrderReported(Event, frozen=True, tag="open_order"):
     filled: Decimal | None = None  # IB's filled quantity: completed orders only (None where IB sent none)
     completed_time: str = ""  # completed orders: when IB completed it, as IB sent it
     completed_status: str = ""  # completed orders: IB's completion text
+    trail_stop_price: float | None = None  # TRAIL / TRAIL LIMIT: where IB has the stop now
+    trailing_amount: float | None = None  # IB's auxPrice of a TRAIL / TRAIL LIMIT
+    trailing_percent: float | None = None
+    limit_offset: float | None = None
+    touch_price: float | None = None  # IB's auxPrice of an MIT / LIT
+    good_till: str = ""  # IB's goodTillDate, as IB sent it
+    oca_group: str = ""
+    oca_type: int = 0
 
 
 class ExecutionReported(Event, frozen=True, tag="execution"):

@@ -1,5 +1,5 @@
 """What a listing shows, for the command line and the web page alike: an instrument named as IB names
-it, and which positions are listed by default.
+it, the price that triggers an order, and which positions are listed by default.
 
 An option or a future is never shown as its bare underlying (`AAPL` beside the stock): an option is
 `AAPL 20261218 200 C` (symbol, expiry, strike, right), a future its IB local symbol (`ESZ6`), a currency
@@ -12,10 +12,19 @@ from __future__ import annotations
 from decimal import Decimal
 
 from events.schema import Contract
-from oms.state.model import Position
+from oms.state.model import Order, Position
 
 # IB's futures month codes (the letter in a local symbol such as ESZ6).
 MONTH_CODES = "FGHJKMNQUVXZ"
+
+
+def trigger_price(order: Order) -> float | None:
+    """The price a listing's stop column shows: the stop; for a trailing stop where IB has it now (the
+    last it reported); for MIT / LIT the touch price."""
+    for price in (order.stop_price, order.trail_stop_price, order.touch_price):
+        if price is not None:
+            return price
+    return None
 
 
 def instrument_name(contract: Contract) -> str:

@@ -14,13 +14,15 @@ PUB: multipart `[topic, payload]`; payload is a `Published` map (`type`, `seq`, 
 from __future__ import annotations
 
 import math
+from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
 from msgspec import Meta, Struct
 
-from events.schema import Contract, OrderType, Side, TimeInForce
+from events.schema import AlgoPriority, Contract, OrderType, Side, TimeInForce
 from oms.readable import plain
 
 PROTOCOL_VERSION = 1
@@ -130,6 +132,54 @@ def check_bounds(quantity: Decimal | None, limit_price: float | None, stop_price
         raise ValueError(problem)
 
 
+def terms_problem(
+    trailing_amount: float | None = None,
+    trailing_percent: float | None = None,
+    limit_offset: float | None = None,
+    touch_price: float | None = None,
+    good_till: str = "",
+) -> str | None:
+    """Why a trailing amount / percent, limit offset, touch price or good-till time is beyond what IB
+    takes (None: it is not): amounts and prices as `price_problem`; a percentage in (0, 100); an offset
+    finite and >= 0; a good-till time that names its zone."""
+    if trailing_percent is not None and not (math.isfinite(trailing_percent) and 0 < trailing_percent < 100):
+        return f"trailing_percent must be above 0 and below 100, not {plain(trailing_percent)}"
+    if limit_offset is not None and not (math.isfinite(limit_offset) and 0 <= limit_offset <= MAX_PRICE):
+        return f"limit_offset must be a number from 0 to {plain(MAX_PRICE)}, not {plain(limit_offset)}"
+    for name, value in (("trailing_amount", trailing_amount), ("touch_price", touch_price)):
+        if value is not None and (problem := price_problem(name, value)):
+            return problem
+    if good_till:
+        try:
+            good_till_instant(good_till)
+        except ValueError as exc:
+            return str(exc)
+    return None
+
+
+def good_till_instant(text: str) -> datetime:
+    """A good-till time as an aware datetime: ISO 8601 with its offset (`2026-12-07T15:30:00-05:00`) or
+    IB's own form with a zone name (`20261207 15:30:00 America/New_York`). A time without a zone is
+    refused: IB would read it in TWS's zone, which the client cannot see."""
+    head, _, zone = text.strip().rpartition(" ")
+    if head and ("/" in zone or zone in ("UTC", "GMT")):
+        try:
+            moment = datetime.strptime(head, "%Y%m%d %H:%M:%S").replace(tzinfo=ZoneInfo(zone))
+        except (ValueError, ZoneInfoNotFoundError) as exc:
+            raise ValueError(f"good_till {text!r}: {exc}") from exc
+        return moment
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError as exc:
+        raise ValueError(
+            f"good_till {text!r} is not a date and time with its zone (2026-12-07T15:30:00-05:00, or "
+            "20261207 15:30:00 America/New_York)"
+        ) from exc
+    if moment.tzinfo is None:
+        raise ValueError(f"good_till {text!r} needs its zone (e.g. 2026-12-07T15:30:00-05:00)")
+    return moment
+
+
 ClientOrderId = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:\-]+$")]
 StrategyId = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_\-]+$")]
 Account = Annotated[str, Meta(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9_\-]+$")]
@@ -189,9 +239,23 @@ class PlaceRequest(Request, frozen=True, tag="place"):
     outside_rth: bool = False
     parent_client_order_id: ClientOrderId | None = None
     transmit: bool = True
+    trailing_amount: Price | None = None
+    trailing_percent: float | None = None
+    limit_offset: Price | None = None
+    touch_price: Price | None = None
+    good_till: Annotated[str, Meta(max_length=64)] = ""
+    oca_group: Short = ""
+    oca_type: Literal[1, 2, 3] | None = None  # with an oca_group; 1 when left out
+    algo: Literal["Adaptive"] | None = None
+    algo_priority: AlgoPriority = ""
 
     def __post_init__(self) -> None:
         check_bounds(self.quantity, self.limit_price, self.stop_price)
+        problem = terms_problem(
+            self.trailing_amount, self.trailing_percent, self.limit_offset, self.touch_price, self.good_till
+        )
+        if problem:
+            raise ValueError(problem)
 
 
 class ModifyRequest(Request, frozen=True, tag="modify"):
@@ -201,9 +265,19 @@ class ModifyRequest(Request, frozen=True, tag="modify"):
     quantity: Quantity | None = None
     limit_price: Price | None = None
     stop_price: Price | None = None
+    trailing_amount: Price | None = None
+    trailing_percent: float | None = None
+    limit_offset: Price | None = None
+    touch_price: Price | None = None
+    good_till: Annotated[str, Meta(max_length=64)] = ""
 
     def __post_init__(self) -> None:
         check_bounds(self.quantity, self.limit_price, self.stop_price)
+        problem = terms_problem(
+            self.trailing_amount, self.trailing_percent, self.limit_offset, self.touch_price, self.good_till
+        )
+        if problem:
+            raise ValueError(problem)
 
 
 class CancelRequest(Request, frozen=True, tag="cancel"):

@@ -11,7 +11,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from events.codec import CodecError, decode, encode, encode_into, to_builtins, to_json
-from events.schema import EVENT_TYPES, Envelope, Event, UnknownEvent, kind_of
+from events.schema import (
+    EVENT_TYPES,
+    Envelope,
+    Event,
+    ModifyRequested,
+    OpenOrderReported,
+    OrderRequested,
+    UnknownEvent,
+    kind_of,
+)
 
 KNOWN = [t for t in EVENT_TYPES if t is not UnknownEvent]
 
@@ -89,3 +98,30 @@ def test_unknown_kind_decodes_as_unknown_event_and_encodes_back_unchanged(fields
 def test_garbage_raises_codec_error(garbage: bytes) -> None:
     with pytest.raises(CodecError):
         decode(garbage)
+
+
+def test_a_version_2_log_decodes_with_the_order_terms_of_version_3_at_their_defaults() -> None:
+    """Schema 3 added the trailing, touch, good-till, OCA and algo fields; a log written before them
+    decodes to the same values, the new fields at their defaults."""
+    contract = {"symbol": "AAPL"}
+    written = [
+        {"kind": "order_requested", "client_order_id": "c1", "strategy_id": "s", "account": "DU1",
+         "contract": contract, "side": "BUY", "quantity": "10", "order_type": "STP", "stop_price": 90.0},
+        {"kind": "modify_requested", "client_order_id": "c1", "stop_price": 91.0},
+        {"kind": "open_order", "order_id": 1, "perm_id": 2, "client_id": 7, "order_ref": "c1",
+         "account": "DU1", "contract": contract, "side": "BUY", "quantity": "10", "order_type": "STP",
+         "stop_price": 91.0},
+    ]  # fmt: skip
+    for n, event in enumerate(written, 1):
+        env = decode(msgspec.msgpack.encode({"seq": n, "ts": n, "event": event, "v": 2}))
+        assert env.v == 2 and to_builtins(env)["event"] == event  # nothing more, nothing changed
+        assert isinstance(env.event, OrderRequested | ModifyRequested | OpenOrderReported)
+        assert env.event.trailing_amount is None and env.event.good_till == ""
+    requested = decode(msgspec.msgpack.encode({"seq": 1, "ts": 1, "event": written[0], "v": 2})).event
+    assert isinstance(requested, OrderRequested)
+    assert (requested.oca_group, requested.oca_type, requested.algo, requested.touch_price) == (
+        "",
+        0,
+        "",
+        None,
+    )

@@ -21,6 +21,7 @@ from tests.fold_strategies import (
     requested,
     sent,
     status,
+    then,
 )
 
 
@@ -324,6 +325,21 @@ def test_modify_applies_when_ib_acknowledges_it_with_an_open_order() -> None:
     assert (o.quantity, o.limit_price, o.pending_modify is not None) == (10.0, 100.0, True)
     o = fold(log(open_order(quantity=15, limit=99.0))[-1:], state).orders["c1"]
     assert (o.quantity, o.limit_price, o.remaining, o.pending_modify) == (15.0, 99.0, 15.0, None)
+
+
+def test_a_trailing_stop_keeps_what_ib_shows_working_and_its_modify_waits_for_it() -> None:
+    """IB's openOrder is the truth of a TRAIL's terms: the stop it moved to, and a modified trailing
+    amount only once IB shows it (until then the modify is pending and the old amount stands)."""
+    trail = replace(open_order(), order_type="TRAIL", limit_price=None, trailing_amount=1.0)
+    state = placed(trail, replace(trail, trail_stop_price=98.5))
+    assert (state.orders["c1"].trailing_amount, state.orders["c1"].trail_stop_price) == (1.0, 98.5)
+    state = then(state, ModifyRequested(client_order_id="c1", trailing_amount=2.0))
+    state = then(state, replace(trail, trail_stop_price=99.0))  # the stop moved; the amount not yet
+    o = state.orders["c1"]
+    assert (o.trailing_amount, o.trail_stop_price, o.pending_modify is not None) == (1.0, 99.0, True)
+    state = then(state, replace(trail, trailing_amount=2.0, trail_stop_price=98.0))
+    o = state.orders["c1"]
+    assert (o.trailing_amount, o.trail_stop_price, o.pending_modify) == (2.0, 98.0, None)
 
 
 def test_modify_down_to_the_filled_quantity_fills_the_order() -> None:

@@ -42,7 +42,7 @@ def test_readme_script_fills_an_order(tmp_path: Path) -> None:
 def test_oms_sim_command_serves_and_stops_on_ctrl_c(tmp_path: Path) -> None:
     proc = subprocess.Popen(
         [sys.executable, "-m", "oms", "sim", "--port", "0", "--seed", "3", "--server-version", "176",
-         "--fault", "duplicate_exec=1", "--state-dir", str(tmp_path / "st")],
+         "--fault", "duplicate_exec=1", "--state-dir", str(tmp_path / "st"), "--data-dir", str(tmp_path)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     try:
@@ -61,21 +61,27 @@ def test_oms_sim_command_serves_and_stops_on_ctrl_c(tmp_path: Path) -> None:
         )
         assert done.returncode == 0, done.stderr
         assert done.stdout.split()[-3] == "Filled"
+        moved = subprocess.run(
+            [sys.executable, "-m", "oms", "sim", "price", "AAPL", "123.456", "--data-dir", str(tmp_path)],
+            capture_output=True, text=True, timeout=30, check=False,
+        )  # fmt: skip
+        assert moved.returncode == 0 and moved.stdout.startswith("AAPL 123.46 at "), moved  # on the tick grid
         proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=20)
         assert proc.returncode == 0
         assert "clientId 1" in out
         assert (tmp_path / "st" / "tws_sim_state.json").exists()
+        assert not (tmp_path / "sim-control.json").exists()  # the control file goes with the simulator
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
 
 
-def test_oms_sim_rejects_bad_flags() -> None:
+def test_oms_sim_rejects_bad_flags(tmp_path: Path) -> None:
     for flags in (["--server-version", "179"], ["--fault", "nonsense=1"]):
         done = subprocess.run(
-            [sys.executable, "-m", "oms", "sim", "--port", "0", *flags],
+            [sys.executable, "-m", "oms", "sim", "--port", "0", "--data-dir", str(tmp_path), *flags],
             capture_output=True, text=True, timeout=30, check=False,
         )  # fmt: skip
         assert done.returncode == 2, (flags, done.stdout, done.stderr)

@@ -77,8 +77,11 @@ def test_validate_names_what_is_wrong() -> None:
     assert validate(_order()) is None
     assert "Limit price" in (validate(_order(lmt_price=None)) or "")
     assert "Stop price" in (validate(_order(order_type="STP", aux_price=None)) or "")
-    assert "order type" in (validate(_order(order_type="TRAIL")) or "")
-    assert "time in force" in (validate(_order(tif="FOK")) or "")
+    assert "order type" in (validate(_order(order_type="PEG MID")) or "")
+    assert "time in force" in (validate(_order(tif="GTX")) or "")
+    assert "Trailing" in (validate(_order(order_type="TRAIL", aux_price=None)) or "")
+    assert "Trigger price" in (validate(_order(order_type="MIT", aux_price=None)) or "")
+    assert "Good till" in (validate(_order(tif="GTD")) or "")
     assert "quantity" in (validate(_order(quantity=0.0)) or "")
 
 

@@ -46,7 +46,7 @@ async def _exercise(ib: Any, lib: Any, sim: Any, version: int) -> None:
     await wait_for(lambda: all(f.commissionReport.commission > 0 for f in trade.fills), "commissions")
     assert trade.order.permId and trade.fills[0].execution.execId and trade.fills[1].execution.cumQty == 10
     future = ib.placeOrder(
-        lib.Future("ES", "20261218", "CME"), lib.MarketOrder("BUY", 1)
+        lib.Future("ES", "20261218", "CME", currency="USD"), lib.MarketOrder("BUY", 1)
     )  # a future: avgCost with the multiplier
     await wait_for(lambda: future.orderStatus.status == "Filled", "future filled")
     positions = {p.contract.conId: p for p in await ib.reqPositionsAsync()}

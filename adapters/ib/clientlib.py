@@ -22,6 +22,7 @@ class ClientLib:
     IB: Any
     Contract: Any
     Order: Any
+    TagValue: Any
     ExecutionFilter: Any
     Decoder: Any
     version: str
@@ -37,6 +38,7 @@ def load(name: str = "ib_async") -> ClientLib:
         IB=root.IB,
         Contract=root.Contract,
         Order=root.Order,
+        TagValue=root.TagValue,
         ExecutionFilter=root.ExecutionFilter,
         Decoder=decoder.Decoder,
         version=str(getattr(root, "__version__", "")),

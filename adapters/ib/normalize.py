@@ -65,6 +65,12 @@ class IbOrder(Protocol):
     outsideRth: bool
     parentId: int
     filledQuantity: float  # decoded for completed orders only (unset elsewhere)
+    trailStopPrice: float
+    trailingPercent: float
+    lmtPriceOffset: float
+    goodTillDate: str
+    ocaGroup: str
+    ocaType: int
 
 
 class IbOrderState(Protocol):
@@ -192,6 +198,9 @@ def open_order(
     """None for a what-if answer: IB's margin estimate of an order that does not exist and never works."""
     if getattr(order, "whatIf", False):
         return None
+    kind = text(order.orderType)
+    aux = price(order.auxPrice)  # a stop price, a trailing amount (TRAIL) or a touch price (MIT, LIT)
+    trailing, touched = kind in ("TRAIL", "TRAIL LIMIT"), kind in ("MIT", "LIT")
     return OpenOrderReported(
         order_id=integer(orderId),
         perm_id=integer(order.permId),
@@ -201,9 +210,9 @@ def open_order(
         contract=contract(c),
         side=text(order.action),
         quantity=size(order.totalQuantity),
-        order_type=text(order.orderType),
+        order_type=kind,
         limit_price=price(order.lmtPrice),
-        stop_price=price(order.auxPrice),
+        stop_price=None if trailing or touched else aux,
         tif=text(order.tif),
         outside_rth=bool(order.outsideRth),
         parent_id=integer(order.parentId),
@@ -215,6 +224,14 @@ def open_order(
         filled=size(order.filledQuantity) if number(order.filledQuantity) is not None else None,
         completed_time=text(state.completedTime),
         completed_status=text(state.completedStatus),
+        trail_stop_price=price(order.trailStopPrice) if trailing else None,
+        trailing_amount=aux if trailing else None,
+        trailing_percent=price(order.trailingPercent) if trailing else None,
+        limit_offset=number(order.lmtPriceOffset) if kind == "TRAIL LIMIT" else None,
+        touch_price=aux if touched else None,
+        good_till=text(order.goodTillDate),
+        oca_group=text(order.ocaGroup),
+        oca_type=integer(order.ocaType),
     )
 
 

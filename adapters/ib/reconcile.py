@@ -193,7 +193,7 @@ def _log_shows(order: Order | None, event: OrderStatusReported | OpenOrderReport
         event.quantity,
         event.limit_price,
         event.stop_price,
-    )
+    ) and event.trail_stop_price in (None, order.trail_stop_price)
 
 
 def position_mismatches(

@@ -31,6 +31,7 @@ class SimConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     tws_time_zone: str = "UTC"  # TWS's zone: execution times, and the midnight reqExecutions counts from
     max_msg_rate: int = 50  # requests per second per client before error 100 (0: no limit)
     master_client_id: int | None = None  # TWS's "Master API client ID": sees every order live
+    control_file: str | None = None  # where the control channel writes its endpoint (control.py)
     # IB's day (schedule.py), in New York time, "" = off: the nightly server reset (1100, then 1101 or
     # 1102, sockets up) and TWS / IB Gateway's daily automatic restart (sockets closed, then back)
     reset_at: str = ""  # "HH:MM"

@@ -4,7 +4,8 @@ Synchronous and socket-free: it talks to connected clients only through `Peer.se
 sequence (openOrder / orderStatus / execDetails / commissionReport, faults applied) is built and sent in
 one go on the event loop, in the order a test can predict. Order entry (how TWS answers placeOrder and
 cancelOrder) is in `orders`; this module holds the state, the clock, matching and fills. DAY orders are
-cancelled at their session's close (`expire`, O(1) when none is due).
+cancelled at their session's close and GTD orders at their time (`expire`, O(1) when none is due); MOC
+and LOC orders trade at the close instead, in the closing auction, and OPG orders in the opening one.
 """
 
 from __future__ import annotations
@@ -19,12 +20,12 @@ import msgspec
 from adapters.tws_sim import hours
 from adapters.tws_sim import messages as m
 from adapters.tws_sim.account import Account, ExecRecord, commission_for
-from adapters.tws_sim.catalog import BY_CON_ID
+from adapters.tws_sim.catalog import BY_CON_ID, BY_KEY
 from adapters.tws_sim.config import SimConfig
 from adapters.tws_sim.delivery import Item, Peer, Peers, apply_faults, render
 from adapters.tws_sim.faults import FaultDice
 from adapters.tws_sim.feeds import Feeds
-from adapters.tws_sim.matching import DONE, OrderBook, SimOrder, split_quantity, with_fill
+from adapters.tws_sim.matching import DONE, OrderBook, SimOrder, crosses, split_quantity, with_fill
 from adapters.tws_sim.persist import (
     ChangeLog,
     Executed,
@@ -35,6 +36,7 @@ from adapters.tws_sim.persist import (
     save_state,
 )
 from adapters.tws_sim.prices import PricePaths
+from adapters.tws_sim.triggers import ON_CLOSE, TRAILING, ratchet
 
 
 class Engine:
@@ -46,6 +48,7 @@ class Engine:
         self.dice = FaultDice(config.faults)
         self.peers = Peers(config.master_client_id)
         self.link_up = True
+        self.oca_done: set[tuple[str, str]] = set()  # (account, group) of OCA type 1 groups that executed
         state = (load_state(config.state_dir) if config.state_dir else None) or SavedState()
         self.accounts = {name: Account(name, cash={"USD": config.starting_cash}) for name in config.accounts}
         self.executions: list[ExecRecord] = []
@@ -201,13 +204,29 @@ class Engine:
             self.peers.error(order.client_id, order.wire_id, 202, "Order Canceled - reason:")
 
     def expire(self) -> None:
-        """Cancel the DAY orders whose session closed (IB: cancelled at the close); O(1) when none did."""
+        """Cancel the DAY orders whose session closed (IB: cancelled at the close) and the GTD orders
+        whose time came; MOC / LOC orders go to the closing auction instead. O(1) when none is due."""
         now = self.clock()
         while self._expiries and self._expiries[0][0] <= now:
             day_end, key = heapq.heappop(self._expiries)
             order = self.book.orders.get(key)
-            if order is not None and order.day_end == day_end and order.status not in DONE:
+            if order is None or order.day_end != day_end or order.status in DONE:
+                continue
+            if order.order_type in ON_CLOSE and self.link_up and self.book.active(order):
+                self.auction(order)
+            else:
                 self.cancel_one(order, with_202=False)
+
+    def auction(self, order: SimOrder) -> None:
+        """An auction (the close for MOC / LOC, the open for OPG): the order fills whole at the path's
+        price if its limit allows, else it is cancelled (IB: an unexecuted auction order is cancelled)."""
+        price = self.prices.price(order.price_key)
+        if not crosses(order, price):
+            self.cancel_one(order, with_202=False)
+            return
+        before = order.filled
+        self.deliver(order, self.fill(order, price, frozenset()))
+        self.after_fill(self.book.orders[order.key], self.book.orders[order.key].filled - before)
 
     def bind_manual_orders(self) -> list[SimOrder]:
         """reqOpenOrders from client 0 binds the orders typed into TWS (they get negative orderIds)."""
@@ -233,6 +252,10 @@ class Engine:
         self.feeds.stream(key)
         if self.link_up:
             price = self.prices.price(key)
+            self._trail(key, price)
+            for order in self.book.working(key):
+                if order.tif == "OPG" and self.book.active(order) and self.open_for(order):
+                    self.auction(order)  # the first match after the open is the opening auction
             for order in self.book.mark_triggered(key, price, self.open_for):
                 self.deliver(order, prefix.pop(order.key, []) + self.order_items(order))
             for order in self.book.working(key):
@@ -247,9 +270,22 @@ class Engine:
                 items = prefix.pop(order.key, [])
                 self.deliver(order, apply_faults(items + self.fill(order, price, faults), faults))
                 faults = frozenset()
-                self.after_fill(self.book.orders[order.key])
+                filled = self.book.orders[order.key]
+                self.after_fill(filled, filled.filled - order.filled)
         for okey, items in prefix.items():  # acknowledged orders that did not trade
             self.deliver(self.book.orders[okey], apply_faults(items, faults))
+
+    def _trail(self, key: str, price: float) -> None:
+        """Move the trailing stops working on this path with its price; each move is reported in an
+        openOrder carrying the new trailStopPrice (and a TRAIL LIMIT's new limit), as TWS reports it."""
+        tick = BY_KEY[key].min_tick
+        for order in self.book.working(key):
+            if order.order_type not in TRAILING or order.stop_triggered or not self.book.active(order):
+                continue
+            moved = ratchet(order, price, tick)
+            if moved is not None:
+                order = self.put(msgspec.structs.replace(order, **moved))
+                self.deliver(order, [("open", [order, None, None])])
 
     def _may_work(self, order: SimOrder) -> bool:
         return self.book.active(order) and self.open_for(order)
@@ -292,17 +328,33 @@ class Engine:
         if self._log is not None:
             self._log.append(Executed(record, self._exec_seq))
 
-    def after_fill(self, order: SimOrder) -> None:
-        """Positions and account updates to subscribers; release bracket children; cancel OCA siblings."""
+    def after_fill(self, order: SimOrder, shares: float) -> None:
+        """Positions and account updates to subscribers; the OCA group's other orders cancelled or
+        reduced by `shares` (just executed); bracket siblings cancelled and children released."""
         self.feeds.after_fill(order.account, order.contract.con_id, self.clock())
+        self._oca(order, shares)
         if order.status != "Filled":
             return
-        for sibling in self.book.oca_siblings(order):
+        for sibling in self.book.bracket_siblings(order):
             self.cancel_one(sibling, with_202=False)
         for child in self.book.children_of(order):
             if child.status == "PreSubmitted" and child.order_type not in ("STP", "STP LMT", "MKT"):
                 child = self.put(msgspec.structs.replace(child, status="Submitted"))
                 self.deliver(child, self.order_items(child))
+
+    def _oca(self, order: SimOrder, shares: float) -> None:
+        """IB's OCA types: 1 cancels the group's other orders at the first execution; 2 and 3 reduce each
+        other order by the quantity executed (an order reduced to nothing is cancelled), as openOrder with
+        the new total quantity and orderStatus (IB's OCA page; TWS API Order.ocaType)."""
+        if shares > 0 and order.oca_group and order.oca_type not in (2, 3):
+            self.oca_done.add((order.account, order.oca_group))
+        for other in self.book.oca_group(order) if shares > 0 else []:
+            left = other.quantity - shares
+            if order.oca_type not in (2, 3) or left <= other.filled + 1e-9:
+                self.cancel_one(other, with_202=False)
+                continue
+            reduced = self.put(msgspec.structs.replace(other, quantity=round(left, 10)))
+            self.deliver(reduced, self.order_items(reduced))
 
 
 __all__ = ["Engine", "render"]

@@ -1,7 +1,9 @@
 """Working orders and when they execute: pure functions over frozen orders, plus the book that holds them.
 
 MKT fills at once at the current price; LMT when the price reaches the limit; STP turns into a market
-order once the price touches the stop, STP LMT into a limit. Bracket children wait for their parent,
+order once the price touches the stop, STP LMT into a limit; TRAIL / TRAIL LIMIT likewise at their
+trailing stop (`triggers`), MIT / LIT at their touch price. MOC / LOC trade only in the closing auction
+and OPG orders only in the opening one (the engine runs both). Bracket children wait for their parent,
 and a fill of one child cancels its siblings (IB treats a bracket's children as one OCA group).
 
 The book indexes working orders by price path and children by parent, so the work per price tick is
@@ -14,12 +16,21 @@ from collections.abc import Callable
 
 import msgspec
 
+from adapters.tws_sim.triggers import (
+    CONDITIONAL,
+    LIMITED,
+    ON_CLOSE,
+    TOUCHED,
+    TRAILING,
+    through,
+    touches_needed,
+)
 from events.schema import Contract
 
 WORKING = frozenset({"PreSubmitted", "Submitted"})
 DONE = frozenset({"Filled", "Cancelled", "Inactive", "ApiCancelled"})
-ORDER_TYPES = frozenset({"MKT", "LMT", "STP", "STP LMT"})
-TIFS = frozenset({"DAY", "GTC", "IOC"})
+ORDER_TYPES = frozenset({"MKT", "LMT", "STP", "STP LMT", "TRAIL", "TRAIL LIMIT", "MIT", "LIT", "MOC", "LOC"})
+TIFS = frozenset({"DAY", "GTC", "IOC", "GTD", "FOK", "OPG"})
 
 
 class SimOrder(msgspec.Struct, frozen=True):
@@ -47,8 +58,17 @@ class SimOrder(msgspec.Struct, frozen=True):
     price_key: str = ""  # the instrument's price path
     what_if: bool = False
     bound: bool = True  # False: an order typed into TWS that no API client has bound (orderId 0)
-    day_end: float = 0.0  # when a DAY order ends (the close of its session)
+    day_end: float = 0.0  # when a DAY order ends (the close of its session), or a GTD order's time
     done_epoch: float = 0.0  # when it was filled, cancelled or became inactive
+    trigger_method: int = 0  # IB's triggerMethod: 0 default, 1 double bid/ask, 2 last, 3 double last, ...
+    good_till: str = ""  # goodTillDate as sent
+    oca_type: int = 0
+    trail_stop_price: float | None = None  # TRAIL / TRAIL LIMIT: where the stop is now
+    trailing_percent: float | None = None
+    lmt_price_offset: float | None = None
+    algo: str = ""
+    algo_params: tuple[tuple[str, str], ...] = ()
+    touches: int = 0  # consecutive prices through the trigger (a double trigger method needs two)
 
     @property
     def key(self) -> tuple[int, int]:
@@ -78,31 +98,46 @@ def validate(order: SimOrder) -> str | None:
         return f"Invalid action {order.action!r}"
     if not order.quantity > 0:
         return "Order quantity must be positive"
-    if order.order_type in ("LMT", "STP LMT") and not (order.lmt_price and order.lmt_price > 0):
+    kind = order.order_type
+    if kind in ("LMT", "STP LMT", "LIT", "LOC") and not (order.lmt_price and order.lmt_price > 0):
         return "Limit price is required"
-    if order.order_type in ("STP", "STP LMT") and not (order.aux_price and order.aux_price > 0):
+    if kind in ("STP", "STP LMT") and not (order.aux_price and order.aux_price > 0):
         return "Stop price is required"
+    if kind in TRAILING and not (order.aux_price or order.trailing_percent):
+        return "Trailing amount or trailing percent is required"
+    if kind == "TRAIL LIMIT" and order.lmt_price_offset is None and not order.lmt_price:
+        return "Limit price offset is required"
+    if kind in TOUCHED and not (order.aux_price and order.aux_price > 0):
+        return "Trigger price is required"
+    if order.tif == "GTD" and not order.good_till:
+        return "Good till date is required for a GTD order"
     return None
 
 
 def triggered(order: SimOrder, price: float) -> bool:
-    """Whether a stop order's stop has been touched (always true once it was)."""
-    if order.stop_triggered or order.order_type not in ("STP", "STP LMT"):
+    """Whether a conditional order's trigger has been touched (always true once it was; a double trigger
+    method is elected only by `OrderBook.mark_triggered`, which counts the prices)."""
+    if order.stop_triggered or order.order_type not in CONDITIONAL:
         return order.stop_triggered
-    assert order.aux_price is not None
-    return price >= order.aux_price if order.is_buy else price <= order.aux_price
+    return touches_needed(order) == 1 and through(order, price)
 
 
-def executable(order: SimOrder, price: float) -> bool:
-    """Whether the order trades at the current price (it fills at that price)."""
-    if order.order_type == "MKT":
-        return True
-    if order.order_type in ("STP", "STP LMT") and not triggered(order, price):
-        return False
-    if order.order_type == "STP":
+def crosses(order: SimOrder, price: float) -> bool:
+    """Whether the order's price terms let it trade at `price` (an auction's too), its trigger aside."""
+    if order.order_type not in LIMITED:
         return True
     assert order.lmt_price is not None
     return price <= order.lmt_price if order.is_buy else price >= order.lmt_price
+
+
+def executable(order: SimOrder, price: float) -> bool:
+    """Whether the order trades in the continuous market at the current price (it fills at that price);
+    auction orders (MOC, LOC, OPG) never do."""
+    if order.order_type in ON_CLOSE or order.tif == "OPG":
+        return False
+    if order.order_type in CONDITIONAL and not triggered(order, price):
+        return False
+    return crosses(order, price)
 
 
 def split_quantity(quantity: float, parts: int) -> list[float]:
@@ -191,20 +226,25 @@ class OrderBook:
         parent = self.parent_of(order)
         return parent is None or parent.status == "Filled"
 
-    def oca_siblings(self, order: SimOrder) -> list[SimOrder]:
-        """Working orders cancelled when `order` fills: its bracket siblings and its OCA group."""
-        out = []
-        for other in self.working(order.price_key):
-            if other.key == order.key:
-                continue
-            same_parent = order.parent_id and (other.client_id, other.parent_id) == (
-                order.client_id,
-                order.parent_id,
-            )
-            same_oca = order.oca_group and other.oca_group == order.oca_group
-            if same_parent or same_oca:
-                out.append(other)
-        return out
+    def bracket_siblings(self, order: SimOrder) -> list[SimOrder]:
+        """Working orders cancelled when `order` fills: the other children of its parent."""
+        if not order.parent_id:
+            return []
+        return [
+            o
+            for o in self.children_of(self.get(order.client_id, order.parent_id) or order)
+            if o.key != order.key and o.status in WORKING
+        ]
+
+    def oca_group(self, order: SimOrder) -> list[SimOrder]:
+        """The other working orders of `order`'s OCA group (of its account; any instrument)."""
+        if not order.oca_group:
+            return []
+        return [
+            o
+            for o in self.working()
+            if o.key != order.key and o.oca_group == order.oca_group and o.account == order.account
+        ]
 
     def executable_now(
         self, price_key: str, price: float, open_for: Callable[[SimOrder], bool]
@@ -216,9 +256,19 @@ class OrderBook:
     def mark_triggered(
         self, price_key: str, price: float, open_for: Callable[[SimOrder], bool]
     ) -> list[SimOrder]:
-        """Elect the stops the price touched; returns them (IB reports them Submitted from then on)."""
+        """Elect the conditional orders the price went through (twice in a row where the trigger method
+        is a double one); returns them (IB reports them Submitted from then on)."""
         elected = []
         for o in self.working(price_key):
-            if self.active(o) and open_for(o) and not o.stop_triggered and triggered(o, price):
-                elected.append(self.put(msgspec.structs.replace(o, stop_triggered=True, status="Submitted")))
+            if o.order_type not in CONDITIONAL or o.stop_triggered or not (self.active(o) and open_for(o)):
+                continue
+            if not through(o, price):
+                if o.touches:
+                    self.put(msgspec.structs.replace(o, touches=0))
+                continue
+            o = msgspec.structs.replace(o, touches=o.touches + 1)
+            if o.touches >= touches_needed(o):
+                o = msgspec.structs.replace(o, stop_triggered=True, status="Submitted")
+                elected.append(o)
+            self.put(o)
         return elected

@@ -58,6 +58,13 @@ def _price(value: float | None) -> Field:
     return "" if value is None else value
 
 
+def algo_fields(o: SimOrder) -> Fields:
+    """algoStrategy, and when there is one its parameters (count, then tag and value pairs)."""
+    if not o.algo:
+        return [""]
+    return [o.algo, len(o.algo_params), *(x for pair in o.algo_params for x in pair)]
+
+
 def open_order(
     version: int,
     o: SimOrder,
@@ -72,19 +79,23 @@ def open_order(
     else:
         unset = [0.0, 0.0, margin[2], margin[0], margin[1], 0.0, margin[0], margin[1], margin[2]]
     comm: Fields = [commission, "", "", "USD"] if commission is not None else ["", "", "", ""]
+    trail = _price(o.trail_stop_price)  # sent twice; the decoders keep the second
+    trail_again: Field = UNSET_DOUBLE_TEXT if o.trail_stop_price is None else o.trail_stop_price
+    offset: Field = UNSET_DOUBLE_TEXT if o.lmt_price_offset is None else o.lmt_price_offset
     fields: Fields = [
         5, o.wire_id, *contract_fields(o.contract),
         o.action, o.quantity, o.order_type, _price(o.lmt_price), _price(o.aux_price), o.tif, o.oca_group,
         o.account, "", 0, o.order_ref, o.client_id, o.perm_id, o.outside_rth, 0, 0, "", "",
-        "", "", "", *fa_profile(version), "", "", "", "", "",  # fa*, modelCode .. percentOffset, firm
+        "", "", "", *fa_profile(version), "", o.good_till, "", "", "",  # fa*, modelCode .. firm
         0, "", -1, 0, "", "", "", "", "",  # shortSaleSlot .. stockRangeUpper
-        UNSET_INT_TEXT, 0, 0, 0, "", 3, 0, 0, "", o.parent_id, 0, "", 0,  # displaySize .. volatilityType
-        "", "", 0, 0, "", "", "", "", "",  # deltaNeutralOrderType("") .. comboLegsDescrip
+        UNSET_INT_TEXT, 0, 0, 0, "", o.oca_type or 3, 0, 0, "", o.parent_id, o.trigger_method, "", 0,
+        "", "", 0, 0, trail, _price(o.trailing_percent), "", "", "",  # deltaNeutral .. comboLegsDescrip
         0, 0, 0, UNSET_INT_TEXT, UNSET_INT_TEXT, "", "",  # combo counts, scale, hedgeType
-        0, "", "IB", 0, 0, "", 0, o.what_if,  # optOutSmartRouting .. whatIf
+        0, "", "IB", 0, 0, *algo_fields(o), 0, o.what_if,  # optOutSmartRouting .. whatIf
         status or o.status, *unset, *comm, "",  # orderState, commission block, warningText
         0, 0, 0, "",  # randomizeSize, randomizePrice, numConditions, adjustedOrderType
-        *[UNSET_DOUBLE_TEXT] * 6, 0, "", "", "", "", 0, 0, 0, 0,  # adjusted .. usePriceMgmtAlgo
+        UNSET_DOUBLE_TEXT, trail_again, offset, *[UNSET_DOUBLE_TEXT] * 3,  # triggerPrice .. adjusted
+        0, "", "", "", "", 0, 0, 0, 0,  # adjustableTrailingUnit .. usePriceMgmtAlgo
     ]  # fmt: skip
     if version >= 159:
         fields.append("")  # duration

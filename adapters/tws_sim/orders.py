@@ -6,15 +6,22 @@
 - any other refusal: 201, then openOrder / orderStatus `Inactive` (ib_insync#554); on a modify, 201
   alone and the order works on with its previous parameters;
 - what-if: openOrder with the margin in its order state; never stored, never executed;
-- MKT and stop orders `PreSubmitted` (stops until the price elects them); an order whose session is
-  closed for it (RTH only, or fully closed) `PreSubmitted` with warning 399 until the session opens.
+- MKT and conditional orders `PreSubmitted` (until the price elects them), auction orders (MOC, LOC,
+  OPG) `PreSubmitted` until their auction; an order whose session is closed for it (RTH only, or fully
+  closed) `PreSubmitted` with warning 399 until the session opens;
+- contract validation first: no exchange or no currency is error 321 before any 200 (as TWS answers;
+  ib_async's live tests place such orders to see it);
+- by time and instrument (`timing`): MOC / LOC only where the instrument has a closing auction (else
+  387) and before the exchange's cut-off; OPG only before the opening auction;
+- IOC and FOK orders that cannot trade at once are cancelled, and so is an order joining an OCA group
+  (type 1) that has executed already; a GTD order ends at its time.
 """
 
 from __future__ import annotations
 
 import msgspec
 
-from adapters.tws_sim import hours
+from adapters.tws_sim import hours, timing
 from adapters.tws_sim import messages as m
 from adapters.tws_sim.account import commission_for, margin_change
 from adapters.tws_sim.catalog import BY_CON_ID, CONTRACTS, Instrument, resolve
@@ -22,6 +29,7 @@ from adapters.tws_sim.delivery import apply_faults
 from adapters.tws_sim.engine import Engine
 from adapters.tws_sim.matching import DONE, WORKING, SimOrder, validate
 from adapters.tws_sim.requests import PlaceOrder
+from adapters.tws_sim.triggers import CONDITIONAL, ON_CLOSE, TRAILING, stop_terms, trailed_stop
 
 NO_SECURITY = "No security definition has been found for the request"
 OFF_TICK = "The price does not conform to the minimum price variation for this contract."
@@ -40,12 +48,18 @@ def place(engine: Engine, client_id: int, req: PlaceOrder) -> None:
         engine.peers.error(client_id, req.order_id, 103, f"Duplicate order id {req.order_id}")
         return
     modify = existing is not None and existing.status in WORKING
+    invalid = _contract_invalid(req)
+    if invalid is not None:
+        engine.peers.error(client_id, req.order_id, 321, invalid)
+        return
     inst = resolve(req.contract)
     if inst is None:
         engine.peers.error(client_id, req.order_id, 200, NO_SECURITY)
         return
-    refusal = _refusal(req, inst, modify)
-    if refusal is not None:
+    refusal = _refusal(req, inst, modify) or timing.refusal(
+        req, inst, engine.clock(), modify, engine.config.tws_time_zone
+    )
+    if refusal is not None and refusal[0] != 201:
         engine.peers.error(client_id, req.order_id, *refusal)
         return
     if req.what_if:
@@ -60,16 +74,28 @@ def place(engine: Engine, client_id: int, req: PlaceOrder) -> None:
         order_ref=req.order_ref, oca_group=req.oca_group, parent_id=req.parent_id, transmit=req.transmit,
         outside_rth=req.outside_rth, price_key=inst.key,
         bound=req.order_id > 0 or client_id != 0 or engine.peers.auto_binding(),
+        trigger_method=req.trigger_method, good_till=req.good_till, oca_type=req.oca_type,
+        trail_stop_price=req.trail_stop_price, trailing_percent=req.trailing_percent,
+        lmt_price_offset=req.lmt_price_offset, algo=req.algo, algo_params=req.algo_params,
     )  # fmt: skip
     if existing is not None:
         order = msgspec.structs.replace(
             order, status=existing.status, filled=existing.filled, avg_fill_price=existing.avg_fill_price,
             last_fill_price=existing.last_fill_price, stop_triggered=existing.stop_triggered,
             day_end=existing.day_end, bound=existing.bound,
+            trail_stop_price=_kept_stop(existing, order),
         )  # fmt: skip
+        if order.tif == "GTD" and order.good_till != existing.good_till:
+            order = msgspec.structs.replace(
+                order, day_end=_good_till_epoch(engine, order) or existing.day_end
+            )
     engine.advance_ids(client_id, req.order_id)
     faults = engine.dice.draw()
-    reason = validate(order) or (None if account in engine.accounts else f"Unknown account {account!r}")
+    reason = (
+        validate(order)
+        or (refusal[1] if refusal else None)
+        or (None if account in engine.accounts else f"Unknown account {account!r}")
+    )
     if reason or "reject" in faults:
         text = f"Order rejected - reason:{reason or 'Simulated rejection (fault injection)'}"
         if modify:  # a refused modify: the order works on with its previous parameters
@@ -78,7 +104,7 @@ def place(engine: Engine, client_id: int, req: PlaceOrder) -> None:
             reject(engine, order, text)
         return
     if modify:
-        engine.put(order)
+        order = engine.put(_with_stop(engine, order))
         engine.deliver(order, engine.order_items(order))
         engine.match(order.price_key)
         return
@@ -120,12 +146,16 @@ def reject(engine: Engine, order: SimOrder, text: str) -> None:
 
 def acknowledge(engine: Engine, order: SimOrder, faults: frozenset[str]) -> None:
     inst = BY_CON_ID[order.contract.con_id]
-    day_end = hours.day_end(inst.session, engine.clock(), order.outside_rth) if order.tif == "DAY" else 0.0
+    day_end = 0.0
+    if order.tif == "DAY":
+        day_end = hours.day_end(inst.session, engine.clock(), order.outside_rth)
+    elif order.tif == "GTD":
+        day_end = _good_till_epoch(engine, order) or 0.0
     open_now = engine.open_for(order)
     waiting = not engine.book.active(msgspec.structs.replace(order, status="Submitted"))
-    stop = order.order_type in ("STP", "STP LMT")
-    status = "PreSubmitted" if order.order_type == "MKT" or waiting or stop or not open_now else "Submitted"
-    order = engine.put(msgspec.structs.replace(order, status=status, day_end=day_end))
+    held = order.order_type in CONDITIONAL or order.order_type in ON_CLOSE or order.tif == "OPG"
+    status = "PreSubmitted" if order.order_type == "MKT" or waiting or held or not open_now else "Submitted"
+    order = engine.put(_with_stop(engine, msgspec.structs.replace(order, status=status, day_end=day_end)))
     items = engine.order_items(order)
     if not open_now:
         items.append(("error", [order.order_id, 399, _held_warning(order, inst)]))
@@ -137,7 +167,8 @@ def acknowledge(engine: Engine, order: SimOrder, faults: frozenset[str]) -> None
             engine.drop_peer(peer, 1100)
         engine.match(order.price_key, faults)
         return
-    if order.tif == "IOC" and not _fillable_now(engine, order):
+    late = bool(order.oca_group) and (order.account, order.oca_group) in engine.oca_done
+    if late or (order.tif in ("IOC", "FOK") and not _fillable_now(engine, order)):
         cancelled = engine.put(msgspec.structs.replace(order, status="Cancelled"))
         engine.deliver(order, apply_faults(items + engine.order_items(cancelled), faults))
         return
@@ -159,7 +190,7 @@ def cancel(engine: Engine, client_id: int, order_id: int) -> None:
     elif order.status == "Filled":
         text = f"OrderId {order_id} that needs to be cancelled cannot be cancelled, state: Filled."
         engine.peers.error(client_id, order_id, 10148, text)
-    elif order.status in DONE:
+    elif order.status in DONE or timing.cancel_refused(order, engine.clock()):
         text = f"Cancel attempted when order is not in a cancellable state.  Order permId ={order.perm_id}"
         engine.peers.error(client_id, order_id, 161, text)
     else:
@@ -182,6 +213,42 @@ def _refusal(req: PlaceOrder, inst: Instrument, modify: bool) -> tuple[int, str]
         if price is not None and price > 0 and not inst.on_tick(price):
             return 110, OFF_TICK
     return None
+
+
+def _contract_invalid(req: PlaceOrder) -> str | None:
+    """TWS validates the request before it looks the contract up: an order (or what-if) naming no
+    exchange, or no currency where no conId names the contract, is error 321 (ib_async's live tests see
+    321 first; its wrapper lists 321 among the codes that leave a trade alive). A conId with its
+    exchange is enough (IB's contract docs)."""
+    if not req.contract.exchange:
+        return "Error validating request.-'bN' : cause - Missing order exchange"
+    if not req.contract.currency and not req.contract.con_id:
+        return "Error validating request.-'bN' : cause - Missing currency"
+    return None
+
+
+def _with_stop(engine: Engine, order: SimOrder) -> SimOrder:
+    """A trailing order's stop: where the client put it (trailStopPrice), else trailed from the price. A
+    TRAIL LIMIT given a limit price instead of an offset keeps the distance between them as its offset
+    (IB: the limit moves with the stop)."""
+    if order.order_type not in TRAILING:
+        return order
+    tick = BY_CON_ID[order.contract.con_id].min_tick
+    stop = order.trail_stop_price
+    if stop is None:
+        stop = trailed_stop(order, engine.prices.price(order.price_key), tick)
+    if order.order_type == "TRAIL LIMIT" and order.lmt_price_offset is None and order.lmt_price:
+        order = msgspec.structs.replace(order, lmt_price_offset=round(abs(stop - order.lmt_price), 10))
+    return msgspec.structs.replace(order, **stop_terms(order, stop, tick))
+
+
+def _kept_stop(existing: SimOrder, order: SimOrder) -> float | None:
+    """A modify keeps the stop IB has moved unless it names a new one."""
+    return order.trail_stop_price if order.trail_stop_price is not None else existing.trail_stop_price
+
+
+def _good_till_epoch(engine: Engine, order: SimOrder) -> float | None:
+    return timing.good_till_epoch(order.good_till, engine.config.tws_time_zone)
 
 
 def _held_warning(order: SimOrder, inst: Instrument) -> str:

@@ -106,6 +106,27 @@ class PlaceOrder(msgspec.Struct, frozen=True):
     outside_rth: bool
     unread_fields: int = 0  # fields the layout walk did not account for (0 when the layout matched)
     what_if: bool = False
+    trigger_method: int = 0
+    good_till: str = ""  # goodTillDate as the client sent it
+    oca_type: int = 0
+    trail_stop_price: float | None = None
+    trailing_percent: float | None = None
+    lmt_price_offset: float | None = None
+    algo: str = ""
+    algo_params: tuple[tuple[str, str], ...] = ()
+
+
+class Tail(msgspec.Struct):
+    """What the walk of placeOrder's tail finds (fields past `hidden`)."""
+
+    what_if: bool = False
+    good_till: str = ""
+    oca_type: int = 0
+    trail_stop_price: float | None = None
+    trailing_percent: float | None = None
+    lmt_price_offset: float | None = None
+    algo: str = ""
+    algo_params: tuple[tuple[str, str], ...] = ()
 
 
 def parse_place_order(fields: list[str], version: int) -> PlaceOrder:
@@ -120,7 +141,8 @@ def parse_place_order(fields: list[str], version: int) -> PlaceOrder:
     order_ref = r.next()
     transmit = r.integer(1) != 0
     parent_id = r.integer()
-    r.skip(4)  # blockOrder, sweepToFill, displaySize, triggerMethod
+    r.skip(3)  # blockOrder, sweepToFill, displaySize
+    trigger_method = r.integer()
     outside_rth = r.integer() != 0
     r.skip(1)  # hidden
     quantity = opt_float(qty_text) or 0.0
@@ -128,31 +150,40 @@ def parse_place_order(fields: list[str], version: int) -> PlaceOrder:
         order_id, contract, action, quantity, order_type, lmt, aux, tif, oca_group, account, order_ref,
         transmit, parent_id, outside_rth,
     )  # fmt: skip
-    flags: dict[str, bool] = {}
+    tail = Tail()
     try:
-        unread = _walk_tail(r, contract, order_type, version, flags)
+        unread = _walk_tail(r, contract, order_type, version, tail)
     except RequestError:
         unread = -1
-    return msgspec.structs.replace(head, unread_fields=unread, what_if=flags.get("what_if", False))
+    return msgspec.structs.replace(
+        head, unread_fields=unread, trigger_method=trigger_method,
+        **{f: getattr(tail, f) for f in tail.__struct_fields__},
+    )  # fmt: skip
 
 
-def _walk_tail(r: Reader, contract: Contract, order_type: str, version: int, flags: dict[str, bool]) -> int:
-    """Walk the rest of placeOrder, noting `what_if` in `flags`; returns how many fields were left over
-    (-1: conditions not walked)."""
+def _walk_tail(r: Reader, contract: Contract, order_type: str, version: int, tail: Tail) -> int:
+    """Walk the rest of placeOrder into `tail`; returns how many fields were left over (-1: conditions
+    not walked)."""
     if contract.sec_type == "BAG":
         r.skip(8 * r.integer())
         r.skip(r.integer())
         r.skip(2 * r.integer())
-    r.skip(7)  # sharesAllocation .. faPercentage
+    r.skip(3)  # sharesAllocation, discretionaryAmt, goodAfterTime
+    tail.good_till = r.next()
+    r.skip(3)  # faGroup, faMethod, faPercentage
     if version < 177:
         r.skip(1)  # faProfile
-    r.skip(20)  # modelCode .. overridePercentageConstraints
+    r.skip(4)  # modelCode, shortSaleSlot, designatedLocation, exemptCode
+    tail.oca_type = r.integer()
+    r.skip(15)  # rule80A .. overridePercentageConstraints
     r.skip(2)  # volatility, volatilityType
     dn_type = r.next()
     r.skip(1)  # deltaNeutralAuxPrice
     if dn_type:
         r.skip(8)
-    r.skip(6)  # continuousUpdate .. scaleSubsLevelSize
+    r.skip(2)  # continuousUpdate, referencePriceType
+    tail.trail_stop_price, tail.trailing_percent = r.number(), r.number()
+    r.skip(2)  # scaleInitLevelSize, scaleSubsLevelSize
     increment = r.number()
     if increment is not None and increment > 0:
         r.skip(7)
@@ -162,16 +193,20 @@ def _walk_tail(r: Reader, contract: Contract, order_type: str, version: int, fla
     r.skip(4)  # optOutSmartRouting, clearingAccount, clearingIntent, notHeld
     if r.integer():
         r.skip(3)
-    if r.next():  # algoStrategy
-        r.skip(2 * r.integer())
+    tail.algo = r.next()
+    if tail.algo:
+        pairs = [(r.next(), r.next()) for _ in range(r.integer())]
+        tail.algo_params = tuple(pairs)
     r.skip(1)  # algoId
-    flags["what_if"] = r.integer() != 0
+    tail.what_if = r.integer() != 0
     r.skip(4)  # orderMiscOptions, solicited, randomizeSize, randomizePrice
     if order_type in ("PEG BENCH", "PEGBENCH"):
         r.skip(5)
     if r.integer() > 0:
         return -1
-    r.skip(19)  # adjustedOrderType .. usePriceMgmtAlgo
+    r.skip(2)  # adjustedOrderType, triggerPrice
+    tail.lmt_price_offset = r.number()
+    r.skip(16)  # adjustedStopPrice .. usePriceMgmtAlgo
     r.skip(sum(version >= v for v in (158, 160, 162, 166, 169)))
     if version >= 170 and contract.exchange == "IBKRATS":
         r.skip(1)

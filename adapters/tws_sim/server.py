@@ -16,6 +16,7 @@ from adapters.tws_sim import orders
 from adapters.tws_sim.account import ExecRecord, Position
 from adapters.tws_sim.catalog import BY_KEY, resolve
 from adapters.tws_sim.config import SimConfig
+from adapters.tws_sim.control import ControlServer
 from adapters.tws_sim.engine import Engine
 from adapters.tws_sim.hours import SimClock
 from adapters.tws_sim.matching import SimOrder
@@ -49,6 +50,7 @@ class TwsSimulator:
         self._sessions: set[Session] = set()
         self._ticker: asyncio.Task[None] | None = None
         self._stop_thread: Callable[[], None] | None = None  # set by run_simulator_in_thread
+        self._control: ControlServer | None = None
         self.schedule = Schedule(self.config, self.engine.clock())
         self.restarting = False  # TWS's daily restart: sockets closed, new ones refused until it ends
         self._watch: asyncio.Task[None] | None = None
@@ -63,6 +65,9 @@ class TwsSimulator:
             self._ticker = asyncio.create_task(self._tick(self.config.tick_interval_ms / 1000.0))
         elif self.schedule.active:  # IB's day follows the clock even when no price moves
             self._watch = asyncio.create_task(self._follow_schedule())
+        if self.config.control_file:
+            self._control = ControlServer(self, Path(self.config.control_file))
+            await self._control.start()
         log.debug("TWS simulator listening on %s:%s", self.host, self.port)
 
     async def stop(self) -> None:
@@ -71,6 +76,8 @@ class TwsSimulator:
         if self._stop_thread is not None and self._loop is not None and _running_loop() is not self._loop:
             await asyncio.to_thread(self._stop_thread)
             return
+        if self._control is not None:
+            await self._control.stop()
         for task in (self._ticker, self._watch):
             if task:
                 task.cancel()

@@ -24,6 +24,7 @@ from adapters.tws_sim.framing import (
     encode_frame,
     parse_version_range,
 )
+from adapters.tws_sim.history import bars, end_epoch, parse_history_request
 from adapters.tws_sim.matching import DONE, SimOrder
 from adapters.tws_sim.orders import NO_SECURITY
 from adapters.tws_sim.requests import (
@@ -43,6 +44,19 @@ FARMS = (
     (2106, "HMDS data farm connection is OK:ushmds"),
     (2158, "Sec-def data farm connection is OK:secdefnj"),
 )
+# the requests that carry a reqId, and where (after the message id, and a version field for older ones)
+REQ_ID_AT = {
+    10: 2, 22: 1, 50: 2, 52: 2, 54: 2, 55: 2, 78: 1, 79: 1, 81: 1, 83: 1, 84: 1, 86: 1, 87: 1, 88: 1,
+    92: 1, 94: 1, 96: 1, 97: 1, 100: 1, 101: 1, 102: 1, 103: 1, 104: 1, 105: 1,
+}  # fmt: skip
+HISTORICAL_KINDS = frozenset({87, 88, 96})  # head timestamp, histogram, historical ticks
+# cancels of subscriptions and settings: TWS answers them with nothing
+SILENT = frozenset({11, 12, 13, 14, 23, 25, 51, 53, 56, 57, 63, 64, 75, 77, 89, 90, 93, 95, 98})
+NO_PERMISSION = (
+    "Historical Market Data Service error message:No market data permissions for this request "
+    "(the simulator serves reqHistoricalData bars only)"
+)
+BAD_END = "Historical Market Data Service error message:End date/time is invalid"
 RATE_EXCEEDED = "Max rate of messages per second has been exceeded:max=%d rec=%d (1)"
 VIOLATIONS_TO_DISCONNECT = 3
 
@@ -137,8 +151,7 @@ class Session:
         msg_id = to_int(fields[0])
         handler = _HANDLERS.get(msg_id)
         if handler is None:
-            log.info("clientId %s: ignoring unsupported request %s", self.client_id, fields[:3])
-            return
+            handler = Session.unsupported
         if msg_id != 71 and self.client_id < 0:
             raise RequestError(f"request {msg_id} before startApi")
         if not self._within_rate(msg_id, fields):
@@ -344,7 +357,38 @@ class Session:
             )
 
     def ignore(self, fields: list[str]) -> None:
-        """Requests answered by nothing (reqMarketDataType)."""
+        """Requests TWS answers with nothing: reqMarketDataType, and the cancels of subscriptions."""
+
+    def managed_accounts(self, fields: list[str]) -> None:
+        self.send(m.managed_accounts(self.engine.config.accounts))
+
+    def historical_data(self, fields: list[str]) -> None:
+        """reqHistoricalData: bars from the price path (`history`); an unknown contract is 200."""
+        req = parse_history_request(fields)
+        found = matches(req.contract)
+        end = end_epoch(req.end, self.engine.clock(), self.engine.config.tws_time_zone)
+        if len(found) != 1:
+            self.send(m.error(self.version, req.req_id, 200, NO_SECURITY))
+            return
+        if end is None:
+            self.send(m.error(self.version, req.req_id, 162, BAD_END))
+            return
+        price = self.engine.prices.price(found[0].key)
+        answer = bars(req, found[0], price, end, self.engine.config.seed)
+        if isinstance(answer, tuple):
+            self.send(m.error(self.version, req.req_id, *answer))
+        else:
+            self.send(answer)
+
+    def unsupported(self, fields: list[str]) -> None:
+        """A request the simulator does not model still gets TWS's answer at once, never silence: the
+        historical-data kinds IB's 162 (a paper account without the market data permission), the others
+        IB's 322 ("Server error when processing an API client request") naming the request; neither is
+        one of the codes ib_async treats as a warning, so the client's request ends at once."""
+        log.info("clientId %s: unsupported request %s", self.client_id, fields[:3])
+        answer = unsupported_answer(fields)
+        if answer is not None:
+            self.send(m.error(self.version, *answer))
 
 
 _HANDLERS = {
@@ -367,4 +411,18 @@ _HANDLERS = {
     1: Session.req_market_data,
     2: Session.cancel_market_data,
     59: Session.ignore,
+    20: Session.historical_data,
+    17: Session.managed_accounts,
+    **dict.fromkeys(SILENT, Session.ignore),
 }
+
+
+def unsupported_answer(fields: list[str]) -> tuple[int, int, str] | None:
+    """(reqId, code, text) of TWS's error for a request the simulator does not model; None for the ones
+    TWS answers with nothing."""
+    msg_id = to_int(fields[0])
+    at = REQ_ID_AT.get(msg_id)
+    req_id = to_int(fields[at]) if at is not None and len(fields) > at else -1
+    if msg_id in HISTORICAL_KINDS:
+        return req_id, 162, NO_PERMISSION
+    return req_id, 322, f"Error processing request.-'bP' : cause - Unsupported request {msg_id}"

@@ -10,18 +10,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import os
 import re
 import sys
 from collections.abc import Callable, Coroutine
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, get_args
 
 from rich.console import Console
 from rich.live import Live
 
 from events.codec import to_json
-from events.schema import KINDS, Envelope, kind_of
+from events.schema import KINDS, AlgoPriority, Envelope, OrderType, TimeInForce, kind_of
 from oms.client import (
     AsyncClient,
     ContractSpec,
@@ -137,6 +138,47 @@ def contract_spec(args: argparse.Namespace) -> ContractSpec:
     )
 
 
+def _offset(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"must be a number >= 0, not {text!r}")
+    return value
+
+
+def _algo(text: str) -> str:
+    """`Adaptive` or `Adaptive:PRIORITY` -> the priority (Normal when not given)."""
+    name, _, priority = text.partition(":")
+    priorities = [p for p in get_args(AlgoPriority) if p]
+    chosen = next((p for p in priorities if p.lower() == (priority or "Normal").lower()), None)
+    if name.lower() != "adaptive" or chosen is None:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: the algo is Adaptive, optionally with a priority: Adaptive:{'|'.join(priorities)}"
+        )
+    return chosen
+
+
+def _add_order_type_arguments(order: argparse.ArgumentParser) -> None:
+    """The order types and terms beyond --limit / --stop / --tif (docs/protocol.md, "place")."""
+    order.add_argument(
+        "--type", type=str.upper, choices=list(get_args(OrderType)),
+        help="order type (default: from --limit / --stop: MKT, LMT, STP, STP LMT)",
+    )  # fmt: skip
+    order.add_argument("--trail-amount", type=_positive, help="TRAIL / TRAIL LIMIT: trail by this amount")
+    order.add_argument("--trail-percent", type=_positive, help="TRAIL / TRAIL LIMIT: trail by this percent")
+    order.add_argument("--limit-offset", type=_offset, help="TRAIL LIMIT: the limit's offset from the stop")
+    order.add_argument("--touch", type=_positive, help="MIT / LIT: the touch (trigger) price")
+    order.add_argument("--good-till", help="GTD: when it ends, with its zone (2026-12-07T15:30-05:00)")
+    order.add_argument("--oca-group", help="one-cancels-all group name")
+    order.add_argument(
+        "--oca-type", type=int, choices=[1, 2, 3],
+        help="1 cancel the others with block (default), 2 reduce with block, 3 reduce without block",
+    )  # fmt: skip
+    order.add_argument("--algo", type=_algo, help="IB's Adaptive algo: Adaptive[:Patient|Normal|Urgent]")
+
+
 def _add_contract_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("the instrument (IB's contract fields; a stock needs none)")
     group.add_argument(
@@ -208,7 +250,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "  oms order buy ES 1 --sec-type FUT --exchange CME --expiry 202612\n"
         "  oms order buy AAPL 2 --sec-type OPT --expiry 20261218 --strike 200 --right C\n"
         "  oms order buy EUR.USD 20000          # CASH on IDEALPRO\n"
-        "  oms order buy ES 1 --con-id 649180695 --sec-type FUT --exchange CME",
+        "  oms order buy ES 1 --con-id 649180695 --sec-type FUT --exchange CME\n"
+        "  oms order sell AAPL 10 --type TRAIL --trail-amount 2.5\n"
+        "  oms order sell AAPL 10 --type 'TRAIL LIMIT' --trail-percent 1 --limit-offset 0.1\n"
+        "  oms order buy AAPL 10 --type LIT --touch 180 --limit 180.5\n"
+        "  oms order buy IBM 10 --type MOC\n"
+        "  oms order buy AAPL 10 --limit 190 --tif GTD --good-till 2026-12-07T15:30-05:00\n"
+        "  oms order sell AAPL 10 --limit 200 --oca-group exit1 --oca-type 1\n"
+        "  oms order buy AAPL 10 --limit 190 --algo Adaptive:Urgent",
     )
     order.add_argument("side", type=str.upper, choices=["BUY", "SELL"], help="buy or sell")
     order.add_argument("symbol", help="e.g. AAPL, ES, EUR.USD")
@@ -216,8 +265,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     order.add_argument("--limit", type=_positive, help="limit price (a LMT order; STP LMT with --stop)")
     order.add_argument("--stop", type=_positive, help="stop price (a STP order; STP LMT with --limit)")
     order.add_argument(
-        "--tif", type=str.upper, choices=["DAY", "GTC", "IOC"], default="DAY", help="time in force"
-    )
+        "--tif", type=str.upper, choices=list(get_args(TimeInForce)), default="DAY",
+        help="time in force (GTD with --good-till)",
+    )  # fmt: skip
+    _add_order_type_arguments(order)
     order.add_argument("--strategy", default="cli", help="strategy id the order belongs to (default cli)")
     order.add_argument("--account", help="IB account (default: the service's)")
     order.add_argument("--id", dest="client_order_id", help="client order id (default: generated)")
@@ -243,6 +294,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     modify.add_argument("--limit", type=_positive, help="new limit price")
     modify.add_argument("--stop", type=_positive, help="new stop price")
     modify.add_argument("--quantity", type=_quantity, help="new total quantity")
+    modify.add_argument("--trail-amount", type=_positive, help="new trailing amount (TRAIL, TRAIL LIMIT)")
+    modify.add_argument("--trail-percent", type=_positive, help="new trailing percent (TRAIL, TRAIL LIMIT)")
+    modify.add_argument("--limit-offset", type=_offset, help="new limit offset (TRAIL LIMIT)")
+    modify.add_argument("--touch", type=_positive, help="new touch price (MIT, LIT)")
+    modify.add_argument("--good-till", help="new end of a GTD order, with its zone")
     add_service_arguments(modify)
     modify.set_defaults(func=lambda args: run_client(args, _modify))
 
@@ -448,6 +504,16 @@ async def _order(args: argparse.Namespace) -> int:
             account=args.account,
             client_order_id=coid,
             outside_rth=args.outside_rth,
+            order_type=args.type,
+            trailing_amount=args.trail_amount,
+            trailing_percent=args.trail_percent,
+            limit_offset=args.limit_offset,
+            touch_price=args.touch,
+            good_till=args.good_till,
+            oca_group=args.oca_group or "",
+            oca_type=args.oca_type,
+            algo="Adaptive" if args.algo else None,
+            algo_priority=args.algo or "",
         )
         print(f"placed {coid}", flush=True)
         if not args.wait:
@@ -469,13 +535,20 @@ async def _order(args: argparse.Namespace) -> int:
 
 
 async def _modify(args: argparse.Namespace) -> int:
-    if args.limit is None and args.stop is None and args.quantity is None:
-        return _usage(args, "give at least one of --limit, --stop, --quantity")
+    terms = {
+        "quantity": args.quantity, "limit_price": args.limit, "stop_price": args.stop,
+        "trailing_amount": args.trail_amount, "trailing_percent": args.trail_percent,
+        "limit_offset": args.limit_offset, "touch_price": args.touch, "good_till": args.good_till,
+    }  # fmt: skip
+    if all(v is None for v in terms.values()):
+        return _usage(
+            args,
+            "give at least one of --limit, --stop, --quantity, --trail-amount, --trail-percent, "
+            "--limit-offset, --touch, --good-till",
+        )
     client = await connect(args, follow=False)
     try:
-        coid = await client.modify(
-            args.client_order_id, quantity=args.quantity, limit_price=args.limit, stop_price=args.stop
-        )
+        coid = await client.modify(args.client_order_id, **terms)
         print(f"modify requested for {coid}")
         return 0
     finally:
@@ -534,20 +607,13 @@ async def _list(args: argparse.Namespace) -> int:
         return orders_table(rows) if orders else positions_table(rows)
 
     def followed(client: AsyncClient) -> Any:
-        if orders:
-            return table(client.orders(args.strategy, args.open))
-        rows = listed(client.positions(args.strategy, args.open))
-        return positions_table(rows, client.state.instruments)  # IB's contracts: their multipliers
+        rows = (
+            client.orders(args.strategy, args.open) if orders else client.positions(args.strategy, args.open)
+        )
+        return table(listed(rows))
 
     if args.watch:
         return await _watch(args, followed)
-    if not orders and not args.json:  # the table's cost needs IB's multipliers: in a snapshot
-        client = await connect(args, follow=True)
-        try:
-            _console().print(followed(client))
-        finally:
-            await client.close()
-        return 0
     client = await connect(args, follow=False)
     try:
         fetch = client.fetch_orders if orders else client.fetch_positions

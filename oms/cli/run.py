@@ -23,6 +23,7 @@ import msgspec
 from adapters.ib.adapter import IBAdapter
 from adapters.ib.wire import WireRecorder
 from adapters.tws_sim.config import SimConfig
+from adapters.tws_sim.control import CONTROL_FILE
 from adapters.tws_sim.embedded import start_embedded
 from adapters.tws_sim.server import TwsSimulator
 from events.journal_errors import JournalLocked
@@ -204,7 +205,11 @@ async def build(config: Config, sim_config: SimConfig | None = None) -> tuple[Se
         return service, None
     sim_dir = Path(config.data_dir) / "sim"
     sim_dir.mkdir(mode=0o700, exist_ok=True)  # not via sim's parents=True: that is 0755
-    sim_config = msgspec.structs.replace(sim_config or SimConfig(), state_dir=str(sim_dir))
+    sim_config = msgspec.structs.replace(
+        sim_config or SimConfig(),
+        state_dir=str(sim_dir),
+        control_file=str(Path(config.data_dir) / CONTROL_FILE),  # `oms sim price|clock|restart`
+    )
     try:
         sim = await start_embedded(sim_config)  # its own thread and loop: a separate "TWS"
     except BaseException:

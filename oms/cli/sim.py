@@ -1,16 +1,21 @@
-"""`oms sim`: run the TWS simulator standalone so any IB client can be pointed at it."""
+"""`oms sim`: run the TWS simulator standalone so any IB client can be pointed at it; `oms sim price`,
+`oms sim clock` and `oms sim restart` drive a running simulator (standalone or embedded in `oms run`)
+through its control channel, found in the data directory (adapters/tws_sim/control.py)."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import logging
+import sys
 from pathlib import Path
 
 import msgspec
 
 from adapters.ib.wire import CaptureError
+from adapters.tws_sim import control as channel
 from adapters.tws_sim.config import SimConfig, load_config
+from adapters.tws_sim.control import CONTROL_FILE
 from adapters.tws_sim.faults import parse_fault_args
 from adapters.tws_sim.playback import WirePlayback
 from adapters.tws_sim.server import TwsSimulator
@@ -22,6 +27,11 @@ EPILOG = """examples:
   oms sim --master-client-id 0 --max-msg-rate 0  client 0 sees every order live; no message limit
   oms sim --fault reject=0.2 --fault duplicate_exec=1 --fault-seed 7
   oms sim --state-dir ~/.oms/sim --partial-fills 3 --tick-ms 250
+  oms sim price AAPL 191.25                 move AAPL's price (orders on it match there)
+  oms sim clock 2026-12-04T15:59:00-05:00   set the simulator's clock (DAY, GTD, MOC... fall due)
+  oms sim clock 16:00                       the close, New York time, on the simulator's day
+  oms sim clock +10m                        move it on (+90s, +1h30m, +2d)
+  oms sim restart                           IB's nightly restart: every API socket closes
   oms sim --reset-at 23:45 --restart-at 23:50    IB's nightly reset and TWS's daily restart
   oms sim --playback oms-data/wire/20261206T203000.000000Z   answer as the recorded TWS did
 """
@@ -66,7 +76,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         help="skip a recorded request the client has not sent within S seconds (default: wait for it)",
     )  # fmt: skip
     p.add_argument("-v", "--verbose", action="store_true", help="log every client request")
+    p.add_argument(
+        "--data-dir", default="oms-data",
+        help="where the control channel's file goes (default ./oms-data, as for oms run)",
+    )  # fmt: skip
     p.set_defaults(func=run)
+    actions = p.add_subparsers(dest="action", metavar="{price,clock,restart}")
+    price = actions.add_parser("price", help="set or move a price: SYMBOL PRICE")
+    price.add_argument("symbol", help="a stock symbol or a local symbol (ESZ6, EUR.USD)")
+    price.add_argument("price", type=float, help="the new price (put on the instrument's tick grid)")
+    clock = actions.add_parser(
+        "clock", help="move the clock: TIME (ISO 8601 with zone, or HH:MM New York) or +DURATION"
+    )
+    clock.add_argument("when", help="2026-12-04T15:59:00-05:00, 15:59 (New York), or +90s, +10m, +1h30m, +2d")
+    restart = actions.add_parser("restart", help="what IB's nightly restart does: every API socket closes")
+    for action in (price, clock, restart):
+        action.add_argument(
+            "--data-dir", default=argparse.SUPPRESS,
+            help="the data directory of `oms run` / `oms sim` (default ./oms-data)",
+        )  # fmt: skip
+        action.set_defaults(func=control)
 
 
 def build_config(args: argparse.Namespace) -> SimConfig:
@@ -83,6 +112,7 @@ def build_config(args: argparse.Namespace) -> SimConfig:
         "tws_time_zone": args.tws_time_zone,
         "max_msg_rate": args.max_msg_rate,
         "master_client_id": args.master_client_id,
+        "control_file": str(Path(args.data_dir) / CONTROL_FILE),
         "reset_at": args.reset_at,
         "restart_at": args.restart_at,
         "faults": parse_fault_args(args.fault, args.fault_seed) if args.fault else None,
@@ -102,6 +132,8 @@ def run(args: argparse.Namespace) -> int:
     if args.playback:
         return playback(args)
 
+    Path(args.data_dir).mkdir(mode=0o700, parents=True, exist_ok=True)
+
     async def serve() -> None:
         sim = TwsSimulator(config)
         await sim.start(args.host, args.port)
@@ -117,6 +149,28 @@ def run(args: argparse.Namespace) -> int:
         asyncio.run(serve())
     except KeyboardInterrupt:
         print("stopped")
+    return 0
+
+
+def control(args: argparse.Namespace) -> int:
+    """One command through the control channel; prints what the simulator says (exit 1 if refused)."""
+    fields: dict[str, object] = {}
+    if args.action == "price":
+        fields = {"symbol": args.symbol, "price": args.price}
+    elif args.action == "clock":
+        fields = {"when": args.when}
+    try:
+        reply = asyncio.run(channel.send(Path(args.data_dir), args.action, fields))
+    except ValueError as exc:
+        print(f"oms sim {args.action}: {exc}", file=sys.stderr)
+        return 1
+    if not reply.ok:
+        print(f"oms sim {args.action}: {reply.error}", file=sys.stderr)
+        return 1
+    if args.action == "price":
+        print(f"{args.symbol} {reply.price:g} at {reply.time}")
+    else:
+        print(f"{args.action}: simulator clock {reply.time}")
     return 0
 
 

@@ -16,14 +16,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Iterator
+from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 import zmq.asyncio
 
-from events.schema import Contract, Envelope, OrderType, Side, TimeInForce
+from events.schema import AlgoPriority, Contract, Envelope, OrderType, Side, TimeInForce
 from oms.client.follower import Follower
 from oms.client.notify import Notifier
 from oms.client.transport import CurveKeys, RequestChannel, read_endpoints
@@ -198,9 +199,19 @@ class AsyncClient(StateViews):
         outside_rth: bool = False,
         parent_client_order_id: str | None = None,
         transmit: bool = True,
+        trailing_amount: float | None = None,
+        trailing_percent: float | None = None,
+        limit_offset: float | None = None,
+        touch_price: float | None = None,
+        good_till: str | datetime | None = None,
+        oca_group: str = "",
+        oca_type: Literal[1, 2, 3] | None = None,
+        algo: Literal["Adaptive"] | None = None,
+        algo_priority: AlgoPriority = "",
     ) -> str:
         """Place an order; returns its client order id. The order type follows from the prices given
-        (MKT, LMT, STP, STP LMT) unless named."""
+        (MKT, LMT, STP, STP LMT) unless named (TRAIL, TRAIL LIMIT, MIT, LIT, MOC, LOC: docs/protocol.md).
+        `good_till` (a GTD order's end) is an aware datetime or ISO 8601 text with its offset."""
         strategy = strategy_id or self.strategy_id
         coid = client_order_id or new_client_order_id(strategy)
         with _invalid(coid):
@@ -218,6 +229,15 @@ class AsyncClient(StateViews):
                 outside_rth=outside_rth,
                 parent_client_order_id=parent_client_order_id,
                 transmit=transmit,
+                trailing_amount=trailing_amount,
+                trailing_percent=trailing_percent,
+                limit_offset=limit_offset,
+                touch_price=touch_price,
+                good_till=_good_till(good_till),
+                oca_group=oca_group,
+                oca_type=oca_type,
+                algo=algo,
+                algo_priority=algo_priority,
             )
         try:
             reply = await self._channel.request(request)
@@ -234,13 +254,24 @@ class AsyncClient(StateViews):
         quantity: Decimal | float | int | str | None = None,
         limit_price: float | None = None,
         stop_price: float | None = None,
+        trailing_amount: float | None = None,
+        trailing_percent: float | None = None,
+        limit_offset: float | None = None,
+        touch_price: float | None = None,
+        good_till: str | datetime | None = None,
     ) -> str:
+        """Change what IB lets change for the order's type (docs/protocol.md, "modify")."""
         with _invalid(client_order_id):
             request = ModifyRequest(
                 client_order_id=client_order_id,
                 quantity=exact(quantity) if quantity is not None else None,
                 limit_price=limit_price,
                 stop_price=stop_price,
+                trailing_amount=trailing_amount,
+                trailing_percent=trailing_percent,
+                limit_offset=limit_offset,
+                touch_price=touch_price,
+                good_till=_good_till(good_till),
             )
         result = (await self._channel.request(request)).result_as(CommandResult)
         await self._caught_up(result.seq)
@@ -329,6 +360,14 @@ def _contract_spec(contract: str | Contract | ContractSpec) -> ContractSpec:
     if isinstance(contract, str):
         return ContractSpec(symbol=contract)
     return msgspec.convert(msgspec.to_builtins(contract), ContractSpec)
+
+
+def _good_till(value: str | datetime | None) -> str:
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise ValueError("good_till needs its zone: give an aware datetime")
+        return value.isoformat()
+    return value or ""
 
 
 def _order_type(limit_price: float | None, stop_price: float | None) -> OrderType:

@@ -118,19 +118,9 @@ class Client:
         """See `AsyncClient.place` for the keyword fields (limit_price, stop_price, tif, ...)."""
         return self._run(self._client.place(contract, side, quantity, **fields))
 
-    def modify(
-        self,
-        client_order_id: str,
-        *,
-        quantity: Decimal | float | int | str | None = None,
-        limit_price: float | None = None,
-        stop_price: float | None = None,
-    ) -> str:
-        return self._run(
-            self._client.modify(
-                client_order_id, quantity=quantity, limit_price=limit_price, stop_price=stop_price
-            )
-        )
+    def modify(self, client_order_id: str, **fields: Any) -> str:
+        """See `AsyncClient.modify` for the keyword fields (quantity, limit_price, trailing_amount, ...)."""
+        return self._run(self._client.modify(client_order_id, **fields))
 
     def cancel(self, client_order_id: str) -> str:
         return self._run(self._client.cancel(client_order_id))

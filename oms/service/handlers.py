@@ -61,6 +61,7 @@ from oms.service import authz, intake, queries
 from oms.service.config import Config
 from oms.service.pipeline import Pipeline
 from oms.service.risk import Described, Reference, UnknownContract
+from oms.service.terms import OWN_PRICE
 from oms.state.model import Order
 from oms.state.queries import every_order
 
@@ -207,7 +208,7 @@ class Handlers:
         except UnknownContract as exc:
             return intake.unknown_contract(str(exc), coid)
         reference = None
-        if req.order_type == "MKT" and self.config.risk.max_notional is not None:
+        if req.order_type not in OWN_PRICE and self.config.risk.max_notional is not None:
             reference = await self._reference(contract, described)
         decision = intake.decide_place(
             req, state, self.config.risk, self.default_account, coid, reference, described

@@ -18,6 +18,7 @@ from events.schema import CancelRequested, Contract, ModifyRequested, OrderDenie
 from oms.protocol import CancelRequest, ErrorInfo, ModifyRequest, PlaceRequest
 from oms.readable import plain
 from oms.service.risk import Denial, Described, Exposure, Reference, RiskLimits, check_order, check_size
+from oms.service.terms import OWN_PRICE, Terms, modify_error, terms_error
 from oms.state.history import taken
 from oms.state.links import instrument_key, position_key
 from oms.state.model import TERMINAL, Order, Position, State
@@ -30,7 +31,11 @@ DEFAULT_INCREMENTS = {"CASH": Decimal("0.01"), "CRYPTO": Decimal("0.00000001")}
 # Instruments whose multiplier is 1 by definition, so the notional check needs no word from IB.
 UNIT_MULTIPLIER = frozenset({"STK", "CASH", "CRYPTO", "IND", "CMDTY"})
 
-REQUIRED_PRICES = {"MKT": (False, False), "LMT": (True, False), "STP": (False, True), "STP LMT": (True, True)}
+
+MODIFY_TERMS = (
+    "limit_price", "stop_price", "trailing_amount", "trailing_percent", "limit_offset", "touch_price",
+    "good_till",
+)  # fmt: skip
 
 
 class Duplicate(Struct, frozen=True):
@@ -59,13 +64,14 @@ def denied(denial: Denial, client_order_id: str) -> ErrorInfo:
     )
 
 
-def _prices_error(order_type: str, limit: float | None, stop: float | None) -> str | None:
-    need_limit, need_stop = REQUIRED_PRICES[order_type]
-    if need_limit != (limit is not None):
-        return f"{order_type} order {'needs' if need_limit else 'takes no'} limit_price"
-    if need_stop != (stop is not None):
-        return f"{order_type} order {'needs' if need_stop else 'takes no'} stop_price"
-    return None
+def place_terms(req: PlaceRequest) -> Terms:
+    return Terms(
+        order_type=req.order_type, tif=req.tif, sec_type=req.contract.sec_type,
+        limit_price=req.limit_price, stop_price=req.stop_price,
+        trailing_amount=req.trailing_amount, trailing_percent=req.trailing_percent,
+        limit_offset=req.limit_offset, touch_price=req.touch_price, good_till=req.good_till,
+        oca_group=req.oca_group, oca_type=req.oca_type, algo=req.algo or "", algo_priority=req.algo_priority,
+    )  # fmt: skip
 
 
 def size_increment(contract: Contract, described: Described | None = None) -> Decimal:
@@ -94,9 +100,7 @@ def order_from_request(
     if not account:
         return invalid("no account given and no default account configured", client_order_id)
     contract = req.contract.to_contract()
-    problem = quantity_error(req.quantity, contract, described) or _prices_error(
-        req.order_type, req.limit_price, req.stop_price
-    )
+    problem = quantity_error(req.quantity, contract, described) or terms_error(place_terms(req))
     if problem:
         return invalid(problem, client_order_id)
     return OrderRequested(
@@ -113,6 +117,15 @@ def order_from_request(
         outside_rth=req.outside_rth,
         parent_client_order_id=req.parent_client_order_id,
         transmit=req.transmit,
+        trailing_amount=req.trailing_amount,
+        trailing_percent=req.trailing_percent,
+        limit_offset=req.limit_offset,
+        touch_price=req.touch_price,
+        good_till=req.good_till,
+        oca_group=req.oca_group,
+        oca_type=(req.oca_type or 1) if req.oca_group else 0,
+        algo=req.algo or "",
+        algo_priority=(req.algo_priority or "Normal") if req.algo else "",
     )
 
 
@@ -197,6 +210,15 @@ def differences(order: Order, request: OrderRequested) -> list[str]:
         "tif": (order.tif, request.tif),
         "outside_rth": (order.outside_rth, request.outside_rth),
         "parent_client_order_id": (order.parent, request.parent_client_order_id),
+        "trailing_amount": (order.trailing_amount, request.trailing_amount),
+        "trailing_percent": (order.trailing_percent, request.trailing_percent),
+        "limit_offset": (order.limit_offset, request.limit_offset),
+        "touch_price": (order.touch_price, request.touch_price),
+        "good_till": (order.good_till, request.good_till),
+        "oca_group": (order.oca_group, request.oca_group),
+        "oca_type": (order.oca_type, request.oca_type),
+        "algo": (order.algo, request.algo),
+        "algo_priority": (order.algo_priority, request.algo_priority),
     }
     if request.contract.con_id and order.contract.con_id:
         pairs["con_id"] = (order.contract.con_id, request.contract.con_id)
@@ -238,17 +260,27 @@ def decide_modify(req: ModifyRequest, state: State, limits: RiskLimits) -> Modif
     order = _own_order(state, req.client_order_id)
     if isinstance(order, ErrorInfo):
         return order
-    if req.quantity is None and req.limit_price is None and req.stop_price is None:
-        return invalid("modify needs at least one of quantity, limit_price, stop_price", req.client_order_id)
+    changes = {name for name in MODIFY_TERMS if getattr(req, name) not in (None, "")}
+    if req.quantity is None and not changes:
+        return invalid(
+            "modify needs at least one of quantity, limit_price, stop_price, trailing_amount, "
+            "trailing_percent, limit_offset, touch_price, good_till",
+            req.client_order_id,
+        )
     limit = req.limit_price if req.limit_price is not None else order.limit_price
     stop = req.stop_price if req.stop_price is not None else order.stop_price
-    problem = _prices_error(order.order_type, limit, stop) if order.order_type in REQUIRED_PRICES else None
+    terms = {"trailing" if c.startswith("trailing_") else c for c in changes}
+    problem = modify_error(order.order_type, order.tif, terms)
     if problem:
         return invalid(problem, req.client_order_id)
     if req.quantity is not None and (problem := quantity_error(req.quantity, order.contract)):
         return invalid(problem, req.client_order_id)
     quantity = req.quantity if req.quantity is not None else order.quantity
+    touch = req.touch_price if req.touch_price is not None else order.touch_price
     price = limit if order.order_type in ("LMT", "STP LMT") else stop
+    # the other types by the price they have: a limit, a touch price, or where IB has the trailing stop
+    if order.order_type not in OWN_PRICE:
+        price = next((p for p in (limit, touch, stop, order.trail_stop_price) if p is not None), None)
     value = exact(price) if price is not None else None
     denial = check_size(
         quantity, value, known_multiplier(state, order.contract), limits, order.contract.symbol
@@ -260,6 +292,11 @@ def decide_modify(req: ModifyRequest, state: State, limits: RiskLimits) -> Modif
         quantity=req.quantity,
         limit_price=req.limit_price,
         stop_price=req.stop_price,
+        trailing_amount=req.trailing_amount,
+        trailing_percent=req.trailing_percent,
+        limit_offset=req.limit_offset,
+        touch_price=req.touch_price,
+        good_till=req.good_till,
     )
 
 

@@ -77,6 +77,16 @@ class Order(Struct, frozen=True, kw_only=True, gc=False):
     pre_cancel_status: OrderStatus | Literal[""] = ""  # the status to return to if the cancel fails
     pending_modify: ModifyRequested | None = None  # requested, not yet shown by an openOrder
     modify_rejected: str = ""  # IB's message for the last modify it refused
+    trailing_amount: float | None = None  # the order's terms beyond prices (docs/protocol.md, "place")
+    trailing_percent: float | None = None
+    limit_offset: float | None = None
+    touch_price: float | None = None
+    good_till: str = ""
+    oca_group: str = ""
+    oca_type: int = 0
+    algo: str = ""
+    algo_priority: str = ""
+    trail_stop_price: float | None = None  # TRAIL / TRAIL LIMIT: the last stop IB reported (openOrder)
     created_seq: int = 0
     created_ts: int = 0
     updated_seq: int = 0

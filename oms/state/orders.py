@@ -244,6 +244,15 @@ def requested(ev: OrderRequested, contract: Contract, seq: int, ts: int, strateg
         outside_rth=ev.outside_rth,
         parent=ev.parent_client_order_id,
         remaining=ev.quantity,
+        trailing_amount=ev.trailing_amount,
+        trailing_percent=ev.trailing_percent,
+        limit_offset=ev.limit_offset,
+        touch_price=ev.touch_price,
+        good_till=ev.good_till,
+        oca_group=ev.oca_group,
+        oca_type=ev.oca_type,
+        algo=ev.algo,
+        algo_priority=ev.algo_priority,
         created_seq=seq,
         created_ts=ts,
         updated_seq=seq,
@@ -277,12 +286,32 @@ def external(ids: tuple[int, int, int], account: str, contract: Contract, side: 
     )
 
 
-def modify_matches(want: ModifyRequested, quantity: Decimal, limit: float | None, stop: float | None) -> bool:
-    """Whether an openOrder shows the requested modification in force."""
-    return (
-        (want.quantity is None or want.quantity == quantity)
-        and (want.limit_price is None or want.limit_price == limit)
-        and (want.stop_price is None or want.stop_price == stop)
+def _working_terms(order: Order, ev: OpenOrderReported) -> dict[str, float | None]:
+    """The prices and trailing terms IB shows working that differ from the order's: the limit and stop
+    always (None is IB's "none"), the others where IB reports them, and the trailing stop where IB has
+    it now (it moves with the market)."""
+    terms: dict[str, float | None] = {}
+    if order.limit_price != ev.limit_price:
+        terms["limit_price"] = ev.limit_price
+    if order.stop_price != ev.stop_price:
+        terms["stop_price"] = ev.stop_price
+    for name in _REPORTED_TERMS:
+        value = getattr(ev, name)
+        if value is not None and value != getattr(order, name):
+            terms[name] = value
+    return terms
+
+
+_REPORTED_TERMS = ("trailing_amount", "trailing_percent", "limit_offset", "touch_price", "trail_stop_price")
+_MODIFIABLE = ("quantity", "limit_price", "stop_price", "trailing_amount", "trailing_percent", "limit_offset",
+               "touch_price")  # fmt: skip
+
+
+def modify_matches(want: ModifyRequested, ev: OpenOrderReported) -> bool:
+    """Whether an openOrder shows the requested modification in force (every term it asked for; a new
+    good-till time is taken as in force, since IB restates it in its own format)."""
+    return all(
+        getattr(want, name) is None or getattr(want, name) == getattr(ev, name) for name in _MODIFIABLE
     )
 
 
@@ -352,12 +381,11 @@ def open_order_reported(order: Order, ev: OpenOrderReported, new: bool, seq: int
     if order.quantity != ev.quantity:
         base = replace(order, quantity=ev.quantity, status="submitted" if unknown_quantity else order.status)
         order = executed(base, order.filled + order.overfill, order.fill_value, order.inferred, seq, ts)
-    if order.limit_price != ev.limit_price or order.stop_price != ev.stop_price:
-        order = replace(
-            order, limit_price=ev.limit_price, stop_price=ev.stop_price, updated_seq=seq, updated_ts=ts
-        )
+    terms = _working_terms(order, ev)
+    if terms:
+        order = replace(order, **terms, updated_seq=seq, updated_ts=ts)
     want = order.pending_modify
-    if want is not None and modify_matches(want, ev.quantity, ev.limit_price, ev.stop_price):
+    if want is not None and modify_matches(want, ev):
         order = replace(order, pending_modify=None, updated_seq=seq, updated_ts=ts)
     trigger = status_trigger(ev.status)
     return triggered(order, trigger, seq, ts) if trigger else order

@@ -178,7 +178,10 @@ class Intake:
                 order_type=req.order_type if explicit_type else None, tif=req.tif,
                 strategy_id=req.strategy_id, account=req.account, client_order_id=req.client_order_id,
                 outside_rth=req.outside_rth, parent_client_order_id=req.parent_client_order_id,
-                transmit=req.transmit,
+                transmit=req.transmit, trailing_amount=req.trailing_amount,
+                trailing_percent=req.trailing_percent, limit_offset=req.limit_offset,
+                touch_price=req.touch_price, good_till=req.good_till, oca_group=req.oca_group,
+                oca_type=req.oca_type, algo=req.algo, algo_priority=req.algo_priority,
             )  # fmt: skip
         except (ServiceError, ServiceUnavailable) as exc:
             return service_error(exc)

@@ -17,7 +17,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from oms.listing import instrument_name, listed_by_default
+from oms.listing import instrument_name, listed_by_default, trigger_price
 from oms.state.model import TERMINAL, Fill, Order, Position, State
 from oms.state.money import exact
 from oms.web.finished import Finished
@@ -190,8 +190,8 @@ def order_row(order: Order, clock: Clock = UTC_CLOCK) -> dict[str, str]:
         "qty": num(order.quantity),
         "type": order.order_type,
         "limit": num(order.limit_price),
-        "stop": num(order.stop_price),
-        "terms": terms(order.order_type, num(order.limit_price), num(order.stop_price)),
+        "stop": num(trigger_price(order)),
+        "terms": terms(order.order_type, num(order.limit_price), num(trigger_price(order))),
         "status": order.status,
         "filled": num(order.filled),
         "remaining": num(order.remaining if order.status not in TERMINAL else 0),

@@ -449,16 +449,23 @@ async def connect(args: argparse.Namespace, follow: bool) -> AsyncClient:
     )
 
 
-async def _connect_nats(url: str) -> JetStreamClient:
-    """A follower of the mirror at `url` (credentials and TLS from OMS_NATS_*; see docs/scaling.md)."""
+def mirror_client(command: str, url: str) -> JetStreamClient:
+    """A follower of the mirror at `url` (one server or a comma-separated list, then /STREAM;
+    credentials and TLS from OMS_NATS_*; see docs/scaling.md), not yet following; a bad URL exits."""
     try:
-        settings = settings_from(url, env=os.environ)
+        return JetStreamClient(settings_from(url, env=os.environ))
     except NatsConfigError as exc:
-        raise SystemExit(f"oms tail: {exc}") from None
+        raise SystemExit(f"oms {command}: {exc}") from None
+
+
+async def follow_mirror(client: JetStreamClient, *, use_snapshot: bool = True) -> JetStreamClient:
+    """`client` following its stream, or `ServiceUnavailable` naming the mirror it could not follow."""
     try:
-        return await JetStreamClient.connect(settings=settings)
+        await client.follow(use_snapshot=use_snapshot)
     except Exception as exc:  # nats-py raises its own errors for no server, no stream, refused login
-        raise ServiceUnavailable(f"no mirror at {redact_url(url)}: {type(exc).__name__}: {exc}") from None
+        where = f"{redact_url(client.settings.url)}/{client.settings.stream}"
+        raise ServiceUnavailable(f"no mirror at {where}: {type(exc).__name__}: {exc}") from None
+    return client
 
 
 def _console() -> Any:
@@ -614,20 +621,13 @@ async def _list(args: argparse.Namespace) -> int:
         return orders_table(rows) if orders else positions_table(rows)
 
     def followed(client: AsyncClient) -> Any:
-        if orders:
-            return table(client.orders(args.strategy, args.open))
-        rows = listed(client.positions(args.strategy, args.open))
-        return positions_table(rows, client.state.instruments)  # IB's contracts: their multipliers
+        rows = (
+            client.orders(args.strategy, args.open) if orders else client.positions(args.strategy, args.open)
+        )
+        return table(listed(rows))
 
     if args.watch:
         return await _watch(args, followed)
-    if not orders and not args.json:  # the table's cost needs IB's multipliers: in a snapshot
-        client = await connect(args, follow=True)
-        try:
-            _console().print(followed(client))
-        finally:
-            await client.close()
-        return 0
     client = await connect(args, follow=False)
     try:
         fetch = client.fetch_orders if orders else client.fetch_positions
@@ -695,7 +695,9 @@ def _show(args: argparse.Namespace, rows: list[Any], table: Callable[[list[Any]]
 
 
 async def _tail(args: argparse.Namespace) -> int:
-    client = await (_connect_nats(args.nats) if args.nats else connect(args, follow=True))
+    client = await (
+        follow_mirror(mirror_client(args.command, args.nats)) if args.nats else connect(args, follow=True)
+    )
     done = asyncio.Event()
     shown = 0
 

@@ -322,8 +322,8 @@ def account_rows(state: State, flt: Filter) -> list[dict[str, str]]:
 
 
 def status_of(state: State, seq: int, followed: str, clock: Clock = UTC_CLOCK) -> dict[str, str]:
-    """The header: IB's connection, how the state is followed ("following", "service silent",
-    "recorded"), the seq, the kill switch."""
+    """The header: IB's connection, how the state is followed ("following", "service silent", "mirror
+    silent", "recorded"), the seq, the kill switch."""
     return {
         "connection": state.connection,
         "followed": followed,

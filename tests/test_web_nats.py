@@ -93,7 +93,7 @@ def web_state(web: WebProcess, strategy: str = "") -> dict[str, Any]:
 def following(web: WebProcess) -> None:
     """The web app's seq moves on (orders are flowing)."""
     seen = web_state(web)["seq"]
-    wait_until(lambda: web_state(web)["seq"] > seen, 20, 0.05, "the web app following on")
+    wait_until(lambda: web_state(web)["seq"] > seen, 60, 0.05, "the web app following on")
 
 
 def fold_as_json(journal: Path, seq: int, strategy: str | None = None) -> dict[str, Any]:
@@ -128,7 +128,7 @@ def test_the_web_blotter_follows_a_mirror_through_a_leader_kill_and_the_loss_of_
         assert connected is not None
         cluster.kill(connected)  # kill -9 of the web app's node while orders flow (the leader, if it led)
         flow.more(3)
-        wait_until(lambda: cluster.connected_to(WEB_CLIENT) not in (None, connected), 20, 0.05,
+        wait_until(lambda: cluster.connected_to(WEB_CLIENT) not in (None, connected), 60, 0.05,
                    "the web app on another node")  # fmt: skip
         old = cluster.node_name(leader)
         import nats.errors  # installed: the cluster fixture skips the test otherwise
@@ -142,15 +142,15 @@ def test_the_web_blotter_follows_a_mirror_through_a_leader_kill_and_the_loss_of_
                     asyncio.run(step_down(",".join(n.url for n in cluster.nodes if n.alive), stream))
             return now not in (None, old)
 
-        wait_until(another_leader, 30, 0.5, "a new stream leader")
+        wait_until(another_leader, 60, 0.5, "a new stream leader")
         following(web)
         flow.more(3)
         flow.stop()
         assert flow.error is None, flow.error
 
         last = JournalReader(journal).last_seq()
-        wait_until(lambda: stream_last_seq(cluster.urls, stream) >= last, 30, 0.05, "the stream caught up")
-        wait_until(lambda: web_state(web)["seq"] >= last, 20, 0.05, f"the web app at seq {last}")
+        wait_until(lambda: stream_last_seq(cluster.urls, stream) >= last, 60, 0.05, "the stream caught up")
+        wait_until(lambda: web_state(web)["seq"] >= last, 60, 0.05, f"the web app at seq {last}")
         shown = web_state(web)
         assert shown == fold_as_json(journal, shown["seq"])
         assert web_state(web, "webn") == fold_as_json(journal, shown["seq"], "webn")

@@ -287,22 +287,28 @@ def external(ids: tuple[int, int, int], account: str, contract: Contract, side: 
 
 
 def _working_terms(order: Order, ev: OpenOrderReported) -> dict[str, float | None]:
-    """The prices and trailing terms IB shows working that differ from the order's: the limit and stop
-    always (None is IB's "none"), the others where IB reports them, and the trailing stop where IB has
-    it now (it moves with the market)."""
+    """The prices and terms IB shows working that differ from the order's: the limit and stop always
+    (None is IB's "none"), the terms its order type has where IB reports them, and the trailing stop
+    where IB has it now (it moves with the market)."""
     terms: dict[str, float | None] = {}
     if order.limit_price != ev.limit_price:
         terms["limit_price"] = ev.limit_price
     if order.stop_price != ev.stop_price:
         terms["stop_price"] = ev.stop_price
-    for name in _REPORTED_TERMS:
+    for name in _REPORTED_TERMS.get(ev.order_type, ()):
         value = getattr(ev, name)
         if value is not None and value != getattr(order, name):
             terms[name] = value
     return terms
 
 
-_REPORTED_TERMS = ("trailing_amount", "trailing_percent", "limit_offset", "touch_price", "trail_stop_price")
+_TRAILING = ("trailing_amount", "trailing_percent", "trail_stop_price")
+_REPORTED_TERMS = {  # by order type: the terms beyond prices that IB reports in openOrder
+    "TRAIL": _TRAILING,
+    "TRAIL LIMIT": (*_TRAILING, "limit_offset"),
+    "MIT": ("touch_price",),
+    "LIT": ("touch_price",),
+}
 _MODIFIABLE = ("quantity", "limit_price", "stop_price", "trailing_amount", "trailing_percent", "limit_offset",
                "touch_price")  # fmt: skip
 

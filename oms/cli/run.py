@@ -105,7 +105,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument(
         "--replicas", type=int, choices=(1, 3, 5), help="with --mirror: replicas of a new stream (default 1)"
     )
-    p.add_argument("--sim-tick-ms", type=float, help="embedded simulator price tick (ms; default 1000)")
+    p.add_argument(
+        "--sim-tick-ms", type=float, help="embedded simulator price tick (ms; default 1000; 0: none)"
+    )
     p.add_argument(
         "--sim-config", metavar="FILE.toml",
         help="embedded simulator: SimConfig fields, as `oms sim --config` (its clock, IB's day, faults)",
@@ -187,9 +189,9 @@ def run(args: argparse.Namespace) -> int:
 
 def embedded_sim_config(path: str | None, tick_ms: float | None) -> SimConfig:
     """The embedded simulator's settings: the file's (`--sim-config`), a price tick every second unless
-    it or `--sim-tick-ms` says otherwise."""
+    it or `--sim-tick-ms` says otherwise (0: no tick)."""
     base = sim_load_config(Path(path)) if path else SimConfig(tick_interval_ms=1000.0)
-    return msgspec.structs.replace(base, tick_interval_ms=tick_ms) if tick_ms else base
+    return base if tick_ms is None else msgspec.structs.replace(base, tick_interval_ms=tick_ms or None)
 
 
 def keys(args: argparse.Namespace) -> int:

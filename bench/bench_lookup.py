@@ -29,6 +29,8 @@ from events.journal import JournalWriter
 from events.lookup import seq_at
 from events.reader import JournalReader
 from events.segments import list_segments
+from oms.state.codec import decode_state
+from replay import checkpoints
 from replay.points import seq_at_time
 from replay.source import JournalSource
 from replay.states import state_at
@@ -92,6 +94,22 @@ def _run(folder: Path, n: int, short: bool) -> None:
     rows.append(("--at: seq of a time, baseline scan", _ms(baseline_at), "reads + decodes up to it"))
     note = f"seq, then the snapshot at or below it + the tail (snapshots every {every:,})"
     rows.append(("--at: state at a time, end to end", _ms(whole_at), note))
+    # far past a snapshot: the first query keeps a checkpoint on its way (when that is worth its cost,
+    # replay.checkpoints), a later one near it starts from there
+    below = seq_at(journal, t_mid) // every * every
+    t_far = T0 + (below + every * 3 // 4) * 1_000_000 + 500
+    t_near = t_far + checkpoints.EVERY // 4 * 1_000_000
+    far = _time(lambda: state_at(source, seq_at(journal, t_far)))
+    near = _time(lambda: state_at(source, seq_at(journal, t_near)))
+    note = f"{every * 3 // 4:,} events past a snapshot; may keep a checkpoint on the way"
+    rows.append(("--at: a time far past a snapshot, first time", _ms(far), note))
+    note = f"{checkpoints.EVERY // 4:,} events later: from the nearest stored state"
+    rows.append(("--at: state at a time, end to end, near the last", _ms(near), note))
+    start = source.snapshot(seq_at(journal, t_mid))
+    if start is not None:
+        decoding = _time(lambda: decode_state(start[1]))
+        note = f"the state at seq {start[0]:,}: {len(start[1]) / 1e6:,.1f} MB, decoded from its snapshot"
+        rows.append(("--at: the floor, decoding the state alone", _ms(decoding), note))
 
     table = Table(title=f"index lookups, {n:,} events, {orders:,} orders" + (" (short)" if short else ""))
     for column in ("what", "figure", "baseline / note"):

@@ -278,8 +278,26 @@ class PositionMismatch(Event, frozen=True, tag="position_mismatch"):
 
 
 class KillSwitchChanged(Event, frozen=True, tag="kill_switch"):
+    """The kill switch, for everything (no scope) or for one strategy or account. `code` says what
+    moved it: `daily_loss_limit` (the scope's loss limit was crossed), `session_reset` (its session
+    ended), or "" (an operator)."""
+
     engaged: bool
     reason: str = ""
+    strategy_id: str = ""  # scope: this strategy's orders only
+    account: str = ""  # scope: this account's orders only
+    code: str = ""
+
+    @property
+    def scope(self) -> str:
+        return kill_scope(self.strategy_id, self.account)
+
+
+def kill_scope(strategy_id: str = "", account: str = "") -> str:
+    """A kill switch's scope as the state keys it: "strategy:NAME", "account:ID", or "" (everything)."""
+    if strategy_id:
+        return f"strategy:{strategy_id}"
+    return f"account:{account}" if account else ""
 
 
 class UnknownEvent(Event, frozen=True, tag="unknown"):

@@ -28,7 +28,8 @@ from pathlib import Path
 
 import msgspec
 
-from events.frames import HEADER, HEADER_SIZE, iter_frames
+from events import index
+from events.frames import HEADER, HEADER_SIZE, MAX_PAYLOAD, iter_frames
 from events.journal_errors import CorruptSnapshot
 from events.segments import SEGMENT_HEADER_SIZE, SNAPSHOT_DIR, fsync_dir, list_segments, make_dir
 
@@ -71,18 +72,26 @@ def _crc(seq: int, frame_crc: int, payload: bytes) -> int:
 
 
 def write_snapshot(
-    directory: str | os.PathLike[str], seq: int, payload: bytes, frame_crc: int | None = None
+    directory: str | os.PathLike[str],
+    seq: int,
+    payload: bytes,
+    frame_crc: int | None = None,
+    *,
+    folder: Path | None = None,
+    durable: bool = True,
 ) -> Path:
     """Store `payload` as the state at `seq` of the journal in `directory`, atomically: a reader sees the
     whole file or none. `frame_crc` is the CRC of the journal's frame at `seq` (the writer knows it even
-    before the frame reaches the file); by default it is read from the journal."""
+    before the frame reaches the file); by default it is read from the journal. `folder`: where to keep
+    it instead of the journal's snapshot directory (a reader's own cache of states); such a cache need
+    not be `durable` (no fsync: a file torn by a crash fails its CRC and is dropped)."""
     if seq < 0:
         raise ValueError(f"snapshot seq must be >= 0, not {seq}")
     if frame_crc is None:
         frame_crc = frame_crc_at(directory, seq)
         if frame_crc is None:
             raise ValueError(f"the journal in {directory} holds no frame at seq {seq} to snapshot")
-    folder = snapshot_dir(directory)
+    folder = folder or snapshot_dir(directory)
     make_dir(folder)
     final = folder / f"{seq:0{_DIGITS}d}{_SUFFIX}"
     temp = folder / f".{final.name}.{os.getpid()}.tmp"
@@ -93,12 +102,14 @@ def write_snapshot(
             f.write(header)
             f.write(payload)
             f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                os.fsync(f.fileno())
         os.replace(temp, final)
     except BaseException:
         temp.unlink(missing_ok=True)
         raise
-    fsync_dir(folder)
+    if durable:
+        fsync_dir(folder)
     return final
 
 
@@ -141,6 +152,9 @@ def frame_crc_at(directory: str | os.PathLike[str], seq: int) -> int | None:
         return None
     first, path = segments[-1]
     try:
+        indexed = _indexed_frame_crc(path, first, seq)
+        if indexed is not None:
+            return indexed
         data = path.read_bytes()
     except FileNotFoundError:
         return None
@@ -151,9 +165,34 @@ def frame_crc_at(directory: str | os.PathLike[str], seq: int) -> int | None:
     return None
 
 
-def list_snapshots(directory: str | os.PathLike[str]) -> list[SnapshotInfo]:
-    """Every snapshot file by name, oldest first (not validated: `read_snapshot` does that)."""
-    folder = snapshot_dir(directory)
+def _indexed_frame_crc(path: Path, first: int, seq: int) -> int | None:
+    """The CRC of the frame at `seq` through the segment's stored index (events.index): one frame read
+    and checked (its seq, length and CRC) instead of the segment scanned up to it. None when there is no
+    usable index, it does not reach `seq`, or the frame where it points is not that frame intact: the
+    caller scans then."""
+    stored = index.load(path, first)
+    if stored is None or not first <= seq < stored.next_seq:
+        return None
+    offset = memoryview(stored.offsets).cast("Q")[seq - first]
+    with path.open("rb") as file:
+        file.seek(offset)
+        header = file.read(HEADER_SIZE)
+        if len(header) < HEADER_SIZE:
+            return None
+        length, crc, frame_seq = HEADER.unpack(header)
+        if frame_seq != seq or not 0 < length <= MAX_PAYLOAD:
+            return None
+        payload = file.read(length)
+    if len(payload) != length or zlib.crc32(payload, zlib.crc32(header[8:])) != crc:
+        return None
+    found: int = crc
+    return found
+
+
+def list_snapshots(directory: str | os.PathLike[str], folder: Path | None = None) -> list[SnapshotInfo]:
+    """Every snapshot file by name, oldest first (not validated: `read_snapshot` does that); `folder`: a
+    directory of them other than the journal's own."""
+    folder = folder or snapshot_dir(directory)
     if not folder.is_dir():
         return []
     found = []
@@ -175,13 +214,15 @@ def latest_snapshot(
     *,
     discard: bool = False,
     frame_crc: Callable[[int], int | None] | None = None,
+    folder: Path | None = None,
 ) -> tuple[int, bytes] | None:
     """The newest valid snapshot of the journal in `directory` at or below `max_seq` (pass the journal's
     last seq) whose seq the journal still holds with the same frame. Corrupt or stale ones are skipped
     with a `CorruptSnapshotWarning` (`StaleSnapshotWarning`), and deleted when `discard` is set (only
     the journal's writer may: readers never change the directory). `frame_crc`: the writer's own (it
-    knows its last frame without reading the segment), else `frame_crc_at`."""
-    for info in reversed(list_snapshots(directory)):
+    knows its last frame without reading the segment), else `frame_crc_at`. `folder`: look there instead
+    of the journal's snapshot directory (checked against the journal in `directory` all the same)."""
+    for info in reversed(list_snapshots(directory, folder)):
         if max_seq is not None and info.seq > max_seq:
             continue
         try:

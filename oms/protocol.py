@@ -61,7 +61,25 @@ RISK_REASONS: dict[str, str] = {
     "unknown_multiplier": "a notional limit is set and IB has not described the contract's multiplier",
     "max_position": "position + working orders on that side + this order would exceed the maximum",
     "symbol_not_allowed": "symbol not in the allow-list",
-    "kill_switch": "the kill switch is engaged: no new orders",
+    "kill_switch": "the kill switch is engaged (for everything, or for the order's strategy or account: "
+    "then orders that only reduce a position still pass)",
+    "max_position_value": "|position after this order and the working ones| x price x multiplier above the "
+    "maximum (the instrument's currency)",
+    "max_position_pct_nlv": "that position value, in the account's base currency, above this % of "
+    "NetLiquidation",
+    "max_risk_per_trade_pct_nlv": "|entry - stop| x quantity x multiplier above this % of NetLiquidation",
+    "no_stop": "max_risk_per_trade_pct_nlv is set and an order that opens a position has no stop (a "
+    "bracket's stop child counts)",
+    "max_orders_per_minute": "the strategy or account placed this many orders in the last 60 seconds",
+    "max_working_orders": "the strategy or account has this many working orders",
+    "daily_loss_limit": "the strategy's or account's loss since the session began crossed its daily loss "
+    "limit: its kill switch is engaged until the next session or an operator releases it; only orders "
+    "that reduce a position pass",
+    "no_net_liquidation": "a limit in % of NetLiquidation is set and IB has not reported it",
+    "no_exchange_rate": "a limit in the base currency is set and IB has given no exchange rate for the "
+    "instrument's currency",
+    "no_pnl": "a daily loss limit is set and the scope's P&L cannot be told (no price for a position, no "
+    "exchange rate, no UnrealizedPnL from IB)",
 }
 
 ErrorCode = Literal[
@@ -325,11 +343,21 @@ class StatusRequest(Request, frozen=True, tag="status"):
 
 class KillSwitchRequest(Request, frozen=True, tag="kill_switch"):
     """Engaging cancels every working order this service placed and refuses new ones until disengaged;
-    `account_wide` also sends IB's global cancel (orders placed in TWS or by other clients too)."""
+    `account_wide` also sends IB's global cancel (orders placed in TWS or by other clients too). With
+    `strategy_id` or `account`, only that scope: its working orders are cancelled and its orders that
+    add exposure refused; releasing a scope a loss limit engaged keeps it released for the session."""
 
     engaged: bool
     reason: Reason = ""
     account_wide: bool = False
+    strategy_id: StrategyId | None = None
+    account: Account | None = None
+
+
+class RiskRequest(Request, frozen=True, tag="risk"):
+    """Every risk limit of every strategy and account (or of one strategy): its use and headroom."""
+
+    strategy_id: StrategyId | None = None
 
 
 AnyRequest = (
@@ -345,6 +373,7 @@ AnyRequest = (
     | EventsRequest
     | KillSwitchRequest
     | StatusRequest
+    | RiskRequest
 )
 
 REQUEST_TYPES: tuple[type[Request], ...] = AnyRequest.__args__  # type: ignore[attr-defined]
@@ -389,6 +418,7 @@ class StatusResult(Struct, frozen=True):
     retired_orders: int = 0  # finished orders moved to history since the journal began
     time_zone: str = ""  # the IANA zone of the service's clock (its host's), for pages that show times
     simulator: bool = False  # IB is the embedded TWS simulator: its execution times run on its own clock
+    kill_scopes: dict[str, str] = {}  # engaged scoped kill switches: "strategy:S" -> "code: reason"
 
 
 class SnapshotResult(Struct, frozen=True):
@@ -443,6 +473,34 @@ class EventsResult(Struct, frozen=True):
     events: list[Any]
     next_seq: int
     last_seq: int
+
+
+class LimitUse(Struct, frozen=True):
+    """One limit of one scope: `use` and `headroom` are None where there is nothing to measure, or
+    `unknown` says which figure is missing."""
+
+    limit: str
+    value: Decimal | None  # None: the check is off
+    use: Decimal | None = None
+    headroom: Decimal | None = None
+    unknown: str = ""
+
+
+class ScopeRisk(Struct, frozen=True):
+    """A strategy ("strategy:NAME") or an account ("account:ID"): its kill switch, its P&L of the day
+    (None when it cannot be told: `limits` says why), and its limits."""
+
+    scope: str
+    kill: str
+    daily_pnl: Decimal | None
+    session_start_ts: int
+    limits: list[LimitUse]
+
+
+class RiskResult(Struct, frozen=True):
+    """`risk`: one entry per scope; decimals are text on the wire, as everywhere."""
+
+    scopes: list[ScopeRisk]
 
 
 class KillSwitchResult(Struct, frozen=True):

@@ -25,7 +25,7 @@ from events.schema import Envelope, UnknownEvent, kind_of
 from oms.state.codec import decode_state, encode_state
 from oms.state.fold import step
 from oms.state.history import sweep_due
-from oms.state.model import Account, Fill, Order, Position, Removed, State, initial_state
+from oms.state.model import Account, Fill, FoldError, Order, Position, Removed, State, initial_state
 from replay.links import Linker
 from replay.private import make_private, private_umask
 from replay.schema_sql import (
@@ -75,6 +75,7 @@ _ENTITY_NAMES: dict[type, str] = {
     Position: "position",
     Account: "account",
     Removed: "removed",
+    FoldError: "fold_error",
 }
 
 

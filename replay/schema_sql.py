@@ -45,6 +45,7 @@ CREATE TABLE IF NOT EXISTS order_states ({_AT}, {ddl(Order)});
 CREATE TABLE IF NOT EXISTS position_states ({_AT}, {ddl(Position)});
 CREATE TABLE IF NOT EXISTS position_moves ({_AT}, key VARCHAR, moved_to VARCHAR);
 CREATE TABLE IF NOT EXISTS account_states ({_AT}, {ddl(Account)});
+CREATE TABLE IF NOT EXISTS fold_errors ({_AT}, kind VARCHAR NOT NULL, error VARCHAR NOT NULL);
 CREATE TABLE IF NOT EXISTS orders ({ddl(Order)});
 CREATE TABLE IF NOT EXISTS positions ({ddl(Position)});
 CREATE TABLE IF NOT EXISTS strategy_positions ({ddl(Position)});
@@ -97,6 +98,8 @@ INSERT_CHANGES = "\n".join(
         _history("account_states", Account, "'account'"),
         "INSERT INTO position_moves SELECT seq, make_timestamp(ts_ns // 1000), state->>'key', "
         "state->>'moved_to' FROM changes_batch WHERE entity = 'removed';",
+        "INSERT INTO fold_errors SELECT seq, make_timestamp(ts_ns // 1000), state->>'kind', "
+        "state->>'error' FROM changes_batch WHERE entity = 'fold_error';",
     )
 )
 INSERT_ORDER_EVENTS = "INSERT INTO order_events SELECT seq, order_key FROM links_batch"

@@ -16,7 +16,8 @@ from events.frames import diagnose, iter_frames
 from events.reader import JournalReader
 from events.schema import AnyEvent, Envelope, UnknownEvent
 from events.segments import SEGMENT_HEADER_SIZE
-from events.snapshots import latest_snapshot
+from oms.state.model import State
+from replay import checkpoints
 
 ARCHIVE_SUFFIXES = (".duckdb", ".ddb", ".db")
 
@@ -65,7 +66,12 @@ class JournalSource:
         return self._reader.last_seq()
 
     def snapshot(self, max_seq: int | None = None) -> tuple[int, bytes] | None:
-        return latest_snapshot(self.path, max_seq)
+        """The service's newest snapshot at or below `max_seq`, or replay's own checkpoint if nearer."""
+        return checkpoints.start(self.path, max_seq)
+
+    def keep(self, seq: int, state: State) -> None:
+        """Cache the state after `seq` for the next replay near it (replay.checkpoints)."""
+        checkpoints.keep(self.path, seq, state)
 
     def tail_damage(self) -> str | None:
         """Why the last segment ends before its last byte (a torn tail, or a frame being written now)."""

@@ -14,6 +14,7 @@ import msgspec
 from oms.state.codec import decode_state
 from oms.state.fold import copy_state, fold
 from oms.state.model import State, initial_state
+from replay import checkpoints
 from replay.source import Source
 
 # What a person compares by default; the id indexes (order_ids, perm_ids, ...) follow from these.
@@ -45,14 +46,26 @@ def state_at(source: Source, seq: int, *, use_snapshots: bool = True) -> State:
 
 
 def states_at(source: Source, seqs: Sequence[int], *, use_snapshots: bool = True) -> Iterator[State]:
-    """The state after each of `seqs` (ascending), folding the log once; each is a version to keep."""
+    """The state after each of `seqs` (ascending), folding the log once; each is a version to keep.
+
+    A source that caches states (a journal: replay.checkpoints) keeps the one at the last multiple of
+    `checkpoints.EVERY` on a way long enough to be worth it, so the next point near it folds a short
+    tail."""
     start = source.snapshot(seqs[0]) if use_snapshots and seqs else None
     state, done = (decode_state(start[1]), start[0]) if start else (initial_state(), 0)
+    keep = getattr(source, "keep", None) if use_snapshots else None
+    start_bytes = len(start[1]) if start else 0
     for seq in seqs:
+        mark = seq - seq % checkpoints.EVERY
+        if keep is not None and checkpoints.worth_keeping(mark - done, start_bytes):
+            state = fold(source.read(done + 1, mark), state)
+            done = mark
+            if state.seq == mark:  # not past the log's end
+                keep(mark, state)
         if seq > done:
             state = fold(source.read(done + 1, seq), state)
             done = seq
-        yield copy_state(state)
+        yield state if seq is seqs[-1] else copy_state(state)  # the last one is not folded on: no copy
 
 
 def diff_states(before: State, after: State, *, everything: bool = False) -> list[FieldChange]:

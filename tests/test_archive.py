@@ -35,8 +35,8 @@ SETTINGS = settings(
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 TABLES = (
-    "events", "order_events", "order_states", "position_states", "position_moves", "account_states", "orders",
-    "positions", "strategy_positions", "fills", "accounts", "archive_state",
+    "events", "order_events", "order_states", "position_states", "position_moves", "account_states",
+    "fold_errors", "orders", "positions", "strategy_positions", "fills", "accounts", "archive_state",
 )  # fmt: skip
 
 
@@ -343,5 +343,36 @@ def test_the_archive_keeps_the_orders_and_fills_the_live_state_retired(tmp_path:
             ("c1", "0001.9001.01"),
             ("c2", "0001.9002.01"),
         ]
+    finally:
+        con.close()
+
+
+def test_an_event_the_fold_cannot_apply_is_archived_as_a_fold_error(tmp_path: Path) -> None:
+    """A correction of a retired order's fill is refused by the fold (RetiredOrder): the archive records it
+    in `fold_errors`, as the state does, and goes on (it used to stop on the FoldError change)."""
+    from msgspec.structs import replace
+
+    from events.schema import ExecutionReported
+    from oms.state.history import RETIRE_AFTER_NS
+    from tests.test_fold_history import MS, QUIET, _envs, _filled_order
+
+    first = _envs(_filled_order("c1", 101, 9001))
+    quiet = _envs([QUIET], len(first) + 1, first[-1].ts + RETIRE_AFTER_NS + MS)
+    (execution,) = [e.event for e in first if isinstance(e.event, ExecutionReported)]
+    late = _envs([replace(execution, exec_id="0001.9001.02")], len(first) + 2, quiet[-1].ts + MS)
+    envs = [*first, *quiet, *late]
+    state = fold(envs)
+    assert list(state.fold_errors) == [late[0].seq]
+    write_journal(tmp_path / "j", envs)
+
+    report = archive_journal(tmp_path / "j", tmp_path / "a.duckdb")
+
+    assert report.last_seq == len(envs)
+    con = connect(tmp_path / "a.duckdb")
+    try:
+        rows = run(con, "SELECT seq, kind, error FROM fold_errors").rows
+        assert rows == [(e.seq, e.kind, e.error) for e in state.fold_errors.values()]
+        assert "RetiredOrder" in rows[0][2]
+        assert run(con, "SELECT client_order_id, status FROM orders").rows == [("c1", "filled")]
     finally:
         con.close()

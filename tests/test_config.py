@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -9,6 +11,7 @@ import pytest
 from oms.cli import build_parser
 from oms.cli.run import overrides
 from oms.service.config import ConfigError, load_config, parse_host_port
+from oms.service.risk import RiskLimits, strategy_limits
 
 
 def test_defaults() -> None:
@@ -107,3 +110,37 @@ def test_type_errors_read_as_sentences(tmp_path: Path) -> None:
     message = str(refused.value)
     assert "`" not in message and "$." not in message
     assert "client_id: expected a whole number, got text" in message
+
+
+def test_risk_limits_are_exact_decimals_with_per_strategy_overrides(tmp_path: Path) -> None:
+    toml = tmp_path / "oms.toml"
+    toml.write_text(
+        "[risk]\nmax_notional = 100000.10\ndaily_loss_limit = 500\nmax_position_pct_nlv = 10\n"
+        'session_reset = "16:00 America/New_York"\n'
+        "[risk.strategies.mom]\ndaily_loss_limit = 0.1\nmax_orders_per_minute = 30\n"
+    )
+    risk = load_config(toml, env={}).risk
+    assert risk.max_notional == Decimal("100000.10") and type(risk.max_notional) is Decimal
+    mom = strategy_limits(risk, "mom")
+    assert (mom.daily_loss_limit, mom.max_orders_per_minute) == (Decimal("0.1"), 30)
+    assert mom.max_position_pct_nlv == 10 and mom.session_reset == "16:00 America/New_York"
+    assert strategy_limits(risk, "other") is risk
+    default = RiskLimits().max_quantity
+    assert default is not None and Decimal(20_000) <= default  # a standard EUR.USD order passes
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[risk.strategies.mom]\nmax_working_orders = 0\n", "risk.strategies.mom.max_working_orders = 0"),
+        ("[risk]\ndaily_loss_limit = -5\n", "risk.daily_loss_limit = -5"),
+        ('[risk]\nsession_reset = "17:00"\n', "is not an IANA time zone"),
+        ('[risk.strategies.x]\nsession_reset = "5pm UTC"\n', "expected a time and its zone"),
+        ("[risk.strategies.x]\nmax_lots = 5\n", "max_lots"),
+    ],
+)
+def test_bad_risk_limits_are_refused_at_load(tmp_path: Path, text: str, message: str) -> None:
+    toml = tmp_path / "oms.toml"
+    toml.write_text(text)
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_config(toml, env={})

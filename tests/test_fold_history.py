@@ -109,6 +109,21 @@ def test_a_correction_of_a_retired_fill_is_refused_and_recorded() -> None:
     assert "RetiredOrder" in error.error and changes == (error,)
 
 
+def test_a_retired_fills_commission_sent_again_with_another_amount_is_refused_and_recorded() -> None:
+    """The same report again changes nothing (a reconnect); another amount would change a retired
+    order's money without its order, so it is a RetiredOrder fold error, never silently dropped."""
+    state, envs = _retired_c1()
+    report = next(e.event for e in envs if isinstance(e.event, CommissionReported))
+    seq, ts = envs[-1].seq, envs[-1].ts
+    state, changes = step(state, Envelope(seq + 1, ts + MS, report))
+    assert changes == () and not state.fold_errors
+    accounts = dict(state.accounts)
+    state, changes = step(state, Envelope(seq + 2, ts + 2 * MS, replace(report, commission=2.5)))
+    error = state.fold_errors[seq + 2]
+    assert "RetiredOrder" in error.error and report.exec_id in error.error and changes == (error,)
+    assert state.accounts == accounts
+
+
 def test_a_retired_client_order_id_is_taken_for_a_day_then_free() -> None:
     state, envs = _retired_c1()
     state, changes = step(state, Envelope(envs[-1].seq + 1, envs[-1].ts + MS, requested("c1")))

@@ -316,6 +316,20 @@ def test_connection_kill_switch_and_reconciliation_are_recorded() -> None:
     assert not fold(log(ReconciliationFinished())[1:], state).reconciling
 
 
+def test_a_scoped_kill_switch_is_kept_apart_from_the_global_one() -> None:
+    loss = KillSwitchChanged(engaged=True, reason="lost 3", strategy_id="mom", code="daily_loss_limit")
+    state = fold(log(loss, KillSwitchChanged(engaged=True, reason="margin", account="DU1")))
+    assert not state.kill_switch
+    assert state.kill_scopes == {
+        "strategy:mom": ("daily_loss_limit", "lost 3"),
+        "account:DU1": ("", "margin"),
+    }
+    kept = state.kill_scopes
+    state = fold(log(KillSwitchChanged(engaged=False, strategy_id="mom", code="session_reset"))[1:], state)
+    assert state.kill_scopes == {"account:DU1": ("", "margin")}
+    assert "strategy:mom" in kept  # replaced, never changed in place
+
+
 def test_unknown_event_kind_is_a_no_op() -> None:
     before = fold(log(requested()))
     after, changes = step(

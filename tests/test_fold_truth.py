@@ -16,7 +16,8 @@ from events.schema import (
     ReconciliationFinished,
     ReconciliationStarted,
 )
-from oms.service.intake import cancellable, last_fill_reference
+from oms.service.exposure import last_fill_reference
+from oms.service.intake import cancellable
 from oms.state.fold import copy_state, fold, step
 from oms.state.model import FoldError
 from tests.fold_strategies import (

@@ -350,9 +350,9 @@ def test_the_real_service_mirrors_on_through_a_kill_9_of_the_leader_while_orders
             orders.join(60)
             assert not orders.is_alive()
             asyncio.run(place_orders(data, 1, wait=True))
-            last = JournalReader(journal).last_seq()
+            last = JournalReader(journal).last_seq()  # the service journals on (IB's reports): at least this
             wait_until(
-                lambda: stream_last_seq(cluster.urls, stream) == last, 40, 0.05, "the stream caught up"
+                lambda: stream_last_seq(cluster.urls, stream) >= last, 60, 0.05, "the stream caught up"
             )
 
             def new_leader_shown() -> bool:

@@ -16,7 +16,7 @@ def test_numbers_are_plain() -> None:
     assert [plain(1e9), plain(0.25), plain(10.0), plain(7), plain(Decimal("0.10"))] == [
         "1000000000", "0.25", "10", "7", "0.1",
     ]  # fmt: skip
-    denial = check_size(Decimal(2 * 10**9), None, Decimal(1), RiskLimits(max_quantity=1e9), "A")
+    denial = check_size(Decimal(2 * 10**9), None, Decimal(1), RiskLimits(max_quantity=Decimal(10**9)), "A")
     assert denial is not None and denial.reason == "quantity 2000000000 > max_quantity 1000000000"
 
 

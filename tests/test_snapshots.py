@@ -158,3 +158,28 @@ def test_no_frame_no_snapshot(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="no frame at seq 41"):
         write_snapshot(tmp_path, 41, b"beyond")
     assert frame_crc_at(tmp_path, 0) == 0 and frame_crc_at(tmp_path, 41) is None
+
+
+def test_a_frame_is_identified_through_the_segment_index_and_a_stale_index_is_not_believed(
+    tmp_path: Path,
+) -> None:
+    from events import index
+    from events.segments import list_segments
+
+    scanned = {seq: frame_crc_at(tmp_path, seq) for seq in (1, 20, 40)}
+    ((first, segment),) = list_segments(tmp_path)
+    index.segment_index(segment, first, closed=False)  # what a reader of --order or --at leaves behind
+    assert index.load(segment, first) is not None
+    assert {seq: frame_crc_at(tmp_path, seq) for seq in (1, 20, 40)} == scanned
+    assert frame_crc_at(tmp_path, 41) is None
+    snapshot = write_snapshot(tmp_path, 20, b"state 20")
+    assert latest_snapshot(tmp_path) == (20, b"state 20")
+    saved, taken = index.index_path(segment).read_bytes(), snapshot.read_bytes()
+    cut_after(tmp_path, 15)
+    grow(tmp_path, 10, offset=1000)
+    index.index_path(segment).write_bytes(saved)  # an index of the old log: frames no longer there
+    snapshot.write_bytes(taken)
+    assert index.load(segment, first) is not None
+    with pytest.warns(StaleSnapshotWarning, match="not the one it was taken at"):
+        assert latest_snapshot(tmp_path) is None
+    assert frame_crc_at(tmp_path, 20) not in (None, scanned[20])

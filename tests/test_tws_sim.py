@@ -320,3 +320,25 @@ def test_contract_by_con_id_alone(lib_name: str) -> None:
 
 def _done_with_two_fills(trade: Any) -> bool:
     return bool(trade.isDone() and len(trade.fills) == 2)
+
+
+def test_reqpnl_reports_the_accounts_pnl_now_and_after_each_fill(lib_name: str) -> None:
+    async def body() -> None:
+        async with sim_client(lib_name) as (_sim, ib, lib):
+            account = ib.managedAccounts()[0]
+            pnl = ib.reqPnL(account)
+            await wait_for(lambda: pnl.dailyPnL == 0.0, "the first PNL: nothing traded yet")
+            trade = ib.placeOrder(_aapl(lib), lib.MarketOrder("BUY", 10))
+            await wait_for(lambda: trade.isDone())
+            await wait_for(lambda: pnl.dailyPnL < 0, "the fill's commission in the daily P&L")
+            base = {v.tag: v.value for v in ib.accountValues(account) if v.currency == "BASE"}
+            expected = float(base["RealizedPnL"]) + float(base["UnrealizedPnL"])
+            assert pnl.dailyPnL == pytest.approx(expected)
+            ib.cancelPnL(account)
+            before = pnl.dailyPnL
+            sold = ib.placeOrder(_aapl(lib), lib.MarketOrder("SELL", 10))
+            await wait_for(lambda: sold.isDone())
+            await wait_for(lambda: len(ib.fills()) == 2, "the sale's fill")
+            assert pnl.dailyPnL == before  # cancelled: no more updates
+
+    run(body)

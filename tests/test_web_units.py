@@ -16,7 +16,7 @@ from types import SimpleNamespace
 import msgspec
 import pytest
 
-from events.schema import Contract, Envelope, ExecutionReported, OrderRequested, OrderSent
+from events.schema import Contract, Envelope, ExecutionReported, KillSwitchChanged, OrderRequested, OrderSent
 from oms.cli.web import ReplayRecording, split_listen
 from oms.protocol import PlaceRequest
 from oms.state.fold import fold, step
@@ -317,3 +317,13 @@ def test_rows_of_the_folds_coming_shape() -> None:
         "0.5",
     )
     assert views.last_prices(state) == {"1": Decimal("101.1")}  # type: ignore[arg-type]
+
+
+def test_the_header_shows_each_scoped_kill_switch_with_its_code() -> None:
+    loss = KillSwitchChanged(engaged=True, strategy_id="mom", code="daily_loss_limit", reason="lost 3")
+    state = fold([Envelope(1, 1, loss), Envelope(2, 2, KillSwitchChanged(engaged=True, account="DU1"))])
+    assert views.status_of(state, 2, "following")["kill_switch"] == (
+        "off; account:DU1 kill_switch, strategy:mom daily_loss_limit"
+    )
+    state = fold([Envelope(3, 3, KillSwitchChanged(engaged=True, reason="halt"))], state)
+    assert views.status_of(state, 3, "following")["kill_switch"].startswith("ENGAGED: halt; account:DU1")

@@ -177,6 +177,14 @@ class IBAdapter:
             )
             await asyncio.sleep(delay)
         await self.reconcile(reason)
+        self._subscribe_pnl()
+
+    def _subscribe_pnl(self) -> None:
+        """reqPnL for every account of the login: IB's own daily P&L, which the daily loss limit takes
+        where it is worse than the service's (subscriptions end with the connection: after each)."""
+        for account in self.ib.client.getAccounts():
+            if (account, "") not in self.ib.wrapper.pnlKey2ReqId:
+                self.ib.reqPnL(account)
 
     async def _connect_once(self, timeout: float) -> None:
         self._refused = ""

@@ -50,6 +50,7 @@ class CallbackHooks:
             setattr(wrapper, name, self._hook(getattr(wrapper, name), build))
         wrapper.execDetails = self._hook(wrapper.execDetails, self._exec_details)
         wrapper.accountUpdateMulti = self._hook(wrapper.accountUpdateMulti, self._account_update_multi)
+        wrapper.pnl = self._hook(wrapper.pnl, lambda reqId, daily, *_: self._pnl(wrapper, reqId, daily))
         decoder.handlers[_EXEC_DETAILS_MSG] = self._keep_exec_time(decoder.handlers[_EXEC_DETAILS_MSG])
 
     def _hook(self, original: Callable[..., Any], build: Callable[..., Event | None]) -> Callable[..., Any]:
@@ -76,6 +77,12 @@ class CallbackHooks:
         reqId: int, account: str, modelCode: str, tag: str, val: str, currency: str
     ) -> Event:
         return normalize.update_account_value(tag, val, currency, account)
+
+    @staticmethod
+    def _pnl(wrapper: Any, reqId: int, dailyPnL: float) -> Event | None:
+        """reqPnL's update: the library knows which account its reqId subscribed."""
+        pnl = wrapper.reqId2PnL.get(reqId)
+        return normalize.daily_pnl(pnl.account, dailyPnL) if pnl is not None else None
 
     def _keep_exec_time(self, handler: Callable[[list[str]], None]) -> Callable[[list[str]], None]:
         def keep(fields: list[str]) -> None:

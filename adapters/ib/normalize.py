@@ -287,6 +287,15 @@ def update_account_value(tag: str, val: str, currency: str, account: str) -> Acc
     return AccountValueReported(account=account, key=tag, value=val, currency=currency)
 
 
+def daily_pnl(account: str, dailyPnL: float) -> AccountValueReported | None:
+    """reqPnL's daily P&L, as an account value (`DailyPnL` in BASE, the account's base currency: what
+    IB reports it in); None while IB has none (its unset double)."""
+    found = number(dailyPnL)
+    if found is None:
+        return None
+    return AccountValueReported(account=account, key="DailyPnL", value=repr(found), currency="BASE")
+
+
 def error(reqId: int, errorCode: int, errorString: str, advancedOrderRejectJson: str = "") -> BrokerError:
     return BrokerError(
         req_id=int(reqId),

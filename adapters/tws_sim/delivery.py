@@ -27,6 +27,7 @@ class Peer(Protocol):
     account_subscribed: str | None
     multi_subscriptions: dict[int, str]
     market_data: dict[int, str]  # reqId -> price path of a streaming subscription
+    pnl_subscriptions: dict[int, str]  # reqPnL: reqId -> account
     auto_open: bool  # client 0 after reqAutoOpenOrders(True)
 
     def send(self, fields: Iterable[Field]) -> None: ...

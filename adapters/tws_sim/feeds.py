@@ -43,11 +43,27 @@ class Feeds:
             peer.send(md.portfolio(pos, self.mark(pos)))
         peer.send(md.account_time(datetime.fromtimestamp(epoch, self.tz).strftime("%H:%M")))
 
+    def pnl(self, name: str, rows: list[tuple[str, str, str]] | None = None) -> tuple[float, float, float]:
+        """reqPnL's figures for an account, in its base currency: (daily, unrealized, realized). The
+        simulator has no prior close, so its day's P&L is its realized P&L plus the unrealized P&L
+        against average cost (docs/simulator.md)."""
+        wanted = ("UnrealizedPnL", "RealizedPnL")
+        figures = {k: float(v) for k, v, c in rows or self.account_rows(name) if c == "BASE" and k in wanted}
+        unrealized, realized = figures.get("UnrealizedPnL", 0.0), figures.get("RealizedPnL", 0.0)
+        return unrealized + realized, unrealized, realized
+
+    def send_pnl(
+        self, peer: Peer, req_id: int, name: str, rows: list[tuple[str, str, str]] | None = None
+    ) -> None:
+        peer.send(md.pnl(req_id, *self.pnl(name, rows)))
+
     def after_fill(self, account_name: str, con_id: int, epoch: float) -> None:
         """The position, and the account's values to its subscribers (computed once per fill)."""
         pos = self.accounts[account_name].positions[con_id]
         wanted = any(
-            p.account_subscribed == account_name or account_name in p.multi_subscriptions.values()
+            p.account_subscribed == account_name
+            or account_name in p.multi_subscriptions.values()
+            or account_name in p.pnl_subscriptions.values()
             for p in self.peers
         )
         rows = self.account_rows(account_name) if wanted else []
@@ -60,6 +76,9 @@ class Feeds:
                 if name == account_name:
                     for key, value, cur in rows:
                         peer.send(md.account_update_multi(req_id, name, key, value, cur))
+            for req_id, name in peer.pnl_subscriptions.items():
+                if name == account_name:
+                    self.send_pnl(peer, req_id, name, rows)
 
     def stream(self, key: str) -> None:
         """A last-price tick to the streaming subscribers of `key` when its price moved."""

@@ -50,6 +50,11 @@ def account_value(key: str, value: str, currency: str, account: str) -> Fields:
     return [6, 2, key, value, currency, account]
 
 
+def pnl(req_id: int, daily: float, unrealized: float, realized: float) -> Fields:
+    """PNL (94): an account's daily, unrealized and realized P&L, answering reqPnL."""
+    return [94, req_id, daily, unrealized, realized]
+
+
 def account_time(hhmm: str) -> Fields:
     return [8, 1, hhmm]
 

@@ -74,6 +74,7 @@ class Session:
         self.account_subscribed: str | None = None
         self.multi_subscriptions: dict[int, str] = {}
         self.market_data: dict[int, str] = {}
+        self.pnl_subscriptions: dict[int, str] = {}
         self.auto_open = False
         self.frames_sent = 0
         self.peer = writer.get_extra_info("peername")
@@ -276,6 +277,25 @@ class Session:
                 self.send(md.account_update_multi(req_id, acct, key, value, cur))
         self.send(md.account_update_multi_end(req_id))
 
+    def req_pnl(self, fields: list[str]) -> None:
+        """reqPnL (92): the account's P&L now, then after every fill, until cancelPnL (93)."""
+        req_id, name = to_int(fields[1]), fields[2]
+        if name not in self.engine.accounts:
+            self.send(
+                m.error(
+                    self.version,
+                    req_id,
+                    321,
+                    f"Error validating request:-'bK' : cause - Invalid account {name}",
+                )
+            )
+            return
+        self.pnl_subscriptions[req_id] = name
+        self.engine.feeds.send_pnl(self, req_id, name)
+
+    def cancel_pnl(self, fields: list[str]) -> None:
+        self.pnl_subscriptions.pop(to_int(fields[1]), None)
+
     def account_summary(self, fields: list[str]) -> None:
         req_id = to_int(fields[2])
         wanted = set((fields[4] if len(fields) > 4 else "").split(",")) - {""}
@@ -402,6 +422,8 @@ _HANDLERS = {
     61: Session.positions,
     6: Session.account_updates,
     76: Session.account_updates_multi,
+    92: Session.req_pnl,
+    93: Session.cancel_pnl,
     62: Session.account_summary,
     7: Session.executions,
     49: Session.current_time,

@@ -15,9 +15,9 @@ import os
 import sys
 from collections.abc import Sequence
 
-from oms.cli import check, client, mirror, replay, run, sim, status, web, wire
+from oms.cli import check, client, mirror, replay, risk, run, sim, status, web, wire
 
-COMMANDS = (check, client, status, mirror, sim, run, replay, web, wire)  # the order of `oms --help`
+COMMANDS = (check, client, status, risk, mirror, sim, run, replay, web, wire)  # the order of `oms --help`
 
 
 EXIT_BROKEN_PIPE = 141  # as a process killed by SIGPIPE reports itself to the shell (128 + 13)

@@ -319,11 +319,19 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     kill = subparsers.add_parser(
         "kill",
         help="the kill switch: cancel every working order and refuse new ones (--release: accept again)",
-        epilog="examples:\n  oms kill --reason 'runaway strategy'\n  oms kill --release",
+        epilog="examples:\n  oms kill --reason 'runaway strategy'\n  oms kill --release\n"
+        "  oms kill --strategy mom --reason 'drawdown'\n  oms kill --release --strategy mom",
         formatter_class=formatter,
     )
     kill.add_argument("--release", action="store_true", help="disengage: accept new orders again")
     kill.add_argument("--reason", default="", help="why, recorded in the journal")
+    scope = kill.add_mutually_exclusive_group()
+    scope.add_argument(
+        "--strategy",
+        help="only this strategy: its working orders cancelled, its orders that add exposure refused "
+        "(--release also ends a daily loss limit's kill early)",
+    )
+    scope.add_argument("--account", help="only this account, likewise")
     add_service_arguments(kill)
     kill.set_defaults(func=lambda args: run_client(args, _kill))
 
@@ -441,16 +449,23 @@ async def connect(args: argparse.Namespace, follow: bool) -> AsyncClient:
     )
 
 
-async def _connect_nats(url: str) -> JetStreamClient:
-    """A follower of the mirror at `url` (credentials and TLS from OMS_NATS_*; see docs/scaling.md)."""
+def mirror_client(command: str, url: str) -> JetStreamClient:
+    """A follower of the mirror at `url` (one server or a comma-separated list, then /STREAM;
+    credentials and TLS from OMS_NATS_*; see docs/scaling.md), not yet following; a bad URL exits."""
     try:
-        settings = settings_from(url, env=os.environ)
+        return JetStreamClient(settings_from(url, env=os.environ))
     except NatsConfigError as exc:
-        raise SystemExit(f"oms tail: {exc}") from None
+        raise SystemExit(f"oms {command}: {exc}") from None
+
+
+async def follow_mirror(client: JetStreamClient, *, use_snapshot: bool = True) -> JetStreamClient:
+    """`client` following its stream, or `ServiceUnavailable` naming the mirror it could not follow."""
     try:
-        return await JetStreamClient.connect(settings=settings)
+        await client.follow(use_snapshot=use_snapshot)
     except Exception as exc:  # nats-py raises its own errors for no server, no stream, refused login
-        raise ServiceUnavailable(f"no mirror at {redact_url(url)}: {type(exc).__name__}: {exc}") from None
+        where = f"{redact_url(client.settings.url)}/{client.settings.stream}"
+        raise ServiceUnavailable(f"no mirror at {where}: {type(exc).__name__}: {exc}") from None
+    return client
 
 
 def _console() -> Any:
@@ -569,17 +584,23 @@ async def _cancel(args: argparse.Namespace) -> int:
 
 
 async def _kill(args: argparse.Namespace) -> int:
-    """Engage (cancel every working order, refuse new ones) or, with --release, disengage."""
+    """Engage (cancel every working order, refuse new ones) or, with --release, disengage; for
+    everything, or for one strategy or account."""
     client = await connect(args, follow=False)
     try:
-        result = await client.kill_switch(not args.release, args.reason)
+        result = await client.kill_switch(not args.release, args.reason, args.strategy, args.account)
     finally:
         await client.close()
+    scope = (
+        f"strategy {args.strategy}" if args.strategy else f"account {args.account}" if args.account else ""
+    )
+    switch, flag = (f"{scope}'s kill switch", f" --{scope}") if scope else ("kill switch", "")
     if not result.engaged:
-        print(f"kill switch released at seq {result.seq}: new orders are accepted")
+        print(f"{switch} released at seq {result.seq}: new orders are accepted")
         return 0
+    refused = "its orders that add exposure are refused" if scope else "new orders are refused"
     print(
-        f"kill switch ENGAGED at seq {result.seq}: new orders are refused (`oms kill --release` to accept "
+        f"{switch} ENGAGED at seq {result.seq}: {refused} (`oms kill --release{flag}` to accept "
         f"again); cancel requested for {len(result.cancelled)} working order"
         f"{'s' * (len(result.cancelled) != 1)}"
     )
@@ -600,20 +621,13 @@ async def _list(args: argparse.Namespace) -> int:
         return orders_table(rows) if orders else positions_table(rows)
 
     def followed(client: AsyncClient) -> Any:
-        if orders:
-            return table(client.orders(args.strategy, args.open))
-        rows = listed(client.positions(args.strategy, args.open))
-        return positions_table(rows, client.state.instruments)  # IB's contracts: their multipliers
+        rows = (
+            client.orders(args.strategy, args.open) if orders else client.positions(args.strategy, args.open)
+        )
+        return table(listed(rows))
 
     if args.watch:
         return await _watch(args, followed)
-    if not orders and not args.json:  # the table's cost needs IB's multipliers: in a snapshot
-        client = await connect(args, follow=True)
-        try:
-            _console().print(followed(client))
-        finally:
-            await client.close()
-        return 0
     client = await connect(args, follow=False)
     try:
         fetch = client.fetch_orders if orders else client.fetch_positions
@@ -681,7 +695,9 @@ def _show(args: argparse.Namespace, rows: list[Any], table: Callable[[list[Any]]
 
 
 async def _tail(args: argparse.Namespace) -> int:
-    client = await (_connect_nats(args.nats) if args.nats else connect(args, follow=True))
+    client = await (
+        follow_mirror(mirror_client(args.command, args.nats)) if args.nats else connect(args, follow=True)
+    )
     done = asyncio.Event()
     shown = 0
 

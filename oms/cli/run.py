@@ -16,6 +16,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -90,9 +91,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         help="record every byte exchanged with TWS into DATA_DIR/wire (`oms wire show`)",
     )  # fmt: skip
     p.add_argument("--snapshot-every", type=int, metavar="N", help="events between snapshots")
-    p.add_argument("--max-quantity", type=float, help="risk: largest order quantity")
-    p.add_argument("--max-notional", type=float, help="risk: largest quantity x price")
-    p.add_argument("--max-position", type=float, help="risk: largest absolute position per contract")
+    p.add_argument("--max-quantity", type=Decimal, help="risk: largest order quantity")
+    p.add_argument("--max-notional", type=Decimal, help="risk: largest quantity x price")
+    p.add_argument("--max-position", type=Decimal, help="risk: largest absolute position per contract")
     p.add_argument("--allowed-symbols", metavar="A,B", help="risk: only these symbols")
     p.add_argument("--max-order-age", type=float, metavar="S", help="risk: cancel orders working longer")
     p.add_argument("--curve-secret", metavar="FILE", help="server .key_secret (CURVE)")

@@ -116,7 +116,9 @@ def render(status: StatusResult, router: str, pub: str, mirror: MirrorStatus | N
             f"{status.retired_orders} retired to history",
         ),
         ("kill switch", "ENGAGED: new orders refused" if status.kill_switch else "off"),
-    ]
+        *(("", f"{scope}: ENGAGED ({why}); only orders that reduce a position pass")
+          for scope, why in sorted(status.kill_scopes.items())),
+    ]  # fmt: skip
     lag = mirror_lag(status.journal_seq, mirror)
     if lag is not None:
         state = "running" if lag["running"] else f"NOT RUNNING{': ' + lag['error'] if lag['error'] else ''}"

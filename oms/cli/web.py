@@ -4,7 +4,8 @@ The composition root of the web app: it finds the service like every client comm
 endpoints.json, or --router/--pub), opens recorded sessions with `replay`, and serves `oms.web` with
 uvicorn (the web extra, imported when the command runs: `oms` works without it). `oms run --web`
 starts this command as a child process beside the service, so rendering pages never shares the
-service's event loop or interpreter.
+service's event loop or interpreter. `--nats` follows a JetStream mirror instead (`JetStreamClient`,
+read-only: no commands, no intake).
 """
 
 from __future__ import annotations
@@ -23,9 +24,11 @@ import duckdb
 
 from events.journal_errors import NotAJournal
 from events.schema import Envelope
-from oms.cli.client import EXIT_NO_SERVICE, add_service_arguments, connect
+from oms.cli.client import EXIT_NO_SERVICE, add_service_arguments, connect, follow_mirror
 from oms.cli.logs import setup_logging
-from oms.client import ServiceUnavailable
+from oms.client import AsyncClient, ServiceUnavailable
+from oms.client.jetstream import JetStreamClient
+from oms.client.jetstream_wire import settings_from
 from oms.state.model import State
 from replay.source import open_source
 from replay.states import state_at
@@ -44,6 +47,8 @@ examples:
   oms web --session ./oms-data-yesterday    scrub through a recorded session (data dir or .duckdb archive)
   oms web --allow-commands                  cancel and kill switch from the page (URL printed with its token)
   oms web --intake intake.toml              HTTP order intake and alert webhooks (docs/web.md)
+  oms web --nats nats://n1:4222,nats://n2:4222,nats://n3:4222/OMS_DU123456
+                                            follow a JetStream mirror of the service (read-only)
   oms web --listen 0.0.0.0:8080 --token "$OMS_WEB_TOKEN" --allowed-host blotter.lan
                                             beyond loopback a token, and the names it is reached by
 """
@@ -69,6 +74,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="a recorded session to open: a data directory or a DuckDB archive (repeatable)",
     )  # fmt: skip
     p.add_argument("--no-service", action="store_true", help="recorded sessions only; follow no service")
+    p.add_argument(
+        "--nats", metavar="URL[,URL...]/STREAM",
+        help="follow a mirror in NATS JetStream instead of the service (read-only: no commands, no intake)",
+    )  # fmt: skip
     p.add_argument(
         "--allowed-host", action="append", default=[], metavar="NAME",
         help="a host name the pages may be reached by besides loopback's and --listen's (repeatable; "
@@ -125,6 +134,10 @@ def run(args: argparse.Namespace) -> int:
         host, port = split_listen(args.listen)
         guard = Guard(host, args.allow_commands, **({"token": args.token} if args.token else {}),
                       token_given=bool(args.token), allowed_hosts=frozenset(args.allowed_host))  # fmt: skip
+        if args.nats and (args.allow_commands or args.intake or args.no_service):
+            raise ValueError("--nats follows a mirror, which takes no commands: it goes with neither "
+                             "--allow-commands, --intake nor --no-service")  # fmt: skip
+        mirror = JetStreamClient(settings_from(args.nats, env=os.environ)) if args.nats else None
         intake = load_intake(args.intake) if args.intake else None
         recordings = [ReplayRecording(Path(p)) for p in args.session]
     except (ValueError, IntakeConfigError, OSError) as exc:
@@ -135,7 +148,7 @@ def run(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"oms web: cannot listen on {args.listen}: {exc.strerror or exc}", file=sys.stderr)
         return 2
-    return asyncio.run(_serve(args, sock, guard, intake, recordings))
+    return asyncio.run(_serve(args, sock, guard, intake, recordings, mirror))
 
 
 def listen(host: str, port: int) -> socket.socket:
@@ -159,6 +172,7 @@ async def _serve(
     guard: Guard,
     intake: IntakeConfig | None,
     recordings: list[ReplayRecording],
+    mirror: JetStreamClient | None,
 ) -> int:
     import uvicorn
 
@@ -167,19 +181,25 @@ async def _serve(
     from oms.web.live import LiveFeed
     from oms.web.session import Session
 
-    client = feed = None
-    if not args.no_service:
-        try:
+    client: AsyncClient | JetStreamClient | None = None
+    feed: LiveFeed | None = None
+    try:
+        if mirror is not None:  # the feed listens first: it hears every event from seq 1 (its history)
+            feed = LiveFeed(mirror)
+            client = await follow_mirror(mirror, use_snapshot=False)
+        elif not args.no_service:
             client = await connect(args, follow=True)
-        except ServiceUnavailable as exc:
-            if not recordings:
-                print(f"oms web: the service is not running or not answering: {exc}", file=sys.stderr)
-                return EXIT_NO_SERVICE
-            print(f"oms web: no service ({exc}); showing recorded sessions only", file=sys.stderr)
-    if client is not None:
-        feed = LiveFeed(client)
+            feed = LiveFeed(client)
+    except ServiceUnavailable as exc:
+        feed = None
+        if not recordings:
+            print(f"oms web: the service is not running or not answering: {exc}", file=sys.stderr)
+            return EXIT_NO_SERVICE
+        print(f"oms web: no service ({exc}); showing recorded sessions only", file=sys.stderr)
+    if feed is not None:
         feed.start()
-    app = build_app(feed, [Session(r) for r in recordings], guard, Intake(intake, client))
+    service = client if isinstance(client, AsyncClient) else None
+    app = build_app(feed, [Session(r) for r in recordings], guard, Intake(intake, service))
     host, bound = sock.getsockname()[:2]
     shown = f"[{host}]" if sock.family == socket.AF_INET6 else host
     token = f"?token={guard.token}" if guard.allow_commands or guard.pages_need_token else ""

@@ -52,6 +52,8 @@ from oms.protocol import (
     PlaceResult,
     PositionsRequest,
     PositionsResult,
+    RiskRequest,
+    RiskResult,
     StatusRequest,
     StatusResult,
 )
@@ -290,9 +292,18 @@ class AsyncClient(StateViews):
         await self._caught_up(result.seq)
         return result.client_order_ids
 
-    async def kill_switch(self, engaged: bool, reason: str = "") -> KillSwitchResult:
-        reply = await self._channel.request(KillSwitchRequest(engaged=engaged, reason=reason))
+    async def kill_switch(
+        self, engaged: bool, reason: str = "", strategy_id: str | None = None, account: str | None = None
+    ) -> KillSwitchResult:
+        """For everything, or only for one strategy or one account."""
+        request = KillSwitchRequest(engaged=engaged, reason=reason, strategy_id=strategy_id, account=account)
+        reply = await self._channel.request(request)
         return reply.result_as(KillSwitchResult)
+
+    async def risk(self, strategy_id: str | None = None) -> RiskResult:
+        """Every limit with its use and headroom, per strategy and per account (`oms risk`)."""
+        reply = await self._channel.request(RiskRequest(strategy_id=strategy_id))
+        return reply.result_as(RiskResult)
 
     async def fetch_events(
         self, from_seq: int = 1, limit: int = MAX_EVENTS_BATCH

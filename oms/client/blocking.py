@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 from events.schema import Contract, Envelope, Side
 from oms.client.async_client import AsyncClient
-from oms.protocol import ContractSpec, KillSwitchResult, PingResult, StatusResult
+from oms.protocol import ContractSpec, KillSwitchResult, PingResult, RiskResult, StatusResult
 from oms.state.fold import copy_state
 from oms.state.model import Order, Position, State
 
@@ -128,8 +128,13 @@ class Client:
     def cancel_all(self, strategy_id: str | None = None) -> list[str]:
         return self._run(self._client.cancel_all(strategy_id))
 
-    def kill_switch(self, engaged: bool, reason: str = "") -> KillSwitchResult:
-        return self._run(self._client.kill_switch(engaged, reason))
+    def kill_switch(
+        self, engaged: bool, reason: str = "", strategy_id: str | None = None, account: str | None = None
+    ) -> KillSwitchResult:
+        return self._run(self._client.kill_switch(engaged, reason, strategy_id, account))
+
+    def risk(self, strategy_id: str | None = None) -> RiskResult:
+        return self._run(self._client.risk(strategy_id))
 
     def fetch_orders(self, strategy_id: str | None = None, open_only: bool = False) -> list[Order]:
         return self._run(self._client.fetch_orders(strategy_id, open_only))

@@ -53,6 +53,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# A JetStream API request (stream info, a new consumer) not answered in this time is asked again: one
+# sent as the client's node died is lost, and nats-py's default (5 s) would stall following that long.
+API_TIMEOUT = 2.0
+
 
 async def fetch_snapshot(
     js: JetStreamContext, stream: str, timeout: float = 5.0, attempts: int = 3
@@ -224,18 +228,23 @@ class JetStreamClient(StateViews):
         snapshot, and return once the state includes everything the stream held at the start (within
         `timeout`); then follow in the background."""
         client = cls(settings or settings_from(url, env=os.environ, stream=stream))
-        client._nc = await connect(
-            client.settings,
+        await client.follow(use_snapshot=use_snapshot, timeout=timeout)
+        return client
+
+    async def follow(self, *, use_snapshot: bool = True, timeout: float = 30.0) -> None:
+        """What `connect` does, for a client made with `JetStreamClient(settings)` whose callbacks must
+        hear every event from the first (the web blotter folds its charts from them); closed on failure."""
+        self._nc = await connect(
+            self.settings,
             "oms-jetstream-client",
-            disconnected_cb=client._disconnected,
-            reconnected_cb=client._reconnected,
+            disconnected_cb=self._disconnected,
+            reconnected_cb=self._reconnected,
         )
         try:
-            await client._follow(use_snapshot, timeout)
+            await self._follow(use_snapshot, timeout)
         except BaseException:
-            await client.close()
+            await self.close()
             raise
-        return client
 
     async def _disconnected(self) -> None:
         self._notifier.connection(False)
@@ -248,7 +257,7 @@ class JetStreamClient(StateViews):
     async def _follow(self, use_snapshot: bool, timeout: float) -> None:
         assert self._nc is not None
         self._follower = JetStreamFollower(
-            self._nc.jetstream(),
+            self._nc.jetstream(timeout=API_TIMEOUT),
             self.settings.stream,
             on_applied=self._notifier.applied,
             on_resync=self._notifier.resynced,

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Container, Iterable, Mapping, Sequence
+from collections.abc import Container, Iterable, Sequence
 from decimal import ROUND_HALF_UP, Context, Decimal
-from types import MappingProxyType
 from typing import Any
 
 import msgspec
@@ -206,9 +205,6 @@ def orders_table(orders: Iterable[Order]) -> Table:
     return table
 
 
-EMPTY: Mapping[int, Contract] = MappingProxyType({})
-
-
 def cost(quantity: Decimal, avg_price: Decimal, contract: Contract) -> str:
     """What a position or fill is worth at its price, the contract's multiplier applied (an ES contract
     at 5400 is 270000 USD, an AAPL option at 12.5 is 1250 USD), in the contract's currency."""
@@ -217,9 +213,9 @@ def cost(quantity: Decimal, avg_price: Decimal, contract: Contract) -> str:
     return money(quantity * avg_price * multiplier(contract), contract.currency) + f" {contract.currency}"
 
 
-def positions_table(positions: Iterable[Position], instruments: Mapping[int, Contract] = EMPTY) -> Table:
+def positions_table(positions: Iterable[Position]) -> Table:
     """Account positions show `(all)` as their strategy: they sum every strategy's fills. `cost` is
-    quantity x average price x multiplier, IB's (from `instruments`, the state's descriptions by conId)."""
+    quantity x average price x multiplier (a filled position describes its instrument as IB does)."""
     table = _table(
         "positions",
         (
@@ -238,8 +234,8 @@ def positions_table(positions: Iterable[Position], instruments: Mapping[int, Con
         ),
         numeric=("qty", "avg price", "cost", "realized gross", "commission", "realized net", "cycle"),
     )
-    rows = [(p, instruments.get(p.contract.con_id, p.contract)) for p in positions]
-    for p, contract in sorted(rows, key=lambda r: (r[0].account, instrument_name(r[1]), r[0].strategy_id)):
+    for p in sorted(positions, key=lambda p: (p.account, instrument_name(p.contract), p.strategy_id)):
+        contract = p.contract
         text = POSITION_STATUS.get(p.status, p.status)
         if p.status == "closed" and p.close_reason:
             text += f" ({p.close_reason})"

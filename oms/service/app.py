@@ -18,7 +18,7 @@ import logging
 import os
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -37,6 +37,7 @@ from oms.protocol import ENDPOINTS_FILE, HEARTBEAT_INTERVAL_S, Endpoints, Status
 from oms.service.authz import load_grants
 from oms.service.config import Config, ConfigError
 from oms.service.curve import check_binds, server_keys, start_authenticator
+from oms.service.files import write_private
 from oms.service.handlers import Broker, Handlers
 from oms.service.pipeline import Pipeline
 from oms.service.publisher import Publisher
@@ -46,6 +47,7 @@ from oms.state.fold import fold
 from oms.state.model import TERMINAL, State, initial_state
 
 log = logging.getLogger(__name__)
+LOSS_WATCH_S = 1.0  # how often loss limits are checked against IB's prices (and sessions rolled)
 
 
 class ManagedBroker(Broker, Protocol):
@@ -80,15 +82,6 @@ def load_state(
     if state.seq < last_seq:  # a snapshot at the end (a clean stop) needs no read of the journal at all
         state = fold(JournalReader(journal_dir).read(state.seq + 1, last_seq), state)
     return state, found[0] if found else 0
-
-
-def write_private(path: Path, data: bytes) -> None:
-    """Atomically, mode 0600."""
-    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    os.replace(temp, path)
 
 
 def local_time_zone() -> str:
@@ -184,6 +177,9 @@ class Service:
         await self.broker.connect(config.connect_timeout_s)
         self.handlers.abandon_unsent(session.seq)
         self.handlers.broker = self.broker  # reconciled: commands are accepted from here on
+        self.handlers.cancel_killed()
+        losses = self._every_async(LOSS_WATCH_S, self.handlers.watch_losses)
+        self._tasks.append(asyncio.create_task(losses, name="daily_loss"))
         log.info("ready: PUB %s ROUTER %s IB %s", self.endpoints.pub, self.endpoints.router, self.ib_endpoint)
 
     def open(self) -> State:
@@ -299,6 +295,14 @@ class Service:
             except Exception:
                 log.exception("periodic %s failed", getattr(action, "__name__", action))
 
+    async def _every_async(self, interval: float, action: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await action()
+            except Exception:
+                log.exception("periodic %s failed", getattr(action, "__name__", action))
+
     @property
     def ready(self) -> bool:
         return hasattr(self, "handlers") and self.handlers.ready
@@ -307,6 +311,7 @@ class Service:
         """The `status` reply (`oms status`)."""
         state = self.pipeline.state
         seq, ts, ok = self.reconciled
+        scopes = state.kill_scopes
         return StatusResult(
             ready=self.ready,
             version=__version__,
@@ -322,6 +327,7 @@ class Service:
             open_orders=sum(1 for o in state.orders.values() if o.status not in TERMINAL),
             kill_switch=state.kill_switch,
             started_ts=self.started_ts,
+            kill_scopes={k: f"{code or 'kill_switch'}: {why}" for k, (code, why) in scopes.items()},
             live_orders=len(state.orders),
             retired_orders=state.history.orders,
             time_zone=local_time_zone(),

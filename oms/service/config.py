@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import tomllib
 from collections.abc import Mapping
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
@@ -16,7 +17,8 @@ import msgspec
 from msgspec import Struct
 
 from oms.readable import plain, validation_message
-from oms.service.risk import RiskLimits
+from oms.service.risk import LIMIT_KEYS, RiskLimits, StrategyLimits
+from oms.service.sessions import parse_reset
 
 Durability = Literal["always", "group", "never"]
 Library = Literal["ib_async", "ib_insync"]
@@ -105,7 +107,7 @@ def load_config(
     merged: dict[str, Any] = {}
     if path is not None:
         try:
-            merged = tomllib.loads(Path(path).read_text())
+            merged = tomllib.loads(Path(path).read_text(), parse_float=Decimal)  # limits are exact
         except (OSError, tomllib.TOMLDecodeError) as exc:
             raise ConfigError(f"cannot read config file {path}: {exc}") from exc
     for var, key in ENV_KEYS.items():
@@ -137,18 +139,29 @@ def check_config(config: Config) -> None:
 
 def check_limits(risk: RiskLimits) -> None:
     """A limit of zero or below would refuse every order: refuse the configuration instead."""
-    for name in ("max_quantity", "max_notional", "max_position", "max_order_age_s"):
-        value = getattr(risk, name)
-        if value is not None and not value > 0:
-            raise ConfigError(
-                f"risk.{name} = {plain(value)}: a limit must be greater than 0 "
-                "(leave it out to turn that check off)"
-            )
+    check_scope("risk", risk, (*LIMIT_KEYS, "max_order_age_s"))
+    for name, override in risk.strategies.items():
+        check_scope(f"risk.strategies.{name}", override, LIMIT_KEYS)
     if risk.allowed_symbols is not None and not risk.allowed_symbols:
         raise ConfigError(
             "risk.allowed_symbols is empty, which would refuse every order: list the symbols "
             "(leave it out to allow every symbol)"
         )
+
+
+def check_scope(where: str, limits: RiskLimits | StrategyLimits, keys: tuple[str, ...]) -> None:
+    for name in keys:
+        value = getattr(limits, name)
+        if name == "session_reset":
+            try:
+                parse_reset(value) if value is not None else None
+            except ValueError as exc:
+                raise ConfigError(f"{where}.{exc}") from None
+        elif value is not None and not value > 0:
+            raise ConfigError(
+                f"{where}.{name} = {plain(value)}: a limit must be greater than 0 "
+                "(leave it out to turn that check off)"
+            )
 
 
 def env_int(env: Mapping[str, str], var: str, default: int) -> int:

@@ -22,11 +22,13 @@ from events.lookup import order_events
 from events.schema import (
     CancelRequested,
     Contract,
+    Envelope,
     Event,
     KillSwitchChanged,
     ModifyRequested,
     OrderDenied,
     OrderRequested,
+    kill_scope,
 )
 from oms.ids import new_client_order_id
 from oms.protocol import (
@@ -52,26 +54,39 @@ from oms.protocol import (
     PlaceResult,
     PositionsRequest,
     Request,
+    RiskRequest,
+    RiskResult,
     SnapshotRequest,
     StatusRequest,
     StatusResult,
     op_of,
 )
-from oms.service import authz, intake, queries
+from oms.readable import plain
+from oms.service import authz, intake, queries, riskview
 from oms.service.config import Config
+from oms.service.exposure import last_fill_reference
 from oms.service.pipeline import Pipeline
-from oms.service.risk import Described, Reference, UnknownContract
+from oms.service.risk import Described, Reference, RiskLimits, UnknownContract, strategy_limits
+from oms.service.riskbook import RiskBook, scope_names, scope_switch
 from oms.service.terms import OWN_PRICE
-from oms.state.model import Order
+from oms.state.model import Account, Changed, Order, Position
 from oms.state.queries import every_order
 
 log = logging.getLogger(__name__)
+
 
 Reply = OkReply | ErrorReply
 COMMANDS = (PlaceRequest, ModifyRequest, CancelRequest, CancelAllRequest, KillSwitchRequest)
 CONNECTED = frozenset({"connected", "restored", "restored_data_lost"})
 T = TypeVar("T")
 REFERENCE_TIMEOUT_S = 2.0  # how long a market order waits for IB's market data before the last fill
+VALUING = ("max_notional", "max_position_value", "max_position_pct_nlv", "max_risk_per_trade_pct_nlv")
+
+
+def _prices(limits: RiskLimits, strategy_id: str) -> bool:
+    """Whether a market order needs a reference price: some limit values it."""
+    own = strategy_limits(limits, strategy_id)
+    return any(getattr(lim, key) is not None for lim in (limits, own) for key in VALUING)
 
 
 class Broker(Protocol):
@@ -114,6 +129,13 @@ class Handlers:
         self._placing: dict[str, asyncio.Future[None]] = {}  # client order id -> done once sent (or not)
         self.status_provider: Callable[[], StatusResult] | None = None  # set by the service
         self.grants = authz.load_grants(config.curve)  # None: no CURVE, every local client trusted
+        self.book = RiskBook(config.risk, lambda: pipeline.state, Path(config.data_dir), time.time_ns())
+        self.book.last_fills = pipeline.last_prices
+        self._loss_limits = config.risk.daily_loss_limit is not None or any(
+            lim.daily_loss_limit is not None for lim in config.risk.strategies.values()
+        )
+        self.book.prime()
+        pipeline.observers.append(self.after_event)
         self._table: dict[type[Request], Callable[[Any], Coroutine[Any, Any, Any]]] = {
             PingRequest: self.ping,
             SnapshotRequest: self.query,
@@ -127,6 +149,7 @@ class Handlers:
             EventsRequest: self.events,
             KillSwitchRequest: self.kill_switch,
             StatusRequest: self.status,
+            RiskRequest: self.risk,
         }
 
     def not_ready(self) -> str | None:
@@ -177,6 +200,10 @@ class Handlers:
             return ErrorInfo(code="not_ready", message="the service is starting; retry")
         return self.status_provider()
 
+    async def risk(self, req: RiskRequest) -> RiskResult:
+        self.book.now_ns = time.time_ns()
+        return RiskResult(scopes=riskview.standings(self.pipeline.state, self.book, req.strategy_id))
+
     async def query(self, req: queries.StateQuery) -> queries.StateResult:
         return queries.answer(self.pipeline.state, req)
 
@@ -215,11 +242,16 @@ class Handlers:
             described = await self._ask_ib(self._broker().describe(contract), "contract details", contract)
         except UnknownContract as exc:
             return intake.unknown_contract(str(exc), coid)
-        reference = None
-        if req.order_type not in OWN_PRICE and self.config.risk.max_notional is not None:
+        reference = None  # valued at the market (risk.order_price); a bracket child under such a parent too
+        parent = state.orders.get(req.parent_client_order_id or "")
+        at_market = req.order_type not in OWN_PRICE or (
+            parent is not None and parent.order_type not in OWN_PRICE
+        )
+        if at_market and _prices(self.config.risk, req.strategy_id):
             reference = await self._reference(contract, described)
+        self.book.now_ns = time.time_ns()
         decision = intake.decide_place(
-            req, state, self.config.risk, self.default_account, coid, reference, described
+            req, state, self.config.risk, self.default_account, coid, reference, described, self.book
         )
         if isinstance(decision, ErrorInfo):
             return decision
@@ -235,7 +267,9 @@ class Handlers:
         sent: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._placing[coid] = sent  # from the moment it is logged, a cancel or modify waits for the send
         try:
-            env = await self._log(decision)
+            env = self.pipeline.append(decision)
+            self.book.placed(decision.strategy_id, decision.account)
+            await self.pipeline.durable(env.seq)
         except BaseException:
             self._settle(coid, sent)
             raise
@@ -267,13 +301,87 @@ class Handlers:
         return CancelAllResult(client_order_ids=ids, seq=seq)
 
     async def kill_switch(self, req: KillSwitchRequest) -> KillSwitchResult:
-        env = await self._log(KillSwitchChanged(engaged=req.engaged, reason=req.reason))
+        """For everything, or for one strategy or account (`strategy_id`, `account`): engaging cancels
+        that scope's working orders; an operator's release of a scope also keeps its loss limit from
+        engaging it again this session."""
+        scoped = bool(req.strategy_id or req.account)
+        event = KillSwitchChanged(
+            engaged=req.engaged,
+            reason=req.reason,
+            strategy_id=req.strategy_id or "",
+            account="" if req.strategy_id else req.account or "",
+        )
+        env = await self._log(event)
         cancelled: list[str] = []
+        if not req.engaged and scoped:
+            self.book.released(event.scope)
         if req.engaged:
-            cancelled, _ = await self.cancel_orders(intake.cancellable(self.pipeline.state), "kill_switch")
-            if req.account_wide:  # only when asked: IB's global cancel also ends orders placed by hand
-                self._send(self._broker().cancel_all())
+            state = self.pipeline.state
+            orders = intake.cancellable(state, req.strategy_id, None if req.strategy_id else req.account)
+            cancelled, _ = await self.cancel_orders(orders, "kill_switch")
+            if req.account_wide and not scoped:  # only when asked: IB's global cancel also ends orders
+                self._send(self._broker().cancel_all())  # placed by hand
         return KillSwitchResult(engaged=req.engaged, seq=env.seq, cancelled=cancelled)
+
+    # -- the daily loss limit -----------------------------------------------------------------------
+
+    def after_event(self, env: Envelope, changes: tuple[Changed, ...]) -> None:
+        """The pipeline's observer: a step that moved a scope's money past its loss limit engages that
+        scope's kill switch and cancels its working orders before any other event or request."""
+        self.book.observe(changes)
+        if not self._loss_limits or type(env.event) is KillSwitchChanged:
+            return
+        scopes = set()
+        for change in changes:
+            if type(change) is Position and change.strategy_id:
+                scopes.add(kill_scope(change.strategy_id))
+            elif type(change) is Account:
+                scopes.add(kill_scope(account=change.account))
+        if scopes:
+            self.book.now_ns = env.ts
+            self.check_losses(scopes)
+
+    def check_losses(self, scopes: set[str] | list[str]) -> None:
+        state = self.pipeline.state
+        for scope, pnl, limit in self.book.crossed(state, scopes):
+            reason = f"daily P&L {pnl:,.2f} reached the daily_loss_limit {plain(limit)}"
+            log.warning("%s: %s: kill switch engaged", scope, reason)
+            self.pipeline.append(scope_switch(scope, True, reason, "daily_loss_limit"))
+            self.book.engaged(scope)
+            self.cancel_scope(scope, "daily_loss_limit")
+
+    def cancel_scope(self, scope: str, reason: str) -> list[str]:
+        """Log a cancel of each of the scope's working orders now; send them once durable."""
+        strategy_id, account = scope_names(scope)
+        orders = intake.cancellable(self.pipeline.state, strategy_id or None, account or None)
+        seq = self._log_cancels(orders, reason)
+        if orders:
+            self._send(self._send_cancels(orders, seq))
+        return [o.client_order_id for o in orders]
+
+    async def watch_losses(self) -> None:
+        """Periodic: new sessions' baselines, loss kills of ended sessions released, IB's prices of
+        the positions loss limits watch, and the limits checked against them."""
+        if not self._loss_limits or self.pipeline.failure is not None:
+            return
+        book = self.book
+        book.now_ns = time.time_ns()
+        book.prime()
+        state = self.pipeline.state
+        for scope in book.expired(state):
+            self.pipeline.append(scope_switch(scope, False, "a new session began", "session_reset"))
+        if self.broker is not None:
+            for pos in [p for p in state.strategy_positions.values() if p.quantity]:
+                price = await self._ask_ib(self._broker().reference_price(pos.contract), "market data",
+                                           pos.contract)  # fmt: skip
+                if price is not None and pos.contract.con_id:
+                    book.set_quote(pos.contract.con_id, price)
+        self.check_losses(book.scopes(self.pipeline.state))
+
+    def cancel_killed(self) -> None:
+        """At start-up, once IB is reconciled: a killed scope keeps no working orders."""
+        for scope in self.pipeline.state.kill_scopes:
+            self.cancel_scope(scope, "kill_switch")
 
     async def _reference(self, contract: Contract, described: Described | None) -> Reference | None:
         """A market order's reference price: IB's market data for the contract, else the last fill of
@@ -281,7 +389,7 @@ class Handlers:
         price = await self._ask_ib(self._broker().reference_price(contract), "market data", contract)
         if price is not None:
             return Reference(price, "market data")
-        return intake.last_fill_reference(self.pipeline.state, contract, self.pipeline.last_prices, described)
+        return last_fill_reference(self.pipeline.state, contract, self.pipeline.last_prices, described)
 
     async def _ask_ib(self, question: Coroutine[Any, Any, T], what: str, contract: Contract) -> T | None:
         """IB's answer, or None when it does not come in time (the checks then fail closed)."""
@@ -293,15 +401,23 @@ class Handlers:
 
     async def cancel_orders(self, orders: list[Order], reason: str) -> tuple[list[str], int]:
         """Log a CancelRequested per order, wait for the last to be durable, then send the cancels."""
+        seq = self._log_cancels(orders, reason)
+        await self._send_cancels(orders, seq)
+        return [o.client_order_id for o in orders], seq
+
+    def _log_cancels(self, orders: list[Order], reason: str) -> int:
         seq = self.pipeline.state.seq
         for order in orders:
-            seq = self.pipeline.append(
-                CancelRequested(client_order_id=order.client_order_id, reason=reason)
-            ).seq
+            cancel = CancelRequested(client_order_id=order.client_order_id, reason=reason)
+            seq = self.pipeline.append(cancel).seq
+        return seq
+
+    async def _send_cancels(self, orders: list[Order], seq: int) -> None:
         await self.pipeline.durable(seq)
+        if self.broker is None:  # start-up: sent once IB is reconciled (cancel_killed)
+            return
         for order in orders:
             self._send(self._cancel(order.client_order_id))
-        return [o.client_order_id for o in orders], seq
 
     def cancel_expired(self) -> None:
         """The max-age sweep (called periodically by the service)."""

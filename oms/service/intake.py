@@ -7,29 +7,40 @@ for an existing client order id would read, in the log, as that order being reje
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from decimal import Decimal
 from typing import TypeGuard
 
 import msgspec
 from msgspec import Struct
 
-from events.schema import CancelRequested, Contract, ModifyRequested, OrderDenied, OrderRequested
+from events.schema import (
+    CancelRequested,
+    Contract,
+    ModifyRequested,
+    OrderDenied,
+    OrderRequested,
+)
 from oms.protocol import CancelRequest, ErrorInfo, ModifyRequest, PlaceRequest
 from oms.readable import plain
-from oms.service.risk import Denial, Described, Exposure, Reference, RiskLimits, check_order, check_size
+from oms.service.exposure import Tally, exposure, known_multiplier, standings
+from oms.service.risk import (
+    Denial,
+    Described,
+    Reference,
+    RiskLimits,
+    check_order,
+    check_size,
+    reduces,
+    strategy_limits,
+)
 from oms.service.terms import OWN_PRICE, Terms, modify_error, terms_error
 from oms.state.history import taken
-from oms.state.links import instrument_key, position_key
-from oms.state.model import TERMINAL, Order, Position, State
+from oms.state.model import TERMINAL, Order, State
 from oms.state.money import exact
-from oms.state.positions import multiplier
 
 # IB's size increments where IB has not described the contract: whole units for stocks (IB refuses
 # fractional stock quantities from the API), futures and options; forex in cents of the base currency.
 DEFAULT_INCREMENTS = {"CASH": Decimal("0.01"), "CRYPTO": Decimal("0.00000001")}
-# Instruments whose multiplier is 1 by definition, so the notional check needs no word from IB.
-UNIT_MULTIPLIER = frozenset({"STK", "CASH", "CRYPTO", "IND", "CMDTY"})
 
 
 MODIFY_TERMS = (
@@ -137,9 +148,10 @@ def decide_place(
     client_order_id: str,
     reference: Reference | None,
     described: Described | None = None,
+    tally: Tally | None = None,
 ) -> OrderRequested | OrderDenied | Duplicate | ErrorInfo:
     """`reference`: the price a market order is valued at; `described`: IB's contract details (the
-    handler asks IB for both first)."""
+    handler asks IB for both first); `tally`: the service's counts (none: every count is zero)."""
     existing = state.orders.get(client_order_id)
     order = order_from_request(req, client_order_id, default_account, described)
     if existing is not None:
@@ -161,7 +173,10 @@ def decide_place(
             order, reference_price=float(reference.price), reference_source=reference.source
         )
     denial = check_order(
-        order, limits, exposure(state, order, reference, described, limits.max_position is not None)
+        order,
+        strategy_limits(limits, order.strategy_id),
+        exposure(state, order, reference, described, tally, limits),
+        limits,
     )
     if denial is not None:
         return OrderDenied(
@@ -283,8 +298,14 @@ def decide_modify(req: ModifyRequest, state: State, limits: RiskLimits) -> Modif
         price = next((p for p in (limit, touch, stop, order.trail_stop_price) if p is not None), None)
     value = exact(price) if price is not None else None
     denial = check_size(
-        quantity, value, known_multiplier(state, order.contract), limits, order.contract.symbol
+        quantity,
+        value,
+        known_multiplier(state, order.contract),
+        strategy_limits(limits, order.strategy_id),
+        order.contract.symbol,
     )
+    if denial is None and req.quantity is not None and req.quantity > order.quantity:
+        denial = _killed_more(state, order, req.quantity - order.quantity)
     if denial is not None:
         return denied(denial, req.client_order_id)
     return ModifyRequested(
@@ -300,6 +321,20 @@ def decide_modify(req: ModifyRequest, state: State, limits: RiskLimits) -> Modif
     )
 
 
+def _killed_more(state: State, order: Order, more: Decimal) -> Denial | None:
+    """A modify that raises an order's quantity adds `more`: while the order's strategy or account is
+    killed, only if it still just brings the position nearer to flat."""
+    if not state.kill_scopes:
+        return None
+    names = (f"strategy {order.strategy_id}", f"account {order.account}")
+    found = standings(state, order.strategy_id, order.account, order.contract)
+    for name, standing in zip(names, found, strict=True):
+        if standing.killed and not reduces(order.side, more, standing):
+            return Denial(standing.killed, f"{name}'s kill switch is engaged ({standing.killed}): the "
+                          "order may grow only as far as it reduces the position")  # fmt: skip
+    return None
+
+
 def decide_cancel(req: CancelRequest, state: State) -> CancelRequested | ErrorInfo:
     order = _own_order(state, req.client_order_id)
     if isinstance(order, ErrorInfo):
@@ -307,8 +342,8 @@ def decide_cancel(req: CancelRequest, state: State) -> CancelRequested | ErrorIn
     return CancelRequested(client_order_id=req.client_order_id, reason="client")
 
 
-def cancellable(state: State, strategy_id: str | None = None) -> list[Order]:
-    """Our working orders (of one strategy), not already being cancelled."""
+def cancellable(state: State, strategy_id: str | None = None, account: str | None = None) -> list[Order]:
+    """Our working orders (of one strategy, of one account), not already being cancelled."""
     return [
         o
         for o in state.orders.values()
@@ -316,6 +351,7 @@ def cancellable(state: State, strategy_id: str | None = None) -> list[Order]:
         and o.status not in TERMINAL
         and o.status != "pending_cancel"
         and (strategy_id is None or o.strategy_id == strategy_id)
+        and (account is None or o.account == account)
     ]
 
 
@@ -333,60 +369,3 @@ def unsent(state: State, before_seq: int) -> list[Order]:
         for o in state.orders.values()
         if not o.external and o.status == "pending" and not o.order_id and o.created_seq < before_seq
     ]
-
-
-def remaining(order: Order) -> Decimal:
-    return max(order.quantity - order.filled, Decimal(0))
-
-
-def exposure(
-    state: State,
-    order: OrderRequested,
-    reference: Reference | None,
-    described: Described | None = None,
-    with_working: bool = True,
-) -> Exposure:
-    """What the risk checks need; summing the working orders (O(working orders on the instrument)) is
-    skipped when no position limit needs it."""
-    position = find_position(state, order.account, order.contract)
-    working = {"BUY": Decimal(0), "SELL": Decimal(0)}
-    for coid in position.orders if position is not None and with_working else ():
-        other = state.orders.get(coid)
-        if other is not None and other.status not in TERMINAL and other.side in working:
-            working[other.side] += remaining(other)
-    return Exposure(
-        position=position.quantity if position is not None else Decimal(0),
-        working_buy=working["BUY"],
-        working_sell=working["SELL"],
-        reference=reference,
-        multiplier=described.multiplier if described is not None else known_multiplier(state, order.contract),
-        kill_switch=state.kill_switch,
-    )
-
-
-def known_multiplier(state: State, contract: Contract) -> Decimal | None:
-    """IB's multiplier for the contract: from the description IB gave of its conId (an execution, a
-    position, an openOrder); 1 for stocks and forex; None when IB has not described it yet. What the
-    request itself carries is never trusted."""
-    described = state.instruments.get(_con_id(state, contract))
-    if described is not None:
-        return multiplier(described)
-    return Decimal(1) if contract.sec_type in UNIT_MULTIPLIER else None
-
-
-def last_fill_reference(
-    state: State, contract: Contract, last_prices: Mapping[int, Decimal], described: Described | None = None
-) -> Reference | None:
-    """The last fill price of this conId (never of another contract with the same symbol)."""
-    price = last_prices.get(described.con_id if described is not None else _con_id(state, contract))
-    return Reference(price, "last fill") if price is not None else None
-
-
-def _con_id(state: State, contract: Contract) -> int:
-    key = instrument_key(contract, state.con_ids)
-    return int(key) if key.isdigit() else 0
-
-
-def find_position(state: State, account: str, contract: Contract) -> Position | None:
-    """The account position of a contract (keyed like the fold keys it: by conId once known)."""
-    return state.positions.get(position_key(account, contract, state.con_ids))

@@ -61,6 +61,9 @@ class Pipeline:
         self._fsyncs = durability != "never"
         self.appended = 0
         self.failure: str | None = None  # set when the journal fails
+        # Called with each step's envelope and changes, after it is folded and before anything else
+        # runs: what they append is logged right after it (a loss limit's kill switch, its cancels).
+        self.observers: list[Callable[[Envelope, tuple[Changed, ...]], None]] = []
 
     def append(self, event: Event) -> Envelope:
         """Log, fold, and queue for publishing. The adapter's sink."""
@@ -83,6 +86,8 @@ class Pipeline:
         if env.seq - self.snapshot_seq >= self._snapshot_every:
             self.snapshot_seq = env.seq
             self._on_snapshot_due()
+        for observer in self.observers:
+            observer(env, changes)
         return env
 
     def drain(self) -> None:

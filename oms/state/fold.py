@@ -29,20 +29,21 @@ from events.schema import Contract, Envelope, kind_of, symbol_key
 from oms.state import accounts, fills, history, interning, links, orders, positions
 from oms.state.model import BrokerPosition, Changed, Fill, FoldError, Mismatch, Order, State, initial_state
 from oms.state.money import ZERO, Money, add
-from oms.state.plan import Plan, commit
+from oms.state.plan import Plan, changed, commit
 
 _NONE: Money = {}
 
 
 def step(state: State, env: Envelope) -> tuple[State, tuple[Changed, ...]]:
     """Apply one event; returns the state (the same object, updated) and the entities it changed."""
-    changes = _step(state, env)
+    plan, sweep = _step(state, env)
     state.seq = env.seq
     state.ts = env.ts
-    return state, changes
+    return state, changed(plan) if sweep is None else changed(plan) + changed(sweep)
 
 
-def _step(state: State, env: Envelope) -> tuple[Changed, ...]:
+def _step(state: State, env: Envelope) -> tuple[Plan, Plan | None]:
+    """Decide and commit one event, then a sweep when one is due: the plans committed."""
     event = env.event
     plan = Plan(state, env.seq, env.ts)
     try:
@@ -51,17 +52,18 @@ def _step(state: State, env: Envelope) -> tuple[Changed, ...]:
         error = FoldError(seq=env.seq, kind=kind_of(event), error=f"{type(exc).__name__}: {exc}")
         plan = Plan(state, env.seq, env.ts)
         plan.w["fold_errors", env.seq] = error
-    changes = commit(plan)
-    if env.ts - state.history.swept_ts >= history.SWEEP_EVERY_NS and history.sweep_due(state, env.ts):
+    commit(plan)
+    if env.ts - state.history.swept_ts < history.SWEEP_EVERY_NS or not history.sweep_due(state, env.ts):
+        return plan, None
+    sweep = Plan(state, env.seq, env.ts)
+    try:
+        history.sweep(sweep)
+    except Exception as exc:  # a sweep bug: this sweep is skipped, the event stands
+        error = FoldError(seq=env.seq, kind="Sweep", error=f"{type(exc).__name__}: {exc}")
         sweep = Plan(state, env.seq, env.ts)
-        try:
-            history.sweep(sweep)
-        except Exception as exc:  # a sweep bug: this sweep is skipped, the event stands
-            error = FoldError(seq=env.seq, kind="Sweep", error=f"{type(exc).__name__}: {exc}")
-            sweep = Plan(state, env.seq, env.ts)
-            sweep.w["fold_errors", env.seq] = error
-        changes += commit(sweep)
-    return changes
+        sweep.w["fold_errors", env.seq] = error
+    commit(sweep)
+    return plan, sweep
 
 
 def fold(envs: Iterable[Envelope], state: State | None = None) -> State:
@@ -389,8 +391,19 @@ def _on_connection(plan: Plan, ev: ev_.ConnectionChanged) -> None:
 
 
 def _on_kill_switch(plan: Plan, ev: ev_.KillSwitchChanged) -> None:
-    plan.fields["kill_switch"] = ev.engaged
-    plan.fields["kill_reason"] = ev.reason
+    """No scope: the switch for everything. A strategy or account: that scope's entry, replaced (never
+    changed in place, so a kept state stays as it was)."""
+    scope = ev.scope
+    if not scope:
+        plan.fields["kill_switch"] = ev.engaged
+        plan.fields["kill_reason"] = ev.reason
+        return
+    scopes = dict(plan.state.kill_scopes)
+    if ev.engaged:
+        scopes[scope] = (ev.code, ev.reason)
+    else:
+        scopes.pop(scope, None)
+    plan.fields["kill_scopes"] = scopes
 
 
 def _on_reconciliation_started(plan: Plan, ev: ev_.ReconciliationStarted) -> None:

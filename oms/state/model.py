@@ -249,6 +249,8 @@ class State(Struct, kw_only=True):
     client_id: int = 0
     kill_switch: bool = False
     kill_reason: str = ""
+    # Scoped kill switches: "strategy:NAME" or "account:ID" -> (code, reason); see KillSwitchChanged.
+    kill_scopes: dict[str, tuple[str, str]] = field(default_factory=dict)
     reconciling: bool = False
     reconciliation_seq: int = 0  # where the latest reconciliation started
     history: History = field(default_factory=History)

@@ -55,21 +55,16 @@ def set_history(plan: Plan, key: str, inputs: list[PositionInput] | None) -> Non
     plan.w["position_inputs", key] = inputs
 
 
-def commit(plan: Plan) -> tuple[Changed, ...]:
+def commit(plan: Plan) -> None:
     """Write the plan into its state: assignments only, so it cannot stop half-way."""
     state = plan.state
-    changes: list[Changed] = []
     for (tag, key), value in plan.w.items():
         if tag == REMOVED:
-            changes.append(value)
             continue
-        table = getattr(state, tag)
         if value is None:
-            table.pop(key, None)
-            continue
-        table[key] = value
-        if tag in _CHANGES:
-            changes.append(value)
+            getattr(state, tag).pop(key, None)
+        else:
+            getattr(state, tag)[key] = value
     if plan.appended:
         inputs = state.position_inputs
         for key, entries in plan.appended.items():
@@ -80,4 +75,13 @@ def commit(plan: Plan) -> tuple[Changed, ...]:
                 current.extend(entries)
     for name, value in plan.fields.items():
         setattr(state, name, value)
-    return tuple(changes)
+
+
+def changed(plan: Plan) -> tuple[Changed, ...]:
+    """The step's changes: the entities it wrote and the position keys that moved, in the order first
+    written (a removed entity is no change: it left the state, as a retired order does)."""
+    return tuple(
+        value
+        for (tag, _), value in plan.w.items()
+        if tag == REMOVED or (value is not None and tag in _CHANGES)
+    )

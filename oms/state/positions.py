@@ -275,7 +275,8 @@ def _working(pos: Position, seq: int, reason: str, bits: int, orders: tuple[str,
 
 
 def _filled(pos: Position, fill: Fill, updated_seq: int | None = None) -> Position:
-    """A fill: quantity, average, realized P&L in the instrument's currency, commission, lifecycle."""
+    """A fill: quantity, average, realized P&L in the instrument's currency, commission, lifecycle; the
+    position describes its instrument as IB does (multiplier, local symbol) from its first fill on."""
     old = pos.quantity
     signed = fill.shares if fill.side == "BUY" else -fill.shares
     qty = old + signed
@@ -310,6 +311,7 @@ def _filled(pos: Position, fill: Fill, updated_seq: int | None = None) -> Positi
         pos, quantity=qty, avg_price=avg, realized_pnl_gross=gross, commission=commission,
         realized_pnl_net=net(gross, commission), status=status, close_reason=close_reason,
         closed_seq=closed_seq, lifecycle=lifecycle, opened_seq=opened_seq,
+        contract=fill.contract if fill.contract.con_id else pos.contract,  # IB's description, once filled
         updated_seq=pos.updated_seq if updated_seq is None else updated_seq,
     )  # fmt: skip
 

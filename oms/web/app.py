@@ -25,9 +25,10 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from oms import __version__
-from oms.client import ServiceError, ServiceUnavailable
-from oms.client.render import event_line
+from oms.client import AsyncClient, ServiceError, ServiceUnavailable
+from oms.client.render import event_line, json_text
 from oms.state.model import State
+from oms.state.queries import select_orders, select_positions
 from oms.web import views
 from oms.web.finished import Finished
 from oms.web.intake import Intake, service_error
@@ -67,7 +68,7 @@ class Web:
             live=self.feed is not None,
             token=self.guard.token if commands else "",
             commands=commands,
-            service=self.feed.client.router if self.feed is not None else "",
+            service=self.feed.source if self.feed is not None else "",
             **context,
         )
         return HTMLResponse(html)
@@ -105,10 +106,10 @@ class Web:
         state = feed.state
         if name == "status":
             status = views.status_of(state, feed.seq, _followed(feed), feed.clock)
-            return str(self.sections.status(status, commands, feed.client.router))
+            return str(self.sections.status(status, commands, feed.source))
         if name == "orders":
             working, done = views.order_rows(state, flt, LIMIT, feed.finished, feed.clock)
-            return str(self.sections.orders(working, done, commands, "", LIMIT, feed.client.router))
+            return str(self.sections.orders(working, done, commands, "", LIMIT, feed.source))
         if name == "positions":
             return str(
                 self.sections.positions(
@@ -174,9 +175,7 @@ class Web:
                 continue
             row = views.order_row(order, self.feed.clock)
             table = "working" if row["working"] else "done"
-            html = str(
-                self.sections.order_row(row, commands and table == "working", "", self.feed.client.router)
-            )
+            html = str(self.sections.order_row(row, commands and table == "working", "", self.feed.source))
             rows.append({"id": coid, "table": table, "seq": order.updated_seq, "html": html})
         rows.sort(key=lambda r: r["seq"])  # prepended in this order: the newest ends on top
         return msgspec.json.encode(rows).decode()
@@ -185,6 +184,19 @@ class Web:
         html: str = feed.cached(name, (flt, commands), lambda: self.section(name, flt, commands))
         return html
 
+    async def state_json(self, request: Request) -> Response:
+        """The followed state for programs, as of `seq`: orders and account positions as `oms orders
+        --json` / `oms positions --json` print them (`?strategy=ID`: its orders and its view of positions)."""
+        if self.feed is None:
+            return error(404, "no_service", "this web app follows no service")
+        state, strategy = self.feed.state, request.query_params.get("strategy") or None
+        body = {
+            "seq": self.feed.seq,
+            "orders": select_orders(state, strategy, False),
+            "positions": select_positions(state, strategy, False),
+        }
+        return Response(json_text(body), media_type="application/json")
+
     async def healthz(self, request: Request) -> JSONResponse:
         """For monitors: 200 while the service is followed and answers, 503 otherwise."""
         body: dict[str, Any] = {"version": __version__, "time": time.time(), "sessions": len(self.sessions)}
@@ -192,6 +204,7 @@ class Web:
             return JSONResponse({**body, "status": "no_service"})
         state, client = self.feed.state, self.feed.client
         body.update(
+            following=self.feed.source,
             followed=self.feed.connected,
             seq=self.feed.seq,
             connection=state.connection,
@@ -199,11 +212,14 @@ class Web:
             reconciling=state.reconciling,
             open_orders=views.open_orders(state),
         )
-        try:
-            ping = await client.ping(timeout=1.0)
-            body.update(ready=ping.ready, service_version=ping.version)
-        except ServiceUnavailable:
-            body.update(ready=False)
+        if isinstance(client, AsyncClient):
+            try:
+                ping = await client.ping(timeout=1.0)
+                body.update(ready=ping.ready, service_version=ping.version)
+            except ServiceUnavailable:
+                body.update(ready=False)
+        else:  # a mirror: no service to ask; ready while the stream is followed
+            body.update(ready=self.feed.connected)
         healthy = body["followed"] and body["ready"] and state.connection == "connected"
         return JSONResponse({**body, "status": "ok" if healthy else "degraded"}, 200 if healthy else 503)
 
@@ -212,52 +228,56 @@ class Web:
     async def cancel(self, request: Request) -> Response:
         """Cancel one order: the request names the service and the account it means to act on (the
         page's confirmation said them); anything else is refused before the service is asked."""
-        if (refused := self._command(request)) is not None:
-            return refused
+        client = self._command(request)
+        if isinstance(client, Response):
+            return client
         assert self.feed is not None
         coid = request.path_params["client_order_id"]
         order = self.feed.state.orders.get(coid)
         if order is None:
-            return error(
-                404, "unknown_order", f"the service at {self.feed.client.router} has no order {coid!r}"
-            )
+            return error(404, "unknown_order", f"the service at {client.router} has no order {coid!r}")
         account = request.query_params.get("account")
         if account != order.account:
             return log_refusal(request, error(409, "wrong_target", f"order {coid!r} is in account "
                                               f"{order.account!r}, not {account!r}"))  # fmt: skip
         try:
-            await self.feed.client.cancel(coid)
+            await client.cancel(coid)
         except (ServiceError, ServiceUnavailable) as exc:
             return service_error(exc)
         log.info("cancel %s (account %s) requested from the web page", coid, account)
         body = {"ok": True, "answer": "accepted", "client_order_id": coid, "account": account,
-                "service": self.feed.client.router}  # fmt: skip
+                "service": client.router}  # fmt: skip
         return JSONResponse(body, status_code=202)
 
     async def kill_switch(self, request: Request) -> Response:
-        if (refused := self._command(request)) is not None:
-            return refused
-        assert self.feed is not None
+        client = self._command(request)
+        if isinstance(client, Response):
+            return client
         engaged = request.query_params.get("engaged", "1") not in ("0", "false", "")
         try:
-            result = await self.feed.client.kill_switch(engaged, "from the web page")
+            result = await client.kill_switch(engaged, "from the web page")
         except (ServiceError, ServiceUnavailable) as exc:
             return service_error(exc)
         log.warning("kill switch %s from the web page", "engaged" if engaged else "released")
         return JSONResponse({"ok": True, "answer": "accepted", "engaged": result.engaged,
-                             "cancelled": result.cancelled, "service": self.feed.client.router})  # fmt: skip
+                             "cancelled": result.cancelled, "service": client.router})  # fmt: skip
 
-    def _command(self, request: Request) -> Response | None:
-        """The refusal of a page command, if any: the guard's, no service, or another service named."""
+    def _command(self, request: Request) -> Response | AsyncClient:
+        """The refusal of a page command (the guard's, no service, a mirror, another service named), or
+        the client of the service to send it to."""
         if (refused := self.guard.command(request)) is not None:
             return refused
         if self.feed is None:
             return error(404, "no_service", "this web app follows no service")
+        client = self.feed.client
+        if not isinstance(client, AsyncClient):
+            return log_refusal(request, error(403, "read_only", f"this web app follows the mirror at "
+                                              f"{self.feed.source}, which takes no commands"))  # fmt: skip
         service = request.query_params.get("service")
-        if service != self.feed.client.router:
+        if service != client.router:
             return log_refusal(request, error(409, "wrong_target", f"this web app follows the service at "
-                                              f"{self.feed.client.router}, not {service!r}"))  # fmt: skip
-        return None
+                                              f"{client.router}, not {service!r}"))  # fmt: skip
+        return client
 
     # --- recorded sessions ----------------------------------------------------------------------------
 
@@ -377,6 +397,7 @@ def build_app(feed: LiveFeed | None, sessions: list[Session], guard: Guard, inta
         Route("/", web.live),
         Route("/events", web.events),
         Route("/healthz", web.healthz),
+        Route("/state.json", web.state_json),
         Route("/orders/{client_order_id}/cancel", web.cancel, methods=["POST"]),
         Route("/kill-switch", web.kill_switch, methods=["POST"]),
         Route("/sessions", web.session_list),
@@ -410,4 +431,6 @@ def _int(text: str | None, default: int) -> int:
 
 
 def _followed(feed: LiveFeed) -> str:
-    return "following" if feed.connected else "service silent"
+    if feed.connected:
+        return "following"
+    return "mirror silent" if feed.mirror else "service silent"

@@ -12,6 +12,11 @@ Chart history before the snapshot the client started from is refolded from the s
 replies (seq 1 up to the snapshot, at most `backfill_limit` events) while live events queue behind it;
 the same refold keeps the session's newest finished orders and fills (`Finished`), which the live state
 lets go of.
+
+Following a JetStream mirror instead (`JetStreamClient`, read-only): the client is handed over before it
+follows, and folds the stream from its first event, so every event reaches the charts and `Finished`
+through `_applied` and there is nothing to refold; times show in UTC (a mirror does not say the
+service's zone).
 """
 
 from __future__ import annotations
@@ -26,6 +31,8 @@ from typing import Any
 
 from events.schema import CommissionReported, Envelope, ExecutionReported
 from oms.client import AsyncClient
+from oms.client.jetstream import JetStreamClient
+from oms.client.jetstream_wire import redact_url
 from oms.protocol import MAX_EVENTS_BATCH
 from oms.state.fold import step
 from oms.state.model import Account, Order, Position, State, initial_state
@@ -43,7 +50,7 @@ ORDER_LOG = 10_000  # order changes remembered for row updates
 class LiveFeed:
     def __init__(
         self,
-        client: AsyncClient,
+        client: AsyncClient | JetStreamClient,
         *,
         interval: float = 0.1,
         chart_interval: float = 1.0,
@@ -77,10 +84,13 @@ class LiveFeed:
 
     def _read_clock(self) -> None:
         """Ask the service for its zone (again after a restart: it may run elsewhere now)."""
+        if self.mirror:
+            return
         if self._clock_task is None or self._clock_task.done():
             self._clock_task = asyncio.get_running_loop().create_task(self._fetch_clock())
 
     async def _fetch_clock(self) -> None:
+        assert isinstance(self.client, AsyncClient)
         try:
             status = await self.client.status()
         except Exception:  # ServiceUnavailable; asked again when the service is back
@@ -109,6 +119,19 @@ class LiveFeed:
     @property
     def connected(self) -> bool:
         return self.client.connected
+
+    @property
+    def mirror(self) -> bool:
+        """Following a JetStream mirror: read-only, and no service to ask (`ping`, `status`, commands)."""
+        return isinstance(self.client, JetStreamClient)
+
+    @property
+    def source(self) -> str:
+        """What is followed, as the pages name it: the service's ROUTER address, or the mirror's servers
+        and stream (no password)."""
+        if isinstance(self.client, JetStreamClient):
+            return f"{redact_url(self.client.settings.url)}/{self.client.settings.stream}"
+        return self.client.router
 
     # --- what changed -------------------------------------------------------------------------------
 
@@ -157,7 +180,7 @@ class LiveFeed:
         """Refold seq 1..`upto` for the charts and the session's finished orders and fills, then apply
         what arrived meanwhile."""
         try:
-            if upto <= self.backfill_limit:
+            if isinstance(self.client, AsyncClient) and upto <= self.backfill_limit:  # a mirror: no need
                 state, seq = initial_state(), 0
                 while seq < upto:
                     envelopes, _ = await self.client.fetch_events(seq + 1, min(MAX_EVENTS_BATCH, upto - seq))

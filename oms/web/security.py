@@ -58,6 +58,7 @@ WEB_ERRORS: dict[str, str] = {
     "too_deep": f"the JSON body nests deeper than {MAX_DEPTH} levels (400)",
     "recorded_view": "a command from a recorded session's page, or from no live page (403)",
     "wrong_target": "the command names another service or account than the one this page follows (409)",
+    "read_only": "a command to a web app that follows a JetStream mirror, which takes no commands (403)",
 }
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 # Every response: no framing by other sites, no address leaks to links, no content sniffing, and only

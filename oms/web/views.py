@@ -322,8 +322,8 @@ def account_rows(state: State, flt: Filter) -> list[dict[str, str]]:
 
 
 def status_of(state: State, seq: int, followed: str, clock: Clock = UTC_CLOCK) -> dict[str, str]:
-    """The header: IB's connection, how the state is followed ("following", "service silent",
-    "recorded"), the seq, the kill switch."""
+    """The header: IB's connection, how the state is followed ("following", "service silent", "mirror
+    silent", "recorded"), the seq, the kill switch."""
     return {
         "connection": state.connection,
         "followed": followed,
@@ -332,12 +332,17 @@ def status_of(state: State, seq: int, followed: str, clock: Clock = UTC_CLOCK) -
         "ts_title": clock.precise(state.ts),
         "zone": clock.zone,
         "simulator": "simulator" if clock.simulator else "",
-        "kill_switch": "ENGAGED" + (f": {state.kill_reason}" if state.kill_reason else "")
-        if state.kill_switch
-        else "off",
+        "kill_switch": kill_text(state),
         "reconciling": "reconciling" if state.reconciling else "",
         "open_orders": str(open_orders(state)),
     }
+
+
+def kill_text(state: State) -> str:
+    """The switch for everything, then each engaged scope with its code (a loss limit's, an operator's)."""
+    text = "ENGAGED" + (f": {state.kill_reason}" if state.kill_reason else "") if state.kill_switch else "off"
+    scoped = [f"{scope} {code or 'kill_switch'}" for scope, (code, _) in sorted(state.kill_scopes.items())]
+    return f"{text}; {', '.join(scoped)}" if scoped else text
 
 
 def open_orders(state: State) -> int:

@@ -1,0 +1,19 @@
+"""Files the service writes beside its journal: owner-only, replaced atomically."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def write_private(path: Path, data: bytes, fsync: bool = False) -> None:
+    """Atomically, mode 0600; `fsync`: on disk before it replaces the old file (state that must survive
+    a power loss, not only a crash)."""
+    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+        if fsync:
+            f.flush()
+            os.fsync(f.fileno())
+    os.replace(temp, path)

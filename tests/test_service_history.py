@@ -3,7 +3,7 @@ live state (and its snapshot), the `order` op still answers it from the journal,
 
 from __future__ import annotations
 
-import time
+from datetime import datetime
 from pathlib import Path
 
 from events.journal import JournalWriter
@@ -12,10 +12,12 @@ from tests.client_helpers import request, running_service, service_snapshot
 from tests.test_fold_history import _filled_order
 from tests.test_service_support import place
 
+SIM_START = "2026-12-02T10:00-05:00"  # the embedded simulator's clock, the service's too: a Wednesday
+
 
 def _an_hour_ago(data: Path) -> None:
-    """c1: requested, filled and its commission in, all an hour before now."""
-    start = time.time_ns() - 4 * RETIRE_AFTER_NS
+    """c1: requested, filled and its commission in, all an hour before the simulator's clock starts."""
+    start = int(datetime.fromisoformat(SIM_START).timestamp() * 1e9) - 4 * RETIRE_AFTER_NS
     with JournalWriter.open(data / "journal") as writer:
         for i, event in enumerate(_filled_order()):
             writer.append(event, ts=start + i * 1_000_000)  # type: ignore[arg-type]
@@ -25,7 +27,9 @@ def test_a_retired_order_is_answered_from_the_journal_and_its_id_stays_taken(tmp
     data = tmp_path / "data"
     data.mkdir(mode=0o700)
     _an_hour_ago(data)
-    with running_service(data) as service:
+    sim_config = tmp_path / "sim.toml"
+    sim_config.write_text(f'clock_start = "{SIM_START}"\n')
+    with running_service(data, "--sim-config", str(sim_config)) as service:
         router = service.endpoints.router
         state = service_snapshot(router)
         assert "c1" not in state.orders and state.history.orders == 1

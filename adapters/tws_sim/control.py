@@ -163,15 +163,16 @@ class ControlServer:
         sim = self.sim
         if isinstance(command, PriceCommand):
             sim.set_price(command.symbol, command.price)
-            return Reply(ok=True, op="price", price=sim.price(command.symbol), time=_iso(sim.now()))
+            return Reply(ok=True, op="price", price=sim.price(command.symbol), time=iso_time(sim.now()))
         if isinstance(command, ClockCommand):
             sim.set_time(parse_when(command.when, sim.now()))
-            return Reply(ok=True, op="clock", time=_iso(sim.now()))
+            return Reply(ok=True, op="clock", time=iso_time(sim.now()))
         await sim.drop_connections(code=None)
-        return Reply(ok=True, op="restart", time=_iso(sim.now()))
+        return Reply(ok=True, op="restart", time=iso_time(sim.now()))
 
 
-def _iso(epoch: float) -> str:
+def iso_time(epoch: float) -> str:
+    """An epoch as the control channel's replies show it: ISO 8601, UTC, to the second."""
     return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds")
 
 

@@ -168,18 +168,19 @@ def start_epoch(spec: str, wall: Callable[[], float] = time.time) -> float:
 
 
 class SimClock:
-    """The simulator's now: runs at wall speed from `start`; `set` / `advance` move it (tests)."""
+    """The simulator's now: runs at wall speed from `start`; `set` / `advance` move it (tests). Readable
+    from any thread (the embedded service's clock follows it): its origin is one attribute, replaced whole."""
 
     def __init__(self, start: float, monotonic: Callable[[], float] = time.monotonic) -> None:
         self._monotonic = monotonic
-        self._base = start
-        self._mono0 = monotonic()
+        self._origin = (start, monotonic())  # (epoch, monotonic time at that epoch)
 
     def __call__(self) -> float:
-        return self._base + (self._monotonic() - self._mono0)
+        base, mono0 = self._origin
+        return base + (self._monotonic() - mono0)
 
     def set(self, epoch: float) -> None:
-        self._base, self._mono0 = epoch, self._monotonic()
+        self._origin = (epoch, self._monotonic())
 
     def advance(self, seconds: float) -> None:
         self.set(self() + seconds)

@@ -180,6 +180,12 @@ class TwsSimulator:
     def now(self) -> float:
         return self._call(self.engine.clock)
 
+    @property
+    def clock(self) -> Callable[[], float]:
+        """The simulator's clock itself, to read from any thread without a hop to its loop (a SimClock
+        is safe to read so): the embedded service stamps its journal with it."""
+        return self.engine.clock
+
     def set_time(self, epoch: float) -> None:
         """Move the simulator's clock (DAY orders past their close are cancelled, sessions open)."""
         self._call(lambda: self._moved(lambda clock: clock.set(epoch)))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import logging
 import os
 import signal
 import sys
@@ -24,7 +25,8 @@ import msgspec
 from adapters.ib.adapter import IBAdapter
 from adapters.ib.wire import WireRecorder
 from adapters.tws_sim.config import SimConfig
-from adapters.tws_sim.control import CONTROL_FILE
+from adapters.tws_sim.config import load_config as sim_load_config
+from adapters.tws_sim.control import CONTROL_FILE, iso_time
 from adapters.tws_sim.embedded import start_embedded
 from adapters.tws_sim.server import TwsSimulator
 from events.journal_errors import JournalLocked
@@ -34,15 +36,18 @@ from oms.cli.web import web_child
 from oms.client.jetstream_wire import redact_url
 from oms.protocol import Endpoints
 from oms.service.app import START_ERRORS, BrokerFactory, Service, Sink
+from oms.service.clock import ServiceClock
 from oms.service.config import Config, ConfigError, load_config, parse_host_port
 from oms.service.curve import check_binds, write_keypair
 from oms.state.model import State
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 RUN_EPILOG = """\
 examples:
   oms run                                  embedded simulator, data in ./oms-data
+  oms run --sim-config sim.toml            its settings (clock_start, reset_at, restart_at...) from a file
   oms run --data-dir /srv/oms --ib 127.0.0.1:4002 --account DU123456
   oms run --config oms.toml --max-quantity 500 --allowed-symbols AAPL,MSFT
   oms run --ib 127.0.0.1:7496 --live       a LIVE port needs --live
@@ -50,6 +55,7 @@ examples:
   oms run --router tcp://0.0.0.0:5556 --curve-secret keys/server.key_secret --curve-clients keys/clients
 
 The bound endpoints are written to DATA_DIR/endpoints.json (other `oms` commands read it).
+With the embedded simulator the service runs on its clock (`oms sim clock` moves both).
 SIGINT/SIGTERM: graceful shutdown (journal fsynced, snapshot written), exit 0.
 """
 
@@ -100,7 +106,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument(
         "--replicas", type=int, choices=(1, 3, 5), help="with --mirror: replicas of a new stream (default 1)"
     )
-    p.add_argument("--sim-tick-ms", type=float, default=1000.0, help="embedded simulator price tick (ms)")
+    p.add_argument(
+        "--sim-tick-ms", type=float, help="embedded simulator price tick (ms; default 1000; 0: none)"
+    )
+    p.add_argument(
+        "--sim-config", metavar="FILE.toml",
+        help="embedded simulator: SimConfig fields, as `oms sim --config` (its clock, IB's day, faults)",
+    )  # fmt: skip
     p.add_argument(
         "--web", nargs="?", const="127.0.0.1:8080", metavar="HOST:PORT",
         help="also serve the web blotter (`oms web`) beside the service (default 127.0.0.1:8080)",
@@ -159,16 +171,28 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"oms run: {exc}", file=sys.stderr)
         return 2
+    try:
+        sim_config = embedded_sim_config(args.sim_config, args.sim_tick_ms)
+    except (OSError, ValueError, msgspec.ValidationError) as exc:  # tomllib's errors are ValueErrors
+        print(f"oms run: --sim-config {args.sim_config}: {exc}", file=sys.stderr)
+        return 2
     return asyncio.run(
         serve(
             config,
-            args.sim_tick_ms,
+            sim_config,
             web=args.web,
             mirror=args.mirror,
             config_file=args.config,
             replicas=args.replicas,
         )
     )
+
+
+def embedded_sim_config(path: str | None, tick_ms: float | None) -> SimConfig:
+    """The embedded simulator's settings: the file's (`--sim-config`), a price tick every second unless
+    it or `--sim-tick-ms` says otherwise (0: no tick)."""
+    base = sim_load_config(Path(path)) if path else SimConfig(tick_interval_ms=1000.0)
+    return base if tick_ms is None else msgspec.structs.replace(base, tick_interval_ms=tick_ms or None)
 
 
 def keys(args: argparse.Namespace) -> int:
@@ -199,11 +223,17 @@ def broker_factory(config: Config, host: str, port: int) -> BrokerFactory:
 
 async def build(config: Config, sim_config: SimConfig | None = None) -> tuple[Service, TwsSimulator | None]:
     """The service with its journal open, and the embedded simulator (started; state in DATA_DIR/sim)
-    when no IB port is set. The journal's lock comes first: a refused start writes nothing anywhere."""
-    service = Service(config, broker_factory(config, config.ib_host, config.ib_port or 0))
-    service.open()  # the journal lock first: a refused second service writes nothing, starts no simulator
+    when no IB port is set, whose clock is then the service's too (oms.service.clock). The journal's lock
+    comes first: a refused start writes nothing anywhere."""
+    factory = broker_factory(config, config.ib_host, config.ib_port or 0)
     if not config.embedded_sim:
+        service = Service(config, factory)
+        service.open()  # the journal lock first: a refused second service writes nothing
         return service, None
+    clock = ServiceClock()  # the whole world is simulated: the service's time is the simulator's
+    service = Service(config, factory, clock=clock)
+    journal_ts = service.open().ts  # the lock first: a refused second service starts no simulator
+    clock.floor(journal_ts)
     sim_dir = Path(config.data_dir) / "sim"
     sim_dir.mkdir(mode=0o700, exist_ok=True)  # not via sim's parents=True: that is 0755
     sim_config = msgspec.structs.replace(
@@ -216,13 +246,20 @@ async def build(config: Config, sim_config: SimConfig | None = None) -> tuple[Se
     except BaseException:
         await service.stop()
         raise
+    clock.follow(sim.clock)
+    if journal_ts / 1e9 > sim.now():
+        log.warning(
+            "the journal's last event (%s) is later than the simulator's clock (%s): the service's time "
+            "holds there until the simulator's passes it (`oms sim clock` moves it on)",
+            iso_time(journal_ts / 1e9), iso_time(sim.now()),
+        )  # fmt: skip
     service.use_broker(broker_factory(config, "127.0.0.1", sim.port), f"127.0.0.1:{sim.port}")
     return service, sim
 
 
 async def serve(
     config: Config,
-    sim_tick_ms: float | None = None,
+    sim_config: SimConfig | None = None,
     web: str | None = None,
     mirror: str | None = None,
     config_file: str | None = None,
@@ -232,7 +269,7 @@ async def serve(
     With `web` (HOST:PORT), `oms web` runs as a child process following this service; with `mirror` (a
     NATS URL or a comma-separated list), the JetStream mirror follows the journal on its own thread."""
     try:
-        service, sim = await build(config, SimConfig(tick_interval_ms=sim_tick_ms or None))
+        service, sim = await build(config, sim_config)
     except JournalLocked as exc:
         print(
             f"oms run: cannot start: {exc}; another `oms run` uses {config.data_dir}: stop it, "

@@ -105,8 +105,17 @@ def _zone_of_link(path: Path) -> str:
 
 
 class Service:
-    def __init__(self, config: Config, broker_factory: BrokerFactory, ib_endpoint: str = "") -> None:
+    def __init__(
+        self,
+        config: Config,
+        broker_factory: BrokerFactory,
+        ib_endpoint: str = "",
+        clock: Callable[[], int] = time.time_ns,
+    ) -> None:
+        """`clock` (ns since the epoch) stamps the journal's events and is what max-age compares their
+        times with: wall time, or the simulator's when the whole world is simulated (oms.service.clock)."""
         self.config = config
+        self.clock = clock
         self.data_dir = Path(config.data_dir)
         self.journal_dir = self.data_dir / "journal"
         self.ib_endpoint = ib_endpoint or f"{config.ib_host}:{config.ib_port}"
@@ -141,7 +150,9 @@ class Service:
         self.pipeline = Pipeline(
             self.journal, state, self.publisher, self._snapshot_due, config.snapshot_every, config.durability
         )
-        self.handlers = Handlers(self.pipeline, config, JournalReader(self.journal_dir), __version__)
+        self.handlers = Handlers(
+            self.pipeline, config, JournalReader(self.journal_dir), __version__, clock=self.clock
+        )
         self.handlers.status_provider = self.status_result
         self.router = Router(self.ctx, config.router, self.handlers.handle, curve_secret)
         self.endpoints = Endpoints(
@@ -182,7 +193,10 @@ class Service:
         load_grants(self.config.curve)
         self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.journal = JournalWriter.open(
-            self.journal_dir, durability=self.config.durability, group_commit_ms=self.config.group_commit_ms
+            self.journal_dir,
+            durability=self.config.durability,
+            group_commit_ms=self.config.group_commit_ms,
+            clock=self.clock,
         )
         if self.journal.recovery is not None:
             self.recovery = str(self.journal.recovery)

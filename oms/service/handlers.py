@@ -109,8 +109,16 @@ class EventSource(Protocol):
 
 
 class Handlers:
-    def __init__(self, pipeline: Pipeline, config: Config, reader: EventSource, version: str) -> None:
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        config: Config,
+        reader: EventSource,
+        version: str,
+        clock: Callable[[], int] = time.time_ns,
+    ) -> None:
         self.pipeline = pipeline
+        self.clock = clock  # the journal's clock: max-age compares event times with it
         self.config = config
         self.reader = reader
         self.version = version
@@ -416,7 +424,7 @@ class Handlers:
         max_age = self.config.risk.max_order_age_s
         if max_age is None or not self.ready:
             return
-        orders = intake.expired(self.pipeline.state, time.time_ns(), max_age)
+        orders = intake.expired(self.pipeline.state, self.clock(), max_age)
         if orders:
             self._send(self.cancel_orders(orders, "max_age"))
 

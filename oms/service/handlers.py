@@ -251,8 +251,9 @@ class Handlers:
             reference = await self._reference(contract, described)
         self.book.now_ns = time.time_ns()
         decision = intake.decide_place(
-            req, state, self.config.risk, self.default_account, coid, reference, described, self.book
-        )
+            req, state, self.config.risk, self.default_account, coid, reference, described, self.book,
+            self.clock(),
+        )  # fmt: skip
         if isinstance(decision, ErrorInfo):
             return decision
         if isinstance(decision, intake.Duplicate):
@@ -277,7 +278,7 @@ class Handlers:
         return PlaceResult(client_order_id=coid, seq=env.seq, order=state.orders.get(coid))
 
     async def modify(self, req: ModifyRequest) -> CommandResult | ErrorInfo:
-        decision = intake.decide_modify(req, self.pipeline.state, self.config.risk)
+        decision = intake.decide_modify(req, self.pipeline.state, self.config.risk, self.clock())
         if isinstance(decision, ErrorInfo):
             return decision
         env = await self._log(decision)
@@ -285,7 +286,7 @@ class Handlers:
         return CommandResult(client_order_id=req.client_order_id, seq=env.seq)
 
     async def cancel(self, req: CancelRequest) -> CommandResult | ErrorInfo:
-        decision = intake.decide_cancel(req, self.pipeline.state)
+        decision = intake.decide_cancel(req, self.pipeline.state, self.clock())
         if isinstance(decision, ErrorInfo):
             return decision
         env = await self._log(decision)

@@ -209,13 +209,16 @@ def _no_exposure_sent_while_killed(data_dir: Path, strategy: str) -> None:
 
 def test_a_loss_kill_ends_at_the_session_boundary(tmp_path: Path) -> None:
     """The boundary is moved instead of waited for: the second run's session began after the kill."""
-    now = datetime.now(UTC)
+    start = "2026-12-02T10:00-05:00"  # a Wednesday, markets open: the embedded simulator's clock
+    now = datetime.fromisoformat(start).astimezone(UTC)  # the service's too (each run starts there)
     config = tmp_path / "oms.toml"
     data = tmp_path / "data"
+    sim = tmp_path / "sim.toml"
+    sim.write_text(f'clock_start = "{start}"\n')
     for minutes in (2, -2):  # the first run's session began yesterday, the second's 2 minutes ago
         reset = (now + timedelta(minutes=minutes)).strftime("%H:%M")
         config.write_text(f'[risk.strategies.loser]\ndaily_loss_limit = 0.5\nsession_reset = "{reset} UTC"\n')
-        service = ServiceProcess(data, "--config", str(config))
+        service = ServiceProcess(data, "--config", str(config), "--sim-config", str(sim))
         service.start()
         try:
             with Client.connect(data) as client:

@@ -1,10 +1,11 @@
-"""The service's clock: what the journal stamps on each event and what max-age compares with event times.
+"""The service's clock: what the journal stamps on each event, and the now of max-age and the risk book.
 
 Wall time, unless the whole world is simulated (`oms run` embedding the TWS simulator): then it is the
 simulator's clock, so that time moved with `oms sim clock` passes for the service too (orders retire,
-max-age counts) as it does for IB. The journal opens before the simulator starts (its lock comes first),
-so the source is bound late (`follow`); and since journal times must never go backwards, the clock never
-does: it holds at its floor (the journal's last time) or its last reading until the source passes it.
+max-age counts, risk sessions turn) as it does for IB. The journal opens before the simulator starts
+(its lock comes first), so the source is bound late (`follow`); and since journal times must never go
+backwards, the clock never does: it holds at its floor (the journal's last time) or its last reading
+until the source passes it.
 """
 
 from __future__ import annotations

@@ -118,7 +118,7 @@ class Handlers:
         clock: Callable[[], int] = time.time_ns,
     ) -> None:
         self.pipeline = pipeline
-        self.clock = clock  # the journal's clock: max-age compares event times with it
+        self.clock = clock  # the journal's clock: max-age and the risk book compare event times with it
         self.config = config
         self.reader = reader
         self.version = version
@@ -129,7 +129,7 @@ class Handlers:
         self._placing: dict[str, asyncio.Future[None]] = {}  # client order id -> done once sent (or not)
         self.status_provider: Callable[[], StatusResult] | None = None  # set by the service
         self.grants = authz.load_grants(config.curve)  # None: no CURVE, every local client trusted
-        self.book = RiskBook(config.risk, lambda: pipeline.state, Path(config.data_dir), time.time_ns())
+        self.book = RiskBook(config.risk, lambda: pipeline.state, Path(config.data_dir), clock())
         self.book.last_fills = pipeline.last_prices
         self._loss_limits = config.risk.daily_loss_limit is not None or any(
             lim.daily_loss_limit is not None for lim in config.risk.strategies.values()
@@ -201,7 +201,7 @@ class Handlers:
         return self.status_provider()
 
     async def risk(self, req: RiskRequest) -> RiskResult:
-        self.book.now_ns = time.time_ns()
+        self.book.now_ns = self.clock()
         return RiskResult(scopes=riskview.standings(self.pipeline.state, self.book, req.strategy_id))
 
     async def query(self, req: queries.StateQuery) -> queries.StateResult:
@@ -249,7 +249,7 @@ class Handlers:
         )
         if at_market and _prices(self.config.risk, req.strategy_id):
             reference = await self._reference(contract, described)
-        self.book.now_ns = time.time_ns()
+        self.book.now_ns = self.clock()
         decision = intake.decide_place(
             req, state, self.config.risk, self.default_account, coid, reference, described, self.book,
             self.clock(),
@@ -366,7 +366,7 @@ class Handlers:
         if not self._loss_limits or self.pipeline.failure is not None:
             return
         book = self.book
-        book.now_ns = time.time_ns()
+        book.now_ns = self.clock()
         book.prime()
         state = self.pipeline.state
         for scope in book.expired(state):

@@ -249,11 +249,10 @@ class Handlers:
         )
         if at_market and _prices(self.config.risk, req.strategy_id):
             reference = await self._reference(contract, described)
-        self.book.now_ns = self.clock()
+        self.book.now_ns = now = self.clock()
         decision = intake.decide_place(
-            req, state, self.config.risk, self.default_account, coid, reference, described, self.book,
-            self.clock(),
-        )  # fmt: skip
+            req, state, self.config.risk, self.default_account, coid, reference, described, self.book, now
+        )
         if isinstance(decision, ErrorInfo):
             return decision
         if isinstance(decision, intake.Duplicate):

@@ -268,12 +268,7 @@ class PlaceRequest(Request, frozen=True, tag="place"):
     algo_priority: AlgoPriority = ""
 
     def __post_init__(self) -> None:
-        check_bounds(self.quantity, self.limit_price, self.stop_price)
-        problem = terms_problem(
-            self.trailing_amount, self.trailing_percent, self.limit_offset, self.touch_price, self.good_till
-        )
-        if problem:
-            raise ValueError(problem)
+        _check_order_terms(self)
 
 
 class ModifyRequest(Request, frozen=True, tag="modify"):
@@ -290,12 +285,17 @@ class ModifyRequest(Request, frozen=True, tag="modify"):
     good_till: Annotated[str, Meta(max_length=64)] = ""
 
     def __post_init__(self) -> None:
-        check_bounds(self.quantity, self.limit_price, self.stop_price)
-        problem = terms_problem(
-            self.trailing_amount, self.trailing_percent, self.limit_offset, self.touch_price, self.good_till
-        )
-        if problem:
-            raise ValueError(problem)
+        _check_order_terms(self)
+
+
+def _check_order_terms(req: PlaceRequest | ModifyRequest) -> None:
+    """Bounds on quantity and prices, and the order terms' own checks: refused as `invalid` on decode."""
+    check_bounds(req.quantity, req.limit_price, req.stop_price)
+    problem = terms_problem(
+        req.trailing_amount, req.trailing_percent, req.limit_offset, req.touch_price, req.good_till
+    )
+    if problem:
+        raise ValueError(problem)
 
 
 class CancelRequest(Request, frozen=True, tag="cancel"):

@@ -48,6 +48,11 @@ class ContractInfo(Struct, frozen=True, kw_only=True):
     def con_id(self) -> int:
         return self.contract.con_id
 
+    @property
+    def primary_exchange(self) -> str:
+        """IB's ContractDetails.contract.primaryExchange (NYSE, NASDAQ, ARCA, ...)."""
+        return self.contract.primary_exchange
+
 
 class ReferencePrice(Struct, frozen=True, kw_only=True):
     con_id: int

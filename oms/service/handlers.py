@@ -249,9 +249,9 @@ class Handlers:
         )
         if at_market and _prices(self.config.risk, req.strategy_id):
             reference = await self._reference(contract, described)
-        self.book.now_ns = self.clock()
+        self.book.now_ns = now = self.clock()
         decision = intake.decide_place(
-            req, state, self.config.risk, self.default_account, coid, reference, described, self.book
+            req, state, self.config.risk, self.default_account, coid, reference, described, self.book, now
         )
         if isinstance(decision, ErrorInfo):
             return decision
@@ -277,7 +277,7 @@ class Handlers:
         return PlaceResult(client_order_id=coid, seq=env.seq, order=state.orders.get(coid))
 
     async def modify(self, req: ModifyRequest) -> CommandResult | ErrorInfo:
-        decision = intake.decide_modify(req, self.pipeline.state, self.config.risk)
+        decision = intake.decide_modify(req, self.pipeline.state, self.config.risk, self.clock())
         if isinstance(decision, ErrorInfo):
             return decision
         env = await self._log(decision)
@@ -285,7 +285,7 @@ class Handlers:
         return CommandResult(client_order_id=req.client_order_id, seq=env.seq)
 
     async def cancel(self, req: CancelRequest) -> CommandResult | ErrorInfo:
-        decision = intake.decide_cancel(req, self.pipeline.state)
+        decision = intake.decide_cancel(req, self.pipeline.state, self.clock())
         if isinstance(decision, ErrorInfo):
             return decision
         env = await self._log(decision)

@@ -1,4 +1,4 @@
-"""Requests -> intents: pure decisions over the folded state (no I/O, no clock).
+"""Requests -> intents: pure decisions over the folded state (no I/O; the time is the caller's).
 
 Each `decide_*` returns the event to log (the intent, or an OrderDenied for a risk denial) or the error to
 reply with. Only new orders are ever logged as denied: a refused modify is only replied (an OrderDenied
@@ -33,7 +33,7 @@ from oms.service.risk import (
     reduces,
     strategy_limits,
 )
-from oms.service.terms import OWN_PRICE, Terms, modify_error, terms_error
+from oms.service.terms import OWN_PRICE, Terms, change_error, cutoff_error, modify_error, terms_error
 from oms.state.history import taken
 from oms.state.model import TERMINAL, Order, State
 from oms.state.money import exact
@@ -105,13 +105,21 @@ def quantity_error(quantity: Decimal, contract: Contract, described: Described |
 
 
 def order_from_request(
-    req: PlaceRequest, client_order_id: str, default_account: str, described: Described | None = None
+    req: PlaceRequest,
+    client_order_id: str,
+    default_account: str,
+    described: Described | None = None,
+    now_ns: int | None = None,
 ) -> OrderRequested | ErrorInfo:
+    """`now_ns`: the service's time, for IB's on-close cut-off (None: not checked)."""
     account = req.account or default_account
     if not account:
         return invalid("no account given and no default account configured", client_order_id)
     contract = req.contract.to_contract()
     problem = quantity_error(req.quantity, contract, described) or terms_error(place_terms(req))
+    if problem is None and now_ns is not None:
+        primary = described.primary_exchange if described is not None else contract.primary_exchange
+        problem = cutoff_error(req.order_type, primary, now_ns)
     if problem:
         return invalid(problem, client_order_id)
     return OrderRequested(
@@ -149,11 +157,13 @@ def decide_place(
     reference: Reference | None,
     described: Described | None = None,
     tally: Tally | None = None,
+    now_ns: int | None = None,
 ) -> OrderRequested | OrderDenied | Duplicate | ErrorInfo:
     """`reference`: the price a market order is valued at; `described`: IB's contract details (the
-    handler asks IB for both first); `tally`: the service's counts (none: every count is zero)."""
+    handler asks IB for both first); `tally`: the service's counts (none: every count is zero);
+    `now_ns`: the service's time (None: IB's time rules are not checked)."""
     existing = state.orders.get(client_order_id)
-    order = order_from_request(req, client_order_id, default_account, described)
+    order = order_from_request(req, client_order_id, default_account, described, now_ns)
     if existing is not None:
         return duplicate(existing, order)
     if taken(state, client_order_id):
@@ -271,10 +281,15 @@ def _own_order(state: State, client_order_id: str) -> Order | ErrorInfo:
     return order
 
 
-def decide_modify(req: ModifyRequest, state: State, limits: RiskLimits) -> ModifyRequested | ErrorInfo:
+def decide_modify(
+    req: ModifyRequest, state: State, limits: RiskLimits, now_ns: int | None = None
+) -> ModifyRequested | ErrorInfo:
+    """`now_ns`: the service's time (None: IB's time rules are not checked)."""
     order = _own_order(state, req.client_order_id)
     if isinstance(order, ErrorInfo):
         return order
+    if now_ns is not None and (problem := change_error(order.order_type, now_ns, cancel=False)):
+        return invalid(problem, req.client_order_id)
     changes = {name for name in MODIFY_TERMS if getattr(req, name) not in (None, "")}
     if req.quantity is None and not changes:
         return invalid(
@@ -335,10 +350,13 @@ def _killed_more(state: State, order: Order, more: Decimal) -> Denial | None:
     return None
 
 
-def decide_cancel(req: CancelRequest, state: State) -> CancelRequested | ErrorInfo:
+def decide_cancel(req: CancelRequest, state: State, now_ns: int | None = None) -> CancelRequested | ErrorInfo:
+    """`now_ns`: the service's time (None: IB's time rules are not checked)."""
     order = _own_order(state, req.client_order_id)
     if isinstance(order, ErrorInfo):
         return order
+    if now_ns is not None and (problem := change_error(order.order_type, now_ns, cancel=True)):
+        return invalid(problem, req.client_order_id)
     return CancelRequested(client_order_id=req.client_order_id, reason="client")
 
 

@@ -90,6 +90,8 @@ class Described(Protocol):
     def multiplier(self) -> Decimal: ...
     @property
     def size_increment(self) -> Decimal: ...
+    @property
+    def primary_exchange(self) -> str: ...  # whose closing auction an MOC / LOC joins (its cut-off)
 
 
 class UnknownContract(LookupError):

@@ -7,9 +7,15 @@ the initial stop (trailStopPrice); TRAIL LIMIT also a limit offset (lmtPriceOffs
 MIT and LIT a touch price (auxPrice), LIT a limit; MOC none, LOC a limit. A market or limit on the
 close is a DAY order (IB rejects it as GTC: QuantConnect Lean PR #1432); OPG (on the open) is taken for
 market and limit orders only; the Adaptive algo for market and limit orders only (IB's Adaptive page).
+IB takes an MOC or LOC only before its primary exchange's cut-off, NYSE 15:50 New York, Nasdaq 15:55, and
+from 15:50 to the close neither cancels nor modifies one (IB's "Market-on-Close" page); NYSE Arca is held
+to NYSE's 15:50, as in the simulator (docs/simulator.md); for other exchanges the rule is IB's to apply.
 """
 
 from __future__ import annotations
+
+from datetime import datetime, time
+from zoneinfo import ZoneInfo
 
 from msgspec import Struct
 
@@ -36,6 +42,10 @@ OPG_TYPES = frozenset({"MKT", "LMT"})
 NO_CLOSING_AUCTION = frozenset({"CASH", "OPT", "FOP"})
 UNSUPPORTED = "IB error 387: Unsupported order type for this exchange and security type."
 ALGO_TYPES = frozenset({"MKT", "LMT"})
+NEW_YORK = ZoneInfo("America/New_York")
+CUTOFFS = {"NYSE": time(15, 50), "ARCA": time(15, 50), "NASDAQ": time(15, 55)}  # by primary exchange
+NO_CHANGE_FROM = time(15, 50)  # no cancel or modify of an on-close order from then to the close
+CLOSE = time(16, 0)
 # what a modify may change, per order type, beyond the quantity (IB's "Modifying orders": the order's
 # type and side stay; its prices and the terms of its type change)
 MODIFIABLE = {t: req | opt | {"good_till"} for t, (req, opt) in REQUIRED.items()}
@@ -120,3 +130,35 @@ def modify_error(order_type: str, tif: str, changes: set[str]) -> str | None:
     if "good_till" in changes and tif != "GTD":
         return f"good_till is for GTD orders, not {tif}"
     return None
+
+
+def _new_york(now_ns: int) -> time:
+    return datetime.fromtimestamp(now_ns / 1e9, NEW_YORK).time()
+
+
+def cutoff_error(order_type: str, primary_exchange: str, now_ns: int) -> str | None:
+    """IB's 201 for an on-close order placed after its exchange's cut-off (None: in time, or not an
+    on-close order, or an exchange whose cut-off is not known here)."""
+    cutoff = CUTOFFS.get(primary_exchange)
+    if order_type not in ON_CLOSE or cutoff is None or not cutoff <= _new_york(now_ns) < CLOSE:
+        return None
+    return (
+        f"IB error 201: Order rejected - reason:The {order_type} order cannot be placed after the "
+        f"{cutoff:%H:%M} ET cut-off of the {primary_exchange} closing auction"
+    )
+
+
+def change_error(order_type: str, now_ns: int, cancel: bool) -> str | None:
+    """IB's refusal of a cancel (161) or modify (201) of an on-close order from 15:50 New York to the
+    close (None: IB takes it)."""
+    if order_type not in ON_CLOSE or not NO_CHANGE_FROM <= _new_york(now_ns) < CLOSE:
+        return None
+    if cancel:
+        return (
+            "IB error 161: Cancel attempted when order is not in a cancellable state (an "
+            f"{order_type} order cannot be cancelled from {NO_CHANGE_FROM:%H:%M} ET to the close)"
+        )
+    return (
+        f"IB error 201: Order rejected - reason:The {order_type} order cannot be modified after the "
+        f"{NO_CHANGE_FROM:%H:%M} ET cut-off of the closing auction"
+    )

@@ -231,6 +231,21 @@ def test_completed_orders_and_account_summary(lib_name: str) -> None:
     run(body)
 
 
+def test_completed_orders_are_the_current_trading_days(lib_name: str) -> None:
+    """IB restates the orders completed today, not the day before (after a daily restart, too)."""
+
+    async def body() -> None:
+        async with sim_client(lib_name) as (sim, ib, lib):
+            trade = ib.placeOrder(_aapl(lib), lib.MarketOrder("BUY", 2))
+            await wait_for(lambda: trade.orderStatus.status == "Filled")
+            completed = await ib.reqCompletedOrdersAsync(apiOnly=True)
+            assert [t.order.permId for t in completed] == [trade.order.permId]
+            sim.advance(24 * 3600)
+            assert await ib.reqCompletedOrdersAsync(apiOnly=True) == []
+
+    run(body)
+
+
 def test_state_persists_across_restart(lib_name: str, tmp_path) -> None:
     config = SimConfig(state_dir=str(tmp_path / "state"))
 

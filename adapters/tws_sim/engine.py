@@ -130,6 +130,13 @@ class Engine:
     def completed_time(self, order: SimOrder) -> str:
         return self.ib_time(order.done_epoch or self.clock())
 
+    def completed_today(self) -> list[SimOrder]:
+        """What reqCompletedOrders can return: orders completed in the current trading day, since midnight
+        in TWS's zone (IB's reqCompletedOrders docs; as for executions, IB keeps no more)."""
+        since = hours.midnight(self.clock(), self.config.tws_time_zone)
+        done = [o for o in self.book.orders.values() if o.status in DONE and (o.done_epoch or since) >= since]
+        return sorted(done, key=lambda o: o.perm_id)
+
     def executions_today(self) -> list[ExecRecord]:
         """What reqExecutions can return: executions since midnight in TWS's zone (IB keeps no more)."""
         since = hours.midnight(self.clock(), self.config.tws_time_zone)

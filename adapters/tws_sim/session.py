@@ -25,7 +25,7 @@ from adapters.tws_sim.framing import (
     parse_version_range,
 )
 from adapters.tws_sim.history import bars, end_epoch, parse_history_request
-from adapters.tws_sim.matching import DONE, SimOrder
+from adapters.tws_sim.matching import SimOrder
 from adapters.tws_sim.orders import NO_SECURITY
 from adapters.tws_sim.requests import (
     RequestError,
@@ -236,10 +236,10 @@ class Session:
         self._send_orders(self.engine.book.working())
 
     def completed_orders(self, fields: list[str]) -> None:
-        """Filled and cancelled orders of every client (`apiOnly` leaves out the ones placed in TWS)."""
+        """Today's filled and cancelled orders of every client (`apiOnly` leaves out the ones placed in
+        TWS)."""
         api_only = len(fields) > 1 and to_int(fields[1]) != 0
-        done = [o for o in self.engine.book.orders.values() if o.status in DONE]
-        for order in sorted(done, key=lambda o: o.perm_id):
+        for order in self.engine.completed_today():
             if not (api_only and order.client_id == 0 and order.order_id < 0):
                 self.send(m.completed_order(self.version, order, self.engine.completed_time(order)))
         self.send(m.completed_orders_end())

@@ -33,7 +33,7 @@ from oms.client import (
     read_endpoints,
 )
 from oms.client.jetstream import JetStreamClient
-from oms.client.jetstream_wire import NatsConfigError, redact_url, settings_from
+from oms.client.jetstream_wire import NatsConfigError, settings_from
 from oms.client.render import (
     account_table,
     event_line,
@@ -463,7 +463,7 @@ async def follow_mirror(client: JetStreamClient, *, use_snapshot: bool = True) -
     try:
         await client.follow(use_snapshot=use_snapshot)
     except Exception as exc:  # nats-py raises its own errors for no server, no stream, refused login
-        where = f"{redact_url(client.settings.url)}/{client.settings.stream}"
+        where = f"{client.settings.shown_url}/{client.settings.stream}"
         raise ServiceUnavailable(f"no mirror at {where}: {type(exc).__name__}: {exc}") from None
     return client
 

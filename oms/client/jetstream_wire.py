@@ -127,6 +127,16 @@ class NatsSettings(msgspec.Struct, frozen=True, kw_only=True):
         """The URLs in `url`, in order (the client tries them all and reconnects to any of them)."""
         return [part.strip() for part in self.url.split(",") if part.strip()] or [""]
 
+    @property
+    def shown_url(self) -> str:
+        """The servers as a message may show them: the user kept, the password as '***'."""
+        if not self.user:
+            return self.url
+        return ",".join(
+            urlunsplit(parts._replace(netloc=f"{self.user}:***@{parts.netloc}"))
+            for parts in map(urlsplit, self.servers)
+        )
+
     def __repr__(self) -> str:
         return f"NatsSettings({self.describe()})"
 

@@ -353,6 +353,13 @@ class KillSwitchRequest(Request, frozen=True, tag="kill_switch"):
     strategy_id: StrategyId | None = None
     account: Account | None = None
 
+    def __post_init__(self) -> None:
+        if self.strategy_id and self.account:  # one scope per switch: neither may be silently dropped
+            raise ValueError(
+                "a kill switch is for one scope: name strategy_id or account, not both (send one request "
+                "for each)"
+            )
+
 
 class RiskRequest(Request, frozen=True, tag="risk"):
     """Every risk limit of every strategy and account (or of one strategy): its use and headroom."""

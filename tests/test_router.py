@@ -18,6 +18,7 @@ from tests.test_service_support import Wire, last_seq, place, running
 
 enc = msgspec.msgpack.encode
 
+BOTH_SCOPES = {"strategy_id": "alpha", "account": "DU1"}
 BAD_REQUESTS: list[tuple[str, bytes, str]] = [
     ("garbage bytes", b"\xc1\xff\x00garbage", "malformed"),
     ("empty frame", b"", "malformed"),
@@ -52,6 +53,7 @@ BAD_REQUESTS: list[tuple[str, bytes, str]] = [
     ("bool quantity", enc(place(quantity=True)), "invalid"),
     ("modify NaN", enc({"op": "modify", "client_order_id": "x", "limit_price": math.nan}), "invalid"),
     ("events limit too big", enc({"op": "events", "from_seq": 1, "limit": 10**6}), "invalid"),
+    ("kill switch of both scopes", enc({"op": "kill_switch", "engaged": True, **BOTH_SCOPES}), "invalid"),
     ("events from 0", enc({"op": "events", "from_seq": 0}), "invalid"),
     ("cancel unknown id", enc({"op": "cancel", "client_order_id": "nope"}), "unknown_order"),
     ("modify unknown id", enc({"op": "modify", "client_order_id": "nope", "quantity": 1}), "unknown_order"),

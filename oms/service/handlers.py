@@ -309,7 +309,7 @@ class Handlers:
             engaged=req.engaged,
             reason=req.reason,
             strategy_id=req.strategy_id or "",
-            account="" if req.strategy_id else req.account or "",
+            account=req.account or "",  # never with a strategy_id: the request refuses both
         )
         env = await self._log(event)
         cancelled: list[str] = []
@@ -317,7 +317,7 @@ class Handlers:
             self.book.released(event.scope)
         if req.engaged:
             state = self.pipeline.state
-            orders = intake.cancellable(state, req.strategy_id, None if req.strategy_id else req.account)
+            orders = intake.cancellable(state, req.strategy_id, req.account)
             cancelled, _ = await self.cancel_orders(orders, "kill_switch")
             if req.account_wide and not scoped:  # only when asked: IB's global cancel also ends orders
                 self._send(self._broker().cancel_all())  # placed by hand

@@ -146,3 +146,9 @@ def test_an_account_holding_nothing_has_no_unrealized_pnl_and_ibs_summary_row_co
         AccountValueReported(account="DU111", key="UnrealizedPnL", value="-1.50", currency="USD"),
     )
     assert books.book.daily_pnl(books.state, "account:DU111") == Decimal("-8.50")
+
+
+def test_an_account_ib_has_not_reported_yet_has_an_unknown_pnl_not_an_error() -> None:
+    books = Books()
+    pnl = books.book.daily_pnl(books.state, "account:DU999")
+    assert pnl == "IB has reported no account values for DU999 yet"

@@ -174,8 +174,13 @@ class RiskBook:
         unrealized = self._unrealized(state, kind, name)
         if isinstance(unrealized, str):
             return unrealized
+        ibs = None
+        if kind == "account":
+            acct = state.accounts.get(name)
+            if acct is None:  # an order for it before IB reported it: unknown, so refused, not an error
+                return f"IB has reported no account values for {name} yet"
+            ibs = _decimal(acct.values.get("DailyPnL:BASE"))
         ours = realized - self._baseline(scope, realized) + unrealized
-        ibs = _decimal(state.accounts[name].values.get("DailyPnL:BASE")) if kind == "account" else None
         return ours if ibs is None else min(ours, ibs)  # IB's own figure where it is the worse one
 
     def _baseline(self, scope: str, realized: Decimal) -> Decimal:

@@ -32,7 +32,7 @@ from oms.service.risk import (
 )
 from oms.state.fold import fold
 from oms.state.model import State
-from tests.fold_strategies import execution, requested, sent
+from tests.fold_strategies import execution, requested, sent, status
 
 OFF = RiskLimits(max_quantity=None, max_notional=None)
 
@@ -323,3 +323,22 @@ def test_a_trailing_stop_child_risks_its_distance_from_the_parents_entry() -> No
     assert child(trailing_amount=10.5) == "max_risk_per_trade_pct_nlv"
     assert child(trailing_percent=5.0) is None  # 5% of 100 = 5 a share
     assert child(trailing_percent=11.0) == "max_risk_per_trade_pct_nlv"
+
+
+def test_a_strategy_may_not_join_another_strategys_oca_group() -> None:
+    state = _state_with(order(5, "BUY", "LMT", limit_price=10.0, oca_group="g1"))  # strategy s's group
+    lmt = {"order_type": "LMT", "limit_price": 11.0, "oca_group": "g1"}
+    theirs = decide_place(_place(strategy_id="t", **lmt), state, OFF, "DU1", "t1", None)
+    assert isinstance(theirs, ErrorInfo) and theirs.code == "invalid"
+    assert "oca_group 'g1' is used by a working order of another strategy" in theirs.message
+    ours = decide_place(_place(strategy_id="s", **lmt), state, OFF, "DU1", "s2", None)
+    assert isinstance(ours, OrderRequested) and ours.oca_group == "g1"
+    elsewhere = decide_place(
+        _place(strategy_id="t", **{**lmt, "oca_group": "g2"}), state, OFF, "DU1", "t2", None
+    )
+    assert isinstance(elsewhere, OrderRequested)
+    ended = order(5, "BUY", "LMT", limit_price=10.0, oca_group="g1")
+    done = _state_with(ended, sent("c", 101), status("Cancelled", order_id=101))
+    assert done.orders["c"].status == "cancelled"  # a finished order's group is free again
+    again = decide_place(_place(strategy_id="t", **lmt), done, OFF, "DU1", "t3", None)
+    assert isinstance(again, OrderRequested)

@@ -148,6 +148,25 @@ def order_from_request(
     )
 
 
+def oca_error(state: State, order: OrderRequested) -> str | None:
+    """Why the order may not join its OCA group: a working order of another strategy (or one placed
+    outside this service) is in it, and IB would cancel or reduce that order when this one fills."""
+    if not order.oca_group:
+        return None
+    if any(
+        o.oca_group == order.oca_group
+        and o.status not in TERMINAL
+        and (o.external or o.strategy_id != order.strategy_id)
+        for o in state.orders.values()
+    ):
+        return (
+            f"oca_group {order.oca_group!r} is used by a working order of another strategy (or one "
+            "placed outside this service): IB would cancel or reduce it when this order fills; nothing "
+            "was sent: use a group of your own"
+        )
+    return None
+
+
 def decide_place(
     req: PlaceRequest,
     state: State,
@@ -175,6 +194,8 @@ def decide_place(
         )
     if isinstance(order, ErrorInfo):
         return order
+    if problem := oca_error(state, order):
+        return invalid(problem, client_order_id)
     parent = order.parent_client_order_id
     if parent is not None and parent not in state.orders:
         return ErrorInfo(code="unknown_order", message=f"no parent order {parent!r}", client_order_id=parent)

@@ -2,9 +2,12 @@
 
 Use, per limit: max_quantity and max_notional, the largest working order (notional only where the
 order carries a price); max_position and max_position_value, the largest position (valued at IB's
-price); max_position_pct_nlv, that value in % of NetLiquidation; max_orders_per_minute and
-max_working_orders, the counts; daily_loss_limit, the loss since the session began (0 while in profit).
-max_risk_per_trade_pct_nlv holds per order: it has no standing use. Headroom = limit - use.
+price); max_position_pct_nlv, the largest share of NetLiquidation (in the base currency, by IB's
+exchange rate); max_orders_per_minute and max_working_orders, the counts; daily_loss_limit, the loss
+since the session began (0 while in profit). max_risk_per_trade_pct_nlv holds per order: it has no
+standing use. Headroom = limit - use. Notional and position value are in each instrument's own currency,
+as their limits are (risk.py checks each order and position against the limit in its currency): the
+largest of them is the one nearest its limit.
 """
 
 from __future__ import annotations
@@ -76,22 +79,23 @@ def _notional(state: State, order: Order) -> Decimal:
 def _largest_position(
     state: State, book: RiskBook, positions: list[Position]
 ) -> tuple[Decimal | str, Decimal | str]:
-    """The largest position's value, and it in % of its account's NetLiquidation."""
-    value: Decimal | str = Decimal(0)
-    pct: Decimal | str = Decimal(0)
+    """The largest position's value, and the largest position's share of its account's NetLiquidation,
+    each found on its own. The value is in the position's own currency, as max_position_value is (the
+    check compares each position with the limit in its instrument's currency); the shares are all in
+    the base currency, by IB's exchange rate, so the largest share is not the largest raw amount."""
+    value, pct = Decimal(0), Decimal(0)
+    unknown = ""
     for pos in positions:
         mark = book.mark(pos)
         if mark is None:
             missing = f"no price for {pos.contract.symbol}"
             return missing, missing
         worth = abs(pos.quantity) * mark * multiplier(pos.contract)
+        value = max(value, worth)
         acct = state.accounts.get(pos.account)
         nlv, rate = net_liquidation(acct), exchange_rate(acct, pos.contract.currency)
-        share: Decimal | str = (
-            worth * rate * HUNDRED / nlv
-            if nlv and rate is not None
-            else f"no NetLiquidation or exchange rate for {pos.account}"
-        )
-        if isinstance(value, Decimal) and worth > value:
-            value, pct = worth, share
-    return value, pct
+        if nlv and rate is not None:
+            pct = max(pct, worth * rate * HUNDRED / nlv)
+        else:
+            unknown = f"no NetLiquidation or exchange rate for {pos.account}"
+    return value, unknown or pct

@@ -202,7 +202,9 @@ async def _serve(
     app = build_app(feed, [Session(r) for r in recordings], guard, Intake(intake, service))
     host, bound = sock.getsockname()[:2]
     shown = f"[{host}]" if sock.family == socket.AF_INET6 else host
-    token = f"?token={guard.token}" if guard.allow_commands or guard.pages_need_token else ""
+    needed = guard.allow_commands or guard.pages_need_token
+    # only a token made here: one the operator gave (--token, OMS_WEB_TOKEN) stays out of logs
+    token = f"?token={guard.token}" if needed and not guard.token_given else ""
     print(f"web     http://{shown}:{bound}/{token}", flush=True)
     config = uvicorn.Config(app, log_level="warning", lifespan="off", timeout_graceful_shutdown=1)
     server = uvicorn.Server(config)

@@ -342,3 +342,21 @@ def test_a_strategy_may_not_join_another_strategys_oca_group() -> None:
     assert done.orders["c"].status == "cancelled"  # a finished order's group is free again
     again = decide_place(_place(strategy_id="t", **lmt), done, OFF, "DU1", "t3", None)
     assert isinstance(again, OrderRequested)
+
+
+def test_a_bracket_child_without_a_stop_counts_its_working_stop_sibling() -> None:
+    nlv = AccountValueReported(account="DU111", key="NetLiquidation", value="100000", currency="USD")
+    rate = AccountValueReported(account="DU111", key="ExchangeRate", value="1", currency="USD")
+    stop = msgspec.structs.replace(
+        requested("s1", "SELL", 100), order_type="STP", limit_price=None, stop_price=95.0,
+        parent_client_order_id="c1", transmit=False,
+    )  # fmt: skip
+    limits = RiskLimits(max_quantity=None, max_notional=None, max_risk_per_trade_pct_nlv=Decimal(1))
+    take = _place(side="SELL", quantity=100, order_type="LMT", limit_price=110.0, parent_client_order_id="c1")
+    state = _state_with(nlv, rate, requested(quantity=100), stop)
+    assert isinstance(decide_place(take, state, limits, "DU111", "t", None), OrderRequested)
+    gone = _state_with(
+        nlv, rate, requested(quantity=100), stop, sent("s1", 102), status("Cancelled", order_id=102)
+    )
+    denied = decide_place(take, gone, limits, "DU111", "t", None)
+    assert isinstance(denied, OrderDenied) and denied.code == "no_stop"

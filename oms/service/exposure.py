@@ -42,10 +42,13 @@ def exposure(
     described: Described | None = None,
     tally: Tally | None = None,
     limits: RiskLimits | None = None,
+    own: RiskLimits | None = None,
 ) -> Exposure:
     """What the risk checks need: O(working orders on the instrument); what only a limit that is off
-    would need (NetLiquidation, the bracket's stop) is not looked up."""
-    own = strategy_limits(limits, order.strategy_id) if limits is not None else None
+    would need (NetLiquidation, the bracket's stop) is not looked up. `own`: the strategy's limits,
+    where the caller has them already (else made from `limits`)."""
+    if own is None and limits is not None:
+        own = strategy_limits(limits, order.strategy_id)
     per_trade = own is not None and own.max_risk_per_trade_pct_nlv is not None
     trade, stop_pending = _trade(state, order, reference) if per_trade else (None, False)
     acct = state.accounts.get(order.account) if limits is not None and _needs_nlv(limits, own) else None
@@ -129,10 +132,9 @@ def _trade(state: State, order: OrderRequested, reference: Reference | None) -> 
     stop = _stop(order.order_type, order.stop_price, order.trailing_amount, order.trailing_percent, entry)
     if stop is not None:
         return Trade(entry, stop, order.quantity), False
-    siblings = (o for o in state.orders.values() if o.parent == parent.client_order_id)
-    has_stop = any(
-        o.status not in TERMINAL and (o.stop_price is not None or o.order_type in TRAILS) for o in siblings
-    )
+    held = find_position(state, parent.account, parent.contract)  # a bracket is on one instrument
+    working = (state.orders.get(coid) for coid in held.orders) if held is not None else ()
+    has_stop = any(o is not None and o.parent == parent.client_order_id and _protects(o) for o in working)
     return None, has_stop or not order.transmit
 
 
@@ -140,6 +142,7 @@ TRAILS = frozenset({"TRAIL", "TRAIL LIMIT"})
 
 
 def _protects(order: Order) -> bool:
+    """A stop a bracket's child gives it: a stop price, or a trailing stop."""
     return order.stop_price is not None or order.order_type in TRAILS
 
 

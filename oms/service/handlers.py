@@ -66,7 +66,7 @@ from oms.service import authz, intake, queries, riskview
 from oms.service.config import Config
 from oms.service.exposure import last_fill_reference
 from oms.service.pipeline import Pipeline
-from oms.service.risk import Described, Reference, RiskLimits, UnknownContract, strategy_limits
+from oms.service.risk import Described, Reference, RiskLimits, UnknownContract
 from oms.service.riskbook import RiskBook, scope_names, scope_switch
 from oms.service.terms import OWN_PRICE
 from oms.state.model import Account, Changed, Order, Position
@@ -83,9 +83,9 @@ REFERENCE_TIMEOUT_S = 2.0  # how long a market order waits for IB's market data 
 VALUING = ("max_notional", "max_position_value", "max_position_pct_nlv", "max_risk_per_trade_pct_nlv")
 
 
-def _prices(limits: RiskLimits, strategy_id: str) -> bool:
-    """Whether a market order needs a reference price: some limit values it."""
-    own = strategy_limits(limits, strategy_id)
+def _prices(limits: RiskLimits, own: RiskLimits) -> bool:
+    """Whether a market order needs a reference price: some limit (the account's or the strategy's
+    own) values it."""
     return any(getattr(lim, key) is not None for lim in (limits, own) for key in VALUING)
 
 
@@ -247,11 +247,21 @@ class Handlers:
         at_market = req.order_type not in OWN_PRICE or (
             parent is not None and parent.order_type not in OWN_PRICE
         )
-        if at_market and _prices(self.config.risk, req.strategy_id):
+        own = self.book.limits_of(kill_scope(req.strategy_id))  # kept: not made anew per order
+        if at_market and _prices(self.config.risk, own):
             reference = await self._reference(contract, described)
         self.book.now_ns = now = self.clock()
         decision = intake.decide_place(
-            req, state, self.config.risk, self.default_account, coid, reference, described, self.book, now
+            req,
+            state,
+            self.config.risk,
+            self.default_account,
+            coid,
+            reference,
+            described,
+            self.book,
+            now,
+            own,
         )
         if isinstance(decision, ErrorInfo):
             return decision

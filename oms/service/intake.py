@@ -177,10 +177,12 @@ def decide_place(
     described: Described | None = None,
     tally: Tally | None = None,
     now_ns: int | None = None,
+    own: RiskLimits | None = None,
 ) -> OrderRequested | OrderDenied | Duplicate | ErrorInfo:
     """`reference`: the price a market order is valued at; `described`: IB's contract details (the
     handler asks IB for both first); `tally`: the service's counts (none: every count is zero);
-    `now_ns`: the service's time (None: IB's time rules are not checked)."""
+    `now_ns`: the service's time (None: IB's time rules are not checked); `own`: the strategy's limits
+    where the caller keeps them (else made from `limits`)."""
     existing = state.orders.get(client_order_id)
     order = order_from_request(req, client_order_id, default_account, described, now_ns)
     if existing is not None:
@@ -203,12 +205,9 @@ def decide_place(
         order = msgspec.structs.replace(
             order, reference_price=float(reference.price), reference_source=reference.source
         )
-    denial = check_order(
-        order,
-        strategy_limits(limits, order.strategy_id),
-        exposure(state, order, reference, described, tally, limits),
-        limits,
-    )
+    if own is None:
+        own = strategy_limits(limits, order.strategy_id)
+    denial = check_order(order, own, exposure(state, order, reference, described, tally, limits, own), limits)
     if denial is not None:
         return OrderDenied(
             client_order_id=client_order_id,

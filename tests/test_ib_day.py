@@ -96,6 +96,9 @@ def test_the_schedule_goes_through_every_moment_crossed_in_order() -> None:
     ]  # fmt: skip
     assert schedule.crossed(at("2026-12-04T00:00")) == []  # a clock set back repeats nothing
     assert not Schedule(SimConfig(), 0.0).active and Schedule(SimConfig(), 0.0).crossed(1e12) == []
+    dst = Schedule(SimConfig(reset_at="23:45"), at("2026-11-01T12:00"))  # New York falls back that night
+    assert dst.crossed(at("2026-11-01T23:00")) == []  # 23:45 is wall-clock, not midnight + 23h45m
+    assert dst.crossed(at("2026-11-01T23:46")) == ["reset_start"]
 
 
 def test_a_bad_time_of_day_is_refused_by_name() -> None:

@@ -33,6 +33,8 @@ from zoneinfo import ZoneInfo
 
 import msgspec
 
+from oms.service.files import write_private
+
 if TYPE_CHECKING:
     from adapters.tws_sim.server import TwsSimulator
 
@@ -101,15 +103,6 @@ def parse_when(when: str, now: float) -> float:
     if moment.tzinfo is None:
         raise ValueError(f"{when!r} needs its zone (e.g. 2026-12-04T15:59:00-05:00)")
     return moment.timestamp()
-
-
-def write_private(path: Path, data: bytes) -> None:
-    """Atomically, mode 0600."""
-    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    os.replace(temp, path)
 
 
 class ControlServer:

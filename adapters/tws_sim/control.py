@@ -160,7 +160,7 @@ class ControlServer:
         if isinstance(command, ClockCommand):
             sim.set_time(parse_when(command.when, sim.now()))
             return Reply(ok=True, op="clock", time=iso_time(sim.now()))
-        await sim.drop_connections(code=None)
+        sim.restart()  # on the simulator's loop: the engine's one thread
         return Reply(ok=True, op="restart", time=iso_time(sim.now()))
 
 

@@ -67,7 +67,9 @@ class Engine:
         heapq.heapify(self._expiries)
         for key, price in state.prices.items():
             self.prices.set(key, price)
-        self.feeds = Feeds(self.peers, self.prices, self.accounts, config.tws_time_zone)
+        self.feeds = Feeds(
+            self.peers, self.prices, self.accounts, config.tws_time_zone, self.executions_today
+        )
         self._log: ChangeLog | None = None
         if config.state_dir:
             self.compact()

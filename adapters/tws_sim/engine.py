@@ -197,6 +197,9 @@ class Engine:
         if data_lost:  # IB (message codes, 1101): market and account data subscriptions must be resubmitted
             for peer in self.peers:
                 peer.market_data.clear()
+                peer.account_subscribed = None
+                peer.multi_subscriptions.clear()
+                peer.pnl_subscriptions.clear()
         self.peers.broadcast_error(
             code, f"Connectivity between IB and Trader Workstation has been restored - {kept}."
         )

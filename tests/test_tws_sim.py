@@ -367,7 +367,7 @@ def test_reqpnl_daily_pnl_restarts_each_day(lib_name: str) -> None:
             account = ib.managedAccounts()[0]
             for action in ("BUY", "SELL"):
                 trade = ib.placeOrder(_aapl(lib), lib.MarketOrder(action, 10))
-                await wait_for(lambda: trade.isDone())
+                await wait_for(trade.isDone)
             pnl = ib.reqPnL(account)
             await wait_for(lambda: pnl.realizedPnL < 0, "the round trip's commissions realized")
             assert pnl.dailyPnL == pytest.approx(pnl.realizedPnL)  # flat: all of it realized today

@@ -23,6 +23,17 @@ def lines(sim: TwsSimulator) -> int:
     return sim._call(lambda: sum(len(peer.market_data) for peer in sim.engine.peers))
 
 
+def account_lines(sim: TwsSimulator) -> list[tuple[str | None, list[int], list[int]]]:
+    """Each client's account subscriptions: reqAccountUpdates' account, reqAccountUpdatesMulti's and
+    reqPnL's request ids."""
+    return sim._call(
+        lambda: [
+            (p.account_subscribed, sorted(p.multi_subscriptions), sorted(p.pnl_subscriptions))
+            for p in sim.engine.peers
+        ]
+    )
+
+
 @matrix
 def test_nightly_reset_keeps_the_socket_and_resubscribes_market_data(ib: Cell) -> None:
     config = SimConfig(clock_start=START, reset_at="23:45", reset_minutes=10)
@@ -31,6 +42,9 @@ def test_nightly_reset_keeps_the_socket_and_resubscribes_market_data(ib: Cell) -
         async with session(ib, config) as (sim, adapter, sink):
             assert await adapter.reference_price(request("x").contract) is not None
             assert lines(sim) == 1
+            await until(lambda: account_lines(sim)[0][2], "reqPnL")
+            [(account, multi, pnl)] = account_lines(sim)
+            assert account and multi
             gtc = request("gtc-1", order_type="LMT", limit_price=1.0, tif="GTC")
             sink(gtc)
             await adapter.place(gtc)
@@ -41,6 +55,14 @@ def test_nightly_reset_keeps_the_socket_and_resubscribes_market_data(ib: Cell) -
             sim.advance(10 * 60)  # 23:56: back, data lost
             await until(lambda: states(sink)[-1] == "restored_data_lost", "1101")
             await until(lambda: lines(sim) == 1, "market data requested again")
+            await until(  # IB dropped the account subscriptions too: requested again, under new ids
+                lambda: (
+                    [(a, bool(m), bool(p)) for a, m, p in account_lines(sim)] == [(account, True, True)]
+                    and not set(account_lines(sim)[0][1]) & set(multi)
+                    and not set(account_lines(sim)[0][2]) & set(pnl)
+                ),
+                "account data requested again",
+            )
             await until(
                 lambda: not sink.state.reconciling and len(sink.of(ReconciliationFinished)) == 2, "sync"
             )
@@ -96,6 +118,9 @@ def test_the_schedule_goes_through_every_moment_crossed_in_order() -> None:
     ]  # fmt: skip
     assert schedule.crossed(at("2026-12-04T00:00")) == []  # a clock set back repeats nothing
     assert not Schedule(SimConfig(), 0.0).active and Schedule(SimConfig(), 0.0).crossed(1e12) == []
+    dst = Schedule(SimConfig(reset_at="23:45"), at("2026-11-01T12:00"))  # New York falls back that night
+    assert dst.crossed(at("2026-11-01T23:00")) == []  # 23:45 is wall-clock, not midnight + 23h45m
+    assert dst.crossed(at("2026-11-01T23:46")) == ["reset_start"]
 
 
 def test_a_bad_time_of_day_is_refused_by_name() -> None:

@@ -357,3 +357,25 @@ def test_reqpnl_reports_the_accounts_pnl_now_and_after_each_fill(lib_name: str) 
             assert pnl.dailyPnL == before  # cancelled: no more updates
 
     run(body)
+
+
+def test_reqpnl_daily_pnl_restarts_each_day(lib_name: str) -> None:
+    """IB's daily P&L restarts every day: yesterday's realized P&L stays in realizedPnL only."""
+
+    async def body() -> None:
+        async with sim_client(lib_name) as (sim, ib, lib):
+            account = ib.managedAccounts()[0]
+            for action in ("BUY", "SELL"):
+                trade = ib.placeOrder(_aapl(lib), lib.MarketOrder(action, 10))
+                await wait_for(trade.isDone)
+            pnl = ib.reqPnL(account)
+            await wait_for(lambda: pnl.realizedPnL < 0, "the round trip's commissions realized")
+            assert pnl.dailyPnL == pytest.approx(pnl.realizedPnL)  # flat: all of it realized today
+            realized = pnl.realizedPnL
+            ib.cancelPnL(account)
+            sim.set_time(sim.now() + 86400)
+            again = ib.reqPnL(account)
+            await wait_for(lambda: again.realizedPnL == realized, "the next day's first PNL")
+            assert again.dailyPnL == 0.0
+
+    run(body)

@@ -229,3 +229,12 @@ def test_timer_ticks_move_prices() -> None:
             await sim.stop()
 
     run(body)
+
+
+def test_history_end_reads_as_a_good_till_date_and_empty_is_now() -> None:
+    from adapters.tws_sim.history import end_epoch
+
+    assert end_epoch(" ", 123.0, "America/New_York") == 123.0
+    assert end_epoch("20261204-20:00:00", 0.0, "America/New_York") == 1796414400.0
+    assert end_epoch("20261204 15:00:00", 0.0, "America/New_York") == 1796414400.0  # TWS's zone
+    assert end_epoch("20261204 15:00:00 Nowhere/Zone", 0.0, "America/New_York") is None

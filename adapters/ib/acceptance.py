@@ -33,6 +33,7 @@ from events.schema import (
 )
 from oms.state.fold import step as fold_step
 from oms.state.model import Order, State, initial_state
+from oms.state.money import exact
 
 LIVE_PORTS = (7496, 4001)  # TWS live, IB Gateway live (IB's defaults)
 PAPER_PREFIX = "DU"
@@ -167,6 +168,7 @@ class Acceptance:
     async def _contracts(self) -> None:
         for label, contract in (("stock", STOCK), ("future", FUTURE), ("forex", FOREX)):
             name = f"contract details ({label})"
+            await self.adapter.pacer.acquire()  # IB's message rate, as the adapter's own requests
             try:
                 found = await asyncio.wait_for(
                     self.adapter.ib.reqContractDetailsAsync(outbound.ib_contract(self.adapter.lib, contract)),
@@ -179,7 +181,7 @@ class Acceptance:
                 self._done(name, False, self._answer("no contract"))
                 continue
             first = min(found, key=lambda d: d.contract.lastTradeDateOrContractMonth)
-            c, tick = first.contract, Decimal(repr(first.minTick)).normalize()
+            c, tick = first.contract, exact(first.minTick)
             more = f" (+{len(found) - 1} more)" if len(found) > 1 else ""
             self._done(name, True, f"{c.localSymbol or c.symbol} conId {c.conId} min tick {tick:f}{more}")
 

@@ -186,6 +186,20 @@ class IBAdapter:
             if (account, "") not in self.ib.wrapper.pnlKey2ReqId:
                 self.ib.reqPnL(account)
 
+    async def _resubscribe_account(self) -> None:
+        """After 1101: what connectAsync subscribed (account updates, per-account updates) and reqPnL
+        again. The library keeps its reqPnL map, which would make reqPnL a no-op: cancel first."""
+        accounts = self.ib.client.getAccounts()
+        for account in accounts:
+            if (account, "") in self.ib.wrapper.pnlKey2ReqId:
+                self.ib.cancelPnL(account)
+        self._subscribe_pnl()
+        if len(accounts) == 1:
+            await self.ib.reqAccountUpdatesAsync(accounts[0])
+        if len(accounts) <= self.ib.MaxSyncedSubAccounts:
+            for account in accounts:
+                await self.ib.reqAccountUpdatesMultiAsync(account)
+
     async def _connect_once(self, timeout: float) -> None:
         self._refused = ""
         self._connecting = True
@@ -300,7 +314,9 @@ class IBAdapter:
             return
         self._connection(link, f"{error.code}: {error.message}")
         if link == "restored_data_lost" and self._ready:
-            self._spawn(self.reference.resubscribe())  # IB: market data must be requested again after 1101
+            # IB (message codes, 1101): market and account data subscriptions must be resubmitted
+            self._spawn(self.reference.resubscribe())
+            self._spawn(self._resubscribe_account())
         if link in ("restored", "restored_data_lost") and self._ready and self._sync_from is None:
             self._spawn(self.reconcile(link))  # (a connect in progress reconciles anyway)
 

@@ -33,6 +33,8 @@ from zoneinfo import ZoneInfo
 
 import msgspec
 
+from oms.service.files import write_private
+
 if TYPE_CHECKING:
     from adapters.tws_sim.server import TwsSimulator
 
@@ -103,15 +105,6 @@ def parse_when(when: str, now: float) -> float:
     return moment.timestamp()
 
 
-def write_private(path: Path, data: bytes) -> None:
-    """Atomically, mode 0600."""
-    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    os.replace(temp, path)
-
-
 class ControlServer:
     """Serves the control channel for one simulator; `start` on the simulator's loop."""
 
@@ -167,7 +160,7 @@ class ControlServer:
         if isinstance(command, ClockCommand):
             sim.set_time(parse_when(command.when, sim.now()))
             return Reply(ok=True, op="clock", time=iso_time(sim.now()))
-        await sim.drop_connections(code=None)
+        sim.restart()  # on the simulator's loop: the engine's one thread
         return Reply(ok=True, op="restart", time=iso_time(sim.now()))
 
 

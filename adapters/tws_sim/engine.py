@@ -67,7 +67,9 @@ class Engine:
         heapq.heapify(self._expiries)
         for key, price in state.prices.items():
             self.prices.set(key, price)
-        self.feeds = Feeds(self.peers, self.prices, self.accounts, config.tws_time_zone)
+        self.feeds = Feeds(
+            self.peers, self.prices, self.accounts, config.tws_time_zone, self.executions_today
+        )
         self._log: ChangeLog | None = None
         if config.state_dir:
             self.compact()
@@ -195,6 +197,9 @@ class Engine:
         if data_lost:  # IB (message codes, 1101): market and account data subscriptions must be resubmitted
             for peer in self.peers:
                 peer.market_data.clear()
+                peer.account_subscribed = None
+                peer.multi_subscriptions.clear()
+                peer.pnl_subscriptions.clear()
         self.peers.broadcast_error(
             code, f"Connectivity between IB and Trader Workstation has been restored - {kept}."
         )

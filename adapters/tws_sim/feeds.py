@@ -3,21 +3,32 @@ portfolio after a fill, and market-data ticks when a price path moves."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
+from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 from adapters.tws_sim import messages_data as md
-from adapters.tws_sim.account import Account, Position
+from adapters.tws_sim.account import Account, ExecRecord, Position
 from adapters.tws_sim.catalog import BY_CON_ID, by_key
 from adapters.tws_sim.delivery import Peer, Peers
 from adapters.tws_sim.prices import PricePaths
+from oms.state.money import exact
 
 
 class Feeds:
-    def __init__(self, peers: Peers, prices: PricePaths, accounts: dict[str, Account], tz: str) -> None:
+    def __init__(
+        self,
+        peers: Peers,
+        prices: PricePaths,
+        accounts: dict[str, Account],
+        tz: str,
+        executions_today: Callable[[], list[ExecRecord]],
+    ) -> None:
         self.peers = peers
         self.prices = prices
         self.accounts = accounts
+        self.executions_today = executions_today
         self.tz = ZoneInfo(tz)
         self._streamed: dict[str, float] = {}
 
@@ -44,13 +55,26 @@ class Feeds:
         peer.send(md.account_time(datetime.fromtimestamp(epoch, self.tz).strftime("%H:%M")))
 
     def pnl(self, name: str, rows: list[tuple[str, str, str]] | None = None) -> tuple[float, float, float]:
-        """reqPnL's figures for an account, in its base currency: (daily, unrealized, realized). The
-        simulator has no prior close, so its day's P&L is its realized P&L plus the unrealized P&L
-        against average cost (docs/simulator.md)."""
+        """reqPnL's figures for an account, in its base currency: (daily, unrealized, realized). IB's daily
+        P&L restarts every day against the prior close; the simulator has no prior close, so its day's P&L
+        is what the account realized since midnight in TWS's zone plus the unrealized P&L against average
+        cost (docs/simulator.md)."""
         wanted = ("UnrealizedPnL", "RealizedPnL")
-        figures = {k: float(v) for k, v, c in rows or self.account_rows(name) if c == "BASE" and k in wanted}
-        unrealized, realized = figures.get("UnrealizedPnL", 0.0), figures.get("RealizedPnL", 0.0)
-        return unrealized + realized, unrealized, realized
+        figures = {k: exact(v) for k, v, c in rows or self.account_rows(name) if c == "BASE" and k in wanted}
+        unrealized, realized = (
+            figures.get("UnrealizedPnL", Decimal(0)),
+            figures.get("RealizedPnL", Decimal(0)),
+        )
+        rates = self.rates()
+        today = sum(
+            (
+                exact(e.realized_pnl) * exact(rates.get(e.contract.currency, 1.0))
+                for e in self.executions_today()
+                if e.account == name and e.realized_pnl
+            ),
+            Decimal(0),
+        )
+        return float(round(today, 2) + unrealized), float(unrealized), float(realized)
 
     def send_pnl(
         self, peer: Peer, req_id: int, name: str, rows: list[tuple[str, str, str]] | None = None

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import random
 import re
-from datetime import UTC, datetime
+from datetime import datetime
 from zoneinfo import ZoneInfo
 
 import msgspec
@@ -22,6 +22,7 @@ from adapters.tws_sim.framing import Field
 from adapters.tws_sim.hours import SESSIONS
 from adapters.tws_sim.prices import VOLATILITY, on_grid
 from adapters.tws_sim.requests import Reader, read_contract
+from adapters.tws_sim.timing import good_till_epoch
 from events.schema import Contract
 
 MAX_BARS = 2000
@@ -61,17 +62,8 @@ def seconds_of(text: str, units: dict[str, int], pattern: str) -> int | None:
 
 
 def end_epoch(text: str, now: float, tws_zone: str) -> float | None:
-    """endDateTime: empty for now, `YYYYMMDD-HH:MM:SS` (UTC), or `YYYYMMDD HH:MM:SS [zone]`."""
-    text = text.strip()
-    if not text:
-        return now
-    try:
-        if len(text) >= 17 and text[8] == "-":
-            return datetime.strptime(text[:17], "%Y%m%d-%H:%M:%S").replace(tzinfo=UTC).timestamp()
-        zone = text[17:].strip() or tws_zone
-        return datetime.strptime(text[:17], "%Y%m%d %H:%M:%S").replace(tzinfo=ZoneInfo(zone)).timestamp()
-    except (ValueError, KeyError):
-        return None
+    """endDateTime: empty for now, otherwise read as IB reads a goodTillDate (same two forms)."""
+    return good_till_epoch(text, tws_zone) if text.strip() else now
 
 
 def bars(

@@ -56,11 +56,12 @@ class Schedule:
         )  # a window may span midnight
         found: list[tuple[float, str]] = []
         while True:
-            midnight = datetime(day.year, day.month, day.day, tzinfo=ZONE).timestamp()
-            if midnight > now:
+            midnight = datetime(day.year, day.month, day.day)
+            if midnight.replace(tzinfo=ZONE).timestamp() > now:
                 break
             for minutes, moment in self._daily:
-                at = midnight + minutes * 60
+                # the wall-clock time in the zone, not midnight + elapsed seconds: a DST day is 23 or 25 hours
+                at = (midnight + timedelta(minutes=minutes)).replace(tzinfo=ZONE).timestamp()
                 if self._last < at <= now:
                     found.append((at, moment))
             day += timedelta(days=1)

@@ -130,9 +130,7 @@ class TwsSimulator:
             elif moment == RESET_END:
                 self.engine.set_link(True, self.config.reset_data_lost)
             elif moment == RESTART_START:
-                self.restarting = True
-                for peer in list(self.engine.peers):
-                    self.engine.drop_peer(peer, None)
+                self.restart(lasting=True)
             elif moment == RESTART_END:
                 self.restarting = False
 
@@ -214,14 +212,18 @@ class TwsSimulator:
         """Make the next `times` orders suffer fault `name`, whatever the configured probabilities."""
         self._call(lambda: self.engine.dice.force(name, times))
 
+    def restart(self, code: int | None = None, lasting: bool = False) -> None:
+        """TWS restarts: every API socket closes (error `code` first if given) and new ones are refused;
+        `lasting`: until the schedule's restart_end, else TWS is back at once (the control channel's and
+        the fault hook's restart)."""
+        self.restarting = True
+        for peer in list(self.engine.peers):
+            self.engine.drop_peer(peer, code)
+        self.restarting = lasting
+
     async def drop_connections(self, code: int | None = 1100) -> None:
         """The API sockets drop (TWS restarting), error `code` first; safe from any thread's loop."""
-
-        def run() -> None:
-            for peer in list(self.engine.peers):
-                self.engine.drop_peer(peer, code)
-
-        self._call(run)
+        self._call(lambda: self.restart(code))
 
     def place_external_order(
         self,

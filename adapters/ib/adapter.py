@@ -42,6 +42,7 @@ from events.schema import (
 )
 from oms.service.risk import UnknownContract
 from oms.state.model import State, initial_state
+from oms.state.money import exact
 
 log = logging.getLogger(__name__)
 
@@ -454,7 +455,7 @@ class IBAdapter:
         except ReferenceDataError as exc:
             log.info("no reference price for %s: %s", contract.symbol, exc)
             return None
-        return Decimal(repr(found.price))
+        return exact(found.price)
 
     def order_id_of(self, client_order_id: str) -> int:
         """IB's orderId for one of our orders: this session's, else the log's."""

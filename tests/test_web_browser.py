@@ -425,7 +425,8 @@ def test_the_live_page_fits_1280_pixels_and_keeps_each_instrument_s_colour(stack
         "omsCharts.positions.series.some(s => (s.label || '').endsWith('NVDA'))", timeout=5000
     )
     after = page.evaluate(colours)
-    assert all(after[label] == colour for label, colour in before.items() if label in after)
+    assert before and before.keys() <= after.keys(), (before, after)  # no instrument's series went missing
+    assert all(after[label] == colour for label, colour in before.items())
     fresh = stack.browser.new_page(viewport={"width": 1280, "height": 900}, bypass_csp=True)
     fresh.goto(stack.web.url)
     fresh.wait_for_function("omsCharts.positions && omsCharts.positions.series.length > 1", timeout=5000)

@@ -132,6 +132,17 @@ def stream_last_seq(url: str, stream: str) -> int:
         return -1
 
 
+async def step_down(urls: str, stream: str) -> None:
+    """Ask the stream's leader to hand over (the JetStream API, not the code under test)."""
+    import nats
+
+    nc = await nats.connect(urls.split(","))
+    try:
+        await nc.request(f"$JS.API.STREAM.LEADER.STEPDOWN.{stream}", b"", timeout=5)
+    finally:
+        await nc.close()
+
+
 class ChildProcess:
     """A child `python ...` whose output goes to a log file; `kill()` is kill -9."""
 

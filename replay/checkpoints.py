@@ -51,12 +51,12 @@ def start(journal: Path, max_seq: int | None) -> tuple[int, bytes] | None:
     """The newest stored state at or below `max_seq`: the service's snapshot, or a checkpoint of replay's
     when one is nearer (then marked as used)."""
     folder = checkpoint_dir(journal)
-    own = _newest_seq(list_snapshots(journal, folder), max_seq)
-    if own > _newest_seq(list_snapshots(journal), max_seq):
+    service = _newest_seq(list_snapshots(journal), max_seq)
+    if _newest_seq(list_snapshots(journal, folder), max_seq) > service:
         with warnings.catch_warnings():  # a stale or damaged cache entry is deleted and rebuilt, not news
             warnings.simplefilter("ignore", CorruptSnapshotWarning)
             found = latest_snapshot(journal, max_seq, discard=True, folder=folder)
-        if found is not None:
+        if found is not None and found[0] > service:  # an older checkpoint than the service's: not nearer
             _touch(journal, folder, found[0])
             return found
     return latest_snapshot(journal, max_seq)

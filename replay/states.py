@@ -55,7 +55,8 @@ def states_at(source: Source, seqs: Sequence[int], *, use_snapshots: bool = True
     state, done = (decode_state(start[1]), start[0]) if start else (initial_state(), 0)
     keep = getattr(source, "keep", None) if use_snapshots else None
     start_bytes = len(start[1]) if start else 0
-    for seq in seqs:
+    last = len(seqs) - 1
+    for i, seq in enumerate(seqs):
         mark = seq - seq % checkpoints.EVERY
         if keep is not None and checkpoints.worth_keeping(mark - done, start_bytes):
             state = fold(source.read(done + 1, mark), state)
@@ -65,7 +66,7 @@ def states_at(source: Source, seqs: Sequence[int], *, use_snapshots: bool = True
         if seq > done:
             state = fold(source.read(done + 1, seq), state)
             done = seq
-        yield state if seq is seqs[-1] else copy_state(state)  # the last one is not folded on: no copy
+        yield state if i == last else copy_state(state)  # the last one is not folded on: no copy
 
 
 def diff_states(before: State, after: State, *, everything: bool = False) -> list[FieldChange]:

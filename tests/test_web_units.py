@@ -15,15 +15,18 @@ from types import SimpleNamespace
 
 import msgspec
 import pytest
+from jinja2 import Environment, FileSystemLoader
+from msgspec.structs import replace
 
 from events.schema import Contract, Envelope, ExecutionReported, KillSwitchChanged, OrderRequested, OrderSent
 from oms.cli.web import ReplayRecording, split_listen
 from oms.protocol import PlaceRequest
 from oms.state.fold import fold, step
-from oms.state.model import Position, Removed, initial_state
+from oms.state.model import Order, Position, Removed, initial_state
 from oms.web import views
 from oms.web.app import build_app
 from oms.web.charts import Charts
+from oms.web.finished import Finished
 from oms.web.intake import Intake, IntakeConfigError, WebhookConfig, load_intake, order_of_alert
 from oms.web.security import Guard, is_loopback_host
 from oms.web.session import Session
@@ -327,3 +330,42 @@ def test_the_header_shows_each_scoped_kill_switch_with_its_code() -> None:
     )
     state = fold([Envelope(3, 3, KillSwitchChanged(engaged=True, reason="halt"))], state)
     assert views.status_of(state, 3, "following")["kill_switch"].startswith("ENGAGED: halt; account:DU1")
+
+
+def test_a_scoped_kill_leaves_the_button_for_the_switch_for_everything_on_engage() -> None:
+    """A loss limit's kill of one strategy is not the switch for everything: the page still offers to
+    engage it (the global release never lifts a scoped kill)."""
+    sections = (
+        Environment(loader=FileSystemLoader(Path(views.__file__).parent / "templates"))
+        .get_template("sections.html")
+        .module
+    )
+    loss = KillSwitchChanged(engaged=True, strategy_id="mom", code="daily_loss_limit", reason="lost 3")
+    state = fold([Envelope(1, 1, loss)])
+    header = str(sections.status(views.status_of(state, 1, "following"), True, "tcp://127.0.0.1:1"))  # type: ignore[attr-defined]
+    assert "engage kill switch" in header and "release kill switch" not in header
+    state = fold([Envelope(2, 2, KillSwitchChanged(engaged=True, reason="halt"))], state)
+    header = str(sections.status(views.status_of(state, 2, "following"), True, "tcp://127.0.0.1:1"))  # type: ignore[attr-defined]
+    assert "release kill switch" in header and "engage kill switch" not in header
+
+
+def test_the_filter_s_query_is_url_encoded() -> None:
+    """A strategy named with `&` or `=` follows that strategy, not another filter."""
+    assert (
+        views.Filter(strategy="a&b=c", symbol="", account="", everything=False).query()
+        == "strategy=a%26b%3Dc"
+    )
+
+
+def test_finished_keeps_the_newer_order_when_the_refolded_history_arrives_after_the_live_feed() -> None:
+    done = Order(client_order_id="c1", strategy_id="s", account="DU1", contract=Contract(symbol="AAPL"),
+                 side="BUY", quantity=Decimal(1), status="cancelled", updated_seq=5)  # fmt: skip
+    later = replace(done, status="filled", updated_seq=9)  # a late fill after the cancel, seen live first
+    finished = Finished(limit=10)
+    finished.record(
+        initial_state(), Envelope(9, 9, OrderSent(client_order_id="c1", order_id=1, client_id=1)), (later,)
+    )
+    finished.record(
+        initial_state(), Envelope(5, 5, OrderSent(client_order_id="c1", order_id=1, client_id=1)), (done,)
+    )
+    assert finished.orders["c1"] is later

@@ -339,12 +339,15 @@ class Mirror:
             try:
                 if not self._following:  # NATS is away: the lag still grows with the journal
                     self.journal_seq = max(self.journal_seq, self.reader.last_seq())
-                await self._read_cluster()
                 await self._upload_snapshot()
                 await self._publish_status()
             except Exception as exc:  # a report that fails is retried next interval, never fatal
                 log.warning("mirror status/snapshot: %s: %s", type(exc).__name__, exc)
             self._write_status()
+            try:  # after the report: asking the cluster can wait out a leader election
+                await self._read_cluster()  # shown in the next report
+            except Exception as exc:
+                log.warning("mirror cluster info: %s: %s", type(exc).__name__, exc)
 
     async def _read_cluster(self) -> None:
         """Which node the mirror talks to, and the stream's leader and replicas (what `oms status`

@@ -10,6 +10,7 @@ keeping the newest `limit` of each, so memory stays bounded.
 from __future__ import annotations
 
 from events.schema import CommissionReported, Envelope, ExecutionReported
+from oms.state.fills import base_of
 from oms.state.model import TERMINAL, Fill, Order, State
 
 
@@ -20,16 +21,18 @@ class Finished:
         self.fills: dict[str, Fill] = {}  # keyed as `State.fills` is: a correction replaces its fill
 
     def record(self, state: State, env: Envelope, changes: tuple[object, ...]) -> None:
-        """After `state` applied `env` (which changed `changes`)."""
+        """After `state` applied `env` (which changed `changes`). The history refolded at start and the
+        live feed record into the same maps meanwhile: an entry is only ever replaced by a newer one."""
         for change in changes:
             if isinstance(change, Order) and change.status in TERMINAL:
-                self.orders[change.client_order_id] = change
+                kept = self.orders.get(change.client_order_id)
+                if kept is None or change.updated_seq >= kept.updated_seq:
+                    self.orders[change.client_order_id] = change
         if isinstance(env.event, ExecutionReported | CommissionReported):
-            # the fold keys a fill by its execId without the revision after the last dot (its corrections
-            # share the key; oms/state/fills.py)
-            key = env.event.exec_id.rpartition(".")[0] or env.event.exec_id
+            key = base_of(env.event.exec_id)  # corrections share their fill's key
             fill = state.fills.get(key)
-            if fill is not None:
+            kept_fill = self.fills.get(key)
+            if fill is not None and (kept_fill is None or fill.updated_seq >= kept_fill.updated_seq):
                 self.fills[key] = fill
         if len(self.orders) > 2 * self.limit:
             newest = sorted(self.orders.values(), key=lambda o: o.updated_seq)[-self.limit :]

@@ -134,10 +134,15 @@ class Session:
         return list(self.recording.read(first, seq))[::-1] if seq else []
 
 
+def _cache(path: Path) -> bool:
+    """Replay's own checkpoints (replay.checkpoints): a cache beside the journal, not the session."""
+    return any(part.endswith(".checkpoints") for part in path.parts)
+
+
 def _size(path: Path) -> str:
     """Bytes on disk of a data directory or an archive, as a person reads them ("12.3 MB")."""
     try:
-        files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
+        files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file() and not _cache(p)]
         total = float(sum(f.stat().st_size for f in files))
     except OSError:
         return "?"

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
+from urllib.parse import urlencode
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from oms.listing import instrument_name, listed_by_default, trigger_price
@@ -174,7 +175,7 @@ class Filter:
         return {k: v for k, v in every.items() if v}
 
     def query(self) -> str:
-        return "&".join(f"{k}={v}" for k, v in self.fields().items())
+        return urlencode(self.fields())
 
 
 # --- rows -------------------------------------------------------------------------------------------
@@ -333,6 +334,7 @@ def status_of(state: State, seq: int, followed: str, clock: Clock = UTC_CLOCK) -
         "zone": clock.zone,
         "simulator": "simulator" if clock.simulator else "",
         "kill_switch": kill_text(state),
+        "engaged": "1" if state.kill_switch else "",  # the switch for everything: what its button does
         "reconciling": "reconciling" if state.reconciling else "",
         "open_orders": str(open_orders(state)),
     }

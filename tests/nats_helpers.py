@@ -12,7 +12,6 @@ import itertools
 import ssl
 import subprocess
 import sys
-import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
@@ -88,13 +87,24 @@ def stream_payloads(url: str, stream: str, tls: ssl.SSLContext | None = None) ->
         finally:
             await nc.close()
 
-    deadline = time.monotonic() + 30  # a cluster that just regained a majority may still elect leaders
-    while True:
+    import nats.errors
+
+    read_back: list[list[tuple[int, bytes]]] = []
+    failures: list[nats.errors.Error] = []
+
+    def read_whole() -> bool:
         try:
-            return asyncio.run(read())
-        except Exception:
-            if time.monotonic() > deadline:
-                raise
+            read_back.append(asyncio.run(read()))
+        except nats.errors.Error as exc:  # nats-py's and JetStream's errors, timeouts included
+            failures.append(exc)
+            return False
+        return True
+
+    try:  # a cluster that just regained a majority may still elect leaders
+        wait_until(read_whole, timeout=30, interval=0.2, what=f"stream {stream} read whole")
+    except AssertionError as timed_out:
+        raise timed_out from (failures[-1] if failures else None)
+    return read_back[0]
 
 
 def stream_last_seq(url: str, stream: str) -> int:
@@ -120,6 +130,17 @@ def stream_last_seq(url: str, stream: str) -> int:
         return asyncio.run(read())
     except Exception:
         return -1
+
+
+async def step_down(urls: str, stream: str) -> None:
+    """Ask the stream's leader to hand over (the JetStream API, not the code under test)."""
+    import nats
+
+    nc = await nats.connect(urls.split(","))
+    try:
+        await nc.request(f"$JS.API.STREAM.LEADER.STEPDOWN.{stream}", b"", timeout=5)
+    finally:
+        await nc.close()
 
 
 class ChildProcess:

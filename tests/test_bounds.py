@@ -87,6 +87,8 @@ def test_any_decimal_is_taken_or_refused_by_its_bound_and_always_shown(quantity:
         assert "positive number" in str(exc) or "above 1000000000" in str(exc) or "significant" in str(exc)
     else:
         assert 0 < quantity <= MAX_QUANTITY
+        significant = "".join(map(str, quantity.as_tuple().digits)).strip("0")  # 1000 has 1, 1.05 has 3
+        assert len(significant) <= QUANTITY_DIGITS, f"{quantity} taken with {len(significant)} digits"
 
 
 @dataclass

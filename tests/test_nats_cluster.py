@@ -39,6 +39,7 @@ from tests.nats_helpers import (
     nats_server,
     new_stream,
     require_nats_server,
+    step_down,
     stream_last_seq,
     stream_payloads,
     write_journal,
@@ -305,17 +306,6 @@ def test_a_replay_reading_the_stream_goes_on_when_the_node_holding_its_consumer_
 
 def behind(status: MirrorStatus) -> set[str]:
     return {replica.name for replica in status.replicas if not replica.current or replica.offline}
-
-
-async def step_down(urls: str, stream: str) -> None:
-    """Ask the stream's leader to hand over (the JetStream API, not the code under test)."""
-    import nats
-
-    nc = await nats.connect(urls.split(","))
-    try:
-        await nc.request(f"$JS.API.STREAM.LEADER.STEPDOWN.{stream}", b"", timeout=5)
-    finally:
-        await nc.close()
 
 
 def local_last_seq(jsz: object, stream: str) -> int:

@@ -140,7 +140,7 @@ def test_an_account_holding_nothing_has_no_unrealized_pnl_and_ibs_summary_row_co
     books.apply(RATE)
     assert books.book.daily_pnl(books.state, "account:DU111") == Decimal(0)
     traded(books)  # 5 shares held now: IB's figure is needed
-    assert isinstance(books.book.daily_pnl(books.state, "account:DU111"), str)
+    assert books.book.daily_pnl(books.state, "account:DU111") == "IB has not reported DU111's UnrealizedPnL"
     books.apply(
         AccountValueReported(account="DU111", key="NetLiquidation", value="100000", currency="USD"),
         AccountValueReported(account="DU111", key="UnrealizedPnL", value="-1.50", currency="USD"),

@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -18,7 +19,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from events.reader import JournalReader
-from events.schema import OrderRequested
+from events.schema import ExecutionReported, OrderRequested
 from oms.client import Client
 from oms.protocol import ContractSpec
 from tests.client_helpers import ServiceProcess, running_service
@@ -150,8 +151,17 @@ def test_the_charts_draw(stack: Stack) -> None:
 
 
 def test_a_late_web_app_charts_the_history_before_it_started(stack: Stack) -> None:
-    """Its client starts from a snapshot; the chart history before it is refolded from `events` replies."""
-    started = time.time()
+    """Its client starts from a snapshot; the chart history before it is refolded from `events` replies.
+    Times are the service's (the embedded simulator's) clock, so they are compared with the journal's."""
+    bought = Decimal(0)  # the first order (AAPL, 10) brings the position to 10 at its fill's own time
+    for env in JournalReader(stack.service.data_dir / "journal").read():
+        if isinstance(env.event, ExecutionReported) and env.event.contract.symbol == "AAPL":
+            bought += env.event.shares
+            if bought == 10:
+                filled_at = env.ts / 1e9
+                break
+    else:
+        pytest.fail("the first order's fill is not in the journal")
     late = WebProcess(stack.shots, "--data-dir", str(stack.service.data_dir), name="late").start()
     try:
         page = stack.browser.new_page(bypass_csp=True)
@@ -162,7 +172,7 @@ def test_a_late_web_app_charts_the_history_before_it_started(stack: Stack) -> No
             timeout=5000,
         )
         times, quantities = page.evaluate("omsCharts.positions.data.slice(0, 2)")
-        assert times[quantities.index(10)] < started  # charted at the fill's own time, from before the app
+        assert times[quantities.index(10)] == filled_at  # charted at the fill's own time, from before the app
         page.close()
     finally:
         late.stop()
@@ -415,7 +425,8 @@ def test_the_live_page_fits_1280_pixels_and_keeps_each_instrument_s_colour(stack
         "omsCharts.positions.series.some(s => (s.label || '').endsWith('NVDA'))", timeout=5000
     )
     after = page.evaluate(colours)
-    assert all(after[label] == colour for label, colour in before.items() if label in after)
+    assert before and before.keys() <= after.keys(), (before, after)  # no instrument's series went missing
+    assert all(after[label] == colour for label, colour in before.items())
     fresh = stack.browser.new_page(viewport={"width": 1280, "height": 900}, bypass_csp=True)
     fresh.goto(stack.web.url)
     fresh.wait_for_function("omsCharts.positions && omsCharts.positions.series.length > 1", timeout=5000)

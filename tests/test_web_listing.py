@@ -23,7 +23,7 @@ from oms.web.finished import Finished
 from oms.web.security import Guard
 from oms.web.session import Session
 from tests.client_helpers import REPO
-from tests.test_fold_history import _retired_c1
+from tests.test_fold_history import _envs, _filled_order, _retired_c1
 from tests.test_replay_support import T0, explicit_events, write_journal
 
 OPTION = Contract(symbol="AAPL", sec_type="OPT", last_trade_date="20261218", strike=200.0, right="C",
@@ -92,13 +92,21 @@ def test_finished_orders_and_fills_stay_listed_after_the_fold_retires_them() -> 
 
 
 def test_finished_keeps_only_the_newest() -> None:
-    _, envelopes = _retired_c1()
+    """Three orders finish one after another with room for one: the trim (past twice the limit) runs and
+    keeps the newest order and its fill."""
+    events = [
+        event
+        for i, coid in enumerate(("c1", "c2", "c3"))
+        for event in _filled_order(coid, order_id=101 + i, perm_id=9001 + i)
+    ]
     finished = Finished(limit=1)
     state = initial_state()
-    for env in envelopes:
+    for env in _envs(events):
         state, changes = step(state, env)
         finished.record(state, env, changes)
-    assert len(finished.orders) <= 2 and len(finished.fills) <= 2
+        assert len(finished.orders) <= 2 and len(finished.fills) <= 2
+    assert list(finished.orders) == ["c3"] and finished.orders["c3"].status == "filled"
+    assert [(key, fill.client_order_id) for key, fill in finished.fills.items()] == [("0001.9003", "c3")]
 
 
 def test_the_one_clock_reads_in_the_service_s_zone() -> None:

@@ -50,6 +50,7 @@ async def running(mirror: Mirror) -> AsyncIterator[asyncio.Task[None]]:
     try:
         yield task
     finally:
+        mirror.stop()
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -115,6 +116,29 @@ def shared_wire(service: Any) -> Any:
     wire.close()
 
 
+REQUEST_KINDS = {
+    "order_requested",
+    "modify_requested",
+    "cancel_requested",
+    "order_denied",
+    "order_sent",
+    "kill_switch",
+}
+
+
+def requested_since(service: Any, seq: int) -> list[str]:
+    """The kinds journaled after `seq` that a request can cause (IB's own reports, such as the account
+    values the simulator keeps sending, may arrive meanwhile and change nothing a request did)."""
+    from events.reader import JournalReader
+    from events.schema import kind_of
+
+    service.call(lambda: service.service.pipeline.drain())  # what the loop accepted is in the file
+    kinds = (
+        kind_of(env.event) for env in JournalReader(Path(service.config.data_dir) / "journal").read(seq + 1)
+    )
+    return [kind for kind in kinds if kind in REQUEST_KINDS]
+
+
 def test_every_bad_request_gets_its_error_code_and_changes_nothing(service: Any) -> None:
     wire = Wire(service.endpoints.router)
     before = last_seq(service)
@@ -131,7 +155,7 @@ def test_every_bad_request_gets_its_error_code_and_changes_nothing(service: Any)
     assert empty_symbol == "contract.symbol: expected text of at least 1 character"
     huge = wire.request(enc(place(quantity=2e9)))["error"]["message"]
     assert huge == "quantity 2000000000 is above 1000000000, the most an order may have"
-    assert last_seq(service) == before
+    assert requested_since(service, before) == []
     assert wire.ok({"op": "ping"})["ready"] is True
     wire.close()
 
@@ -145,7 +169,7 @@ def test_extra_frames_and_req_envelope(service: Any) -> None:
     wire.send_frames([b"", enc({"op": "ping", "id": 9})])  # REQ-style envelope is answered the same way
     dealer_reply = wire.dealer.recv_multipart()
     assert dealer_reply[0] == b"" and msgspec.msgpack.decode(dealer_reply[1])["id"] == 9
-    assert last_seq(service) == before
+    assert requested_since(service, before) == []
     wire.close()
 
 
@@ -208,7 +232,7 @@ def test_generated_garbage_is_always_answered_and_never_logged(
             assert reply["error"]["code"] != "internal", reply
         else:
             assert reply["op"] not in {"place", "modify", "cancel"}, reply  # cancel_all: nothing working
-    assert last_seq(service) == before
+    assert requested_since(service, before) == []
     assert not problems.records, [r.getMessage() for r in problems.records]  # no traceback, no error
 
 
@@ -222,7 +246,7 @@ def test_deep_nesting_is_malformed_with_nothing_on_stderr(
         assert reply["error"]["code"] == "malformed", reply
         assert "nested too deeply" in reply["error"]["message"]
     assert wire.ok({"op": "ping"})["ready"] is True
-    assert last_seq(service) == before
+    assert requested_since(service, before) == []
     assert not problems.records, [r.getMessage() for r in problems.records]
     captured = capfd.readouterr()
     assert "Traceback" not in captured.err and "RecursionError" not in captured.err

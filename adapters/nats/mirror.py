@@ -127,6 +127,8 @@ class Mirror:
         reporter = asyncio.create_task(self._report_forever())
         try:
             self._nc = await self._connect()
+            if self._nc is None:
+                return
             # API requests bounded as acks are: one sent while a cluster elects a leader is never
             # answered, and the default 5 s would hold the mirror up after the election is over
             js = self._nc.jetstream(timeout=self.config.ack_timeout_s)
@@ -166,7 +168,7 @@ class Mirror:
             await asyncio.sleep(0.01)
         return self.mirrored_seq >= last
 
-    async def _connect(self) -> NatsClient:
+    async def _connect(self) -> NatsClient | None:
         """Connect, retrying while no server answers (the mirror may start before nats-server)."""
         import nats.errors
 
@@ -178,7 +180,7 @@ class Mirror:
             self._reconnects += 1
 
         warned = False
-        while True:
+        while not self._ending():
             try:
                 nc = await connect(
                     self.config.nats,
@@ -194,10 +196,11 @@ class Mirror:
                 continue
             self.connected = True
             return nc
+        return None  # asked to stop before any server answered
 
     async def _wait_connected(self) -> None:
         assert self._nc is not None
-        while not self._nc.is_connected:
+        while not self._nc.is_connected and not self._ending():
             await asyncio.sleep(0.02)
 
     async def _ensure_stream(self, js: JetStreamContext) -> None:
@@ -334,7 +337,7 @@ class Mirror:
     # --- status and snapshot, once per interval -------------------------------------------------
 
     async def _report_forever(self) -> None:
-        while True:
+        while not self._ending():  # a cancellation swallowed inside a NATS await still ends it
             await asyncio.sleep(self.config.status_interval_s)
             try:
                 if not self._following:  # NATS is away: the lag still grows with the journal

@@ -378,14 +378,33 @@ class ServiceThread:
         asyncio.set_event_loop(self.loop)  # ib_insync asks the policy for this thread's loop
         self.loop.run_forever()
 
-    def start(self, timeout: float = 30.0) -> ServiceThread:
+    def start(self, timeout: float = 60.0) -> ServiceThread:
         self._thread.start()
         try:
             asyncio.run_coroutine_threadsafe(self._start(), self.loop).result(timeout)
+        except TimeoutError:
+            where = self._where()  # before stopping: what the start was waiting for
+            self.stop()
+            raise TimeoutError(f"the service did not start within {timeout:g} s; {where}") from None
         except BaseException:
             self.stop()
             raise
         return self
+
+    def _where(self) -> str:
+        """Where each of the loop's tasks waits, and the IB connection attempts (a start that hangs says
+        why)."""
+        broker = getattr(self.service, "broker", None)
+        lines = [f"IB connect attempts: {getattr(broker, 'connect_attempts', '?')}; the loop's tasks:"]
+        for task in list(asyncio.all_tasks(self.loop)):
+            lines.append(f"{task.get_name()}:")
+            awaiting: Any = task.get_coro()
+            while awaiting is not None:  # down the chain of awaits (get_stack shows only the outermost)
+                frame = getattr(awaiting, "cr_frame", None) or getattr(awaiting, "gi_frame", None)
+                if frame is not None:
+                    lines.append(f"  {frame.f_code.co_filename}:{frame.f_lineno} in {frame.f_code.co_name}")
+                awaiting = getattr(awaiting, "cr_await", None) or getattr(awaiting, "gi_yieldfrom", None)
+        return "\n".join(lines)
 
     async def _start(self) -> None:
         self.service, self.sim = await build(self.config, self.sim_config)

@@ -135,7 +135,7 @@ def commission(plan: Plan, ev: ev_.CommissionReported) -> tuple[Fill, Money, Mon
         if fill is None or later(ev.exec_id, fill.exec_id):  # its execution has not come yet
             plan.w["pending_commissions", ev.exec_id] = report
         return None  # otherwise it is for an execution a correction replaced
-    new = replace(_with_commission(fill, report), updated_seq=plan.seq)
+    new = _with_commission(fill, report, plan.seq)
     if new.commission == fill.commission and new.broker_realized_pnl == fill.broker_realized_pnl:
         return None
     plan.w["fills", base] = new
@@ -169,12 +169,14 @@ _NO_FILL = Fill(
 )  # fmt: skip
 
 
-def _with_commission(fill: Fill, report: Commission) -> Fill:
+def _with_commission(fill: Fill, report: Commission, updated_seq: int | None = None) -> Fill:
+    """`fill` with the report's commission and realized P&L (and `updated_seq` when given)."""
     realized = report.realized_pnl
     return replace(
         fill,
         commission={report.currency: report.commission} if report.commission else {},
         broker_realized_pnl={report.currency: realized} if realized else {},
+        updated_seq=fill.updated_seq if updated_seq is None else updated_seq,
     )
 
 

@@ -138,9 +138,9 @@ def transition(order: Order, trigger: Trigger) -> OrderStatus:
 
 
 def fill_trigger(executed: Decimal, quantity: Decimal) -> Trigger:
-    if quantity > 0 and executed >= quantity:
+    if quantity > ZERO and executed >= quantity:
         return "fill_all"
-    return "fill_part" if executed > 0 else "fill_none"
+    return "fill_part" if executed > ZERO else "fill_none"
 
 
 def triggered(order: Order, trigger: Trigger, seq: int, ts: int, reason: str = "") -> Order:
@@ -183,8 +183,8 @@ def executed(
     quantity IB has not told us is taken as complete: quantity = executed."""
     quantity = order.quantity
     trigger: Trigger
-    if order.external and quantity == 0 and order.status in ("submitted", "filled", "partially_filled"):
-        filled, overfill, remaining, trigger = qty, ZERO, ZERO, "fill_all" if qty > 0 else "fill_none"
+    if order.external and quantity == ZERO and order.status in ("submitted", "filled", "partially_filled"):
+        filled, overfill, remaining, trigger = qty, ZERO, ZERO, "fill_all" if qty > ZERO else "fill_none"
     else:
         filled = min(qty, quantity)
         overfill = qty - filled
@@ -381,7 +381,7 @@ def open_order_reported(order: Order, ev: OpenOrderReported, new: bool, seq: int
             tif=ev.tif,
             outside_rth=ev.outside_rth,
         )
-    unknown_quantity = order.external and order.quantity == 0 and ev.quantity > 0
+    unknown_quantity = order.external and order.quantity == ZERO and ev.quantity > ZERO
     if order.status in TERMINAL and not unknown_quantity:
         return order
     if order.quantity != ev.quantity:

@@ -59,11 +59,9 @@ def commit(plan: Plan) -> None:
     """Write the plan into its state: assignments only, so it cannot stop half-way."""
     state = plan.state
     for (tag, key), value in plan.w.items():
-        if tag == REMOVED:
-            continue
         if value is None:
             getattr(state, tag).pop(key, None)
-        else:
+        elif tag != REMOVED:  # a change only, no field
             getattr(state, tag)[key] = value
     if plan.appended:
         inputs = state.position_inputs
@@ -73,8 +71,9 @@ def commit(plan: Plan) -> None:
                 inputs[key] = entries
             else:
                 current.extend(entries)
-    for name, value in plan.fields.items():
-        setattr(state, name, value)
+    if plan.fields:
+        for name, value in plan.fields.items():
+            setattr(state, name, value)
 
 
 def changed(plan: Plan) -> tuple[Changed, ...]:

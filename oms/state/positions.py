@@ -66,11 +66,9 @@ def views(key: str, strategy: str) -> tuple[tuple[bool, str, str], tuple[bool, s
 
 def _view(plan: Plan, account_wide: bool) -> tuple[str, dict[str, Position]]:
     """A view's tag in the plan and its table in the state: account-wide, or the strategies'."""
-    return (
-        ("positions", plan.state.positions)
-        if account_wide
-        else ("strategy_positions", plan.state.strategy_positions)
-    )
+    if account_wide:
+        return "positions", plan.state.positions
+    return "strategy_positions", plan.state.strategy_positions
 
 
 def working_bits(plan: Plan, members: Iterable[str]) -> int:
@@ -122,7 +120,8 @@ def apply(plan: Plan, account_wide: bool, pkey: str, strategy: str, order: Order
         pos = _filled(pos, fill, seq)
     if commission and pos is not None:
         pos = commission_moved(pos, commission, seq)
-    _store(plan, account_wide, pkey, before, pos)
+    if pos is not before and pos is not None:
+        w[tag, pkey] = pos
     return before, pos
 
 
@@ -143,7 +142,7 @@ def _member(plan: Plan, pos: Position | None, pkey: str, strategy: str, order: O
     coid = order.client_order_id
     members = pos.orders
     if (coid in members) != working:
-        members = (*members, coid) if working else tuple(c for c in members if c != coid)
+        members = (*members, coid) if working else tuple([c for c in members if c != coid])
     bits = working_bits(plan, members)
     moved = bits != pos.working or created
     if not moved and members is pos.orders:
@@ -233,7 +232,7 @@ def _move(plan: Plan, account_wide: bool, key: str, new_key: str, pos: Position,
 def status_of(qty: Decimal, bits: int) -> PositionStatus:
     """The design card's five states, from the quantity and the working orders on the key."""
     if qty:
-        return "closing" if bits & (SELLING if qty > 0 else BUYING) else "filled"
+        return "closing" if bits & (SELLING if qty > ZERO else BUYING) else "filled"
     if not bits & (BUYING | SELLING):
         return "closed"
     return "submitted" if bits & ACKED else "pending"
@@ -281,26 +280,29 @@ def _filled(pos: Position, fill: Fill, updated_seq: int | None = None) -> Positi
     signed = fill.shares if fill.side == "BUY" else -fill.shares
     qty = old + signed
     avg = pos.avg_price
-    mult = multiplier(fill.contract)
     gross = pos.realized_pnl_gross
-    if not old or (old > 0) == (signed > 0):
+    if not old or (old > ZERO) == (signed > ZERO):
         avg = rounded((avg * abs(old) + fill.price * abs(signed)) / abs(qty)) if qty else ZERO
     else:
         closed = min(abs(signed), abs(old))
-        realized = rounded((fill.price - avg) * closed * mult)
-        gross = plus(gross, fill.contract.currency, realized if old > 0 else -realized)
+        realized = rounded((fill.price - avg) * closed * multiplier(fill.contract))
+        gross = plus(gross, fill.contract.currency, realized if old > ZERO else -realized)
         if not qty:
             avg = ZERO
-        elif (qty > 0) != (old > 0):
+        elif (qty > ZERO) != (old > ZERO):
             avg = fill.price
     commission = add(pos.commission, fill.commission) if fill.commission else pos.commission
+    # net follows from gross and commission (maps are replaced, never changed): recomputed only when one
+    # of them is a new map
+    unchanged = gross is pos.realized_pnl_gross and commission is pos.commission
+    net_pnl = pos.realized_pnl_net if unchanged else net(gross, commission)
     status: PositionStatus = pos.status
     close_reason, closed_seq = pos.close_reason, pos.closed_seq
     lifecycle, opened_seq = pos.lifecycle, pos.opened_seq
     seq = fill.seq
     if old and not qty:
         status, close_reason, closed_seq = "closed", "flat", seq
-    elif old and (qty > 0) != (old > 0):
+    elif old and (qty > ZERO) != (old > ZERO):
         close_reason, closed_seq, lifecycle, opened_seq = "flipped", seq, lifecycle + 1, seq
     new_status = status_of(qty, pos.working)
     if new_status != status:
@@ -309,7 +311,7 @@ def _filled(pos: Position, fill: Fill, updated_seq: int | None = None) -> Positi
         status = new_status
     return replace(
         pos, quantity=qty, avg_price=avg, realized_pnl_gross=gross, commission=commission,
-        realized_pnl_net=net(gross, commission), status=status, close_reason=close_reason,
+        realized_pnl_net=net_pnl, status=status, close_reason=close_reason,
         closed_seq=closed_seq, lifecycle=lifecycle, opened_seq=opened_seq,
         contract=fill.contract if fill.contract.con_id else pos.contract,  # IB's description, once filled
         updated_seq=pos.updated_seq if updated_seq is None else updated_seq,

@@ -265,8 +265,11 @@ def _on_status(plan: Plan, ev: ev_.OrderStatusReported) -> None:
     old = links.known(state, ev.order_id, ev.perm_id, ev.client_id, "")
     if old is None and history.retired_ids(state, ev.order_id, ev.perm_id, ev.client_id, ""):
         return  # IB repeating a retired order's status (after a reconnect): it ended as it was
-    ids = (ev.client_id, ev.order_id, ev.perm_id)
-    order = old or orders.external(ids, "", orders.NO_CONTRACT, "", ZERO, seq, ts)
+    if old is None:
+        ids = (ev.client_id, ev.order_id, ev.perm_id)
+        order = orders.external(ids, "", orders.NO_CONTRACT, "", ZERO, seq, ts)
+    else:
+        order = old
     order = links.bind(plan, order, ev.order_id, ev.perm_id, ev.client_id)
     trigger = orders.status_trigger(ev.status, ev.why_held)
     if trigger:
@@ -306,8 +309,11 @@ def _on_execution(plan: Plan, ev: ev_.ExecutionReported) -> None:
     if old is None and fills.of_retired(state, ev):
         return
     side = orders.ib_side(ev.side)
-    ids = (ev.client_id, ev.order_id, ev.perm_id)
-    order = old or orders.external(ids, ev.account, ev.contract, side, ZERO, plan.seq, plan.ts)
+    if old is None:
+        ids = (ev.client_id, ev.order_id, ev.perm_id)
+        order = orders.external(ids, ev.account, ev.contract, side, ZERO, plan.seq, plan.ts)
+    else:
+        order = old
     order, named, contract, pkey = links.execution(plan, order, ev, side, old is None)
     for sym in named:  # the order was keyed by its symbol: its positions move to the conId
         positions.renamed(plan, sym, ev.contract.con_id)

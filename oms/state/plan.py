@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from msgspec import Struct, field
+
 from oms.state.model import Changed, PositionInput, State
 
 # A plan's writes are keyed (State field, key); these fields' values are the step's changes.
@@ -21,19 +23,17 @@ _CHANGES = frozenset({"orders", "positions", "strategy_positions", "accounts", "
 REMOVED = "removed"  # a change only, no field: the position key that moved, with its `Removed`
 
 
-class Plan:
+class Plan(Struct):
     """The writes of one step: `w` by (State field, key), history entries added per position key, and
-    State's scalar fields."""
+    State's scalar fields. A (mutable) Struct, not a class of our own: one is made for every event, and
+    msgspec builds it without running Python code."""
 
-    __slots__ = ("appended", "fields", "seq", "state", "ts", "w")
-
-    def __init__(self, state: State, seq: int, ts: int) -> None:
-        self.state = state
-        self.seq = seq
-        self.ts = ts
-        self.w: dict[tuple[str, Any], Any] = {}
-        self.appended: dict[str, list[PositionInput]] = {}
-        self.fields: dict[str, Any] = {}
+    state: State
+    seq: int
+    ts: int
+    w: dict[tuple[str, Any], Any] = field(default_factory=dict)
+    appended: dict[str, list[PositionInput]] = field(default_factory=dict)
+    fields: dict[str, Any] = field(default_factory=dict)
 
 
 def keys_after(plan: Plan, tag: str) -> list[Any]:

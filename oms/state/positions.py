@@ -71,19 +71,6 @@ def _view(plan: Plan, account_wide: bool) -> tuple[str, dict[str, Position]]:
     return "strategy_positions", plan.state.strategy_positions
 
 
-def working_bits(plan: Plan, members: Iterable[str]) -> int:
-    """What the working orders on a key are: which sides, and whether IB has acknowledged any."""
-    bits = 0
-    w, orders = plan.w, plan.state.orders
-    for coid in members:
-        order = w.get(("orders", coid), orders.get(coid))
-        assert order is not None, coid
-        bits |= BUYING if order.side == "BUY" else SELLING
-        if order.status != "pending":
-            bits |= ACKED
-    return bits
-
-
 def working_entry(seq: int, reason: str, bits: int, deferred: bool = False) -> int:
     """A working entry of a position's history, packed in one int (its seq, whether it is deferred to
     the fill after it, a reason code, the bits): a 28-byte int instead of a Struct, for memory. Only
@@ -143,7 +130,14 @@ def _member(plan: Plan, pos: Position | None, pkey: str, strategy: str, order: O
     members = pos.orders
     if (coid in members) != working:
         members = (*members, coid) if working else tuple([c for c in members if c != coid])
-    bits = working_bits(plan, members)
+    bits = 0  # what the working orders are: which sides, and whether IB has acknowledged any
+    w, orders = plan.w, plan.state.orders
+    for member in members:
+        one = w.get(("orders", member), orders.get(member))
+        assert one is not None, member
+        bits |= BUYING if one.side == "BUY" else SELLING
+        if one.status != "pending":
+            bits |= ACKED
     moved = bits != pos.working or created
     if not moved and members is pos.orders:
         return pos

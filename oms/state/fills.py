@@ -8,8 +8,8 @@ source of filled quantities and positions. This module owns `State.fills` and
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import NamedTuple
 
+from msgspec import Struct
 from msgspec.structs import replace
 
 from events import schema as ev_
@@ -52,7 +52,7 @@ def of_retired(state: State, ev: ev_.ExecutionReported) -> bool:
     return False
 
 
-class Executed(NamedTuple):
+class Executed(Struct, frozen=True, gc=False):
     """What an execution did to its fill: the fill's key, the fill it replaced (a correction) and the
     fill now, with how the order's commission and IB's realized P&L moved."""
 

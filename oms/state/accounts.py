@@ -56,7 +56,8 @@ def position_moved(plan: Plan, account: str, before: Position | None, after: Pos
 
 def apply(plan: Plan, account: str, gross: Money, commission: Money, broker: Money) -> None:
     """Money deltas into the account, currency by currency; net and its value in base recomputed."""
-    old = plan.w.get(("accounts", account), plan.state.accounts.get(account)) or Account(account=account)
+    at = ("accounts", account)  # its place in the plan, read and written
+    old = plan.w.get(at, plan.state.accounts.get(account)) or Account(account=account)
     gross_total = add(old.realized_pnl_gross, gross) if gross else old.realized_pnl_gross
     commission_total = add(old.commission, commission) if commission else old.commission
     new_net = net(gross_total, commission_total)
@@ -69,7 +70,7 @@ def apply(plan: Plan, account: str, gross: Money, commission: Money, broker: Mon
         realized_pnl_net_base=in_base(old.values, new_net),
         updated_seq=plan.seq,
     )
-    plan.w["accounts", account] = new
+    plan.w[at] = new
 
 
 def in_base(values: dict[str, str], money: Money) -> Decimal | None:

@@ -89,7 +89,8 @@ def apply(plan: Plan, account_wide: bool, pkey: str, strategy: str, order: Order
     before when nothing changed."""
     tag, table = _view(plan, account_wide)
     w = plan.w
-    before = pos = w.get((tag, pkey), table.get(pkey))
+    at = (tag, pkey)  # its place in the plan, read and written
+    before = pos = w.get(at, table.get(pkey))
     seq = plan.seq
     if fill is not None and replaces:
         if pos is not None:
@@ -108,7 +109,7 @@ def apply(plan: Plan, account_wide: bool, pkey: str, strategy: str, order: Order
     if commission and pos is not None:
         pos = commission_moved(pos, commission, seq)
     if pos is not before and pos is not None:
-        w[tag, pkey] = pos
+        w[at] = pos
     return before, pos
 
 

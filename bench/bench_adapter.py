@@ -58,7 +58,12 @@ async def _record_frames(library: str, orders: int) -> tuple[list[list[str]], in
     adapter = IBAdapter("127.0.0.1", sim.port, 1, sink=done.append, library=library)
     decoder = adapter.ib.client.decoder
     interpret = decoder.interpret
-    decoder.interpret = lambda fields: (frames.append(list(fields)), interpret(fields))
+
+    def record(fields: list[str]) -> None:
+        frames.append(list(fields))
+        interpret(fields)
+
+    decoder.interpret = record
     try:
         await adapter.connect(timeout=5)
         for i in range(orders):

@@ -17,6 +17,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -51,15 +52,16 @@ def session(orders: int) -> list[AnyEvent]:
         coid, perm = f"bench-{i}", 1_000_000 + i
         events += [
             OrderRequested(client_order_id=coid, strategy_id="bench", account="DU1", contract=AAPL,
-                           side="BUY", quantity=1),
+                           side="BUY", quantity=Decimal(1)),
             OrderSent(client_order_id=coid, order_id=i + 1, client_id=1),
-            OrderStatusReported(order_id=i + 1, perm_id=perm, client_id=1, status="Submitted", filled=0,
-                                remaining=1),
+            OrderStatusReported(order_id=i + 1, perm_id=perm, client_id=1, status="Submitted",
+                                filled=Decimal(0), remaining=Decimal(1)),
             ExecutionReported(exec_id=f"e{i}.01", order_id=i + 1, perm_id=perm, client_id=1, order_ref=coid,
-                              account="DU1", contract=AAPL, side="BOT", shares=1, price=190.0, cum_qty=1),
+                              account="DU1", contract=AAPL, side="BOT", shares=Decimal(1), price=190.0,
+                              cum_qty=Decimal(1)),
             CommissionReported(exec_id=f"e{i}.01", commission=1.0, currency="USD"),
-            OrderStatusReported(order_id=i + 1, perm_id=perm, client_id=1, status="Filled", filled=1,
-                                remaining=0, avg_fill_price=190.0),
+            OrderStatusReported(order_id=i + 1, perm_id=perm, client_id=1, status="Filled",
+                                filled=Decimal(1), remaining=Decimal(0), avg_fill_price=190.0),
         ]  # fmt: skip
     return events
 

@@ -69,7 +69,7 @@ def event_mix(n: int) -> list[AnyEvent]:
                         side="BOT",
                         shares=Decimal(100),
                         price=101.25,
-                        cum_qty=100.0,
+                        cum_qty=Decimal(100),
                         avg_price=101.25,
                         time="20261120 14:03:07 US/Eastern",
                         exchange="ISLAND",

@@ -34,6 +34,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -184,7 +185,7 @@ async def _adapter_run(port: int, release: bool, seconds: float, orders: int) ->
     adapter.pacer = _Unpaced()  # type: ignore[assignment]
     adapter.ib.client.MaxRequests = 0  # the library's own throttle, off too
     if not release:  # the baseline: the library keeps every order's objects, as before the release
-        adapter._release = lambda _done: None  # type: ignore[method-assign]
+        adapter._release = lambda done: None  # type: ignore[method-assign]
     await adapter.connect(timeout=30)
     contract = Contract(symbol="AAPL")
     samples: list[tuple[int, float]] = []
@@ -205,8 +206,8 @@ async def _adapter_run(port: int, release: bool, seconds: float, orders: int) ->
         limit = placed % 10 == 0
         req = OrderRequested(
             client_order_id=f"soak-{placed}", strategy_id="soak", account="DU123456", contract=contract,
-            side="BUY" if limit or placed % 2 else "SELL", quantity=1, order_type="LMT" if limit else "MKT",
-            limit_price=1.0 if limit else None,
+            side="BUY" if limit or placed % 2 else "SELL", quantity=Decimal(1),
+            order_type="LMT" if limit else "MKT", limit_price=1.0 if limit else None,
         )  # fmt: skip
         order_id = await adapter.place(req)
         if limit:

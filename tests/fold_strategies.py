@@ -18,6 +18,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import TypedDict
 
 import msgspec
 from hypothesis import strategies as st
@@ -454,6 +455,14 @@ def envelopes(max_orders: int = 6) -> st.SearchStrategy[list[Envelope]]:
 AAPL = Contract(symbol="AAPL")
 AAPL_IB = Contract(symbol="AAPL", con_id=265598)
 KEY = "DU111|265598"  # the position of "c1": account DU111, AAPL_IB's conId
+
+
+class IbIds(TypedDict):
+    """An order's IB ids, spread as keywords into the builders below (an external order's, say)."""
+
+    order_id: int
+    perm_id: int
+    client_id: int
 
 
 def requested(

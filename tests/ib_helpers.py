@@ -14,14 +14,14 @@ import time
 from collections.abc import AsyncIterator, Callable
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, NamedTuple, TypeVar, cast
 
 import msgspec
 import pytest
 
 from adapters.ib.adapter import Backoff, IBAdapter
 from adapters.tws_sim import SimConfig, TwsSimulator
-from events.schema import Contract, Envelope, Event, OrderRequested
+from events.schema import AnyEvent, Contract, Envelope, Event, OrderRequested
 from oms.state.fold import step
 from oms.state.model import State, initial_state
 from tests.waiting import async_wait_until
@@ -77,7 +77,8 @@ class FoldingSink:
 
     def __call__(self, event: Event) -> None:
         self.events.append(event)
-        self.state, _ = step(self.state, Envelope(self.state.seq + 1, time.time_ns(), event))
+        # every Event the adapter makes is one of the kinds of AnyEvent, which the sink's type cannot say
+        self.state, _ = step(self.state, Envelope(self.state.seq + 1, time.time_ns(), cast(AnyEvent, event)))
 
     def of(self, kind: type[E]) -> list[E]:
         return [e for e in self.events if isinstance(e, kind)]

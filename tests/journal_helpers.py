@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from pathlib import Path
 
 from events.frames import iter_frames
@@ -25,13 +26,14 @@ def mixed_event(i: int) -> Event:
             return AccountValueReported(account="DU123", key="NetLiquidation", value=str(i), currency="USD")
         case 1:
             return OrderStatusReported(
-                order_id=i, perm_id=1000 + i, client_id=1, status="Submitted", filled=0, remaining=100
-            )
+                order_id=i, perm_id=1000 + i, client_id=1, status="Submitted",
+                filled=Decimal(0), remaining=Decimal(100),
+            )  # fmt: skip
         case 2:
             return ExecutionReported(
                 exec_id=f"0000e0d5.{i}.01.01", order_id=i, perm_id=1000 + i, client_id=1, order_ref=f"c-{i}",
-                account="DU123", contract=AAPL, side="BOT", shares=100, price=189.25, cum_qty=100,
-                avg_price=189.25, time="20261120 14:03:07 US/Eastern",
+                account="DU123", contract=AAPL, side="BOT", shares=Decimal(100), price=189.25,
+                cum_qty=Decimal(100), avg_price=189.25, time="20261120 14:03:07 US/Eastern",
             )  # fmt: skip
         case _:
             return CommissionReported(exec_id=f"0000e0d5.{i}.01.01", commission=1.0, currency="USD")

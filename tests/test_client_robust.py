@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from decimal import Decimal
 from typing import Any
 
 import msgspec
@@ -30,11 +31,11 @@ def order_events(n: int) -> list[AnyEvent]:
         coid = f"peer-{i}"
         events += [
             OrderRequested(client_order_id=coid, strategy_id="peer", account="DU1", contract=AAPL, side="BUY",
-                           quantity=1),
+                           quantity=Decimal(1)),
             OrderSent(client_order_id=coid, order_id=i + 1, client_id=1),
             ExecutionReported(exec_id=f"e{i}.01", order_id=i + 1, perm_id=100 + i, client_id=1,
-                              order_ref=coid, account="DU1", contract=AAPL, side="BOT", shares=1, price=10.0,
-                              cum_qty=1),
+                              order_ref=coid, account="DU1", contract=AAPL, side="BOT", shares=Decimal(1),
+                              price=10.0, cum_qty=Decimal(1)),
         ]  # fmt: skip
     return events
 

@@ -7,7 +7,7 @@ from decimal import Decimal
 import pytest
 from msgspec.structs import replace
 
-from events.schema import CancelRequested, Envelope, ModifyRequested, OrderDenied
+from events.schema import AnyEvent, CancelRequested, Envelope, ModifyRequested, OrderDenied
 from oms.state.fold import copy_state, fold, step
 from oms.state.model import Order
 from tests.fold_strategies import (
@@ -241,7 +241,7 @@ def test_error_req_id_is_an_order_id_of_this_session_client_id() -> None:
 @pytest.mark.parametrize("code", [10147, 10148, 161])
 @pytest.mark.parametrize("before", ["pending", "submitted", "partially_filled"])
 def test_failed_cancel_returns_the_state_before_the_cancel(code: int, before: str) -> None:
-    setup = {
+    setup: dict[str, list[AnyEvent]] = {
         "pending": [],
         "submitted": [open_order()],
         "partially_filled": [open_order(), execution("e1.01", 2)],

@@ -8,6 +8,7 @@ import pytest
 
 from events.schema import (
     AccountValueReported,
+    AnyEvent,
     CancelRequested,
     ConnectionChanged,
     Contract,
@@ -28,6 +29,7 @@ from tests.fold_strategies import (
     AAPL,
     AAPL_IB,
     KEY,
+    IbIds,
     commission,
     error,
     execution,
@@ -46,8 +48,8 @@ def position(state: State, key: str = KEY) -> Position:
 def test_lifecycle_pending_submitted_filled_closing_closed() -> None:
     seen = []
     state = fold(log())
-    sell = [requested("c2", side="SELL"), sent("c2", order_id=102)]
-    events = [
+    sell: list[AnyEvent] = [requested("c2", side="SELL"), sent("c2", order_id=102)]
+    events: list[AnyEvent] = [
         requested(contract=AAPL_IB),
         sent(),
         open_order(),
@@ -136,7 +138,7 @@ def test_fill_before_any_open_order_joins_the_symbol_position_to_its_conid() -> 
 
 def test_external_order_seen_status_first_then_executed_before_its_open_order() -> None:
     """Its account comes with the execution: no position under an empty account keeps it working."""
-    ext = {"order_id": 55, "perm_id": 777, "client_id": 0}
+    ext: IbIds = {"order_id": 55, "perm_id": 777, "client_id": 0}
     state = fold(
         log(
             status("Submitted", **ext),

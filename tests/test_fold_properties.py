@@ -135,10 +135,12 @@ def _external_status_then_execution_then_open_order(session: Session) -> bool:
     seen: dict[tuple[int, int], str] = {}  # the order's IB ids -> its callbacks so far, one letter each
     for env in session.envelopes:
         ev = env.event
-        letter = letters.get(type(ev))
-        if letter and ev.client_id != CLIENT_ID:  # type: ignore[attr-defined]
-            ids = (ev.client_id, ev.order_id or ev.perm_id)  # type: ignore[attr-defined]
-            seen[ids] = seen.get(ids, "") + letter
+        if (
+            isinstance(ev, (OrderStatusReported, ExecutionReported, OpenOrderReported))
+            and ev.client_id != CLIENT_ID
+        ):
+            ids = (ev.client_id, ev.order_id or ev.perm_id)
+            seen[ids] = seen.get(ids, "") + letters[type(ev)]
     return any(kinds.startswith("SE") and "O" in kinds for kinds in seen.values())
 
 

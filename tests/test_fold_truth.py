@@ -8,6 +8,7 @@ from decimal import Decimal
 from msgspec.structs import replace
 
 from events.schema import (
+    AnyEvent,
     CancelRequested,
     CommissionReported,
     Contract,
@@ -22,6 +23,7 @@ from oms.state.fold import copy_state, fold, step
 from oms.state.model import FoldError
 from tests.fold_strategies import (
     KEY,
+    IbIds,
     commission,
     error,
     execution,
@@ -124,8 +126,8 @@ def test_4_a_price_only_correction_never_revives_a_cancelled_order() -> None:
 
 
 def test_5_a_correction_that_flips_the_sign_gives_the_lifecycle_of_the_final_fills() -> None:
-    sell = [requested("c2", side="SELL", quantity=15), sent("c2", 102)]
-    fills = [execution("e1.01", 10), *sell]
+    sell: list[AnyEvent] = [requested("c2", side="SELL", quantity=15), sent("c2", 102)]
+    fills: list[AnyEvent] = [execution("e1.01", 10), *sell]
     first_sell = execution("e2.01", 5, side="SLD", coid="c2", order_id=102, perm_id=9002)
     corrected_sell = execution("e2.02", 15, side="SLD", coid="c2", order_id=102, perm_id=9002)
     with_correction = fold(log(requested(), sent(), *fills, first_sell, corrected_sell))
@@ -141,7 +143,7 @@ def test_5_a_correction_that_flips_the_sign_gives_the_lifecycle_of_the_final_fil
 
 
 def test_6_an_order_known_only_by_its_executions_is_filled_and_does_not_pin_its_position() -> None:
-    ext = {"order_id": 0, "perm_id": 4242, "client_id": 0}
+    ext: IbIds = {"order_id": 0, "perm_id": 4242, "client_id": 0}
     state = fold(log(execution("t1.01", 3, coid="", **ext)))
     order = state.orders["ext:perm:4242"]
     # its quantity stays 0 ("not told"); what executed is taken as the whole order

@@ -8,6 +8,7 @@ import itertools
 import logging
 import re
 from collections import Counter
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -138,7 +139,7 @@ def test_modify_replaces_quantity_and_price_of_the_same_order_id(ib: Cell) -> No
         async with session(ib) as (sim, adapter, sink):
             order_id = await place(adapter, sink, request("mod-1", order_type="LMT", limit_price=100.0))
             await until(lambda: sink.state.orders["mod-1"].status == "submitted", "working")
-            change = ModifyRequested(client_order_id="mod-1", quantity=20, limit_price=101.0)
+            change = ModifyRequested(client_order_id="mod-1", quantity=Decimal(20), limit_price=101.0)
             sink(change)
             await adapter.modify("mod-1", order_id, change)
             await until(lambda: sink.state.orders["mod-1"].limit_price == 101.0, "modify acknowledged")
@@ -215,7 +216,7 @@ def test_fill_while_disconnected_is_recovered_once_by_reconcile(ib: Cell) -> Non
             await until(lambda: sink.state.orders["away-1"].status == "filled", "filled after reconnect")
             await until(lambda: len(sink.of(ReconciliationFinished)) == 2, "reconciled after reconnect")
             await until(lambda: sink.state.orders["away-1"].commission, "commission recovered")
-            states = [e.state for e in sink.events if e.__struct_config__.tag == "connection"]
+            states = [e.state for e in sink.of(ConnectionChanged)]
             assert states[:2] == ["connected", "lost"] and states.count("connected") == 2
             assert all(f.ok for f in sink.of(ReconciliationFinished))
             await adapter.reconcile("again")  # a further sync restates the fill: not logged again

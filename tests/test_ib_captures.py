@@ -175,8 +175,8 @@ NAUTILUS_FRAMES: dict[str, Callable[[FoldingSink], object]] = {
             perm_id=1351823369,
             client_id=2,
             status="Filled",
-            filled=3000,
-            remaining=0,
+            filled=Decimal(3000),
+            remaining=Decimal(0),
             avg_fill_price=1.08725,
             last_fill_price=1.08725,
         )

@@ -16,6 +16,7 @@ from adapters.ib.adapter import Backoff, ClientIdInUse, IBAdapter
 from adapters.ib.clientlib import LIBRARIES
 from adapters.tws_sim import TwsSimulator
 from events.schema import (
+    BrokerError,
     CommissionReported,
     ConnectionChanged,
     Contract,
@@ -88,7 +89,7 @@ def test_client_id_in_use_is_reported_clearly(ib: Cell) -> None:
             assert second.connect_attempts == 1  # refused: no point in retrying
             (last,) = [e for e in sink.of(ConnectionChanged) if e.state == "disconnected"]
             assert last.detail == "client id 7 is already in use"
-            assert any(e.code == 326 for e in sink.events if e.__struct_config__.tag == "error")
+            assert any(e.code == 326 for e in sink.of(BrokerError))
 
     asyncio.run(run())
 
@@ -208,7 +209,7 @@ def ghost_fill(sink: FoldingSink) -> None:
     sink(
         ExecutionReported(
             exec_id="ghost.01", order_id=0, perm_id=0, client_id=7, order_ref="ghost", account=ACCOUNT,
-            contract=Contract(symbol="MSFT", con_id=272093), side="BOT", shares=5, price=400.0,
+            contract=Contract(symbol="MSFT", con_id=272093), side="BOT", shares=Decimal(5), price=400.0,
         )
     )  # fmt: skip
 

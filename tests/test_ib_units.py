@@ -8,6 +8,7 @@ import struct
 import sys
 from collections import Counter
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from types import SimpleNamespace
 from zoneinfo import ZoneInfo
@@ -21,7 +22,7 @@ from adapters.ib import normalize
 from adapters.ib.adapter import IBAdapter
 from adapters.ib.errors import ExpectedCodes, classify
 from adapters.ib.pacing import Pacing, TokenBucket
-from adapters.ib.reconcile import LogView, NewFacts, position_mismatches
+from adapters.ib.reconcile import LogView, NewFacts, PositionKey, position_mismatches
 from adapters.ib.refdata import choose_price
 from adapters.ib.timezones import HandshakeReader, zone_of_connect_time
 from events.schema import Contract, Envelope, ExecutionReported, PositionReported
@@ -134,22 +135,28 @@ AAPL = Contract(symbol="AAPL", con_id=265598)
 MSFT = Contract(symbol="MSFT", con_id=272093)
 
 
-def report(contract: Contract, qty: float) -> PositionReported:
-    return PositionReported(account="DU1", contract=contract, position=qty, avg_cost=1.0)
+Folded = dict[PositionKey, tuple[Contract, Decimal]]  # the fold's positions, as reconcile takes them
+
+
+def report(contract: Contract, qty: int) -> PositionReported:
+    return PositionReported(account="DU1", contract=contract, position=Decimal(qty), avg_cost=1.0)
 
 
 def test_positions_that_agree_give_no_mismatch() -> None:
-    folded = {("DU1", 265598): (AAPL, 10.0)}
+    folded: Folded = {("DU1", 265598): (AAPL, Decimal(10))}
     assert position_mismatches([report(AAPL, 10)], folded) == []
 
 
 def test_a_folded_position_is_matched_by_symbol_before_its_conid_is_known() -> None:
-    folded = {("DU1", "AAPL"): (Contract(symbol="AAPL"), 10.0)}
+    folded: Folded = {("DU1", "AAPL"): (Contract(symbol="AAPL"), Decimal(10))}
     assert position_mismatches([report(AAPL, 10)], folded) == []
 
 
 def test_each_disagreement_is_a_mismatch_including_positions_one_side_lacks() -> None:
-    folded = {("DU1", 265598): (AAPL, 10.0), ("DU1", 1): (Contract(symbol="X", con_id=1), 5.0)}
+    folded: Folded = {
+        ("DU1", 265598): (AAPL, Decimal(10)),
+        ("DU1", 1): (Contract(symbol="X", con_id=1), Decimal(5)),
+    }
     found = position_mismatches([report(AAPL, 7), report(MSFT, 3)], folded)
     got = {(m.contract.symbol, m.broker_position, m.folded_position) for m in found}
     assert got == {("AAPL", 7, 10), ("X", 0, 5), ("MSFT", 3, 0)}
@@ -158,7 +165,7 @@ def test_each_disagreement_is_a_mismatch_including_positions_one_side_lacks() ->
 def execution(exec_id: str, req_id: int) -> ExecutionReported:
     return ExecutionReported(
         exec_id=exec_id, order_id=1, perm_id=1, client_id=7, order_ref="c", account="DU1",
-        contract=AAPL, side="BOT", shares=1, price=1.0, req_id=req_id,
+        contract=AAPL, side="BOT", shares=Decimal(1), price=1.0, req_id=req_id,
     )  # fmt: skip
 
 
@@ -192,8 +199,8 @@ def test_syncs_log_each_execution_at_most_once_and_lose_none(
         else:
             assert not live  # live callbacks are always logged
     for exec_id in delivered:  # nothing lost: logged, or covered by a logged correction
-        prefix, _, suffix = exec_id.rpartition(".")
-        assert any(logged[f"{prefix}.0{s}"] for s in range(int(suffix), 3)), exec_id
+        prefix, _, correction = exec_id.rpartition(".")
+        assert any(logged[f"{prefix}.0{s}"] for s in range(int(correction), 3)), exec_id
 
 
 # -- the TWS time zone: the handshake's connection time, and IB's execution time forms (real strings) --
@@ -325,8 +332,10 @@ def test_master_client_in_the_configuration_makes_the_adapter_client_zero(tmp_pa
     path.write_text("client_id = 5\nmaster_client = true\n")
     config = load_config(path)
     adapter = broker_factory(config, "127.0.0.1", 7497)(lambda _e: None, initial_state)
+    assert isinstance(adapter, IBAdapter)
     assert (adapter.client_id, adapter.master_client) == (0, True)
     plain = broker_factory(load_config(None), "127.0.0.1", 7497)(lambda _e: None, initial_state)
+    assert isinstance(plain, IBAdapter)
     assert (plain.client_id, plain.master_client) == (1, False)
 
 

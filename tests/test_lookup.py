@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -63,7 +64,7 @@ def _explicit(tmp_path: Path) -> Path:
     directory = write_journal(tmp_path / "data" / "journal", explicit_events())
     correction = ExecutionReported(
         exec_id="E1.02", order_id=5, perm_id=999, client_id=7, order_ref="A1", account="DU1",
-        contract=AAPL_IB, side="BOT", shares=40, price=10.5,
+        contract=AAPL_IB, side="BOT", shares=Decimal(40), price=10.5,
     )  # fmt: skip
     with JournalWriter.open(directory, segment_bytes=2048) as writer:
         for i in range(40):

@@ -3,6 +3,7 @@ does not read never slows the service."""
 
 from __future__ import annotations
 
+from decimal import Decimal
 from pathlib import Path
 
 import msgspec
@@ -17,8 +18,12 @@ from tests.test_service_support import Wire, last_seq, running
 from tests.waiting import wait_until
 
 BRKB = Contract(symbol="BRK.B", con_id=72063691)
-ORDER = Order(client_order_id="c-1", strategy_id="s1", account="DU1", contract=BRKB, side="BUY", quantity=1)
-EVENT = OrderStatusReported(order_id=1, perm_id=2, client_id=3, status="Submitted", filled=0, remaining=1)
+ORDER = Order(
+    client_order_id="c-1", strategy_id="s1", account="DU1", contract=BRKB, side="BUY", quantity=Decimal(1)
+)
+EVENT = OrderStatusReported(
+    order_id=1, perm_id=2, client_id=3, status="Submitted", filled=Decimal(0), remaining=Decimal(1)
+)
 
 
 def test_route_change_topics() -> None:
@@ -162,7 +167,11 @@ def test_closing_a_publisher_as_its_subscriber_leaves_never_stalls_the_context()
             sub.linger = 0
             sub.subscribe(b"")
             sub.connect(publisher.endpoint)
-            wait_until(lambda p=publisher: p.subscribers == 1, what="the subscriber to be accepted")
+
+            def accepted(p: Publisher = publisher) -> bool:
+                return p.subscribers == 1
+
+            wait_until(accepted, what="the subscriber to be accepted")
             sub.close()
             publisher.close()
             assert _round_trip(ctx), "the context's I/O thread is stalled"

@@ -68,7 +68,8 @@ def test_replayed_state_equals_the_live_state_at_every_seq(tmp_path: Path, sessi
 def test_a_timeline_lists_exactly_the_events_that_touched_its_order(tmp_path: Path, session, data) -> None:
     directory = write_journal(fresh_dir(tmp_path), session.envelopes)
     source = JournalSource(directory)
-    state, changed_by = initial_state(), {}
+    state = initial_state()
+    changed_by: dict[str, list[int]] = {}
     for env in session.envelopes:
         state, changes = step(state, env)
         for change in changes:
@@ -114,9 +115,10 @@ def test_explicit_timelines_by_client_order_id_order_id_and_perm_id(explicit: Jo
     entries = {e.env.seq: e for e in order_timelines(explicit, "A1")[0].entries}
     assert entries[5].order is not None and entries[5].order.status == "pending"  # the early commission
     assert not entries[5].changed and not entries[10].changed
+    assert entries[9].order is not None
     assert entries[9].order.status == "partially_filled" and entries[9].order.filled == 40
-    assert entries[14].order.status == "pending_cancel"
-    assert entries[15].order.status == "cancelled"
+    assert entries[14].order is not None and entries[14].order.status == "pending_cancel"
+    assert entries[15].order is not None and entries[15].order.status == "cancelled"
     with pytest.raises(UnknownOrder):
         order_timelines(explicit, "nope")
     assert find_orders(state_at(explicit, 15).orders, "424242") == []

@@ -7,6 +7,7 @@ import json
 import os
 import stat
 import sys
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -145,7 +146,7 @@ def test_narrow_or_piped_tables_never_squeeze_ids(tmp_path: Path, capsys, monkey
     orders: list[Event] = [
         OrderRequested(
             client_order_id=coid, strategy_id="momentum", account="DU123456", contract=AAPL, side="BUY",
-            quantity=100, order_type="LMT", limit_price=187.25,
+            quantity=Decimal(100), order_type="LMT", limit_price=187.25,
         )
         for coid in ids
     ]  # fmt: skip

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import cast
 
 import msgspec
 import pytest
@@ -27,7 +28,7 @@ def source(tmp_path: Path) -> JournalSource:
 
 def test_republished_events_reach_a_subscriber_in_order_and_complete(source: JournalSource) -> None:
     publisher = open_publisher("tcp://127.0.0.1:0")
-    sub = zmq.Context.instance().socket(zmq.SUB)
+    sub: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.SUB)
     try:
         sub.setsockopt(zmq.RCVHWM, 0)
         sub.setsockopt(zmq.LINGER, 0)
@@ -60,8 +61,8 @@ def test_republished_events_reach_a_subscriber_in_order_and_complete(source: Jou
     state = initial_state()
     for env in source.read():
         state, changes = step(state, env)
-        expected.append((event_topic(env.event.__struct_config__.tag).encode(), "event", env.seq, env.ts,
-                         _wire(env.event)))  # fmt: skip
+        tag = cast(str, env.event.__struct_config__.tag)  # every event class names a str tag
+        expected.append((event_topic(tag).encode(), "event", env.seq, env.ts, _wire(env.event)))
         for change in changes:
             kind, topic = route_change(change)
             expected.append((topic.encode(), kind, env.seq, env.ts, _wire(change)))
@@ -111,7 +112,7 @@ def test_a_replay_is_never_published_beyond_loopback() -> None:
 def test_a_replay_answers_snapshot_and_events_requests_so_a_client_can_follow(source: JournalSource) -> None:
     publisher = open_publisher("inproc://with-router")
     router = ReplayRouter("tcp://127.0.0.1:0", source)
-    dealer = zmq.Context.instance().socket(zmq.DEALER)
+    dealer: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.DEALER)
     try:
         dealer.setsockopt(zmq.LINGER, 0)
         dealer.connect(router.endpoint)

@@ -4,11 +4,14 @@ explicit session whose every event is known (for exact timelines)."""
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Sequence
+from decimal import Decimal
 from pathlib import Path
 
 from events.journal import JournalWriter
 from events.schema import (
     AccountValueReported,
+    AnyEvent,
     BrokerError,
     CancelRequested,
     CommissionReported,
@@ -31,7 +34,7 @@ AAPL = Contract(symbol="AAPL")
 AAPL_IB = Contract(symbol="AAPL", con_id=265598)
 
 
-def explicit_events() -> list[Event]:
+def explicit_events() -> list[AnyEvent]:
     """Order A1 (orderId 5, permId 999): early commission, partial fill, info error, cancel; order B2
     filled; an account value that touches no order."""
     return [
@@ -43,7 +46,7 @@ def explicit_events() -> list[Event]:
             account="DU1",
             contract=AAPL,
             side="BUY",
-            quantity=100,
+            quantity=Decimal(100),
             order_type="LMT",
             limit_price=10.0,
         ),  # 3 fmt: skip
@@ -57,16 +60,26 @@ def explicit_events() -> list[Event]:
             account="DU1",
             contract=AAPL_IB,
             side="BUY",
-            quantity=100,
+            quantity=Decimal(100),
             order_type="LMT",
             limit_price=10.0,
             status="Submitted",
         ),  # 6
         OrderStatusReported(
-            order_id=5, perm_id=999, client_id=7, status="Submitted", filled=0, remaining=100
+            order_id=5,
+            perm_id=999,
+            client_id=7,
+            status="Submitted",
+            filled=Decimal(0),
+            remaining=Decimal(100),
         ),
         OrderRequested(
-            client_order_id="B2", strategy_id="s2", account="DU1", contract=AAPL, side="SELL", quantity=10
+            client_order_id="B2",
+            strategy_id="s2",
+            account="DU1",
+            contract=AAPL,
+            side="SELL",
+            quantity=Decimal(10),
         ),  # 8 fmt: skip
         ExecutionReported(
             exec_id="E1.01",
@@ -77,7 +90,7 @@ def explicit_events() -> list[Event]:
             account="DU1",
             contract=AAPL_IB,
             side="BOT",
-            shares=40,
+            shares=Decimal(40),
             price=10.0,
         ),  # 9 fmt: skip
         BrokerError(req_id=5, code=10349, message="info", error_class="information"),  # 10
@@ -92,12 +105,17 @@ def explicit_events() -> list[Event]:
             account="DU1",
             contract=AAPL_IB,
             side="SLD",
-            shares=10,
+            shares=Decimal(10),
             price=11.0,
         ),  # 13 fmt: skip
         CancelRequested(client_order_id="A1"),  # 14
         OrderStatusReported(
-            order_id=5, perm_id=999, client_id=7, status="Cancelled", filled=40, remaining=60
+            order_id=5,
+            perm_id=999,
+            client_id=7,
+            status="Cancelled",
+            filled=Decimal(40),
+            remaining=Decimal(60),
         ),
     ]
 
@@ -106,9 +124,7 @@ A1_SEQS = [3, 4, 5, 6, 7, 9, 10, 14, 15]
 B2_SEQS = [8, 11, 13]
 
 
-def write_journal(
-    directory: Path, events: list[Event] | list[Envelope], step_ns: int = 1_000_000_000
-) -> Path:
+def write_journal(directory: Path, events: Sequence[Event | Envelope], step_ns: int = 1_000_000_000) -> Path:
     """Append to the journal at `directory` (creating it); envelopes keep their ts, events get T0 + i s."""
     with JournalWriter.open(directory, durability="never") as writer:
         start = writer.last_seq

@@ -272,7 +272,11 @@ def test_repeated_rate_violations_disconnect_the_client() -> None:
             for second in range(1, 4):  # one burst of 60 in each of three seconds of the simulator's clock
                 for _ in range(60):
                     ib.client.reqCurrentTime()
-                await wait_for(lambda n=second: codes.count(100) >= 9 * n, f"error 100 in second {second}")
+
+                def refused(n: int = second) -> bool:
+                    return codes.count(100) >= 9 * n
+
+                await wait_for(refused, f"error 100 in second {second}")
                 sim.advance(1)
             await wait_for(lambda: not ib.isConnected(), "disconnected by TWS")
             assert 100 in codes and not ib.isConnected()

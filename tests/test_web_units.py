@@ -107,9 +107,9 @@ def test_charts_mark_fills_and_sum_pnl_per_currency() -> None:
 
 def test_a_moved_position_key_takes_its_history_along() -> None:
     charts = Charts()
-    early = Position(key="DU1|AAPL:0", account="DU1", contract=Contract(symbol="AAPL"), quantity=5.0)
+    early = Position(key="DU1|AAPL:0", account="DU1", contract=Contract(symbol="AAPL"), quantity=Decimal(5))
     charts.record(Envelope(1, T0, OrderSent(client_order_id="x", order_id=1, client_id=1)), (early,))
-    later = Position(key="DU1|AAPL:265598", account="DU1", contract=AAPL, quantity=7.0)
+    later = Position(key="DU1|AAPL:265598", account="DU1", contract=AAPL, quantity=Decimal(7))
     env = Envelope(2, T0 + 1, OrderSent(client_order_id="x", order_id=1, client_id=1))
     charts.record(env, (Removed("DU1|AAPL:0", "DU1|AAPL:265598"), later))
     (line,) = charts.data(views.Filter())["positions"]
@@ -119,10 +119,10 @@ def test_a_moved_position_key_takes_its_history_along() -> None:
 def test_charts_stay_bounded() -> None:
     charts = Charts(max_points=50)
     for seq in range(1, 400):
-        position = Position(key="DU1|AAPL:265598", account="DU1", contract=AAPL, quantity=float(seq))
+        position = Position(key="DU1|AAPL:265598", account="DU1", contract=AAPL, quantity=Decimal(seq))
         event = ExecutionReported(
             exec_id=f"e{seq}", order_id=1, perm_id=1, client_id=1, order_ref="x", account="DU1",
-            contract=AAPL, side="BOT", shares=1, price=10.0,
+            contract=AAPL, side="BOT", shares=Decimal(1), price=10.0,
         )  # fmt: skip
         charts.record(Envelope(seq, T0 + seq, event), (position,))
     (line,) = charts.data(views.Filter())["positions"]
@@ -214,7 +214,7 @@ def test_the_web_package_is_a_client_never_the_service() -> None:
 
 def test_order_requested_is_a_working_order_row() -> None:
     env = Envelope(1, T0, OrderRequested(client_order_id="c1", strategy_id="s", account="DU1",
-                                         contract=AAPL, side="BUY", quantity=0.5))  # fmt: skip
+                                         contract=AAPL, side="BUY", quantity=Decimal("0.5")))  # fmt: skip
     state, _ = step(initial_state(), env)
     (row,) = views.order_rows(state, views.Filter(), 5)[0]
     assert row["qty"] == "0.5" and row["working"] == "1" and row["status"] == "pending"

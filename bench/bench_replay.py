@@ -17,7 +17,9 @@ from __future__ import annotations
 import random
 import statistics
 import time
+from decimal import Decimal
 from pathlib import Path
+from typing import TypedDict
 
 from rich.console import Console
 from rich.table import Table
@@ -51,11 +53,20 @@ SNAPSHOT_EVERY = 100_000
 _CONTRACTS = [Contract(s, con_id=1000 + i) for i, s in enumerate(("AAPL", "MSFT", "NVDA", "AMZN"))]
 
 
+class _Ids(TypedDict):
+    """An order's IB ids, as every report of it carries them."""
+
+    order_id: int
+    perm_id: int
+    client_id: int
+
+
 def order_events(i: int) -> list[Event]:
     """One order's life as the service logs it: intent, sent, IB's acknowledgements, a fill, its fee."""
     coid, contract, oid, perm = f"c{i}", _CONTRACTS[i % 4], 100 + i, 10**9 + i
     exec_id = f"0000e0d5.{i:08x}.01.01"
-    ack = {"order_id": oid, "perm_id": perm, "client_id": 7}
+    ack = _Ids(order_id=oid, perm_id=perm, client_id=7)
+    qty, none = Decimal(100), Decimal(0)
     return [
         OrderRequested(
             client_order_id=coid,
@@ -63,7 +74,7 @@ def order_events(i: int) -> list[Event]:
             account="DU1",
             contract=Contract(contract.symbol),
             side="BUY" if i % 2 else "SELL",
-            quantity=100,
+            quantity=qty,
             order_type="LMT",
             limit_price=10.0,
         ),
@@ -74,12 +85,12 @@ def order_events(i: int) -> list[Event]:
             account="DU1",
             contract=contract,
             side="BUY" if i % 2 else "SELL",
-            quantity=100,
+            quantity=qty,
             order_type="LMT",
             limit_price=10.0,
             status="Submitted",
         ),
-        OrderStatusReported(**ack, status="Submitted", filled=0, remaining=100),
+        OrderStatusReported(**ack, status="Submitted", filled=none, remaining=qty),
         ExecutionReported(
             exec_id=exec_id,
             **ack,
@@ -87,11 +98,11 @@ def order_events(i: int) -> list[Event]:
             account="DU1",
             contract=contract,
             side="BOT" if i % 2 else "SLD",
-            shares=100,
+            shares=qty,
             price=10.0 + (i % 7) / 100,
         ),
         CommissionReported(exec_id=exec_id, commission=1.0, currency="USD"),
-        OrderStatusReported(**ack, status="Filled", filled=100, remaining=0, avg_fill_price=10.0),
+        OrderStatusReported(**ack, status="Filled", filled=qty, remaining=none, avg_fill_price=10.0),
     ]
 
 

@@ -44,12 +44,16 @@ from events.schema import exec_base
 from events.segments import SEGMENT_HEADER_SIZE, check_segment_header, fsync_dir, list_segments
 
 MAGIC = b"IBOMSIDX"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: `s:` only from the kinds that teach the fold a conId
 SUFFIX = ".idx"
 SAMPLE_EVERY = 256  # one time sample per this many frames: `--at` decodes at most this many
 GLOBAL = "@"  # the key of frames every order's fold needs: the session's clientId, reconciliations
 _FILE_HEADER = struct.Struct("<8sII")
 _GLOBAL_KINDS = frozenset({"connection", "reconciliation_started", "reconciliation_finished"})
+# The kinds whose contract the fold learns a symbol's conId from (oms.state.links: a request, IB's
+# openOrder, execution and position); a position mismatch's contract may be the fold's own, so it
+# names nothing.
+_NAMING_KINDS = frozenset({"order_requested", "open_order", "execution", "position"})
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +98,7 @@ def frame_names(payload: bytes | memoryview) -> tuple[int, list[str]]:
     """(ts, keys) of one envelope, decoding only the identifier fields (several times faster than a full
     decode). Keys: `c:` client order id or orderRef, `o:clientId:orderId`, `p:` permId, `x:` execId and
     its part before the last "." (a correction's), `e:` the orderId an error names, `s:` the symbol of a
-    contract IB named by conId (the fold learns conIds from it), and `@`."""
+    contract named by conId in a kind the fold learns conIds from, and `@`."""
     try:
         light = _light.decode(payload)
     except msgspec.ValidationError:  # a kind newer than this code, with other field types: names nothing
@@ -120,7 +124,7 @@ def frame_names(payload: bytes | memoryview) -> tuple[int, list[str]]:
             keys.append("x:" + base)
     if e.kind == "error" and e.req_id > 0:
         keys.append(f"e:{e.req_id}")
-    if e.contract is not None and e.contract.con_id:
+    if e.contract is not None and e.contract.con_id and e.kind in _NAMING_KINDS:
         keys.append("s:" + e.contract.symbol)
     return light.ts, keys
 

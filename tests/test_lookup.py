@@ -12,7 +12,15 @@ from hypothesis import HealthCheck, given, settings
 from events.journal import JournalWriter
 from events.lookup import order_events, seq_at
 from events.reader import JournalReader
-from events.schema import CommissionReported, Envelope, ExecutionReported
+from events.schema import (
+    CommissionReported,
+    ConnectionChanged,
+    Contract,
+    Envelope,
+    ExecutionReported,
+    OrderRequested,
+    PositionMismatch,
+)
 from events.snapshots import write_snapshot
 from oms.cli import main
 from oms.state.codec import encode_state
@@ -56,6 +64,27 @@ def test_indexed_timelines_equal_the_folded_ones(tmp_path: Path, session: Sessio
     source = JournalSource(_write(fresh_dir(tmp_path), session.envelopes, segment_bytes=2048))
     for coid in fold(session.envelopes).orders:
         assert order_timelines(source, coid) == folded_timelines(source, coid)
+
+
+def test_an_order_requested_by_symbol_takes_the_conid_the_fold_learned_not_a_mismatch_s(tmp_path: Path):
+    """c1 is requested with AAPL's conId; a position mismatch (which teaches the fold nothing) names it
+    again; then c0 is requested by symbol alone. The lookup brings the request that named the conId."""
+    aapl = Contract(symbol="AAPL")
+    events = [
+        ConnectionChanged(state="connected", client_id=7),
+        OrderRequested(client_order_id="c1", strategy_id="s", account="DU1", contract=AAPL_IB, side="BUY",
+                       quantity=Decimal(1), order_type="MKT"),
+        PositionMismatch(account="DU1", contract=AAPL_IB, broker_position=Decimal(1),
+                         folded_position=Decimal(0)),
+        OrderRequested(client_order_id="c0", strategy_id="s", account="DU1", contract=aapl, side="BUY",
+                       quantity=Decimal(1), order_type="MKT"),
+    ]  # fmt: skip
+    envelopes = [Envelope(seq, T0 + seq, event) for seq, event in enumerate(events, start=1)]
+    directory = _write(fresh_dir(tmp_path), envelopes, segment_bytes=2048)
+    found = order_events(directory, "c0")
+    assert [env.seq for env in found] == [1, 2, 4]
+    order = fold(found).orders["c0"]
+    assert order == fold(envelopes).orders["c0"] and order.contract.con_id == AAPL_IB.con_id
 
 
 def _explicit(tmp_path: Path) -> Path:

@@ -13,6 +13,7 @@ from events.journal import JournalWriter
 from events.lookup import order_events, seq_at
 from events.reader import JournalReader
 from events.schema import (
+    AnyEvent,
     CommissionReported,
     ConnectionChanged,
     Contract,
@@ -70,7 +71,7 @@ def test_an_order_requested_by_symbol_takes_the_conid_the_fold_learned_not_a_mis
     """c1 is requested with AAPL's conId; a position mismatch (which teaches the fold nothing) names it
     again; then c0 is requested by symbol alone. The lookup brings the request that named the conId."""
     aapl = Contract(symbol="AAPL")
-    events = [
+    events: list[AnyEvent] = [
         ConnectionChanged(state="connected", client_id=7),
         OrderRequested(client_order_id="c1", strategy_id="s", account="DU1", contract=AAPL_IB, side="BUY",
                        quantity=Decimal(1), order_type="MKT"),

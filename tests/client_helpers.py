@@ -15,6 +15,7 @@ import msgspec
 import zmq
 
 from events.reader import JournalReader
+from events.schema import OrderRequested
 from oms.client import AsyncClient, CurveKeys
 from oms.protocol import ENDPOINTS_FILE, Endpoints
 from oms.state.codec import decode_state
@@ -64,6 +65,15 @@ class ServiceProcess:
     @property
     def endpoints(self) -> Endpoints:
         return msgspec.json.decode((self.data_dir / ENDPOINTS_FILE).read_bytes(), type=Endpoints)
+
+    def requested(self, client_order_id: str) -> int:
+        """How many times the journal logged an order request with this id (the truth, not a view)."""
+        events = JournalReader(self.data_dir / "journal").read()
+        return sum(
+            1
+            for env in events
+            if isinstance(env.event, OrderRequested) and env.event.client_order_id == client_order_id
+        )
 
     def kill(self) -> None:
         """SIGKILL: no goodbye, no endpoints file removal."""

@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from events.reader import JournalReader
-from events.schema import ExecutionReported, OrderRequested
+from events.schema import ExecutionReported
 from oms.client import Client
 from oms.protocol import ContractSpec
 from tests.client_helpers import ServiceProcess, running_service
@@ -77,15 +77,6 @@ class Stack:
         page.screenshot(path=str(path), full_page=True)
         print(f"screenshot: {path}")
         return path
-
-    def requested(self, client_order_id: str) -> int:
-        """How many times the journal logged an order request with this id (the truth, not a view)."""
-        events = JournalReader(self.service.data_dir / "journal").read()
-        return sum(
-            1
-            for env in events
-            if isinstance(env.event, OrderRequested) and env.event.client_order_id == client_order_id
-        )
 
 
 @pytest.fixture(scope="module")
@@ -208,7 +199,7 @@ def test_http_intake_checks_the_token_and_the_service_decides(stack: Stack) -> N
     other = {"Authorization": f"Bearer {OTHER_TOKEN}"}
     status, body = http("POST", url, {**order, "strategy_id": "tv"}, other)
     assert (status, body["error"]["code"]) == (403, "forbidden")
-    assert stack.requested("http-1") == 0  # refused: nothing happened
+    assert stack.service.requested("http-1") == 0  # refused: nothing happened
     wait_until(lambda: "refused POST /api/orders" in stack.web.err.read_text(), what="the refusal logged")
     assert "wrong-token" not in stack.web.err.read_text()  # logged without the credential
 
@@ -235,14 +226,14 @@ def test_a_repeated_alert_places_one_order(stack: Stack) -> None:
     status, body = http("POST", url + "?secret=wrong", alert)
     assert (status, body["error"]["code"]) == (401, "bad_secret")
     assert http("POST", url, {**alert, "secret": "nope"})[0] == 401
-    assert stack.requested("tv-a-42") == 0
+    assert stack.service.requested("tv-a-42") == 0
 
     status, first = http("POST", f"{url}?secret={SECRET}", alert)
     assert (status, first["client_order_id"], first["duplicate"]) == (201, "tv-a-42", False)
     status, again = http("POST", url, {**alert, "secret": SECRET})
     assert (status, again["client_order_id"], again["duplicate"]) == (200, "tv-a-42", True)
     assert stack.client.wait_for_order("tv-a-42", "filled", timeout=10).quantity == 3
-    assert stack.requested("tv-a-42") == 1
+    assert stack.service.requested("tv-a-42") == 1
     assert http("POST", f"{url}?secret={SECRET}", {"ticker": "AAPL"})[1]["error"]["code"] == "invalid"
     assert http("POST", stack.web.base + "hooks/unknown", alert)[0] == 404
 

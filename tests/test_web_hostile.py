@@ -18,8 +18,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from events.reader import JournalReader
-from events.schema import OrderRequested
 from oms.client import Client
 from tests.client_helpers import ServiceProcess, running_service
 from tests.web_helpers import WebProcess, http
@@ -70,14 +68,6 @@ class Target:
             return response.status, {k.lower(): v for k, v in response.getheaders()}, answer
         finally:
             conn.close()
-
-    def requested(self, client_order_id: str) -> int:
-        events = JournalReader(self.service.data_dir / "journal").read()
-        return sum(
-            1
-            for e in events
-            if isinstance(e.event, OrderRequested) and e.event.client_order_id == client_order_id
-        )
 
 
 @pytest.fixture(scope="module")
@@ -154,7 +144,7 @@ def test_a_conflicting_repeated_alert_is_a_409_naming_the_differences(target: Ta
     status, body = http("POST", url, {**alert, "contracts": "3", "action": "sell"})
     assert (status, body["error"]["code"]) == (409, "duplicate_client_order_id")
     assert "quantity" in body["error"]["message"] and "side" in body["error"]["message"]
-    assert target.requested("tv-rep-1") == 1
+    assert target.service.requested("tv-rep-1") == 1
 
 
 def test_only_the_configured_host_names_are_served(target: Target) -> None:

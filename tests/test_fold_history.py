@@ -20,8 +20,9 @@ from events.schema import (
 from oms.state.codec import SnapshotError, decode_state, encode_state
 from oms.state.fills import INFERRED
 from oms.state.fold import fold, step
-from oms.state.history import MINUTE_NS, RETIRE_AFTER_NS, SEAL_AT, TOMBSTONE_NS, retired, taken
+from oms.state.history import MINUTE_NS, RETIRE_AFTER_NS, SEAL_AT
 from oms.state.model import TERMINAL, State, initial_state
+from oms.state.tombstones import TOMBSTONE_NS, retired, taken
 from tests.fold_strategies import AAPL_IB, KEY, Session, execution, requested, sent, sessions
 
 PROPS = settings(max_examples=150, deadline=None)

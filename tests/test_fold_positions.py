@@ -24,7 +24,6 @@ from events.schema import (
 from oms.state.codec import decode_state, encode_state
 from oms.state.fold import copy_state, fold, step
 from oms.state.model import Position, Removed, State
-from oms.state.positions import reported_mismatch
 from tests.fold_strategies import (
     AAPL,
     AAPL_IB,
@@ -189,15 +188,6 @@ def test_position_report_is_a_cross_check_that_never_changes_the_quantity() -> N
     assert changes == ()
     assert after.positions == before.positions
     assert after.broker_positions[KEY].position == 99.0
-
-
-def test_reported_mismatch_tells_the_service_what_to_log() -> None:
-    state = fold(log(requested(), sent(), execution("e1.01", 10)))
-    agree = PositionReported(account="DU111", contract=AAPL_IB, position=Decimal(10), avg_cost=100.0)
-    disagree = PositionReported(account="DU111", contract=AAPL_IB, position=Decimal(7), avg_cost=100.0)
-    assert reported_mismatch(state, agree) is None
-    found = reported_mismatch(state, disagree)
-    assert found is not None and (found.broker_position, found.folded_position) == (7.0, 10.0)
 
 
 def test_position_mismatch_is_recorded_not_applied() -> None:

@@ -21,9 +21,10 @@ from events.schema import (
 )
 from oms.state.codec import decode_state, encode_state
 from oms.state.fold import copy_state, fold, step
-from oms.state.history import MINUTE_NS, RETIRE_AFTER_NS, TOMBSTONE_NS
+from oms.state.history import MINUTE_NS, RETIRE_AFTER_NS
 from oms.state.links import instrument_key
 from oms.state.model import TERMINAL, WORKING, Account, Order, Position, Removed, State, initial_state
+from oms.state.tombstones import TOMBSTONE_NS
 from tests.fold_strategies import CLIENT_ID, Session, sessions
 
 PROPS = settings(max_examples=150, deadline=None)

@@ -37,7 +37,7 @@ from events.schema import (
     PositionMismatch,
     PositionReported,
 )
-from oms.state.history import retired
+from oms.state.tombstones import retired
 from oms.state.model import Order, State
 
 LIVE_REQ_ID = -1

@@ -34,7 +34,7 @@ from oms.service.risk import (
     strategy_limits,
 )
 from oms.service.terms import OWN_PRICE, Terms, change_error, cutoff_error, modify_error, terms_error
-from oms.state.history import taken
+from oms.state.tombstones import taken
 from oms.state.model import TERMINAL, Order, State
 from oms.state.money import exact
 

@@ -1,13 +1,14 @@
 """Accounts: IB's latest value per key, and the money our fills made, per currency.
 
 Invariant: an account's gross realized P&L and commission are the sums, currency by currency, over its
-account-wide positions; only `position_moved` (a position's money changed) and IB's realized P&L in
+account-wide positions; only `moved` (a position's money changed) and IB's realized P&L in
 commission reports (`apply`'s `broker`) move money. This module writes only the accounts, and only into
 the step's plan.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from decimal import Decimal, InvalidOperation
 
 from msgspec.structs import replace
@@ -38,20 +39,29 @@ def with_value(acct: Account | None, ev: AccountValueReported, seq: int) -> Acco
     return replace(acct, values=values, realized_pnl_net_base=base, updated_seq=seq)
 
 
-def position_moved(plan: Plan, account: str, before: Position | None, after: Position | None,
-                   broker: Money = _NONE) -> None:  # fmt: skip
-    """An account-wide position of `account` went from `before` to `after`: its money's change (and IB's
-    realized P&L `broker` of the same fill) into the account. Money maps are replaced, never changed,
-    so the same object means the same money."""
-    gross = commission = _NONE
-    if after is not None and after is not before:
+def credited(plan: Plan, moves: Iterable[tuple[str, Position | None, Position | None]], account: str = "",
+          broker: Money = _NONE) -> None:  # fmt: skip
+    """Account-wide positions went from before to after (account, before, after): their money's change,
+    and IB's realized P&L `broker` for `account`, into each account once. Money maps are replaced, never
+    changed, so the same object means the same money."""
+    deltas: dict[str, tuple[Money, Money, Money]] = {account: (_NONE, _NONE, broker)} if broker else {}
+    for owner, before, after in moves:
+        if after is None or after is before:
+            continue
         gross, commission = after.realized_pnl_gross, after.commission
         if before is not None:
             old_gross, old_commission = before.realized_pnl_gross, before.commission
             gross = _NONE if gross is old_gross else add(gross, old_gross, -1)
             commission = _NONE if commission is old_commission else add(commission, old_commission, -1)
-    if gross or commission or broker:
-        apply(plan, account, gross, commission, broker)
+        if not (gross or commission):
+            continue
+        earlier = deltas.get(owner)
+        if earlier is None:
+            deltas[owner] = (gross, commission, _NONE)
+        else:  # a second move of the same account in one step (an inferred fill replaced)
+            deltas[owner] = (add(earlier[0], gross), add(earlier[1], commission), earlier[2])
+    for owner, (gross, commission, by_broker) in deltas.items():
+        apply(plan, owner, gross, commission, by_broker)
 
 
 def apply(plan: Plan, account: str, gross: Money, commission: Money, broker: Money) -> None:

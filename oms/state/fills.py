@@ -13,11 +13,10 @@ from msgspec import Struct
 from msgspec.structs import replace
 
 from events import schema as ev_
-from events.schema import Contract
-from oms.state import history
-from oms.state.model import Commission, Fill, FillSide, Order, State
+from oms.state import tombstones
+from oms.state.model import Commission, Fill, Order, State
 from oms.state.money import ZERO, Money, add, exact, rounded
-from oms.state.plan import Plan, keys_after
+from oms.state.plan import Link, Plan, keys_after
 
 INFERRED = "inferred:"  # the key of an order's inferred fill is INFERRED + its client order id
 _NONE: Money = {}
@@ -30,44 +29,39 @@ def later(exec_id: str, than: str) -> bool:
 
 
 def base_of(exec_id: str) -> str:
-    """A fill's key in `State.fills` and in its positions' histories: the execId before its last "."."""
+    """A fill's key in `State.fills` and in its positions' histories: the execId before its last "."
+    (a correction's execId shares it)."""
     return exec_id.rpartition(".")[0] or exec_id
 
 
-def of_retired(state: State, ev: ev_.ExecutionReported) -> bool:
-    """True for IB repeating a retired order's execution (after a reconnect): nothing to do. Anything
-    else for a retired order, such as a correction of one of its fills, raises `RetiredOrder`."""
-    past = state.history
-    if history.retired(past, "e", ev.exec_id):
-        return True
-    base = base_of(ev.exec_id)
-    if (
-        history.retired(past, "b", base)
-        or history.retired(past, "n", base)
-        or history.retired_ids(state, ev.order_id, ev.perm_id, ev.client_id, ev.order_ref)
-    ):
-        raise history.RetiredOrder(
-            f"execution {ev.exec_id} changes a fill of an order already retired to history: not applied"
-        )
-    return False
-
-
-class Executed(Struct, frozen=True, gc=False):
-    """What an execution did to its fill: the fill's key, the fill it replaced (a correction) and the
-    fill now, with how the order's commission and IB's realized P&L moved."""
+class FillChange(Struct, frozen=True, gc=False):
+    """One fill changed under `base`: from `before` (None: new) to `after` (None: removed), with its
+    order's executed totals after it (quantity, value, the inferred part); summed again over the order's
+    fills when it replaced one."""
 
     base: str
     before: Fill | None
-    fill: Fill
+    after: Fill | None
+    qty: Decimal
+    value: Decimal
+    inferred: Decimal
+
+
+class Executed(Struct, frozen=True, gc=False):
+    """What an execution did to fills, in order: its own fill (new, or replacing the one it corrects),
+    then the order's inferred fill shrunk or removed; with how the order's commission and IB's realized
+    P&L moved."""
+
+    changes: tuple[FillChange, ...]
     commission: Money
     broker: Money
 
 
-def execution(plan: Plan, ev: ev_.ExecutionReported, order: Order, contract: Contract, pkey: str,
-              side: FillSide) -> Executed | None:  # fmt: skip
+def from_execution(plan: Plan, ev: ev_.ExecutionReported, link: Link) -> Executed | None:
     """The fill `ev` makes (new, or replacing the fill it corrects), with its commission if the report
-    came first; reports waiting for executions it supersedes are dropped. None for an execution seen
-    before, or one a correction superseded (a report waiting for it is moot)."""
+    came first; reports waiting for executions it supersedes are dropped. A real execution for what was
+    inferred replaces the inferred fill, never adds to it. None for an execution seen before, or one a
+    correction superseded (a report waiting for it is moot)."""
     w = plan.w
     base = base_of(ev.exec_id)
     prev = plan.state.fills.get(base)
@@ -81,34 +75,47 @@ def execution(plan: Plan, ev: ev_.ExecutionReported, order: Order, contract: Con
             k for k in keys_after(plan, "pending_commissions") if base_of(k) == base and later(ev.exec_id, k)
         ]:
             w["pending_commissions", key] = None  # reports for the executions this one corrects: never joined
+    order = link.order
+    report = w.get(("pending_commissions", ev.exec_id), waiting.get(ev.exec_id)) if waiting else None
+    if report is not None:  # its commission report came first
+        w["pending_commissions", ev.exec_id] = None
+    commission, broker = _money_of(report)
     fill = Fill(
         exec_id=ev.exec_id,
         client_order_id=order.client_order_id,
         strategy_id=order.strategy_id,
         account=ev.account,
-        position_key=pkey,
-        contract=contract,
-        side=side,
+        position_key=link.key,
+        contract=link.contract,
+        side=link.side,
         shares=ev.shares,
         price=exact(ev.price),
         time_ns=ev.time_ns,
+        commission=commission,
+        broker_realized_pnl=broker,
         seq=prev.seq if prev is not None else seq,
         ts=prev.ts if prev is not None else plan.ts,
         updated_seq=seq,
         corrects=prev.exec_id if prev is not None else "",
     )
-    report = w.get(("pending_commissions", ev.exec_id), waiting.get(ev.exec_id)) if waiting else None
-    if report is not None:  # its commission report came first
-        w["pending_commissions", ev.exec_id] = None
-        fill = _with_commission(fill, report)
     w["fills", base] = fill
     if prev is None:
-        return Executed(base, None, fill, fill.commission, fill.broker_realized_pnl)
-    commission = add(fill.commission, prev.commission, -1) if fill.commission or prev.commission else _NONE
-    broker = fill.broker_realized_pnl
-    if prev.broker_realized_pnl:
-        broker = add(broker, prev.broker_realized_pnl, -1)
-    return Executed(base, prev, fill, commission, broker)
+        qty = order.filled + order.overfill + fill.shares
+        value = order.fill_value + fill.shares * fill.price
+        own = FillChange(base, None, fill, qty, value, order.inferred)
+        commission, broker = fill.commission, fill.broker_realized_pnl
+    else:
+        own = FillChange(base, prev, fill, *order_totals(plan, order.client_order_id))
+        commission = (
+            add(fill.commission, prev.commission, -1) if fill.commission or prev.commission else _NONE
+        )
+        broker = fill.broker_realized_pnl
+        if prev.broker_realized_pnl:
+            broker = add(broker, prev.broker_realized_pnl, -1)
+    shrunk = (
+        inferred(plan, order, link.order_key, own.qty, own.value, own.inferred) if order.inferred else None
+    )
+    return Executed((own,) if shrunk is None else (own, shrunk), commission, broker)
 
 
 def commission(plan: Plan, ev: ev_.CommissionReported) -> tuple[Fill, Money, Money] | None:
@@ -125,17 +132,18 @@ def commission(plan: Plan, ev: ev_.CommissionReported) -> tuple[Fill, Money, Mon
         realized_pnl=exact(ev.realized_pnl) if ev.realized_pnl is not None else None,
     )
     if fill is None or fill.exec_id != ev.exec_id:
-        if fill is None and history.retired(state.history, "b", base):
+        if fill is None and tombstones.retired(state.history, "b", base):
             _changes_retired(state, ev, report)
             return None  # a retired fill's report, repeated after a reconnect
-        if fill is None and history.retired(state.history, "n", base):
-            raise history.RetiredOrder(
+        if fill is None and tombstones.retired(state.history, "n", base):
+            raise tombstones.RetiredOrder(
                 f"commission for {ev.exec_id}, a fill retired to history without one: not applied"
             )
         if fill is None or later(ev.exec_id, fill.exec_id):  # its execution has not come yet
             plan.w["pending_commissions", ev.exec_id] = report
         return None  # otherwise it is for an execution a correction replaced
-    new = _with_commission(fill, report, plan.seq)
+    commission, broker = _money_of(report)
+    new = replace(fill, commission=commission, broker_realized_pnl=broker, updated_seq=plan.seq)
     if new.commission == fill.commission and new.broker_realized_pnl == fill.broker_realized_pnl:
         return None
     plan.w["fills", base] = new
@@ -151,32 +159,24 @@ def _changes_retired(state: State, ev: ev_.CommissionReported, report: Commissio
     its correction superseded; another amount would change a retired order's money, which is refused as
     `RetiredOrder` like any other change to it."""
     past = state.history
-    if not history.retired(past, "e", ev.exec_id):
+    if not tombstones.retired(past, "e", ev.exec_id):
         return  # for an execution a correction replaced before the fill retired
-    with_it = _with_commission(_NO_FILL, report)
-    if not history.retired(
-        past, "m", history.commission_ident(ev.exec_id, with_it.commission, with_it.broker_realized_pnl)
-    ):
-        raise history.RetiredOrder(
+    if not tombstones.retired(past, "m", tombstones.commission_ident(ev.exec_id, *_money_of(report))):
+        raise tombstones.RetiredOrder(
             f"commission for {ev.exec_id} ({report.commission} {report.currency}) differs from the one its "
             "fill retired with: not applied"
         )
 
 
-_NO_FILL = Fill(
-    exec_id="", client_order_id="", strategy_id="", account="", position_key="",
-    contract=Contract(symbol=""), side="BUY", shares=ZERO, price=ZERO,
-)  # fmt: skip
-
-
-def _with_commission(fill: Fill, report: Commission, updated_seq: int | None = None) -> Fill:
-    """`fill` with the report's commission and realized P&L (and `updated_seq` when given)."""
+def _money_of(report: Commission | None) -> tuple[Money, Money]:
+    """A commission report's commission and IB's realized P&L, as a fill holds them (new maps, empty
+    without a report)."""
+    if report is None:
+        return {}, {}
     realized = report.realized_pnl
-    return replace(
-        fill,
-        commission={report.currency: report.commission} if report.commission else {},
-        broker_realized_pnl={report.currency: realized} if realized else {},
-        updated_seq=fill.updated_seq if updated_seq is None else updated_seq,
+    return (
+        {report.currency: report.commission} if report.commission else {},
+        {report.currency: realized} if realized else {},
     )
 
 
@@ -195,22 +195,22 @@ def order_totals(plan: Plan, coid: str) -> tuple[Decimal, Decimal, Decimal]:
     return qty, value, inferred
 
 
-def inferred(plan: Plan, order: Order, pkey: str | None) -> tuple[str, Fill | None, Fill | None] | None:
+def inferred(plan: Plan, order: Order, pkey: str | None, qty: Decimal, value: Decimal, inferred_qty: Decimal
+             ) -> FillChange | None:  # fmt: skip
     """What IB reports filled beyond the order's executions, as one inferred fill (deterministic id,
     flagged, keyed `pkey`), priced so the order's average matches IB's; a real execution arriving later
-    shrinks it or removes it, never adds to it. Returns (key, the fill before, the fill after; None when
-    removed), or None when nothing changes."""
+    shrinks it or removes it, never adds to it. `qty`, `value` and `inferred_qty` are the order's
+    executed totals before it. None when nothing changes."""
     key = INFERRED + order.client_order_id
     w = plan.w
     current = w.get(("fills", key), plan.state.fills.get(key))
-    real = order.filled + order.overfill - order.inferred
-    want = order.broker_filled - real
+    want = order.broker_filled - (qty - inferred_qty)
     if want <= 0:
         if current is None:
             return None
         w["fills", key] = None
-        return key, current, None
-    price = _inferred_price(order, current, want)
+        return FillChange(key, current, None, *order_totals(plan, order.client_order_id))
+    price = _inferred_price(order, current, want, qty, value)
     if current is not None and (current.shares, current.price) == (want, price):
         return None
     if pkey is None or not order.side:
@@ -231,13 +231,18 @@ def inferred(plan: Plan, order: Order, pkey: str | None) -> tuple[str, Fill | No
         inferred=True,
     )
     w["fills", key] = fill
-    return key, current, fill
+    if current is None:
+        return FillChange(key, None, fill, qty + want, value + want * price, inferred_qty + want)
+    return FillChange(key, current, fill, *order_totals(plan, order.client_order_id))
 
 
-def _inferred_price(order: Order, current: Fill | None, want: Decimal) -> Decimal:
-    """So that the order's average over real and inferred fills is IB's average."""
+def _inferred_price(
+    order: Order, current: Fill | None, want: Decimal, qty: Decimal, value: Decimal
+) -> Decimal:
+    """So that the order's average over real and inferred fills (`qty` for `value` so far) is IB's."""
     broker_avg = order.broker_avg_price
     if not broker_avg:
-        return order.avg_fill_price or exact(order.limit_price or 0.0)
-    real_value = order.fill_value - (current.shares * current.price if current is not None else ZERO)
+        avg = rounded(value / qty) if qty else ZERO
+        return avg or exact(order.limit_price or 0.0)
+    real_value = value - (current.shares * current.price if current is not None else ZERO)
     return rounded((broker_avg * order.broker_filled - real_value) / want)

@@ -26,10 +26,10 @@ from msgspec.structs import replace
 
 from events import schema as ev_
 from events.schema import Contract, Envelope, kind_of, symbol_key
-from oms.state import accounts, fills, history, interning, links, orders, positions
-from oms.state.model import BrokerPosition, Changed, Fill, FoldError, Mismatch, Order, State, initial_state
-from oms.state.money import ZERO, Money, add
-from oms.state.plan import Plan, changed, commit
+from oms.state import accounts, fills, history, interning, links, orders, positions, tombstones
+from oms.state.model import BrokerPosition, Changed, FoldError, Mismatch, Order, State, initial_state
+from oms.state.money import ZERO, Money
+from oms.state.plan import Link, Plan, changed, commit
 
 _NONE: Money = {}
 
@@ -102,46 +102,26 @@ def copy_state(state: State) -> State:
 
 
 # ---------------------------------------------------------------------------------------------------
-# The one path every order change takes: the order, then its positions (both views), then the money.
+# The two paths every order change takes: the order alone, or fills with it: the order, then its
+# positions (both views), then the money.
 
 
-def _order(plan: Plan, old: Order | None, order: Order, base: str = "", fill: Fill | None = None,
-           replaces: bool = False, broker: Money = _NONE) -> None:  # fmt: skip
-    """Store `order` (changed from `old`) and bring its positions and their account up to date: its
-    place among the working orders of its key (moving it when its key changed) when its status, side or
-    key changed, and `fill` (under `base`), new or replacing an earlier one, with IB's realized P&L
-    `broker` for it."""
-    if order is not old:
-        coid = order.client_order_id
-        plan.w["orders", coid] = order
-    moved = old is not None and not (old.contract is order.contract and old.account == order.account)
-    member = order is not old and (
-        old is None or old.status != order.status or old.side != order.side or moved
-    )
-    order_key = None
-    if member:
-        order_key = links.key_of(plan, order)
-        if moved:
-            assert old is not None
-            old_key = links.key_of(plan, old)
-            if old_key is not None and order_key is not None and old_key != order_key:
-                positions.left(plan, old_key, order_key, order)
-    fill_key = fill.position_key if fill is not None else None
-    if order_key is not None and order_key != fill_key:  # the order's positions alone
-        for account_wide, pkey, strategy in positions.views(order_key, order.strategy_id):
-            positions.apply(
-                plan, account_wide, pkey, strategy, order, deferred=fill is not None and not replaces
-            )
-    if fill is not None and fill_key is not None:  # the fill, with the order when on the same key
-        with_order = order if order_key == fill_key else None
-        for account_wide, pkey, strategy in positions.views(fill_key, fill.strategy_id):
-            before, after = positions.apply(
-                plan, account_wide, pkey, strategy, with_order, base, fill, replaces
-            )
-            if account_wide:
-                accounts.position_moved(plan, fill.account, before, after, broker)
-    elif broker:
-        accounts.apply(plan, order.account, _NONE, _NONE, broker)
+def _order(plan: Plan, old: Order | None, order: Order) -> None:
+    """Store `order` (changed from `old`) and move it among the working orders of its positions."""
+    if order is old:
+        return
+    plan.w["orders", order.client_order_id] = order
+    if positions.changes_place(old, order, positions.rekeyed(old, order)):
+        positions.advanced(plan, links.of_change(plan, old, order))
+
+
+def _filled(plan: Plan, link: Link, done: fills.Executed, account: str) -> None:
+    """Fills changed (`done`): the order after them, both views of their positions, and the money
+    that moved, into each account (IB's realized P&L into `account`)."""
+    steps = orders.after_fills(link.order, done, plan.seq, plan.ts)
+    plan.w["orders", link.order.client_order_id] = steps[-1]
+    moves = positions.advanced(plan, link, steps, done.changes)
+    accounts.credited(plan, moves, account, done.broker)
 
 
 def _learn(plan: Plan, order: Order, contract: Contract, new: bool) -> Order:
@@ -158,45 +138,13 @@ def _name(plan: Plan, contract: Contract) -> None:
         positions.renamed(plan, sym, contract.con_id)
 
 
-def _fill(plan: Plan, old: Order | None, order: Order, base: str, fill: Fill, replaces: bool,
-          broker: Money = _NONE) -> None:  # fmt: skip
-    """A fill, new or replacing an earlier one of the same key, into its order and positions."""
-    seq, ts = plan.seq, plan.ts
-    if replaces:
-        qty, value, inferred = fills.order_totals(plan, order.client_order_id)
-        new = orders.executed(order, qty, value, inferred, seq, ts, replaced=True)
-    else:
-        new = orders.executed(
-            order,
-            order.filled + order.overfill + fill.shares,
-            order.fill_value + fill.shares * fill.price,
-            order.inferred + fill.shares if fill.inferred else order.inferred,
-            seq,
-            ts,
-        )
-    _order(plan, old, new, base, fill, replaces, broker)
-
-
-def _infer(plan: Plan, order: Order) -> None:
-    """IB's filled quantity beyond the executions as an inferred fill (`fills.inferred`)."""
-    change = fills.inferred(plan, order, links.key_of(plan, order))
-    if change is None:
-        return
-    key, before, after = change
-    if after is None:
-        assert before is not None
-        _fill(plan, order, order, key, before, True)
-    else:
-        _fill(plan, order, order, key, after, before is not None)
-
-
 # ---------------------------------------------------------------------------------------------------
 # Intents.
 
 
 def _on_requested(plan: Plan, ev: ev_.OrderRequested) -> None:
     state = plan.state
-    if history.taken(state, ev.client_order_id):  # a duplicate id never makes a second order
+    if tombstones.taken(state, ev.client_order_id):  # a duplicate id never makes a second order
         return
     contract = ev.contract
     if contract.con_id:
@@ -234,7 +182,7 @@ def _on_denied(plan: Plan, ev: ev_.OrderDenied) -> None:
     order = state.orders.get(ev.client_order_id)
     if order is not None:
         _order(plan, order, orders.triggered(order, "rejected", plan.seq, plan.ts, reason=ev.reason))
-    elif not history.retired(state.history, "c", ev.client_order_id):  # a retired id stays as it ended
+    elif not tombstones.retired(state.history, "c", ev.client_order_id):  # a retired id stays as it ended
         _order(plan, None, orders.denied(ev, plan.seq, plan.ts))
 
 
@@ -263,11 +211,11 @@ def _restated(state: State, order: Order) -> bool:
 def _on_status(plan: Plan, ev: ev_.OrderStatusReported) -> None:
     state, seq, ts = plan.state, plan.seq, plan.ts
     old = links.known(state, ev.order_id, ev.perm_id, ev.client_id, "")
-    if old is None and history.retired_ids(state, ev.order_id, ev.perm_id, ev.client_id, ""):
+    if old is None and tombstones.retired_ids(state, ev.order_id, ev.perm_id, ev.client_id, ""):
         return  # IB repeating a retired order's status (after a reconnect): it ended as it was
     if old is None:
         ids = (ev.client_id, ev.order_id, ev.perm_id)
-        order = orders.external(ids, "", orders.NO_CONTRACT, "", ZERO, seq, ts)
+        order = links.external(ids, "", orders.NO_CONTRACT, "", ZERO, seq, ts)
     else:
         order = old
     order = links.bind(plan, order, ev.order_id, ev.perm_id, ev.client_id)
@@ -283,12 +231,12 @@ def _on_open_order(plan: Plan, ev: ev_.OpenOrderReported) -> None:
     """IB's view of the order; its quantity and prices are what is working, so they acknowledge a modify."""
     state, seq, ts = plan.state, plan.seq, plan.ts
     old = links.known(state, ev.order_id, ev.perm_id, ev.client_id, ev.order_ref)
-    if old is None and history.retired_ids(state, ev.order_id, ev.perm_id, ev.client_id, ev.order_ref):
+    if old is None and tombstones.retired_ids(state, ev.order_id, ev.perm_id, ev.client_id, ev.order_ref):
         return  # a retired order, reported again as a completed order
-    side = orders.ib_side(ev.side)
+    side = links.ib_side(ev.side)
     if old is None:
         ids = (ev.client_id, ev.order_id, ev.perm_id)
-        order = orders.external(ids, ev.account, ev.contract, side, ev.quantity, seq, ts)
+        order = links.external(ids, ev.account, ev.contract, side, ev.quantity, seq, ts)
     else:
         order = old
         if not order.account:
@@ -303,31 +251,16 @@ def _on_open_order(plan: Plan, ev: ev_.OpenOrderReported) -> None:
 
 
 def _on_execution(plan: Plan, ev: ev_.ExecutionReported) -> None:
-    """A fill: deduped by execId; a later execId with the same part before the last "." replaces it."""
-    state = plan.state
-    old = links.known(state, ev.order_id, ev.perm_id, ev.client_id, ev.order_ref)
-    if old is None and fills.of_retired(state, ev):
+    """A fill: whom it is for, the fill (deduped by execId; a later execId with the same part before the
+    last "." replaces it), the order, both views of its position, the account: each owner once."""
+    link = links.of_execution(plan, ev)
+    if link is None:  # IB repeating a retired order's execution
         return
-    side = orders.ib_side(ev.side)
-    if old is None:
-        ids = (ev.client_id, ev.order_id, ev.perm_id)
-        order = orders.external(ids, ev.account, ev.contract, side, ZERO, plan.seq, plan.ts)
-    else:
-        order = old
-    order, named, contract, pkey = links.execution(plan, order, ev, side, old is None)
-    for sym in named:  # the order was keyed by its symbol: its positions move to the conId
-        positions.renamed(plan, sym, ev.contract.con_id)
-    done = fills.execution(plan, ev, order, contract, pkey, side)
-    if done is None:  # seen before, or superseded
-        _order(plan, old, order)
+    done = fills.from_execution(plan, ev, link)
+    if done is None:  # seen before, or superseded: only what it taught about the order
+        _order(plan, link.old, link.order)
         return
-    if done.commission:
-        order = replace(order, commission=add(order.commission, done.commission))
-    _fill(plan, old, order, done.base, done.fill, done.before is not None, done.broker)
-    if order.inferred:  # a real execution for what was inferred: it replaces, never adds
-        now = plan.w.get(("orders", order.client_order_id), state.orders.get(order.client_order_id))
-        assert now is not None
-        _infer(plan, now)
+    _filled(plan, link, done, ev.account)
 
 
 def _on_commission(plan: Plan, ev: ev_.CommissionReported) -> None:
@@ -335,18 +268,11 @@ def _on_commission(plan: Plan, ev: ev_.CommissionReported) -> None:
     if joined is None:
         return
     fill, moved, broker = joined
-    state = plan.state
-    if moved:
-        order = state.orders.get(fill.client_order_id)
-        if order is not None:
-            new = replace(order, commission=add(order.commission, moved), updated_seq=plan.seq)
-            plan.w["orders", order.client_order_id] = new
-        for account_wide, pkey, strategy in positions.views(fill.position_key, fill.strategy_id):
-            before, after = positions.apply(plan, account_wide, pkey, strategy, None, commission=moved)
-            if account_wide:
-                accounts.position_moved(plan, fill.account, before, after, broker)
-    elif broker:
-        accounts.apply(plan, fill.account, _NONE, _NONE, broker)
+    order = plan.state.orders.get(fill.client_order_id)
+    if moved and order is not None:
+        plan.w["orders", order.client_order_id] = orders.commissioned(order, moved, plan.seq)
+    moves = positions.commissioned(plan, fill, moved) if moved else []
+    accounts.credited(plan, moves, fill.account, broker)
 
 
 def _on_position(plan: Plan, ev: ev_.PositionReported) -> None:
@@ -427,7 +353,11 @@ def _on_reconciliation_finished(plan: Plan, ev: ev_.ReconciliationFinished) -> N
         return
     since = state.reconciliation_seq
     for order in [o for o in state.orders.values() if o.broker_seq > since and o.broker_filled != o.filled]:
-        _infer(plan, order)
+        link = links.of_change(plan, order, order)
+        qty = order.filled + order.overfill
+        change = fills.inferred(plan, order, link.order_key, qty, order.fill_value, order.inferred)
+        if change is not None:
+            _filled(plan, link, fills.Executed((change,), _NONE, _NONE), order.account)
 
 
 def _nothing(plan: Plan, ev: ev_.Event) -> None:

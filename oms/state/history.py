@@ -20,70 +20,22 @@ the same seq.
 
 from __future__ import annotations
 
-import bisect
-import hashlib
 from collections.abc import Iterable
 
 from oms.state.model import TERMINAL, Fill, History, Order, Position, Sealed, State
-from oms.state.money import Money
-from oms.state.plan import Plan, set_history
-from oms.state.positions import replayed
+from oms.state.plan import Plan
+from oms.state.positions import replayed, set_history
+from oms.state.tombstones import TOMBSTONE_NS, commission_ident, ident
 
 MINUTE_NS = 60 * 10**9
 RETIRE_AFTER_NS = 15 * MINUTE_NS
 SWEEP_EVERY_NS = MINUTE_NS
-TOMBSTONE_NS = 24 * 60 * MINUTE_NS
 SEAL_AT = 1 << 16  # recent tombstones become one sorted, immutable block at this many
-
-
-class RetiredOrder(Exception):
-    """An event that would change a retired order (a late correction): refused, recorded, visible."""
-
-
-def ident(kind: str, value: object) -> int:
-    """A stable 64-bit hash of one identifier (Python's `hash` of a str changes between runs)."""
-    digest = hashlib.blake2b(f"{kind}{value}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "little")
-
-
-def retired(history: History, kind: str, value: object) -> bool:
-    """Whether an identifier belonged to a retired order (within the tombstone horizon)."""
-    if not history.recent and not history.sealed:
-        return False
-    key = ident(kind, value)
-    if key in history.recent:
-        return True
-    for block in history.sealed:
-        hashes = memoryview(block.hashes).cast("Q")
-        at = bisect.bisect_left(hashes, key)
-        if at < len(hashes) and hashes[at] == key:
-            return True
-    return False
-
-
-def retired_ids(state: State, order_id: int, perm_id: int, client_id: int, order_ref: str) -> bool:
-    """Whether an IB callback names a retired order (by permId, orderRef or this session's orderId)."""
-    history = state.history
-    return (
-        (perm_id > 0 and retired(history, "p", perm_id))
-        or (bool(order_ref) and retired(history, "c", order_ref))
-        or (order_id > 0 and retired(history, "o", f"{client_id}:{order_id}"))
-    )
-
-
-def taken(state: State, client_order_id: str) -> bool:
-    """Whether a client order id is in use: by a live order, or a retired one within the horizon."""
-    return client_order_id in state.orders or retired(state.history, "c", client_order_id)
 
 
 def sweep_due(state: State, ts: int) -> bool:
     """A minute of event time since the last sweep, and no reconciliation under way."""
     return ts - state.history.swept_ts >= SWEEP_EVERY_NS and not state.reconciling
-
-
-def commission_ident(exec_id: str, commission: Money, broker_realized_pnl: Money) -> str:
-    """A fill's commission as an identifier a tombstone can keep: a repeated report must match it."""
-    return f"{exec_id}|{sorted(commission.items())}|{sorted(broker_realized_pnl.items())}"
 
 
 def sweep(plan: Plan) -> None:

@@ -10,12 +10,18 @@ them only into the step's plan.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from decimal import Decimal
+from typing import Literal
 
 from msgspec.structs import replace
 
 from events.schema import Contract, ExecutionReported, symbol_key
-from oms.state.model import Order, OrderSide, State
-from oms.state.plan import Plan
+from oms.state import tombstones
+from oms.state.fills import base_of
+from oms.state.model import EXTERNAL_STRATEGY, Order, OrderSide, State
+from oms.state.money import ZERO
+from oms.state.plan import Link, Plan
+from oms.state.positions import rekeyed
 
 
 def resolve(state: State, order_id: int, perm_id: int, client_id: int, order_ref: str) -> str | None:
@@ -69,17 +75,71 @@ def key_of(plan: Plan, order: Order) -> str | None:
     return keyed(plan, order.account, contract)
 
 
-def execution(plan: Plan, order: Order, ev: ExecutionReported, side: OrderSide, new: bool
-              ) -> tuple[Order, list[str], Contract, str]:  # fmt: skip
-    """What an execution teaches about its order's identity: IB's ids, its account and side (an order
-    first seen by its status), its instrument's conId (and the symbol keys that names), the shared
-    Contract of that conId, and the fill's position key."""
-    if not new:
-        order = placed(order, ev.account, side)
+def of_execution(plan: Plan, ev: ExecutionReported) -> Link | None:
+    """Whom `ev` is for, with what it teaches about its order's identity (index writes into the plan).
+    None for IB repeating a retired order's execution (after a reconnect); anything else for a retired
+    order, such as a correction of one of its fills, raises `tombstones.RetiredOrder`."""
+    state = plan.state
+    old = known(state, ev.order_id, ev.perm_id, ev.client_id, ev.order_ref)
+    if old is None and tombstones.repeated_execution(state, ev, base_of(ev.exec_id)):
+        return None
+    side = ib_side(ev.side)
+    if old is None:
+        ids = (ev.client_id, ev.order_id, ev.perm_id)
+        order = external(ids, ev.account, ev.contract, side, ZERO, plan.seq, plan.ts)
+    else:
+        order = placed(old, ev.account, side)
     order = bind(plan, order, ev.order_id, ev.perm_id, ev.client_id)
-    order, named = learn(plan, order, ev.contract, new)
+    order, named = learn(plan, order, ev.contract, old is None)
     contract = instrument(plan, ev.contract)
-    return order, named, contract, keyed(plan, ev.account, contract)
+    key = keyed(plan, ev.account, contract)
+    same = order.account == ev.account and order.contract.con_id == contract.con_id != 0
+    order_key = key if same else key_of(plan, order)
+    moved = rekeyed(old, order)
+    old_key = key_of(plan, old) if moved and old is not None else None
+    return Link(old, order, contract, side, key, order_key, moved, old_key, tuple(named))
+
+
+def of_change(plan: Plan, old: Order | None, order: Order) -> Link:
+    """An order's change from `old` as a link: its keys, before too when its account or instrument
+    became known (an order IB first reported by its status)."""
+    moved = rekeyed(old, order)
+    order_key = key_of(plan, order)
+    old_key = key_of(plan, old) if moved and old is not None else None
+    side: Literal["BUY", "SELL"] = order.side or "BUY"
+    return Link(old, order, order.contract, side, order_key or "", order_key, moved, old_key, ())
+
+
+def ib_side(side: str) -> Literal["BUY", "SELL"]:
+    """Executions say BOT/SLD, orders BUY/SELL (SSHORT is a sell)."""
+    return "BUY" if side in ("BUY", "BOT") else "SELL"
+
+
+def external_id(client_id: int, order_id: int, perm_id: int) -> str:
+    """A stable id for an order we did not place: by permId when IB gave one, else by (clientId, orderId).
+    Once given, an external order keeps its id even after its permId becomes known."""
+    return f"ext:perm:{perm_id}" if perm_id else f"ext:{client_id}:{order_id}"
+
+
+def external(ids: tuple[int, int, int], account: str, contract: Contract, side: OrderSide, quantity: Decimal,
+             seq: int, ts: int) -> Order:  # fmt: skip
+    """An order we did not place, first seen by a callback with IB's `ids` (clientId, orderId, permId):
+    named by them, working (IB reports it), its quantity what IB said (0 when unknown)."""
+    return Order(
+        client_order_id=external_id(*ids),
+        strategy_id=EXTERNAL_STRATEGY,
+        account=account,
+        contract=contract,
+        side=side,
+        quantity=quantity,
+        remaining=quantity,
+        status="submitted",
+        external=True,
+        created_seq=seq,
+        created_ts=ts,
+        updated_seq=seq,
+        updated_ts=ts,
+    )
 
 
 def bind(plan: Plan, order: Order, order_id: int, perm_id: int, client_id: int) -> Order:

@@ -22,8 +22,9 @@ from events.schema import (
     OrderDenied,
     OrderRequested,
 )
-from oms.state.model import EXTERNAL_STRATEGY, TERMINAL, Order, OrderSide, OrderStatus
-from oms.state.money import ZERO, exact, rounded
+from oms.state.fills import Executed
+from oms.state.model import TERMINAL, Order, OrderStatus
+from oms.state.money import ZERO, Money, add, exact, rounded
 
 Trigger = Literal[
     "ack",  # IB has the order working (PreSubmitted, Submitted, Filled, a locate hold)
@@ -226,6 +227,24 @@ def executed(
     )
 
 
+def after_fills(order: Order, done: Executed, seq: int, ts: int) -> tuple[Order, ...]:
+    """`order` after each of an execution's fill changes, in turn (see `executed`), its commission moved
+    by the execution's."""
+    steps = []
+    for change in done.changes:
+        replaced = change.before is not None
+        order = executed(order, change.qty, change.value, change.inferred, seq, ts, replaced=replaced)
+        steps.append(order)
+    if done.commission:
+        steps[-1] = commissioned(order, done.commission, seq)
+    return tuple(steps)
+
+
+def commissioned(order: Order, moved: Money, seq: int) -> Order:
+    """`order` after its fills' commissions moved by `moved` (a delta, per currency)."""
+    return replace(order, commission=add(order.commission, moved), updated_seq=seq)
+
+
 def requested(ev: OrderRequested, contract: Contract, seq: int, ts: int, strategy_id: str, account: str
               ) -> Order:  # fmt: skip
     """The order `ev` asks for, on `contract` (the requested one, with its conId once IB has named it),
@@ -253,32 +272,6 @@ def requested(ev: OrderRequested, contract: Contract, seq: int, ts: int, strateg
         oca_type=ev.oca_type,
         algo=ev.algo,
         algo_priority=ev.algo_priority,
-        created_seq=seq,
-        created_ts=ts,
-        updated_seq=seq,
-        updated_ts=ts,
-    )
-
-
-def external_id(client_id: int, order_id: int, perm_id: int) -> str:
-    """A stable id for an order we did not place: by permId when IB gave one, else by (clientId, orderId).
-    Once given, an external order keeps its id even after its permId becomes known."""
-    return f"ext:perm:{perm_id}" if perm_id else f"ext:{client_id}:{order_id}"
-
-
-def external(ids: tuple[int, int, int], account: str, contract: Contract, side: OrderSide, quantity: Decimal,
-             seq: int, ts: int) -> Order:  # fmt: skip
-    """An order we did not place, first seen by a callback with IB's `ids` (clientId, orderId, permId)."""
-    return Order(
-        client_order_id=external_id(*ids),
-        strategy_id=EXTERNAL_STRATEGY,
-        account=account,
-        contract=contract,
-        side=side,
-        quantity=quantity,
-        remaining=quantity,
-        status="submitted",
-        external=True,
         created_seq=seq,
         created_ts=ts,
         updated_seq=seq,
@@ -319,11 +312,6 @@ def modify_matches(want: ModifyRequested, ev: OpenOrderReported) -> bool:
     return all(
         getattr(want, name) is None or getattr(want, name) == getattr(ev, name) for name in _MODIFIABLE
     )
-
-
-def ib_side(side: str) -> Literal["BUY", "SELL"]:
-    """Executions say BOT/SLD, orders BUY/SELL (SSHORT is a sell)."""
-    return "BUY" if side in ("BUY", "BOT") else "SELL"
 
 
 def denied(ev: OrderDenied, seq: int, ts: int) -> Order:

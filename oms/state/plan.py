@@ -1,4 +1,5 @@
-"""One step's plan: every value an event changes, computed before anything is written.
+"""One step's plan: every value an event changes, computed before anything is written; and `Link`,
+whom an execution is for, which the owners hand on.
 
 `oms.state.fold.step` hands the plan to the owners (orders, fills, positions, accounts, links); each
 computes the new values of its own tables and writes them into the plan, never into the state:
@@ -12,11 +13,12 @@ order they were first written.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from msgspec import Struct, field
 
-from oms.state.model import Changed, PositionInput, State
+from events.schema import Contract
+from oms.state.model import Changed, Order, PositionInput, State
 
 # A plan's writes are keyed (State field, key); these fields' values are the step's changes.
 _CHANGES = frozenset({"orders", "positions", "strategy_positions", "accounts", "fold_errors"})
@@ -36,23 +38,29 @@ class Plan(Struct):
     fields: dict[str, Any] = field(default_factory=dict)
 
 
+class Link(Struct, frozen=True, gc=False):
+    """Whom an execution (or an inferred fill) is for, as its ids say, computed once and handed on: the
+    order before (None when this event makes it) and with what the event taught about it (IB's ids, its
+    account and side, its instrument's conId); the shared Contract of that conId; the fill's side and
+    account-wide position key; the order's key now and, when its account or instrument became known,
+    before; and the symbol keys the conId newly names (their positions move to it)."""
+
+    old: Order | None
+    order: Order
+    contract: Contract
+    side: Literal["BUY", "SELL"]
+    key: str
+    order_key: str | None
+    moved: bool
+    old_key: str | None
+    named: tuple[str, ...]
+
+
 def keys_after(plan: Plan, tag: str) -> list[Any]:
     """Every key a table holds after this step (for the rare scans: renames, superseded reports)."""
     w = plan.w
     kept = [k for k in getattr(plan.state, tag) if (tag, k) not in w]
     return kept + [k for (t, k), v in w.items() if t == tag and v is not None]
-
-
-def history(plan: Plan, key: str) -> list[PositionInput]:
-    """A position's history as it will stand after this step (a fresh list: read, never kept)."""
-    base = plan.w.get(("position_inputs", key), plan.state.position_inputs.get(key)) or ()
-    return [*base, *plan.appended.get(key, ())]
-
-
-def set_history(plan: Plan, key: str, inputs: list[PositionInput] | None) -> None:
-    """Replace a position's whole history (a checkpoint, a moved key); None removes it."""
-    plan.appended.pop(key, None)
-    plan.w["position_inputs", key] = inputs
 
 
 def commit(plan: Plan) -> None:

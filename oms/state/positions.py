@@ -13,26 +13,27 @@ back to 0 closes the lifecycle ("flat"); one that flips the sign closes it and o
 ("cancelled", "rejected", "inactive"). IB's own position reports never change any of this.
 
 Two views: every account-wide position (`account|conId`, in `State.positions`) has a strategy's view
-(`strategy|account|conId`, in `State.strategy_positions`). `apply` brings one view up to date for one
-event (an order that came, went or was acknowledged, a fill, a commission), in one pass: the
-dispatcher calls it once per view. `renamed` and `left` move positions when IB names an instrument's
-conId or an order's account. This module writes only the positions and their histories, and only into
+(`strategy|account|conId`, in `State.strategy_positions`). `advanced` brings both views of every
+position an order change and its fills touched up to date, and `commissioned` those of a fill whose
+commission moved, each view in one pass; they return how the account-wide positions moved, for
+`accounts`. `renamed` and `left` move positions when IB names an instrument's conId or an order's
+account. This module writes only the positions and their histories, and only into
 the step's plan.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 
 from msgspec.structs import replace
 
-from events.schema import Contract, PositionMismatch, PositionReported
-from oms.state.links import position_key
-from oms.state.model import WORKING, Fill, Order, Position, PositionInput, PositionStatus, Removed, State
+from events.schema import Contract
+from oms.state.fills import FillChange
+from oms.state.model import WORKING, Fill, Order, Position, PositionInput, PositionStatus, Removed
 from oms.state.money import ONE, ZERO, Money, add, net, plus, rounded
-from oms.state.plan import REMOVED, Plan, history, keys_after, set_history
+from oms.state.plan import REMOVED, Link, Plan, keys_after
 
 # What the working orders on a key are, as bits of a working entry. DEFERRED marks an entry that comes
 # with the fill after it (the order filled and left the working orders): the status moves once, with
@@ -59,7 +60,7 @@ def opened(key: str, account: str, contract: Contract, strategy_id: str) -> Posi
     return Position(key=key, account=account, contract=contract, strategy_id=strategy_id)
 
 
-def views(key: str, strategy: str) -> tuple[tuple[bool, str, str], tuple[bool, str, str]]:
+def _views(key: str, strategy: str) -> tuple[tuple[bool, str, str], tuple[bool, str, str]]:
     """The two views of an account-wide key, as (account-wide?, position key, strategy)."""
     return (True, key, ""), (False, f"{strategy}|{key}", strategy)
 
@@ -78,7 +79,7 @@ def working_entry(seq: int, reason: str, bits: int, deferred: bool = False) -> i
     return (seq << 7) | (DEFERRED if deferred else 0) | (_REASON_CODE.get(reason, 0) << _WORKING_BITS) | bits
 
 
-def apply(plan: Plan, account_wide: bool, pkey: str, strategy: str, order: Order | None, base: str = "",
+def _apply(plan: Plan, account_wide: bool, pkey: str, strategy: str, order: Order | None, base: str = "",
           fill: Fill | None = None, replaces: bool = False, commission: Money | None = None,
           deferred: bool = False) -> tuple[Position | None, Position | None]:  # fmt: skip
     """One view of one position through one event, in one pass, stored once in the plan: `fill` (under
@@ -95,7 +96,9 @@ def apply(plan: Plan, account_wide: bool, pkey: str, strategy: str, order: Order
     if fill is not None and replaces:
         if pos is not None:
             fills = plan.state.fills
-            again = replayed(pos, history(plan, pkey), lambda key: w.get(("fills", key), fills.get(key)))
+            again = replayed(
+                pos, history_after(plan, pkey), lambda key: w.get(("fills", key), fills.get(key))
+            )
             if again != pos:
                 pos = replace(again, updated_seq=seq)
         fill = None
@@ -111,6 +114,73 @@ def apply(plan: Plan, account_wide: bool, pkey: str, strategy: str, order: Order
     if pos is not before and pos is not None:
         w[at] = pos
     return before, pos
+
+
+Moved = tuple[str, Position | None, Position | None]  # an account-wide position's (account, before, after)
+
+
+def advanced(plan: Plan, link: Link, steps: Sequence[Order] = (), changes: Sequence[FillChange] = ()
+           ) -> list[Moved]:  # fmt: skip
+    """Both views of every position an order change and its fills touched, in one pass: the positions
+    keyed by a symbol its conId now names move to the conId; then, for each fill change with the order
+    after it (`steps`), the order's place among the working orders of its key (leaving the key it had
+    before its account or instrument was known) and the fill, new (added to the key's history) or
+    replacing one (the history recomputed). With no fill change, only the order's place. Returns how the
+    account-wide positions the fills touched moved, for their accounts."""
+    for sym in link.named:
+        renamed(plan, sym, link.contract.con_id)
+    old, moved, moves = link.old, link.moved, []
+    for order, change in zip(steps, changes, strict=True) if changes else ((link.order, None),):
+        move = _stepped(plan, old, order, link.order_key, moved, link.old_key, change)
+        if move is not None:
+            moves.append(move)
+        old, moved = order, False
+    return moves
+
+
+def changes_place(old: Order | None, order: Order, moved: bool) -> bool:
+    """Whether an order's change from `old` may change its place among the working orders of its key:
+    new, another status or side, or `moved` (`rekeyed`)."""
+    return order is not old and (old is None or old.status != order.status or old.side != order.side or moved)
+
+
+def rekeyed(old: Order | None, order: Order) -> bool:
+    """Whether the order's account or instrument changed, so its positions may move with it."""
+    return old is not None and not (old.contract is order.contract and old.account == order.account)
+
+
+def _stepped(plan: Plan, old: Order | None, order: Order, order_key: str | None, moved: bool,
+             old_key: str | None, change: FillChange | None) -> Moved | None:  # fmt: skip
+    """One order change (from `old`) and the fill change with it, through both views."""
+    member = changes_place(old, order, moved)
+    key = order_key if member else None
+    if moved and old_key is not None and key is not None and old_key != key:
+        left(plan, old_key, key, order)
+    fill = None if change is None else change.after or change.before
+    fill_key = fill.position_key if fill is not None else None
+    replaces = change is not None and change.before is not None
+    if key is not None and key != fill_key:  # the order's positions alone
+        for account_wide, pkey, strategy in _views(key, order.strategy_id):
+            _apply(plan, account_wide, pkey, strategy, order, deferred=fill is not None and not replaces)
+    if change is None or fill is None:
+        return None
+    with_order = order if key == fill_key else None
+    move = None
+    for account_wide, pkey, strategy in _views(fill.position_key, fill.strategy_id):
+        before, after = _apply(plan, account_wide, pkey, strategy, with_order, change.base, fill, replaces)
+        if account_wide:
+            move = (fill.account, before, after)
+    return move
+
+
+def commissioned(plan: Plan, fill: Fill, moved: Money) -> list[Moved]:
+    """Both views of a fill's position after its commission moved by `moved`."""
+    moves = []
+    for account_wide, pkey, strategy in _views(fill.position_key, fill.strategy_id):
+        before, after = _apply(plan, account_wide, pkey, strategy, None, commission=moved)
+        if account_wide:
+            moves.append((fill.account, before, after))
+    return moves
 
 
 def _member(plan: Plan, pos: Position | None, pkey: str, strategy: str, order: Order, deferred: bool,
@@ -134,7 +204,7 @@ def _member(plan: Plan, pos: Position | None, pkey: str, strategy: str, order: O
     bits = 0  # what the working orders are: which sides, and whether IB has acknowledged any
     w, orders = plan.w, plan.state.orders
     for member in members:
-        one = w.get(("orders", member), orders.get(member))
+        one = order if member == coid else w.get(("orders", member), orders.get(member))
         assert one is not None, member
         bits |= BUYING if one.side == "BUY" else SELLING
         if one.status != "pending":
@@ -199,7 +269,7 @@ def _move(plan: Plan, account_wide: bool, key: str, new_key: str, pos: Position,
         w.get(("position_inputs", key), plan.state.position_inputs.get(key)) is not None
         or key in plan.appended
     )
-    inputs = history(plan, key)
+    inputs = history_after(plan, key)
     w[tag, key] = None
     set_history(plan, key, None)
     for wkey, change in list(w.items()):  # moved here earlier in this event: follow on
@@ -222,6 +292,18 @@ def _move(plan: Plan, account_wide: bool, key: str, new_key: str, pos: Position,
         joined = _member(plan, target, new_key, pos.strategy_id, order, False, working=True)
         _store(plan, account_wide, new_key, target, joined)
         target = joined
+
+
+def history_after(plan: Plan, key: str) -> list[PositionInput]:
+    """A position's history as it will stand after this step (a fresh list: read, never kept)."""
+    base = plan.w.get(("position_inputs", key), plan.state.position_inputs.get(key)) or ()
+    return [*base, *plan.appended.get(key, ())]
+
+
+def set_history(plan: Plan, key: str, inputs: list[PositionInput] | None) -> None:
+    """Replace a position's whole history (a checkpoint, a moved key); None removes it."""
+    plan.appended.pop(key, None)
+    plan.w["position_inputs", key] = inputs
 
 
 def status_of(qty: Decimal, bits: int) -> PositionStatus:
@@ -336,20 +418,4 @@ def commission_moved(pos: Position, commission: Money, seq: int) -> Position:
     total = add(pos.commission, commission)
     return replace(
         pos, commission=total, realized_pnl_net=net(pos.realized_pnl_gross, total), updated_seq=seq
-    )
-
-
-def reported_mismatch(state: State, ev: PositionReported) -> PositionMismatch | None:
-    """For the service: the PositionMismatch to log when IB's report disagrees with the fold."""
-    key = position_key(ev.account, ev.contract, state.con_ids)
-    pos = state.positions.get(key)
-    folded = pos.quantity if pos is not None else ZERO
-    if folded == ev.position:
-        return None
-    return PositionMismatch(
-        account=ev.account,
-        contract=ev.contract,
-        broker_position=ev.position,
-        folded_position=folded,
-        broker_avg_cost=ev.avg_cost,
     )

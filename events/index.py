@@ -412,6 +412,29 @@ def covers(segment: Path, index: SegmentIndex, size: int) -> bool:
         return file.read(HEADER_SIZE) == index.tail
 
 
+def frame_at(segment: Path, first_seq: int, seq: int) -> tuple[int, int] | None:
+    """(byte offset, CRC) of the frame at `seq` through the segment's stored index: one frame read and
+    checked (its seq, length and CRC) instead of the segment scanned up to it. None when there is no
+    usable index, it does not reach `seq`, or the frame where it points is not that frame intact: the
+    caller scans then."""
+    stored = load(segment, first_seq)
+    if stored is None or not first_seq <= seq < stored.next_seq:
+        return None
+    try:
+        offset, stop = stored.span(seq - first_seq, seq - first_seq)
+    except IndexMismatch:
+        return None
+    with segment.open("rb") as file:
+        file.seek(offset)
+        frame = file.read(stop - offset)
+    if len(frame) < HEADER_SIZE:
+        return None
+    length, crc, frame_seq = HEADER.unpack_from(frame)
+    if frame_seq != seq or len(frame) != HEADER_SIZE + length or zlib.crc32(frame[8:]) != crc:
+        return None
+    return offset, crc
+
+
 def segment_index(segment: Path, first_seq: int, *, closed: bool) -> SegmentIndex:
     """The index of `segment`, checked against it: the stored one if it still covers the segment, indexed
     on from where it stopped if the segment grew (the last one, while the writer appends), else built

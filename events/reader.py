@@ -20,6 +20,7 @@ from typing import BinaryIO
 
 from events.codec import decode
 from events.frames import diagnose, iter_frames
+from events.index import frame_at
 from events.journal_errors import CorruptJournal
 from events.schema import Envelope
 from events.segments import SEGMENT_HEADER_SIZE, check_journal_dir, check_segment_header, list_segments
@@ -192,4 +193,9 @@ class _Cursor:
         check_segment_header(self._path, self._file.read(SEGMENT_HEADER_SIZE), self._first)
         self._pos = SEGMENT_HEADER_SIZE
         self._next = self._first
+        # far into a segment, start at the wanted frame where its stored index points (that frame is
+        # checked there first), instead of reading and checking every frame before it
+        found = frame_at(self._path, self._first, wanted) if wanted > self._first else None
+        if found is not None:
+            self._pos, self._next = found[0], wanted
         return True

@@ -29,7 +29,7 @@ from pathlib import Path
 import msgspec
 
 from events import index
-from events.frames import HEADER, HEADER_SIZE, MAX_PAYLOAD, iter_frames
+from events.frames import HEADER, HEADER_SIZE, iter_frames
 from events.journal_errors import CorruptSnapshot
 from events.segments import SEGMENT_HEADER_SIZE, SNAPSHOT_DIR, fsync_dir, list_segments, make_dir
 
@@ -115,20 +115,24 @@ def write_snapshot(
 
 def load_snapshot(path: str | os.PathLike[str]) -> Snapshot:
     """One snapshot file, checked; `CorruptSnapshot` if any check fails."""
-    data = Path(path).read_bytes()
-    if len(data) < _HEADER_V1.size or data[:8] != MAGIC:
-        raise CorruptSnapshot(f"{path} is not a snapshot (no {MAGIC!r} header)")
-    version = int.from_bytes(data[8:12], "little")
-    if version == 1:
-        _, _, seq, length, crc = _HEADER_V1.unpack_from(data)
-        payload, frame_crc = data[_HEADER_V1.size :], None
-        expected = zlib.crc32(payload, zlib.crc32(seq.to_bytes(8, "little")))
-    elif version == FORMAT_VERSION and len(data) >= _HEADER.size:
-        _, _, seq, length, frame_crc, crc = _HEADER.unpack_from(data)
-        payload = data[_HEADER.size :]
-        expected = _crc(seq, frame_crc, payload)
-    else:
-        raise CorruptSnapshot(f"{path} is snapshot format {version}; this code reads {FORMAT_VERSION}")
+    with Path(path).open("rb") as file:
+        head = file.read(_HEADER.size)
+        if len(head) < _HEADER_V1.size or head[:8] != MAGIC:
+            raise CorruptSnapshot(f"{path} is not a snapshot (no {MAGIC!r} header)")
+        version = int.from_bytes(head[8:12], "little")
+        if version == 1:
+            _, _, seq, length, crc = _HEADER_V1.unpack_from(head)
+            payload, frame_crc = head[_HEADER_V1.size :] + file.read(), None
+            expected = zlib.crc32(payload, zlib.crc32(seq.to_bytes(8, "little")))
+        elif version == FORMAT_VERSION and len(head) == _HEADER.size:
+            _, _, seq, length, frame_crc, crc = _HEADER.unpack_from(head)
+            held = os.fstat(file.fileno()).st_size - _HEADER.size
+            if held != length:
+                raise CorruptSnapshot(f"{path} holds {held} payload bytes, its header says {length}")
+            payload = file.read(length)  # in one read, one copy: a state may be 80 MB
+            expected = _crc(seq, frame_crc, payload)
+        else:
+            raise CorruptSnapshot(f"{path} is snapshot format {version}; this code reads {FORMAT_VERSION}")
     if len(payload) != length:
         raise CorruptSnapshot(f"{path} holds {len(payload)} payload bytes, its header says {length}")
     if expected != crc:
@@ -152,9 +156,9 @@ def frame_crc_at(directory: str | os.PathLike[str], seq: int) -> int | None:
         return None
     first, path = segments[-1]
     try:
-        indexed = _indexed_frame_crc(path, first, seq)
+        indexed = index.frame_at(path, first, seq)
         if indexed is not None:
-            return indexed
+            return indexed[1]
         data = path.read_bytes()
     except FileNotFoundError:
         return None
@@ -163,30 +167,6 @@ def frame_crc_at(directory: str | os.PathLike[str], seq: int) -> int | None:
             crc: int = HEADER.unpack_from(data, start - HEADER_SIZE)[1]
             return crc
     return None
-
-
-def _indexed_frame_crc(path: Path, first: int, seq: int) -> int | None:
-    """The CRC of the frame at `seq` through the segment's stored index (events.index): one frame read
-    and checked (its seq, length and CRC) instead of the segment scanned up to it. None when there is no
-    usable index, it does not reach `seq`, or the frame where it points is not that frame intact: the
-    caller scans then."""
-    stored = index.load(path, first)
-    if stored is None or not first <= seq < stored.next_seq:
-        return None
-    offset = memoryview(stored.offsets).cast("Q")[seq - first]
-    with path.open("rb") as file:
-        file.seek(offset)
-        header = file.read(HEADER_SIZE)
-        if len(header) < HEADER_SIZE:
-            return None
-        length, crc, frame_seq = HEADER.unpack(header)
-        if frame_seq != seq or not 0 < length <= MAX_PAYLOAD:
-            return None
-        payload = file.read(length)
-    if len(payload) != length or zlib.crc32(payload, zlib.crc32(header[8:])) != crc:
-        return None
-    found: int = crc
-    return found
 
 
 def list_snapshots(directory: str | os.PathLike[str], folder: Path | None = None) -> list[SnapshotInfo]:

@@ -306,3 +306,28 @@ def test_any_forged_offsets_give_what_a_scan_gives(
     }
     _forge(segment, true, offsets=_array(true.offsets, "Q", forged))
     assert _answers(directory) == _scanned(directory)
+
+
+def test_a_read_from_inside_a_segment_starts_at_the_frame_its_index_points_to(tmp_path: Path) -> None:
+    """`read(from_seq)` seeks where the stored index says (replay's tail after a snapshot), so a frame
+    before `from_seq` is not read: damage there is found by a read that crosses it, not by this one."""
+    directory, segment, true = _closed_first_segment(tmp_path)
+    everything = list(JournalReader(directory).read())
+    data = bytearray(segment.read_bytes())
+    data[array("Q", true.offsets)[1] + 20] ^= 0xFF  # the payload of seq first + 1
+    segment.write_bytes(bytes(data))
+    start = A1_SEQS[-1]
+    assert list(JournalReader(directory).read(start)) == everything[start - 1 :]
+    with pytest.raises(CorruptJournal, match="bad CRC, yet a good frame follows"):
+        list(JournalReader(directory).read(true.first_seq + 1))
+
+
+@pytest.mark.parametrize(
+    "how", ["beyond EOF", "far beyond EOF", "a frame with another seq", "inside a frame"]
+)
+def test_a_read_from_a_forged_offset_gives_what_a_scan_gives(tmp_path: Path, how: str) -> None:
+    directory, segment, true = _closed_first_segment(tmp_path)
+    everything = list(JournalReader(directory).read())
+    _forge(segment, true, offsets=_array(true.offsets, "Q", _offsets(true, how)))
+    for start in A1_SEQS:
+        assert list(JournalReader(directory).read(start, start + 3)) == everything[start - 1 : start + 3]

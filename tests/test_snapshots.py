@@ -84,6 +84,19 @@ def test_truncated_or_foreign_snapshots_are_detected(tmp_path: Path) -> None:
         assert latest_snapshot(tmp_path) is None
 
 
+def test_a_snapshot_with_more_bytes_than_its_header_says_or_fewer_is_refused_unread(tmp_path: Path) -> None:
+    """The payload is read in one read of the length the header gives, so that length is checked against
+    the file first: neither bytes after it nor a forged huge length get through (or get allocated)."""
+    path = write_snapshot(tmp_path, 5, b"0123456789")
+    whole = path.read_bytes()
+    path.write_bytes(whole + b"xy")
+    with pytest.raises(CorruptSnapshot, match="holds 12 payload bytes, its header says 10"):
+        read_snapshot(path)
+    path.write_bytes(whole[:20] + (2**63).to_bytes(8, "little") + whole[28:])  # offset 20: the length
+    with pytest.raises(CorruptSnapshot, match=f"holds 10 payload bytes, its header says {2**63}"):
+        read_snapshot(path)
+
+
 def test_a_snapshot_renamed_to_another_seq_is_skipped(tmp_path: Path) -> None:
     path = write_snapshot(tmp_path, 5, b"five")
     path.rename(path.with_name("00000000000000000009.snap"))

@@ -86,14 +86,19 @@ def sweep(plan: Plan) -> None:
 
 
 def _going(state: State, ts: int) -> tuple[dict[str, Order], set[str], dict[str, int]]:
-    """The orders that retire now, their fills, and how much of each touched history they end."""
+    """The orders that retire now, their fills, and how much of each touched history they end. Only
+    terminal orders quiet for `RETIRE_AFTER_NS` are candidates: without any, the fills are not read."""
+    quiet = ts - RETIRE_AFTER_NS
+    candidates = [o for o in state.orders.values() if o.status in TERMINAL and o.updated_ts <= quiet]
+    if not candidates:
+        return {}, set(), {}
     fills_of: dict[str, list[str]] = {}
     for base, fill in state.fills.items():
         fills_of.setdefault(fill.client_order_id, []).append(base)
     going = {
         order.client_order_id: order
-        for order in state.orders.values()
-        if _final(order, [state.fills[b] for b in fills_of.get(order.client_order_id, ())], ts)
+        for order in candidates
+        if _explained(order, [state.fills[b] for b in fills_of.get(order.client_order_id, ())], ts)
     }
     while True:  # an order whose fill is held behind a live fill in some position's history stays
         bases = {b for coid in going for b in fills_of.get(coid, ())}
@@ -109,13 +114,11 @@ def _going(state: State, ts: int) -> tuple[dict[str, Order], set[str], dict[str,
         going = {coid: order for coid, order in going.items() if coid not in held}
 
 
-def _final(order: Order, fills: list[Fill], now: int) -> bool:
-    """Terminal, quiet, and explained: IB's filled quantity is in its fills (else the next
-    reconciliation infers the rest), and every commission is in, or has been missing for a day. An
+def _explained(order: Order, fills: list[Fill], now: int) -> bool:
+    """A terminal, quiet order is final when explained: IB's filled quantity is in its fills (else the
+    next reconciliation infers the rest), and every commission is in, or has been missing for a day. An
     external order whose quantity IB has not told (taken as filled by its executions) waits a day: its
     openOrder may still show it working."""
-    if order.status not in TERMINAL or order.updated_ts > now - RETIRE_AFTER_NS:
-        return False
     if order.broker_filled > order.filled + order.overfill:
         return False
     day_old = order.updated_ts <= now - TOMBSTONE_NS

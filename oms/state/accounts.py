@@ -40,28 +40,25 @@ def with_value(acct: Account | None, ev: AccountValueReported, seq: int) -> Acco
 
 
 def credited(plan: Plan, moves: Iterable[tuple[str, Position | None, Position | None]], account: str = "",
-          broker: Money = _NONE) -> None:  # fmt: skip
-    """Account-wide positions went from before to after (account, before, after): their money's change,
-    and IB's realized P&L `broker` for `account`, into each account once. Money maps are replaced, never
+             broker: Money = _NONE) -> None:  # fmt: skip
+    """Account-wide positions went from before to after (account, before, after): each one's change of
+    money into its account, and IB's realized P&L `broker` into `account`. Money maps are replaced, never
     changed, so the same object means the same money."""
-    deltas: dict[str, tuple[Money, Money, Money]] = {account: (_NONE, _NONE, broker)} if broker else {}
     for owner, before, after in moves:
-        if after is None or after is before:
-            continue
-        gross, commission = after.realized_pnl_gross, after.commission
-        if before is not None:
-            old_gross, old_commission = before.realized_pnl_gross, before.commission
-            gross = _NONE if gross is old_gross else add(gross, old_gross, -1)
-            commission = _NONE if commission is old_commission else add(commission, old_commission, -1)
-        if not (gross or commission):
-            continue
-        earlier = deltas.get(owner)
-        if earlier is None:
-            deltas[owner] = (gross, commission, _NONE)
-        else:  # a second move of the same account in one step (an inferred fill replaced)
-            deltas[owner] = (add(earlier[0], gross), add(earlier[1], commission), earlier[2])
-    for owner, (gross, commission, by_broker) in deltas.items():
-        apply(plan, owner, gross, commission, by_broker)
+        gross = commission = _NONE
+        if after is not None and after is not before:
+            gross, commission = after.realized_pnl_gross, after.commission
+            if before is not None:
+                old_gross, old_commission = before.realized_pnl_gross, before.commission
+                gross = _NONE if gross is old_gross else add(gross, old_gross, -1)
+                commission = _NONE if commission is old_commission else add(commission, old_commission, -1)
+        by_broker = _NONE
+        if broker and owner == account:  # with the first move of its account
+            by_broker, broker = broker, _NONE
+        if gross or commission or by_broker:
+            apply(plan, owner, gross, commission, by_broker)
+    if broker:
+        apply(plan, account, _NONE, _NONE, broker)
 
 
 def apply(plan: Plan, account: str, gross: Money, commission: Money, broker: Money) -> None:

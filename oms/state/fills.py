@@ -76,10 +76,6 @@ def from_execution(plan: Plan, ev: ev_.ExecutionReported, link: Link) -> Execute
         ]:
             w["pending_commissions", key] = None  # reports for the executions this one corrects: never joined
     order = link.order
-    report = w.get(("pending_commissions", ev.exec_id), waiting.get(ev.exec_id)) if waiting else None
-    if report is not None:  # its commission report came first
-        w["pending_commissions", ev.exec_id] = None
-    commission, broker = _money_of(report)
     fill = Fill(
         exec_id=ev.exec_id,
         client_order_id=order.client_order_id,
@@ -91,13 +87,16 @@ def from_execution(plan: Plan, ev: ev_.ExecutionReported, link: Link) -> Execute
         shares=ev.shares,
         price=exact(ev.price),
         time_ns=ev.time_ns,
-        commission=commission,
-        broker_realized_pnl=broker,
         seq=prev.seq if prev is not None else seq,
         ts=prev.ts if prev is not None else plan.ts,
         updated_seq=seq,
         corrects=prev.exec_id if prev is not None else "",
     )
+    report = w.get(("pending_commissions", ev.exec_id), waiting.get(ev.exec_id)) if waiting else None
+    if report is not None:  # its commission report came first
+        w["pending_commissions", ev.exec_id] = None
+        commission, broker = _money_of(report)
+        fill = replace(fill, commission=commission, broker_realized_pnl=broker)
     w["fills", base] = fill
     if prev is None:
         qty = order.filled + order.overfill + fill.shares
@@ -168,11 +167,8 @@ def _changes_retired(state: State, ev: ev_.CommissionReported, report: Commissio
         )
 
 
-def _money_of(report: Commission | None) -> tuple[Money, Money]:
-    """A commission report's commission and IB's realized P&L, as a fill holds them (new maps, empty
-    without a report)."""
-    if report is None:
-        return {}, {}
+def _money_of(report: Commission) -> tuple[Money, Money]:
+    """A commission report's commission and IB's realized P&L, as a fill holds them."""
     realized = report.realized_pnl
     return (
         {report.currency: report.commission} if report.commission else {},

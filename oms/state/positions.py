@@ -129,8 +129,11 @@ def advanced(plan: Plan, link: Link, steps: Sequence[Order] = (), changes: Seque
     account-wide positions the fills touched moved, for their accounts."""
     for sym in link.named:
         renamed(plan, sym, link.contract.con_id)
+    if not changes:
+        _stepped(plan, link.old, link.order, link.order_key, link.moved, link.old_key, None)
+        return []
     old, moved, moves = link.old, link.moved, []
-    for order, change in zip(steps, changes, strict=True) if changes else ((link.order, None),):
+    for order, change in zip(steps, changes, strict=True):
         move = _stepped(plan, old, order, link.order_key, moved, link.old_key, change)
         if move is not None:
             moves.append(move)

@@ -55,6 +55,7 @@ class Executed(Struct, frozen=True, gc=False):
     changes: tuple[FillChange, ...]
     commission: Money
     broker: Money
+    account: str  # whose IB realized P&L `broker` is: the execution's account
 
 
 def from_execution(plan: Plan, ev: ev_.ExecutionReported, link: Link) -> Executed | None:
@@ -76,6 +77,8 @@ def from_execution(plan: Plan, ev: ev_.ExecutionReported, link: Link) -> Execute
         ]:
             w["pending_commissions", key] = None  # reports for the executions this one corrects: never joined
     order = link.order
+    report = w.get(("pending_commissions", ev.exec_id), waiting.get(ev.exec_id)) if waiting else None
+    money = None if report is None else _money_of(report)  # its commission report came first
     fill = Fill(
         exec_id=ev.exec_id,
         client_order_id=order.client_order_id,
@@ -92,11 +95,9 @@ def from_execution(plan: Plan, ev: ev_.ExecutionReported, link: Link) -> Execute
         updated_seq=seq,
         corrects=prev.exec_id if prev is not None else "",
     )
-    report = w.get(("pending_commissions", ev.exec_id), waiting.get(ev.exec_id)) if waiting else None
-    if report is not None:  # its commission report came first
+    if money is not None:
         w["pending_commissions", ev.exec_id] = None
-        commission, broker = _money_of(report)
-        fill = replace(fill, commission=commission, broker_realized_pnl=broker)
+        fill = replace(fill, commission=money[0], broker_realized_pnl=money[1])
     w["fills", base] = fill
     if prev is None:
         qty = order.filled + order.overfill + fill.shares
@@ -114,7 +115,7 @@ def from_execution(plan: Plan, ev: ev_.ExecutionReported, link: Link) -> Execute
     shrunk = (
         inferred(plan, order, link.order_key, own.qty, own.value, own.inferred) if order.inferred else None
     )
-    return Executed((own,) if shrunk is None else (own, shrunk), commission, broker)
+    return Executed((own,) if shrunk is None else (own, shrunk), commission, broker, ev.account)
 
 
 def commission(plan: Plan, ev: ev_.CommissionReported) -> tuple[Fill, Money, Money] | None:

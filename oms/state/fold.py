@@ -115,13 +115,13 @@ def _order(plan: Plan, old: Order | None, order: Order) -> None:
         positions.advanced(plan, links.of_change(plan, old, order))
 
 
-def _filled(plan: Plan, link: Link, done: fills.Executed, account: str) -> None:
+def _filled(plan: Plan, link: Link, done: fills.Executed) -> None:
     """Fills changed (`done`): the order after them, both views of their positions, and the money
-    that moved, into each account (IB's realized P&L into `account`)."""
+    that moved, into each account (IB's realized P&L into the execution's)."""
     steps = orders.after_fills(link.order, done, plan.seq, plan.ts)
     plan.w["orders", link.order.client_order_id] = steps[-1]
     moves = positions.advanced(plan, link, steps, done.changes)
-    accounts.credited(plan, moves, account, done.broker)
+    accounts.credited(plan, moves, done.account, done.broker)
 
 
 def _learn(plan: Plan, order: Order, contract: Contract, new: bool) -> Order:
@@ -260,7 +260,7 @@ def _on_execution(plan: Plan, ev: ev_.ExecutionReported) -> None:
     if done is None:  # seen before, or superseded: only what it taught about the order
         _order(plan, link.old, link.order)
         return
-    _filled(plan, link, done, ev.account)
+    _filled(plan, link, done)
 
 
 def _on_commission(plan: Plan, ev: ev_.CommissionReported) -> None:
@@ -357,7 +357,7 @@ def _on_reconciliation_finished(plan: Plan, ev: ev_.ReconciliationFinished) -> N
         qty = order.filled + order.overfill
         change = fills.inferred(plan, order, link.order_key, qty, order.fill_value, order.inferred)
         if change is not None:
-            _filled(plan, link, fills.Executed((change,), _NONE, _NONE), order.account)
+            _filled(plan, link, fills.Executed((change,), _NONE, _NONE, order.account))
 
 
 def _nothing(plan: Plan, ev: ev_.Event) -> None:

@@ -37,8 +37,8 @@ from events.schema import (
     PositionMismatch,
     PositionReported,
 )
-from oms.state.tombstones import retired
 from oms.state.model import Order, State
+from oms.state.tombstones import retired
 
 LIVE_REQ_ID = -1
 OrderKey = tuple[int, int, int]  # (permId, clientId, orderId): permId when IB gave one

@@ -34,9 +34,9 @@ from oms.service.risk import (
     strategy_limits,
 )
 from oms.service.terms import OWN_PRICE, Terms, change_error, cutoff_error, modify_error, terms_error
-from oms.state.tombstones import taken
 from oms.state.model import TERMINAL, Order, State
 from oms.state.money import exact
+from oms.state.tombstones import taken
 
 # IB's size increments where IB has not described the contract: whole units for stocks (IB refuses
 # fractional stock quantities from the API), futures and options; forex in cents of the base currency.

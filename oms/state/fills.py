@@ -76,7 +76,8 @@ def from_execution(plan: Plan, ev: ev_.ExecutionReported, link: Link) -> Execute
             k for k in keys_after(plan, "pending_commissions") if base_of(k) == base and later(ev.exec_id, k)
         ]:
             w["pending_commissions", key] = None  # reports for the executions this one corrects: never joined
-    order = link.order
+    order, side = link.order, link.side
+    assert side is not None  # a link made by an execution
     report = w.get(("pending_commissions", ev.exec_id), waiting.get(ev.exec_id)) if waiting else None
     money = None if report is None else _money_of(report)  # its commission report came first
     fill = Fill(
@@ -86,7 +87,7 @@ def from_execution(plan: Plan, ev: ev_.ExecutionReported, link: Link) -> Execute
         account=ev.account,
         position_key=link.key,
         contract=link.contract,
-        side=link.side,
+        side=side,
         shares=ev.shares,
         price=exact(ev.price),
         time_ns=ev.time_ns,

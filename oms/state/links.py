@@ -106,8 +106,7 @@ def of_change(plan: Plan, old: Order | None, order: Order) -> Link:
     moved = rekeyed(old, order)
     order_key = key_of(plan, order)
     old_key = key_of(plan, old) if moved and old is not None else None
-    side: Literal["BUY", "SELL"] = order.side or "BUY"
-    return Link(old, order, order.contract, side, order_key or "", order_key, moved, old_key, ())
+    return Link(old, order, order.contract, None, order_key or "", order_key, moved, old_key, ())
 
 
 def ib_side(side: str) -> Literal["BUY", "SELL"]:

@@ -48,7 +48,7 @@ class Link(Struct, frozen=True, gc=False):
     old: Order | None
     order: Order
     contract: Contract
-    side: Literal["BUY", "SELL"]
+    side: Literal["BUY", "SELL"] | None  # the execution's; None for an order change without one
     key: str
     order_key: str | None
     moved: bool

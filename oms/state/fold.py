@@ -111,8 +111,9 @@ def _order(plan: Plan, old: Order | None, order: Order) -> None:
     if order is old:
         return
     plan.w["orders", order.client_order_id] = order
-    if positions.changes_place(old, order, positions.rekeyed(old, order)):
-        positions.advanced(plan, links.of_change(plan, old, order))
+    moved = positions.rekeyed(old, order)
+    if positions.changes_place(old, order, moved):
+        positions.advanced(plan, links.of_change(plan, old, order, moved))
 
 
 def _filled(plan: Plan, link: Link, done: fills.Executed) -> None:
@@ -353,7 +354,7 @@ def _on_reconciliation_finished(plan: Plan, ev: ev_.ReconciliationFinished) -> N
         return
     since = state.reconciliation_seq
     for order in [o for o in state.orders.values() if o.broker_seq > since and o.broker_filled != o.filled]:
-        link = links.of_change(plan, order, order)
+        link = links.of_change(plan, order, order, False)
         qty = order.filled + order.overfill
         change = fills.inferred(plan, order, link.order_key, qty, order.fill_value, order.inferred)
         if change is not None:

@@ -100,10 +100,9 @@ def of_execution(plan: Plan, ev: ExecutionReported) -> Link | None:
     return Link(old, order, contract, side, key, order_key, moved, old_key, tuple(named))
 
 
-def of_change(plan: Plan, old: Order | None, order: Order) -> Link:
-    """An order's change from `old` as a link: its keys, before too when its account or instrument
-    became known (an order IB first reported by its status)."""
-    moved = rekeyed(old, order)
+def of_change(plan: Plan, old: Order | None, order: Order, moved: bool) -> Link:
+    """An order's change from `old` as a link: its keys, before too when it `moved` (`rekeyed`: its
+    account or instrument became known, as for an order IB first reported by its status)."""
     order_key = key_of(plan, order)
     old_key = key_of(plan, old) if moved and old is not None else None
     return Link(old, order, order.contract, None, order_key or "", order_key, moved, old_key, ())

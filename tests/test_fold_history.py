@@ -99,6 +99,17 @@ def test_repeats_of_a_retired_orders_reports_change_nothing() -> None:
     assert not state.fold_errors
 
 
+def test_a_repeated_execution_of_a_retired_order_leaves_every_table_as_it_was() -> None:
+    """The execution names an order the state no longer knows: what the step worked out for it (an
+    external order's ids, its instrument) is dropped once its fill is recognised as a retired one's."""
+    state, envs = _retired_c1()
+    before = encode_state(replace(state, seq=0, ts=0))
+    execution = next(e.event for e in envs if isinstance(e.event, ExecutionReported))
+    state, changes = step(state, Envelope(envs[-1].seq + 1, envs[-1].ts + MS, execution))
+    assert changes == ()
+    assert encode_state(replace(state, seq=0, ts=0)) == before
+
+
 def test_a_correction_of_a_retired_fill_is_refused_and_recorded() -> None:
     state, envs = _retired_c1()
     fill = next(e.event for e in envs if isinstance(e.event, ExecutionReported))

@@ -62,9 +62,13 @@ def from_execution(plan: Plan, ev: ev_.ExecutionReported, link: Link) -> Execute
     """The fill `ev` makes (new, or replacing the fill it corrects), with its commission if the report
     came first; reports waiting for executions it supersedes are dropped. A real execution for what was
     inferred replaces the inferred fill, never adds to it. None for an execution seen before, or one a
-    correction superseded (a report waiting for it is moot)."""
+    correction superseded (a report waiting for it is moot). For an order the state does not know
+    (`link.old` None), IB repeating a retired order's execution raises `tombstones.Repeated` (the step
+    changes nothing), and anything else for a retired order `tombstones.RetiredOrder`."""
     w = plan.w
     base = base_of(ev.exec_id)
+    if link.old is None and tombstones.repeated_execution(plan.state, ev, base):
+        raise tombstones.Repeated(ev.exec_id)
     prev = plan.state.fills.get(base)
     if prev is not None and not later(ev.exec_id, prev.exec_id):
         w["pending_commissions", ev.exec_id] = None

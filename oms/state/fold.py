@@ -3,10 +3,11 @@
 Each event is one step, compute then commit: `step` builds a `Plan` (oms.state.plan) by handing the
 event to its decider below, which asks each owner for the new values of its own tables, in one pass:
 an execution goes links -> fills -> orders -> positions (both views) -> accounts. `commit` then only
-assigns. A decider that raises has written nothing: the event is recorded in `State.fold_errors`
-(seq, kind, error) by a plan of its own and returned as a `FoldError` change, the same way live and in
-replay, so the live state still equals the replayed one. Retirement (`history.sweep`) runs as its own
-plan after the event's.
+assigns. A decider that raises has written nothing. `tombstones.Repeated` (IB repeating a retired
+order's execution, recognised by its fill) then leaves the state as it was; any other exception is
+recorded in `State.fold_errors` (seq, kind, error) by a plan of its own and returned as a `FoldError`
+change, the same way live and in replay, so the live state still equals the replayed one.
+Retirement (`history.sweep`) runs as its own plan after the event's.
 
 Ownership: `step` updates the dicts inside the `State` it is given and returns that same object: the
 caller hands over the old state. Every entity (Order, Position, Account, Fill) is a frozen Struct,
@@ -48,6 +49,8 @@ def _step(state: State, env: Envelope) -> tuple[Plan, Plan | None]:
     plan = Plan(state, env.seq, env.ts)
     try:
         _DECIDE[type(event)](plan, event)
+    except tombstones.Repeated:  # IB repeating a retired order's report: nothing changes
+        plan = Plan(state, env.seq, env.ts)
     except Exception as exc:  # a fold bug or an event it cannot apply: nothing written, recorded, skipped
         error = FoldError(seq=env.seq, kind=kind_of(event), error=f"{type(exc).__name__}: {exc}")
         plan = Plan(state, env.seq, env.ts)
@@ -255,8 +258,6 @@ def _on_execution(plan: Plan, ev: ev_.ExecutionReported) -> None:
     """A fill: whom it is for, the fill (deduped by execId; a later execId with the same part before the
     last "." replaces it), the order, both views of its position, the account: each owner once."""
     link = links.of_execution(plan, ev)
-    if link is None:  # IB repeating a retired order's execution
-        return
     done = fills.from_execution(plan, ev, link)
     if done is None:  # seen before, or superseded: only what it taught about the order
         _order(plan, link.old, link.order)

@@ -16,8 +16,6 @@ from typing import Literal
 from msgspec.structs import replace
 
 from events.schema import Contract, ExecutionReported, symbol_key
-from oms.state import tombstones
-from oms.state.fills import base_of
 from oms.state.model import EXTERNAL_STRATEGY, Order, OrderSide, State
 from oms.state.money import ZERO
 from oms.state.plan import Link, Plan
@@ -75,14 +73,11 @@ def key_of(plan: Plan, order: Order) -> str | None:
     return keyed(plan, order.account, contract)
 
 
-def of_execution(plan: Plan, ev: ExecutionReported) -> Link | None:
+def of_execution(plan: Plan, ev: ExecutionReported) -> Link:
     """Whom `ev` is for, with what it teaches about its order's identity (index writes into the plan).
-    None for IB repeating a retired order's execution (after a reconnect); anything else for a retired
-    order, such as a correction of one of its fills, raises `tombstones.RetiredOrder`."""
-    state = plan.state
-    old = known(state, ev.order_id, ev.perm_id, ev.client_id, ev.order_ref)
-    if old is None and tombstones.repeated_execution(state, ev, base_of(ev.exec_id)):
-        return None
+    An order this state does not know becomes an external one (`old` None); whether it is a retired
+    order's is for its fill to tell (`fills.from_execution`)."""
+    old = known(plan.state, ev.order_id, ev.perm_id, ev.client_id, ev.order_ref)
     side = ib_side(ev.side)
     if old is None:
         ids = (ev.client_id, ev.order_id, ev.perm_id)

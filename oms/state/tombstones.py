@@ -20,6 +20,11 @@ class RetiredOrder(Exception):
     """An event that would change a retired order (a late correction): refused, recorded, visible."""
 
 
+class Repeated(Exception):
+    """IB repeating a retired order's report (after a reconnect), recognised once the step has worked out
+    whom it is for: the step changes nothing, so what it worked out is dropped with its plan."""
+
+
 def ident(kind: str, value: object) -> int:
     """A stable 64-bit hash of one identifier (Python's `hash` of a str changes between runs)."""
     digest = hashlib.blake2b(f"{kind}{value}".encode(), digest_size=8).digest()

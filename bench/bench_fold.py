@@ -36,13 +36,13 @@ from oms.state.model import initial_state
 CLIENT_ID = 7
 
 
-def stream(orders: int) -> Iterator[Envelope]:
+def stream(orders: int, instruments: int = 50) -> Iterator[Envelope]:
     """The session's envelopes, made one order at a time (so a large state can be measured alone)."""
     seq = 0
     for i in range(orders):
         coid, oid, perm = f"o{i}", 1000 + i, 500_000 + i
-        sym = f"S{i % 50}"
-        contract, ib_contract = Contract(symbol=sym), Contract(symbol=sym, con_id=10_000 + i % 50)
+        sym = f"S{i % instruments}"
+        contract, ib_contract = Contract(symbol=sym), Contract(symbol=sym, con_id=10_000 + i % instruments)
         side: Side = "BUY" if (i // 50) % 3 else "SELL"
         qty = Decimal(100 + i % 7)
         acknowledged = OpenOrderReported(
@@ -106,6 +106,20 @@ def stream(orders: int) -> Iterator[Envelope]:
         for ev in events:
             seq += 1
             yield Envelope(seq, seq * 1000, ev)
+
+
+def _ladder(resting: int, orders: int, repeat: int) -> float:
+    """Seconds (best of `repeat`) to fold `orders` filled orders on one instrument where `resting`
+    orders of both sides are working, acknowledged by IB, as a market maker's ladder is."""
+    envs = list(stream(resting + orders, instruments=1))
+    rest = [e for i, e in enumerate(envs[: 8 * resting]) if i % 8 < 4]  # request .. Submitted
+    best = float("inf")
+    for _ in range(repeat):
+        state = fold(rest)
+        start = time.perf_counter()
+        fold(envs[8 * resting :], state)
+        best = min(best, time.perf_counter() - start)
+    return best
 
 
 def _best(fn, repeat: int) -> float:  # type: ignore[no-untyped-def]
@@ -172,6 +186,13 @@ def main(short: bool) -> None:
     for name, secs in rows:
         print(f"{name:<36}{n / secs:>14,.0f}{secs / n * 1e6:>10.3f}")
     print("targets: fold >= 1,000,000/s, decode+fold >= 400,000/s")
+    ladder = 2_000 if short else 10_000
+    alone, beside = _ladder(0, ladder, repeat), _ladder(1_000, ladder, repeat)
+    for name, secs in (
+        ("one instrument, nothing else working", alone),
+        ("one instrument, 1,000 orders working", beside),
+    ):
+        print(f"{name:<36}{8 * ladder / secs:>14,.0f}{secs / (8 * ladder) * 1e6:>10.3f}")
 
     big = 20_000 if short else 100_000
     empty, full = _rss_child(0), _rss_child(big)

@@ -130,6 +130,27 @@ def test_positions_list_only_working_orders_of_their_own_key(session: Session) -
         _check_memberships(state)
 
 
+@PROPS
+@given(sessions())
+def test_a_positions_status_follows_from_its_quantity_and_its_working_orders(session: Session) -> None:
+    """After every step a position's working orders say which sides work and whether IB acknowledged
+    any: pending (none acknowledged) or submitted while flat, closing while one works against the
+    quantity. The fold keeps this up to date order by order, without re-reading every working order."""
+    state = initial_state()
+    for env in session.envelopes:
+        state, _ = step(state, env)
+        for pos in [*state.positions.values(), *state.strategy_positions.values()]:
+            working = [state.orders[coid] for coid in pos.orders]
+            sides = {o.side for o in working}
+            acked = any(o.status != "pending" for o in working)
+            if pos.quantity:
+                against = "SELL" if pos.quantity > 0 else "BUY"
+                expected = "closing" if against in sides else "filled"
+            else:
+                expected = ("submitted" if acked else "pending") if working else "closed"
+            assert pos.status == expected, (pos.key, pos.status, pos.quantity, sides, acked)
+
+
 def _external_status_then_execution_then_open_order(session: Session) -> bool:
     """Whether an external order is first seen by its status, and executes before its openOrder."""
     letters = {OrderStatusReported: "S", ExecutionReported: "E", OpenOrderReported: "O"}

@@ -202,16 +202,18 @@ def _member(plan: Plan, pos: Position | None, pkey: str, strategy: str, order: O
         pos = opened(pkey, order.account, order.contract, strategy)
     coid = order.client_order_id
     members = pos.orders
-    if (coid in members) != working:
-        members = (*members, coid) if working else tuple([c for c in members if c != coid])
-    bits = 0  # what the working orders are: which sides, and whether IB has acknowledged any
-    w, orders = plan.w, plan.state.orders
-    for member in members:
-        one = order if member == coid else w.get(("orders", member), orders.get(member))
-        assert one is not None, member
-        bits |= BUYING if one.side == "BUY" else SELLING
-        if one.status != "pending":
-            bits |= ACKED
+    was = coid in members
+    if was != working:
+        if working:
+            members = (*members, coid)
+        else:
+            at = members.index(coid)
+            members = members[:at] + members[at + 1 :]
+    mine = _contribution(order) if working else 0
+    # what the working orders are: which sides, and whether IB has acknowledged any. `pos.working` is
+    # that of the orders before, so an order joining only adds to it; otherwise the others' are looked
+    # up, until they give all they could (at most `pos.working`): rarely more than one of them
+    bits = pos.working | mine if not was else _with_others(plan, pos, coid, mine)
     moved = bits != pos.working or created
     if not moved and members is pos.orders:
         return pos
@@ -222,6 +224,25 @@ def _member(plan: Plan, pos: Position | None, pkey: str, strategy: str, order: O
     if deferred:
         return replace(pos, orders=members, working=bits, updated_seq=seq)
     return _working(pos, seq, reason, bits, members, seq)
+
+
+def _contribution(order: Order) -> int:
+    """What one working order adds to its position's working bits: its side, and whether IB has it."""
+    return (BUYING if order.side == "BUY" else SELLING) | (ACKED if order.status != "pending" else 0)
+
+
+def _with_others(plan: Plan, pos: Position, coid: str, mine: int) -> int:
+    """`mine` with the working bits of the other working orders of `pos` (those before `coid` changed)."""
+    full, bits = pos.working | mine, mine
+    w, orders = plan.w, plan.state.orders
+    for member in pos.orders:
+        if bits == full:
+            break
+        if member != coid:
+            other = w.get(("orders", member), orders.get(member))
+            assert other is not None, member
+            bits |= _contribution(other)
+    return bits
 
 
 def _store(plan: Plan, account_wide: bool, pkey: str, before: Position | None, pos: Position | None) -> None:

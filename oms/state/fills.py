@@ -74,16 +74,10 @@ def from_execution(plan: Plan, ev: ev_.ExecutionReported, link: Link) -> Execute
         w["pending_commissions", ev.exec_id] = None
         return None
     seq = plan.seq
-    waiting = plan.state.pending_commissions
-    if waiting:
-        for key in [
-            k for k in keys_after(plan, "pending_commissions") if base_of(k) == base and later(ev.exec_id, k)
-        ]:
-            w["pending_commissions", key] = None  # reports for the executions this one corrects: never joined
+    report = _waiting_report(plan, ev.exec_id, base) if plan.state.pending_commissions else None
+    money = None if report is None else _money_of(report)  # its commission report came first
     order, side = link.order, link.side
     assert side is not None  # a link made by an execution
-    report = w.get(("pending_commissions", ev.exec_id), waiting.get(ev.exec_id)) if waiting else None
-    money = None if report is None else _money_of(report)  # its commission report came first
     fill = Fill(
         exec_id=ev.exec_id,
         client_order_id=order.client_order_id,
@@ -121,6 +115,20 @@ def from_execution(plan: Plan, ev: ev_.ExecutionReported, link: Link) -> Execute
         inferred(plan, order, link.order_key, own.qty, own.value, own.inferred) if order.inferred else None
     )
     return Executed((own,) if shrunk is None else (own, shrunk), commission, broker, ev.account)
+
+
+def _waiting_report(plan: Plan, exec_id: str, base: str) -> Commission | None:
+    """The commission report waiting for execution `exec_id` (it came first), if any; reports waiting
+    for the executions it corrects (under `base`) are dropped: they are never joined."""
+    w = plan.w
+    for key in [
+        k for k in keys_after(plan, "pending_commissions") if base_of(k) == base and later(exec_id, k)
+    ]:
+        w["pending_commissions", key] = None
+    report: Commission | None = w.get(
+        ("pending_commissions", exec_id), plan.state.pending_commissions.get(exec_id)
+    )
+    return report
 
 
 def commission(plan: Plan, ev: ev_.CommissionReported) -> tuple[Fill, Money, Money] | None:

@@ -3,7 +3,8 @@
 A synthetic session, 8 events per order as IB sends them for a filled limit order (request, sent,
 openOrder, Submitted, execution, commission, Filled, a second openOrder: the shape of the real TWS
 capture of a filled order, which has one more openOrder), over 50 instruments so positions open, close
-and flip. Baselines measured in the same run: a bare loop doing one dict lookup per event, and
+and flip. Baselines measured in the same run: a bare loop doing one dict lookup per event, the same
+session's writes alone without any rule (bench/writes_alone.py: a ceiling on the fold's speed), and
 msgspec decoding alone.
 """
 
@@ -17,6 +18,7 @@ from decimal import Decimal
 
 from msgspec.structs import replace
 
+from bench.writes_alone import writes_alone
 from events.codec import decode, encode
 from events.schema import (
     AnyEvent,
@@ -176,6 +178,7 @@ def main(short: bool) -> None:
 
     rows = [
         ("baseline: dict lookup per event", _best(bare, repeat)),
+        ("baseline: the writes alone, no rules", _best(lambda: writes_alone(envs), repeat)),
         ("fold (decoded envelopes)", _best(lambda: fold(envs), repeat)),
         ("step per event (with its changes)", _best(stepped, repeat)),
         ("baseline: msgspec decode only", _best(decode_only, repeat)),

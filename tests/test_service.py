@@ -265,7 +265,17 @@ def test_a_failed_journal_refuses_commands_but_keeps_answering(tmp_path: Path) -
         wire = Wire(service.endpoints.router)
         inner = service.service
         assert inner is not None
-        service.call(inner.journal.close)  # as if the disk had failed: nothing more can be written
+        journal = inner.journal
+
+        def closed_when_all_durable() -> bool:
+            """As if the disk failed, once nothing is waiting on it (a start-up event's fsync still under
+            way would otherwise be the first write to find it failed, not the command below)."""
+            if journal.durable_seq < journal.last_seq:
+                return False
+            journal.close()  # nothing more can be written
+            return True
+
+        wait_until(lambda: service.call(closed_when_all_durable), what="the journal idle, then failed")
         first = wire.request(place(client_order_id="after-failure"))
         assert first["error"]["code"] == "internal"
         second = wire.request(place(client_order_id="after-failure-2"))

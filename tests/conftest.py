@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from hypothesis import settings
+
+from tests.test_service_support import close_open_wires
 
 # CI runs the property tests with a fixed seed (the same examples every run: a red CI is a real bug,
 # never a lucky draw); locally every run draws new sessions.
@@ -15,6 +18,13 @@ if os.environ.get("CI"):
     settings.load_profile("ci")
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
+
+
+@pytest.fixture(autouse=True)
+def _no_wire_left_open() -> Iterator[None]:
+    """Every test's raw wires closed, even one that failed before closing its own."""
+    yield
+    close_open_wires()
 
 
 @pytest.fixture
